@@ -1,0 +1,95 @@
+//! hairpin's XDP program.
+//!
+//! For every frame on a port hairpin serves it looks up the port's [`PortConf`] by
+//! ingress ifindex, counts the frame in the per-CPU [`QueueStats`] of its (port, queue),
+//! and redirects it into the AF_XDP socket bound to that queue in `XSKS`. A frame goes
+//! to the kernel's stack (`XDP_PASS`) when its port is not served, when no socket is
+//! bound to its queue, or when it is addressed to the host's own MAC on that port.
+//!
+//! Built by `cargo xtask build` for `bpfel-unknown-none`; the user-space forwarder
+//! embeds the object and loads it with aya.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::xdp_action,
+    macros::{map, xdp},
+    maps::{HashMap, PerCpuArray, XskMap},
+    programs::XdpContext,
+};
+use hairpin_common::{MAX_PORT_QUEUES, MAX_PORTS, PortConf, QueueStats, port_flags, xsk_index};
+
+#[map]
+static PORTS: HashMap<u32, PortConf> = HashMap::with_max_entries(MAX_PORTS, 0);
+
+#[map]
+static XSKS: XskMap = XskMap::with_max_entries(MAX_PORT_QUEUES, 0);
+
+#[map]
+static QUEUE_STATS: PerCpuArray<QueueStats> = PerCpuArray::with_max_entries(MAX_PORT_QUEUES, 0);
+
+/// Length of an Ethernet destination MAC.
+const MAC_LEN: usize = 6;
+
+#[xdp]
+pub fn hairpin(ctx: XdpContext) -> u32 {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    // SAFETY: the map holds plain `PortConf` values that user space updates whole; a
+    // concurrent update is a race the kernel resolves per element, never a torn read of
+    // freed memory.
+    let Some(port) = (unsafe { PORTS.get(&ifindex) }) else {
+        return xdp_action::XDP_PASS;
+    };
+    let queue = ctx.rx_queue_index();
+    let Some(index) = xsk_index(port.slot, queue) else {
+        return xdp_action::XDP_PASS;
+    };
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    let stats = QUEUE_STATS.get_ptr_mut(index);
+
+    let action = if port.flags & port_flags::STEER == 0 || is_for_host(&ctx, port) {
+        xdp_action::XDP_PASS
+    } else {
+        // On a miss (no socket bound at `index`) the helper returns the low bits of the
+        // flags: XDP_PASS, so the kernel keeps the frame.
+        XSKS.redirect(index, u64::from(xdp_action::XDP_PASS))
+            .unwrap_or(xdp_action::XDP_PASS)
+    };
+
+    if let Some(stats) = stats {
+        // SAFETY: a per-CPU array element is only touched by this CPU while this program
+        // runs on it, and `get_ptr_mut` returned a valid, aligned pointer into the map.
+        let stats = unsafe { &mut *stats };
+        stats.rx_packets += 1;
+        stats.rx_bytes += len;
+        if action == xdp_action::XDP_REDIRECT {
+            stats.steered += 1;
+        } else {
+            stats.passed += 1;
+        }
+    }
+    action
+}
+
+/// Whether the frame is addressed to the host's own MAC on a port that keeps host traffic.
+#[inline(always)]
+fn is_for_host(ctx: &XdpContext, port: &PortConf) -> bool {
+    if port.flags & port_flags::PASS_HOST_MAC == 0 {
+        return false;
+    }
+    let start = ctx.data();
+    if start + MAC_LEN > ctx.data_end() {
+        return false;
+    }
+    // SAFETY: the verifier-visible bounds check above proves the six bytes at `start`
+    // lie inside the frame.
+    let dst = unsafe { &*(start as *const [u8; MAC_LEN]) };
+    *dst == port.host_mac
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    // The verifier rejects any reachable panic path, so this is never entered at run time.
+    loop {}
+}

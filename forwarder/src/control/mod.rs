@@ -1,0 +1,4 @@
+//! The control plane: ports, the XDP program and its maps, preflight checks.
+pub mod port;
+pub mod preflight;
+pub mod xdp;

@@ -1,0 +1,287 @@
+//! Loading hairpin's XDP program and steering ports' RX queues into AF_XDP sockets.
+//!
+//! [`Steering`] owns the loaded program, its maps and every attachment. Attachments are
+//! bpf_links: when the process ends in any way, SIGKILL included, the kernel closes the
+//! link and the port goes back to plain kernel forwarding.
+use std::os::fd::AsRawFd;
+
+use aya::{
+    Ebpf,
+    maps::{HashMap, MapData, PerCpuArray, XskMap},
+    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+};
+use hairpin_common::{PROGRAM_NAME, PortConf, QueueStats, maps, xsk_index};
+
+use crate::control::port::Interface;
+
+/// The XDP object `cargo xtask build` embedded (empty for a plain `cargo build`).
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hairpin.bpf.o"));
+
+/// An error loading, attaching or configuring the XDP program.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// This binary was built without the XDP object.
+    #[error(
+        "this hairpin binary was built without its XDP program; build it with `cargo xtask build`"
+    )]
+    NotEmbedded,
+    /// The kernel refused the object or one of its maps.
+    #[error("loading the XDP program into the kernel (needs root or CAP_BPF + CAP_NET_ADMIN)")]
+    Load(#[source] aya::EbpfError),
+    /// The object lacks a program or map it should have.
+    #[error("the embedded XDP object has no {what} named {name}")]
+    Missing {
+        /// "program" or "map".
+        what: &'static str,
+        /// The name looked for.
+        name: &'static str,
+    },
+    /// The program failed verification or loading.
+    #[error("verifying the XDP program")]
+    Program(#[source] aya::programs::ProgramError),
+    /// A map had an unexpected type.
+    #[error("map {name} of the XDP object")]
+    MapType {
+        /// The map's name.
+        name: &'static str,
+        /// The error from aya.
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// Attaching to a port failed.
+    #[error("attaching XDP ({mode}) to {port}")]
+    Attach {
+        /// The port.
+        port: String,
+        /// The mode tried.
+        mode: AttachedMode,
+        /// The error from the kernel.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A (port, queue) is beyond the maps' bounds.
+    #[error("port slot {slot} queue {queue} is beyond the XDP maps ({max_ports} ports x {max_queues} queues)", max_ports = hairpin_common::MAX_PORTS, max_queues = hairpin_common::MAX_QUEUES)]
+    OutOfRange {
+        /// The port's slot.
+        slot: u32,
+        /// The queue.
+        queue: u32,
+    },
+    /// Updating or reading a map failed.
+    #[error("{action} map {name}")]
+    Map {
+        /// What was being done.
+        action: &'static str,
+        /// The map's name.
+        name: &'static str,
+        /// The error from aya.
+        #[source]
+        source: aya::maps::MapError,
+    },
+}
+
+/// How to attach: `--xdp-mode auto|native|generic`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpAttachMode {
+    /// Native where the driver supports it, generic otherwise (with one log line).
+    #[default]
+    Auto,
+    /// Driver (native) XDP only.
+    Native,
+    /// Generic (skb) XDP only.
+    Generic,
+}
+
+/// The mode an attachment ended up in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachedMode {
+    /// Driver XDP.
+    Native,
+    /// Generic XDP.
+    Generic,
+}
+
+impl std::fmt::Display for AttachedMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Native => "native",
+            Self::Generic => "generic",
+        })
+    }
+}
+
+impl AttachedMode {
+    fn aya(self) -> XdpMode {
+        match self {
+            Self::Native => XdpMode::Driver,
+            Self::Generic => XdpMode::Skb,
+        }
+    }
+}
+
+/// The loaded XDP program, its maps and its attachments.
+pub struct Steering {
+    ebpf: Ebpf,
+    ports: HashMap<MapData, u32, PortConf>,
+    xsks: XskMap<MapData>,
+    stats: PerCpuArray<MapData, QueueStats>,
+    links: Vec<(String, XdpLinkId)>,
+}
+
+impl Steering {
+    /// Loads the embedded XDP program into the kernel, without attaching it anywhere.
+    pub fn load() -> Result<Self, XdpError> {
+        if EBPF_OBJECT.is_empty() {
+            return Err(XdpError::NotEmbedded);
+        }
+        let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(XdpError::Load)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(XdpError::Missing {
+                what: "program",
+                name: PROGRAM_NAME,
+            })?
+            .try_into()
+            .map_err(XdpError::Program)?;
+        program.load().map_err(XdpError::Program)?;
+
+        let mut take = |name: &'static str| {
+            ebpf.take_map(name)
+                .ok_or(XdpError::Missing { what: "map", name })
+        };
+        let (ports, xsks, stats) = (
+            take(maps::PORTS)?,
+            take(maps::XSKS)?,
+            take(maps::QUEUE_STATS)?,
+        );
+        let typed = |name| move |source| XdpError::MapType { name, source };
+        Ok(Self {
+            ports: HashMap::try_from(ports).map_err(typed(maps::PORTS))?,
+            xsks: XskMap::try_from(xsks).map_err(typed(maps::XSKS))?,
+            stats: PerCpuArray::try_from(stats).map_err(typed(maps::QUEUE_STATS))?,
+            ebpf,
+            links: Vec::new(),
+        })
+    }
+
+    /// Tells the program how to treat frames arriving on `iface`.
+    pub fn configure_port(&mut self, iface: &Interface, conf: PortConf) -> Result<(), XdpError> {
+        self.ports
+            .insert(iface.ifindex, conf, 0)
+            .map_err(|source| XdpError::Map {
+                action: "updating",
+                name: maps::PORTS,
+                source,
+            })
+    }
+
+    /// Attaches the program to `iface`, returning the mode it ended up in.
+    pub fn attach(
+        &mut self,
+        iface: &Interface,
+        mode: XdpAttachMode,
+    ) -> Result<AttachedMode, XdpError> {
+        let tries: &[AttachedMode] = match mode {
+            XdpAttachMode::Auto => &[AttachedMode::Native, AttachedMode::Generic],
+            XdpAttachMode::Native => &[AttachedMode::Native],
+            XdpAttachMode::Generic => &[AttachedMode::Generic],
+        };
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(XdpError::Missing {
+                what: "program",
+                name: PROGRAM_NAME,
+            })?
+            .try_into()
+            .map_err(XdpError::Program)?;
+        let mut last = None;
+        for &attempt in tries {
+            match program.attach_to_if_index(iface.ifindex, attempt.aya()) {
+                Ok(link) => {
+                    if last.is_some() {
+                        log::warn!(
+                            "{}: native XDP is not supported by its driver; using generic (slower)",
+                            iface.name
+                        );
+                    }
+                    self.links.push((iface.name.clone(), link));
+                    return Ok(attempt);
+                }
+                Err(source) => last = Some((attempt, source)),
+            }
+        }
+        let (mode, source) = last.expect("at least one attach mode is always tried");
+        Err(XdpError::Attach {
+            port: iface.name.clone(),
+            mode,
+            source,
+        })
+    }
+
+    /// Points (port slot, queue) at an AF_XDP socket.
+    pub fn bind_socket(
+        &mut self,
+        slot: u32,
+        queue: u32,
+        socket: &impl AsRawFd,
+    ) -> Result<(), XdpError> {
+        let index = xsk_index(slot, queue).ok_or(XdpError::OutOfRange { slot, queue })?;
+        self.xsks
+            .set(index, socket.as_raw_fd(), 0)
+            .map_err(|source| XdpError::Map {
+                action: "updating",
+                name: maps::XSKS,
+                source,
+            })
+    }
+
+    /// The program's counters for (port slot, queue), summed over CPUs.
+    pub fn queue_stats(&self, slot: u32, queue: u32) -> Result<QueueStats, XdpError> {
+        let index = xsk_index(slot, queue).ok_or(XdpError::OutOfRange { slot, queue })?;
+        let per_cpu = self.stats.get(&index, 0).map_err(|source| XdpError::Map {
+            action: "reading",
+            name: maps::QUEUE_STATS,
+            source,
+        })?;
+        let mut total = QueueStats::default();
+        for cpu in per_cpu.iter() {
+            total.accumulate(cpu);
+        }
+        Ok(total)
+    }
+
+    /// Detaches from every port now (dropping `Steering` does the same).
+    pub fn detach_all(&mut self) {
+        let Some(program) = self.ebpf.program_mut(PROGRAM_NAME) else {
+            return;
+        };
+        let Ok(program): Result<&mut Xdp, _> = program.try_into() else {
+            return;
+        };
+        for (port, link) in self.links.drain(..) {
+            if let Err(e) = program.detach(link) {
+                log::warn!("detaching XDP from {port}: {e}");
+            }
+        }
+    }
+
+    /// The ports the program is attached to.
+    pub fn attached_ports(&self) -> impl Iterator<Item = &str> {
+        self.links.iter().map(|(port, _)| port.as_str())
+    }
+}
+
+impl std::fmt::Debug for Steering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Steering")
+            .field("links", &self.links)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Steering {
+    fn drop(&mut self) {
+        self.detach_all();
+    }
+}

@@ -1,0 +1,18 @@
+//! hairpin: an IEEE 802.1Qbg edge virtual bridge over AF_XDP.
+//!
+//! The crate is layered the way a frame travels:
+//!
+//! - [`control`]: the control plane. Looks ports up ([`control::port`]), loads the XDP
+//!   program and points each port's RX queues at AF_XDP sockets ([`control::xdp`]),
+//!   and checks the kernel before anything is attached ([`control::preflight`]).
+//! - [`netlab`]: throw-away labs of network namespaces for the demo and the tests.
+//!
+//! The raw syscalls hairpin makes itself live in one private module, `sys`; the rest of
+//! the crate does not use `unsafe`.
+#![deny(unsafe_code)]
+
+pub mod control;
+pub mod netlab;
+mod sys;
+
+pub use sys::{catch_stop_signals, request_stop, stop_requested};

@@ -1,0 +1,156 @@
+//! The few raw syscalls hairpin makes itself, each behind a safe function.
+//!
+//! Everything else goes through aya (BPF) and xsk-rs (AF_XDP). Keeping the `unsafe` FFI
+//! here leaves the rest of the crate free of it.
+#![allow(unsafe_code)]
+
+use std::{
+    io, mem,
+    os::fd::{FromRawFd as _, OwnedFd},
+    ptr,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+/// `socket(AF_INET, SOCK_DGRAM)`: the handle ioctls on interfaces go through.
+pub fn control_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn ifreq_for(name: &str) -> io::Result<libc::ifreq> {
+    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    Ok(req)
+}
+
+/// The interface's hardware (MAC) address, by `SIOCGIFHWADDR`.
+pub fn hardware_address(sock: libc::c_int, name: &str) -> io::Result<[u8; 6]> {
+    let mut req = ifreq_for(name)?;
+    // SAFETY: `req` is a valid `ifreq` naming the interface; the kernel writes
+    // `ifru_hwaddr` only.
+    if unsafe { libc::ioctl(sock, libc::SIOCGIFHWADDR, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFHWADDR filled the `ifru_hwaddr` member of the union.
+    let data = unsafe { req.ifr_ifru.ifru_hwaddr.sa_data };
+    let mut mac = [0u8; 6];
+    for (dst, src) in mac.iter_mut().zip(data) {
+        *dst = src as u8;
+    }
+    Ok(mac)
+}
+
+/// `struct ethtool_channels` from `linux/ethtool.h`.
+#[repr(C)]
+#[derive(Default)]
+struct EthtoolChannels {
+    cmd: u32,
+    max_rx: u32,
+    max_tx: u32,
+    max_other: u32,
+    max_combined: u32,
+    rx_count: u32,
+    tx_count: u32,
+    other_count: u32,
+    combined_count: u32,
+}
+
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+
+/// RX queues in use (`rx_count + combined_count`), by `ETHTOOL_GCHANNELS`.
+pub fn ethtool_rx_channels(sock: libc::c_int, name: &str) -> io::Result<u32> {
+    let mut channels = EthtoolChannels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Default::default()
+    };
+    let mut req = ifreq_for(name)?;
+    req.ifr_ifru.ifru_data = ptr::from_mut(&mut channels).cast();
+    // SAFETY: `req` names the interface and points at a live `ethtool_channels` the
+    // kernel fills in; both outlive the call.
+    if unsafe { libc::ioctl(sock, libc::SIOCETHTOOL, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(channels.rx_count + channels.combined_count)
+}
+
+/// Whether this kernel has AF_XDP sockets, by opening (and closing) one.
+pub fn af_xdp_available() -> io::Result<()> {
+    // SAFETY: plain syscall with constant arguments.
+    let fd = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns; dropping closes it.
+    drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    Ok(())
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Routes SIGINT and SIGTERM to [`stop_requested`] instead of killing the process.
+pub fn catch_stop_signals() -> io::Result<()> {
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: `sigaction` is plain data; all-zero plus the fields set below is valid.
+        let mut action: libc::sigaction = unsafe { mem::zeroed() };
+        action.sa_sigaction = on_stop_signal as *const () as libc::sighandler_t;
+        action.sa_flags = libc::SA_RESTART;
+        // SAFETY: installs an async-signal-safe handler; `action` is fully initialised.
+        if unsafe { libc::sigaction(signal, &action, ptr::null_mut()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Whether SIGINT or SIGTERM arrived since [`catch_stop_signals`].
+pub fn stop_requested() -> bool {
+    STOP.load(Ordering::Relaxed)
+}
+
+/// Asks the process to stop as a signal would (used by the demo and tests in-process).
+pub fn request_stop() {
+    STOP.store(true, Ordering::Relaxed);
+}
+
+/// Moves the calling thread into the network namespace open at `ns`.
+pub fn enter_netns(ns: &impl std::os::fd::AsRawFd) -> io::Result<()> {
+    // SAFETY: `setns` only reads the descriptor; it affects the calling thread alone.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sends `signal` to process `pid`.
+pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
+    let pid =
+        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `kill` touches no memory of ours.
+    if unsafe { libc::kill(pid, signal) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The index of interface `name` in the calling thread's namespace, or 0 if none.
+pub fn if_index(name: &std::ffi::CStr) -> u32 {
+    // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
+    unsafe { libc::if_nametoindex(name.as_ptr()) }
+}

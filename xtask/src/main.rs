@@ -1,0 +1,212 @@
+//! `cargo xtask`: set up, build, run, test and benchmark hairpin.
+//!
+//! Every command says what it does, one line a step, and fails with what to do next.
+use std::{
+    env,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+
+mod setup;
+
+/// Build, run and test hairpin.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Install what the build needs (Debian packages, nightly rust-src, bpf-linker), if missing.
+    Setup,
+    /// Build the XDP object and the `hairpin` binary with the object embedded.
+    Build {
+        /// Optimised build: target/release/hairpin.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, build (release) and run hairpin as root with ARGS; with none, the demo lab.
+    Run {
+        /// Arguments for `hairpin`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run the whole suite: unit tests, then the privileged integration tests.
+    Test {
+        /// Only tests whose name contains this.
+        filter: Option<String>,
+    },
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Task::Setup => setup::run(),
+        Task::Build { release } => build(release).map(drop),
+        Task::Run { args } => {
+            setup::run()?;
+            let hairpin = build(true)?;
+            run_hairpin(&hairpin, &args)
+        }
+        Task::Test { filter } => {
+            setup::run()?;
+            test(filter.as_deref())
+        }
+    }
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_owned()
+}
+
+/// Prints a step line.
+pub fn step(text: &str) {
+    println!("==> {text}");
+}
+
+/// Runs `cmd`, failing with its command line when it does not succeed.
+pub fn status(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// A `cargo` command for the host toolchain, in the workspace root.
+fn cargo() -> Command {
+    let mut cmd = Command::new(env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace());
+    cmd
+}
+
+fn ebpf_object() -> PathBuf {
+    workspace().join("target/bpfel-unknown-none/release/hairpin-ebpf")
+}
+
+/// Builds the XDP object (nightly, `bpfel-unknown-none`) and then `hairpin` with it
+/// embedded; returns the binary's path.
+fn build(release: bool) -> Result<PathBuf> {
+    step("building the XDP program (nightly, bpfel-unknown-none)");
+    let mut ebpf = Command::new("rustup");
+    ebpf.args([
+        "run",
+        "nightly",
+        "cargo",
+        "build",
+        "--package",
+        "hairpin-ebpf",
+    ])
+    .args([
+        "-Z",
+        "build-std=core",
+        "--target",
+        "bpfel-unknown-none",
+        "--release",
+    ])
+    .current_dir(workspace());
+    // The outer (stable) cargo's variables would pin the inner one to its toolchain.
+    for var in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTDOC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO",
+    ] {
+        ebpf.env_remove(var);
+    }
+    status(&mut ebpf).context("building the XDP program (is `cargo xtask setup` done?)")?;
+
+    let profile = if release { "release" } else { "debug" };
+    step(&format!("building hairpin ({profile})"));
+    let mut host = cargo();
+    host.args(["build", "--package", "hairpin", "--bin", "hairpin"])
+        .env("HAIRPIN_EBPF_OBJ", ebpf_object());
+    if release {
+        host.arg("--release");
+    }
+    status(&mut host)?;
+    Ok(workspace().join("target").join(profile).join("hairpin"))
+}
+
+fn run_hairpin(hairpin: &Path, args: &[String]) -> Result<()> {
+    let args: Vec<String> = if args.is_empty() {
+        vec!["demo".into()]
+    } else {
+        args.to_vec()
+    };
+    let mut cmd = if is_root() {
+        Command::new(hairpin)
+    } else {
+        step("hairpin needs root: running it with sudo");
+        let mut sudo = Command::new("sudo");
+        sudo.arg(hairpin);
+        sudo
+    };
+    cmd.args(&args);
+    step(&format!("running hairpin {}", args.join(" ")));
+    status(&mut cmd)
+}
+
+fn test(filter: Option<&str>) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "the privileged tests need root (network namespaces, XDP, AF_XDP): \
+             run `sudo -E cargo xtask test`, or `cargo test` for the unit tests alone"
+        );
+    }
+    build(false)?;
+    // One feature set for both runs, so the second reuses the first one's build.
+    let suite = |what: &str, targets: &[&str]| {
+        step(what);
+        let mut cmd = cargo();
+        cmd.args([
+            "test",
+            "--package",
+            "hairpin-common",
+            "--package",
+            "hairpin",
+        ])
+        .args([
+            "--package",
+            "xtask",
+            "--features",
+            "hairpin/privileged-tests",
+        ])
+        .args(targets)
+        .env("HAIRPIN_EBPF_OBJ", ebpf_object());
+        if let Some(filter) = filter {
+            cmd.args(["--", filter]);
+        }
+        status(&mut cmd)
+    };
+    suite("unit tests", &["--lib", "--bins"])?;
+    suite(
+        "privileged integration tests (root, network namespaces)",
+        &["--test", "privileged"],
+    )
+}

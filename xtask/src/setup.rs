@@ -1,0 +1,142 @@
+//! `cargo xtask setup`: installs what is missing, and only that.
+//!
+//! Each step checks first and says what it found; a second run installs nothing.
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, Result, bail};
+
+use crate::{status, step};
+
+/// Debian packages the build, the tests and the demo need.
+const PACKAGES: &[(&str, &str)] = &[
+    ("llvm-22-dev", "LLVM 22, which bpf-linker links against"),
+    ("libpolly-22-dev", "needed by LLVM 22's cmake files"),
+    ("clang-22", "compiles libxdp's XDP dispatcher for xsk-rs"),
+    ("m4", "libxdp's build"),
+    ("libelf-dev", "libbpf (vendored by xsk-rs)"),
+    ("zlib1g-dev", "libbpf (vendored by xsk-rs)"),
+    ("pkg-config", "finding libelf and zlib"),
+    (
+        "iproute2",
+        "network namespaces and veth for the demo and tests",
+    ),
+    ("iputils-ping", "ping in the demo and tests"),
+    ("iperf3", "TCP streams in the demo and tests"),
+    ("tcpdump", "captures in the tests"),
+];
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
+
+/// Runs every step.
+pub fn run() -> Result<()> {
+    nightly()?;
+    packages()?;
+    bpf_linker()?;
+    step("setup: done");
+    Ok(())
+}
+
+fn output(cmd: &mut Command) -> Option<String> {
+    let out = cmd.stderr(Stdio::null()).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn nightly() -> Result<()> {
+    let toolchains = output(Command::new("rustup").args(["toolchain", "list"]))
+        .context("rustup is needed to build the XDP program; install it from rustup.rs")?;
+    if !toolchains.lines().any(|l| l.starts_with("nightly")) {
+        step("setup: installing the nightly toolchain (the XDP program needs -Z build-std)");
+        status(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+        ]))?;
+    }
+    let installed = output(Command::new("rustup").args([
+        "component",
+        "list",
+        "--toolchain",
+        "nightly",
+        "--installed",
+    ]))
+    .unwrap_or_default();
+    if installed.lines().any(|l| l.starts_with("rust-src")) {
+        step("setup: nightly rust-src: present");
+    } else {
+        step("setup: nightly rust-src: installing (to build core for bpfel-unknown-none)");
+        status(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
+    }
+    Ok(())
+}
+
+fn is_installed(package: &str) -> bool {
+    output(Command::new("dpkg-query").args(["-W", "-f=${Status}", package]))
+        .is_some_and(|s| s.contains("install ok installed"))
+}
+
+fn packages() -> Result<()> {
+    let missing: Vec<_> = PACKAGES.iter().filter(|(p, _)| !is_installed(p)).collect();
+    if missing.is_empty() {
+        step(&format!(
+            "setup: Debian packages: all {} present",
+            PACKAGES.len()
+        ));
+        return Ok(());
+    }
+    for (package, why) in &missing {
+        step(&format!("setup: Debian package {package}: missing ({why})"));
+    }
+    if !crate::is_root() {
+        bail!("installing Debian packages needs root: run `sudo -E cargo xtask setup`");
+    }
+    step("setup: apt-get update");
+    status(Command::new("apt-get").args(["update", "-q"]))?;
+    step("setup: apt-get install");
+    status(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(missing.iter().map(|(p, _)| p))
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn bpf_linker() -> Result<()> {
+    let version = output(Command::new("bpf-linker").arg("--version"));
+    let links_llvm22 = output(Command::new("sh").args(["-c", "ldd \"$(command -v bpf-linker)\""]))
+        .is_some_and(|l| l.contains("libLLVM.so.22"));
+    if let Some(version) = &version
+        && links_llvm22
+    {
+        step(&format!(
+            "setup: {}: present, linked against LLVM 22",
+            version.trim()
+        ));
+        return Ok(());
+    }
+    step(&format!(
+        "setup: bpf-linker {BPF_LINKER_VERSION}: building against LLVM 22 (a few minutes, once)"
+    ));
+    status(
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args([
+                "install",
+                "bpf-linker",
+                "--version",
+                BPF_LINKER_VERSION,
+                "--force",
+            ])
+            .args(["--no-default-features", "--features", "llvm-22"])
+            .env("LLVM_PREFIX", LLVM_PREFIX),
+    )
+}
