@@ -5,6 +5,9 @@
 //! - [`control`]: the control plane. Looks ports up ([`control::port`]), loads the XDP
 //!   program and points each port's RX queues at AF_XDP sockets ([`control::xdp`]),
 //!   and checks the kernel before anything is attached ([`control::preflight`]).
+//! - [`switch`]: the switching decision, [`switch::decide`], a pure function of the
+//!   frame, the ingress port and the shared tables (mode, MAC table).
+//! - [`wire`]: zero-copy views of the headers the decision reads.
 //! - [`netlab`]: throw-away labs of network namespaces for the demo and the tests.
 //!
 //! The raw syscalls hairpin makes itself live in one private module, `sys`; the rest of
@@ -13,6 +16,8 @@
 
 pub mod control;
 pub mod netlab;
+pub mod switch;
 mod sys;
+pub mod wire;
 
 pub use sys::{catch_stop_signals, request_stop, stop_requested};

@@ -1,0 +1,391 @@
+//! The MAC table (forwarding database): bounded, shared by every worker, lock-free.
+//!
+//! The table is an array of 64-byte buckets, each holding four slots of two words:
+//!
+//! - `key`: `1 << 63 | vlan << 48 | mac`, or 0 for an empty slot;
+//! - `val`: `stamp << 32 | flags << 8 | (port + 1)`, or 0 while a slot is being filled
+//!   or emptied.
+//!
+//! A key hashes to one bucket and lives in one of its four slots, or not at all: there is
+//! no probing into other buckets, so an entry can be removed by clearing its slot, with no
+//! tombstones. When all four slots of a bucket are taken, the new address is not learned
+//! and [`Fdb::full_events`] counts it; frames to it are flooded, as a bridge with a full
+//! table does. The table never grows, whatever the source addresses a flood brings.
+//!
+//! Every worker reads and learns concurrently with plain atomic loads and
+//! compare-and-swaps; a learn is visible to every other worker as soon as its store is
+//! (well within a microsecond), and no lock is ever taken on the frame path. Learning
+//! writes only when something changed (a new address, a move, or a stamp at least a second
+//! old), so a steady flow does not bounce the cache line between cores. Aging
+//! ([`Fdb::age`]) runs on the control thread: it empties a slot by swapping its `val` to 0
+//! first (so a racing learner's compare-and-swap fails and retries) and then its `key`.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::control::port::Mac;
+
+/// Index of a port in the bridge, `0..MAX_PORTS`.
+pub type PortId = u8;
+
+/// A VLAN id, 0..=4095 (0 for untagged traffic).
+pub type VlanId = u16;
+
+const SLOTS: usize = 4;
+const VALID: u64 = 1 << 63;
+const FLAG_STATIC: u64 = 1 << 8;
+
+#[derive(Debug, Default)]
+struct Slot {
+    key: AtomicU64,
+    val: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Bucket {
+    slots: [Slot; SLOTS],
+}
+
+/// What a call to [`Fdb::learn`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Learned {
+    /// A new entry.
+    New,
+    /// The address moved here from another port.
+    Moved {
+        /// The port it was on.
+        from: PortId,
+    },
+    /// Nothing needed writing (or the entry is static).
+    Unchanged,
+    /// Its stamp was refreshed.
+    Refreshed,
+    /// Its bucket was full: not learned.
+    Full,
+}
+
+/// One entry, as [`Fdb::entries`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The VLAN.
+    pub vlan: VlanId,
+    /// The address.
+    pub mac: Mac,
+    /// The port it was learned on.
+    pub port: PortId,
+    /// The time (table seconds) it was last seen.
+    pub stamp: u32,
+    /// Configured, never aged or moved.
+    pub is_static: bool,
+}
+
+/// The MAC table. See the module documentation for the design.
+#[derive(Debug)]
+pub struct Fdb {
+    buckets: Box<[Bucket]>,
+    shift: u32,
+    full: AtomicU64,
+}
+
+const fn key(vlan: VlanId, mac: Mac) -> u64 {
+    VALID | ((vlan as u64 & 0xfff) << 48) | mac.to_u64()
+}
+
+const fn encode(port: PortId, now: u32, flags: u64) -> u64 {
+    ((now as u64) << 32) | flags | (port as u64 + 1)
+}
+
+const fn port_of(val: u64) -> Option<PortId> {
+    match val & 0xff {
+        0 => None,
+        p => Some((p - 1) as PortId),
+    }
+}
+
+const fn stamp_of(val: u64) -> u32 {
+    (val >> 32) as u32
+}
+
+impl Fdb {
+    /// A table with room for at least `capacity` entries (rounded up to a power of two,
+    /// at least one bucket).
+    pub fn with_capacity(capacity: usize) -> Self {
+        let buckets = capacity.div_ceil(SLOTS).max(1).next_power_of_two();
+        let shift = 64 - buckets.trailing_zeros();
+        Self {
+            buckets: (0..buckets).map(|_| Bucket::default()).collect(),
+            shift,
+            full: AtomicU64::new(0),
+        }
+    }
+
+    /// How many entries the table can hold at most.
+    pub fn capacity(&self) -> usize {
+        self.buckets.len() * SLOTS
+    }
+
+    fn bucket(&self, key: u64) -> &Bucket {
+        // Fibonacci hashing: the multiply spreads the key, the top bits pick the bucket.
+        // A one-bucket table shifts by 64, which `checked_shr` turns into index 0.
+        let index = key
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .checked_shr(self.shift)
+            .unwrap_or(0);
+        &self.buckets[index as usize]
+    }
+
+    /// The port `mac` was learned on in `vlan`, if it was.
+    #[inline]
+    pub fn lookup(&self, vlan: VlanId, mac: Mac) -> Option<PortId> {
+        let key = key(vlan, mac);
+        self.bucket(key)
+            .slots
+            .iter()
+            .find(|s| s.key.load(Ordering::Acquire) == key)
+            .and_then(|s| port_of(s.val.load(Ordering::Acquire)))
+    }
+
+    /// Records that `mac` was seen on `port` in `vlan` at time `now` (seconds).
+    #[inline]
+    pub fn learn(&self, vlan: VlanId, mac: Mac, port: PortId, now: u32) -> Learned {
+        self.upsert(key(vlan, mac), port, now, 0)
+    }
+
+    /// Adds a static entry: never aged, never moved by learning.
+    pub fn insert_static(&self, vlan: VlanId, mac: Mac, port: PortId) -> Learned {
+        self.upsert(key(vlan, mac), port, 0, FLAG_STATIC)
+    }
+
+    fn upsert(&self, key: u64, port: PortId, now: u32, flags: u64) -> Learned {
+        let bucket = self.bucket(key);
+        let wanted = encode(port, now, flags);
+        // Two rounds: a lost race (another learner, or the ager) is retried once.
+        for _ in 0..2 {
+            for slot in &bucket.slots {
+                if slot.key.load(Ordering::Acquire) != key {
+                    continue;
+                }
+                let val = slot.val.load(Ordering::Acquire);
+                // Another thread is filling (or the ager emptying) this very entry:
+                // leave it to them; the next frame from this address learns again.
+                let Some(old) = port_of(val) else {
+                    return Learned::Unchanged;
+                };
+                let forced = flags & FLAG_STATIC != 0;
+                if val & FLAG_STATIC != 0 && !forced {
+                    return Learned::Unchanged;
+                }
+                if !forced && old == port && now.saturating_sub(stamp_of(val)) < 1 {
+                    return Learned::Unchanged;
+                }
+                if slot
+                    .val
+                    .compare_exchange(val, wanted, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return if old == port {
+                        Learned::Refreshed
+                    } else {
+                        Learned::Moved { from: old }
+                    };
+                }
+            }
+            for slot in &bucket.slots {
+                match slot
+                    .key
+                    .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => {
+                        slot.val.store(wanted, Ordering::Release);
+                        return Learned::New;
+                    }
+                    // Another learner inserted the same address a moment ago: go update it.
+                    Err(current) if current == key => break,
+                    Err(_) => {}
+                }
+            }
+        }
+        self.full.fetch_add(1, Ordering::Relaxed);
+        Learned::Full
+    }
+
+    /// Removes learned entries last seen `max_age` seconds or more before `now`;
+    /// returns how many.
+    pub fn age(&self, now: u32, max_age: u32) -> usize {
+        let mut removed = 0;
+        for slot in self.buckets.iter().flat_map(|b| &b.slots) {
+            let val = slot.val.load(Ordering::Acquire);
+            if val == 0 || val & FLAG_STATIC != 0 || now.saturating_sub(stamp_of(val)) < max_age {
+                continue;
+            }
+            if slot
+                .val
+                .compare_exchange(val, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                slot.key.store(0, Ordering::Release);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Removes every learned (not static) entry on `port`.
+    pub fn flush_port(&self, port: PortId) -> usize {
+        let mut removed = 0;
+        for slot in self.buckets.iter().flat_map(|b| &b.slots) {
+            let val = slot.val.load(Ordering::Acquire);
+            if port_of(val) != Some(port) || val & FLAG_STATIC != 0 {
+                continue;
+            }
+            if slot
+                .val
+                .compare_exchange(val, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                slot.key.store(0, Ordering::Release);
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Times a learn found its bucket full.
+    pub fn full_events(&self) -> u64 {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot of the entries (for display; not atomic as a whole).
+    pub fn entries(&self) -> Vec<Entry> {
+        self.buckets
+            .iter()
+            .flat_map(|b| &b.slots)
+            .filter_map(|slot| {
+                let key = slot.key.load(Ordering::Acquire);
+                let val = slot.val.load(Ordering::Acquire);
+                let port = port_of(val)?;
+                (key & VALID != 0).then(|| {
+                    let b = key.to_be_bytes();
+                    Entry {
+                        vlan: ((key >> 48) & 0xfff) as VlanId,
+                        mac: Mac([b[2], b[3], b[4], b[5], b[6], b[7]]),
+                        port,
+                        stamp: stamp_of(val),
+                        is_static: val & FLAG_STATIC != 0,
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// How many entries the table holds now.
+    pub fn len(&self) -> usize {
+        self.buckets
+            .iter()
+            .flat_map(|b| &b.slots)
+            .filter(|s| s.val.load(Ordering::Relaxed) != 0)
+            .count()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(n: u32) -> Mac {
+        let b = n.to_be_bytes();
+        Mac([0x02, 0, b[0], b[1], b[2], b[3]])
+    }
+
+    #[test]
+    fn learns_looks_up_and_keeps_vlans_apart() {
+        let fdb = Fdb::with_capacity(64);
+        assert_eq!(fdb.lookup(0, mac(1)), None);
+        assert_eq!(fdb.learn(0, mac(1), 3, 10), Learned::New);
+        assert_eq!(fdb.lookup(0, mac(1)), Some(3));
+        assert_eq!(fdb.lookup(7, mac(1)), None, "another VLAN is another table");
+        assert_eq!(fdb.learn(0, mac(1), 3, 10), Learned::Unchanged);
+        assert_eq!(fdb.learn(0, mac(1), 3, 11), Learned::Refreshed);
+        assert_eq!(fdb.len(), 1);
+    }
+
+    #[test]
+    fn follows_a_moved_address_at_once() {
+        let fdb = Fdb::with_capacity(64);
+        fdb.learn(0, mac(1), 0, 5);
+        assert_eq!(fdb.learn(0, mac(1), 2, 5), Learned::Moved { from: 0 });
+        assert_eq!(fdb.lookup(0, mac(1)), Some(2));
+    }
+
+    #[test]
+    fn ages_learned_entries_but_not_static_ones() {
+        let fdb = Fdb::with_capacity(64);
+        fdb.learn(0, mac(1), 0, 100);
+        fdb.learn(0, mac(2), 1, 350);
+        fdb.insert_static(0, mac(3), 2);
+        assert_eq!(fdb.age(400, 300), 1);
+        assert_eq!(fdb.lookup(0, mac(1)), None);
+        assert_eq!(fdb.lookup(0, mac(2)), Some(1));
+        assert_eq!(fdb.age(10_000, 300), 1);
+        assert_eq!(fdb.lookup(0, mac(3)), Some(2), "static entries never age");
+        assert_eq!(
+            fdb.learn(0, mac(3), 0, 10_000),
+            Learned::Unchanged,
+            "nor move"
+        );
+        // An aged slot is reused.
+        assert_eq!(fdb.learn(0, mac(1), 1, 10_001), Learned::New);
+    }
+
+    #[test]
+    fn stays_bounded_under_a_flood_of_random_sources() {
+        let fdb = Fdb::with_capacity(1024);
+        let mut full = 0;
+        for n in 0..100_000u32 {
+            if fdb.learn(0, mac(n.wrapping_mul(2_654_435_761)), 0, 1) == Learned::Full {
+                full += 1;
+            }
+        }
+        assert_eq!(fdb.capacity(), 1024);
+        assert!(fdb.len() <= 1024);
+        assert!(fdb.len() > 900, "buckets fill nearly evenly: {}", fdb.len());
+        assert_eq!(fdb.full_events(), full);
+        assert!(full >= 100_000 - 1024);
+    }
+
+    #[test]
+    fn flush_port_removes_only_that_ports_learned_entries() {
+        let fdb = Fdb::with_capacity(64);
+        fdb.learn(0, mac(1), 0, 1);
+        fdb.learn(0, mac(2), 1, 1);
+        fdb.insert_static(0, mac(3), 0);
+        assert_eq!(fdb.flush_port(0), 1);
+        assert_eq!(fdb.lookup(0, mac(1)), None);
+        assert_eq!(fdb.lookup(0, mac(2)), Some(1));
+        assert_eq!(fdb.lookup(0, mac(3)), Some(0));
+    }
+
+    #[test]
+    fn concurrent_learners_agree() {
+        let fdb = Fdb::with_capacity(4096);
+        std::thread::scope(|s| {
+            for port in 0..4u8 {
+                let fdb = &fdb;
+                s.spawn(move || {
+                    for n in 0..1000u32 {
+                        fdb.learn(0, mac(n), port, 1);
+                        assert!(fdb.lookup(0, mac(n)).is_some());
+                    }
+                });
+            }
+        });
+        assert_eq!(fdb.len(), 1000, "one entry per address, whoever won");
+        let entries = fdb.entries();
+        assert_eq!(entries.len(), 1000);
+        assert!(entries.iter().all(|e| e.port < 4 && e.vlan == 0));
+    }
+}
