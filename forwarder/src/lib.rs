@@ -5,16 +5,19 @@
 //! - [`control`]: the control plane. Looks ports up ([`control::port`]), loads the XDP
 //!   program and points each port's RX queues at AF_XDP sockets ([`control::xdp`]),
 //!   and checks the kernel before anything is attached ([`control::preflight`]).
+//! - [`datapath`]: the AF_XDP sockets, one UMEM per worker, and the pinned per-queue
+//!   workers whose hot loop (`datapath/worker.rs`) moves frames between ports.
 //! - [`switch`]: the switching decision, [`switch::decide`], a pure function of the
 //!   frame, the ingress port and the shared tables (mode, MAC table).
 //! - [`wire`]: zero-copy views of the headers the decision reads.
 //! - [`netlab`]: throw-away labs of network namespaces for the demo and the tests.
 //!
-//! The raw syscalls hairpin makes itself live in one private module, `sys`; the rest of
-//! the crate does not use `unsafe`.
+//! The raw syscalls hairpin makes itself live in one private module, `sys`; besides it
+//! only the datapath, which drives the AF_XDP rings, uses `unsafe`.
 #![deny(unsafe_code)]
 
 pub mod control;
+pub mod datapath;
 pub mod netlab;
 pub mod switch;
 mod sys;

@@ -1,14 +1,23 @@
 //! The `hairpin` command line.
-use std::{thread, time::Duration};
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context as _, Result};
-use clap::{Parser, Subcommand};
-use hairpin::control::{
-    port::Interface,
-    preflight,
-    xdp::{Steering, XdpAttachMode},
+use clap::{Args, Parser, Subcommand};
+use hairpin::{
+    control::{
+        port::Interface,
+        preflight,
+        xdp::{Steering, XdpAttachMode},
+    },
+    datapath::{Datapath, DatapathConfig, Snapshot, ZeroCopy},
+    switch::Mode,
 };
 use hairpin_common::PortConf;
+
+mod demo;
 
 /// hairpin: an IEEE 802.1Qbg edge virtual bridge over AF_XDP.
 #[derive(Debug, Parser)]
@@ -20,6 +29,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Forward between ports until SIGINT or SIGTERM, then detach and print the counters.
+    Run(RunArgs),
+    /// Build a lab of network namespaces, run hairpin between them and send traffic
+    /// through it; everything is removed on exit or Ctrl-C.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
     /// Attach the XDP program to ports in pass-through mode (frames still go to the
     /// kernel) and print its per-queue counters every second until Ctrl-C.
     Watch {
@@ -32,26 +50,209 @@ enum Command {
     },
 }
 
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Ports to bridge, comma-separated (as many as 64).
+    #[arg(long, value_delimiter = ',', required = true)]
+    ports: Vec<String>,
+    /// Switching mode.
+    #[arg(long, value_enum, default_value_t)]
+    mode: Mode,
+    /// RX queue indices to serve, one worker each (default: the most any port has).
+    #[arg(long)]
+    queues: Option<u32>,
+    /// Cores for the workers, queue i on the i-th: e.g. `2,3` or `2-5`.
+    #[arg(long, value_parser = parse_cores)]
+    cores: Option<Cores>,
+    /// XDP attach mode: native falls back to generic under `auto`.
+    #[arg(long, value_enum, default_value_t)]
+    xdp_mode: XdpAttachMode,
+    /// AF_XDP zero-copy: `auto` uses it where the driver can.
+    #[arg(long, value_enum, default_value_t)]
+    zero_copy: ZeroCopy,
+    /// Entries per ring (RX, TX, fill, completion).
+    #[arg(long, default_value_t = DatapathConfig::default().ring_size)]
+    ring_size: u32,
+    /// UMEM frame size in bytes (2048 or 4096).
+    #[arg(long, default_value_t = DatapathConfig::default().frame_size)]
+    frame_size: u32,
+    /// MAC table capacity.
+    #[arg(long, default_value_t = DatapathConfig::default().fdb_capacity)]
+    fdb_size: usize,
+    /// Seconds a learned MAC lives unseen.
+    #[arg(long, default_value_t = DatapathConfig::default().fdb_max_age)]
+    fdb_age: u32,
+    /// Print the counters every this many seconds (0: only at exit).
+    #[arg(long, default_value_t = 0)]
+    stats: u64,
+}
+
+/// A `--cores` list.
+#[derive(Clone, Debug)]
+struct Cores(Vec<usize>);
+
+fn parse_cores(text: &str) -> Result<Cores, String> {
+    let mut cores = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let parse = |s: &str| {
+            s.parse::<usize>()
+                .map_err(|_| format!("{s:?} is not a core number"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (parse(a)?, parse(b)?);
+                if a > b {
+                    return Err(format!("{part:?}: range runs backwards"));
+                }
+                cores.extend(a..=b);
+            }
+            None => cores.push(parse(part)?),
+        }
+    }
+    Ok(Cores(cores))
+}
+
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("hairpin: {e:#}");
+        eprintln!("hairpin: error: {e:#}");
         std::process::exit(1);
     }
 }
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Run(args) => forward(args),
+        Command::Demo { seconds } => demo::run(seconds.map(Duration::from_secs)),
         Command::Watch { ports, xdp_mode } => watch(&ports, xdp_mode),
     }
 }
 
-fn watch(names: &[String], mode: XdpAttachMode) -> Result<()> {
-    preflight::check()?;
-    let ports = names
+fn lookup_ports(names: &[String]) -> Result<Vec<Interface>> {
+    Ok(names
         .iter()
         .map(|name| Interface::lookup(name))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+fn forward(args: RunArgs) -> Result<()> {
+    preflight::check()?;
+    let ports = lookup_ports(&args.ports)?;
+    let config = DatapathConfig {
+        mode: args.mode,
+        queues: args.queues,
+        cores: args.cores.map(|c| c.0),
+        xdp_mode: args.xdp_mode,
+        zero_copy: args.zero_copy,
+        ring_size: args.ring_size,
+        frame_size: args.frame_size,
+        fdb_capacity: args.fdb_size,
+        fdb_max_age: args.fdb_age,
+    };
+    hairpin::catch_stop_signals().context("installing signal handlers")?;
+    let datapath = Datapath::start(&ports, &config)?;
+    for p in datapath.ports() {
+        log::info!(
+            "{}: {} RX queue(s), XDP {}, AF_XDP {}",
+            p.iface.name,
+            p.iface.rx_queues,
+            p.xdp,
+            if p.zero_copy {
+                "zero-copy"
+            } else {
+                "copy mode"
+            }
+        );
+    }
+    log::info!(
+        "forwarding: mode {}, {} worker(s) on cores {:?}; Ctrl-C to stop",
+        config.mode,
+        datapath.cores().len(),
+        datapath.cores()
+    );
+    let mut last_print = Instant::now();
+    while !hairpin::stop_requested() {
+        thread::sleep(Duration::from_millis(200));
+        datapath.tick();
+        if args.stats > 0 && last_print.elapsed() >= Duration::from_secs(args.stats) {
+            last_print = Instant::now();
+            print_counters(
+                &datapath
+                    .ports()
+                    .iter()
+                    .map(|p| p.iface.name.clone())
+                    .collect::<Vec<_>>(),
+                &datapath.snapshot(),
+                false,
+            );
+        }
+    }
+    let names: Vec<String> = datapath
+        .ports()
+        .iter()
+        .map(|p| p.iface.name.clone())
+        .collect();
+    let fin = datapath.stop();
+    log::info!("stopped; XDP detached from {} port(s)", names.len());
+    print_counters(&names, &fin, true);
+    if fin.panicked_workers > 0 {
+        anyhow::bail!(
+            "{} worker(s) panicked; the counters above may be incomplete",
+            fin.panicked_workers
+        );
+    }
+    Ok(())
+}
+
+fn print_counters(names: &[String], s: &Snapshot, per_queue: bool) {
+    println!(
+        "{:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9}  drops",
+        "port", "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "flood_cp", "handoff"
+    );
+    for (p, name) in names.iter().enumerate() {
+        let t = s.port_total(p);
+        println!(
+            "{name:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9}  {}",
+            t.rx_packets,
+            t.rx_bytes,
+            t.tx_packets,
+            t.tx_bytes,
+            t.flood_copies,
+            t.handoff_out,
+            t.drop_summary()
+        );
+        if per_queue && s.per_queue[p].len() > 1 {
+            for (q, t) in s.per_queue[p].iter().enumerate() {
+                println!(
+                    "  q{q:<12} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9}  {}",
+                    t.rx_packets,
+                    t.rx_bytes,
+                    t.tx_packets,
+                    t.tx_bytes,
+                    t.flood_copies,
+                    t.handoff_out,
+                    t.drop_summary()
+                );
+            }
+        }
+    }
+    let free: Vec<String> = s
+        .free_frames
+        .iter()
+        .zip(&s.total_frames)
+        .map(|(f, t)| format!("{f}/{t}"))
+        .collect();
+    println!(
+        "mac table: {} entries ({} full-bucket misses); free UMEM frames per worker: {}",
+        s.fdb_entries,
+        s.fdb_full,
+        free.join(" ")
+    );
+}
+
+fn watch(names: &[String], mode: XdpAttachMode) -> Result<()> {
+    preflight::check()?;
+    let ports = lookup_ports(names)?;
     let mut steering = Steering::load()?;
     for (slot, port) in (0u32..).zip(&ports) {
         steering.configure_port(
@@ -85,4 +286,25 @@ fn watch(names: &[String], mode: XdpAttachMode) -> Result<()> {
     steering.detach_all();
     log::info!("detached from {} port(s)", ports.len());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_core_lists_and_ranges() {
+        assert_eq!(parse_cores("0").unwrap().0, vec![0]);
+        assert_eq!(parse_cores("2,3").unwrap().0, vec![2, 3]);
+        assert_eq!(parse_cores("1-3,7").unwrap().0, vec![1, 2, 3, 7]);
+        assert!(parse_cores("3-1").is_err());
+        assert!(parse_cores("a").is_err());
+        assert!(parse_cores("").is_err());
+    }
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
 }

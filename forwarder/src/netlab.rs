@@ -84,6 +84,27 @@ impl Netns {
         run(cmd)
     }
 
+    /// Whether an XDP program is attached to `ifname` in this namespace.
+    pub fn has_xdp(&self, ifname: &str) -> bool {
+        self.ip(&["-d", "link", "show", "dev", ifname])
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("prog/xdp"))
+    }
+
+    /// Waits until every port in `ifnames` has an XDP program (hairpin is forwarding), or
+    /// `timeout` passes; returns whether they all did.
+    pub fn wait_for_xdp(&self, ifnames: &[&str], timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if ifnames.iter().all(|i| self.has_xdp(i)) {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Runs `f` on a thread that has entered this namespace, and returns its result.
     ///
     /// Sockets, ioctls and netlink calls made by `f` act inside the namespace; the
@@ -194,6 +215,11 @@ impl Lab {
 
     /// Creates a veth pair `a.1` (in `a.0`) <-> `b.1` (in `b.0`) with `queues` RX and TX
     /// queues on each end, and sets both up.
+    ///
+    /// TX checksum offload is turned off on both ends: a veth hands its peer TCP and UDP
+    /// frames whose checksum is left for "hardware" to fill in, and a frame that crosses
+    /// AF_XDP leaves the kernel without that ever happening. Real VFs and NICs compute
+    /// checksums on the wire; for veth and tap ports do as here (`ethtool -K IF tx off`).
     pub fn veth(&self, a: (&Netns, &str), b: (&Netns, &str), queues: u32) -> Result<(), LabError> {
         let q = queues.to_string();
         a.0.ip(&[
@@ -216,8 +242,10 @@ impl Lab {
             "numrxqueues",
             &q,
         ])?;
-        a.0.ip(&["link", "set", a.1, "up"])?;
-        b.0.ip(&["link", "set", b.1, "up"])?;
+        for (ns, ifname) in [a, b] {
+            ns.run("ethtool", &["-K", ifname, "tx", "off"])?;
+            ns.ip(&["link", "set", ifname, "up"])?;
+        }
         Ok(())
     }
 
@@ -230,6 +258,11 @@ impl Lab {
             .map_err(|source| LabError::Spawn { command, source })?;
         self.processes.push(LabProcess { child });
         Ok(self.processes.last_mut().expect("just pushed"))
+    }
+
+    /// The process most recently started with [`Lab::spawn`].
+    pub fn last_process(&mut self) -> Option<&mut LabProcess> {
+        self.processes.last_mut()
     }
 
     /// Deletes namespaces left by labs whose process no longer exists.

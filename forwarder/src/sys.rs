@@ -154,3 +154,97 @@ pub fn if_index(name: &std::ffi::CStr) -> u32 {
     // SAFETY: `name` is a valid NUL-terminated string for the duration of the call.
     unsafe { libc::if_nametoindex(name.as_ptr()) }
 }
+
+/// An eventfd, to wake a sleeping worker.
+#[derive(Debug)]
+pub struct EventFd(OwnedFd);
+
+impl EventFd {
+    /// A new non-blocking eventfd.
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain syscall with constant arguments.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// Makes the eventfd readable.
+    pub fn notify(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes eight bytes from a live `u64`. A full counter (EAGAIN) already
+        // means "readable", so the result needs no handling.
+        let _ = unsafe { libc::write(self.raw(), ptr::from_ref(&one).cast(), 8) };
+    }
+
+    /// Resets it to not readable.
+    pub fn drain(&self) {
+        let mut value: u64 = 0;
+        // SAFETY: reads eight bytes into a live `u64`; EAGAIN (nothing to drain) is fine.
+        let _ = unsafe { libc::read(self.raw(), ptr::from_mut(&mut value).cast(), 8) };
+    }
+
+    /// Its descriptor, for `poll`.
+    pub fn raw(&self) -> libc::c_int {
+        std::os::fd::AsRawFd::as_raw_fd(&self.0)
+    }
+}
+
+/// Waits until one of `fds` is ready or `timeout_ms` passes; EINTR counts as a wake-up.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) {
+    // SAFETY: `fds` is a live, correctly sized array of `pollfd` for the whole call.
+    // Errors (EINTR from a signal) just end the wait early: the caller re-checks state.
+    let _ = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+}
+
+/// What a TX kick (`sendto` on an AF_XDP socket) reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kick {
+    /// The kernel took what was on the ring.
+    Done,
+    /// It stopped early (its per-call budget, a full completion ring, no buffers): kick
+    /// again after draining completions.
+    Again,
+    /// The device is down, or another error: nothing to retry now.
+    Failed,
+}
+
+/// Asks the kernel to transmit what is on the socket's TX ring.
+#[inline]
+pub fn kick_tx(fd: libc::c_int) -> Kick {
+    // SAFETY: a zero-length `sendto` with null buffers on a descriptor we own; the kernel
+    // reads no memory of ours.
+    let ret = unsafe { libc::sendto(fd, ptr::null(), 0, libc::MSG_DONTWAIT, ptr::null(), 0) };
+    if ret >= 0 {
+        return Kick::Done;
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => Kick::Again,
+        _ => Kick::Failed,
+    }
+}
+
+/// Whether the AF_XDP socket `fd` is bound in zero-copy mode (`XDP_OPTIONS`).
+pub fn xsk_zero_copy(fd: libc::c_int) -> io::Result<bool> {
+    const SOL_XDP: libc::c_int = 283;
+    const XDP_OPTIONS: libc::c_int = 8;
+    const XDP_OPTIONS_ZEROCOPY: u32 = 1;
+    let mut flags: u32 = 0;
+    let mut len = mem::size_of::<u32>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into the live `flags`.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_XDP,
+            XDP_OPTIONS,
+            ptr::from_mut(&mut flags).cast(),
+            &mut len,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(flags & XDP_OPTIONS_ZEROCOPY != 0)
+}

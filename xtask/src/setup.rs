@@ -23,6 +23,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iputils-ping", "ping in the demo and tests"),
     ("iperf3", "TCP streams in the demo and tests"),
     ("tcpdump", "captures in the tests"),
+    ("ethtool", "checksum offload off on lab veths"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -5,9 +5,16 @@
 //! and the lab removes itself on every path, panics included. A test that cannot run
 //! here (not root, no AF_XDP) fails with the reason; none passes by skipping.
 
+mod datapath;
+mod lifecycle;
 mod xdp_counters;
 
-use hairpin::{control::preflight, netlab::Lab};
+use std::{process::Stdio, thread, time::Duration};
+
+use hairpin::{
+    control::preflight,
+    netlab::{Lab, LabError, Netns},
+};
 
 /// A fresh lab for one test, after checking that privileged tests can run at all.
 pub fn lab(tag: &str) -> Lab {
@@ -19,12 +26,91 @@ pub fn lab(tag: &str) -> Lab {
 }
 
 /// Pings `addr` from inside `ns`: `count` echoes, failing on the first unanswered one.
-pub fn ping(
-    ns: &hairpin::netlab::Netns,
-    addr: &str,
-    count: u32,
-) -> Result<(), hairpin::netlab::LabError> {
+pub fn ping(ns: &Netns, addr: &str, count: u32) -> Result<(), LabError> {
     let count = count.to_string();
-    ns.run("ping", &["-c", &count, "-i", "0.05", "-W", "1", "-q", addr])
+    ns.run("ping", &["-c", &count, "-i", "0.05", "-W", "2", "-q", addr])
         .map(drop)
+}
+
+/// A switch namespace `sw` with ports `p0..pN`, each cabled to a "VM" namespace whose
+/// `eth0` has address 198.18.0.(i+1)/24.
+#[derive(Debug)]
+pub struct Topology {
+    pub lab: Lab,
+    pub sw: Netns,
+    pub vms: Vec<Netns>,
+}
+
+impl Topology {
+    /// One VM per entry of `queues`, its veth pair with that many queues per end.
+    pub fn new(tag: &str, queues: &[u32]) -> Self {
+        let mut lab = lab(tag);
+        let sw = lab.add_ns("sw").unwrap();
+        let mut vms = Vec::new();
+        for (i, &q) in queues.iter().enumerate() {
+            let vm = lab.add_ns(&format!("vm{i}")).unwrap();
+            lab.veth((&vm, "eth0"), (&sw, &format!("p{i}")), q).unwrap();
+            vm.ip(&[
+                "addr",
+                "add",
+                &format!("198.18.0.{}/24", i + 1),
+                "dev",
+                "eth0",
+            ])
+            .unwrap();
+            vms.push(vm);
+        }
+        Self { lab, sw, vms }
+    }
+
+    /// The address of VM `i`.
+    pub fn addr(&self, i: usize) -> String {
+        format!("198.18.0.{}", i + 1)
+    }
+
+    /// The switch-side port names.
+    pub fn port_names(&self) -> Vec<String> {
+        (0..self.vms.len()).map(|i| format!("p{i}")).collect()
+    }
+}
+
+/// Streams TCP from VM `client` to VM `server` for `seconds` with `flows` parallel
+/// connections; fails unless iperf3 reports success.
+pub fn iperf(
+    topo: &Topology,
+    client: usize,
+    server: usize,
+    seconds: u32,
+    flows: u32,
+) -> Result<(), LabError> {
+    let addr = topo.addr(server);
+    let mut daemon = topo.vms[server].command("iperf3");
+    daemon.args(["-s", "-1", "-B", &addr]).stdout(Stdio::null());
+    let mut server_proc = daemon.spawn().map_err(|source| LabError::Spawn {
+        command: "iperf3 -s".into(),
+        source,
+    })?;
+    // Give it a moment to listen; the client retries its connect within its timeout too.
+    thread::sleep(Duration::from_millis(300));
+    let (s, f) = (seconds.to_string(), flows.to_string());
+    let result = topo.vms[client]
+        .run(
+            "timeout",
+            &[
+                "30",
+                "iperf3",
+                "-c",
+                &addr,
+                "-t",
+                &s,
+                "-P",
+                &f,
+                "--connect-timeout",
+                "3000",
+            ],
+        )
+        .map(drop);
+    let _ = server_proc.kill();
+    let _ = server_proc.wait();
+    result
 }

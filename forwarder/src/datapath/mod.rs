@@ -1,0 +1,661 @@
+//! The AF_XDP datapath: sockets, UMEMs and the pinned per-queue workers.
+//!
+//! [`Datapath::start`] turns a list of ports into running workers:
+//!
+//! - one worker per RX queue index `q`, pinned to its core, owning one UMEM;
+//! - in that UMEM, one AF_XDP socket for each port that has a queue `q`
+//!   (`XDP_SHARED_UMEM`: each socket its own fill and completion rings), registered in
+//!   the XDP program's XSKMAP at (port, `q`);
+//! - the XDP program attached to every port with steering on.
+//!
+//! A frame received on port A queue `q` goes out of port B through worker `q`'s own
+//! socket on B, by passing its descriptor: no copy in user space, and none at all where
+//! the driver binds zero-copy. Where B has no queue `q`, the frame is copied into a frame
+//! of the worker that owns B's queue `q % queues(B)` and handed over ([`handoff`]).
+//!
+//! [`Datapath::stop`] (or dropping it) stops the workers, closes the sockets and detaches
+//! the program; if the process dies instead, the kernel detaches it (bpf_link).
+#![allow(unsafe_code)]
+
+pub mod handoff;
+pub mod stats;
+mod worker;
+
+use std::{
+    io::Write as _,
+    os::fd::AsRawFd as _,
+    sync::{Arc, atomic::AtomicBool, atomic::Ordering},
+    thread::{self, JoinHandle},
+    time::Instant,
+};
+
+use hairpin_common::{PortConf, port_flags};
+use xsk_rs::{
+    FrameDesc, Socket, Umem,
+    config::{
+        BindFlags, FrameSize, Interface as XskInterface, LibxdpFlags, QueueSize, SocketConfig,
+        UmemConfig,
+    },
+};
+
+use self::{
+    handoff::Mailbox,
+    stats::{PortQueueSnapshot, WorkerCounters},
+    worker::{Route, Worker, WorkerPort},
+};
+use crate::{
+    control::{
+        port::Interface,
+        xdp::{AttachedMode, Steering, XdpAttachMode, XdpError},
+    },
+    switch::{Mode, PortId, Tables, TablesError},
+};
+
+/// Copies `data` into frame `desc` of `umem`, setting its length. Returns `false` if it
+/// does not fit.
+///
+/// # Safety
+///
+/// `desc` must be a frame of `umem` that the caller holds exclusively: not on any ring,
+/// not readable by another thread.
+unsafe fn write_frame(umem: &Umem, desc: &mut FrameDesc, data: &[u8]) -> bool {
+    // SAFETY: guaranteed by the caller.
+    let mut segment = unsafe { umem.data_mut(desc) };
+    let mut cursor = segment.cursor();
+    cursor.set_pos(0);
+    cursor.write_all(data).is_ok()
+}
+
+/// `err` and its sources, joined by ": ".
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
+/// `--zero-copy auto|on|off`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ZeroCopy {
+    /// Zero-copy where the driver supports it, copy mode otherwise.
+    #[default]
+    Auto,
+    /// Zero-copy or fail.
+    On,
+    /// Copy mode.
+    Off,
+}
+
+/// How to run the datapath.
+#[derive(Clone, Debug)]
+pub struct DatapathConfig {
+    /// The switching mode.
+    pub mode: Mode,
+    /// Queue indices to serve; by default the most queues any port has. A port with more
+    /// RX queues than this is refused (frames on the others would bypass hairpin).
+    pub queues: Option<u32>,
+    /// Core for each queue index; by default queue `i` runs on the `i`-th allowed core.
+    pub cores: Option<Vec<usize>>,
+    /// XDP attach mode.
+    pub xdp_mode: XdpAttachMode,
+    /// AF_XDP bind mode.
+    pub zero_copy: ZeroCopy,
+    /// Entries of every ring (RX, TX, fill, completion); a power of two.
+    pub ring_size: u32,
+    /// UMEM frame size; a power of two, at least 2048.
+    pub frame_size: u32,
+    /// MAC table capacity.
+    pub fdb_capacity: usize,
+    /// Seconds a learned MAC lives without being seen.
+    pub fdb_max_age: u32,
+}
+
+impl Default for DatapathConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Veb,
+            queues: None,
+            cores: None,
+            xdp_mode: XdpAttachMode::Auto,
+            zero_copy: ZeroCopy::Auto,
+            ring_size: 2048,
+            frame_size: 2048,
+            fdb_capacity: 65_536,
+            fdb_max_age: 300,
+        }
+    }
+}
+
+/// An error starting the datapath. Each names what failed on what.
+#[derive(Debug, thiserror::Error)]
+pub enum DatapathError {
+    /// No ports.
+    #[error("no ports given")]
+    NoPorts,
+    /// A port was given twice.
+    #[error("port {0} is given twice")]
+    DuplicatePort(String),
+    /// Too many ports.
+    #[error("{0} ports given; hairpin serves at most {max}", max = crate::switch::MAX_PORTS)]
+    TooManyPorts(usize),
+    /// The mode cannot work with these ports.
+    #[error(transparent)]
+    Tables(#[from] TablesError),
+    /// `--queues` is larger than any port's queue count.
+    #[error("--queues {queues}: no port has that many RX queues (the most is {most})")]
+    TooManyQueues {
+        /// Asked for.
+        queues: u32,
+        /// The most any port has.
+        most: u32,
+    },
+    /// A port has more queues than are served.
+    #[error(
+        "port {port} has {has} RX queues but only {queues} are served: frames on the others would \
+         bypass hairpin; serve them all (--queues {has}) or reduce them (ethtool -L {port} combined {queues})"
+    )]
+    UnservedQueues {
+        /// The port.
+        port: String,
+        /// Its queue count.
+        has: u32,
+        /// Queues served.
+        queues: u32,
+    },
+    /// `--cores` has too few entries or a core that is not allowed.
+    #[error("--cores: {0}")]
+    Cores(String),
+    /// A ring or frame size is not usable.
+    #[error("{what} {value} is not usable: {why}")]
+    Size {
+        /// Which setting.
+        what: &'static str,
+        /// Its value.
+        value: u32,
+        /// Why not.
+        why: String,
+    },
+    /// Creating a worker's UMEM failed.
+    #[error("creating the UMEM of worker {worker} ({frames} frames of {frame_size} bytes)")]
+    Umem {
+        /// The worker.
+        worker: usize,
+        /// Frames asked for.
+        frames: u32,
+        /// Their size.
+        frame_size: u32,
+        /// The error.
+        #[source]
+        source: xsk_rs::umem::UmemCreateError,
+    },
+    /// Creating or binding an AF_XDP socket failed.
+    #[error("binding an AF_XDP socket to {port} queue {queue} ({mode})")]
+    Socket {
+        /// The port.
+        port: String,
+        /// The queue.
+        queue: u32,
+        /// "zero-copy" or "copy".
+        mode: &'static str,
+        /// The error.
+        #[source]
+        source: xsk_rs::socket::SocketCreateError,
+    },
+    /// `--zero-copy on`, but a socket bound in copy mode.
+    #[error("{port} queue {queue} bound in copy mode, but --zero-copy on was asked for")]
+    NotZeroCopy {
+        /// The port.
+        port: String,
+        /// The queue.
+        queue: u32,
+    },
+    /// The XDP program.
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
+    /// Starting a worker thread or its wake-up eventfd failed.
+    #[error("starting worker {worker}")]
+    Worker {
+        /// The worker.
+        worker: usize,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What was set up on one port.
+#[derive(Clone, Debug)]
+pub struct PortState {
+    /// The interface.
+    pub iface: Interface,
+    /// XDP mode it is attached in.
+    pub xdp: AttachedMode,
+    /// Whether its sockets bound zero-copy.
+    pub zero_copy: bool,
+}
+
+/// Counters of the whole datapath at one moment.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// `per_queue[port][worker]`.
+    pub per_queue: Vec<Vec<PortQueueSnapshot>>,
+    /// Free pool size of each worker.
+    pub free_frames: Vec<u64>,
+    /// Frames each worker owns.
+    pub total_frames: Vec<u64>,
+    /// MAC table entries.
+    pub fdb_entries: usize,
+    /// Learns refused for a full bucket.
+    pub fdb_full: u64,
+    /// Workers that panicked (always 0 unless something is badly wrong).
+    pub panicked_workers: usize,
+}
+
+impl Snapshot {
+    /// The totals of `port` over all queues.
+    pub fn port_total(&self, port: usize) -> PortQueueSnapshot {
+        let mut total = PortQueueSnapshot::default();
+        for q in &self.per_queue[port] {
+            total.accumulate(q);
+        }
+        total
+    }
+}
+
+/// The running datapath.
+#[derive(Debug)]
+pub struct Datapath {
+    ports: Vec<PortState>,
+    tables: Arc<Tables>,
+    counters: Vec<Arc<WorkerCounters>>,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+    steering: Steering,
+    epoch: Instant,
+    max_age: u32,
+    cores: Vec<usize>,
+    panicked: usize,
+}
+
+fn validate_sizes(config: &DatapathConfig) -> Result<(), DatapathError> {
+    let size_err = |what, value: u32, why: &str| DatapathError::Size {
+        what,
+        value,
+        why: why.to_owned(),
+    };
+    if !config.ring_size.is_power_of_two() || !(64..=16384).contains(&config.ring_size) {
+        return Err(size_err(
+            "ring size",
+            config.ring_size,
+            "a power of two from 64 to 16384",
+        ));
+    }
+    if !config.frame_size.is_power_of_two() || !(2048..=4096).contains(&config.frame_size) {
+        return Err(size_err("frame size", config.frame_size, "2048 or 4096"));
+    }
+    Ok(())
+}
+
+fn pick_cores(config: &DatapathConfig, workers: usize) -> Result<Vec<usize>, DatapathError> {
+    let allowed: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    if let Some(cores) = &config.cores {
+        if cores.len() < workers {
+            return Err(DatapathError::Cores(format!(
+                "{} core(s) given for {workers} queue(s): give one core per queue",
+                cores.len()
+            )));
+        }
+        if let Some(bad) = cores
+            .iter()
+            .find(|c| !allowed.is_empty() && !allowed.contains(c))
+        {
+            return Err(DatapathError::Cores(format!(
+                "core {bad} is not in this process's CPU set {allowed:?}"
+            )));
+        }
+        return Ok(cores[..workers].to_vec());
+    }
+    if allowed.is_empty() {
+        return Err(DatapathError::Cores(
+            "cannot read this process's CPU set".to_owned(),
+        ));
+    }
+    if workers > allowed.len() {
+        log::warn!(
+            "{workers} queues on {} cores: some workers share a core",
+            allowed.len()
+        );
+    }
+    Ok((0..workers).map(|i| allowed[i % allowed.len()]).collect())
+}
+
+fn bind_flags(zero_copy: bool) -> BindFlags {
+    BindFlags::XDP_USE_NEED_WAKEUP
+        | if zero_copy {
+            BindFlags::XDP_ZEROCOPY
+        } else {
+            BindFlags::XDP_COPY
+        }
+}
+
+impl Datapath {
+    /// Sets up sockets, UMEMs and the XDP program on `ports` and starts the workers.
+    /// Nothing is left attached if it fails.
+    pub fn start(ports: &[Interface], config: &DatapathConfig) -> Result<Self, DatapathError> {
+        if ports.is_empty() {
+            return Err(DatapathError::NoPorts);
+        }
+        if ports.len() > crate::switch::MAX_PORTS {
+            return Err(DatapathError::TooManyPorts(ports.len()));
+        }
+        for (i, p) in ports.iter().enumerate() {
+            if ports[..i].iter().any(|q| q.ifindex == p.ifindex) {
+                return Err(DatapathError::DuplicatePort(p.name.clone()));
+            }
+        }
+        validate_sizes(config)?;
+        let tables = Arc::new(Tables::new(config.mode, ports.len(), config.fdb_capacity)?);
+        let most = ports.iter().map(|p| p.rx_queues).max().unwrap_or(1);
+        let queues = config.queues.unwrap_or(most);
+        if queues == 0 || queues > most {
+            return Err(DatapathError::TooManyQueues { queues, most });
+        }
+        if let Some(p) = ports.iter().find(|p| p.rx_queues > queues) {
+            return Err(DatapathError::UnservedQueues {
+                port: p.name.clone(),
+                has: p.rx_queues,
+                queues,
+            });
+        }
+        if queues > hairpin_common::MAX_QUEUES {
+            return Err(DatapathError::TooManyQueues {
+                queues,
+                most: hairpin_common::MAX_QUEUES,
+            });
+        }
+        let n_workers = queues as usize;
+        let cores = pick_cores(config, n_workers)?;
+        let mut steering = Steering::load()?;
+
+        // One UMEM per worker, sized for every socket it will own.
+        let ring = config.ring_size as usize;
+        let mut umems = Vec::with_capacity(n_workers);
+        let mut frame_lists = Vec::with_capacity(n_workers);
+        for (w, _) in cores.iter().enumerate() {
+            let local = ports.iter().filter(|p| (w as u32) < p.rx_queues).count();
+            let frames = (local * 2 * ring + ring + handoff::CREDITS) as u32;
+            let umem_config = UmemConfig::builder()
+                .frame_size(FrameSize::new(config.frame_size).expect("validated above"))
+                .fill_queue_size(QueueSize::new(config.ring_size).expect("validated above"))
+                .comp_queue_size(QueueSize::new(config.ring_size).expect("validated above"))
+                .build()
+                .map_err(|e| DatapathError::Size {
+                    what: "frame size",
+                    value: config.frame_size,
+                    why: e.to_string(),
+                })?;
+            let (umem, descs) = Umem::new(
+                umem_config,
+                frames.try_into().expect("at least one frame"),
+                false,
+            )
+            .map_err(|source| DatapathError::Umem {
+                worker: w,
+                frames,
+                frame_size: config.frame_size,
+                source,
+            })?;
+            umems.push(umem);
+            frame_lists.push(descs);
+        }
+        let mailboxes: Arc<[Mailbox]> = umems
+            .iter()
+            .enumerate()
+            .map(|(w, u)| {
+                Mailbox::new(u.clone())
+                    .map_err(|source| DatapathError::Worker { worker: w, source })
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .into();
+
+        // Sockets, registered in the XSKMAP.
+        let mut states: Vec<PortState> = Vec::with_capacity(ports.len());
+        let mut worker_ports: Vec<Vec<WorkerPort>> = (0..n_workers).map(|_| Vec::new()).collect();
+        for (slot, iface) in ports.iter().enumerate() {
+            let name: XskInterface = iface
+                .name
+                .parse()
+                .map_err(|_| DatapathError::DuplicatePort(iface.name.clone()))?;
+            let mut zero_copy = config.zero_copy != ZeroCopy::Off;
+            for queue in 0..iface.rx_queues {
+                let umem = &umems[queue as usize];
+                let socket = |zc: bool| {
+                    let socket_config = SocketConfig::builder()
+                        .rx_queue_size(QueueSize::new(config.ring_size).expect("validated above"))
+                        .tx_queue_size(QueueSize::new(config.ring_size).expect("validated above"))
+                        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+                        .bind_flags(bind_flags(zc))
+                        .build();
+                    // SAFETY: libxdp's own program load is inhibited, as sharing a UMEM
+                    // requires; each (port, queue) is bound exactly once.
+                    unsafe { Socket::new(socket_config, umem, &name, queue) }
+                };
+                let created = match socket(zero_copy) {
+                    Err(e) if zero_copy && config.zero_copy == ZeroCopy::Auto => {
+                        log::info!(
+                            "{}: zero-copy is not available ({}); using copy mode",
+                            iface.name,
+                            error_chain(&e)
+                        );
+                        zero_copy = false;
+                        socket(false)
+                    }
+                    other => other,
+                };
+                let (tx, rx, rings) = created.map_err(|source| DatapathError::Socket {
+                    port: iface.name.clone(),
+                    queue,
+                    mode: if zero_copy { "zero-copy" } else { "copy" },
+                    source,
+                })?;
+                let (fq, cq) = rings.expect("a (port, queue) bound for the first time has its own fill and completion rings");
+                // A socket sharing a UMEM binds in the mode of the UMEM's first socket, so
+                // ask the kernel what this one got.
+                zero_copy = crate::sys::xsk_zero_copy(rx.fd().as_raw_fd()).unwrap_or(false);
+                if config.zero_copy == ZeroCopy::On && !zero_copy {
+                    return Err(DatapathError::NotZeroCopy {
+                        port: iface.name.clone(),
+                        queue,
+                    });
+                }
+                steering.bind_socket(slot as u32, queue, rx.fd())?;
+                worker_ports[queue as usize].push(WorkerPort {
+                    id: slot as PortId,
+                    rx,
+                    tx,
+                    fq,
+                    cq,
+                    pending: Vec::with_capacity(4 * worker::BATCH),
+                    in_fill: 0,
+                    in_tx: 0,
+                    tx_backlog: false,
+                });
+            }
+            steering.configure_port(
+                iface,
+                PortConf {
+                    slot: slot as u32,
+                    flags: port_flags::STEER,
+                    ..PortConf::default()
+                },
+            )?;
+            states.push(PortState {
+                iface: iface.clone(),
+                xdp: AttachedMode::Generic,
+                zero_copy,
+            });
+        }
+        for state in &mut states {
+            state.xdp = steering.attach(&state.iface, config.xdp_mode)?;
+        }
+
+        // Workers.
+        let stop = Arc::new(AtomicBool::new(false));
+        let epoch = Instant::now();
+        let mut counters = Vec::with_capacity(n_workers);
+        let mut workers = Vec::with_capacity(n_workers);
+        let frame_lists: Vec<Vec<FrameDesc>> = frame_lists;
+        for (w, ((umem, pool), local)) in umems
+            .into_iter()
+            .zip(frame_lists)
+            .zip(worker_ports)
+            .enumerate()
+        {
+            let routes = ports
+                .iter()
+                .enumerate()
+                .map(
+                    |(p, iface)| match local.iter().position(|wp| wp.id as usize == p) {
+                        Some(i) => Route::Local(i),
+                        None => Route::Remote(w % iface.rx_queues as usize),
+                    },
+                )
+                .collect();
+            let worker_counters = Arc::new(WorkerCounters::new(ports.len()));
+            counters.push(Arc::clone(&worker_counters));
+            let mut worker = Worker {
+                index: w,
+                umem,
+                ports: local,
+                routes,
+                total_frames: pool.len(),
+                pool,
+                ring_size: ring,
+                lent: 0,
+                tables: Arc::clone(&tables),
+                mailboxes: Arc::clone(&mailboxes),
+                counters: worker_counters,
+                stop: Arc::clone(&stop),
+                epoch,
+            };
+            worker.prime();
+            let core = cores[w];
+            let spawned = thread::Builder::new()
+                .name(format!("hairpin-q{w}"))
+                .spawn(move || {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        log::warn!("worker {w}: could not pin to core {core}");
+                    }
+                    worker.run();
+                });
+            match spawned {
+                Ok(handle) => workers.push(handle),
+                Err(source) => {
+                    stop.store(true, Ordering::Relaxed);
+                    for handle in workers {
+                        let _ = handle.join();
+                    }
+                    return Err(DatapathError::Worker { worker: w, source });
+                }
+            }
+        }
+        Ok(Self {
+            ports: states,
+            tables,
+            counters,
+            stop,
+            workers,
+            steering,
+            epoch,
+            max_age: config.fdb_max_age,
+            cores,
+            panicked: 0,
+        })
+    }
+
+    /// The ports and how they were set up.
+    pub fn ports(&self) -> &[PortState] {
+        &self.ports
+    }
+
+    /// The core each worker (queue index) is pinned to.
+    pub fn cores(&self) -> &[usize] {
+        &self.cores
+    }
+
+    /// The switching tables (for the MAC table).
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// Housekeeping, about once a second: ages the MAC table.
+    pub fn tick(&self) {
+        let now = self.epoch.elapsed().as_secs() as u32;
+        let aged = self.tables.fdb.age(now, self.max_age);
+        if aged > 0 {
+            log::debug!("aged out {aged} MAC table entries");
+        }
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            per_queue: (0..self.ports.len())
+                .map(|p| {
+                    self.counters
+                        .iter()
+                        .map(|c| PortQueueSnapshot::of(&c.ports[p]))
+                        .collect()
+                })
+                .collect(),
+            free_frames: self.counters.iter().map(|c| c.free_frames.get()).collect(),
+            total_frames: self.counters.iter().map(|c| c.total_frames.get()).collect(),
+            fdb_entries: self.tables.fdb.len(),
+            fdb_full: self.tables.fdb.full_events(),
+            panicked_workers: self.panicked,
+        }
+    }
+
+    /// The XDP program's own per-queue counters for port `slot`.
+    pub fn xdp_stats(&self, slot: usize) -> Vec<hairpin_common::QueueStats> {
+        (0..self.ports[slot].iface.rx_queues)
+            .map(|q| {
+                self.steering
+                    .queue_stats(slot as u32, q)
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Stops the workers, closes the sockets, detaches from every port, and returns the
+    /// final counters.
+    pub fn stop(mut self) -> Snapshot {
+        self.shutdown();
+        self.snapshot()
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for handle in self.workers.drain(..) {
+            if handle.join().is_err() {
+                log::error!("a worker panicked");
+                self.panicked += 1;
+            }
+        }
+        self.steering.detach_all();
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

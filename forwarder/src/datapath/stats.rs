@@ -1,0 +1,187 @@
+//! Lock-free counters the workers write and the control thread reads.
+//!
+//! Every counter has exactly one writer, the worker that owns it, so an increment is a
+//! relaxed load and store (no locked read-modify-write on the frame path); readers see a
+//! value at most one batch old. Each worker's block sits behind its own `Arc`, so two
+//! workers never write the same cache line.
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::switch::{DropReason, MAX_PORTS, PortId};
+
+/// A counter with a single writer.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning worker calls this.
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Sets a gauge.
+    #[inline]
+    pub fn set(&self, n: u64) {
+        self.0.store(n, Ordering::Relaxed);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Counters of one port on one worker (that is, one queue of the port).
+#[derive(Debug, Default)]
+pub struct PortQueueCounters {
+    /// Frames received.
+    pub rx_packets: Counter,
+    /// Bytes received.
+    pub rx_bytes: Counter,
+    /// Frames put on the TX ring.
+    pub tx_packets: Counter,
+    /// Bytes put on the TX ring.
+    pub tx_bytes: Counter,
+    /// Extra copies made to flood a frame (one per egress port beyond the first).
+    pub flood_copies: Counter,
+    /// Frames handed to the worker owning the egress queue.
+    pub handoff_out: Counter,
+    /// Frames another worker handed here for this port.
+    pub handoff_in: Counter,
+    /// Drops, by [`DropReason`] (indexed by its discriminant).
+    pub drops: [Counter; DropReason::COUNT],
+}
+
+impl PortQueueCounters {
+    /// Counts one drop.
+    #[inline]
+    pub fn drop(&self, reason: DropReason) {
+        self.drops[reason as usize].add(1);
+    }
+}
+
+/// Every counter of one worker.
+#[derive(Debug)]
+pub struct WorkerCounters {
+    /// Per port, indexed by [`PortId`].
+    pub ports: Vec<PortQueueCounters>,
+    /// Gauge: UMEM frames in the worker's free pool.
+    pub free_frames: Counter,
+    /// UMEM frames the worker owns in all.
+    pub total_frames: Counter,
+    /// Times the worker went to sleep for lack of work.
+    pub sleeps: Counter,
+}
+
+impl WorkerCounters {
+    /// Counters for `ports` ports.
+    pub fn new(ports: usize) -> Self {
+        assert!(ports <= MAX_PORTS);
+        Self {
+            ports: (0..ports).map(|_| PortQueueCounters::default()).collect(),
+            free_frames: Counter::default(),
+            total_frames: Counter::default(),
+            sleeps: Counter::default(),
+        }
+    }
+
+    /// The counters of `port`.
+    #[inline]
+    pub fn port(&self, port: PortId) -> &PortQueueCounters {
+        &self.ports[port as usize]
+    }
+}
+
+/// A plain copy of one [`PortQueueCounters`], for reports and sums.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortQueueSnapshot {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames transmitted.
+    pub tx_packets: u64,
+    /// Bytes transmitted.
+    pub tx_bytes: u64,
+    /// Flood copies.
+    pub flood_copies: u64,
+    /// Frames handed to another worker.
+    pub handoff_out: u64,
+    /// Frames handed over by another worker.
+    pub handoff_in: u64,
+    /// Drops by reason.
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl PortQueueSnapshot {
+    /// Reads `c`.
+    pub fn of(c: &PortQueueCounters) -> Self {
+        Self {
+            rx_packets: c.rx_packets.get(),
+            rx_bytes: c.rx_bytes.get(),
+            tx_packets: c.tx_packets.get(),
+            tx_bytes: c.tx_bytes.get(),
+            flood_copies: c.flood_copies.get(),
+            handoff_out: c.handoff_out.get(),
+            handoff_in: c.handoff_in.get(),
+            drops: std::array::from_fn(|i| c.drops[i].get()),
+        }
+    }
+
+    /// Adds `other` into `self`.
+    pub fn accumulate(&mut self, other: &Self) {
+        self.rx_packets += other.rx_packets;
+        self.rx_bytes += other.rx_bytes;
+        self.tx_packets += other.tx_packets;
+        self.tx_bytes += other.tx_bytes;
+        self.flood_copies += other.flood_copies;
+        self.handoff_out += other.handoff_out;
+        self.handoff_in += other.handoff_in;
+        for (a, b) in self.drops.iter_mut().zip(other.drops) {
+            *a += b;
+        }
+    }
+
+    /// All drops.
+    pub fn dropped(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// The drops that happened, as `reason=count` pairs.
+    pub fn drop_summary(&self) -> String {
+        let parts: Vec<String> = DropReason::ALL
+            .iter()
+            .zip(self.drops)
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| format!("{}={n}", r.name()))
+            .collect();
+        if parts.is_empty() {
+            "-".to_owned()
+        } else {
+            parts.join(",")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_sum_and_summarise_drops() {
+        let c = WorkerCounters::new(2);
+        c.port(1).rx_packets.add(3);
+        c.port(1).drop(DropReason::Runt);
+        c.port(1).drop(DropReason::Runt);
+        c.port(1).drop(DropReason::TxRingFull);
+        let mut total = PortQueueSnapshot::of(c.port(1));
+        total.accumulate(&PortQueueSnapshot::of(c.port(1)));
+        assert_eq!(total.rx_packets, 6);
+        assert_eq!(total.dropped(), 6);
+        assert_eq!(total.drop_summary(), "runt=4,tx_ring_full=2");
+        assert_eq!(PortQueueSnapshot::of(c.port(0)).drop_summary(), "-");
+    }
+}

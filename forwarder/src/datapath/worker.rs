@@ -1,0 +1,417 @@
+//! The hot loop: one worker, one RSS queue index, one core, one UMEM.
+//!
+//! This file holds only the per-frame path. Each turn of [`Worker::run`]:
+//!
+//! 1. takes up to [`BATCH`] frames from each of its sockets' RX rings, asks
+//!    [`decide`] what to do with each, and queues it for its egress port — the same
+//!    descriptor, no copy — or hands a copy to the worker owning the egress queue;
+//! 2. takes the frames other workers handed it;
+//! 3. puts everything queued on the TX rings in one batch per port and kicks the kernel;
+//! 4. reaps TX completions into the free pool, refills the fill rings, lends credits;
+//! 5. sleeps in `poll` after a stretch of idle turns.
+//!
+//! Every UMEM frame is always in exactly one place: the free pool, a fill ring (or the
+//! RX ring behind it), a pending TX batch, a TX ring (or the completion ring behind it),
+//! or lent to other workers. Debug builds check that sum every turn; `free_frames` in
+//! the counters shows the pool.
+#![allow(unsafe_code)]
+
+use std::{
+    os::fd::AsRawFd as _,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
+
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
+
+use super::{handoff::Mailbox, stats::WorkerCounters};
+use crate::{
+    switch::{Action, DropReason, PortId, Tables, decide},
+    sys::{self, Kick},
+};
+
+/// Descriptors taken from a ring at once.
+pub const BATCH: usize = 64;
+
+/// Idle turns before the worker sleeps in `poll`.
+const SPIN_TURNS: u32 = 512;
+
+/// Longest sleep, so that a stop request is seen promptly.
+const SLEEP_MS: i32 = 20;
+
+/// Frames the kernel may take per TX kick in copy mode is bounded; kicks per turn are too.
+const MAX_KICKS: usize = 16;
+
+/// One (port, queue) socket of a worker.
+#[derive(Debug)]
+pub(super) struct WorkerPort {
+    pub id: PortId,
+    pub rx: RxQueue,
+    pub tx: TxQueue,
+    pub fq: FillQueue,
+    pub cq: CompQueue,
+    /// Frames decided for this port this turn, not yet on the TX ring.
+    pub pending: Vec<FrameDesc>,
+    /// Frames on the fill ring or in the RX ring behind it.
+    pub in_fill: usize,
+    /// Frames on the TX ring or in the completion ring behind it.
+    pub in_tx: usize,
+    /// The last kick stopped early: kick again next turn.
+    pub tx_backlog: bool,
+}
+
+/// Where a frame for some port goes from this worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Route {
+    /// Through this worker's own socket `ports[i]`.
+    Local(usize),
+    /// Handed to worker `w`, which owns a queue of that port.
+    Remote(usize),
+}
+
+/// A worker and everything it owns.
+#[derive(Debug)]
+pub(super) struct Worker {
+    pub index: usize,
+    pub umem: Umem,
+    pub ports: Vec<WorkerPort>,
+    /// By [`PortId`].
+    pub routes: Vec<Route>,
+    pub pool: Vec<FrameDesc>,
+    pub total_frames: usize,
+    pub ring_size: usize,
+    pub lent: usize,
+    pub tables: Arc<Tables>,
+    pub mailboxes: Arc<[Mailbox]>,
+    pub counters: Arc<WorkerCounters>,
+    pub stop: Arc<AtomicBool>,
+    pub epoch: Instant,
+}
+
+impl Worker {
+    /// Fills every fill ring before the first frame can arrive.
+    pub fn prime(&mut self) {
+        for i in 0..self.ports.len() {
+            self.refill(i);
+        }
+        self.lend_credits();
+        self.counters.total_frames.set(self.total_frames as u64);
+        self.counters.free_frames.set(self.pool.len() as u64);
+    }
+
+    /// Runs until the stop flag is set.
+    pub fn run(mut self) {
+        // A second handle to the UMEM, so frame data can be read while `self` is
+        // borrowed mutably to queue it.
+        let umem = self.umem.clone();
+        let mut batch = [FrameDesc::default(); BATCH];
+        let mut pollfds: Vec<libc::pollfd> = self
+            .ports
+            .iter()
+            .map(|p| p.rx.fd().as_raw_fd())
+            .chain([self.mailboxes[self.index].wake_fd().raw()])
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let mut idle = 0u32;
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = self.epoch.elapsed().as_secs() as u32;
+            let mut work = 0;
+            let mut wake = 0u64;
+            for i in 0..self.ports.len() {
+                work += self.receive(&umem, i, &mut batch, now, &mut wake);
+            }
+            for w in 0..self.mailboxes.len() {
+                if wake & (1 << w) != 0 {
+                    self.mailboxes[w].wake();
+                }
+            }
+            work += self.take_handoffs();
+            work += self.transmit(&mut batch);
+            work += self.complete(&mut batch);
+            for i in 0..self.ports.len() {
+                self.refill(i);
+            }
+            self.lend_credits();
+            self.check_ledger();
+            self.counters.free_frames.set(self.pool.len() as u64);
+
+            if work > 0 || self.ports.iter().any(|p| p.tx_backlog) {
+                idle = 0;
+            } else {
+                idle += 1;
+                if idle >= SPIN_TURNS {
+                    idle = 0;
+                    self.sleep(&mut pollfds);
+                }
+            }
+        }
+    }
+
+    /// Takes one RX batch from `ports[i]` and decides every frame in it.
+    #[inline]
+    fn receive(
+        &mut self,
+        umem: &Umem,
+        i: usize,
+        batch: &mut [FrameDesc],
+        now: u32,
+        wake: &mut u64,
+    ) -> usize {
+        let port = &mut self.ports[i];
+        // SAFETY: the RX ring hands back frames of `umem`, the UMEM its socket was bound with.
+        let n = unsafe { port.rx.consume(batch) };
+        if n == 0 {
+            return 0;
+        }
+        port.in_fill -= n;
+        let ingress = port.id;
+        let counters = Arc::clone(&self.counters);
+        let c = counters.port(ingress);
+        let mut bytes = 0;
+        for &desc in &batch[..n] {
+            // SAFETY: `desc` came off this worker's RX ring, so it is a frame of `umem`
+            // that the kernel has handed over; nothing writes it until it is queued again.
+            let data = unsafe { umem.data(&desc) }.contents();
+            bytes += data.len() as u64;
+            match decide(&self.tables, data, ingress, now) {
+                Action::Forward(egress) => self.send(umem, desc, data, egress, wake),
+                Action::Flood(ports) => {
+                    let mut rest = ports.iter().peekable();
+                    while let Some(egress) = rest.next() {
+                        if rest.peek().is_none() {
+                            // The last port gets the received frame itself.
+                            self.send(umem, desc, data, egress, wake);
+                        } else if self.copy_to(umem, data, egress, wake) {
+                            c.flood_copies.add(1);
+                        }
+                    }
+                }
+                Action::Drop(reason) => {
+                    c.drop(reason);
+                    self.pool.push(desc);
+                }
+            }
+        }
+        c.rx_packets.add(n as u64);
+        c.rx_bytes.add(bytes);
+        n
+    }
+
+    /// Queues the frame `desc` (holding `data`) for `egress`: on the local TX batch, or
+    /// as a copy handed to the worker that owns the port's queue.
+    #[inline]
+    fn send(&mut self, umem: &Umem, desc: FrameDesc, data: &[u8], egress: PortId, wake: &mut u64) {
+        match self.routes[egress as usize] {
+            Route::Local(j) => self.ports[j].pending.push(desc),
+            Route::Remote(_) => {
+                self.copy_to(umem, data, egress, wake);
+                self.pool.push(desc);
+            }
+        }
+    }
+
+    /// Queues a copy of `data` for `egress`. Returns whether a copy was queued.
+    fn copy_to(&mut self, umem: &Umem, data: &[u8], egress: PortId, wake: &mut u64) -> bool {
+        let c = self.counters.port(egress);
+        match self.routes[egress as usize] {
+            Route::Local(j) => {
+                let Some(mut copy) = self.pool.pop() else {
+                    c.drop(DropReason::NoFreeFrame);
+                    return false;
+                };
+                // SAFETY: `copy` came from the free pool, so it is a frame of `umem`
+                // that nothing else holds.
+                if unsafe { super::write_frame(umem, &mut copy, data) } {
+                    self.ports[j].pending.push(copy);
+                    true
+                } else {
+                    self.pool.push(copy);
+                    c.drop(DropReason::NoFreeFrame);
+                    false
+                }
+            }
+            Route::Remote(w) => {
+                if self.mailboxes[w].send(data, egress) {
+                    c.handoff_out.add(1);
+                    *wake |= 1 << w;
+                    true
+                } else {
+                    c.drop(DropReason::HandoffFull);
+                    false
+                }
+            }
+        }
+    }
+
+    /// Queues the frames other workers handed over.
+    fn take_handoffs(&mut self) -> usize {
+        let mailbox = &self.mailboxes[self.index];
+        let mut n = 0;
+        while n < BATCH * 4 {
+            let Some((desc, egress)) = mailbox.inbound.pop() else {
+                break;
+            };
+            n += 1;
+            self.lent -= 1;
+            match self.routes[egress as usize] {
+                Route::Local(j) => {
+                    self.counters.port(egress).handoff_in.add(1);
+                    self.ports[j].pending.push(desc);
+                }
+                // A sender only hands over frames for ports this worker owns.
+                Route::Remote(_) => self.pool.push(desc),
+            }
+        }
+        n
+    }
+
+    /// Puts the pending batches on the TX rings and kicks the kernel.
+    fn transmit(&mut self, scratch: &mut [FrameDesc]) -> usize {
+        let mut sent = 0;
+        for i in 0..self.ports.len() {
+            let port = &mut self.ports[i];
+            if port.pending.is_empty() && !port.tx_backlog {
+                continue;
+            }
+            let c = self.counters.port(port.id);
+            let want = port.pending.len();
+            let room = port.tx.nb_free(want as u32) as usize;
+            let n = want.min(room);
+            if n > 0 {
+                // SAFETY: every pending descriptor is a frame of this worker's UMEM, held
+                // by nothing else since it left the RX ring, the pool or a mailbox.
+                let produced = unsafe { port.tx.produce(&port.pending[..n]) };
+                debug_assert_eq!(produced, n, "nb_free promised the room");
+                port.in_tx += produced;
+                c.tx_packets.add(produced as u64);
+                c.tx_bytes.add(
+                    port.pending[..n]
+                        .iter()
+                        .map(|d| d.lengths().data() as u64)
+                        .sum(),
+                );
+                sent += produced;
+            }
+            for desc in port.pending.drain(n..) {
+                c.drop(DropReason::TxRingFull);
+                self.pool.push(desc);
+            }
+            port.pending.clear();
+            if port.tx.needs_wakeup() {
+                port.tx_backlog = false;
+                for _ in 0..MAX_KICKS {
+                    match sys::kick_tx(port.tx.fd().as_raw_fd()) {
+                        Kick::Done | Kick::Failed => break,
+                        Kick::Again => {
+                            port.tx_backlog = true;
+                            // Room on the completion ring lets the kernel go on.
+                            // SAFETY: completions are frames of this worker's UMEM.
+                            let done = unsafe { port.cq.consume(scratch) };
+                            port.in_tx -= done;
+                            self.pool.extend_from_slice(&scratch[..done]);
+                        }
+                    }
+                }
+            } else {
+                port.tx_backlog = false;
+            }
+        }
+        sent
+    }
+
+    /// Reaps TX completions into the free pool.
+    fn complete(&mut self, scratch: &mut [FrameDesc]) -> usize {
+        let mut n = 0;
+        for port in &mut self.ports {
+            if port.in_tx == 0 {
+                continue;
+            }
+            // SAFETY: the completion ring returns frames of this worker's UMEM that the
+            // kernel is done with.
+            let done = unsafe { port.cq.consume(scratch) };
+            port.in_tx -= done;
+            self.pool.extend_from_slice(&scratch[..done]);
+            n += done;
+        }
+        n
+    }
+
+    /// Tops the fill ring of `ports[i]` up from the pool.
+    fn refill(&mut self, i: usize) {
+        let port = &mut self.ports[i];
+        let want = self
+            .ring_size
+            .saturating_sub(port.in_fill)
+            .min(self.pool.len());
+        if want < BATCH.min(self.ring_size) && port.in_fill > 0 {
+            return; // not worth a ring operation yet
+        }
+        let room = port.fq.nb_free(want as u32) as usize;
+        let n = want.min(room);
+        if n == 0 {
+            return;
+        }
+        let from = self.pool.len() - n;
+        // SAFETY: pool frames are frames of this worker's UMEM that nothing else holds.
+        let produced = unsafe { port.fq.produce(&self.pool[from..]) };
+        debug_assert_eq!(produced, n);
+        self.pool.truncate(from);
+        port.in_fill += produced;
+        if port.fq.needs_wakeup() {
+            // Zero-copy drivers sleep until poked; copy mode never sets the flag.
+            let _ = port.rx.poll(0);
+        }
+    }
+
+    /// Publishes free frames for other workers to hand frames over in.
+    fn lend_credits(&mut self) {
+        if self.mailboxes.len() < 2 {
+            return;
+        }
+        let credits = &self.mailboxes[self.index].credits;
+        while self.lent < super::handoff::CREDITS {
+            let Some(desc) = self.pool.pop() else { break };
+            if let Err(desc) = credits.push(desc) {
+                self.pool.push(desc);
+                break;
+            }
+            self.lent += 1;
+        }
+    }
+
+    /// Debug builds: every frame is in exactly one place.
+    fn check_ledger(&self) {
+        if cfg!(debug_assertions) {
+            let placed: usize = self.pool.len()
+                + self.lent
+                + self
+                    .ports
+                    .iter()
+                    .map(|p| p.in_fill + p.in_tx + p.pending.len())
+                    .sum::<usize>();
+            assert_eq!(
+                placed, self.total_frames,
+                "worker {}: UMEM frames lost or duplicated",
+                self.index
+            );
+        }
+    }
+
+    /// Sleeps until a socket has frames, another worker hands some over, or the timeout.
+    fn sleep(&mut self, pollfds: &mut [libc::pollfd]) {
+        let mailbox = &self.mailboxes[self.index];
+        if !mailbox.prepare_sleep() {
+            return;
+        }
+        self.counters.sleeps.add(1);
+        sys::poll(pollfds, SLEEP_MS);
+        mailbox.woke();
+    }
+}

@@ -1,0 +1,121 @@
+//! `hairpin demo`: three "VMs" in network namespaces, bridged by hairpin in a fourth.
+//!
+//! ```text
+//!   vm1 (198.18.0.1) eth0 ── port1 ┐
+//!   vm2 (198.18.0.2) eth0 ── port2 ┼─ hairpin run --mode veb   (namespace "sw")
+//!   vm3 (198.18.0.3) eth0 ── port3 ┘
+//! ```
+//!
+//! hairpin runs as a child process in "sw", exactly as a user would run it, printing its
+//! counters every second. The demo pings every pair of VMs, streams TCP from vm1 to vm3
+//! with iperf3, then keeps forwarding until Ctrl-C (or `--seconds`); the lab is removed
+//! on every way out.
+use std::{
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, bail};
+use hairpin::{
+    control::preflight,
+    netlab::{Lab, Netns},
+};
+
+const VMS: [(&str, &str, &str); 3] = [
+    ("vm1", "port1", "198.18.0.1"),
+    ("vm2", "port2", "198.18.0.2"),
+    ("vm3", "port3", "198.18.0.3"),
+];
+
+pub fn run(limit: Option<Duration>) -> Result<()> {
+    preflight::check()?;
+    hairpin::catch_stop_signals().context("installing signal handlers")?;
+    Lab::sweep_stale();
+    let mut lab = Lab::new("demo");
+    let sw = lab.add_ns("sw")?;
+    let mut vms: Vec<Netns> = Vec::new();
+    for (vm, port, addr) in VMS {
+        let ns = lab.add_ns(vm)?;
+        lab.veth((&ns, "eth0"), (&sw, port), 1)?;
+        ns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
+        println!(
+            "demo: {} eth0 {addr}/24  <->  {} {port}",
+            ns.name(),
+            sw.name()
+        );
+        vms.push(ns);
+    }
+
+    let exe = std::env::current_exe().context("finding the hairpin binary")?;
+    let mut cmd = sw.command(&exe.to_string_lossy());
+    cmd.args([
+        "run",
+        "--mode",
+        "veb",
+        "--ports",
+        "port1,port2,port3",
+        "--stats",
+        "2",
+    ]);
+    println!(
+        "demo: ip netns exec {} hairpin run --mode veb --ports port1,port2,port3 --stats 2",
+        sw.name()
+    );
+    let hairpin_pid = lab.spawn(cmd)?.child().id();
+    let ports: Vec<&str> = VMS.iter().map(|v| v.1).collect();
+    if !sw.wait_for_xdp(&ports, Duration::from_secs(15)) {
+        bail!("hairpin did not attach to {ports:?} within 15 s (see its log above)");
+    }
+
+    for (i, (a, _, _)) in VMS.iter().enumerate() {
+        for (b, _, addr) in &VMS[i + 1..] {
+            let out = vms[i].run("ping", &["-c", "3", "-i", "0.2", "-W", "1", addr]);
+            let verdict = match &out {
+                Ok(o) => summary_line(&o.stdout, "packet loss"),
+                Err(e) => format!("FAILED: {e}"),
+            };
+            println!("demo: ping {a} -> {b}: {verdict}");
+        }
+    }
+    let mut server = vms[2].command("iperf3");
+    server.args(["-s", "-1", "-B", VMS[2].2]);
+    lab.spawn(server)?;
+    thread::sleep(Duration::from_millis(300));
+    match vms[0].run("iperf3", &["-c", VMS[2].2, "-t", "3", "-f", "m"]) {
+        Ok(o) => println!(
+            "demo: iperf3 vm1 -> vm3 (TCP, 3 s): {}",
+            summary_line(&o.stdout, "receiver")
+        ),
+        Err(e) => println!("demo: iperf3 vm1 -> vm3 FAILED: {e}"),
+    }
+
+    println!(
+        "demo: forwarding until {}; try `ip netns exec {} ping 198.18.0.2`",
+        limit.map_or("Ctrl-C".to_owned(), |l| format!(
+            "{} s have passed",
+            l.as_secs()
+        )),
+        vms[0].name()
+    );
+    let start = Instant::now();
+    while !hairpin::stop_requested() && limit.is_none_or(|l| start.elapsed() < l) {
+        thread::sleep(Duration::from_millis(100));
+    }
+    // hairpin got the same Ctrl-C if there was one; SIGTERM it in any case and let it
+    // print its final counters before the lab goes.
+    let _ = Command::new("kill")
+        .args(["-TERM", &hairpin_pid.to_string()])
+        .status();
+    thread::sleep(Duration::from_millis(500));
+    println!("demo: removing the lab");
+    Ok(())
+}
+
+/// The last line of `output` containing `needle`, trimmed.
+fn summary_line(output: &[u8], needle: &str) -> String {
+    String::from_utf8_lossy(output)
+        .lines()
+        .rfind(|l| l.contains(needle))
+        .map_or_else(|| "(no summary)".to_owned(), |l| l.trim().to_owned())
+}

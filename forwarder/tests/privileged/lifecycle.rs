@@ -1,0 +1,152 @@
+//! The `hairpin` binary as an operator runs it: it stops cleanly on SIGTERM, leaves
+//! nothing attached when killed, and says what is wrong with bad input.
+use std::{
+    io::Read as _,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use crate::{Topology, ping};
+
+const HAIRPIN: &str = env!("CARGO_BIN_EXE_hairpin");
+
+fn spawn_hairpin(topo: &mut Topology, args: &[&str]) -> u32 {
+    let mut cmd = topo.sw.command(HAIRPIN);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let pid = topo.lab.spawn(cmd).unwrap().child().id();
+    assert!(
+        topo.sw.wait_for_xdp(&["p0", "p1"], Duration::from_secs(20)),
+        "hairpin attached to both ports"
+    );
+    pid
+}
+
+/// Waits for the last spawned process to exit; returns (success, stdout + stderr).
+fn wait_exit(topo: &mut Topology, timeout: Duration) -> (bool, String) {
+    let deadline = Instant::now() + timeout;
+    let child = topo.lab.last_process().unwrap().child();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut out = String::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            return (status.success(), out);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hairpin did not exit within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn bridge_ports_in_kernel(topo: &Topology) {
+    let sw = &topo.sw;
+    sw.ip(&["link", "add", "br0", "type", "bridge"]).unwrap();
+    for port in ["p0", "p1"] {
+        sw.ip(&["link", "set", port, "master", "br0"]).unwrap();
+    }
+    sw.ip(&["link", "set", "br0", "up"]).unwrap();
+}
+
+#[test]
+fn sigterm_and_sigkill_leave_no_program_behind() {
+    let mut topo = Topology::new("life", &[1, 1]);
+
+    // SIGTERM: a clean stop with the final counters.
+    let pid = spawn_hairpin(&mut topo, &["run", "--ports", "p0,p1"]);
+    ping(&topo.vms[0], &topo.addr(1), 3).unwrap();
+    topo.lab
+        .last_process()
+        .unwrap()
+        .signal(libc::SIGTERM)
+        .unwrap();
+    let (ok, out) = wait_exit(&mut topo, Duration::from_secs(10));
+    assert!(ok, "exit status after SIGTERM: {out}");
+    assert!(out.contains("XDP detached from 2 port(s)"), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("p0 ")),
+        "final counters printed: {out}"
+    );
+    assert!(
+        !topo.sw.has_xdp("p0") && !topo.sw.has_xdp("p1"),
+        "pid {pid} detached"
+    );
+
+    // SIGKILL: no chance to clean up; the kernel closes the bpf_links.
+    spawn_hairpin(
+        &mut topo,
+        &["run", "--ports", "p0,p1", "--mode", "xconnect"],
+    );
+    ping(&topo.vms[1], &topo.addr(0), 3).unwrap();
+    topo.lab
+        .last_process()
+        .unwrap()
+        .signal(libc::SIGKILL)
+        .unwrap();
+    let (ok, _) = wait_exit(&mut topo, Duration::from_secs(10));
+    assert!(!ok, "killed");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while topo.sw.has_xdp("p0") || topo.sw.has_xdp("p1") {
+        assert!(
+            Instant::now() < deadline,
+            "XDP still attached 5 s after SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // The ports are plain kernel ports again: a kernel bridge carries the ping.
+    bridge_ports_in_kernel(&topo);
+    ping(&topo.vms[0], &topo.addr(1), 3).unwrap();
+}
+
+fn run_fails(topo: &Topology, args: &[&str]) -> String {
+    let out = topo
+        .sw
+        .command(HAIRPIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "hairpin {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_input_is_refused_with_what_failed_on_what() {
+    let topo = Topology::new("errs", &[1, 1]);
+    let err = run_fails(&topo, &["run", "--ports", "p0,nosuchport"]);
+    assert!(
+        err.contains("interface nosuchport: no such device"),
+        "{err}"
+    );
+    let err = run_fails(&topo, &["run", "--ports", "p0,p1", "--queues", "4"]);
+    assert!(
+        err.contains("--queues 4: no port has that many RX queues"),
+        "{err}"
+    );
+    let err = run_fails(&topo, &["run", "--ports", "p0,p1,p0"]);
+    assert!(err.contains("port p0 is given twice"), "{err}");
+    let err = run_fails(&topo, &["run", "--ports", "p0", "--mode", "xconnect"]);
+    assert!(
+        err.contains("xconnect mode needs exactly 2 ports, got 1"),
+        "{err}"
+    );
+    let err = run_fails(&topo, &["run", "--ports", "p0,p1", "--ring-size", "1000"]);
+    assert!(err.contains("ring size 1000 is not usable"), "{err}");
+    let err = run_fails(&topo, &["run", "--ports", "p0,p1", "--zero-copy", "on"]);
+    assert!(err.contains("zero-copy"), "veth has no zero-copy: {err}");
+    // Nothing was left attached by any of the failures.
+    assert!(!topo.sw.has_xdp("p0") && !topo.sw.has_xdp("p1"));
+    ping(&topo.vms[0], &topo.addr(1), 1).expect_err("no forwarding without hairpin or a bridge");
+}
