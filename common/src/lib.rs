@@ -60,6 +60,8 @@ pub mod port_flags {
     pub const STEER: u32 = 1 << 0;
     /// Hand frames addressed to [`super::PortConf::host_mac`] to the kernel's stack.
     pub const PASS_HOST_MAC: u32 = 1 << 1;
+    /// Count and drop every frame (`XDP_DROP`): the benchmark's sink.
+    pub const DROP: u32 = 1 << 2;
 }
 
 /// Per-(port, queue) counters kept by the XDP program, one copy per CPU.
@@ -74,6 +76,8 @@ pub struct QueueStats {
     pub steered: u64,
     /// Frames handed to the kernel's stack (`XDP_PASS`): no socket bound, or host traffic.
     pub passed: u64,
+    /// Frames dropped (`XDP_DROP`, on a port in [`port_flags::DROP`] mode).
+    pub dropped: u64,
 }
 
 impl QueueStats {
@@ -83,6 +87,7 @@ impl QueueStats {
         self.rx_bytes = self.rx_bytes.wrapping_add(other.rx_bytes);
         self.steered = self.steered.wrapping_add(other.steered);
         self.passed = self.passed.wrapping_add(other.passed);
+        self.dropped = self.dropped.wrapping_add(other.dropped);
     }
 }
 
@@ -114,6 +119,6 @@ mod tests {
     #[test]
     fn map_value_layouts_are_stable() {
         assert_eq!(core::mem::size_of::<PortConf>(), 16);
-        assert_eq!(core::mem::size_of::<QueueStats>(), 32);
+        assert_eq!(core::mem::size_of::<QueueStats>(), 40);
     }
 }

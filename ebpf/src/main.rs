@@ -4,7 +4,8 @@
 //! ingress ifindex, counts the frame in the per-CPU [`QueueStats`] of its (port, queue),
 //! and redirects it into the AF_XDP socket bound to that queue in `XSKS`. A frame goes
 //! to the kernel's stack (`XDP_PASS`) when its port is not served, when no socket is
-//! bound to its queue, or when it is addressed to the host's own MAC on that port.
+//! bound to its queue, or when it is addressed to the host's own MAC on that port. A port
+//! in `DROP` mode (the benchmark's sink) counts and drops everything.
 //!
 //! Built by `cargo xtask build` for `bpfel-unknown-none`; the user-space forwarder
 //! embeds the object and loads it with aya.
@@ -47,7 +48,9 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     let stats = QUEUE_STATS.get_ptr_mut(index);
 
-    let action = if port.flags & port_flags::STEER == 0 || is_for_host(&ctx, port) {
+    let action = if port.flags & port_flags::DROP != 0 {
+        xdp_action::XDP_DROP
+    } else if port.flags & port_flags::STEER == 0 || is_for_host(&ctx, port) {
         xdp_action::XDP_PASS
     } else {
         // On a miss (no socket bound at `index`) the helper returns the low bits of the
@@ -62,10 +65,10 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
         let stats = unsafe { &mut *stats };
         stats.rx_packets += 1;
         stats.rx_bytes += len;
-        if action == xdp_action::XDP_REDIRECT {
-            stats.steered += 1;
-        } else {
-            stats.passed += 1;
+        match action {
+            xdp_action::XDP_REDIRECT => stats.steered += 1,
+            xdp_action::XDP_DROP => stats.dropped += 1,
+            _ => stats.passed += 1,
         }
     }
     action

@@ -36,6 +36,15 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Set up, build (release) and measure hairpin against the Linux bridge.
+    Bench {
+        /// One short round: checks the harness works (for CI), not the speed.
+        #[arg(long)]
+        quick: bool,
+        /// More arguments for `hairpin-bench` (see `--help` there).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Set up, then run the whole suite: unit tests, then the privileged integration tests.
     Test {
         /// Only tests whose name contains this.
@@ -58,6 +67,10 @@ fn run(cli: Cli) -> Result<()> {
             setup::run()?;
             let hairpin = build(true)?;
             run_hairpin(&hairpin, &args)
+        }
+        Task::Bench { quick, args } => {
+            setup::run()?;
+            bench(quick, &args)
         }
         Task::Test { filter } => {
             setup::run()?;
@@ -151,6 +164,28 @@ fn build(release: bool) -> Result<PathBuf> {
     }
     status(&mut host)?;
     Ok(workspace().join("target").join(profile).join("hairpin"))
+}
+
+fn bench(quick: bool, args: &[String]) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "the benchmark builds network namespaces and attaches XDP: run `sudo -E cargo xtask bench`"
+        );
+    }
+    let hairpin = build(true)?;
+    step("building hairpin-bench (release)");
+    status(
+        cargo()
+            .args(["build", "--release", "--package", "hairpin-bench"])
+            .env("HAIRPIN_EBPF_OBJ", ebpf_object()),
+    )?;
+    let mut cmd = Command::new(workspace().join("target/release/hairpin-bench"));
+    cmd.arg("--hairpin").arg(&hairpin).args(args);
+    if quick {
+        cmd.arg("--quick");
+    }
+    step("running the benchmark");
+    status(&mut cmd)
 }
 
 fn run_hairpin(hairpin: &Path, args: &[String]) -> Result<()> {
