@@ -116,6 +116,106 @@ pub fn blast(ifname: &str, frame: &[u8], duration: Duration) -> Result<Sent> {
     })
 }
 
+/// The XDP live-frames generator: hairpin's `hairpin_gen` program (`XDP_TX`) run with
+/// `BPF_PROG_TEST_RUN` and `BPF_F_TEST_XDP_LIVE_FRAMES`, so the kernel transmits the test
+/// frame out of the port as xdp_frames, with no skb per frame.
+///
+/// Each `BPF_PROG_TEST_RUN` call costs some 20 ms of set-up here whatever its length,
+/// so a trial is one long call, and its emission time is the kernel's own measure
+/// (nanoseconds per run times runs), not the wall clock around it. Pacing is done inside
+/// the program: it transmits a share of its runs, evenly spaced.
+pub struct LiveFrames {
+    ebpf: aya::Ebpf,
+    /// Nanoseconds per run last seen, to size the next call.
+    ns_per_run: f64,
+}
+
+/// What one paced trial sent.
+#[derive(Clone, Copy, Debug)]
+pub struct Paced {
+    /// Frames transmitted.
+    pub frames: u64,
+    /// Seconds the kernel spent running the program.
+    pub seconds: f64,
+}
+
+impl LiveFrames {
+    /// Loads the generator program.
+    pub fn load() -> Result<Self> {
+        let mut ebpf = aya::Ebpf::load(hairpin::control::xdp::embedded_object()?)?;
+        let program: &mut aya::programs::Xdp = ebpf
+            .program_mut(hairpin_common::GENERATOR_PROGRAM_NAME)
+            .context("the eBPF object has no generator program")?
+            .try_into()?;
+        program.load()?;
+        Ok(Self {
+            ebpf,
+            ns_per_run: 250.0,
+        })
+    }
+
+    fn sent(&self) -> Result<u64> {
+        let map = self
+            .ebpf
+            .map(hairpin_common::maps::GEN_STATE)
+            .context("no GEN_STATE map")?;
+        let state: aya::maps::PerCpuArray<_, u64> = aya::maps::PerCpuArray::try_from(map)?;
+        Ok(state.get(&1, 0)?.iter().sum())
+    }
+
+    fn set_share(&mut self, share: u32) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(hairpin_common::maps::GEN_CONFIG)
+            .context("no GEN_CONFIG map")?;
+        let mut config: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map)?;
+        config.set(0, share.clamp(1, hairpin_common::GEN_SHARE_ONE), 0)?;
+        Ok(())
+    }
+
+    /// Transmits `frame` out of interface `ifindex` (of the calling thread's namespace)
+    /// for about `duration`, `share` runs in 1024.
+    pub fn blast(
+        &mut self,
+        ifindex: u32,
+        frame: &[u8],
+        duration: Duration,
+        share: u32,
+    ) -> Result<Paced> {
+        use aya::programs::{TestRun as _, TestRunAttrs, TestRunOptions};
+        self.set_share(share)?;
+        // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
+        // egress_ifindex.
+        let len = u32::try_from(frame.len()).context("frame too long")?;
+        let mut ctx = [0u8; 24];
+        for (i, v) in [0, len, 0, ifindex, 0, 0].into_iter().enumerate() {
+            ctx[4 * i..4 * i + 4].copy_from_slice(&v.to_ne_bytes());
+        }
+        let program: &aya::programs::Xdp = self
+            .ebpf
+            .program(hairpin_common::GENERATOR_PROGRAM_NAME)
+            .context("the eBPF object has no generator program")?
+            .try_into()?;
+        let runs = (duration.as_secs_f64() * 1e9 / self.ns_per_run).clamp(1e4, 4e9) as u32;
+        let before = self.sent()?;
+        let result = program.test_run(TestRunOptions {
+            data_in: Some(frame),
+            ctx_in: Some(&ctx),
+            repeat: runs,
+            attrs: TestRunAttrs::new().xdp_live_frames(64),
+            ..TestRunOptions::default()
+        })?;
+        let frames = self.sent()? - before;
+        // The kernel reports the mean time per run.
+        let ns = (result.duration.as_nanos() as f64).max(1.0);
+        self.ns_per_run = ns;
+        Ok(Paced {
+            frames,
+            seconds: ns * f64::from(runs) / 1e9,
+        })
+    }
+}
+
 fn kick(fd: libc::c_int) {
     // SAFETY: a zero-length sendto on our own AF_XDP socket; the kernel reads nothing of
     // ours. EAGAIN and friends just mean "kick again", which the loop does.

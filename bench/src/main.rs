@@ -42,8 +42,14 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Seconds per trial.
-    #[arg(long, default_value_t = 3.0)]
+    #[arg(long, default_value_t = 1.0)]
     seconds: f64,
+    /// Trials in the binary search for the zero-loss rate (0: no search).
+    #[arg(long, default_value_t = 7)]
+    search_steps: u32,
+    /// Loss (percent) a trial may show and still count as zero-loss.
+    #[arg(long, default_value_t = 0.1)]
+    loss_tolerance: f64,
     /// Rounds (each runs every device once).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -53,9 +59,27 @@ struct Args {
     /// Extra arguments for `hairpin run` (e.g. `--xdp-mode=generic`), space-separated.
     #[arg(long, default_value = "")]
     hairpin_args: String,
+    /// Traffic generator: XDP live frames (fast, no skb per frame) or an AF_XDP socket
+    /// (copy mode on veth: one skb per frame, the slower ceiling).
+    #[arg(long, value_enum, default_value_t = GeneratorKind::Live)]
+    generator: GeneratorKind,
+    /// Print every trial of the zero-loss search.
+    #[arg(long)]
+    verbose: bool,
+    /// Append hairpin's own output (its counters at exit) to this file.
+    #[arg(long)]
+    dut_log: Option<PathBuf>,
     /// Devices to measure, comma-separated (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     devices: Vec<Dut>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum GeneratorKind {
+    /// `BPF_PROG_TEST_RUN` live frames with an `XDP_TX` program.
+    Live,
+    /// An AF_XDP socket transmitting from its UMEM.
+    AfXdp,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -90,6 +114,10 @@ impl Trial {
     fn mpps(&self) -> f64 {
         self.received as f64 / self.seconds / 1e6
     }
+
+    fn offered(&self) -> f64 {
+        self.sent as f64 / self.seconds
+    }
 }
 
 fn main() {
@@ -103,7 +131,12 @@ fn main() {
 fn run(mut args: Args) -> Result<()> {
     if args.quick {
         args.rounds = 1;
-        args.seconds = 1.0;
+        args.seconds = 0.5;
+        args.search_steps = 4;
+    }
+    if args.generator == GeneratorKind::AfXdp {
+        // The AF_XDP generator has no rate control: overload trials only.
+        args.search_steps = 0;
     }
     preflight::check()?;
     if !args.hairpin.exists() {
@@ -130,6 +163,16 @@ fn run(mut args: Args) -> Result<()> {
     let sink = lab.add_ns("sink")?;
     lab.veth((&gen_ns, "g0"), (&dut, "d0"), 1)?;
     lab.veth((&dut, "d1"), (&sink, "s0"), 1)?;
+    // Live frames arrive on d0 as xdp_frames, which a veth takes only in NAPI mode: on
+    // when an XDP program is attached (hairpin), or with GRO on (the Linux bridge).
+    dut.run("ethtool", &["-K", "d0", "gro", "on"])?;
+    let live = generator::LiveFrames::load()?;
+    let g0_index = gen_ns.enter(|| Interface::lookup("g0").map(|i| i.ifindex))??;
+    let generator = Generator {
+        kind: args.generator,
+        live,
+        ifindex: g0_index,
+    };
 
     let (steering, sink_mac) = sink.enter(|| -> Result<_> {
         let s0 = Interface::lookup("s0")?;
@@ -150,63 +193,82 @@ fn run(mut args: Args) -> Result<()> {
     let sunk = |s: &Steering| s.queue_stats(0, 0).map(|s| s.dropped);
 
     println!(
-        "hairpin-bench: {}-byte frames, {} round(s) of {:.1} s per device; generator on core {gen_core}, forwarder on core {fwd_core}",
+        "hairpin-bench: {}-byte frames, {} round(s) of {:.1} s per device; {:?} generator on core {gen_core}, forwarder on core {fwd_core}",
         frame.len(),
         args.rounds,
-        args.seconds
+        args.seconds,
+        args.generator
     );
     let devices = if args.devices.is_empty() {
         Dut::ALL.to_vec()
     } else {
         args.devices.clone()
     };
-    let mut results: Vec<(Dut, Vec<Trial>)> = devices.iter().map(|&d| (d, Vec::new())).collect();
+    let mut results: Vec<(Dut, Vec<Outcome>)> = devices.iter().map(|&d| (d, Vec::new())).collect();
+    let mut harness = Harness {
+        gen_ns: &gen_ns,
+        generator,
+        frame,
+        core: gen_core,
+    };
+    let seconds = Duration::from_secs_f64(args.seconds);
     for round in 0..args.rounds {
-        for (dut_kind, trials) in &mut results {
+        for (dut_kind, outcomes) in &mut results {
             // The direct path counts on d0 itself; every other device on s0.
             let direct = match dut_kind {
                 Dut::Direct => Some(dut.enter(|| drop_sink("d0"))??.0),
                 _ => None,
             };
             let counter = direct.as_ref().unwrap_or(&steering);
-            let stop = start_dut(&mut lab, &dut, *dut_kind, &args, fwd_core)?;
             let count = || sunk(counter);
+            let stop = start_dut(&mut lab, &dut, *dut_kind, &args, fwd_core)?;
             // Let the forwarder settle (and the bridge learn) before measuring.
-            let warm = trial(
-                &gen_ns,
-                &frame,
-                Duration::from_millis(200),
-                gen_core,
-                &count,
-            )?;
-            let seconds = Duration::from_secs_f64(args.seconds);
-            let t = trial(&gen_ns, &frame, seconds, gen_core, &count)?;
+            let all = hairpin_common::GEN_SHARE_ONE;
+            harness.trial(Duration::from_millis(200), all, &count)?;
+            let overload = harness.trial(seconds, all, &count)?;
+            let zero_loss = if args.search_steps > 0 {
+                Some(harness.zero_loss_rate(&count, seconds, &args)?)
+            } else {
+                None
+            };
             stop(&mut lab, &dut)?;
             drop(direct);
             println!(
-                "  round {}: {:<17} {:>6.3} Mpps delivered, {:>6.3} Mpps offered, loss {:>5.1}% (warm-up {} frames)",
+                "  round {}: {:<17} overload: {:>6.3} Mpps offered, {:>6.3} delivered ({:>4.1}% lost); zero-loss: {}",
                 round + 1,
                 dut_kind.name(),
-                t.mpps(),
-                t.sent as f64 / t.seconds / 1e6,
-                loss(&t),
-                warm.received
+                overload.offered() / 1e6,
+                overload.mpps(),
+                loss(&overload),
+                zero_loss.map_or("n/a".to_owned(), |r| format!("{:.3} Mpps", r / 1e6)),
             );
-            trials.push(t);
+            outcomes.push(Outcome {
+                overload,
+                zero_loss,
+            });
         }
     }
 
     println!();
-    println!("| device | median Mpps | loss | rounds (Mpps) |");
+    println!(
+        "| device | zero-loss Mpps (median) | under overload Mpps (median) | zero-loss by round |"
+    );
     println!("| --- | ---: | ---: | --- |");
-    for (dut_kind, trials) in &results {
-        let mut rates: Vec<f64> = trials.iter().map(Trial::mpps).collect();
-        rates.sort_by(f64::total_cmp);
-        let median = rates[rates.len() / 2];
-        let each: Vec<String> = trials.iter().map(|t| format!("{:.3}", t.mpps())).collect();
-        let lost: f64 = trials.iter().map(loss).sum::<f64>() / trials.len() as f64;
+    for (dut_kind, outcomes) in &results {
+        let overload = median(outcomes.iter().map(|o| o.overload.mpps()));
+        let zero: Vec<f64> = outcomes
+            .iter()
+            .filter_map(|o| o.zero_loss)
+            .map(|r| r / 1e6)
+            .collect();
+        let zero_median = if zero.is_empty() {
+            "n/a".to_owned()
+        } else {
+            format!("{:.3}", median(zero.iter().copied()))
+        };
+        let each: Vec<String> = zero.iter().map(|r| format!("{r:.3}")).collect();
         println!(
-            "| {} | {median:.3} | {lost:.1}% | {} |",
+            "| {} | {zero_median} | {overload:.3} | {} |",
             dut_kind.name(),
             each.join(", ")
         );
@@ -239,25 +301,106 @@ fn loss(t: &Trial) -> f64 {
     }
 }
 
-fn trial(
-    gen_ns: &Netns,
-    frame: &[u8],
-    duration: Duration,
+struct Generator {
+    kind: GeneratorKind,
+    live: generator::LiveFrames,
+    ifindex: u32,
+}
+
+struct Outcome {
+    overload: Trial,
+    /// Frames per second delivered at the highest zero-loss rate found.
+    zero_loss: Option<f64>,
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+type Sink<'a> = dyn Fn() -> Result<u64, hairpin::control::xdp::XdpError> + 'a;
+
+struct Harness<'a> {
+    gen_ns: &'a Netns,
+    generator: Generator,
+    frame: Vec<u8>,
     core: usize,
-    sunk: &dyn Fn() -> Result<u64, hairpin::control::xdp::XdpError>,
-) -> Result<Trial> {
-    let before = sunk()?;
-    let sent = gen_ns.enter(|| {
-        core_affinity::set_for_current(core_affinity::CoreId { id: core });
-        generator::blast("g0", frame, duration)
-    })??;
-    // Frames still in flight land within a moment.
-    thread::sleep(Duration::from_millis(50));
-    let after = sunk()?;
-    Ok(Trial {
-        sent: sent.frames,
-        received: after - before,
-        seconds: sent.elapsed.as_secs_f64(),
+}
+
+impl Harness<'_> {
+    /// One trial: the generator runs for about `duration` sending `share` runs in 1024
+    /// (all of them: flat out), and the sink counts what arrived.
+    fn trial(&mut self, duration: Duration, share: u32, sunk: &Sink<'_>) -> Result<Trial> {
+        let before = sunk()?;
+        let (frame, core, g) = (&self.frame, self.core, &mut self.generator);
+        let (sent, seconds) = self.gen_ns.enter(|| -> Result<(u64, f64)> {
+            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+            Ok(match g.kind {
+                GeneratorKind::Live => {
+                    let p = g.live.blast(g.ifindex, frame, duration, share)?;
+                    (p.frames, p.seconds)
+                }
+                GeneratorKind::AfXdp => {
+                    let s = generator::blast("g0", frame, duration)?;
+                    (s.frames, s.elapsed.as_secs_f64())
+                }
+            })
+        })??;
+        // Frames still in flight land within a moment.
+        thread::sleep(Duration::from_millis(50));
+        let after = sunk()?;
+        Ok(Trial {
+            sent,
+            received: after - before,
+            seconds,
+        })
+    }
+
+    /// RFC 2544 throughput: the highest offered rate whose trial loses no more than the
+    /// tolerance, by binary search over the generator's share. Returns the delivered
+    /// frames per second at that rate.
+    fn zero_loss_rate(&mut self, sunk: &Sink<'_>, duration: Duration, args: &Args) -> Result<f64> {
+        let (mut lo, mut hi) = (0u32, hairpin_common::GEN_SHARE_ONE);
+        let mut best = 0.0;
+        for _ in 0..args.search_steps {
+            let share = (lo + hi).div_ceil(2);
+            if share == hi && hi != hairpin_common::GEN_SHARE_ONE {
+                break;
+            }
+            let t = self.trial(duration, share, sunk)?;
+            if args.verbose {
+                println!(
+                    "    share {share:>4}/1024: offered {:.3} Mpps, delivered {:.3} Mpps, lost {} ({:.3}%)",
+                    t.offered() / 1e6,
+                    t.mpps(),
+                    t.sent.saturating_sub(t.received),
+                    loss(&t)
+                );
+            }
+            if loss(&t) <= args.loss_tolerance {
+                best = t.received as f64 / t.seconds;
+                lo = share;
+            } else {
+                hi = share - 1;
+            }
+            if lo >= hi {
+                break;
+            }
+        }
+        Ok(best)
+    }
+}
+
+fn log_target(path: Option<&std::path::Path>) -> Result<Stdio> {
+    Ok(match path {
+        None => Stdio::null(),
+        Some(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?
+            .into(),
     })
 }
 
@@ -294,8 +437,8 @@ fn start_dut(lab: &mut Lab, dut: &Netns, kind: Dut, args: &Args, core: usize) ->
                 &core.to_string(),
             ])
             .args(args.hairpin_args.split_whitespace())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(log_target(args.dut_log.as_deref())?)
+            .stderr(log_target(args.dut_log.as_deref())?);
             lab.spawn(cmd)?;
             if !dut.wait_for_xdp(&["d0", "d1"], Duration::from_secs(20)) {
                 bail!("hairpin did not attach within 20 s");

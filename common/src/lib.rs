@@ -17,6 +17,12 @@ pub const MAX_PORT_QUEUES: u32 = MAX_PORTS * MAX_QUEUES;
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "hairpin";
 
+/// Name of the benchmark generator's XDP program (`XDP_TX`, run in live-frames mode).
+pub const GENERATOR_PROGRAM_NAME: &str = "hairpin_gen";
+
+/// The generator sends `GEN_CONFIG[0]` runs out of this many.
+pub const GEN_SHARE_ONE: u32 = 1024;
+
 /// Map names, as the eBPF object declares them.
 pub mod maps {
     /// `HashMap<u32 ifindex, PortConf>`: which ports hairpin serves.
@@ -25,6 +31,11 @@ pub mod maps {
     pub const XSKS: &str = "XSKS";
     /// `PerCpuArray<QueueStats>`, indexed by [`super::xsk_index`].
     pub const QUEUE_STATS: &str = "QUEUE_STATS";
+    /// `Array<u32>`: the generator's share of runs that transmit, out of
+    /// [`super::GEN_SHARE_ONE`].
+    pub const GEN_CONFIG: &str = "GEN_CONFIG";
+    /// `PerCpuArray<u64>`: the generator's pacing accumulator and frames sent.
+    pub const GEN_STATE: &str = "GEN_STATE";
 }
 
 /// The slot of (port, queue) in the XSKMAP and the per-queue counters.

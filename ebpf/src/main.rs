@@ -15,7 +15,7 @@
 use aya_ebpf::{
     bindings::xdp_action,
     macros::{map, xdp},
-    maps::{HashMap, PerCpuArray, XskMap},
+    maps::{Array, HashMap, PerCpuArray, XskMap},
     programs::XdpContext,
 };
 use hairpin_common::{MAX_PORT_QUEUES, MAX_PORTS, PortConf, QueueStats, port_flags, xsk_index};
@@ -73,6 +73,41 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
     }
     action
 }
+
+/// The generator's pacing: transmit `GEN_CONFIG[0]` out of every 1024 runs.
+#[map]
+static GEN_CONFIG: Array<u32> = Array::with_max_entries(1, 0);
+
+/// The generator's per-CPU state: `[0]` the pacing accumulator, `[1]` frames sent.
+#[map]
+static GEN_STATE: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+
+/// The benchmark's traffic generator: sends the test frame back out of the port it is
+/// run on. Run with `BPF_PROG_TEST_RUN` in live-frames mode, it transmits without an skb
+/// per frame (as xdp-trafficgen does). To offer less than its full rate it transmits
+/// `GEN_CONFIG[0]` runs in 1024, evenly spaced (an error accumulator, as Bresenham's line
+/// does), and drops the others, so a paced stream has no bursts.
+#[xdp]
+pub fn hairpin_gen(_ctx: XdpContext) -> u32 {
+    let share = GEN_CONFIG.get(0).map_or(GEN_SHARE_ONE, |s| u64::from(*s));
+    let (Some(acc), Some(sent)) = (GEN_STATE.get_ptr_mut(0), GEN_STATE.get_ptr_mut(1)) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    // SAFETY: per-CPU array elements, touched only by this CPU while this program runs on
+    // it; `get_ptr_mut` returned valid, aligned pointers into the map.
+    let (acc, sent) = unsafe { (&mut *acc, &mut *sent) };
+    *acc += share;
+    if *acc >= GEN_SHARE_ONE {
+        *acc -= GEN_SHARE_ONE;
+        *sent += 1;
+        xdp_action::XDP_TX
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
+/// The generator's share denominator: `GEN_CONFIG[0] == 1024` sends every run.
+const GEN_SHARE_ONE: u64 = hairpin_common::GEN_SHARE_ONE as u64;
 
 /// Whether the frame is addressed to the host's own MAC on a port that keeps host traffic.
 #[inline(always)]

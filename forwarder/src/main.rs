@@ -12,7 +12,7 @@ use hairpin::{
         preflight,
         xdp::{Steering, XdpAttachMode},
     },
-    datapath::{Datapath, DatapathConfig, Snapshot, ZeroCopy},
+    datapath::{Datapath, DatapathConfig, Snapshot, ZeroCopy, stats::PortQueueSnapshot},
     switch::Mode,
 };
 use hairpin_common::PortConf;
@@ -209,10 +209,9 @@ fn print_counters(names: &[String], s: &Snapshot, per_queue: bool) {
         "{:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9}  drops",
         "port", "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "flood_cp", "handoff"
     );
-    for (p, name) in names.iter().enumerate() {
-        let t = s.port_total(p);
+    let row = |label: &str, t: &PortQueueSnapshot| {
         println!(
-            "{name:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9}  {}",
+            "{label:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9}  {}",
             t.rx_packets,
             t.rx_bytes,
             t.tx_packets,
@@ -221,18 +220,12 @@ fn print_counters(names: &[String], s: &Snapshot, per_queue: bool) {
             t.handoff_out,
             t.drop_summary()
         );
+    };
+    for (p, name) in names.iter().enumerate() {
+        row(name, &s.port_total(p));
         if per_queue && s.per_queue[p].len() > 1 {
             for (q, t) in s.per_queue[p].iter().enumerate() {
-                println!(
-                    "  q{q:<12} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9}  {}",
-                    t.rx_packets,
-                    t.rx_bytes,
-                    t.tx_packets,
-                    t.tx_bytes,
-                    t.flood_copies,
-                    t.handoff_out,
-                    t.drop_summary()
-                );
+                row(&format!("  q{q}"), t);
             }
         }
     }

@@ -219,21 +219,12 @@ fn test(filter: Option<&str>) -> Result<()> {
     let suite = |what: &str, targets: &[&str]| {
         step(what);
         let mut cmd = cargo();
-        cmd.args([
-            "test",
-            "--package",
-            "hairpin-common",
-            "--package",
-            "hairpin",
-        ])
-        .args([
-            "--package",
-            "xtask",
-            "--features",
-            "hairpin/privileged-tests",
-        ])
-        .args(targets)
-        .env("HAIRPIN_EBPF_OBJ", ebpf_object());
+        cmd.arg("test")
+            .args(["--package", "hairpin-common", "--package", "hairpin"])
+            .args(["--package", "hairpin-bench", "--package", "xtask"])
+            .args(["--features", "hairpin/privileged-tests"])
+            .args(targets)
+            .env("HAIRPIN_EBPF_OBJ", ebpf_object());
         if let Some(filter) = filter {
             cmd.args(["--", filter]);
         }

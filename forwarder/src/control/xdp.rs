@@ -17,6 +17,16 @@ use crate::control::port::Interface;
 /// The XDP object `cargo xtask build` embedded (empty for a plain `cargo build`).
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hairpin.bpf.o"));
 
+/// The embedded eBPF object (empty when built without `cargo xtask build`), for tools
+/// that load its other programs, such as the benchmark's generator.
+pub fn embedded_object() -> Result<&'static [u8], XdpError> {
+    if EBPF_OBJECT.is_empty() {
+        Err(XdpError::NotEmbedded)
+    } else {
+        Ok(EBPF_OBJECT)
+    }
+}
+
 /// An error loading, attaching or configuring the XDP program.
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
@@ -131,10 +141,7 @@ pub struct Steering {
 impl Steering {
     /// Loads the embedded XDP program into the kernel, without attaching it anywhere.
     pub fn load() -> Result<Self, XdpError> {
-        if EBPF_OBJECT.is_empty() {
-            return Err(XdpError::NotEmbedded);
-        }
-        let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(XdpError::Load)?;
+        let mut ebpf = Ebpf::load(embedded_object()?).map_err(XdpError::Load)?;
         let program: &mut Xdp = ebpf
             .program_mut(PROGRAM_NAME)
             .ok_or(XdpError::Missing {

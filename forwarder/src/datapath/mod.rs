@@ -391,7 +391,9 @@ impl Datapath {
         let mut frame_lists = Vec::with_capacity(n_workers);
         for (w, _) in cores.iter().enumerate() {
             let local = ports.iter().filter(|p| (w as u32) < p.rx_queues).count();
-            let frames = (local * 2 * ring + ring + handoff::CREDITS) as u32;
+            // Per socket: a full fill ring, a full RX ring and a full TX ring at once;
+            // plus a ring's worth for flood copies and the credits lent to other workers.
+            let frames = (local * 3 * ring + ring + handoff::CREDITS) as u32;
             let umem_config = UmemConfig::builder()
                 .frame_size(FrameSize::new(config.frame_size).expect("validated above"))
                 .fill_queue_size(QueueSize::new(config.ring_size).expect("validated above"))
@@ -538,7 +540,6 @@ impl Datapath {
                 routes,
                 total_frames: pool.len(),
                 pool,
-                ring_size: ring,
                 lent: 0,
                 tables: Arc::clone(&tables),
                 mailboxes: Arc::clone(&mailboxes),

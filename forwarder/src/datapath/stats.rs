@@ -53,6 +53,13 @@ pub struct PortQueueCounters {
     pub handoff_in: Counter,
     /// Drops, by [`DropReason`] (indexed by its discriminant).
     pub drops: [Counter; DropReason::COUNT],
+    /// The kernel's drops for this socket (`XDP_STATISTICS`): frames lost because the
+    /// RX ring was full (hairpin fell behind) ...
+    pub kernel_rx_ring_full: Counter,
+    /// ... or because the fill ring was empty (no free frame to receive into) ...
+    pub kernel_fill_ring_empty: Counter,
+    /// ... or dropped for another reason (too big for a frame, ...).
+    pub kernel_rx_dropped: Counter,
 }
 
 impl PortQueueCounters {
@@ -114,6 +121,12 @@ pub struct PortQueueSnapshot {
     pub handoff_in: u64,
     /// Drops by reason.
     pub drops: [u64; DropReason::COUNT],
+    /// Kernel: RX ring full.
+    pub kernel_rx_ring_full: u64,
+    /// Kernel: fill ring empty.
+    pub kernel_fill_ring_empty: u64,
+    /// Kernel: other RX drops.
+    pub kernel_rx_dropped: u64,
 }
 
 impl PortQueueSnapshot {
@@ -128,6 +141,9 @@ impl PortQueueSnapshot {
             handoff_out: c.handoff_out.get(),
             handoff_in: c.handoff_in.get(),
             drops: std::array::from_fn(|i| c.drops[i].get()),
+            kernel_rx_ring_full: c.kernel_rx_ring_full.get(),
+            kernel_fill_ring_empty: c.kernel_fill_ring_empty.get(),
+            kernel_rx_dropped: c.kernel_rx_dropped.get(),
         }
     }
 
@@ -143,20 +159,30 @@ impl PortQueueSnapshot {
         for (a, b) in self.drops.iter_mut().zip(other.drops) {
             *a += b;
         }
+        self.kernel_rx_ring_full += other.kernel_rx_ring_full;
+        self.kernel_fill_ring_empty += other.kernel_fill_ring_empty;
+        self.kernel_rx_dropped += other.kernel_rx_dropped;
     }
 
-    /// All drops.
+    /// All drops hairpin made (not counting the kernel's).
     pub fn dropped(&self) -> u64 {
         self.drops.iter().sum()
     }
 
-    /// The drops that happened, as `reason=count` pairs.
+    /// The drops that happened, hairpin's and then the kernel's, as `reason=count` pairs.
     pub fn drop_summary(&self) -> String {
+        let kernel = [
+            ("kernel_rx_ring_full", self.kernel_rx_ring_full),
+            ("kernel_fill_ring_empty", self.kernel_fill_ring_empty),
+            ("kernel_rx_dropped", self.kernel_rx_dropped),
+        ];
         let parts: Vec<String> = DropReason::ALL
             .iter()
+            .map(|r| r.name())
             .zip(self.drops)
+            .chain(kernel)
             .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| format!("{}={n}", r.name()))
+            .map(|(r, n)| format!("{r}={n}"))
             .collect();
         if parts.is_empty() {
             "-".to_owned()
@@ -177,11 +203,15 @@ mod tests {
         c.port(1).drop(DropReason::Runt);
         c.port(1).drop(DropReason::Runt);
         c.port(1).drop(DropReason::TxRingFull);
+        c.port(1).kernel_rx_ring_full.set(7);
         let mut total = PortQueueSnapshot::of(c.port(1));
         total.accumulate(&PortQueueSnapshot::of(c.port(1)));
         assert_eq!(total.rx_packets, 6);
         assert_eq!(total.dropped(), 6);
-        assert_eq!(total.drop_summary(), "runt=4,tx_ring_full=2");
+        assert_eq!(
+            total.drop_summary(),
+            "runt=4,tx_ring_full=2,kernel_rx_ring_full=14"
+        );
         assert_eq!(PortQueueSnapshot::of(c.port(0)).drop_summary(), "-");
     }
 }

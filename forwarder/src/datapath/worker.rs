@@ -42,6 +42,9 @@ const SPIN_TURNS: u32 = 512;
 /// Longest sleep, so that a stop request is seen promptly.
 const SLEEP_MS: i32 = 20;
 
+/// Turns between reads of the kernel's socket statistics (a syscall per socket).
+const KERNEL_STATS_TURNS: u32 = 4096;
+
 /// Frames the kernel may take per TX kick in copy mode is bounded; kicks per turn are too.
 const MAX_KICKS: usize = 16;
 
@@ -82,7 +85,6 @@ pub(super) struct Worker {
     pub routes: Vec<Route>,
     pub pool: Vec<FrameDesc>,
     pub total_frames: usize,
-    pub ring_size: usize,
     pub lent: usize,
     pub tables: Arc<Tables>,
     pub mailboxes: Arc<[Mailbox]>,
@@ -120,7 +122,12 @@ impl Worker {
             })
             .collect();
         let mut idle = 0u32;
+        let mut turns = 0u32;
         while !self.stop.load(Ordering::Relaxed) {
+            turns = turns.wrapping_add(1);
+            if turns.is_multiple_of(KERNEL_STATS_TURNS) {
+                self.read_kernel_stats();
+            }
             let now = self.epoch.elapsed().as_secs() as u32;
             let mut work = 0;
             let mut wake = 0u64;
@@ -152,6 +159,7 @@ impl Worker {
                 }
             }
         }
+        self.read_kernel_stats();
     }
 
     /// Takes one RX batch from `ports[i]` and decides every frame in it.
@@ -344,19 +352,15 @@ impl Worker {
     }
 
     /// Tops the fill ring of `ports[i]` up from the pool.
+    ///
+    /// The target is the ring's free room, not a count of frames "with the kernel": frames
+    /// waiting on the RX ring do not help the kernel receive the next one.
     fn refill(&mut self, i: usize) {
         let port = &mut self.ports[i];
-        let want = self
-            .ring_size
-            .saturating_sub(port.in_fill)
-            .min(self.pool.len());
-        if want < BATCH.min(self.ring_size) && port.in_fill > 0 {
+        let room = port.fq.nb_free(BATCH as u32) as usize;
+        let n = room.min(self.pool.len());
+        if n == 0 || (n < BATCH && port.in_fill > 0) {
             return; // not worth a ring operation yet
-        }
-        let room = port.fq.nb_free(want as u32) as usize;
-        let n = want.min(room);
-        if n == 0 {
-            return;
         }
         let from = self.pool.len() - n;
         // SAFETY: pool frames are frames of this worker's UMEM that nothing else holds.
@@ -404,8 +408,23 @@ impl Worker {
         }
     }
 
+    /// Copies the kernel's per-socket drop counters into ours.
+    fn read_kernel_stats(&self) {
+        for port in &self.ports {
+            if let Ok(k) = port.rx.fd().xdp_statistics() {
+                let c = self.counters.port(port.id);
+                c.kernel_rx_ring_full.set(k.rx_ring_full());
+                c.kernel_fill_ring_empty.set(k.rx_fill_ring_empty_descs());
+                // The kernel's rx_dropped includes the fill-ring misses counted above.
+                c.kernel_rx_dropped
+                    .set(k.rx_dropped().saturating_sub(k.rx_fill_ring_empty_descs()));
+            }
+        }
+    }
+
     /// Sleeps until a socket has frames, another worker hands some over, or the timeout.
     fn sleep(&mut self, pollfds: &mut [libc::pollfd]) {
+        self.read_kernel_stats();
         let mailbox = &self.mailboxes[self.index];
         if !mailbox.prepare_sleep() {
             return;
