@@ -63,6 +63,12 @@ struct Args {
     /// (copy mode on veth: one skb per frame, the slower ceiling).
     #[arg(long, value_enum, default_value_t = GeneratorKind::Live)]
     generator: GeneratorKind,
+    /// How the sink's XDP program on s0 attaches (the direct path always counts natively
+    /// on d0, where frames arrive as xdp_frames). Generic (skb) mode is the cheaper sink for
+    /// frames that arrive as skbs (from the bridge, or AF_XDP copy-mode TX): native mode
+    /// on a veth first copies each such skb into a page with XDP headroom.
+    #[arg(long, value_enum, default_value_t = XdpAttachMode::Generic)]
+    sink_xdp: XdpAttachMode,
     /// Print every trial of the zero-loss search.
     #[arg(long)]
     verbose: bool,
@@ -174,20 +180,7 @@ fn run(mut args: Args) -> Result<()> {
         ifindex: g0_index,
     };
 
-    let (steering, sink_mac) = sink.enter(|| -> Result<_> {
-        let s0 = Interface::lookup("s0")?;
-        let mut steering = Steering::load()?;
-        steering.configure_port(
-            &s0,
-            PortConf {
-                slot: 0,
-                flags: port_flags::DROP,
-                ..PortConf::default()
-            },
-        )?;
-        steering.attach(&s0, XdpAttachMode::Native)?;
-        Ok((steering, s0.mac))
-    })??;
+    let (steering, sink_mac) = sink.enter(|| drop_sink("s0", args.sink_xdp))??;
     let gen_mac = gen_ns.enter(|| Interface::lookup("g0").map(|i| i.mac))??;
     let frame = generator::udp_frame(gen_mac, sink_mac, args.size);
     let sunk = |s: &Steering| s.queue_stats(0, 0).map(|s| s.dropped);
@@ -216,7 +209,7 @@ fn run(mut args: Args) -> Result<()> {
         for (dut_kind, outcomes) in &mut results {
             // The direct path counts on d0 itself; every other device on s0.
             let direct = match dut_kind {
-                Dut::Direct => Some(dut.enter(|| drop_sink("d0"))??.0),
+                Dut::Direct => Some(dut.enter(|| drop_sink("d0", XdpAttachMode::Native))??.0),
                 _ => None,
             };
             let counter = direct.as_ref().unwrap_or(&steering);
@@ -278,7 +271,7 @@ fn run(mut args: Args) -> Result<()> {
 }
 
 /// hairpin's XDP program on `ifname` in drop mode: counts and drops every frame.
-fn drop_sink(ifname: &str) -> Result<(Steering, hairpin::control::port::Mac)> {
+fn drop_sink(ifname: &str, mode: XdpAttachMode) -> Result<(Steering, hairpin::control::port::Mac)> {
     let iface = Interface::lookup(ifname)?;
     let mut steering = Steering::load()?;
     steering.configure_port(
@@ -289,7 +282,7 @@ fn drop_sink(ifname: &str) -> Result<(Steering, hairpin::control::port::Mac)> {
             ..PortConf::default()
         },
     )?;
-    steering.attach(&iface, XdpAttachMode::Native)?;
+    steering.attach(&iface, mode)?;
     Ok((steering, iface.mac))
 }
 
