@@ -82,6 +82,10 @@ struct RunArgs {
     /// Seconds a learned MAC lives unseen.
     #[arg(long, default_value_t = DatapathConfig::default().fdb_max_age)]
     fdb_age: u32,
+    /// Workers spin on their rings instead of sleeping when idle: lowest latency and no
+    /// wake-up delays, at the price of a busy core each.
+    #[arg(long)]
+    busy_poll: bool,
     /// Print the counters every this many seconds (0: only at exit).
     #[arg(long, default_value_t = 0)]
     stats: u64,
@@ -148,6 +152,7 @@ fn forward(args: RunArgs) -> Result<()> {
         frame_size: args.frame_size,
         fdb_capacity: args.fdb_size,
         fdb_max_age: args.fdb_age,
+        busy_poll: args.busy_poll,
     };
     hairpin::catch_stop_signals().context("installing signal handlers")?;
     let datapath = Datapath::start(&ports, &config)?;

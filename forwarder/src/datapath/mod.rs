@@ -112,6 +112,8 @@ pub struct DatapathConfig {
     pub fdb_capacity: usize,
     /// Seconds a learned MAC lives without being seen.
     pub fdb_max_age: u32,
+    /// Workers never sleep: they spin on their rings, each owning its core.
+    pub busy_poll: bool,
 }
 
 impl Default for DatapathConfig {
@@ -126,6 +128,7 @@ impl Default for DatapathConfig {
             frame_size: 2048,
             fdb_capacity: 65_536,
             fdb_max_age: 300,
+            busy_poll: false,
         }
     }
 }
@@ -546,6 +549,7 @@ impl Datapath {
                 counters: worker_counters,
                 stop: Arc::clone(&stop),
                 epoch,
+                busy_poll: config.busy_poll,
             };
             worker.prime();
             let core = cores[w];

@@ -8,7 +8,7 @@
 //! 2. takes the frames other workers handed it;
 //! 3. puts everything queued on the TX rings in one batch per port and kicks the kernel;
 //! 4. reaps TX completions into the free pool, refills the fill rings, lends credits;
-//! 5. sleeps in `poll` after a stretch of idle turns.
+//! 5. sleeps in `poll` after a stretch of idle turns (unless busy-polling).
 //!
 //! Every UMEM frame is always in exactly one place: the free pool, a fill ring (or the
 //! RX ring behind it), a pending TX batch, a TX ring (or the completion ring behind it),
@@ -91,6 +91,8 @@ pub(super) struct Worker {
     pub counters: Arc<WorkerCounters>,
     pub stop: Arc<AtomicBool>,
     pub epoch: Instant,
+    /// Never sleep: spin on the rings (a dedicated core, lowest latency).
+    pub busy_poll: bool,
 }
 
 impl Worker {
@@ -153,7 +155,7 @@ impl Worker {
                 idle = 0;
             } else {
                 idle += 1;
-                if idle >= SPIN_TURNS {
+                if idle >= SPIN_TURNS && !self.busy_poll {
                     idle = 0;
                     self.sleep(&mut pollfds);
                 }
