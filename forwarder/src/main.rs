@@ -8,6 +8,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use hairpin::{
     control::{
+        config::{BridgeSpec, PortMac, PortOptions},
         port::Interface,
         preflight,
         xdp::{Steering, XdpAttachMode},
@@ -52,12 +53,25 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Ports to bridge, comma-separated (as many as 64).
+    /// Ports to bridge, comma-separated: the downlinks (VFs, macvlans, veths, taps).
     #[arg(long, value_delimiter = ',', required = true)]
     ports: Vec<String>,
     /// Switching mode.
     #[arg(long, value_enum, default_value_t)]
     mode: Mode,
+    /// The port towards the physical network (required by vepa and private).
+    #[arg(long)]
+    uplink: Option<String>,
+    /// Ports with reflective relay: frames may go back out of the port they came in on.
+    #[arg(long, value_delimiter = ',')]
+    hairpin: Vec<String>,
+    /// Anti-spoofing: PORT=MAC lets PORT send from MAC, and only from the MACs so listed
+    /// (repeat the option for more).
+    #[arg(long, value_name = "PORT=MAC")]
+    allow: Vec<PortMac>,
+    /// A MAC table entry that never ages or moves (repeatable).
+    #[arg(long, value_name = "PORT=MAC")]
+    static_mac: Vec<PortMac>,
     /// RX queue indices to serve, one worker each (default: the most any port has).
     #[arg(long)]
     queues: Option<u32>,
@@ -140,9 +154,21 @@ fn lookup_ports(names: &[String]) -> Result<Vec<Interface>> {
 }
 
 fn forward(args: RunArgs) -> Result<()> {
+    let spec = BridgeSpec::from_options(
+        args.mode,
+        &PortOptions {
+            ports: &args.ports,
+            uplink: args.uplink.as_deref(),
+            hairpin: &args.hairpin,
+            allow: &args.allow,
+            static_macs: &args.static_mac,
+        },
+    )?;
     preflight::check()?;
-    let ports = lookup_ports(&args.ports)?;
+    let ports = lookup_ports(&spec.ports)?;
     let config = DatapathConfig {
+        policies: spec.policies,
+        static_macs: spec.static_macs,
         mode: args.mode,
         queues: args.queues,
         cores: args.cores.map(|c| c.0),
@@ -156,10 +182,17 @@ fn forward(args: RunArgs) -> Result<()> {
     };
     hairpin::catch_stop_signals().context("installing signal handlers")?;
     let datapath = Datapath::start(&ports, &config)?;
-    for p in datapath.ports() {
+    for (p, policy) in datapath.ports().iter().zip(&config.policies) {
         log::info!(
-            "{}: {} RX queue(s), XDP {}, AF_XDP {}",
+            "{}: {:?}{}{}, {} RX queue(s), XDP {}, AF_XDP {}",
             p.iface.name,
+            policy.role,
+            if policy.hairpin { ", hairpin" } else { "" },
+            if policy.allowed_sources.is_empty() {
+                String::new()
+            } else {
+                format!(", {} allowed source MAC(s)", policy.allowed_sources.len())
+            },
             p.iface.rx_queues,
             p.xdp,
             if p.zero_copy {

@@ -1,4 +1,5 @@
 //! The control plane: ports, the XDP program and its maps, preflight checks.
+pub mod config;
 pub mod port;
 pub mod preflight;
 pub mod xdp;

@@ -45,10 +45,10 @@ use self::{
 };
 use crate::{
     control::{
-        port::Interface,
+        port::{Interface, Mac},
         xdp::{AttachedMode, Steering, XdpAttachMode, XdpError},
     },
-    switch::{Mode, PortId, Tables, TablesError},
+    switch::{Mode, PortId, PortPolicy, Tables, TablesError},
 };
 
 /// Copies `data` into frame `desc` of `umem`, setting its length. Returns `false` if it
@@ -114,6 +114,11 @@ pub struct DatapathConfig {
     pub fdb_max_age: u32,
     /// Workers never sleep: they spin on their rings, each owning its core.
     pub busy_poll: bool,
+    /// Role, hairpin and anti-spoofing of each port, in the order of the ports (missing
+    /// entries: a plain downlink).
+    pub policies: Vec<PortPolicy>,
+    /// MAC table entries that never age or move: (port index, MAC).
+    pub static_macs: Vec<(PortId, Mac)>,
 }
 
 impl Default for DatapathConfig {
@@ -129,6 +134,8 @@ impl Default for DatapathConfig {
             fdb_capacity: 65_536,
             fdb_max_age: 300,
             busy_poll: false,
+            policies: Vec::new(),
+            static_macs: Vec::new(),
         }
     }
 }
@@ -207,6 +214,20 @@ pub enum DatapathError {
         /// The error.
         #[source]
         source: xsk_rs::socket::SocketCreateError,
+    },
+    /// A static MAC names a port that does not exist.
+    #[error("static MAC {mac}: there is no port {port}")]
+    StaticPort {
+        /// The MAC.
+        mac: Mac,
+        /// The port index.
+        port: PortId,
+    },
+    /// The MAC table has no room for a static entry.
+    #[error("static MAC {mac}: its MAC table bucket is full; raise the table size")]
+    StaticFull {
+        /// The MAC.
+        mac: Mac,
     },
     /// `--zero-copy on`, but a socket bound in copy mode.
     #[error("{port} queue {queue} bound in copy mode, but --zero-copy on was asked for")]
@@ -365,7 +386,17 @@ impl Datapath {
             }
         }
         validate_sizes(config)?;
-        let tables = Arc::new(Tables::new(config.mode, ports.len(), config.fdb_capacity)?);
+        let mut policies = config.policies.clone();
+        policies.resize(ports.len(), PortPolicy::default());
+        let tables = Arc::new(Tables::new(config.mode, &policies, config.fdb_capacity)?);
+        for &(port, mac) in &config.static_macs {
+            if usize::from(port) >= ports.len() {
+                return Err(DatapathError::StaticPort { mac, port });
+            }
+            if tables.fdb.insert_static(0, mac, port) == crate::switch::fdb::Learned::Full {
+                return Err(DatapathError::StaticFull { mac });
+            }
+        }
         let most = ports.iter().map(|p| p.rx_queues).max().unwrap_or(1);
         let queues = config.queues.unwrap_or(most);
         if queues == 0 || queues > most {

@@ -9,7 +9,7 @@ use std::fmt;
 
 pub use fdb::{Fdb, PortId, VlanId};
 
-use crate::wire::EthernetFrame;
+use crate::{control::port::Mac, wire::EthernetFrame};
 
 /// Most ports one bridge serves: a [`PortSet`] is a 64-bit mask.
 pub const MAX_PORTS: usize = hairpin_common::MAX_PORTS as usize;
@@ -93,11 +93,18 @@ pub enum DropReason {
     HandoffFull,
     /// No free UMEM frame for a flood copy or a handoff.
     NoFreeFrame,
+    /// The source MAC is not one the downlink may use (anti-spoofing).
+    Spoofed,
+    /// VEPA or private mode, but no uplink to send the frame to.
+    NoUplink,
+    /// Private mode: a frame between two local downlinks, reflected by the adjacent
+    /// switch, is not delivered.
+    PrivateIsolation,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 10] = [
         Self::Runt,
         Self::BadSourceMac,
         Self::SameSegment,
@@ -105,6 +112,9 @@ impl DropReason {
         Self::TxRingFull,
         Self::HandoffFull,
         Self::NoFreeFrame,
+        Self::Spoofed,
+        Self::NoUplink,
+        Self::PrivateIsolation,
     ];
 
     /// How many reasons there are.
@@ -120,6 +130,9 @@ impl DropReason {
             Self::TxRingFull => "tx_ring_full",
             Self::HandoffFull => "handoff_full",
             Self::NoFreeFrame => "no_free_frame",
+            Self::Spoofed => "spoofed",
+            Self::NoUplink => "no_uplink",
+            Self::PrivateIsolation => "private",
         }
     }
 }
@@ -135,12 +148,18 @@ pub enum Action {
     Drop(DropReason),
 }
 
-/// The switching mode.
+/// The switching mode, in 802.1Qbg / Linux macvlan terms.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
-    /// Virtual Ethernet bridge: a learning bridge between all ports.
+    /// Virtual Ethernet bridge: downlinks switch to each other locally; unknown and
+    /// broadcast frames flood to every other port, the uplink included.
     #[default]
     Veb,
+    /// Virtual Ethernet port aggregator: every frame from a downlink goes to the uplink;
+    /// the adjacent switch reflects frames between local downlinks back.
+    Vepa,
+    /// As `vepa`, but downlinks never reach each other, even through a reflecting switch.
+    Private,
     /// Two ports patched to each other, no lookups (like testpmd `io`): for benchmarks.
     Xconnect,
 }
@@ -149,6 +168,8 @@ impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::Veb => "veb",
+            Self::Vepa => "vepa",
+            Self::Private => "private",
             Self::Xconnect => "xconnect",
         })
     }
@@ -167,40 +188,114 @@ pub enum TablesError {
         /// What it got.
         got: usize,
     },
+    /// More than one uplink.
+    #[error("only one port may be the uplink (ports {first} and {second} both are)")]
+    TwoUplinks {
+        /// The first uplink's index.
+        first: usize,
+        /// The second's.
+        second: usize,
+    },
+    /// VEPA or private mode without an uplink.
+    #[error("{0} mode needs an uplink (--uplink IF)")]
+    NeedsUplink(Mode),
 }
 
-/// Everything [`decide`] reads: the mode, the ports, the MAC table.
+/// A port's place in the edge bridge.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Role {
+    /// Faces a VM or container (a VF, macvlan, veth or tap).
+    #[default]
+    Downlink,
+    /// Towards the physical network; at most one.
+    Uplink,
+}
+
+/// How the bridge treats one port.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PortPolicy {
+    /// Uplink or downlink.
+    pub role: Role,
+    /// Reflective relay: frames may go back out of this port when their destination
+    /// lives behind it too (the hairpin a VEPA station's adjacent switch must do).
+    pub hairpin: bool,
+    /// Anti-spoofing: the source MACs frames from this port may carry (empty: any).
+    pub allowed_sources: Vec<Mac>,
+}
+
+/// Everything [`decide`] reads: the mode, the ports and their policies, the MAC table.
 #[derive(Debug)]
 pub struct Tables {
     mode: Mode,
     ports: PortSet,
+    uplink: Option<PortId>,
+    downlinks: PortSet,
+    hairpin: PortSet,
+    /// Per port; empty where any source is allowed.
+    allowed_sources: Vec<Box<[Mac]>>,
     /// The MAC table; learning writes to it through atomics.
     pub fdb: Fdb,
 }
 
 impl Tables {
-    /// Tables for `ports` ports in `mode`, with a MAC table of `fdb_capacity` entries.
-    pub fn new(mode: Mode, ports: usize, fdb_capacity: usize) -> Result<Self, TablesError> {
+    /// Tables for one port per entry of `policies`, in `mode`, with a MAC table of
+    /// `fdb_capacity` entries.
+    pub fn new(
+        mode: Mode,
+        policies: &[PortPolicy],
+        fdb_capacity: usize,
+    ) -> Result<Self, TablesError> {
+        let n = policies.len();
         let ok = match mode {
-            Mode::Xconnect => ports == 2,
-            Mode::Veb => (1..=MAX_PORTS).contains(&ports),
+            Mode::Xconnect => n == 2,
+            Mode::Veb | Mode::Vepa | Mode::Private => (1..=MAX_PORTS).contains(&n),
         };
         if !ok {
             let need = match mode {
                 Mode::Xconnect => "exactly 2",
-                Mode::Veb => "1 to 64",
+                _ => "1 to 64",
             };
-            return Err(TablesError::PortCount {
-                mode,
-                need,
-                got: ports,
-            });
+            return Err(TablesError::PortCount { mode, need, got: n });
+        }
+        let mut uplink = None;
+        let mut downlinks = PortSet::EMPTY;
+        let mut hairpin = PortSet::EMPTY;
+        for (i, policy) in policies.iter().enumerate() {
+            let id = i as PortId;
+            match (policy.role, uplink) {
+                (Role::Uplink, Some(first)) => {
+                    return Err(TablesError::TwoUplinks {
+                        first: usize::from(first),
+                        second: i,
+                    });
+                }
+                (Role::Uplink, None) => uplink = Some(id),
+                (Role::Downlink, _) => downlinks = downlinks.with(id),
+            }
+            if policy.hairpin {
+                hairpin = hairpin.with(id);
+            }
+        }
+        if matches!(mode, Mode::Vepa | Mode::Private) && uplink.is_none() {
+            return Err(TablesError::NeedsUplink(mode));
         }
         Ok(Self {
             mode,
-            ports: PortSet::first(ports),
+            ports: PortSet::first(n),
+            uplink,
+            downlinks,
+            hairpin,
+            allowed_sources: policies
+                .iter()
+                .map(|p| p.allowed_sources.clone().into_boxed_slice())
+                .collect(),
             fdb: Fdb::with_capacity(fdb_capacity),
         })
+    }
+
+    /// Tables for `n` plain downlinks (no uplink, no hairpin, no anti-spoofing).
+    pub fn with_ports(mode: Mode, n: usize, fdb_capacity: usize) -> Result<Self, TablesError> {
+        Self::new(mode, &vec![PortPolicy::default(); n], fdb_capacity)
     }
 
     /// The mode.
@@ -212,34 +307,99 @@ impl Tables {
     pub fn ports(&self) -> PortSet {
         self.ports
     }
+
+    /// The uplink, if there is one.
+    pub fn uplink(&self) -> Option<PortId> {
+        self.uplink
+    }
+
+    /// Ports where a frame may go back out of the port it came in on.
+    pub fn hairpin_ports(&self) -> PortSet {
+        self.hairpin
+    }
 }
 
 /// Decides what happens to `frame`, received on `ingress` at `now` (table seconds),
 /// learning its source address on the way.
+///
+/// In every mode but `xconnect`: runts, multicast or all-zero sources and (on a port
+/// with an anti-spoofing list) unlisted sources are dropped; the source is learned; a
+/// frame never leaves by its ingress port unless that port has hairpin (reflective
+/// relay) on. Then, by mode:
+///
+/// - `veb`: known unicast goes to its port; broadcast, multicast and unknown unicast
+///   flood to every other port.
+/// - `vepa`: from a downlink, everything goes to the uplink. From the uplink, unicast
+///   goes to the downlink that owns the destination (flooded to the downlinks when
+///   unknown); broadcast and multicast go to every downlink but the one the source lives
+///   on (a frame the adjacent switch reflected never returns to its sender). A source
+///   seen on the uplink is not learned there when it lives on a downlink: that is a
+///   reflected frame, not a station that moved.
+/// - `private`: as `vepa`, but a reflected frame (from the uplink, sourced by a local
+///   downlink) reaches no other downlink.
 #[inline]
 pub fn decide(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Action {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return Action::Drop(DropReason::Runt);
     };
-    match tables.mode {
-        Mode::Xconnect => Action::Forward(ingress ^ 1),
-        Mode::Veb => {
-            let src = eth.src();
-            if !src.is_learnable() {
-                return Action::Drop(DropReason::BadSourceMac);
-            }
-            tables.fdb.learn(0, src, ingress, now);
-            let dst = eth.dst();
-            let known = if dst.is_multicast() {
+    if tables.mode == Mode::Xconnect {
+        return Action::Forward(ingress ^ 1);
+    }
+    let src = eth.src();
+    if !src.is_learnable() {
+        return Action::Drop(DropReason::BadSourceMac);
+    }
+    let allowed = &tables.allowed_sources[usize::from(ingress)];
+    if !allowed.is_empty() && !allowed.contains(&src) {
+        return Action::Drop(DropReason::Spoofed);
+    }
+    let dst = eth.dst();
+    let from_uplink = tables.uplink == Some(ingress);
+    let edge = matches!(tables.mode, Mode::Vepa | Mode::Private);
+
+    // Where the source lives. On a VEPA uplink, a source that lives on a local downlink
+    // is a reflection and is not learned there.
+    let src_home = if edge && from_uplink {
+        match tables.fdb.lookup(0, src) {
+            Some(home) if tables.downlinks.contains(home) => Some(home),
+            _ => {
+                tables.fdb.learn(0, src, ingress, now);
                 None
-            } else {
-                tables.fdb.lookup(0, dst)
-            };
-            match known {
-                Some(port) if port == ingress => Action::Drop(DropReason::SameSegment),
-                Some(port) => Action::Forward(port),
-                None => flood(tables.ports.without(ingress)),
             }
+        }
+    } else {
+        tables.fdb.learn(0, src, ingress, now);
+        None
+    };
+
+    if edge && !from_uplink {
+        return match tables.uplink {
+            Some(up) => Action::Forward(up),
+            None => Action::Drop(DropReason::NoUplink),
+        };
+    }
+    if tables.mode == Mode::Private && src_home.is_some() {
+        return Action::Drop(DropReason::PrivateIsolation);
+    }
+
+    let known = if dst.is_multicast() {
+        None
+    } else {
+        tables.fdb.lookup(0, dst)
+    };
+    let hairpin = tables.hairpin.contains(ingress);
+    match known {
+        Some(port) if port == ingress && !hairpin => Action::Drop(DropReason::SameSegment),
+        Some(port) => Action::Forward(port),
+        None => {
+            let mut targets = if edge { tables.downlinks } else { tables.ports };
+            if !hairpin {
+                targets = targets.without(ingress);
+            }
+            if let Some(home) = src_home {
+                targets = targets.without(home);
+            }
+            flood(targets)
         }
     }
 }
@@ -255,7 +415,6 @@ fn flood(ports: PortSet) -> Action {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::port::Mac;
 
     const A: Mac = Mac([0x02, 0, 0, 0, 0, 0x0a]);
     const B: Mac = Mac([0x02, 0, 0, 0, 0, 0x0b]);
@@ -271,7 +430,7 @@ mod tests {
     }
 
     fn veb(ports: usize) -> Tables {
-        Tables::new(Mode::Veb, ports, 1024).unwrap()
+        Tables::with_ports(Mode::Veb, ports, 1024).unwrap()
     }
 
     #[test]
@@ -354,21 +513,177 @@ mod tests {
 
     #[test]
     fn xconnect_patches_two_ports_whatever_the_addresses() {
-        let t = Tables::new(Mode::Xconnect, 2, 16).unwrap();
+        let t = Tables::with_ports(Mode::Xconnect, 2, 16).unwrap();
         assert_eq!(decide(&t, &frame(B, A), 0, 1), Action::Forward(1));
         assert_eq!(
             decide(&t, &frame(Mac::BROADCAST, Mac::ZERO), 1, 1),
             Action::Forward(0)
         );
         assert!(t.fdb.is_empty(), "xconnect learns nothing");
-        assert!(Tables::new(Mode::Xconnect, 3, 16).is_err());
-        assert!(Tables::new(Mode::Veb, 0, 16).is_err());
-        assert!(Tables::new(Mode::Veb, 65, 16).is_err());
+        assert!(Tables::with_ports(Mode::Xconnect, 3, 16).is_err());
+        assert!(Tables::with_ports(Mode::Veb, 0, 16).is_err());
+        assert!(Tables::with_ports(Mode::Veb, 65, 16).is_err());
+    }
+
+    /// vm1 (port 0) and vm2 (port 1) are downlinks, port 2 the uplink.
+    fn edge(mode: Mode) -> Tables {
+        let mut policies = vec![PortPolicy::default(); 3];
+        policies[2].role = Role::Uplink;
+        Tables::new(mode, &policies, 1024).unwrap()
     }
 
     #[test]
-    fn random_frames_never_return_to_ingress_nor_exceed_the_ports() {
-        // A small deterministic property test: xorshift-generated frames and ports.
+    fn vepa_sends_everything_from_a_downlink_to_the_uplink() {
+        let t = edge(Mode::Vepa);
+        decide(&t, &frame(A, B), 1, 1); // B learned on vm2
+        assert_eq!(
+            decide(&t, &frame(B, A), 0, 1),
+            Action::Forward(2),
+            "even a local destination"
+        );
+        assert_eq!(
+            decide(&t, &frame(Mac::BROADCAST, A), 0, 1),
+            Action::Forward(2)
+        );
+        assert_eq!(t.fdb.lookup(0, A), Some(0));
+    }
+
+    #[test]
+    fn vepa_delivers_reflected_frames_but_never_back_to_their_sender() {
+        let t = edge(Mode::Vepa);
+        decide(&t, &frame(B, A), 0, 1); // A on vm1
+        decide(&t, &frame(A, B), 1, 1); // B on vm2
+        // The adjacent switch reflects A -> B back down the uplink.
+        assert_eq!(decide(&t, &frame(B, A), 2, 1), Action::Forward(1));
+        // A's broadcast, reflected, reaches every downlink but A's own.
+        assert_eq!(
+            decide(&t, &frame(Mac::BROADCAST, A), 2, 1),
+            Action::Flood(PortSet::EMPTY.with(1))
+        );
+        // Reflections do not teach the table that A moved to the uplink.
+        assert_eq!(t.fdb.lookup(0, A), Some(0));
+        // A station out on the network is learned on the uplink, and reaches any downlink.
+        assert_eq!(decide(&t, &frame(A, C), 2, 1), Action::Forward(0));
+        assert_eq!(t.fdb.lookup(0, C), Some(2));
+        assert_eq!(
+            decide(&t, &frame(Mac::BROADCAST, C), 2, 1),
+            Action::Flood(PortSet::EMPTY.with(0).with(1)),
+            "broadcasts from the uplink go to downlinks only"
+        );
+        // A frame for a station on the uplink that came from the uplink stays there.
+        assert_eq!(
+            decide(&t, &frame(C, Mac([2, 0, 0, 0, 0, 0xdd])), 2, 1),
+            Action::Drop(DropReason::SameSegment)
+        );
+    }
+
+    #[test]
+    fn private_mode_keeps_downlinks_apart_even_through_a_reflecting_switch() {
+        let t = edge(Mode::Private);
+        decide(&t, &frame(B, A), 0, 1);
+        decide(&t, &frame(A, B), 1, 1);
+        assert_eq!(decide(&t, &frame(B, A), 0, 1), Action::Forward(2));
+        assert_eq!(
+            decide(&t, &frame(B, A), 2, 1),
+            Action::Drop(DropReason::PrivateIsolation)
+        );
+        assert_eq!(
+            decide(&t, &frame(Mac::BROADCAST, A), 2, 1),
+            Action::Drop(DropReason::PrivateIsolation)
+        );
+        // The outside world still reaches every downlink.
+        assert_eq!(decide(&t, &frame(A, C), 2, 1), Action::Forward(0));
+        assert_eq!(
+            decide(&t, &frame(Mac::BROADCAST, C), 2, 1),
+            Action::Flood(PortSet::EMPTY.with(0).with(1))
+        );
+    }
+
+    #[test]
+    fn edge_modes_need_one_uplink() {
+        let plain = vec![PortPolicy::default(); 2];
+        assert!(matches!(
+            Tables::new(Mode::Vepa, &plain, 16),
+            Err(TablesError::NeedsUplink(Mode::Vepa))
+        ));
+        let mut two = plain.clone();
+        two[0].role = Role::Uplink;
+        two[1].role = Role::Uplink;
+        assert!(matches!(
+            Tables::new(Mode::Veb, &two, 16),
+            Err(TablesError::TwoUplinks {
+                first: 0,
+                second: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn veb_floods_to_the_uplink_too_and_switches_locally() {
+        let t = edge(Mode::Veb);
+        assert_eq!(
+            decide(&t, &frame(B, A), 0, 1),
+            Action::Flood(PortSet::EMPTY.with(1).with(2))
+        );
+        decide(&t, &frame(A, B), 1, 1);
+        assert_eq!(
+            decide(&t, &frame(B, A), 0, 1),
+            Action::Forward(1),
+            "local, not via the uplink"
+        );
+    }
+
+    #[test]
+    fn hairpin_ports_reflect_frames_back_where_they_came_from() {
+        // One port, hairpin on: the adjacent switch of a VEPA host (reflective relay).
+        let t = Tables::new(
+            Mode::Veb,
+            &[PortPolicy {
+                hairpin: true,
+                ..PortPolicy::default()
+            }],
+            64,
+        )
+        .unwrap();
+        assert_eq!(
+            decide(&t, &frame(Mac::BROADCAST, A), 0, 1),
+            Action::Flood(PortSet::EMPTY.with(0))
+        );
+        decide(&t, &frame(A, B), 0, 1);
+        assert_eq!(decide(&t, &frame(B, A), 0, 1), Action::Forward(0));
+        // Without hairpin the same frames stay put.
+        let t = veb(1);
+        decide(&t, &frame(A, B), 0, 1);
+        assert_eq!(
+            decide(&t, &frame(B, A), 0, 1),
+            Action::Drop(DropReason::SameSegment)
+        );
+    }
+
+    #[test]
+    fn anti_spoofing_drops_unlisted_sources_before_learning() {
+        let mut policies = vec![PortPolicy::default(); 2];
+        policies[0].allowed_sources = vec![A];
+        let t = Tables::new(Mode::Veb, &policies, 64).unwrap();
+        assert!(matches!(decide(&t, &frame(B, A), 0, 1), Action::Flood(_)));
+        assert_eq!(
+            decide(&t, &frame(B, C), 0, 1),
+            Action::Drop(DropReason::Spoofed)
+        );
+        assert_eq!(
+            t.fdb.lookup(0, C),
+            None,
+            "a spoofed source is never learned"
+        );
+        assert!(
+            matches!(decide(&t, &frame(B, C), 1, 1), Action::Flood(_)),
+            "other ports are free"
+        );
+    }
+
+    #[test]
+    fn random_frames_respect_every_modes_invariants() {
+        // A deterministic property test: xorshift-generated frames, ports, modes, roles.
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut next = move || {
             state ^= state << 13;
@@ -376,21 +691,48 @@ mod tests {
             state ^= state << 17;
             state
         };
-        for ports in 1..=8usize {
-            let t = veb(ports);
-            for _ in 0..2000 {
+        for case in 0..64u64 {
+            let ports = 1 + (next() % 8) as usize;
+            let mode = [Mode::Veb, Mode::Vepa, Mode::Private][(case % 3) as usize];
+            let mut policies = vec![PortPolicy::default(); ports];
+            let uplink = (next() % ports as u64) as usize;
+            policies[uplink].role = Role::Uplink;
+            for p in &mut policies {
+                p.hairpin = next() % 4 == 0;
+            }
+            let t = Tables::new(mode, &policies, 256).unwrap();
+            for _ in 0..500 {
                 let r = next();
                 let len = (r % 80) as usize;
                 let pick = |x: u64| Mac([(x as u8) & 0x03, 0, 0, 0, 0, (x >> 8) as u8 % 6]);
                 let mut f = frame(pick(r >> 8), pick(r >> 24));
                 f.truncate(len);
                 let ingress = ((r >> 40) % ports as u64) as PortId;
+                let back_ok = policies[usize::from(ingress)].hairpin;
+                let to_uplink_only = mode != Mode::Veb && usize::from(ingress) != uplink;
                 match decide(&t, &f, ingress, (r >> 50) as u32 % 4) {
-                    Action::Forward(p) => assert!(p != ingress && (p as usize) < ports),
+                    Action::Forward(p) => {
+                        assert!((p as usize) < ports);
+                        assert!(
+                            p != ingress || back_ok,
+                            "{mode}: back to ingress without hairpin"
+                        );
+                        assert!(
+                            !to_uplink_only || usize::from(p) == uplink,
+                            "{mode}: downlink frame not to uplink"
+                        );
+                    }
                     Action::Flood(set) => {
-                        assert!(!set.contains(ingress));
-                        assert!(set.len() < ports);
+                        assert!(!to_uplink_only, "{mode}: a downlink frame flooded");
+                        assert!(!set.contains(ingress) || back_ok);
+                        assert!(set.len() <= ports);
                         assert!(set.iter().all(|p| (p as usize) < ports));
+                        if mode != Mode::Veb {
+                            assert!(
+                                !set.contains(uplink as PortId) || back_ok,
+                                "{mode}: flood back up"
+                            );
+                        }
                     }
                     Action::Drop(_) => {}
                 }

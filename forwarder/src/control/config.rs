@@ -1,0 +1,273 @@
+//! Turning what the operator wrote (command-line options today) into a checked bridge
+//! specification: the ordered ports, each one's policy, the static MAC entries.
+//!
+//! Every error names the option and the port it is about; nothing is attached until the
+//! whole specification is valid.
+use std::str::FromStr;
+
+use crate::{
+    control::port::{Mac, MacParseError},
+    switch::{Mode, PortId, PortPolicy, Role},
+};
+
+/// A `PORT=MAC` pair (`--allow`, `--static-mac`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortMac {
+    /// The port name.
+    pub port: String,
+    /// The MAC.
+    pub mac: Mac,
+}
+
+/// An error parsing a `PORT=MAC` pair.
+#[derive(Debug, thiserror::Error)]
+pub enum PortMacError {
+    /// No `=`.
+    #[error("{0:?}: expected PORT=MAC, e.g. vm1=02:00:00:00:00:01")]
+    Shape(String),
+    /// A bad MAC.
+    #[error(transparent)]
+    Mac(#[from] MacParseError),
+}
+
+impl FromStr for PortMac {
+    type Err = PortMacError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (port, mac) = s
+            .split_once('=')
+            .ok_or_else(|| PortMacError::Shape(s.to_owned()))?;
+        if port.is_empty() {
+            return Err(PortMacError::Shape(s.to_owned()));
+        }
+        Ok(Self {
+            port: port.to_owned(),
+            mac: mac.parse()?,
+        })
+    }
+}
+
+/// An error in the bridge's specification.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// An option names a port that is not bridged.
+    #[error("{option} {port}: {port} is not one of the bridged ports ({known})")]
+    UnknownPort {
+        /// The option.
+        option: &'static str,
+        /// The port it named.
+        port: String,
+        /// The bridged ports.
+        known: String,
+    },
+    /// The uplink is also listed among the ports.
+    #[error(
+        "--uplink {0}: it is also in --ports; list downlinks in --ports and the uplink only in --uplink"
+    )]
+    UplinkInPorts(String),
+    /// VEPA or private without an uplink.
+    #[error("--mode {0} needs --uplink IF (the port towards the adjacent switch)")]
+    NeedsUplink(Mode),
+    /// A multicast or zero MAC where a station's MAC is needed.
+    #[error("{option} {port}={mac}: not a station's MAC (multicast or all-zero)")]
+    NotUnicast {
+        /// The option.
+        option: &'static str,
+        /// The port.
+        port: String,
+        /// The MAC.
+        mac: Mac,
+    },
+}
+
+/// The bridge as specified: ports in slot order (downlinks, then the uplink), with
+/// their policies and the static MAC entries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BridgeSpec {
+    /// Port names, slot order.
+    pub ports: Vec<String>,
+    /// One per port.
+    pub policies: Vec<PortPolicy>,
+    /// (port slot, MAC).
+    pub static_macs: Vec<(PortId, Mac)>,
+}
+
+/// What the command line says about the bridge's ports.
+#[derive(Clone, Debug, Default)]
+pub struct PortOptions<'a> {
+    /// `--ports`: the downlinks (or, in `veb`/`xconnect` without `--uplink`, all ports).
+    pub ports: &'a [String],
+    /// `--uplink`.
+    pub uplink: Option<&'a str>,
+    /// `--hairpin`.
+    pub hairpin: &'a [String],
+    /// `--allow`.
+    pub allow: &'a [PortMac],
+    /// `--static-mac`.
+    pub static_macs: &'a [PortMac],
+}
+
+impl BridgeSpec {
+    /// Checks `options` for `mode` and builds the specification.
+    pub fn from_options(mode: Mode, options: &PortOptions<'_>) -> Result<Self, SpecError> {
+        let mut ports: Vec<String> = options.ports.to_vec();
+        if let Some(uplink) = options.uplink {
+            if ports.iter().any(|p| p == uplink) {
+                return Err(SpecError::UplinkInPorts(uplink.to_owned()));
+            }
+            ports.push(uplink.to_owned());
+        } else if matches!(mode, Mode::Vepa | Mode::Private) {
+            return Err(SpecError::NeedsUplink(mode));
+        }
+        let mut policies = vec![PortPolicy::default(); ports.len()];
+        if options.uplink.is_some()
+            && let Some(last) = policies.last_mut()
+        {
+            last.role = Role::Uplink;
+        }
+        let slot = |option: &'static str, port: &str| {
+            ports
+                .iter()
+                .position(|p| p == port)
+                .ok_or_else(|| SpecError::UnknownPort {
+                    option,
+                    port: port.to_owned(),
+                    known: ports.join(","),
+                })
+        };
+        for port in options.hairpin {
+            let i = slot("--hairpin", port)?;
+            policies[i].hairpin = true;
+        }
+        for PortMac { port, mac } in options.allow {
+            let i = slot("--allow", port)?;
+            if !mac.is_learnable() {
+                return Err(SpecError::NotUnicast {
+                    option: "--allow",
+                    port: port.clone(),
+                    mac: *mac,
+                });
+            }
+            policies[i].allowed_sources.push(*mac);
+        }
+        let mut static_macs = Vec::new();
+        for PortMac { port, mac } in options.static_macs {
+            let i = slot("--static-mac", port)?;
+            if !mac.is_learnable() {
+                return Err(SpecError::NotUnicast {
+                    option: "--static-mac",
+                    port: port.clone(),
+                    mac: *mac,
+                });
+            }
+            static_macs.push((i as PortId, *mac));
+        }
+        Ok(Self {
+            ports,
+            policies,
+            static_macs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn parses_port_mac_pairs() {
+        let pm: PortMac = "vm1=02:00:00:00:00:01".parse().unwrap();
+        assert_eq!(pm.port, "vm1");
+        assert_eq!(pm.mac, Mac([2, 0, 0, 0, 0, 1]));
+        assert!("vm1".parse::<PortMac>().is_err());
+        assert!("=02:00:00:00:00:01".parse::<PortMac>().is_err());
+        assert!("vm1=02:00".parse::<PortMac>().is_err());
+    }
+
+    #[test]
+    fn the_uplink_comes_last_with_its_role() {
+        let ports = names(&["vm1", "vm2"]);
+        let hairpin = names(&["eth0"]);
+        let allow = vec!["vm1=02:00:00:00:00:01".parse().unwrap()];
+        let statics = vec!["vm2=02:00:00:00:00:02".parse().unwrap()];
+        let spec = BridgeSpec::from_options(
+            Mode::Vepa,
+            &PortOptions {
+                ports: &ports,
+                uplink: Some("eth0"),
+                hairpin: &hairpin,
+                allow: &allow,
+                static_macs: &statics,
+            },
+        )
+        .unwrap();
+        assert_eq!(spec.ports, names(&["vm1", "vm2", "eth0"]));
+        assert_eq!(spec.policies[2].role, Role::Uplink);
+        assert!(spec.policies[2].hairpin);
+        assert_eq!(spec.policies[0].role, Role::Downlink);
+        assert_eq!(
+            spec.policies[0].allowed_sources,
+            vec![Mac([2, 0, 0, 0, 0, 1])]
+        );
+        assert_eq!(spec.static_macs, vec![(1, Mac([2, 0, 0, 0, 0, 2]))]);
+    }
+
+    #[test]
+    fn errors_name_the_option_and_the_port() {
+        let ports = names(&["vm1", "vm2"]);
+        let err = |mode, options: PortOptions<'_>| {
+            BridgeSpec::from_options(mode, &options)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err(
+                Mode::Vepa,
+                PortOptions {
+                    ports: &ports,
+                    ..PortOptions::default()
+                }
+            ),
+            "--mode vepa needs --uplink IF (the port towards the adjacent switch)"
+        );
+        let hairpin = names(&["vm3"]);
+        assert_eq!(
+            err(
+                Mode::Veb,
+                PortOptions {
+                    ports: &ports,
+                    hairpin: &hairpin,
+                    ..PortOptions::default()
+                }
+            ),
+            "--hairpin vm3: vm3 is not one of the bridged ports (vm1,vm2)"
+        );
+        assert!(
+            err(
+                Mode::Veb,
+                PortOptions {
+                    ports: &ports,
+                    uplink: Some("vm1"),
+                    ..PortOptions::default()
+                }
+            )
+            .contains("also in --ports")
+        );
+        let allow = vec!["vm1=01:00:5e:00:00:01".parse().unwrap()];
+        assert!(
+            err(
+                Mode::Veb,
+                PortOptions {
+                    ports: &ports,
+                    allow: &allow,
+                    ..PortOptions::default()
+                }
+            )
+            .contains("not a station's MAC")
+        );
+    }
+}
