@@ -66,6 +66,16 @@ unsafe fn write_frame(umem: &Umem, desc: &mut FrameDesc, data: &[u8]) -> bool {
     cursor.write_all(data).is_ok()
 }
 
+/// How long to retry binding a queue that the kernel still holds for a closed socket.
+const BIND_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Whether a socket creation failed with EBUSY (the queue is still held).
+fn is_busy(err: &xsk_rs::socket::SocketCreateError) -> bool {
+    std::error::Error::source(err)
+        .and_then(|e| e.downcast_ref::<std::io::Error>())
+        .is_some_and(|e| e.raw_os_error() == Some(libc::EBUSY))
+}
+
 /// `err` and its sources, joined by ": ".
 fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
@@ -480,9 +490,20 @@ impl Datapath {
                         .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
                         .bind_flags(bind_flags(zc))
                         .build();
-                    // SAFETY: libxdp's own program load is inhibited, as sharing a UMEM
-                    // requires; each (port, queue) is bound exactly once.
-                    unsafe { Socket::new(socket_config, umem, &name, queue) }
+                    // The kernel releases a closed socket's hold on its queue from a work
+                    // item: right after another process (or an earlier run) let go of
+                    // this queue, binding can fail with EBUSY for a moment.
+                    let deadline = Instant::now() + BIND_BUSY_WAIT;
+                    loop {
+                        // SAFETY: libxdp's own program load is inhibited, as sharing a
+                        // UMEM requires; each (port, queue) is bound exactly once.
+                        match unsafe { Socket::new(socket_config, umem, &name, queue) } {
+                            Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                                thread::sleep(std::time::Duration::from_millis(20));
+                            }
+                            other => break other,
+                        }
+                    }
                 };
                 let created = match socket(zero_copy) {
                     Err(e) if zero_copy && config.zero_copy == ZeroCopy::Auto => {
