@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use hairpin::{
     control::{
         config::{BridgeSpec, PortMac, PortOptions},
+        config_file::RunConfig,
         port::Interface,
         preflight,
         xdp::{Steering, XdpAttachMode},
@@ -53,52 +54,61 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct RunArgs {
+    /// The whole bridge from a TOML file (see the README); no other option but --stats
+    /// goes with it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     /// Ports to bridge, comma-separated: the downlinks (VFs, macvlans, veths, taps).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
     ports: Vec<String>,
     /// Switching mode.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
     mode: Mode,
     /// The port towards the physical network (required by vepa and private).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "config")]
     uplink: Option<String>,
     /// Ports with reflective relay: frames may go back out of the port they came in on.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, conflicts_with = "config", value_delimiter = ',')]
     hairpin: Vec<String>,
     /// Anti-spoofing: PORT=MAC lets PORT send from MAC, and only from the MACs so listed
     /// (repeat the option for more).
-    #[arg(long, value_name = "PORT=MAC")]
+    #[arg(long, conflicts_with = "config", value_name = "PORT=MAC")]
     allow: Vec<PortMac>,
     /// A MAC table entry that never ages or moves (repeatable).
-    #[arg(long, value_name = "PORT=MAC")]
+    #[arg(long, conflicts_with = "config", value_name = "PORT=MAC")]
     static_mac: Vec<PortMac>,
     /// RX queue indices to serve, one worker each (default: the most any port has).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "config")]
     queues: Option<u32>,
     /// Cores for the workers, queue i on the i-th: e.g. `2,3` or `2-5`.
-    #[arg(long, value_parser = parse_cores)]
+    #[arg(long, conflicts_with = "config", value_parser = parse_cores)]
     cores: Option<Cores>,
     /// XDP attach mode: native falls back to generic under `auto`.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
     xdp_mode: XdpAttachMode,
     /// AF_XDP zero-copy: `auto` uses it where the driver can.
-    #[arg(long, value_enum, default_value_t)]
+    #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
     zero_copy: ZeroCopy,
     /// Entries per ring (RX, TX, fill, completion).
-    #[arg(long, default_value_t = DatapathConfig::default().ring_size)]
+    #[arg(long, conflicts_with = "config", default_value_t = DatapathConfig::default().ring_size)]
     ring_size: u32,
     /// UMEM frame size in bytes (2048 or 4096).
-    #[arg(long, default_value_t = DatapathConfig::default().frame_size)]
+    #[arg(long, conflicts_with = "config", default_value_t = DatapathConfig::default().frame_size)]
     frame_size: u32,
     /// MAC table capacity.
-    #[arg(long, default_value_t = DatapathConfig::default().fdb_capacity)]
+    #[arg(long, conflicts_with = "config", default_value_t = DatapathConfig::default().fdb_capacity)]
     fdb_size: usize,
     /// Seconds a learned MAC lives unseen.
-    #[arg(long, default_value_t = DatapathConfig::default().fdb_max_age)]
+    #[arg(long, conflicts_with = "config", default_value_t = DatapathConfig::default().fdb_max_age)]
     fdb_age: u32,
     /// Workers spin on their rings instead of sleeping when idle: lowest latency and no
     /// wake-up delays, at the price of a busy core each.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "config")]
     busy_poll: bool,
     /// Print the counters every this many seconds (0: only at exit).
     #[arg(long, default_value_t = 0)]
@@ -153,7 +163,7 @@ fn lookup_ports(names: &[String]) -> Result<Vec<Interface>> {
         .collect::<Result<Vec<_>, _>>()?)
 }
 
-fn forward(args: RunArgs) -> Result<()> {
+fn config_from_options(args: &RunArgs) -> Result<(Vec<String>, DatapathConfig)> {
     let spec = BridgeSpec::from_options(
         args.mode,
         &PortOptions {
@@ -164,14 +174,12 @@ fn forward(args: RunArgs) -> Result<()> {
             static_macs: &args.static_mac,
         },
     )?;
-    preflight::check()?;
-    let ports = lookup_ports(&spec.ports)?;
     let config = DatapathConfig {
         policies: spec.policies,
         static_macs: spec.static_macs,
         mode: args.mode,
         queues: args.queues,
-        cores: args.cores.map(|c| c.0),
+        cores: args.cores.clone().map(|c| c.0),
         xdp_mode: args.xdp_mode,
         zero_copy: args.zero_copy,
         ring_size: args.ring_size,
@@ -180,6 +188,19 @@ fn forward(args: RunArgs) -> Result<()> {
         fdb_max_age: args.fdb_age,
         busy_poll: args.busy_poll,
     };
+    Ok((spec.ports, config))
+}
+
+fn forward(args: RunArgs) -> Result<()> {
+    let (names, config) = match &args.config {
+        Some(path) => {
+            let file = RunConfig::load(path)?;
+            (file.ports, file.datapath)
+        }
+        None => config_from_options(&args)?,
+    };
+    preflight::check()?;
+    let ports = lookup_ports(&names)?;
     hairpin::catch_stop_signals().context("installing signal handlers")?;
     let datapath = Datapath::start(&ports, &config)?;
     for (p, policy) in datapath.ports().iter().zip(&config.policies) {

@@ -197,7 +197,7 @@ pub enum TablesError {
         second: usize,
     },
     /// VEPA or private mode without an uplink.
-    #[error("{0} mode needs an uplink (--uplink IF)")]
+    #[error("{0} mode needs an uplink port")]
     NeedsUplink(Mode),
 }
 

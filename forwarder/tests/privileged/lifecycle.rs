@@ -63,8 +63,15 @@ fn bridge_ports_in_kernel(topo: &Topology) {
 fn sigterm_and_sigkill_leave_no_program_behind() {
     let mut topo = Topology::new("life", &[1, 1]);
 
-    // SIGTERM: a clean stop with the final counters.
-    let pid = spawn_hairpin(&mut topo, &["run", "--ports", "p0,p1"]);
+    // SIGTERM: a clean stop with the final counters. This run reads a config file.
+    let config = std::env::temp_dir().join(format!("hp-life-{}.toml", std::process::id()));
+    std::fs::write(
+        &config,
+        "mode = \"veb\"\n[[port]]\nname = \"p0\"\n[[port]]\nname = \"p1\"\nhairpin = false\n",
+    )
+    .unwrap();
+    let pid = spawn_hairpin(&mut topo, &["run", "--config", config.to_str().unwrap()]);
+    std::fs::remove_file(&config).unwrap();
     ping(&topo.vms[0], &topo.addr(1), 3).unwrap();
     topo.lab
         .last_process()
@@ -144,6 +151,28 @@ fn bad_input_is_refused_with_what_failed_on_what() {
     );
     let err = run_fails(&topo, &["run", "--ports", "p0,p1", "--ring-size", "1000"]);
     assert!(err.contains("ring size 1000 is not usable"), "{err}");
+    let err = run_fails(&topo, &["run", "--config", "/nonexistent/hairpin.toml"]);
+    assert!(
+        err.contains("/nonexistent/hairpin.toml: cannot read it"),
+        "{err}"
+    );
+    let err = run_fails(&topo, &["run", "--config", "/dev/null", "--ports", "p0"]);
+    assert!(err.contains("cannot be used with"), "{err}");
+    let err = run_fails(&topo, &["run", "--ports", "p0,p1", "--mode", "vepa"]);
+    assert!(err.contains("--mode vepa needs --uplink IF"), "{err}");
+    let err = run_fails(
+        &topo,
+        &["run", "--ports", "p0", "--uplink", "p1", "--hairpin", "p2"],
+    );
+    assert!(
+        err.contains("--hairpin p2: p2 is not one of the bridged ports (p0,p1)"),
+        "{err}"
+    );
+    let err = run_fails(
+        &topo,
+        &["run", "--ports", "p0,p1", "--allow", "p0=01:00:5e:00:00:01"],
+    );
+    assert!(err.contains("not a station's MAC"), "{err}");
     let err = run_fails(&topo, &["run", "--ports", "p0,p1", "--zero-copy", "on"]);
     assert!(err.contains("zero-copy"), "veth has no zero-copy: {err}");
     // Nothing was left attached by any of the failures.

@@ -1,0 +1,369 @@
+//! `hairpin run --config FILE`: the whole bridge in one TOML file.
+//!
+//! ```toml
+//! mode = "vepa"              # veb | vepa | private | xconnect
+//!
+//! [datapath]                 # every key optional
+//! queues = 2
+//! cores = [2, 3]
+//! xdp_mode = "auto"          # auto | native | generic
+//! zero_copy = "auto"         # auto | on | off
+//! ring_size = 2048
+//! frame_size = 2048
+//! busy_poll = false
+//!
+//! [fdb]
+//! size = 65536
+//! age = 300                  # seconds
+//!
+//! [[port]]
+//! name = "eth0"
+//! role = "uplink"            # uplink | downlink (default)
+//!
+//! [[port]]
+//! name = "vf0"
+//! hairpin = false
+//! allowed_macs = ["02:00:00:00:00:10"]   # anti-spoofing; empty or absent: any
+//! static_macs = ["02:00:00:00:00:10"]
+//! ```
+//!
+//! Unknown keys are errors. Every error names the file and the key; nothing is attached
+//! until the whole file is valid.
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{
+    control::{port::Mac, xdp::XdpAttachMode},
+    datapath::{DatapathConfig, ZeroCopy},
+    switch::{Mode, PortPolicy, Role, Tables},
+};
+
+/// An error reading or checking a config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// The file could not be read.
+    #[error("{path}: cannot read it")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown key or a bad value.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's description: line, column, key and what is wrong.
+        message: String,
+    },
+    /// A value is well-formed but wrong.
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The key, e.g. `port[2].allowed_macs[0]`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    mode: FileMode,
+    #[serde(default)]
+    datapath: FileDatapath,
+    #[serde(default)]
+    fdb: FileFdb,
+    #[serde(default)]
+    port: Vec<FilePort>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FileMode {
+    #[default]
+    Veb,
+    Vepa,
+    Private,
+    Xconnect,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDatapath {
+    queues: Option<u32>,
+    cores: Option<Vec<usize>>,
+    xdp_mode: Option<FileXdpMode>,
+    zero_copy: Option<FileZeroCopy>,
+    ring_size: Option<u32>,
+    frame_size: Option<u32>,
+    busy_poll: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FileXdpMode {
+    Auto,
+    Native,
+    Generic,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FileZeroCopy {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFdb {
+    size: Option<usize>,
+    age: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePort {
+    name: String,
+    #[serde(default)]
+    role: FileRole,
+    #[serde(default)]
+    hairpin: bool,
+    #[serde(default)]
+    allowed_macs: Vec<String>,
+    #[serde(default)]
+    static_macs: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum FileRole {
+    #[default]
+    Downlink,
+    Uplink,
+}
+
+/// The bridge a config file describes: its ports, in slot order, and how to run it.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
+    /// Port names, slot order (as the file lists them).
+    pub ports: Vec<String>,
+    /// Everything else.
+    pub datapath: DatapathConfig,
+}
+
+impl RunConfig {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Checks the TOML `text`, read from `path` (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigFileError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigFileError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        let invalid = |key: String, message: String| ConfigFileError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        if file.port.is_empty() {
+            return Err(invalid(
+                "port".into(),
+                "no [[port]] tables: list the ports to bridge".into(),
+            ));
+        }
+        let mode = match file.mode {
+            FileMode::Veb => Mode::Veb,
+            FileMode::Vepa => Mode::Vepa,
+            FileMode::Private => Mode::Private,
+            FileMode::Xconnect => Mode::Xconnect,
+        };
+        let mut ports = Vec::with_capacity(file.port.len());
+        let mut policies = Vec::with_capacity(file.port.len());
+        let mut static_macs = Vec::new();
+        for (i, port) in file.port.iter().enumerate() {
+            if ports.contains(&port.name) {
+                return Err(invalid(
+                    format!("port[{i}].name"),
+                    format!("{} is listed twice", port.name),
+                ));
+            }
+            let station = |key: String, text: &str| -> Result<Mac, ConfigFileError> {
+                let mac: Mac = text
+                    .parse()
+                    .map_err(|e: crate::control::port::MacParseError| {
+                        invalid(key.clone(), e.to_string())
+                    })?;
+                if mac.is_learnable() {
+                    Ok(mac)
+                } else {
+                    Err(invalid(
+                        key,
+                        format!("{mac} is not a station's MAC (multicast or all-zero)"),
+                    ))
+                }
+            };
+            let allowed_sources = port
+                .allowed_macs
+                .iter()
+                .enumerate()
+                .map(|(j, m)| station(format!("port[{i}].allowed_macs[{j}]"), m))
+                .collect::<Result<Vec<_>, _>>()?;
+            for (j, m) in port.static_macs.iter().enumerate() {
+                static_macs.push((i as u8, station(format!("port[{i}].static_macs[{j}]"), m)?));
+            }
+            ports.push(port.name.clone());
+            policies.push(PortPolicy {
+                role: match port.role {
+                    FileRole::Downlink => Role::Downlink,
+                    FileRole::Uplink => Role::Uplink,
+                },
+                hairpin: port.hairpin,
+                allowed_sources,
+            });
+        }
+        // The bridge's own checks (port count, one uplink, an uplink for VEPA), with the
+        // file's key names.
+        if let Err(e) = Tables::new(mode, &policies, 1) {
+            let key = match &e {
+                crate::switch::TablesError::TwoUplinks { second, .. } => {
+                    format!("port[{second}].role")
+                }
+                crate::switch::TablesError::NeedsUplink(_) => "mode".to_owned(),
+                crate::switch::TablesError::PortCount { .. } => "port".to_owned(),
+            };
+            return Err(invalid(key, e.to_string()));
+        }
+        let defaults = DatapathConfig::default();
+        let d = file.datapath;
+        Ok(Self {
+            ports,
+            datapath: DatapathConfig {
+                mode,
+                queues: d.queues,
+                cores: d.cores,
+                xdp_mode: match d.xdp_mode {
+                    None | Some(FileXdpMode::Auto) => XdpAttachMode::Auto,
+                    Some(FileXdpMode::Native) => XdpAttachMode::Native,
+                    Some(FileXdpMode::Generic) => XdpAttachMode::Generic,
+                },
+                zero_copy: match d.zero_copy {
+                    None | Some(FileZeroCopy::Auto) => ZeroCopy::Auto,
+                    Some(FileZeroCopy::On) => ZeroCopy::On,
+                    Some(FileZeroCopy::Off) => ZeroCopy::Off,
+                },
+                ring_size: d.ring_size.unwrap_or(defaults.ring_size),
+                frame_size: d.frame_size.unwrap_or(defaults.frame_size),
+                fdb_capacity: file.fdb.size.unwrap_or(defaults.fdb_capacity),
+                fdb_max_age: file.fdb.age.unwrap_or(defaults.fdb_max_age),
+                busy_poll: d.busy_poll.unwrap_or(false),
+                policies,
+                static_macs,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<RunConfig, ConfigFileError> {
+        RunConfig::parse(text, Path::new("hairpin.toml"))
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reads_a_full_vepa_bridge() {
+        let c = parse(
+            r#"
+            mode = "vepa"
+            [datapath]
+            queues = 2
+            cores = [0, 1]
+            zero_copy = "off"
+            busy_poll = true
+            [fdb]
+            size = 1024
+            age = 60
+            [[port]]
+            name = "vf0"
+            allowed_macs = ["02:00:00:00:00:10"]
+            static_macs = ["02:00:00:00:00:10"]
+            [[port]]
+            name = "eth0"
+            role = "uplink"
+            hairpin = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.ports, ["vf0", "eth0"]);
+        let d = &c.datapath;
+        assert_eq!(d.mode, Mode::Vepa);
+        assert_eq!((d.queues, d.cores.as_deref()), (Some(2), Some(&[0, 1][..])));
+        assert_eq!(d.zero_copy, ZeroCopy::Off);
+        assert!(d.busy_poll);
+        assert_eq!((d.fdb_capacity, d.fdb_max_age), (1024, 60));
+        assert_eq!(d.policies[1].role, Role::Uplink);
+        assert!(d.policies[1].hairpin);
+        assert_eq!(d.policies[0].allowed_sources, [Mac([2, 0, 0, 0, 0, 0x10])]);
+        assert_eq!(d.static_macs, [(0, Mac([2, 0, 0, 0, 0, 0x10]))]);
+    }
+
+    #[test]
+    fn defaults_fill_what_is_left_out() {
+        let c = parse("[[port]]\nname = \"a\"\n[[port]]\nname = \"b\"\n").unwrap();
+        assert_eq!(c.datapath.mode, Mode::Veb);
+        assert_eq!(c.datapath.ring_size, DatapathConfig::default().ring_size);
+        assert_eq!(c.datapath.policies[0], PortPolicy::default());
+    }
+
+    #[test]
+    fn errors_name_the_file_and_the_key() {
+        assert!(err("mode = \"hub\"\n[[port]]\nname = \"a\"").starts_with("hairpin.toml: "));
+        assert!(err("mode = \"hub\"\n[[port]]\nname = \"a\"").contains("unknown variant `hub`"));
+        assert!(err("[[port]]\nname = \"a\"\ncolour = \"red\"").contains("unknown field `colour`"));
+        assert_eq!(
+            err("mode = \"veb\""),
+            "hairpin.toml: port: no [[port]] tables: list the ports to bridge"
+        );
+        assert_eq!(
+            err("[[port]]\nname = \"a\"\nallowed_macs = [\"02:00:00:00:00\"]"),
+            "hairpin.toml: port[0].allowed_macs[0]: \"02:00:00:00:00\" is not a MAC address (expected six hex bytes like 02:00:00:00:00:01)"
+        );
+        assert_eq!(
+            err("[[port]]\nname = \"a\"\nstatic_macs = [\"ff:ff:ff:ff:ff:ff\"]"),
+            "hairpin.toml: port[0].static_macs[0]: ff:ff:ff:ff:ff:ff is not a station's MAC (multicast or all-zero)"
+        );
+        assert_eq!(
+            err("[[port]]\nname = \"a\"\n[[port]]\nname = \"a\""),
+            "hairpin.toml: port[1].name: a is listed twice"
+        );
+        assert_eq!(
+            err("mode = \"private\"\n[[port]]\nname = \"a\""),
+            "hairpin.toml: mode: private mode needs an uplink port"
+        );
+        assert!(
+            err("[[port]]\nname = \"a\"\nrole = \"uplink\"\n[[port]]\nname = \"b\"\nrole = \"uplink\"")
+                .starts_with("hairpin.toml: port[1].role: only one port may be the uplink")
+        );
+    }
+}
