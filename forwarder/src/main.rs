@@ -300,6 +300,27 @@ fn print_counters(names: &[String], s: &Snapshot, per_queue: bool) {
         s.fdb_full,
         free.join(" ")
     );
+    let l = s.latency;
+    let us = |ns: u64| ns as f64 / 1000.0;
+    println!(
+        "latency, RX read to TX submit per busy turn ({} turns): p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
+        l.count,
+        us(l.p50),
+        us(l.p99),
+        us(l.p999),
+        us(l.max)
+    );
+    for (w, busy) in s.busy_ns.iter().enumerate() {
+        let frames = s.worker_rx(w);
+        let per_frame = busy
+            .checked_div(frames)
+            .map_or_else(|| "-".to_owned(), |ns| format!("{ns} ns/frame"));
+        println!(
+            "worker q{w}: {} frames, busy {:.1} ms, {per_frame}",
+            frames,
+            *busy as f64 / 1e6
+        );
+    }
 }
 
 fn watch(names: &[String], mode: XdpAttachMode) -> Result<()> {

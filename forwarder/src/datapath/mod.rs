@@ -18,6 +18,7 @@
 #![allow(unsafe_code)]
 
 pub mod handoff;
+pub mod latency;
 pub mod stats;
 mod worker;
 
@@ -287,6 +288,17 @@ pub struct Snapshot {
     pub fdb_full: u64,
     /// Workers that panicked (always 0 unless something is badly wrong).
     pub panicked_workers: usize,
+    /// Nanoseconds each worker spent in busy turns.
+    pub busy_ns: Vec<u64>,
+    /// Time from RX read to TX submit of busy turns, all workers merged.
+    pub latency: latency::Percentiles,
+}
+
+impl Snapshot {
+    /// Frames worker `w` received, over every port.
+    pub fn worker_rx(&self, w: usize) -> u64 {
+        self.per_queue.iter().map(|port| port[w].rx_packets).sum()
+    }
 }
 
 impl Snapshot {
@@ -313,6 +325,7 @@ pub struct Datapath {
     max_age: u32,
     cores: Vec<usize>,
     panicked: usize,
+    latency: Vec<latency::SharedHistogram>,
 }
 
 fn validate_sizes(config: &DatapathConfig) -> Result<(), DatapathError> {
@@ -568,6 +581,7 @@ impl Datapath {
         let stop = Arc::new(AtomicBool::new(false));
         let epoch = Instant::now();
         let mut counters = Vec::with_capacity(n_workers);
+        let mut histograms = Vec::with_capacity(n_workers);
         let mut workers = Vec::with_capacity(n_workers);
         let frame_lists: Vec<Vec<FrameDesc>> = frame_lists;
         for (w, ((umem, pool), local)) in umems
@@ -602,6 +616,11 @@ impl Datapath {
                 stop: Arc::clone(&stop),
                 epoch,
                 busy_poll: config.busy_poll,
+                latency: {
+                    let h = latency::shared();
+                    histograms.push(Arc::clone(&h));
+                    latency::Recorder::new(h)
+                },
             };
             worker.prime();
             let core = cores[w];
@@ -635,6 +654,7 @@ impl Datapath {
             max_age: config.fdb_max_age,
             cores,
             panicked: 0,
+            latency: histograms,
         })
     }
 
@@ -678,6 +698,8 @@ impl Datapath {
             fdb_entries: self.tables.fdb.len(),
             fdb_full: self.tables.fdb.full_events(),
             panicked_workers: self.panicked,
+            busy_ns: self.counters.iter().map(|c| c.busy_ns.get()).collect(),
+            latency: latency::merge(&self.latency),
         }
     }
 

@@ -81,6 +81,8 @@ pub struct WorkerCounters {
     pub total_frames: Counter,
     /// Times the worker went to sleep for lack of work.
     pub sleeps: Counter,
+    /// Nanoseconds spent in turns that did work.
+    pub busy_ns: Counter,
 }
 
 impl WorkerCounters {
@@ -92,6 +94,7 @@ impl WorkerCounters {
             free_frames: Counter::default(),
             total_frames: Counter::default(),
             sleeps: Counter::default(),
+            busy_ns: Counter::default(),
         }
     }
 

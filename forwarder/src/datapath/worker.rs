@@ -6,9 +6,14 @@
 //!    [`decide`] what to do with each, and queues it for its egress port — the same
 //!    descriptor, no copy — or hands a copy to the worker owning the egress queue;
 //! 2. takes the frames other workers handed it;
-//! 3. puts everything queued on the TX rings in one batch per port and kicks the kernel;
+//! 3. puts everything queued on the TX rings in one batch per port, then kicks the
+//!    kernel where it asks;
 //! 4. reaps TX completions into the free pool, refills the fill rings, lends credits;
 //! 5. sleeps in `poll` after a stretch of idle turns (unless busy-polling).
+//!
+//! Each turn that received frames is timed from the first RX read to the last TX submit
+//! (frames on the TX rings, before the kick) into the worker's latency histogram
+//! ([`super::latency`]); whole busy turns, kicks included, into its busy-time counter.
 //!
 //! Every UMEM frame is always in exactly one place: the free pool, a fill ring (or the
 //! RX ring behind it), a pending TX batch, a TX ring (or the completion ring behind it),
@@ -27,7 +32,7 @@ use std::{
 
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
 
-use super::{handoff::Mailbox, stats::WorkerCounters};
+use super::{handoff::Mailbox, latency::Recorder, stats::WorkerCounters};
 use crate::{
     switch::{Action, DropReason, PortId, Tables, decide},
     sys::{self, Kick},
@@ -62,7 +67,7 @@ pub(super) struct WorkerPort {
     pub in_fill: usize,
     /// Frames on the TX ring or in the completion ring behind it.
     pub in_tx: usize,
-    /// The last kick stopped early: kick again next turn.
+    /// Frames were submitted and not yet kicked, or the last kick stopped early.
     pub tx_backlog: bool,
 }
 
@@ -93,6 +98,8 @@ pub(super) struct Worker {
     pub epoch: Instant,
     /// Never sleep: spin on the rings (a dedicated core, lowest latency).
     pub busy_poll: bool,
+    /// Time from reading the RX rings to submitting the TX rings, per busy turn.
+    pub latency: Recorder,
 }
 
 impl Worker {
@@ -130,19 +137,28 @@ impl Worker {
             if turns.is_multiple_of(KERNEL_STATS_TURNS) {
                 self.read_kernel_stats();
             }
-            let now = self.epoch.elapsed().as_secs() as u32;
+            let start = Instant::now();
+            let now = start.duration_since(self.epoch).as_secs() as u32;
             let mut work = 0;
             let mut wake = 0u64;
             for i in 0..self.ports.len() {
                 work += self.receive(&umem, i, &mut batch, now, &mut wake);
             }
+            let received = work;
             for w in 0..self.mailboxes.len() {
                 if wake & (1 << w) != 0 {
                     self.mailboxes[w].wake();
                 }
             }
             work += self.take_handoffs();
-            work += self.transmit(&mut batch);
+            work += self.submit();
+            if received > 0 {
+                // In user space: from the RX read to the frames being on the TX rings.
+                let submitted = Instant::now();
+                self.latency
+                    .record(submitted.duration_since(start).as_nanos() as u64, submitted);
+            }
+            self.kick(&mut batch);
             work += self.complete(&mut batch);
             for i in 0..self.ports.len() {
                 self.refill(i);
@@ -150,6 +166,9 @@ impl Worker {
             self.lend_credits();
             self.check_ledger();
             self.counters.free_frames.set(self.pool.len() as u64);
+            if work > 0 {
+                self.counters.busy_ns.add(start.elapsed().as_nanos() as u64);
+            }
 
             if work > 0 || self.ports.iter().any(|p| p.tx_backlog) {
                 idle = 0;
@@ -162,6 +181,7 @@ impl Worker {
             }
         }
         self.read_kernel_stats();
+        self.latency.flush(Instant::now());
     }
 
     /// Takes one RX batch from `ports[i]` and decides every frame in it.
@@ -282,12 +302,11 @@ impl Worker {
         n
     }
 
-    /// Puts the pending batches on the TX rings and kicks the kernel.
-    fn transmit(&mut self, scratch: &mut [FrameDesc]) -> usize {
+    /// Puts the pending batches on the TX rings.
+    fn submit(&mut self) -> usize {
         let mut sent = 0;
-        for i in 0..self.ports.len() {
-            let port = &mut self.ports[i];
-            if port.pending.is_empty() && !port.tx_backlog {
+        for port in &mut self.ports {
+            if port.pending.is_empty() {
                 continue;
             }
             let c = self.counters.port(port.id);
@@ -300,6 +319,7 @@ impl Worker {
                 let produced = unsafe { port.tx.produce(&port.pending[..n]) };
                 debug_assert_eq!(produced, n, "nb_free promised the room");
                 port.in_tx += produced;
+                port.tx_backlog = true;
                 c.tx_packets.add(produced as u64);
                 c.tx_bytes.add(
                     port.pending[..n]
@@ -314,26 +334,34 @@ impl Worker {
                 self.pool.push(desc);
             }
             port.pending.clear();
-            if port.tx.needs_wakeup() {
-                port.tx_backlog = false;
-                for _ in 0..MAX_KICKS {
-                    match sys::kick_tx(port.tx.fd().as_raw_fd()) {
-                        Kick::Done | Kick::Failed => break,
-                        Kick::Again => {
-                            port.tx_backlog = true;
-                            // Room on the completion ring lets the kernel go on.
-                            // SAFETY: completions are frames of this worker's UMEM.
-                            let done = unsafe { port.cq.consume(scratch) };
-                            port.in_tx -= done;
-                            self.pool.extend_from_slice(&scratch[..done]);
-                        }
-                    }
-                }
-            } else {
-                port.tx_backlog = false;
-            }
         }
         sent
+    }
+
+    /// Kicks the kernel to transmit what the TX rings hold, where it asks for a kick.
+    fn kick(&mut self, scratch: &mut [FrameDesc]) {
+        for port in &mut self.ports {
+            if !port.tx_backlog {
+                continue;
+            }
+            port.tx_backlog = false;
+            if !port.tx.needs_wakeup() {
+                continue;
+            }
+            for _ in 0..MAX_KICKS {
+                match sys::kick_tx(port.tx.fd().as_raw_fd()) {
+                    Kick::Done | Kick::Failed => break,
+                    Kick::Again => {
+                        port.tx_backlog = true;
+                        // Room on the completion ring lets the kernel go on.
+                        // SAFETY: completions are frames of this worker's UMEM.
+                        let done = unsafe { port.cq.consume(scratch) };
+                        port.in_tx -= done;
+                        self.pool.extend_from_slice(&scratch[..done]);
+                    }
+                }
+            }
+        }
     }
 
     /// Reaps TX completions into the free pool.
