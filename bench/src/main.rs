@@ -2,7 +2,7 @@
 //! same topology, in one run.
 //!
 //! ```text
-//!   ns gen: g0 ──veth── d0 ┐ ns dut: hairpin (xconnect | veb) or a Linux bridge ┌ d1 ──veth── s0 :ns sink
+//!   ns gen: g0 ──veth── d0 ┐ ns dut: hairpin (xconnect | veb | vepa) or a Linux bridge ┌ d1 ──veth── s0 :ns sink
 //! ```
 //!
 //! The generator ([`generator`]) transmits 64-byte UDP frames over AF_XDP on g0, pinned to one
@@ -95,10 +95,18 @@ enum Dut {
     Bridge,
     Xconnect,
     Veb,
+    /// d0 a downlink, d1 the uplink: every frame goes up.
+    Vepa,
 }
 
 impl Dut {
-    const ALL: [Self; 4] = [Self::Direct, Self::Bridge, Self::Xconnect, Self::Veb];
+    const ALL: [Self; 5] = [
+        Self::Direct,
+        Self::Bridge,
+        Self::Xconnect,
+        Self::Veb,
+        Self::Vepa,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -106,6 +114,7 @@ impl Dut {
             Self::Bridge => "linux bridge",
             Self::Xconnect => "hairpin xconnect",
             Self::Veb => "hairpin veb",
+            Self::Vepa => "hairpin vepa",
         }
     }
 }
@@ -413,25 +422,19 @@ fn start_dut(lab: &mut Lab, dut: &Netns, kind: Dut, args: &Args, core: usize) ->
                 Ok(())
             }))
         }
-        Dut::Xconnect | Dut::Veb => {
-            let mode = if kind == Dut::Xconnect {
-                "xconnect"
-            } else {
-                "veb"
+        Dut::Xconnect | Dut::Veb | Dut::Vepa => {
+            let ports: &[&str] = match kind {
+                Dut::Xconnect => &["--mode", "xconnect", "--ports", "d0,d1"],
+                Dut::Veb => &["--mode", "veb", "--ports", "d0,d1"],
+                _ => &["--mode", "vepa", "--ports", "d0", "--uplink", "d1"],
             };
             let mut cmd = dut.command(&args.hairpin.to_string_lossy());
-            cmd.args([
-                "run",
-                "--mode",
-                mode,
-                "--ports",
-                "d0,d1",
-                "--cores",
-                &core.to_string(),
-            ])
-            .args(args.hairpin_args.split_whitespace())
-            .stdout(log_target(args.dut_log.as_deref())?)
-            .stderr(log_target(args.dut_log.as_deref())?);
+            cmd.arg("run")
+                .args(ports)
+                .args(["--cores", &core.to_string()])
+                .args(args.hairpin_args.split_whitespace())
+                .stdout(log_target(args.dut_log.as_deref())?)
+                .stderr(log_target(args.dut_log.as_deref())?);
             lab.spawn(cmd)?;
             if !dut.wait_for_xdp(&["d0", "d1"], Duration::from_secs(20)) {
                 bail!("hairpin did not attach within 20 s");
