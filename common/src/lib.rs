@@ -11,6 +11,9 @@ pub const MAX_PORTS: u32 = 64;
 /// Upper bound on the RX queues hairpin serves per port.
 pub const MAX_QUEUES: u32 = 64;
 
+/// Most host IPv4 addresses the XDP program answers ARP for (`HOST_IPV4`).
+pub const MAX_HOST_ADDRESSES: u32 = 64;
+
 /// Entries in the per-(port, queue) maps: `XSKS` and `QUEUE_STATS`.
 pub const MAX_PORT_QUEUES: u32 = MAX_PORTS * MAX_QUEUES;
 
@@ -27,6 +30,9 @@ pub const GEN_SHARE_ONE: u32 = 1024;
 pub mod maps {
     /// `HashMap<u32 ifindex, PortConf>`: which ports hairpin serves.
     pub const PORTS: &str = "PORTS";
+    /// `HashMap<u32, u8>`: the host's IPv4 addresses (network-order bytes as a native
+    /// `u32`) whose ARP requests go to the host's stack.
+    pub const HOST_IPV4: &str = "HOST_IPV4";
     /// `XskMap`, indexed by [`super::xsk_index`].
     pub const XSKS: &str = "XSKS";
     /// `PerCpuArray<QueueStats>`, indexed by [`super::xsk_index`].
@@ -69,7 +75,8 @@ pub struct PortConf {
 pub mod port_flags {
     /// Redirect frames into the AF_XDP socket bound to their queue (when one is).
     pub const STEER: u32 = 1 << 0;
-    /// Hand frames addressed to [`super::PortConf::host_mac`] to the kernel's stack.
+    /// Hand frames addressed to [`super::PortConf::host_mac`], and ARP requests for the
+    /// host's addresses, to the kernel's stack.
     pub const PASS_HOST_MAC: u32 = 1 << 1;
     /// Count and drop every frame (`XDP_DROP`): the benchmark's sink.
     pub const DROP: u32 = 1 << 2;

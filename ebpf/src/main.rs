@@ -4,7 +4,8 @@
 //! ingress ifindex, counts the frame in the per-CPU [`QueueStats`] of its (port, queue),
 //! and redirects it into the AF_XDP socket bound to that queue in `XSKS`. A frame goes
 //! to the kernel's stack (`XDP_PASS`) when its port is not served, when no socket is
-//! bound to its queue, or when it is addressed to the host's own MAC on that port. A port
+//! bound to its queue, or when it is addressed to the host's own MAC on that port (or is an
+//! ARP request for one of the host's addresses there). A port
 //! in `DROP` mode (the benchmark's sink) counts and drops everything.
 //!
 //! Built by `cargo xtask build` for `bpfel-unknown-none`; the user-space forwarder
@@ -22,6 +23,12 @@ use hairpin_common::{MAX_PORT_QUEUES, MAX_PORTS, PortConf, QueueStats, port_flag
 
 #[map]
 static PORTS: HashMap<u32, PortConf> = HashMap::with_max_entries(MAX_PORTS, 0);
+
+/// The host's IPv4 addresses on its ports that keep host traffic, as the raw bytes of
+/// the address (network order) read as a native `u32`.
+#[map]
+static HOST_IPV4: HashMap<u32, u8> =
+    HashMap::with_max_entries(hairpin_common::MAX_HOST_ADDRESSES, 0);
 
 #[map]
 static XSKS: XskMap = XskMap::with_max_entries(MAX_PORT_QUEUES, 0);
@@ -109,21 +116,45 @@ pub fn hairpin_gen(_ctx: XdpContext) -> u32 {
 /// The generator's share denominator: `GEN_CONFIG[0] == 1024` sends every run.
 const GEN_SHARE_ONE: u64 = hairpin_common::GEN_SHARE_ONE as u64;
 
-/// Whether the frame is addressed to the host's own MAC on a port that keeps host traffic.
+/// Whether the frame belongs to the host's own stack, on a port that keeps host traffic:
+/// addressed to the host's MAC, or an ARP request for one of the host's IPv4 addresses
+/// (`HOST_IPV4`), which the host must answer.
 #[inline(always)]
 fn is_for_host(ctx: &XdpContext, port: &PortConf) -> bool {
     if port.flags & port_flags::PASS_HOST_MAC == 0 {
         return false;
     }
     let start = ctx.data();
-    if start + MAC_LEN > ctx.data_end() {
+    if start + ARP_TARGET_END > ctx.data_end() {
+        // Too short for an ARP request; still check the destination MAC.
+        if start + MAC_LEN > ctx.data_end() {
+            return false;
+        }
+        // SAFETY: the bounds check above proves the six bytes at `start` are in the frame.
+        return unsafe { *(start as *const [u8; MAC_LEN]) } == port.host_mac;
+    }
+    // SAFETY: the bounds check above proves the first ARP_TARGET_END bytes are in the
+    // frame, which covers every offset read below.
+    let frame = unsafe { &*(start as *const [u8; ARP_TARGET_END]) };
+    if frame[..MAC_LEN] == port.host_mac {
+        return true;
+    }
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let opcode = u16::from_be_bytes([frame[20], frame[21]]);
+    if ethertype != ETH_P_ARP || opcode != ARP_REQUEST {
         return false;
     }
-    // SAFETY: the verifier-visible bounds check above proves the six bytes at `start`
-    // lie inside the frame.
-    let dst = unsafe { &*(start as *const [u8; MAC_LEN]) };
-    *dst == port.host_mac
+    let target = u32::from_ne_bytes([frame[38], frame[39], frame[40], frame[41]]);
+    // SAFETY: a plain lookup in a hash map of u8 values that user space writes whole.
+    unsafe { HOST_IPV4.get(&target) }.is_some()
 }
+
+/// EtherType of ARP.
+const ETH_P_ARP: u16 = 0x0806;
+/// ARP opcode of a request.
+const ARP_REQUEST: u16 = 1;
+/// End of an ARP request's target IPv4 address (14-byte Ethernet header + 24).
+const ARP_TARGET_END: usize = 42;
 
 #[cfg(not(test))]
 #[panic_handler]

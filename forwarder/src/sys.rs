@@ -248,3 +248,35 @@ pub fn xsk_zero_copy(fd: libc::c_int) -> io::Result<bool> {
     }
     Ok(flags & XDP_OPTIONS_ZEROCOPY != 0)
 }
+
+/// The IPv4 addresses of interface `name` in the calling thread's namespace.
+pub fn ipv4_addresses(name: &str) -> io::Result<Vec<std::net::Ipv4Addr>> {
+    let mut list: *mut libc::ifaddrs = ptr::null_mut();
+    // SAFETY: `getifaddrs` fills `list` with a linked list we free below.
+    if unsafe { libc::getifaddrs(&mut list) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut out = Vec::new();
+    let mut cursor = list;
+    while !cursor.is_null() {
+        // SAFETY: `cursor` is a node of the list `getifaddrs` returned, not yet freed.
+        let entry = unsafe { &*cursor };
+        cursor = entry.ifa_next;
+        if entry.ifa_addr.is_null() || entry.ifa_name.is_null() {
+            continue;
+        }
+        // SAFETY: `ifa_name` is a NUL-terminated string owned by the list.
+        let ifname = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
+        // SAFETY: `ifa_addr` is non-null and points at a sockaddr owned by the list.
+        let family = i32::from(unsafe { (*entry.ifa_addr).sa_family });
+        if ifname.to_bytes() != name.as_bytes() || family != libc::AF_INET {
+            continue;
+        }
+        // SAFETY: an AF_INET address is a `sockaddr_in`.
+        let sin = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in>() };
+        out.push(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+    }
+    // SAFETY: `list` came from `getifaddrs` and is freed once.
+    unsafe { libc::freeifaddrs(list) };
+    Ok(out)
+}

@@ -133,6 +133,7 @@ impl AttachedMode {
 pub struct Steering {
     ebpf: Ebpf,
     ports: HashMap<MapData, u32, PortConf>,
+    host_ipv4: HashMap<MapData, u32, u8>,
     xsks: XskMap<MapData>,
     stats: PerCpuArray<MapData, QueueStats>,
     links: Vec<(String, XdpLinkId)>,
@@ -161,9 +162,11 @@ impl Steering {
             take(maps::XSKS)?,
             take(maps::QUEUE_STATS)?,
         );
+        let host_ipv4 = take(maps::HOST_IPV4)?;
         let typed = |name| move |source| XdpError::MapType { name, source };
         Ok(Self {
             ports: HashMap::try_from(ports).map_err(typed(maps::PORTS))?,
+            host_ipv4: HashMap::try_from(host_ipv4).map_err(typed(maps::HOST_IPV4))?,
             xsks: XskMap::try_from(xsks).map_err(typed(maps::XSKS))?,
             stats: PerCpuArray::try_from(stats).map_err(typed(maps::QUEUE_STATS))?,
             ebpf,
@@ -178,6 +181,19 @@ impl Steering {
             .map_err(|source| XdpError::Map {
                 action: "updating",
                 name: maps::PORTS,
+                source,
+            })
+    }
+
+    /// Lets ARP requests for `addr` through to the host's stack on ports with
+    /// [`hairpin_common::port_flags::PASS_HOST_MAC`].
+    pub fn add_host_address(&mut self, addr: std::net::Ipv4Addr) -> Result<(), XdpError> {
+        let key = u32::from_ne_bytes(addr.octets());
+        self.host_ipv4
+            .insert(key, 1, 0)
+            .map_err(|source| XdpError::Map {
+                action: "updating",
+                name: maps::HOST_IPV4,
                 source,
             })
     }

@@ -49,7 +49,7 @@ use crate::{
         port::{Interface, Mac},
         xdp::{AttachedMode, Steering, XdpAttachMode, XdpError},
     },
-    switch::{Mode, PortId, PortPolicy, Tables, TablesError},
+    switch::{Mode, PortId, PortPolicy, Role, Tables, TablesError},
 };
 
 /// Copies `data` into frame `desc` of `umem`, setting its length. Returns `false` if it
@@ -559,14 +559,28 @@ impl Datapath {
                     tx_backlog: false,
                 });
             }
-            steering.configure_port(
-                iface,
-                PortConf {
-                    slot: slot as u32,
-                    flags: port_flags::STEER,
-                    ..PortConf::default()
-                },
-            )?;
+            // The uplink keeps the host's own traffic: frames for its MAC, and ARP
+            // requests for its addresses, go to the kernel.
+            let mut conf = PortConf {
+                slot: slot as u32,
+                flags: port_flags::STEER,
+                ..PortConf::default()
+            };
+            if policies[slot].role == Role::Uplink {
+                conf.flags |= port_flags::PASS_HOST_MAC;
+                conf.host_mac = iface.mac.0;
+                let addresses = crate::sys::ipv4_addresses(&iface.name).unwrap_or_default();
+                for &addr in &addresses {
+                    steering.add_host_address(addr)?;
+                }
+                log::info!(
+                    "{}: frames for the host ({}) and ARP requests for {:?} stay with the kernel",
+                    iface.name,
+                    iface.mac,
+                    addresses
+                );
+            }
+            steering.configure_port(iface, conf)?;
             states.push(PortState {
                 iface: iface.clone(),
                 xdp: AttachedMode::Generic,
