@@ -53,9 +53,13 @@ struct Args {
     /// Rounds (each runs every device once).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Frame size in bytes, without FCS.
-    #[arg(long, default_value_t = 64)]
-    size: usize,
+    /// Frame sizes in bytes, FCS included as RFC 2544 counts them (64 sends 60 bytes on
+    /// the veth), comma-separated; `all` for 64,128,256,512,1024,1280,1518.
+    #[arg(long, value_delimiter = ',', default_value = "64", value_parser = parse_size)]
+    sizes: Vec<Sizes>,
+    /// Write every trial and the summary to this JSON file.
+    #[arg(long)]
+    json: Option<PathBuf>,
     /// Extra arguments for `hairpin run` (e.g. `--xdp-mode=generic`), space-separated.
     #[arg(long, default_value = "")]
     hairpin_args: String,
@@ -78,6 +82,22 @@ struct Args {
     /// Devices to measure, comma-separated (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     devices: Vec<Dut>,
+}
+
+/// One `--sizes` entry: a size, or all of RFC 2544's.
+#[derive(Clone, Debug)]
+struct Sizes(Vec<usize>);
+
+const RFC2544_SIZES: [usize; 7] = [64, 128, 256, 512, 1024, 1280, 1518];
+
+fn parse_size(text: &str) -> Result<Sizes, String> {
+    if text == "all" {
+        return Ok(Sizes(RFC2544_SIZES.to_vec()));
+    }
+    match text.parse::<usize>() {
+        Ok(n) if (64..=1518).contains(&n) => Ok(Sizes(vec![n])),
+        _ => Err(format!("{text:?}: a frame size from 64 to 1518, or `all`")),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -147,7 +167,7 @@ fn run(mut args: Args) -> Result<()> {
     if args.quick {
         args.rounds = 1;
         args.seconds = 0.5;
-        args.search_steps = 4;
+        args.search_steps = 6;
     }
     if args.generator == GeneratorKind::AfXdp {
         // The AF_XDP generator has no rate control: overload trials only.
@@ -191,89 +211,126 @@ fn run(mut args: Args) -> Result<()> {
 
     let (steering, sink_mac) = sink.enter(|| drop_sink("s0", args.sink_xdp))??;
     let gen_mac = gen_ns.enter(|| Interface::lookup("g0").map(|i| i.mac))??;
-    let frame = generator::udp_frame(gen_mac, sink_mac, args.size);
     let sunk = |s: &Steering| s.queue_stats(0, 0).map(|s| s.dropped);
-
+    let sizes: Vec<usize> = args
+        .sizes
+        .iter()
+        .flat_map(|s| s.0.iter().copied())
+        .collect();
     println!(
-        "hairpin-bench: {}-byte frames, {} round(s) of {:.1} s per device; {:?} generator on core {gen_core}, forwarder on core {fwd_core}",
-        frame.len(),
-        args.rounds,
-        args.seconds,
-        args.generator
+        "hairpin-bench: frame sizes {sizes:?}, {} round(s) of {:.1} s trials per device; {:?} generator on core {gen_core}, forwarder on core {fwd_core}",
+        args.rounds, args.seconds, args.generator
     );
     let devices = if args.devices.is_empty() {
         Dut::ALL.to_vec()
     } else {
         args.devices.clone()
     };
-    let mut results: Vec<(Dut, Vec<Outcome>)> = devices.iter().map(|&d| (d, Vec::new())).collect();
     let mut harness = Harness {
         gen_ns: &gen_ns,
         generator,
-        frame,
+        frame: Vec::new(),
         core: gen_core,
+        context: String::new(),
+        log: Vec::new(),
     };
     let seconds = Duration::from_secs_f64(args.seconds);
-    for round in 0..args.rounds {
-        for (dut_kind, outcomes) in &mut results {
-            // The direct path counts on d0 itself; every other device on s0.
-            let direct = match dut_kind {
-                Dut::Direct => Some(dut.enter(|| drop_sink("d0", XdpAttachMode::Native))??.0),
-                _ => None,
-            };
-            let counter = direct.as_ref().unwrap_or(&steering);
-            let count = || sunk(counter);
-            let stop = start_dut(&mut lab, &dut, *dut_kind, &args, fwd_core)?;
-            // Let the forwarder settle (and the bridge learn) before measuring.
-            let all = hairpin_common::GEN_SHARE_ONE;
-            harness.trial(Duration::from_millis(200), all, &count)?;
-            let overload = harness.trial(seconds, all, &count)?;
-            let zero_loss = if args.search_steps > 0 {
-                Some(harness.zero_loss_rate(&count, seconds, &args)?)
-            } else {
-                None
-            };
-            stop(&mut lab, &dut)?;
-            drop(direct);
-            println!(
-                "  round {}: {:<17} overload: {:>6.3} Mpps offered, {:>6.3} delivered ({:>4.1}% lost); zero-loss: {}",
-                round + 1,
-                dut_kind.name(),
-                overload.offered() / 1e6,
-                overload.mpps(),
-                loss(&overload),
-                zero_loss.map_or("n/a".to_owned(), |r| format!("{:.3} Mpps", r / 1e6)),
-            );
-            outcomes.push(Outcome {
-                overload,
-                zero_loss,
-            });
+    let mut summary = Vec::new();
+    for &size in &sizes {
+        // RFC 2544 sizes count the 4-byte FCS, which a veth never carries.
+        harness.frame = generator::udp_frame(gen_mac, sink_mac, size - 4);
+        let mut results: Vec<(Dut, Vec<Outcome>)> =
+            devices.iter().map(|&d| (d, Vec::new())).collect();
+        for round in 0..args.rounds {
+            for (dut_kind, outcomes) in &mut results {
+                // The direct path counts on d0 itself; every other device on s0.
+                let direct = match dut_kind {
+                    Dut::Direct => Some(dut.enter(|| drop_sink("d0", XdpAttachMode::Native))??.0),
+                    _ => None,
+                };
+                let counter = direct.as_ref().unwrap_or(&steering);
+                let count = || sunk(counter);
+                let stop = start_dut(&mut lab, &dut, *dut_kind, &args, fwd_core)?;
+                harness.context = format!("{}|{size}|{}", dut_kind.name(), round + 1);
+                // Let the forwarder settle (and the bridge learn) before measuring.
+                let all = hairpin_common::GEN_SHARE_ONE;
+                harness.trial(Duration::from_millis(200), all, &count)?;
+                let overload = harness.trial(seconds, all, &count)?;
+                let zero_loss = if args.search_steps > 0 {
+                    harness.zero_loss_rate(&count, seconds, &args)?
+                } else {
+                    None
+                };
+                stop(&mut lab, &dut)?;
+                drop(direct);
+                println!(
+                    "  {size:>4} B round {}: {:<17} overload: {:>6.3} Mpps offered, {:>6.3} delivered ({:>4.1}% lost); zero-loss: {}",
+                    round + 1,
+                    dut_kind.name(),
+                    overload.offered() / 1e6,
+                    overload.mpps(),
+                    loss(&overload),
+                    zero_loss.map_or("n/a".to_owned(), |r| format!("{:.3} Mpps", r / 1e6)),
+                );
+                outcomes.push(Outcome {
+                    overload,
+                    zero_loss,
+                });
+            }
         }
-    }
-
-    println!();
-    println!(
-        "| device | zero-loss Mpps (median) | under overload Mpps (median) | zero-loss by round |"
-    );
-    println!("| --- | ---: | ---: | --- |");
-    for (dut_kind, outcomes) in &results {
-        let overload = median(outcomes.iter().map(|o| o.overload.mpps()));
-        let zero: Vec<f64> = outcomes
-            .iter()
-            .filter_map(|o| o.zero_loss)
-            .map(|r| r / 1e6)
-            .collect();
-        let zero_median = if zero.is_empty() {
-            "n/a".to_owned()
-        } else {
-            format!("{:.3}", median(zero.iter().copied()))
-        };
-        let each: Vec<String> = zero.iter().map(|r| format!("{r:.3}")).collect();
+        println!();
         println!(
-            "| {} | {zero_median} | {overload:.3} | {} |",
-            dut_kind.name(),
-            each.join(", ")
+            "| {size} B | zero-loss Mpps (median) | Gbit/s at zero loss | under overload Mpps (median) | zero-loss by round |"
         );
+        println!("| --- | ---: | ---: | ---: | --- |");
+        for (dut_kind, outcomes) in &results {
+            let overload = median(outcomes.iter().map(|o| o.overload.mpps()));
+            let zero: Vec<f64> = outcomes
+                .iter()
+                .filter_map(|o| o.zero_loss)
+                .map(|r| r / 1e6)
+                .collect();
+            let zero_median = (!zero.is_empty()).then(|| median(zero.iter().copied()));
+            let each: Vec<String> = zero.iter().map(|r| format!("{r:.3}")).collect();
+            let fmt = |v: Option<f64>, digits: usize| {
+                v.map_or("n/a".to_owned(), |v| format!("{v:.digits$}"))
+            };
+            // Line rate counts the frame, its FCS, preamble and inter-frame gap: 20 bytes more.
+            let gbps = zero_median.map(|m| m * 1e6 * (size + 20) as f64 * 8.0 / 1e9);
+            println!(
+                "| {} | {} | {} | {overload:.3} | {} |",
+                dut_kind.name(),
+                fmt(zero_median, 3),
+                fmt(gbps, 2),
+                each.join(", ")
+            );
+            summary.push(serde_json::json!({
+                "size": size,
+                "device": dut_kind.name(),
+                "zero_loss_mpps_median": zero_median,
+                "overload_mpps_median": overload,
+                "zero_loss_mpps_by_round": zero,
+            }));
+        }
+        println!();
+    }
+    if let Some(path) = &args.json {
+        let report = serde_json::json!({
+            "machine": machine(),
+            "generator": format!("{:?}", args.generator),
+            "generator_core": gen_core,
+            "forwarder_core": fwd_core,
+            "rounds": args.rounds,
+            "trial_seconds": args.seconds,
+            "search_steps": args.search_steps,
+            "loss_tolerance_percent": args.loss_tolerance,
+            "hairpin_args": args.hairpin_args,
+            "summary": summary,
+            "trials": harness.log,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("hairpin-bench: every trial written to {}", path.display());
     }
     drop(steering);
     Ok(())
@@ -295,6 +352,26 @@ fn drop_sink(ifname: &str, mode: XdpAttachMode) -> Result<(Steering, hairpin::co
     Ok((steering, iface.mac))
 }
 
+/// What the report says of the machine it ran on.
+fn machine() -> serde_json::Value {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let cpu = read("/proc/cpuinfo")
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_owned());
+    serde_json::json!({
+        "kernel": read("/proc/sys/kernel/osrelease"),
+        "cpu": cpu,
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "hairpin_bench": env!("CARGO_PKG_VERSION"),
+    })
+}
+
 fn loss(t: &Trial) -> f64 {
     if t.sent == 0 {
         0.0
@@ -311,7 +388,8 @@ struct Generator {
 
 struct Outcome {
     overload: Trial,
-    /// Frames per second delivered at the highest zero-loss rate found.
+    /// Frames per second delivered at the highest zero-loss rate found (none: no
+    /// searched rate was loss-free, or no search).
     zero_loss: Option<f64>,
 }
 
@@ -328,6 +406,10 @@ struct Harness<'a> {
     generator: Generator,
     frame: Vec<u8>,
     core: usize,
+    /// "device|size|round" of the trials now running, for the log.
+    context: String,
+    /// Every trial, for the JSON report.
+    log: Vec<serde_json::Value>,
 }
 
 impl Harness<'_> {
@@ -352,19 +434,38 @@ impl Harness<'_> {
         // Frames still in flight land within a moment.
         thread::sleep(Duration::from_millis(50));
         let after = sunk()?;
-        Ok(Trial {
+        let t = Trial {
             sent,
             received: after - before,
             seconds,
-        })
+        };
+        let mut context = self.context.split('|');
+        self.log.push(serde_json::json!({
+            "device": context.next(),
+            "size": context.next().and_then(|s| s.parse::<usize>().ok()),
+            "round": context.next().and_then(|s| s.parse::<usize>().ok()),
+            "share_of_1024": share,
+            "sent": t.sent,
+            "received": t.received,
+            "seconds": t.seconds,
+            "offered_mpps": t.offered() / 1e6,
+            "delivered_mpps": t.mpps(),
+            "loss_percent": loss(&t),
+        }));
+        Ok(t)
     }
 
     /// RFC 2544 throughput: the highest offered rate whose trial loses no more than the
     /// tolerance, by binary search over the generator's share. Returns the delivered
     /// frames per second at that rate.
-    fn zero_loss_rate(&mut self, sunk: &Sink<'_>, duration: Duration, args: &Args) -> Result<f64> {
+    fn zero_loss_rate(
+        &mut self,
+        sunk: &Sink<'_>,
+        duration: Duration,
+        args: &Args,
+    ) -> Result<Option<f64>> {
         let (mut lo, mut hi) = (0u32, hairpin_common::GEN_SHARE_ONE);
-        let mut best = 0.0;
+        let mut best = None;
         for _ in 0..args.search_steps {
             let share = (lo + hi).div_ceil(2);
             if share == hi && hi != hairpin_common::GEN_SHARE_ONE {
@@ -381,7 +482,7 @@ impl Harness<'_> {
                 );
             }
             if loss(&t) <= args.loss_tolerance {
-                best = t.received as f64 / t.seconds;
+                best = Some(t.received as f64 / t.seconds);
                 lo = share;
             } else {
                 hi = share - 1;
