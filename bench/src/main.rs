@@ -60,8 +60,9 @@ struct Args {
     /// Write every trial and the summary to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Extra arguments for `hairpin run` (e.g. `--xdp-mode=generic`), space-separated.
-    #[arg(long, default_value = "")]
+    /// Extra arguments for `hairpin run`, space-separated. The default, `--busy-poll`,
+    /// gives hairpin's worker its core to spin on, as PMD-based forwarders run.
+    #[arg(long, default_value = "--busy-poll", allow_hyphen_values = true)]
     hairpin_args: String,
     /// Traffic generator: XDP live frames (fast, no skb per frame) or an AF_XDP socket
     /// (copy mode on veth: one skb per frame, the slower ceiling).
