@@ -7,6 +7,7 @@
 
 mod datapath;
 mod edge;
+mod learning;
 mod lifecycle;
 mod xdp_counters;
 

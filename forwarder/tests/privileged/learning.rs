@@ -1,0 +1,186 @@
+//! The MAC table seen from outside: entries age out, a station that moves is followed at
+//! once, and a flood of random source MACs leaves the table bounded.
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
+
+use hairpin::{
+    control::port::{Interface, Mac},
+    datapath::{Datapath, DatapathConfig},
+};
+
+use crate::{Topology, ping};
+
+fn start(topo: &Topology, config: DatapathConfig) -> Datapath {
+    let names = topo.port_names();
+    topo.sw
+        .enter(|| {
+            let ports: Vec<Interface> = names
+                .iter()
+                .map(|n| Interface::lookup(n).unwrap())
+                .collect();
+            Datapath::start(&ports, &config)
+        })
+        .unwrap()
+        .unwrap()
+}
+
+fn mac_of(topo: &Topology, vm: usize) -> Mac {
+    topo.vms[vm]
+        .enter(|| Interface::lookup("eth0").unwrap().mac)
+        .unwrap()
+}
+
+/// Sends raw Ethernet frames out of `ifname` in `ns` through an AF_PACKET socket.
+fn send_raw(topo: &Topology, vm: usize, frames: &[Vec<u8>]) {
+    topo.vms[vm]
+        .enter(|| {
+            let index = Interface::lookup("eth0").unwrap().ifindex;
+            // SAFETY: plain socket syscall; the descriptor is closed below.
+            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
+            assert!(
+                fd >= 0,
+                "AF_PACKET socket: {}",
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: `sockaddr_ll` is plain data; all-zero plus the fields set is valid.
+            let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            addr.sll_family = libc::AF_PACKET as u16;
+            addr.sll_ifindex = index as i32;
+            addr.sll_halen = 6;
+            for frame in frames {
+                // SAFETY: `frame` and `addr` are live for the call; sizes are theirs.
+                let sent = unsafe {
+                    libc::sendto(
+                        fd,
+                        frame.as_ptr().cast(),
+                        frame.len(),
+                        0,
+                        std::ptr::from_ref(&addr).cast(),
+                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
+                    )
+                };
+                assert_eq!(
+                    sent,
+                    frame.len() as isize,
+                    "{}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            // SAFETY: `fd` is ours and closed once.
+            unsafe { libc::close(fd) };
+        })
+        .unwrap();
+}
+
+fn frame(dst: Mac, src: Mac) -> Vec<u8> {
+    let mut f = Vec::with_capacity(60);
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&[0x88, 0xb5]); // local experimental EtherType
+    f.resize(60, 0);
+    f
+}
+
+#[test]
+fn learned_entries_age_out() {
+    let topo = Topology::new("age", &[1, 1]);
+    let datapath = start(
+        &topo,
+        DatapathConfig {
+            fdb_max_age: 2,
+            ..DatapathConfig::default()
+        },
+    );
+    ping(&topo.vms[0], &topo.addr(1), 2).unwrap();
+    assert_eq!(datapath.tables().fdb.len(), 2);
+    // Quiet stations: the control loop's ticks remove them once they are 2 s old.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !datapath.tables().fdb.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "entries never aged: {:?}",
+            datapath.tables().fdb.entries()
+        );
+        datapath.tick();
+        thread::sleep(Duration::from_millis(200));
+    }
+    // Traffic teaches them again.
+    ping(&topo.vms[0], &topo.addr(1), 1).unwrap();
+    assert_eq!(datapath.tables().fdb.len(), 2);
+    assert_eq!(datapath.stop().panicked_workers, 0);
+}
+
+#[test]
+fn a_station_that_moves_is_followed_at_once() {
+    let topo = Topology::new("move", &[1, 1, 1]);
+    let datapath = start(&topo, DatapathConfig::default());
+    ping(&topo.vms[0], &topo.addr(1), 1).unwrap();
+    let wanderer = mac_of(&topo, 0);
+    assert_eq!(datapath.tables().fdb.lookup(0, wanderer), Some(0));
+    // The same MAC now speaks from vm2's port (a VM migrated there).
+    send_raw(&topo, 2, &[frame(Mac::BROADCAST, wanderer)]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while datapath.tables().fdb.lookup(0, wanderer) != Some(2) {
+        assert!(Instant::now() < deadline, "the move was not learned");
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(datapath.stop().panicked_workers, 0);
+}
+
+#[test]
+fn a_flood_of_random_sources_leaves_the_table_bounded() {
+    let topo = Topology::new("flood", &[1, 1]);
+    let datapath = start(
+        &topo,
+        DatapathConfig {
+            fdb_capacity: 256,
+            ..DatapathConfig::default()
+        },
+    );
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let frames: Vec<Vec<u8>> = (0..5000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let b = state.to_be_bytes();
+            frame(Mac::BROADCAST, Mac([0x02, b[1], b[2], b[3], b[4], b[5]]))
+        })
+        .collect();
+    send_raw(&topo, 0, &frames);
+    // Wait until hairpin has seen them all.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while datapath.snapshot().port_total(0).rx_packets < 5000 {
+        assert!(
+            Instant::now() < deadline,
+            "frames not received: {:?}",
+            datapath.snapshot().port_total(0)
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let fdb = &datapath.tables().fdb;
+    assert_eq!(fdb.capacity(), 256);
+    assert!(
+        fdb.len() <= 256 && fdb.len() > 200,
+        "bounded and nearly full: {}",
+        fdb.len()
+    );
+    assert!(
+        fdb.full_events() > 4000,
+        "refusals counted: {}",
+        fdb.full_events()
+    );
+    // The bridge still works for real stations whose buckets have room, and floods the
+    // rest: the ping gets through either way.
+    ping(&topo.vms[1], &topo.addr(0), 2).unwrap();
+    let s = datapath.stop();
+    assert_eq!(s.panicked_workers, 0);
+    assert!(s.fdb_entries <= 256, "{}", s.fdb_entries);
+    assert!(
+        s.fdb_full > 4000,
+        "the counter operators see: {}",
+        s.fdb_full
+    );
+}
