@@ -119,7 +119,8 @@ fn a_station_that_moves_is_followed_at_once() {
     ping(&topo.vms[0], &topo.addr(1), 1).unwrap();
     let wanderer = mac_of(&topo, 0);
     assert_eq!(datapath.tables().fdb.lookup(0, wanderer), Some(0));
-    // The same MAC now speaks from vm2's port (a VM migrated there).
+    // The VM migrates: its old port goes quiet and its MAC speaks from vm2's port.
+    topo.vms[0].ip(&["link", "set", "eth0", "down"]).unwrap();
     send_raw(&topo, 2, &[frame(Mac::BROADCAST, wanderer)]);
     let deadline = Instant::now() + Duration::from_secs(5);
     while datapath.tables().fdb.lookup(0, wanderer) != Some(2) {

@@ -51,6 +51,14 @@ impl Topology {
         let mut vms = Vec::new();
         for (i, &q) in queues.iter().enumerate() {
             let vm = lab.add_ns(&format!("vm{i}")).unwrap();
+            // No IPv6 chatter (router solicitations, MLD): tests count and age frames.
+            for scope in ["all", "default"] {
+                vm.run(
+                    "sysctl",
+                    &["-qw", &format!("net.ipv6.conf.{scope}.disable_ipv6=1")],
+                )
+                .unwrap();
+            }
             lab.veth((&vm, "eth0"), (&sw, &format!("p{i}")), q).unwrap();
             vm.ip(&[
                 "addr",
