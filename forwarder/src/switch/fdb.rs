@@ -211,30 +211,21 @@ impl Fdb {
     /// Removes learned entries last seen `max_age` seconds or more before `now`;
     /// returns how many.
     pub fn age(&self, now: u32, max_age: u32) -> usize {
-        let mut removed = 0;
-        for slot in self.buckets.iter().flat_map(|b| &b.slots) {
-            let val = slot.val.load(Ordering::Acquire);
-            if val == 0 || val & FLAG_STATIC != 0 || now.saturating_sub(stamp_of(val)) < max_age {
-                continue;
-            }
-            if slot
-                .val
-                .compare_exchange(val, 0, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                slot.key.store(0, Ordering::Release);
-                removed += 1;
-            }
-        }
-        removed
+        self.remove_learned(|val| now.saturating_sub(stamp_of(val)) >= max_age)
     }
 
     /// Removes every learned (not static) entry on `port`.
     pub fn flush_port(&self, port: PortId) -> usize {
+        self.remove_learned(|val| port_of(val) == Some(port))
+    }
+
+    /// Empties every learned slot whose `val` satisfies `doomed`: `val` first, by
+    /// compare-and-swap (a racing learner's own swap then fails and retries), then `key`.
+    fn remove_learned(&self, doomed: impl Fn(u64) -> bool) -> usize {
         let mut removed = 0;
         for slot in self.buckets.iter().flat_map(|b| &b.slots) {
             let val = slot.val.load(Ordering::Acquire);
-            if port_of(val) != Some(port) || val & FLAG_STATIC != 0 {
+            if val == 0 || val & FLAG_STATIC != 0 || !doomed(val) {
                 continue;
             }
             if slot

@@ -1,37 +1,13 @@
 //! Frames cross between ports through hairpin: real kernel peers in namespaces, ping and
 //! TCP, one and two pinned workers, both switching modes of this issue.
-use hairpin::{
-    control::port::Interface,
-    datapath::{Datapath, DatapathConfig, Snapshot},
-    switch::Mode,
-};
+use hairpin::{control::port::Interface, datapath::DatapathConfig, switch::Mode};
 
-use crate::{Topology, iperf, ping};
-
-fn start(topo: &Topology, config: DatapathConfig) -> Datapath {
-    let names = topo.port_names();
-    topo.sw
-        .enter(|| {
-            let ports: Vec<Interface> = names
-                .iter()
-                .map(|n| Interface::lookup(n).unwrap())
-                .collect();
-            Datapath::start(&ports, &config)
-        })
-        .unwrap()
-        .unwrap()
-}
-
-fn finish(datapath: Datapath) -> Snapshot {
-    let snapshot = datapath.stop();
-    assert_eq!(snapshot.panicked_workers, 0);
-    snapshot
-}
+use crate::{Topology, finish, iperf, ping};
 
 #[test]
 fn veb_between_two_ports_carries_ping_and_tcp() {
     let topo = Topology::new("veb2", &[1, 1]);
-    let datapath = start(&topo, DatapathConfig::default());
+    let datapath = topo.start(DatapathConfig::default());
     ping(&topo.vms[0], &topo.addr(1), 5).unwrap();
     ping(&topo.vms[1], &topo.addr(0), 5).unwrap();
     iperf(&topo, 0, 1, 2, 1).unwrap();
@@ -47,7 +23,7 @@ fn veb_between_two_ports_carries_ping_and_tcp() {
 #[test]
 fn veb_between_three_ports_learns_and_switches() {
     let topo = Topology::new("veb3", &[1, 1, 1]);
-    let datapath = start(&topo, DatapathConfig::default());
+    let datapath = topo.start(DatapathConfig::default());
     for (a, b) in [(0, 1), (0, 2), (1, 2), (2, 0)] {
         ping(&topo.vms[a], &topo.addr(b), 3).unwrap();
     }
@@ -79,7 +55,7 @@ fn xconnect_carries_frames_both_ways() {
         mode: Mode::Xconnect,
         ..DatapathConfig::default()
     };
-    let datapath = start(&topo, config);
+    let datapath = topo.start(config);
     ping(&topo.vms[0], &topo.addr(1), 5).unwrap();
     ping(&topo.vms[1], &topo.addr(0), 5).unwrap();
     let s = finish(datapath);
@@ -97,7 +73,7 @@ fn xconnect_carries_frames_both_ways() {
 #[test]
 fn two_pinned_workers_serve_both_queues() {
     let topo = Topology::new("mq", &[2, 2]);
-    let datapath = start(&topo, DatapathConfig::default());
+    let datapath = topo.start(DatapathConfig::default());
     assert_eq!(datapath.cores().len(), 2, "one worker per queue");
     // Sixteen flows spread over both TX queues of vm1's veth, hence both RX queues of
     // hairpin's port (the chance all land on one is 2^-15).
@@ -127,7 +103,7 @@ fn two_pinned_workers_serve_both_queues() {
 fn a_port_with_fewer_queues_is_reached_through_handoff() {
     // vm1's port has two queues, vm2's one: worker 1 must hand vm2's frames to worker 0.
     let topo = Topology::new("hoff", &[2, 1]);
-    let datapath = start(&topo, DatapathConfig::default());
+    let datapath = topo.start(DatapathConfig::default());
     iperf(&topo, 0, 1, 1, 16).unwrap();
     ping(&topo.vms[1], &topo.addr(0), 3).unwrap();
     let s = finish(datapath);

@@ -1,32 +1,12 @@
 //! 802.1Qbg edge bridging against real kernel peers: macvlan devices in VEPA and private
 //! mode, and a Linux bridge with `hairpin on` as the adjacent switch.
 use hairpin::{
-    control::port::Interface,
-    datapath::{Datapath, DatapathConfig, Snapshot},
+    datapath::{Datapath, DatapathConfig},
     netlab::Netns,
     switch::{Mode, PortPolicy, Role},
 };
 
-use crate::{Topology, lab, ping};
-
-fn start(sw: &Netns, ports: &[&str], config: DatapathConfig) -> Datapath {
-    let names: Vec<String> = ports.iter().map(|p| (*p).to_owned()).collect();
-    sw.enter(|| {
-        let ports: Vec<Interface> = names
-            .iter()
-            .map(|n| Interface::lookup(n).unwrap())
-            .collect();
-        Datapath::start(&ports, &config)
-    })
-    .unwrap()
-    .unwrap()
-}
-
-fn finish(datapath: Datapath) -> Snapshot {
-    let s = datapath.stop();
-    assert_eq!(s.panicked_workers, 0);
-    s
-}
+use crate::{Topology, finish, lab, ping, start_in};
 
 #[test]
 fn reflective_relay_lets_vepa_macvlans_on_one_port_talk() {
@@ -55,7 +35,7 @@ fn reflective_relay_lets_vepa_macvlans_on_one_port_talk() {
     };
 
     // hairpin on p0 relays the VEPA macvlans' frames back down the same port.
-    let datapath = start(&sw, &["p0"], relay.clone());
+    let datapath = start_in(&sw, &["p0"], relay.clone());
     ping(&vms[0], "198.18.0.2", 3).unwrap();
     ping(&vms[1], "198.18.0.1", 3).unwrap();
     let s = finish(datapath);
@@ -66,7 +46,7 @@ fn reflective_relay_lets_vepa_macvlans_on_one_port_talk() {
     );
 
     // Without hairpin on the port, nothing comes back: the macvlans cannot talk.
-    let datapath = start(&sw, &["p0"], DatapathConfig::default());
+    let datapath = start_in(&sw, &["p0"], DatapathConfig::default());
     ping(&vms[0], "198.18.0.2", 2).expect_err("no reflective relay, no path");
     let s = finish(datapath);
     assert!(
@@ -89,7 +69,7 @@ fn reflective_relay_lets_vepa_macvlans_on_one_port_talk() {
         .unwrap();
         vm.ip(&["neigh", "flush", "all"]).unwrap();
     }
-    let datapath = start(&sw, &["p0"], relay);
+    let datapath = start_in(&sw, &["p0"], relay);
     ping(&vms[0], "198.18.0.2", 2).expect_err("private macvlans never talk");
     finish(datapath);
 }
@@ -140,7 +120,7 @@ impl Station {
     fn start(&self, mode: Mode) -> Datapath {
         let mut policies = vec![PortPolicy::default(); 3];
         policies[2].role = Role::Uplink;
-        start(
+        start_in(
             &self.topo.sw,
             &["p0", "p1", "upl"],
             DatapathConfig {

@@ -7,24 +7,10 @@ use std::{
 
 use hairpin::{
     control::port::{Interface, Mac},
-    datapath::{Datapath, DatapathConfig},
+    datapath::DatapathConfig,
 };
 
 use crate::{Topology, ping};
-
-fn start(topo: &Topology, config: DatapathConfig) -> Datapath {
-    let names = topo.port_names();
-    topo.sw
-        .enter(|| {
-            let ports: Vec<Interface> = names
-                .iter()
-                .map(|n| Interface::lookup(n).unwrap())
-                .collect();
-            Datapath::start(&ports, &config)
-        })
-        .unwrap()
-        .unwrap()
-}
 
 fn mac_of(topo: &Topology, vm: usize) -> Mac {
     topo.vms[vm]
@@ -86,13 +72,10 @@ fn frame(dst: Mac, src: Mac) -> Vec<u8> {
 #[test]
 fn learned_entries_age_out() {
     let topo = Topology::new("age", &[1, 1]);
-    let datapath = start(
-        &topo,
-        DatapathConfig {
-            fdb_max_age: 2,
-            ..DatapathConfig::default()
-        },
-    );
+    let datapath = topo.start(DatapathConfig {
+        fdb_max_age: 2,
+        ..DatapathConfig::default()
+    });
     ping(&topo.vms[0], &topo.addr(1), 2).unwrap();
     assert_eq!(datapath.tables().fdb.len(), 2);
     // Quiet stations: the control loop's ticks remove them once they are 2 s old.
@@ -115,7 +98,7 @@ fn learned_entries_age_out() {
 #[test]
 fn a_station_that_moves_is_followed_at_once() {
     let topo = Topology::new("move", &[1, 1, 1]);
-    let datapath = start(&topo, DatapathConfig::default());
+    let datapath = topo.start(DatapathConfig::default());
     ping(&topo.vms[0], &topo.addr(1), 1).unwrap();
     let wanderer = mac_of(&topo, 0);
     assert_eq!(datapath.tables().fdb.lookup(0, wanderer), Some(0));
@@ -133,13 +116,10 @@ fn a_station_that_moves_is_followed_at_once() {
 #[test]
 fn a_flood_of_random_sources_leaves_the_table_bounded() {
     let topo = Topology::new("flood", &[1, 1]);
-    let datapath = start(
-        &topo,
-        DatapathConfig {
-            fdb_capacity: 256,
-            ..DatapathConfig::default()
-        },
-    );
+    let datapath = topo.start(DatapathConfig {
+        fdb_capacity: 256,
+        ..DatapathConfig::default()
+    });
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let frames: Vec<Vec<u8>> = (0..5000)
         .map(|_| {

@@ -14,7 +14,8 @@ mod xdp_counters;
 use std::{process::Stdio, thread, time::Duration};
 
 use hairpin::{
-    control::preflight,
+    control::{port::Interface, preflight},
+    datapath::{Datapath, DatapathConfig, Snapshot},
     netlab::{Lab, LabError, Netns},
 };
 
@@ -82,6 +83,33 @@ impl Topology {
     pub fn port_names(&self) -> Vec<String> {
         (0..self.vms.len()).map(|i| format!("p{i}")).collect()
     }
+
+    /// Starts hairpin's datapath in-process on every switch-side port.
+    pub fn start(&self, config: DatapathConfig) -> Datapath {
+        let names = self.port_names();
+        let ports: Vec<&str> = names.iter().map(String::as_str).collect();
+        start_in(&self.sw, &ports, config)
+    }
+}
+
+/// Starts hairpin's datapath in-process on `ports` of namespace `sw`.
+pub fn start_in(sw: &Netns, ports: &[&str], config: DatapathConfig) -> Datapath {
+    sw.enter(|| {
+        let ports: Vec<Interface> = ports
+            .iter()
+            .map(|n| Interface::lookup(n).unwrap())
+            .collect();
+        Datapath::start(&ports, &config)
+    })
+    .unwrap()
+    .unwrap()
+}
+
+/// Stops a datapath started by [`start_in`], checking no worker panicked.
+pub fn finish(datapath: Datapath) -> Snapshot {
+    let snapshot = datapath.stop();
+    assert_eq!(snapshot.panicked_workers, 0);
+    snapshot
 }
 
 /// Streams TCP from VM `client` to VM `server` for `seconds` with `flows` parallel
