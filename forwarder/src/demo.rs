@@ -11,7 +11,6 @@
 //! with iperf3, then keeps forwarding until Ctrl-C (or `--seconds`); the lab is removed
 //! on every way out.
 use std::{
-    process::Command,
     thread,
     time::{Duration, Instant},
 };
@@ -62,7 +61,8 @@ pub fn run(limit: Option<Duration>) -> Result<()> {
         "demo: ip netns exec {} hairpin run --mode veb --ports port1,port2,port3 --stats 2",
         sw.name()
     );
-    let hairpin_pid = lab.spawn(cmd)?.child().id();
+    let hairpin_index = lab.process_count();
+    lab.spawn(cmd)?;
     let ports: Vec<&str> = VMS.iter().map(|v| v.1).collect();
     if !sw.wait_for_xdp(&ports, Duration::from_secs(15)) {
         bail!("hairpin did not attach to {ports:?} within 15 s (see its log above)");
@@ -104,10 +104,13 @@ pub fn run(limit: Option<Duration>) -> Result<()> {
     }
     // hairpin got the same Ctrl-C if there was one; SIGTERM it in any case and let it
     // print its final counters before the lab goes.
-    let _ = Command::new("kill")
-        .args(["-TERM", &hairpin_pid.to_string()])
-        .status();
-    thread::sleep(Duration::from_millis(500));
+    if let Some(hairpin) = lab.process(hairpin_index) {
+        let _ = hairpin.signal(libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(hairpin.child().try_wait(), Ok(None)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
     println!("demo: removing the lab");
     Ok(())
 }

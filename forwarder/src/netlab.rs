@@ -260,6 +260,16 @@ impl Lab {
         Ok(self.processes.last_mut().expect("just pushed"))
     }
 
+    /// How many processes [`Lab::spawn`] started.
+    pub fn process_count(&self) -> usize {
+        self.processes.len()
+    }
+
+    /// The `index`-th process [`Lab::spawn`] started.
+    pub fn process(&mut self, index: usize) -> Option<&mut LabProcess> {
+        self.processes.get_mut(index)
+    }
+
     /// The process most recently started with [`Lab::spawn`].
     pub fn last_process(&mut self) -> Option<&mut LabProcess> {
         self.processes.last_mut()

@@ -179,3 +179,42 @@ fn bad_input_is_refused_with_what_failed_on_what() {
     assert!(!topo.sw.has_xdp("p0") && !topo.sw.has_xdp("p1"));
     ping(&topo.vms[0], &topo.addr(1), 1).expect_err("no forwarding without hairpin or a bridge");
 }
+
+#[test]
+fn the_demo_forwards_pings_and_tcp_and_cleans_up() {
+    crate::lab("demo"); // the preflight check, loudly
+    let child = std::process::Command::new(HAIRPIN)
+        .args(["demo", "--seconds", "1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lab_prefix = format!("hp-demo-{}-", child.id());
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert_eq!(
+        text.matches(", 0% packet loss").count(),
+        3,
+        "three pairs pinged: {text}"
+    );
+    assert!(
+        text.contains("iperf3 vm1 -> vm3 (TCP, 3 s): [") && text.contains("receiver"),
+        "{text}"
+    );
+    assert!(text.contains("XDP detached from 3 port(s)"), "{text}");
+    let left = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert!(
+        !left.lines().any(|l| l.starts_with(&lab_prefix)),
+        "the demo removed its lab: {left}"
+    );
+}
