@@ -33,6 +33,9 @@ pub mod maps {
     /// `HashMap<u32, u8>`: the host's IPv4 addresses (network-order bytes as a native
     /// `u32`) whose ARP requests go to the host's stack.
     pub const HOST_IPV4: &str = "HOST_IPV4";
+    /// `HashMap<[u8; 16], u8>`: the host's IPv6 addresses whose neighbour solicitations
+    /// go to the host's stack.
+    pub const HOST_IPV6: &str = "HOST_IPV6";
     /// `XskMap`, indexed by [`super::xsk_index`].
     pub const XSKS: &str = "XSKS";
     /// `PerCpuArray<QueueStats>`, indexed by [`super::xsk_index`].
@@ -75,8 +78,8 @@ pub struct PortConf {
 pub mod port_flags {
     /// Redirect frames into the AF_XDP socket bound to their queue (when one is).
     pub const STEER: u32 = 1 << 0;
-    /// Hand frames addressed to [`super::PortConf::host_mac`], and ARP requests for the
-    /// host's addresses, to the kernel's stack.
+    /// Hand frames addressed to [`super::PortConf::host_mac`], and ARP requests and IPv6
+    /// neighbour solicitations for the host's addresses, to the kernel's stack.
     pub const PASS_HOST_MAC: u32 = 1 << 1;
     /// Count and drop every frame (`XDP_DROP`): the benchmark's sink.
     pub const DROP: u32 = 1 << 2;

@@ -5,7 +5,7 @@
 //! and redirects it into the AF_XDP socket bound to that queue in `XSKS`. A frame goes
 //! to the kernel's stack (`XDP_PASS`) when its port is not served, when no socket is
 //! bound to its queue, or when it is addressed to the host's own MAC on that port (or is an
-//! ARP request for one of the host's addresses there). A port
+//! ARP request or IPv6 neighbour solicitation for one of the host's addresses there). A port
 //! in `DROP` mode (the benchmark's sink) counts and drops everything.
 //!
 //! Built by `cargo xtask build` for `bpfel-unknown-none`; the user-space forwarder
@@ -28,6 +28,11 @@ static PORTS: HashMap<u32, PortConf> = HashMap::with_max_entries(MAX_PORTS, 0);
 /// the address (network order) read as a native `u32`.
 #[map]
 static HOST_IPV4: HashMap<u32, u8> =
+    HashMap::with_max_entries(hairpin_common::MAX_HOST_ADDRESSES, 0);
+
+/// The host's IPv6 addresses on its ports that keep host traffic.
+#[map]
+static HOST_IPV6: HashMap<[u8; 16], u8> =
     HashMap::with_max_entries(hairpin_common::MAX_HOST_ADDRESSES, 0);
 
 #[map]
@@ -117,37 +122,61 @@ pub fn hairpin_gen(_ctx: XdpContext) -> u32 {
 const GEN_SHARE_ONE: u64 = hairpin_common::GEN_SHARE_ONE as u64;
 
 /// Whether the frame belongs to the host's own stack, on a port that keeps host traffic:
-/// addressed to the host's MAC, or an ARP request for one of the host's IPv4 addresses
-/// (`HOST_IPV4`), which the host must answer.
+/// addressed to the host's MAC, an ARP request for one of the host's IPv4 addresses
+/// (`HOST_IPV4`), or an IPv6 neighbour solicitation for one of its IPv6 addresses
+/// (`HOST_IPV6`), which the host must answer.
 #[inline(always)]
 fn is_for_host(ctx: &XdpContext, port: &PortConf) -> bool {
     if port.flags & port_flags::PASS_HOST_MAC == 0 {
         return false;
     }
     let start = ctx.data();
-    if start + ARP_TARGET_END > ctx.data_end() {
-        // Too short for an ARP request; still check the destination MAC.
-        if start + MAC_LEN > ctx.data_end() {
-            return false;
-        }
-        // SAFETY: the bounds check above proves the six bytes at `start` are in the frame.
-        return unsafe { *(start as *const [u8; MAC_LEN]) } == port.host_mac;
-    }
-    // SAFETY: the bounds check above proves the first ARP_TARGET_END bytes are in the
-    // frame, which covers every offset read below.
-    let frame = unsafe { &*(start as *const [u8; ARP_TARGET_END]) };
-    if frame[..MAC_LEN] == port.host_mac {
-        return true;
-    }
-    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
-    let opcode = u16::from_be_bytes([frame[20], frame[21]]);
-    if ethertype != ETH_P_ARP || opcode != ARP_REQUEST {
+    let end = ctx.data_end();
+    if start + MAC_LEN > end {
         return false;
     }
-    let target = u32::from_ne_bytes([frame[38], frame[39], frame[40], frame[41]]);
-    // SAFETY: a plain lookup in a hash map of u8 values that user space writes whole.
-    unsafe { HOST_IPV4.get(&target) }.is_some()
+    // SAFETY: the bounds check above proves the six bytes at `start` are in the frame.
+    if unsafe { *(start as *const [u8; MAC_LEN]) } == port.host_mac {
+        return true;
+    }
+    if start + 14 > end {
+        return false;
+    }
+    // SAFETY: the bounds check above covers the 14-byte Ethernet header.
+    let header = unsafe { &*(start as *const [u8; 14]) };
+    match u16::from_be_bytes([header[12], header[13]]) {
+        ETH_P_ARP if start + ARP_TARGET_END <= end => {
+            // SAFETY: the match guard proves the first ARP_TARGET_END bytes are in the frame.
+            let frame = unsafe { &*(start as *const [u8; ARP_TARGET_END]) };
+            let opcode = u16::from_be_bytes([frame[20], frame[21]]);
+            let target = u32::from_ne_bytes([frame[38], frame[39], frame[40], frame[41]]);
+            // SAFETY: a plain lookup in a hash map of u8 values that user space writes whole.
+            opcode == ARP_REQUEST && unsafe { HOST_IPV4.get(&target) }.is_some()
+        }
+        ETH_P_IPV6 if start + NS_TARGET_END <= end => {
+            // SAFETY: the match guard proves the first NS_TARGET_END bytes are in the frame.
+            let frame = unsafe { &*(start as *const [u8; NS_TARGET_END]) };
+            // IPv6 next header 58 (ICMPv6), ICMPv6 type 135 (neighbour solicitation).
+            if frame[20] != IPPROTO_ICMPV6 || frame[54] != ND_NEIGHBOR_SOLICIT {
+                return false;
+            }
+            let mut target = [0u8; 16];
+            target.copy_from_slice(&frame[62..NS_TARGET_END]);
+            // SAFETY: a plain lookup in a hash map of u8 values that user space writes whole.
+            unsafe { HOST_IPV6.get(&target) }.is_some()
+        }
+        _ => false,
+    }
 }
+
+/// EtherType of IPv6.
+const ETH_P_IPV6: u16 = 0x86dd;
+/// IPv6 next header of ICMPv6.
+const IPPROTO_ICMPV6: u8 = 58;
+/// ICMPv6 type of a neighbour solicitation.
+const ND_NEIGHBOR_SOLICIT: u8 = 135;
+/// End of a neighbour solicitation's target address (14 + 40 + 8 + 16).
+const NS_TARGET_END: usize = 78;
 
 /// EtherType of ARP.
 const ETH_P_ARP: u16 = 0x0806;

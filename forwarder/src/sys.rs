@@ -249,8 +249,8 @@ pub fn xsk_zero_copy(fd: libc::c_int) -> io::Result<bool> {
     Ok(flags & XDP_OPTIONS_ZEROCOPY != 0)
 }
 
-/// The IPv4 addresses of interface `name` in the calling thread's namespace.
-pub fn ipv4_addresses(name: &str) -> io::Result<Vec<std::net::Ipv4Addr>> {
+/// The IPv4 and IPv6 addresses of interface `name` in the calling thread's namespace.
+pub fn ip_addresses(name: &str) -> io::Result<Vec<std::net::IpAddr>> {
     let mut list: *mut libc::ifaddrs = ptr::null_mut();
     // SAFETY: `getifaddrs` fills `list` with a linked list we free below.
     if unsafe { libc::getifaddrs(&mut list) } < 0 {
@@ -269,12 +269,18 @@ pub fn ipv4_addresses(name: &str) -> io::Result<Vec<std::net::Ipv4Addr>> {
         let ifname = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
         // SAFETY: `ifa_addr` is non-null and points at a sockaddr owned by the list.
         let family = i32::from(unsafe { (*entry.ifa_addr).sa_family });
-        if ifname.to_bytes() != name.as_bytes() || family != libc::AF_INET {
+        if ifname.to_bytes() != name.as_bytes() {
             continue;
         }
-        // SAFETY: an AF_INET address is a `sockaddr_in`.
-        let sin = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in>() };
-        out.push(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+        if family == libc::AF_INET {
+            // SAFETY: an AF_INET address is a `sockaddr_in`.
+            let sin = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in>() };
+            out.push(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into());
+        } else if family == libc::AF_INET6 {
+            // SAFETY: an AF_INET6 address is a `sockaddr_in6`.
+            let sin6 = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in6>() };
+            out.push(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr).into());
+        }
     }
     // SAFETY: `list` came from `getifaddrs` and is freed once.
     unsafe { libc::freeifaddrs(list) };

@@ -134,6 +134,7 @@ pub struct Steering {
     ebpf: Ebpf,
     ports: HashMap<MapData, u32, PortConf>,
     host_ipv4: HashMap<MapData, u32, u8>,
+    host_ipv6: HashMap<MapData, [u8; 16], u8>,
     xsks: XskMap<MapData>,
     stats: PerCpuArray<MapData, QueueStats>,
     links: Vec<(String, XdpLinkId)>,
@@ -163,10 +164,12 @@ impl Steering {
             take(maps::QUEUE_STATS)?,
         );
         let host_ipv4 = take(maps::HOST_IPV4)?;
+        let host_ipv6 = take(maps::HOST_IPV6)?;
         let typed = |name| move |source| XdpError::MapType { name, source };
         Ok(Self {
             ports: HashMap::try_from(ports).map_err(typed(maps::PORTS))?,
             host_ipv4: HashMap::try_from(host_ipv4).map_err(typed(maps::HOST_IPV4))?,
+            host_ipv6: HashMap::try_from(host_ipv6).map_err(typed(maps::HOST_IPV6))?,
             xsks: XskMap::try_from(xsks).map_err(typed(maps::XSKS))?,
             stats: PerCpuArray::try_from(stats).map_err(typed(maps::QUEUE_STATS))?,
             ebpf,
@@ -185,17 +188,21 @@ impl Steering {
             })
     }
 
-    /// Lets ARP requests for `addr` through to the host's stack on ports with
-    /// [`hairpin_common::port_flags::PASS_HOST_MAC`].
-    pub fn add_host_address(&mut self, addr: std::net::Ipv4Addr) -> Result<(), XdpError> {
-        let key = u32::from_ne_bytes(addr.octets());
-        self.host_ipv4
-            .insert(key, 1, 0)
-            .map_err(|source| XdpError::Map {
-                action: "updating",
-                name: maps::HOST_IPV4,
-                source,
-            })
+    /// Lets ARP requests (IPv4) or neighbour solicitations (IPv6) for `addr` through to
+    /// the host's stack on ports with [`hairpin_common::port_flags::PASS_HOST_MAC`].
+    pub fn add_host_address(&mut self, addr: std::net::IpAddr) -> Result<(), XdpError> {
+        let (name, result) = match addr {
+            std::net::IpAddr::V4(v4) => (
+                maps::HOST_IPV4,
+                self.host_ipv4.insert(u32::from_ne_bytes(v4.octets()), 1, 0),
+            ),
+            std::net::IpAddr::V6(v6) => (maps::HOST_IPV6, self.host_ipv6.insert(v6.octets(), 1, 0)),
+        };
+        result.map_err(|source| XdpError::Map {
+            action: "updating",
+            name,
+            source,
+        })
     }
 
     /// Attaches the program to `iface`, returning the mode it ended up in.

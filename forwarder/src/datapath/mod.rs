@@ -560,7 +560,7 @@ impl Datapath {
                 });
             }
             // The uplink keeps the host's own traffic: frames for its MAC, and ARP
-            // requests for its addresses, go to the kernel.
+            // requests and neighbour solicitations for its addresses, go to the kernel.
             let mut conf = PortConf {
                 slot: slot as u32,
                 flags: port_flags::STEER,
@@ -569,12 +569,12 @@ impl Datapath {
             if policies[slot].role == Role::Uplink {
                 conf.flags |= port_flags::PASS_HOST_MAC;
                 conf.host_mac = iface.mac.0;
-                let addresses = crate::sys::ipv4_addresses(&iface.name).unwrap_or_default();
+                let addresses = crate::sys::ip_addresses(&iface.name).unwrap_or_default();
                 for &addr in &addresses {
                     steering.add_host_address(addr)?;
                 }
                 log::info!(
-                    "{}: frames for the host ({}) and ARP requests for {:?} stay with the kernel",
+                    "{}: frames for the host ({}) and ARP/ND for {:?} stay with the kernel",
                     iface.name,
                     iface.mac,
                     addresses

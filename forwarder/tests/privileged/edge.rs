@@ -181,23 +181,29 @@ fn private_downlinks_reach_the_network_but_not_each_other() {
 }
 
 #[test]
-fn the_host_keeps_its_own_address_on_the_uplink() {
+fn the_host_keeps_its_own_addresses_on_the_uplink() {
     let station = Station::new("host");
+    let sw = &station.topo.sw;
+    sw.ip(&["addr", "add", "198.18.0.20/24", "dev", "upl"])
+        .unwrap();
+    sw.ip(&["addr", "add", "2001:db8::20/64", "dev", "upl", "nodad"])
+        .unwrap();
     station
-        .topo
-        .sw
-        .ip(&["addr", "add", "198.18.0.20/24", "dev", "upl"])
+        .far
+        .ip(&["addr", "add", "2001:db8::9/64", "dev", "f0", "nodad"])
         .unwrap();
     let datapath = station.start(Mode::Vepa);
-    // The host behind hairpin's uplink answers ARP and ping on its own address ...
+    // The host behind hairpin's uplink answers ARP, neighbour discovery and ping on its
+    // own addresses ...
     ping(&station.far, "198.18.0.20", 3).unwrap();
+    ping(&station.far, "2001:db8::20", 3).unwrap();
     // ... while the downlinks' traffic still crosses hairpin.
     ping(&station.topo.vms[0], "198.18.0.9", 3).unwrap();
     let xdp = datapath.xdp_stats(2);
     let s = finish(datapath);
     assert!(
-        xdp[0].passed >= 4,
-        "ARP request and echoes passed to the host: {:?}",
+        xdp[0].passed >= 8,
+        "ARP, ND and echoes passed to the host: {:?}",
         xdp[0]
     );
     assert!(s.port_total(0).tx_packets >= 3, "{s:?}");
