@@ -316,9 +316,10 @@ fn print_counters(names: &[String], s: &Snapshot, per_queue: bool) {
             .checked_div(frames)
             .map_or_else(|| "-".to_owned(), |ns| format!("{ns} ns/frame"));
         println!(
-            "worker q{w}: {} frames, busy {:.1} ms, {per_frame}",
+            "worker q{w}: {} frames, busy {:.1} ms, {per_frame}, slept {} times",
             frames,
-            *busy as f64 / 1e6
+            *busy as f64 / 1e6,
+            s.sleeps[w]
         );
     }
 }

@@ -124,11 +124,6 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::Relaxed)
 }
 
-/// Asks the process to stop as a signal would (used by the demo and tests in-process).
-pub fn request_stop() {
-    STOP.store(true, Ordering::Relaxed);
-}
-
 /// Moves the calling thread into the network namespace open at `ns`.
 pub fn enter_netns(ns: &impl std::os::fd::AsRawFd) -> io::Result<()> {
     // SAFETY: `setns` only reads the descriptor; it affects the calling thread alone.

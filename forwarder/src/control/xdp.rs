@@ -295,11 +295,6 @@ impl Steering {
             }
         }
     }
-
-    /// The ports the program is attached to.
-    pub fn attached_ports(&self) -> impl Iterator<Item = &str> {
-        self.links.iter().map(|(port, _)| port.as_str())
-    }
 }
 
 impl std::fmt::Debug for Steering {

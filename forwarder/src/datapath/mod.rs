@@ -290,6 +290,8 @@ pub struct Snapshot {
     pub panicked_workers: usize,
     /// Nanoseconds each worker spent in busy turns.
     pub busy_ns: Vec<u64>,
+    /// Times each worker slept for lack of work.
+    pub sleeps: Vec<u64>,
     /// Time from RX read to TX submit of busy turns, all workers merged.
     pub latency: latency::Percentiles,
 }
@@ -713,6 +715,7 @@ impl Datapath {
             fdb_full: self.tables.fdb.full_events(),
             panicked_workers: self.panicked,
             busy_ns: self.counters.iter().map(|c| c.busy_ns.get()).collect(),
+            sleeps: self.counters.iter().map(|c| c.sleeps.get()).collect(),
             latency: latency::merge(&self.latency),
         }
     }

@@ -297,26 +297,6 @@ impl Tables {
     pub fn with_ports(mode: Mode, n: usize, fdb_capacity: usize) -> Result<Self, TablesError> {
         Self::new(mode, &vec![PortPolicy::default(); n], fdb_capacity)
     }
-
-    /// The mode.
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    /// Every port.
-    pub fn ports(&self) -> PortSet {
-        self.ports
-    }
-
-    /// The uplink, if there is one.
-    pub fn uplink(&self) -> Option<PortId> {
-        self.uplink
-    }
-
-    /// Ports where a frame may go back out of the port it came in on.
-    pub fn hairpin_ports(&self) -> PortSet {
-        self.hairpin
-    }
 }
 
 /// Decides what happens to `frame`, received on `ingress` at `now` (table seconds),
