@@ -1,8 +1,9 @@
-//! `hairpin-bench`: frames per second through hairpin and through the Linux bridge, on the
-//! same topology, in one run.
+//! `hairpin-bench`: frames per second through hairpin and through its peers (the Linux
+//! bridge, Open vSwitch's AF_XDP datapath, dpdk-testpmd's AF_XDP driver), on the same
+//! topology, in one run.
 //!
 //! ```text
-//!   ns gen: g0 ──veth── d0 ┐ ns dut: hairpin (xconnect | veb | vepa) or a Linux bridge ┌ d1 ──veth── s0 :ns sink
+//!   ns gen: g0 ──veth── d0 ┐ ns dut: hairpin (xconnect | veb | vepa) or a peer ┌ d1 ──veth── s0 :ns sink
 //! ```
 //!
 //! The generator ([`generator`]) transmits 64-byte UDP frames over AF_XDP on g0, pinned to one
@@ -32,7 +33,7 @@ use hairpin_common::{PortConf, port_flags};
 
 mod generator;
 
-/// Measure hairpin against the Linux bridge.
+/// Measure hairpin against the Linux bridge, Open vSwitch and dpdk-testpmd.
 #[derive(Debug, Parser)]
 struct Args {
     /// The `hairpin` binary under test (a release build).
@@ -74,6 +75,12 @@ struct Args {
     /// on a veth first copies each such skb into a page with XDP headroom.
     #[arg(long, value_enum, default_value_t = XdpAttachMode::Generic)]
     sink_xdp: XdpAttachMode,
+    /// After the run, read the JSON report back (`--json` is required) and fail unless
+    /// it is well-formed: every device measured at every size, every figure a finite
+    /// non-negative number, and every device forwarding frames. Checks the harness, not
+    /// the speed.
+    #[arg(long, requires = "json")]
+    check: bool,
     /// Print every trial of the zero-loss search.
     #[arg(long)]
     verbose: bool,
@@ -118,12 +125,24 @@ enum Dut {
     Veb,
     /// d0 a downlink, d1 the uplink: every frame goes up.
     Vepa,
+    /// dpdk-testpmd, AF_XDP poll-mode driver, `io` forwarding.
+    TestpmdIo,
+    /// dpdk-testpmd, AF_XDP poll-mode driver, `mac` forwarding.
+    TestpmdMac,
+    /// Open vSwitch userspace datapath, AF_XDP ports, one flow per direction.
+    OvsFlows,
+    /// Open vSwitch userspace datapath, AF_XDP ports, the learning switch (`NORMAL`).
+    OvsNormal,
 }
 
 impl Dut {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 9] = [
         Self::Direct,
         Self::Bridge,
+        Self::OvsFlows,
+        Self::OvsNormal,
+        Self::TestpmdIo,
+        Self::TestpmdMac,
         Self::Xconnect,
         Self::Veb,
         Self::Vepa,
@@ -136,6 +155,19 @@ impl Dut {
             Self::Xconnect => "hairpin xconnect",
             Self::Veb => "hairpin veb",
             Self::Vepa => "hairpin vepa",
+            Self::TestpmdIo => "testpmd io",
+            Self::TestpmdMac => "testpmd mac",
+            Self::OvsFlows => "ovs afxdp flows",
+            Self::OvsNormal => "ovs afxdp normal",
+        }
+    }
+
+    /// The program this device needs, if it is not part of this workspace.
+    fn program(self) -> Option<&'static str> {
+        match self {
+            Self::TestpmdIo | Self::TestpmdMac => Some("dpdk-testpmd"),
+            Self::OvsFlows | Self::OvsNormal => Some("ovs-vswitchd"),
+            _ => None,
         }
     }
 }
@@ -222,11 +254,23 @@ fn run(mut args: Args) -> Result<()> {
         "hairpin-bench: frame sizes {sizes:?}, {} round(s) of {:.1} s trials per device; {:?} generator on core {gen_core}, forwarder on core {fwd_core}",
         args.rounds, args.seconds, args.generator
     );
-    let devices = if args.devices.is_empty() {
+    let devices: Vec<Dut> = if args.devices.is_empty() {
         Dut::ALL.to_vec()
     } else {
         args.devices.clone()
-    };
+    }
+    .into_iter()
+    .filter(|d| match d.program() {
+        Some(program) if !on_path(program) => {
+            println!(
+                "hairpin-bench: skipping {}: {program} is not installed (`cargo xtask bench` installs it)",
+                d.name()
+            );
+            false
+        }
+        _ => true,
+    })
+    .collect();
     let mut harness = Harness {
         gen_ns: &gen_ns,
         generator,
@@ -332,6 +376,11 @@ fn run(mut args: Args) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
         println!("hairpin-bench: every trial written to {}", path.display());
+        if args.check {
+            let names: Vec<&str> = devices.iter().map(|d| d.name()).collect();
+            check_report(path, &names, &sizes)?;
+            println!("hairpin-bench: report checked: well-formed");
+        }
     }
     drop(steering);
     Ok(())
@@ -351,6 +400,66 @@ fn drop_sink(ifname: &str, mode: XdpAttachMode) -> Result<(Steering, hairpin::co
     )?;
     steering.attach(&iface, mode)?;
     Ok((steering, iface.mac))
+}
+
+/// Reads the JSON report at `path` back and checks its shape (see `--check`).
+fn check_report(path: &std::path::Path, devices: &[&str], sizes: &[usize]) -> Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let report: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let figure = |v: &serde_json::Value, what: &str| -> Result<f64> {
+        match v.as_f64() {
+            Some(x) if x.is_finite() && x >= 0.0 => Ok(x),
+            _ => bail!("{what}: {v} is not a finite non-negative number"),
+        }
+    };
+    let summary = report["summary"].as_array().context("no summary array")?;
+    for &size in sizes {
+        for &device in devices {
+            let entry = summary
+                .iter()
+                .find(|e| e["device"] == device && e["size"] == size)
+                .with_context(|| format!("no summary for {device} at {size} B"))?;
+            let what = format!("{device} at {size} B");
+            let overload = figure(&entry["overload_mpps_median"], &what)?;
+            if overload == 0.0 {
+                bail!("{what}: forwarded nothing under overload");
+            }
+            if !entry["zero_loss_mpps_median"].is_null() {
+                figure(&entry["zero_loss_mpps_median"], &what)?;
+            }
+        }
+    }
+    let trials = report["trials"].as_array().context("no trials array")?;
+    if trials.len() < devices.len() * sizes.len() * 2 {
+        bail!(
+            "{} trials, fewer than two per device and size",
+            trials.len()
+        );
+    }
+    for trial in trials {
+        for key in [
+            "sent",
+            "received",
+            "seconds",
+            "offered_mpps",
+            "delivered_mpps",
+        ] {
+            figure(&trial[key], key)?;
+        }
+    }
+    for key in ["kernel", "cpu"] {
+        if !report["machine"][key].is_string() {
+            bail!("machine.{key} missing");
+        }
+    }
+    Ok(())
+}
+
+/// Whether `program` is found on `PATH`.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
 /// What the report says of the machine it ran on.
@@ -524,6 +633,29 @@ fn start_dut(lab: &mut Lab, dut: &Netns, kind: Dut, args: &Args, core: usize) ->
                 Ok(())
             }))
         }
+        Dut::TestpmdIo | Dut::TestpmdMac => {
+            let mode = if kind == Dut::TestpmdIo { "io" } else { "mac" };
+            // `ip netns exec` gives the command a mount namespace of its own, where the
+            // AF_XDP driver's libbpf finds bpffs once mounted.
+            let script = format!(
+                "mount -t bpf bpf /sys/fs/bpf && exec dpdk-testpmd -l {main},{core} --main-lcore {main} \
+                 --no-huge --no-shconf --no-pci -m 1024 --log-level=warning \
+                 --vdev net_af_xdp0,iface=d0 --vdev net_af_xdp1,iface=d1 -- \
+                 --forward-mode={mode} --auto-start --nb-cores=1 --rxq=1 --txq=1 --stats-period=3600",
+                main = if core == 0 { 1 } else { 0 },
+            );
+            let mut cmd = dut.command("sh");
+            cmd.args(["-c", &script])
+                .stdout(log_target(args.dut_log.as_deref())?)
+                .stderr(log_target(args.dut_log.as_deref())?);
+            lab.spawn(cmd)?;
+            if !dut.wait_for_xdp(&["d0", "d1"], Duration::from_secs(20)) {
+                bail!("testpmd did not attach within 20 s");
+            }
+            let index = lab.process_count() - 1;
+            Ok(Box::new(move |lab, _| stop_processes(lab, index)))
+        }
+        Dut::OvsFlows | Dut::OvsNormal => start_ovs(lab, dut, kind == Dut::OvsNormal, core),
         Dut::Xconnect | Dut::Veb | Dut::Vepa => {
             let ports: &[&str] = match kind {
                 Dut::Xconnect => &["--mode", "xconnect", "--ports", "d0,d1"],
@@ -541,18 +673,151 @@ fn start_dut(lab: &mut Lab, dut: &Netns, kind: Dut, args: &Args, core: usize) ->
             if !dut.wait_for_xdp(&["d0", "d1"], Duration::from_secs(20)) {
                 bail!("hairpin did not attach within 20 s");
             }
-            Ok(Box::new(|lab, _| {
-                let process = lab.last_process().context("hairpin process")?;
-                process.signal(libc::SIGTERM)?;
-                let deadline = Instant::now() + Duration::from_secs(10);
-                while process.child().try_wait()?.is_none() {
-                    if Instant::now() > deadline {
-                        bail!("hairpin did not stop within 10 s of SIGTERM");
-                    }
-                    thread::sleep(Duration::from_millis(20));
-                }
-                Ok(())
-            }))
+            let index = lab.process_count() - 1;
+            Ok(Box::new(move |lab, _| stop_processes(lab, index)))
         }
     }
+}
+
+/// Open vSwitch with its database in a directory of its own, the userspace (`netdev`)
+/// datapath, d0 and d1 as AF_XDP ports with one queue each, its PMD thread on `core`.
+fn start_ovs(lab: &mut Lab, dut: &Netns, normal: bool, core: usize) -> Result<Stop> {
+    let dir = std::env::temp_dir().join(format!("{}-ovs", dut.name()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let db = format!("unix:{}", path("db.sock"));
+    // Everything OVS keeps (database, sockets, pid files, logs) stays in `dir`, away from
+    // a system OVS and from a concurrent run.
+    let ovs = |program: &str| {
+        let mut cmd = dut.command(program);
+        for var in ["OVS_RUNDIR", "OVS_DBDIR", "OVS_LOGDIR", "OVS_SYSCONFDIR"] {
+            cmd.env(var, &dir);
+        }
+        cmd
+    };
+    let run = |program: &str, args: &[&str]| -> Result<()> {
+        let mut cmd = ovs(program);
+        cmd.args(args);
+        hairpin::netlab::run(cmd)?;
+        Ok(())
+    };
+    let first = lab.process_count();
+    run(
+        "ovsdb-tool",
+        &[
+            "create",
+            &path("conf.db"),
+            "/usr/share/openvswitch/vswitch.ovsschema",
+        ],
+    )?;
+    let mut server = ovs("ovsdb-server");
+    server
+        .arg(path("conf.db"))
+        .arg(format!("--remote=punix:{}", path("db.sock")))
+        .arg(format!("--log-file={}", path("ovsdb-server.log")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    lab.spawn(server)?;
+    let vsctl = |args: &[&str]| -> Result<()> {
+        let mut full = vec!["--db", &db, "--timeout=10"];
+        full.extend_from_slice(args);
+        run("ovs-vsctl", &full)
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while vsctl(&["--no-wait", "init"]).is_err() {
+        if Instant::now() > deadline {
+            bail!(
+                "ovsdb-server did not start within 10 s (log in {})",
+                dir.display()
+            );
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    // libxdp looks for bpffs; `ip netns exec` gives the command its own mount namespace.
+    let mut switch = ovs("sh");
+    switch
+        .args([
+            "-c",
+            &format!(
+                "mount -t bpf bpf /sys/fs/bpf && exec ovs-vswitchd {db} --log-file={}",
+                path("ovs-vswitchd.log")
+            ),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    lab.spawn(switch)?;
+    let mask = format!("other_config:pmd-cpu-mask={:#x}", 1u64 << core);
+    vsctl(&["set", "Open_vSwitch", ".", &mask])?;
+    vsctl(&[
+        "add-br",
+        "br0",
+        "--",
+        "set",
+        "bridge",
+        "br0",
+        "datapath_type=netdev",
+    ])?;
+    for port in ["d0", "d1"] {
+        vsctl(&[
+            "add-port",
+            "br0",
+            port,
+            "--",
+            "set",
+            "interface",
+            port,
+            "type=afxdp",
+            "options:xdp-mode=native",
+            "options:n_rxq=1",
+        ])?;
+    }
+    if !normal {
+        run("ovs-ofctl", &["del-flows", "br0"])?;
+        run(
+            "ovs-ofctl",
+            &["add-flow", "br0", "in_port=d0,actions=output:d1"],
+        )?;
+        run(
+            "ovs-ofctl",
+            &["add-flow", "br0", "in_port=d1,actions=output:d0"],
+        )?;
+    }
+    if !dut.wait_for_xdp(&["d0", "d1"], Duration::from_secs(20)) {
+        bail!(
+            "Open vSwitch did not attach within 20 s (logs in {})",
+            dir.display()
+        );
+    }
+    // Removing the bridge detaches the XDP programs before the daemons stop.
+    let mut remove = ovs("ovs-vsctl");
+    remove.args(["--db", &db, "--timeout=10", "del-br", "br0"]);
+    let dir = dir.clone();
+    Ok(Box::new(move |lab, _| {
+        let removed = hairpin::netlab::run(remove);
+        stop_processes(lab, first)?;
+        removed?;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    }))
+}
+
+/// Stops the lab's processes from index `first` on, newest first, with SIGTERM, and waits
+/// for each to exit.
+fn stop_processes(lab: &mut Lab, first: usize) -> Result<()> {
+    for index in (first..lab.process_count()).rev() {
+        let process = lab.process(index).context("no process to stop")?;
+        if process.child().try_wait()?.is_some() {
+            continue;
+        }
+        process.signal(libc::SIGTERM)?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while process.child().try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                bail!("process {index} of the lab did not stop within 10 s of SIGTERM");
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Ok(())
 }

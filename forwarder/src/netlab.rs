@@ -137,7 +137,9 @@ fn describe(cmd: &Command) -> String {
     text
 }
 
-fn run(mut cmd: Command) -> Result<Output, LabError> {
+/// Runs `cmd` to completion and returns its output, failing on a non-zero exit with its
+/// command line and stderr.
+pub fn run(mut cmd: Command) -> Result<Output, LabError> {
     let command = describe(&cmd);
     let output = cmd
         .stdin(Stdio::null())

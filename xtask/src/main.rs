@@ -70,6 +70,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Task::Bench { quick, args } => {
             setup::run()?;
+            setup::bench_peers();
             bench(quick, &args)
         }
         Task::Test { filter } => {
@@ -234,5 +235,21 @@ fn test(filter: Option<&str>) -> Result<()> {
     suite(
         "privileged integration tests (root, network namespaces)",
         &["--test", "privileged"],
-    )
+    )?;
+    if filter.is_none() {
+        setup::bench_peers();
+        let report =
+            env::temp_dir().join(format!("hairpin-bench-quick-{}.json", std::process::id()));
+        let result = bench(
+            true,
+            &[
+                "--json".into(),
+                report.to_string_lossy().into_owned(),
+                "--check".into(),
+            ],
+        );
+        let _ = std::fs::remove_file(&report);
+        result.context("the quick benchmark (checks the harness and its report, not the speed)")?;
+    }
+    Ok(())
 }

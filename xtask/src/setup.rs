@@ -26,6 +26,16 @@ const PACKAGES: &[(&str, &str)] = &[
     ("ethtool", "checksum offload off on lab veths"),
 ];
 
+/// Debian packages of the forwarders `cargo xtask bench` measures hairpin against.
+const BENCH_PEERS: &[(&str, &str)] = &[
+    ("dpdk-dev", "dpdk-testpmd, a peer in the benchmark"),
+    ("librte-net-af-xdp23", "DPDK's AF_XDP poll-mode driver"),
+    (
+        "openvswitch-switch",
+        "Open vSwitch's userspace datapath, a peer in the benchmark",
+    ),
+];
+
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
@@ -86,13 +96,24 @@ fn is_installed(package: &str) -> bool {
         .is_some_and(|s| s.contains("install ok installed"))
 }
 
-fn packages() -> Result<()> {
-    let missing: Vec<_> = PACKAGES.iter().filter(|(p, _)| !is_installed(p)).collect();
-    if missing.is_empty() {
+/// Installs the benchmark's peers if missing. Failing is not fatal: the benchmark then
+/// skips those peers and says why.
+pub fn bench_peers() {
+    if let Err(e) = install("benchmark peers", BENCH_PEERS) {
         step(&format!(
-            "setup: Debian packages: all {} present",
-            PACKAGES.len()
+            "setup: benchmark peers not installed ({e:#}); the benchmark skips them"
         ));
+    }
+}
+
+fn packages() -> Result<()> {
+    install("Debian packages", PACKAGES)
+}
+
+fn install(what: &str, packages: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<_> = packages.iter().filter(|(p, _)| !is_installed(p)).collect();
+    if missing.is_empty() {
+        step(&format!("setup: {what}: all {} present", packages.len()));
         return Ok(());
     }
     for (package, why) in &missing {
