@@ -1,7 +1,7 @@
 //! The few raw syscalls hairpin makes itself, each behind a safe function.
 //!
-//! Everything else goes through aya (BPF) and xsk-rs (AF_XDP). Keeping the `unsafe` FFI
-//! here leaves the rest of the crate free of it.
+//! BPF goes through aya; AF_XDP sockets and rings through [`crate::datapath::xsk`].
+//! Keeping the rest of the `unsafe` FFI here leaves the other modules free of it.
 #![allow(unsafe_code)]
 
 use std::{
@@ -221,19 +221,55 @@ pub fn kick_tx(fd: libc::c_int) -> Kick {
     }
 }
 
+/// Wakes the kernel to fill an AF_XDP socket's RX ring (a zero-copy driver waiting for
+/// fill-ring entries).
+#[inline]
+pub fn wake_rx(fd: libc::c_int) {
+    // SAFETY: a zero-length `recvfrom` with null buffers on a descriptor we own; the
+    // kernel writes no memory of ours. Errors (EAGAIN) mean nothing to do.
+    let _ = unsafe {
+        libc::recvfrom(
+            fd,
+            ptr::null_mut(),
+            0,
+            libc::MSG_DONTWAIT,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+}
+
+/// The kernel's drop counters of AF_XDP socket `fd` (`XDP_STATISTICS`).
+pub fn xsk_statistics(fd: libc::c_int) -> io::Result<libc::xdp_statistics> {
+    // SAFETY: all-zero is a valid `xdp_statistics` (plain integers).
+    let mut stats: libc::xdp_statistics = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into the live `stats`.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libc::XDP_STATISTICS,
+            ptr::from_mut(&mut stats).cast(),
+            &mut len,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(stats)
+}
+
 /// Whether the AF_XDP socket `fd` is bound in zero-copy mode (`XDP_OPTIONS`).
 pub fn xsk_zero_copy(fd: libc::c_int) -> io::Result<bool> {
-    const SOL_XDP: libc::c_int = 283;
-    const XDP_OPTIONS: libc::c_int = 8;
-    const XDP_OPTIONS_ZEROCOPY: u32 = 1;
     let mut flags: u32 = 0;
     let mut len = mem::size_of::<u32>() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into the live `flags`.
     let ret = unsafe {
         libc::getsockopt(
             fd,
-            SOL_XDP,
-            XDP_OPTIONS,
+            libc::SOL_XDP,
+            libc::XDP_OPTIONS,
             ptr::from_mut(&mut flags).cast(),
             &mut len,
         )
@@ -241,7 +277,7 @@ pub fn xsk_zero_copy(fd: libc::c_int) -> io::Result<bool> {
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(flags & XDP_OPTIONS_ZEROCOPY != 0)
+    Ok(flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
 }
 
 /// The IPv4 and IPv6 addresses of interface `name` in the calling thread's namespace.

@@ -7,11 +7,14 @@
 //! the owner's inbound queue; the owner transmits it as its own. One copy, no lock, no
 //! allocation: both queues are fixed-size crossbeam `ArrayQueue`s. A sleeping owner is
 //! woken through an eventfd, only when it said it was going to sleep.
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
 use crossbeam_queue::ArrayQueue;
-use xsk_rs::{FrameDesc, Umem};
 
+use super::xsk::{Desc, Umem};
 use crate::{switch::PortId, sys::EventFd};
 
 /// Frames one worker lends to the others at most.
@@ -21,18 +24,18 @@ pub const CREDITS: usize = 512;
 #[derive(Debug)]
 pub struct Mailbox {
     /// The owner's UMEM, where senders write.
-    pub umem: Umem,
+    pub umem: Arc<Umem>,
     /// Free frames of the owner's UMEM that senders may fill.
-    pub credits: ArrayQueue<FrameDesc>,
+    pub credits: ArrayQueue<Desc>,
     /// Filled frames, with the port to send each on.
-    pub inbound: ArrayQueue<(FrameDesc, PortId)>,
+    pub inbound: ArrayQueue<(Desc, PortId)>,
     sleeping: AtomicBool,
     wake: EventFd,
 }
 
 impl Mailbox {
     /// An empty mailbox for a worker whose UMEM is `umem`.
-    pub fn new(umem: Umem) -> std::io::Result<Self> {
+    pub fn new(umem: Arc<Umem>) -> std::io::Result<Self> {
         Ok(Self {
             umem,
             credits: ArrayQueue::new(CREDITS),
@@ -46,18 +49,17 @@ impl Mailbox {
     ///
     /// Returns `false` when no credit is left (the owner is behind): the frame is dropped.
     pub fn send(&self, data: &[u8], port: PortId) -> bool {
-        let Some(mut credit) = self.credits.pop() else {
+        let Some(credit) = self.credits.pop() else {
             return false;
         };
         // SAFETY: `credit` is a frame of `self.umem` that its owner gave up when it
         // published it; popping it made this thread its only holder until it is pushed
         // onto `inbound`.
-        let written = unsafe { super::write_frame(&self.umem, &mut credit, data) };
-        if !written {
+        let Some(credit) = (unsafe { self.umem.write(credit, data) }) else {
             // Cannot happen for frames from a port of MTU-sized frames; give it back.
             let _ = self.credits.push(credit);
             return false;
-        }
+        };
         // `inbound` is as large as `credits` and every frame in it was a credit, so it
         // never overflows; if it ever did, the credit is returned rather than lost.
         if let Err((credit, _)) = self.inbound.push((credit, port)) {

@@ -21,9 +21,9 @@ pub mod handoff;
 pub mod latency;
 pub mod stats;
 mod worker;
+pub mod xsk;
 
 use std::{
-    io::Write as _,
     os::fd::AsRawFd as _,
     sync::{Arc, atomic::AtomicBool, atomic::Ordering},
     thread::{self, JoinHandle},
@@ -31,18 +31,12 @@ use std::{
 };
 
 use hairpin_common::{PortConf, port_flags};
-use xsk_rs::{
-    FrameDesc, Socket, Umem,
-    config::{
-        BindFlags, FrameSize, Interface as XskInterface, LibxdpFlags, QueueSize, SocketConfig,
-        UmemConfig,
-    },
-};
 
 use self::{
     handoff::Mailbox,
     stats::{PortQueueSnapshot, WorkerCounters},
     worker::{Route, Worker, WorkerPort},
+    xsk::{Bind, Socket, Umem},
 };
 use crate::{
     control::{
@@ -52,42 +46,8 @@ use crate::{
     switch::{Mode, PortId, PortPolicy, Role, Tables, TablesError},
 };
 
-/// Copies `data` into frame `desc` of `umem`, setting its length. Returns `false` if it
-/// does not fit.
-///
-/// # Safety
-///
-/// `desc` must be a frame of `umem` that the caller holds exclusively: not on any ring,
-/// not readable by another thread.
-unsafe fn write_frame(umem: &Umem, desc: &mut FrameDesc, data: &[u8]) -> bool {
-    // SAFETY: guaranteed by the caller.
-    let mut segment = unsafe { umem.data_mut(desc) };
-    let mut cursor = segment.cursor();
-    cursor.set_pos(0);
-    cursor.write_all(data).is_ok()
-}
-
 /// How long to retry binding a queue that the kernel still holds for a closed socket.
 const BIND_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// Whether a socket creation failed with EBUSY (the queue is still held).
-fn is_busy(err: &xsk_rs::socket::SocketCreateError) -> bool {
-    std::error::Error::source(err)
-        .and_then(|e| e.downcast_ref::<std::io::Error>())
-        .is_some_and(|e| e.raw_os_error() == Some(libc::EBUSY))
-}
-
-/// `err` and its sources, joined by ": ".
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
 
 /// `--zero-copy auto|on|off`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -211,7 +171,7 @@ pub enum DatapathError {
         frame_size: u32,
         /// The error.
         #[source]
-        source: xsk_rs::umem::UmemCreateError,
+        source: std::io::Error,
     },
     /// Creating or binding an AF_XDP socket failed.
     #[error("binding an AF_XDP socket to {port} queue {queue} ({mode})")]
@@ -224,7 +184,7 @@ pub enum DatapathError {
         mode: &'static str,
         /// The error.
         #[source]
-        source: xsk_rs::socket::SocketCreateError,
+        source: std::io::Error,
     },
     /// A static MAC names a port that does not exist.
     #[error("static MAC {mac}: there is no port {port}")]
@@ -386,15 +346,6 @@ fn pick_cores(config: &DatapathConfig, workers: usize) -> Result<Vec<usize>, Dat
     Ok((0..workers).map(|i| allowed[i % allowed.len()]).collect())
 }
 
-fn bind_flags(zero_copy: bool) -> BindFlags {
-    BindFlags::XDP_USE_NEED_WAKEUP
-        | if zero_copy {
-            BindFlags::XDP_ZEROCOPY
-        } else {
-            BindFlags::XDP_COPY
-        }
-}
-
 impl Datapath {
     /// Sets up sockets, UMEMs and the XDP program on `ports` and starts the workers.
     /// Nothing is left attached if it fails.
@@ -447,41 +398,25 @@ impl Datapath {
         // One UMEM per worker, sized for every socket it will own.
         let ring = config.ring_size as usize;
         let mut umems = Vec::with_capacity(n_workers);
-        let mut frame_lists = Vec::with_capacity(n_workers);
         for (w, _) in cores.iter().enumerate() {
             let local = ports.iter().filter(|p| (w as u32) < p.rx_queues).count();
             // Per socket: a full fill ring, a full RX ring and a full TX ring at once;
             // plus a ring's worth for flood copies and the credits lent to other workers.
             let frames = (local * 3 * ring + ring + handoff::CREDITS) as u32;
-            let umem_config = UmemConfig::builder()
-                .frame_size(FrameSize::new(config.frame_size).expect("validated above"))
-                .fill_queue_size(QueueSize::new(config.ring_size).expect("validated above"))
-                .comp_queue_size(QueueSize::new(config.ring_size).expect("validated above"))
-                .build()
-                .map_err(|e| DatapathError::Size {
-                    what: "frame size",
-                    value: config.frame_size,
-                    why: e.to_string(),
+            let umem =
+                Umem::new(frames, config.frame_size).map_err(|source| DatapathError::Umem {
+                    worker: w,
+                    frames,
+                    frame_size: config.frame_size,
+                    source,
                 })?;
-            let (umem, descs) = Umem::new(
-                umem_config,
-                frames.try_into().expect("at least one frame"),
-                false,
-            )
-            .map_err(|source| DatapathError::Umem {
-                worker: w,
-                frames,
-                frame_size: config.frame_size,
-                source,
-            })?;
-            umems.push(umem);
-            frame_lists.push(descs);
+            umems.push(Arc::new(umem));
         }
         let mailboxes: Arc<[Mailbox]> = umems
             .iter()
             .enumerate()
             .map(|(w, u)| {
-                Mailbox::new(u.clone())
+                Mailbox::new(Arc::clone(u))
                     .map_err(|source| DatapathError::Worker { worker: w, source })
             })
             .collect::<Result<Vec<_>, _>>()?
@@ -491,29 +426,30 @@ impl Datapath {
         let mut states: Vec<PortState> = Vec::with_capacity(ports.len());
         let mut worker_ports: Vec<Vec<WorkerPort>> = (0..n_workers).map(|_| Vec::new()).collect();
         for (slot, iface) in ports.iter().enumerate() {
-            let name: XskInterface = iface
-                .name
-                .parse()
-                .map_err(|_| DatapathError::DuplicatePort(iface.name.clone()))?;
             let mut zero_copy = config.zero_copy != ZeroCopy::Off;
             for queue in 0..iface.rx_queues {
                 let umem = &umems[queue as usize];
-                let socket = |zc: bool| {
-                    let socket_config = SocketConfig::builder()
-                        .rx_queue_size(QueueSize::new(config.ring_size).expect("validated above"))
-                        .tx_queue_size(QueueSize::new(config.ring_size).expect("validated above"))
-                        .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
-                        .bind_flags(bind_flags(zc))
-                        .build();
+                // The first socket on a UMEM registers it; the others share it.
+                let shared_with = worker_ports[queue as usize]
+                    .first()
+                    .map(|p: &WorkerPort| p.socket.as_raw_fd());
+                let socket = |zero_copy: bool| {
+                    let bind = Bind {
+                        ifindex: iface.ifindex,
+                        queue,
+                        zero_copy,
+                        shared_with,
+                    };
                     // The kernel releases a closed socket's hold on its queue from a work
                     // item: right after another process (or an earlier run) let go of
                     // this queue, binding can fail with EBUSY for a moment.
                     let deadline = Instant::now() + BIND_BUSY_WAIT;
                     loop {
-                        // SAFETY: libxdp's own program load is inhibited, as sharing a
-                        // UMEM requires; each (port, queue) is bound exactly once.
-                        match unsafe { Socket::new(socket_config, umem, &name, queue) } {
-                            Err(e) if is_busy(&e) && Instant::now() < deadline => {
+                        match Socket::new(umem, config.ring_size, bind) {
+                            Err(e)
+                                if e.raw_os_error() == Some(libc::EBUSY)
+                                    && Instant::now() < deadline =>
+                            {
                                 thread::sleep(std::time::Duration::from_millis(20));
                             }
                             other => break other,
@@ -521,40 +457,43 @@ impl Datapath {
                     }
                 };
                 let created = match socket(zero_copy) {
-                    Err(e) if zero_copy && config.zero_copy == ZeroCopy::Auto => {
+                    Err(e)
+                        if zero_copy
+                            && config.zero_copy == ZeroCopy::Auto
+                            && shared_with.is_none() =>
+                    {
                         log::info!(
-                            "{}: zero-copy is not available ({}); using copy mode",
+                            "{}: zero-copy is not available ({e}); using copy mode",
                             iface.name,
-                            error_chain(&e)
                         );
                         zero_copy = false;
                         socket(false)
                     }
                     other => other,
                 };
-                let (tx, rx, rings) = created.map_err(|source| DatapathError::Socket {
+                let socket = created.map_err(|source| DatapathError::Socket {
                     port: iface.name.clone(),
                     queue,
-                    mode: if zero_copy { "zero-copy" } else { "copy" },
+                    mode: match (shared_with, zero_copy) {
+                        (Some(_), _) => "sharing the worker's UMEM",
+                        (None, true) => "zero-copy",
+                        (None, false) => "copy",
+                    },
                     source,
                 })?;
-                let (fq, cq) = rings.expect("a (port, queue) bound for the first time has its own fill and completion rings");
                 // A socket sharing a UMEM binds in the mode of the UMEM's first socket, so
                 // ask the kernel what this one got.
-                zero_copy = crate::sys::xsk_zero_copy(rx.fd().as_raw_fd()).unwrap_or(false);
+                zero_copy = crate::sys::xsk_zero_copy(socket.as_raw_fd()).unwrap_or(false);
                 if config.zero_copy == ZeroCopy::On && !zero_copy {
                     return Err(DatapathError::NotZeroCopy {
                         port: iface.name.clone(),
                         queue,
                     });
                 }
-                steering.bind_socket(slot as u32, queue, rx.fd())?;
+                steering.bind_socket(slot as u32, queue, &socket)?;
                 worker_ports[queue as usize].push(WorkerPort {
                     id: slot as PortId,
-                    rx,
-                    tx,
-                    fq,
-                    cq,
+                    socket,
                     pending: Vec::with_capacity(4 * worker::BATCH),
                     in_fill: 0,
                     in_tx: 0,
@@ -599,13 +538,8 @@ impl Datapath {
         let mut counters = Vec::with_capacity(n_workers);
         let mut histograms = Vec::with_capacity(n_workers);
         let mut workers = Vec::with_capacity(n_workers);
-        let frame_lists: Vec<Vec<FrameDesc>> = frame_lists;
-        for (w, ((umem, pool), local)) in umems
-            .into_iter()
-            .zip(frame_lists)
-            .zip(worker_ports)
-            .enumerate()
-        {
+        for (w, (umem, local)) in umems.into_iter().zip(worker_ports).enumerate() {
+            let pool = umem.all_frames();
             let routes = ports
                 .iter()
                 .enumerate()

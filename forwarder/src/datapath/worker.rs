@@ -30,9 +30,12 @@ use std::{
     time::Instant,
 };
 
-use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, TxQueue, Umem};
-
-use super::{handoff::Mailbox, latency::Recorder, stats::WorkerCounters};
+use super::{
+    handoff::Mailbox,
+    latency::Recorder,
+    stats::WorkerCounters,
+    xsk::{self, Desc, Socket, Umem},
+};
 use crate::{
     switch::{Action, DropReason, PortId, Tables, decide},
     sys::{self, Kick},
@@ -57,12 +60,9 @@ const MAX_KICKS: usize = 16;
 #[derive(Debug)]
 pub(super) struct WorkerPort {
     pub id: PortId,
-    pub rx: RxQueue,
-    pub tx: TxQueue,
-    pub fq: FillQueue,
-    pub cq: CompQueue,
+    pub socket: Socket,
     /// Frames decided for this port this turn, not yet on the TX ring.
-    pub pending: Vec<FrameDesc>,
+    pub pending: Vec<Desc>,
     /// Frames on the fill ring or in the RX ring behind it.
     pub in_fill: usize,
     /// Frames on the TX ring or in the completion ring behind it.
@@ -84,11 +84,11 @@ pub(super) enum Route {
 #[derive(Debug)]
 pub(super) struct Worker {
     pub index: usize,
-    pub umem: Umem,
+    pub umem: Arc<Umem>,
     pub ports: Vec<WorkerPort>,
     /// By [`PortId`].
     pub routes: Vec<Route>,
-    pub pool: Vec<FrameDesc>,
+    pub pool: Vec<Desc>,
     pub total_frames: usize,
     pub lent: usize,
     pub tables: Arc<Tables>,
@@ -117,12 +117,12 @@ impl Worker {
     pub fn run(mut self) {
         // A second handle to the UMEM, so frame data can be read while `self` is
         // borrowed mutably to queue it.
-        let umem = self.umem.clone();
-        let mut batch = [FrameDesc::default(); BATCH];
+        let umem = Arc::clone(&self.umem);
+        let mut batch = [Desc::default(); BATCH];
         let mut pollfds: Vec<libc::pollfd> = self
             .ports
             .iter()
-            .map(|p| p.rx.fd().as_raw_fd())
+            .map(|p| p.socket.as_raw_fd())
             .chain([self.mailboxes[self.index].wake_fd().raw()])
             .map(|fd| libc::pollfd {
                 fd,
@@ -158,8 +158,8 @@ impl Worker {
                 self.latency
                     .record(submitted.duration_since(start).as_nanos() as u64, submitted);
             }
-            self.kick(&mut batch);
-            work += self.complete(&mut batch);
+            self.kick();
+            work += self.complete();
             for i in 0..self.ports.len() {
                 self.refill(i);
             }
@@ -190,16 +190,20 @@ impl Worker {
         &mut self,
         umem: &Umem,
         i: usize,
-        batch: &mut [FrameDesc],
+        batch: &mut [Desc; BATCH],
         now: u32,
         wake: &mut u64,
     ) -> usize {
         let port = &mut self.ports[i];
-        // SAFETY: the RX ring hands back frames of `umem`, the UMEM its socket was bound with.
-        let n = unsafe { port.rx.consume(batch) };
+        let rx = &mut port.socket.rx;
+        let n = (rx.available() as usize).min(BATCH);
         if n == 0 {
             return 0;
         }
+        for (j, slot) in batch[..n].iter_mut().enumerate() {
+            *slot = xsk::from_xdp(rx.get(j as u32));
+        }
+        rx.release(n as u32);
         port.in_fill -= n;
         let ingress = port.id;
         let counters = Arc::clone(&self.counters);
@@ -208,7 +212,7 @@ impl Worker {
         for &desc in &batch[..n] {
             // SAFETY: `desc` came off this worker's RX ring, so it is a frame of `umem`
             // that the kernel has handed over; nothing writes it until it is queued again.
-            let data = unsafe { umem.data(&desc) }.contents();
+            let data = unsafe { umem.data(desc) };
             bytes += data.len() as u64;
             match decide(&self.tables, data, ingress, now) {
                 Action::Forward(egress) => self.send(umem, desc, data, egress, wake),
@@ -237,7 +241,7 @@ impl Worker {
     /// Queues the frame `desc` (holding `data`) for `egress`: on the local TX batch, or
     /// as a copy handed to the worker that owns the port's queue.
     #[inline]
-    fn send(&mut self, umem: &Umem, desc: FrameDesc, data: &[u8], egress: PortId, wake: &mut u64) {
+    fn send(&mut self, umem: &Umem, desc: Desc, data: &[u8], egress: PortId, wake: &mut u64) {
         match self.routes[egress as usize] {
             Route::Local(j) => self.ports[j].pending.push(desc),
             Route::Remote(_) => {
@@ -252,17 +256,17 @@ impl Worker {
         let c = self.counters.port(egress);
         match self.routes[egress as usize] {
             Route::Local(j) => {
-                let Some(mut copy) = self.pool.pop() else {
+                let Some(frame) = self.pool.pop() else {
                     c.drop(DropReason::NoFreeFrame);
                     return false;
                 };
-                // SAFETY: `copy` came from the free pool, so it is a frame of `umem`
+                // SAFETY: `frame` came from the free pool, so it is a frame of `umem`
                 // that nothing else holds.
-                if unsafe { super::write_frame(umem, &mut copy, data) } {
+                if let Some(copy) = unsafe { umem.write(frame, data) } {
                     self.ports[j].pending.push(copy);
                     true
                 } else {
-                    self.pool.push(copy);
+                    self.pool.push(frame);
                     c.drop(DropReason::NoFreeFrame);
                     false
                 }
@@ -311,23 +315,22 @@ impl Worker {
             }
             let c = self.counters.port(port.id);
             let want = port.pending.len();
-            let room = port.tx.nb_free(want as u32) as usize;
-            let n = want.min(room);
+            let tx = &mut port.socket.tx;
+            let n = want.min(tx.free(want as u32) as usize);
             if n > 0 {
-                // SAFETY: every pending descriptor is a frame of this worker's UMEM, held
-                // by nothing else since it left the RX ring, the pool or a mailbox.
-                let produced = unsafe { port.tx.produce(&port.pending[..n]) };
-                debug_assert_eq!(produced, n, "nb_free promised the room");
-                port.in_tx += produced;
+                // Every pending descriptor is a frame of this worker's UMEM, held by
+                // nothing else since it left the RX ring, the pool or a mailbox.
+                let mut bytes = 0;
+                for &desc in &port.pending[..n] {
+                    tx.push(xsk::to_xdp(desc));
+                    bytes += u64::from(desc.len);
+                }
+                tx.publish();
+                port.in_tx += n;
                 port.tx_backlog = true;
-                c.tx_packets.add(produced as u64);
-                c.tx_bytes.add(
-                    port.pending[..n]
-                        .iter()
-                        .map(|d| d.lengths().data() as u64)
-                        .sum(),
-                );
-                sent += produced;
+                c.tx_packets.add(n as u64);
+                c.tx_bytes.add(bytes);
+                sent += n;
             }
             for desc in port.pending.drain(n..) {
                 c.drop(DropReason::TxRingFull);
@@ -339,25 +342,23 @@ impl Worker {
     }
 
     /// Kicks the kernel to transmit what the TX rings hold, where it asks for a kick.
-    fn kick(&mut self, scratch: &mut [FrameDesc]) {
-        for port in &mut self.ports {
+    fn kick(&mut self) {
+        for i in 0..self.ports.len() {
+            let port = &mut self.ports[i];
             if !port.tx_backlog {
                 continue;
             }
             port.tx_backlog = false;
-            if !port.tx.needs_wakeup() {
+            if !port.socket.tx.needs_wakeup() {
                 continue;
             }
             for _ in 0..MAX_KICKS {
-                match sys::kick_tx(port.tx.fd().as_raw_fd()) {
+                match sys::kick_tx(self.ports[i].socket.as_raw_fd()) {
                     Kick::Done | Kick::Failed => break,
                     Kick::Again => {
-                        port.tx_backlog = true;
+                        self.ports[i].tx_backlog = true;
                         // Room on the completion ring lets the kernel go on.
-                        // SAFETY: completions are frames of this worker's UMEM.
-                        let done = unsafe { port.cq.consume(scratch) };
-                        port.in_tx -= done;
-                        self.pool.extend_from_slice(&scratch[..done]);
+                        self.reap(i);
                     }
                 }
             }
@@ -365,20 +366,29 @@ impl Worker {
     }
 
     /// Reaps TX completions into the free pool.
-    fn complete(&mut self, scratch: &mut [FrameDesc]) -> usize {
+    fn complete(&mut self) -> usize {
         let mut n = 0;
-        for port in &mut self.ports {
-            if port.in_tx == 0 {
-                continue;
+        for i in 0..self.ports.len() {
+            if self.ports[i].in_tx > 0 {
+                n += self.reap(i);
             }
-            // SAFETY: the completion ring returns frames of this worker's UMEM that the
-            // kernel is done with.
-            let done = unsafe { port.cq.consume(scratch) };
-            port.in_tx -= done;
-            self.pool.extend_from_slice(&scratch[..done]);
-            n += done;
         }
         n
+    }
+
+    /// Moves the completions of `ports[i]` into the free pool; returns how many.
+    fn reap(&mut self, i: usize) -> usize {
+        let comp = &mut self.ports[i].socket.comp;
+        let n = comp.available();
+        for j in 0..n {
+            // The kernel returns the address that was transmitted, which a pushed or
+            // popped tag moved within its chunk.
+            let addr = comp.get(j);
+            self.pool.push(self.umem.reset(Desc { addr, len: 0 }));
+        }
+        comp.release(n);
+        self.ports[i].in_tx -= n as usize;
+        n as usize
     }
 
     /// Tops the fill ring of `ports[i]` up from the pool.
@@ -387,20 +397,20 @@ impl Worker {
     /// waiting on the RX ring do not help the kernel receive the next one.
     fn refill(&mut self, i: usize) {
         let port = &mut self.ports[i];
-        let room = port.fq.nb_free(BATCH as u32) as usize;
-        let n = room.min(self.pool.len());
+        let fill = &mut port.socket.fill;
+        let n = (fill.free(BATCH as u32) as usize).min(self.pool.len());
         if n == 0 || (n < BATCH && port.in_fill > 0) {
             return; // not worth a ring operation yet
         }
-        let from = self.pool.len() - n;
-        // SAFETY: pool frames are frames of this worker's UMEM that nothing else holds.
-        let produced = unsafe { port.fq.produce(&self.pool[from..]) };
-        debug_assert_eq!(produced, n);
-        self.pool.truncate(from);
-        port.in_fill += produced;
-        if port.fq.needs_wakeup() {
+        // Pool frames are frames of this worker's UMEM that nothing else holds.
+        for desc in self.pool.drain(self.pool.len() - n..) {
+            fill.push(self.umem.chunk(desc.addr));
+        }
+        fill.publish();
+        port.in_fill += n;
+        if fill.needs_wakeup() {
             // Zero-copy drivers sleep until poked; copy mode never sets the flag.
-            let _ = port.rx.poll(0);
+            sys::wake_rx(port.socket.as_raw_fd());
         }
     }
 
@@ -441,13 +451,13 @@ impl Worker {
     /// Copies the kernel's per-socket drop counters into ours.
     fn read_kernel_stats(&self) {
         for port in &self.ports {
-            if let Ok(k) = port.rx.fd().xdp_statistics() {
+            if let Ok(k) = sys::xsk_statistics(port.socket.as_raw_fd()) {
                 let c = self.counters.port(port.id);
-                c.kernel_rx_ring_full.set(k.rx_ring_full());
-                c.kernel_fill_ring_empty.set(k.rx_fill_ring_empty_descs());
+                c.kernel_rx_ring_full.set(k.rx_ring_full);
+                c.kernel_fill_ring_empty.set(k.rx_fill_ring_empty_descs);
                 // The kernel's rx_dropped includes the fill-ring misses counted above.
                 c.kernel_rx_dropped
-                    .set(k.rx_dropped().saturating_sub(k.rx_fill_ring_empty_descs()));
+                    .set(k.rx_dropped.saturating_sub(k.rx_fill_ring_empty_descs));
             }
         }
     }

@@ -1,0 +1,590 @@
+//! hairpin's own AF_XDP layer: the UMEM, the sockets and their four rings, driven
+//! directly with the kernel's `if_xdp.h` ABI.
+//!
+//! Why not xsk-rs here (it still drives the benchmark's AF_XDP generator): a switch
+//! edits frames in place. Pushing an 802.1Q tag writes four bytes into the headroom in
+//! front of the received frame and transmits from four bytes earlier; popping one
+//! transmits from four bytes later. Both need the descriptor's address, which xsk-rs's
+//! `FrameDesc` keeps private (set only by the rings), so without this layer every tag
+//! push or pop would copy the whole payload. Owning the rings also drops a layer of
+//! libxdp calls from the per-frame path.
+//!
+//! Frames are `frame_size`-byte chunks of one anonymous mapping (aligned mode). The
+//! kernel places received data [`HEADROOM`] bytes into a chunk; hairpin writes its own
+//! frames (copies) at the same offset, so every frame has room for tags in front. A
+//! descriptor may start anywhere in its chunk, and the completion ring returns the
+//! address that was transmitted: [`Umem::chunk`] maps it back to the chunk.
+#![allow(unsafe_code)]
+
+use std::{
+    io, mem,
+    os::fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd},
+    ptr::{self, NonNull},
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+/// Bytes in front of a frame's data in its chunk: the kernel's `XDP_PACKET_HEADROOM`,
+/// where received frames start, and where hairpin starts the frames it writes.
+pub const HEADROOM: u32 = 256;
+
+/// One frame: where its data starts in the UMEM, and how long it is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Desc {
+    /// Byte offset of the first byte of data from the start of the UMEM.
+    pub addr: u64,
+    /// Bytes of data.
+    pub len: u32,
+}
+
+/// A UMEM: `frames` chunks of `frame_size` bytes in one anonymous mapping.
+///
+/// The mapping is shared by the kernel (which reads and writes frames it owns) and by
+/// workers (through [`Umem::data`] and friends). Who may touch which frame is a matter
+/// of ownership, not of this type: a frame belongs to exactly one party at a time (a
+/// ring, a worker's pool, a mailbox), which the callers of the `unsafe` accessors
+/// guarantee.
+#[derive(Debug)]
+pub struct Umem {
+    area: NonNull<u8>,
+    frames: u32,
+    frame_size: u32,
+}
+
+// SAFETY: the mapping lives until `Umem` is dropped and is never remapped; access to a
+// frame's bytes is governed by frame ownership (see the type's docs), which callers
+// uphold through the `unsafe` accessors.
+unsafe impl Send for Umem {}
+// SAFETY: as above; `&Umem` hands out no bytes without an `unsafe` call.
+unsafe impl Sync for Umem {}
+
+impl Umem {
+    /// Maps `frames` chunks of `frame_size` bytes (a power of two, 2048 or more).
+    pub fn new(frames: u32, frame_size: u32) -> io::Result<Self> {
+        if !frame_size.is_power_of_two() || frame_size < 2048 || frames == 0 {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        let len = frames as usize * frame_size as usize;
+        // SAFETY: an anonymous private mapping; no existing memory is touched.
+        let area = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+                -1,
+                0,
+            )
+        };
+        if area == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            area: NonNull::new(area.cast()).expect("mmap does not return null on success"),
+            frames,
+            frame_size,
+        })
+    }
+
+    /// Size of one chunk.
+    pub fn frame_size(&self) -> u32 {
+        self.frame_size
+    }
+
+    /// Every chunk, as an empty frame at [`HEADROOM`]: the initial free pool.
+    pub fn all_frames(&self) -> Vec<Desc> {
+        (0..u64::from(self.frames))
+            .map(|i| Desc {
+                addr: i * u64::from(self.frame_size) + u64::from(HEADROOM),
+                len: 0,
+            })
+            .collect()
+    }
+
+    /// The start of the chunk holding `addr`.
+    #[inline]
+    pub fn chunk(&self, addr: u64) -> u64 {
+        addr & !(u64::from(self.frame_size) - 1)
+    }
+
+    /// `desc` reset to an empty frame at its chunk's [`HEADROOM`].
+    #[inline]
+    pub fn reset(&self, desc: Desc) -> Desc {
+        Desc {
+            addr: self.chunk(desc.addr) + u64::from(HEADROOM),
+            len: 0,
+        }
+    }
+
+    /// Whether `desc` lies inside one chunk of this UMEM.
+    #[inline]
+    fn holds(&self, desc: Desc) -> bool {
+        let end = desc.addr + u64::from(desc.len);
+        (desc.addr as usize) < self.len()
+            && end as usize <= self.len()
+            && (desc.len == 0 || self.chunk(desc.addr) == self.chunk(end - 1))
+    }
+
+    fn len(&self) -> usize {
+        self.frames as usize * self.frame_size as usize
+    }
+
+    /// The data of `desc`.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the frame (it is on no ring and no other thread writes it) for as
+    /// long as the slice lives.
+    #[inline]
+    pub unsafe fn data(&self, desc: Desc) -> &[u8] {
+        assert!(self.holds(desc), "descriptor {desc:?} outside the UMEM");
+        // SAFETY: in bounds (checked above); the caller owns the frame.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.area.as_ptr().add(desc.addr as usize),
+                desc.len as usize,
+            )
+        }
+    }
+
+    /// The data of `desc`, writable.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the frame exclusively for as long as the slice lives: no other
+    /// slice of it exists, it is on no ring, no other thread touches it.
+    #[inline]
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn data_mut(&self, desc: Desc) -> &mut [u8] {
+        assert!(self.holds(desc), "descriptor {desc:?} outside the UMEM");
+        // SAFETY: in bounds (checked above); the caller owns the frame exclusively.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.area.as_ptr().add(desc.addr as usize),
+                desc.len as usize,
+            )
+        }
+    }
+
+    /// Copies `data` into the chunk of `frame` at [`HEADROOM`] and returns the frame
+    /// holding it, or `None` if it does not fit.
+    ///
+    /// # Safety
+    ///
+    /// As [`Umem::data_mut`], for the whole chunk of `frame`.
+    #[inline]
+    pub unsafe fn write(&self, frame: Desc, data: &[u8]) -> Option<Desc> {
+        if data.len() > (self.frame_size - HEADROOM) as usize {
+            return None;
+        }
+        let desc = Desc {
+            addr: self.chunk(frame.addr) + u64::from(HEADROOM),
+            len: data.len() as u32,
+        };
+        // SAFETY: the caller owns the chunk exclusively; `desc` fits in it.
+        unsafe { self.data_mut(desc) }.copy_from_slice(data);
+        Some(desc)
+    }
+
+    /// `desc` grown by `bytes` at the front, if its chunk has that much headroom left.
+    #[inline]
+    pub fn grow_front(&self, desc: Desc, bytes: u32) -> Option<Desc> {
+        (desc.addr - self.chunk(desc.addr) >= u64::from(bytes)).then_some(Desc {
+            addr: desc.addr - u64::from(bytes),
+            len: desc.len + bytes,
+        })
+    }
+
+    fn registration(&self) -> libc::xdp_umem_reg {
+        libc::xdp_umem_reg {
+            addr: self.area.as_ptr() as u64,
+            len: self.len() as u64,
+            chunk_size: self.frame_size,
+            headroom: 0,
+            flags: 0,
+            tx_metadata_len: 0,
+        }
+    }
+}
+
+impl Drop for Umem {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, unmapped once. Sockets using it are closed
+        // first: they hold an `Arc` to this UMEM (see `Socket`).
+        unsafe { libc::munmap(self.area.as_ptr().cast(), self.len()) };
+    }
+}
+
+/// A shared-memory ring of the kernel's, mapped from a socket.
+///
+/// `T` is `libc::xdp_desc` for RX and TX, `u64` (a frame address) for fill and
+/// completion. The side that produces writes entries, then publishes its index with
+/// release ordering; the side that consumes reads the other's index with acquire
+/// ordering before reading entries. Each side caches the other's index and reloads it
+/// only when the cache says the ring is full (or empty).
+#[derive(Debug)]
+pub struct Ring<T> {
+    producer: NonNull<AtomicU32>,
+    consumer: NonNull<AtomicU32>,
+    flags: NonNull<AtomicU32>,
+    entries: NonNull<T>,
+    mask: u32,
+    /// Our copy of the producer index (ours to advance on a producer ring).
+    cached_prod: u32,
+    /// Our copy of the consumer index (ours to advance on a consumer ring).
+    cached_cons: u32,
+    map: NonNull<u8>,
+    map_len: usize,
+}
+
+// SAFETY: the ring is used by one thread at a time (`&mut self` for every index
+// change); the mapping belongs to it.
+unsafe impl<T: Send> Send for Ring<T> {}
+
+impl<T: Copy> Ring<T> {
+    /// Maps the ring at `pgoff` of socket `fd`, with `size` entries laid out as `offsets`
+    /// says.
+    fn map(fd: RawFd, pgoff: u64, size: u32, offsets: &libc::xdp_ring_offset) -> io::Result<Self> {
+        let map_len = offsets.desc as usize + size as usize * mem::size_of::<T>();
+        // SAFETY: maps the socket's ring; the kernel checks `pgoff` and the length.
+        let map = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                map_len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_POPULATE,
+                fd,
+                pgoff as libc::off_t,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let map = NonNull::new(map.cast::<u8>()).expect("mmap does not return null on success");
+        // SAFETY: the kernel's offsets lie inside the mapping it just made.
+        let at = |offset: u64| unsafe { map.add(offset as usize) };
+        let mut ring = Self {
+            producer: at(offsets.producer).cast(),
+            consumer: at(offsets.consumer).cast(),
+            flags: at(offsets.flags).cast(),
+            entries: at(offsets.desc).cast(),
+            mask: size - 1,
+            cached_prod: 0,
+            cached_cons: 0,
+            map,
+            map_len,
+        };
+        // (Not `Self { .., ..ring }`: the fields are `Copy`, so that would copy them out
+        // and drop `ring`, unmapping what the copy points into.)
+        ring.cached_prod = ring.load_producer();
+        ring.cached_cons = ring.load_consumer();
+        Ok(ring)
+    }
+
+    fn load_producer(&self) -> u32 {
+        // SAFETY: the index lives in the mapping, which lives as long as `self`.
+        unsafe { self.producer.as_ref() }.load(Ordering::Acquire)
+    }
+
+    fn load_consumer(&self) -> u32 {
+        // SAFETY: as in `load_producer`.
+        unsafe { self.consumer.as_ref() }.load(Ordering::Acquire)
+    }
+
+    fn size(&self) -> u32 {
+        self.mask + 1
+    }
+
+    /// Producer side: free slots, reloading the consumer index if fewer than `want`
+    /// are known free.
+    #[inline]
+    pub fn free(&mut self, want: u32) -> u32 {
+        let free = self.size() - self.cached_prod.wrapping_sub(self.cached_cons);
+        if free >= want {
+            return free;
+        }
+        self.cached_cons = self.load_consumer();
+        self.size() - self.cached_prod.wrapping_sub(self.cached_cons)
+    }
+
+    /// Producer side: writes `entry` into the next slot (not yet visible to the
+    /// kernel). The caller checked [`Ring::free`].
+    #[inline]
+    pub fn push(&mut self, entry: T) {
+        debug_assert!(self.cached_prod.wrapping_sub(self.cached_cons) < self.size());
+        let slot = (self.cached_prod & self.mask) as usize;
+        // SAFETY: `slot` indexes the ring's entries inside the mapping; the slot is free
+        // (the caller checked), so the kernel does not read it until it is published.
+        unsafe { self.entries.add(slot).write(entry) };
+        self.cached_prod = self.cached_prod.wrapping_add(1);
+    }
+
+    /// Producer side: makes every pushed entry visible to the kernel.
+    #[inline]
+    pub fn publish(&self) {
+        // SAFETY: as in `load_producer`; the release store orders the entries before it.
+        unsafe { self.producer.as_ref() }.store(self.cached_prod, Ordering::Release);
+    }
+
+    /// Consumer side: entries ready to read.
+    #[inline]
+    pub fn available(&mut self) -> u32 {
+        let ready = self.cached_prod.wrapping_sub(self.cached_cons);
+        if ready > 0 {
+            return ready;
+        }
+        self.cached_prod = self.load_producer();
+        self.cached_prod.wrapping_sub(self.cached_cons)
+    }
+
+    /// Consumer side: the `i`-th ready entry. The caller checked [`Ring::available`].
+    #[inline]
+    pub fn get(&self, i: u32) -> T {
+        debug_assert!(i < self.cached_prod.wrapping_sub(self.cached_cons));
+        let slot = (self.cached_cons.wrapping_add(i) & self.mask) as usize;
+        // SAFETY: `slot` indexes the entries; the kernel published it (acquire load in
+        // `available`) and does not rewrite it until we release it.
+        unsafe { self.entries.add(slot).read() }
+    }
+
+    /// Consumer side: gives the first `n` ready entries back to the kernel.
+    #[inline]
+    pub fn release(&mut self, n: u32) {
+        self.cached_cons = self.cached_cons.wrapping_add(n);
+        // SAFETY: as in `load_producer`; the release store orders our reads before it.
+        unsafe { self.consumer.as_ref() }.store(self.cached_cons, Ordering::Release);
+    }
+
+    /// Whether the kernel asks to be woken (`XDP_RING_NEED_WAKEUP`) to go on with this
+    /// ring.
+    #[inline]
+    pub fn needs_wakeup(&self) -> bool {
+        // SAFETY: as in `load_producer`.
+        unsafe { self.flags.as_ref() }.load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0
+    }
+}
+
+impl<T> Drop for Ring<T> {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, unmapped once.
+        unsafe { libc::munmap(self.map.as_ptr().cast(), self.map_len) };
+    }
+}
+
+/// How to bind a socket.
+#[derive(Clone, Copy, Debug)]
+pub struct Bind {
+    /// The interface.
+    pub ifindex: u32,
+    /// Its RX/TX queue.
+    pub queue: u32,
+    /// Ask for zero-copy (else copy mode). Ignored when sharing: a socket sharing a UMEM
+    /// takes the mode of the UMEM's first socket.
+    pub zero_copy: bool,
+    /// The UMEM's first socket, for every socket after it.
+    pub shared_with: Option<RawFd>,
+}
+
+/// An AF_XDP socket bound to one queue, with its RX, TX, fill and completion rings.
+#[derive(Debug)]
+pub struct Socket {
+    /// Frames the kernel received.
+    pub rx: Ring<libc::xdp_desc>,
+    /// Frames to transmit.
+    pub tx: Ring<libc::xdp_desc>,
+    /// Free frames the kernel may receive into.
+    pub fill: Ring<u64>,
+    /// Transmitted frames, back from the kernel.
+    pub comp: Ring<u64>,
+    // Last: the rings are unmapped before the socket closes.
+    fd: OwnedFd,
+}
+
+fn setsockopt<T>(fd: RawFd, option: libc::c_int, value: &T) -> io::Result<()> {
+    // SAFETY: the kernel reads `size_of::<T>()` bytes from the live `value`.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_XDP,
+            option,
+            ptr::from_ref(value).cast(),
+            mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl Socket {
+    /// Creates a socket with rings of `ring_size` entries and binds it as `bind` says;
+    /// the first socket of `umem` registers it.
+    pub fn new(umem: &Umem, ring_size: u32, bind: Bind) -> io::Result<Self> {
+        if !ring_size.is_power_of_two() {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        }
+        // SAFETY: plain socket creation; the descriptor is owned right below.
+        let raw = unsafe { libc::socket(libc::AF_XDP, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        if bind.shared_with.is_none() {
+            setsockopt(raw, libc::XDP_UMEM_REG, &umem.registration())?;
+        }
+        // Every socket has its own fill and completion rings, which a socket sharing a
+        // UMEM needs when it binds another queue or device than the first.
+        setsockopt(raw, libc::XDP_UMEM_FILL_RING, &ring_size)?;
+        setsockopt(raw, libc::XDP_UMEM_COMPLETION_RING, &ring_size)?;
+        setsockopt(raw, libc::XDP_RX_RING, &ring_size)?;
+        setsockopt(raw, libc::XDP_TX_RING, &ring_size)?;
+
+        // SAFETY: all-zero is a valid `xdp_mmap_offsets` (plain integers).
+        let mut off: libc::xdp_mmap_offsets = unsafe { mem::zeroed() };
+        let mut len = mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into the live `off`.
+        let ret = unsafe {
+            libc::getsockopt(
+                raw,
+                libc::SOL_XDP,
+                libc::XDP_MMAP_OFFSETS,
+                ptr::from_mut(&mut off).cast(),
+                &mut len,
+            )
+        };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if len as usize != mem::size_of::<libc::xdp_mmap_offsets>() {
+            // Kernels before 5.4 have no ring flags (need_wakeup).
+            return Err(io::Error::from(io::ErrorKind::Unsupported));
+        }
+        let rx = Ring::map(raw, libc::XDP_PGOFF_RX_RING as u64, ring_size, &off.rx)?;
+        let tx = Ring::map(raw, libc::XDP_PGOFF_TX_RING as u64, ring_size, &off.tx)?;
+        let fill = Ring::map(raw, libc::XDP_UMEM_PGOFF_FILL_RING, ring_size, &off.fr)?;
+        let comp = Ring::map(
+            raw,
+            libc::XDP_UMEM_PGOFF_COMPLETION_RING,
+            ring_size,
+            &off.cr,
+        )?;
+
+        let flags = match bind.shared_with {
+            // The kernel refuses mode flags on a sharing socket: it inherits them.
+            Some(_) => libc::XDP_SHARED_UMEM,
+            None if bind.zero_copy => libc::XDP_USE_NEED_WAKEUP | libc::XDP_ZEROCOPY,
+            None => libc::XDP_USE_NEED_WAKEUP | libc::XDP_COPY,
+        };
+        let addr = libc::sockaddr_xdp {
+            sxdp_family: libc::AF_XDP as u16,
+            sxdp_flags: flags,
+            sxdp_ifindex: bind.ifindex,
+            sxdp_queue_id: bind.queue,
+            sxdp_shared_umem_fd: bind.shared_with.unwrap_or(0) as u32,
+        };
+        // SAFETY: the kernel reads the live `addr` of the given size.
+        let ret = unsafe {
+            libc::bind(
+                raw,
+                ptr::from_ref(&addr).cast(),
+                mem::size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+            )
+        };
+        if ret < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            rx,
+            tx,
+            fill,
+            comp,
+            fd,
+        })
+    }
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// An RX or TX ring entry for `desc`.
+#[inline]
+pub fn to_xdp(desc: Desc) -> libc::xdp_desc {
+    libc::xdp_desc {
+        addr: desc.addr,
+        len: desc.len,
+        options: 0,
+    }
+}
+
+/// The frame an RX ring entry describes.
+#[inline]
+pub fn from_xdp(entry: libc::xdp_desc) -> Desc {
+    Desc {
+        addr: entry.addr,
+        len: entry.len,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_start_after_the_headroom_and_map_back_to_their_chunk() {
+        let umem = Umem::new(4, 2048).unwrap();
+        let frames = umem.all_frames();
+        assert_eq!(frames.len(), 4);
+        assert_eq!(frames[1].addr, 2048 + u64::from(HEADROOM));
+        assert_eq!(umem.chunk(frames[1].addr + 100), 2048);
+        let grown = umem
+            .grow_front(
+                Desc {
+                    addr: 2048 + 10,
+                    len: 60,
+                },
+                4,
+            )
+            .unwrap();
+        assert_eq!(
+            grown,
+            Desc {
+                addr: 2048 + 6,
+                len: 64
+            }
+        );
+        assert_eq!(
+            umem.grow_front(
+                Desc {
+                    addr: 2048 + 2,
+                    len: 60
+                },
+                4
+            ),
+            None
+        );
+        assert_eq!(
+            umem.reset(grown),
+            Desc {
+                addr: 2048 + 256,
+                len: 0
+            }
+        );
+    }
+
+    #[test]
+    fn written_frames_read_back_and_oversized_ones_are_refused() {
+        let umem = Umem::new(2, 2048).unwrap();
+        let frame = umem.all_frames()[1];
+        // SAFETY: the test owns every frame of its UMEM; no socket uses it.
+        let desc = unsafe { umem.write(frame, b"hello") }.unwrap();
+        // SAFETY: as above.
+        assert_eq!(unsafe { umem.data(desc) }, b"hello");
+        // SAFETY: as above.
+        assert!(unsafe { umem.write(frame, &[0; 1800]) }.is_none());
+        assert!(Umem::new(1, 3000).is_err());
+    }
+}
