@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use clap::{Args, Parser, Subcommand};
 use hairpin::{
     control::{
-        config::{BridgeSpec, PortMac, PortOptions},
+        config::{BridgeSpec, PortArg, PortMac, PortOptions},
         config_file::RunConfig,
         port::Interface,
         preflight,
@@ -32,7 +32,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Forward between ports until SIGINT or SIGTERM, then detach and print the counters.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Build a lab of network namespaces, run hairpin between them and send traffic
     /// through it; everything is removed on exit or Ctrl-C.
     Demo {
@@ -79,9 +79,20 @@ struct RunArgs {
     /// (repeat the option for more).
     #[arg(long, conflicts_with = "config", value_name = "PORT=MAC")]
     allow: Vec<PortMac>,
-    /// A MAC table entry that never ages or moves (repeatable).
+    /// A MAC table entry that never ages or moves, in every VLAN of the port (repeatable).
     #[arg(long, conflicts_with = "config", value_name = "PORT=MAC")]
     static_mac: Vec<PortMac>,
+    /// Access port: PORT=VID puts PORT in VLAN VID, untagged (repeatable). Once any port
+    /// has a VLAN setting, ports without one are access ports of VLAN 1.
+    #[arg(long, conflicts_with = "config", value_name = "PORT=VID")]
+    vlan: Vec<PortArg>,
+    /// Trunk port: PORT=LIST carries the VLANs of LIST tagged, e.g. `up=10,20,100-110`
+    /// (repeatable).
+    #[arg(long, conflicts_with = "config", value_name = "PORT=LIST")]
+    trunk: Vec<PortArg>,
+    /// A trunk's native VLAN: PORT=VID carries VLAN VID untagged on trunk PORT.
+    #[arg(long, conflicts_with = "config", value_name = "PORT=VID")]
+    native: Vec<PortArg>,
     /// RX queue indices to serve, one worker each (default: the most any port has).
     #[arg(long, conflicts_with = "config")]
     queues: Option<u32>,
@@ -150,7 +161,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Run(args) => forward(args),
+        Command::Run(args) => forward(*args),
         Command::Demo { seconds } => demo::run(seconds.map(Duration::from_secs)),
         Command::Watch { ports, xdp_mode } => watch(&ports, xdp_mode),
     }
@@ -172,6 +183,9 @@ fn config_from_options(args: &RunArgs) -> Result<(Vec<String>, DatapathConfig)> 
             hairpin: &args.hairpin,
             allow: &args.allow,
             static_macs: &args.static_mac,
+            vlan: &args.vlan,
+            trunk: &args.trunk,
+            native: &args.native,
         },
     )?;
     let config = DatapathConfig {
@@ -205,7 +219,7 @@ fn forward(args: RunArgs) -> Result<()> {
     let datapath = Datapath::start(&ports, &config)?;
     for (p, policy) in datapath.ports().iter().zip(&config.policies) {
         log::info!(
-            "{}: {:?}{}{}, {} RX queue(s), XDP {}, AF_XDP {}",
+            "{}: {:?}{}{}{}, {} RX queue(s), XDP {}, AF_XDP {}",
             p.iface.name,
             policy.role,
             if policy.hairpin { ", hairpin" } else { "" },
@@ -213,6 +227,11 @@ fn forward(args: RunArgs) -> Result<()> {
                 String::new()
             } else {
                 format!(", {} allowed source MAC(s)", policy.allowed_sources.len())
+            },
+            match &policy.vlans {
+                Some(v) => format!(", {v}"),
+                None if datapath.tables().vlans.is_aware() => ", access VLAN 1".to_owned(),
+                None => String::new(),
             },
             p.iface.rx_queues,
             p.xdp,

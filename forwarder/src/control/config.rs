@@ -7,8 +7,34 @@ use std::str::FromStr;
 
 use crate::{
     control::port::{Mac, MacParseError},
-    switch::{Mode, PortId, PortPolicy, Role},
+    switch::{
+        Mode, PortId, PortPolicy, Role,
+        vlan::{self, PortVlans},
+    },
 };
+
+/// A `PORT=VALUE` pair (`--vlan`, `--trunk`, `--native`), the value checked later.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortArg {
+    /// The port name.
+    pub port: String,
+    /// What follows the `=`.
+    pub value: String,
+}
+
+impl FromStr for PortArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((port, value)) if !port.is_empty() && !value.is_empty() => Ok(Self {
+                port: port.to_owned(),
+                value: value.to_owned(),
+            }),
+            _ => Err(format!("{s:?}: expected PORT=VALUE, e.g. vm1=10")),
+        }
+    }
+}
 
 /// A `PORT=MAC` pair (`--allow`, `--static-mac`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,6 +94,18 @@ pub enum SpecError {
     /// VEPA or private without an uplink.
     #[error("--mode {0} needs --uplink IF (the port towards the adjacent switch)")]
     NeedsUplink(Mode),
+    /// A bad VLAN setting.
+    #[error("{option} {port}={value}: {why}")]
+    Vlan {
+        /// The option.
+        option: &'static str,
+        /// The port.
+        port: String,
+        /// The value given.
+        value: String,
+        /// What is wrong.
+        why: String,
+    },
     /// A multicast or zero MAC where a station's MAC is needed.
     #[error("{option} {port}={mac}: not a station's MAC (multicast or all-zero)")]
     NotUnicast {
@@ -105,6 +143,12 @@ pub struct PortOptions<'a> {
     pub allow: &'a [PortMac],
     /// `--static-mac`.
     pub static_macs: &'a [PortMac],
+    /// `--vlan`: access ports.
+    pub vlan: &'a [PortArg],
+    /// `--trunk`: trunk ports and their VLAN lists.
+    pub trunk: &'a [PortArg],
+    /// `--native`: trunks' native VLANs.
+    pub native: &'a [PortArg],
 }
 
 impl BridgeSpec {
@@ -149,6 +193,59 @@ impl BridgeSpec {
                 });
             }
             policies[i].allowed_sources.push(*mac);
+        }
+        let bad = |option, arg: &PortArg, why: String| SpecError::Vlan {
+            option,
+            port: arg.port.clone(),
+            value: arg.value.clone(),
+            why,
+        };
+        let number = |option, arg: &PortArg| {
+            arg.value
+                .parse::<u32>()
+                .map_err(|_| "not a VLAN number".to_owned())
+                .and_then(|v| vlan::check(v).map_err(|e| e.to_string()))
+                .map_err(|why| bad(option, arg, why))
+        };
+        for arg in options.vlan {
+            let i = slot("--vlan", &arg.port)?;
+            if policies[i].vlans.is_some() {
+                return Err(bad(
+                    "--vlan",
+                    arg,
+                    "the port already has a VLAN setting".into(),
+                ));
+            }
+            policies[i].vlans = Some(PortVlans::Access(number("--vlan", arg)?));
+        }
+        for arg in options.trunk {
+            let i = slot("--trunk", &arg.port)?;
+            if policies[i].vlans.is_some() {
+                return Err(bad(
+                    "--trunk",
+                    arg,
+                    "the port already has a VLAN setting".into(),
+                ));
+            }
+            let tagged = vlan::parse_list(&arg.value).map_err(|why| bad("--trunk", arg, why))?;
+            policies[i].vlans = Some(PortVlans::Trunk {
+                tagged,
+                native: None,
+            });
+        }
+        for arg in options.native {
+            let i = slot("--native", &arg.port)?;
+            let vid = number("--native", arg)?;
+            match &mut policies[i].vlans {
+                Some(PortVlans::Trunk { native, .. }) => *native = Some(vid),
+                _ => {
+                    return Err(bad(
+                        "--native",
+                        arg,
+                        "a native VLAN belongs to a trunk: give the port --trunk too".into(),
+                    ));
+                }
+            }
         }
         let mut static_macs = Vec::new();
         for PortMac { port, mac } in options.static_macs {
@@ -202,6 +299,7 @@ mod tests {
                 hairpin: &hairpin,
                 allow: &allow,
                 static_macs: &statics,
+                ..PortOptions::default()
             },
         )
         .unwrap();
@@ -214,6 +312,54 @@ mod tests {
             vec![Mac([2, 0, 0, 0, 0, 1])]
         );
         assert_eq!(spec.static_macs, vec![(1, Mac([2, 0, 0, 0, 0, 2]))]);
+    }
+
+    #[test]
+    fn vlan_options_make_access_ports_and_trunks() {
+        let ports = names(&["vm1", "vm2", "up"]);
+        let arg = |s: &str| s.parse::<PortArg>().unwrap();
+        let spec = BridgeSpec::from_options(
+            Mode::Veb,
+            &PortOptions {
+                ports: &ports,
+                vlan: &[arg("vm1=10")],
+                trunk: &[arg("up=10,20-21")],
+                native: &[arg("up=1")],
+                ..PortOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(spec.policies[0].vlans, Some(PortVlans::Access(10)));
+        assert_eq!(spec.policies[1].vlans, None);
+        assert_eq!(
+            spec.policies[2].vlans,
+            Some(PortVlans::Trunk {
+                tagged: vec![10, 20, 21],
+                native: Some(1)
+            })
+        );
+        let err = |vlan: &[PortArg], trunk: &[PortArg], native: &[PortArg]| {
+            BridgeSpec::from_options(
+                Mode::Veb,
+                &PortOptions {
+                    ports: &ports,
+                    vlan,
+                    trunk,
+                    native,
+                    ..PortOptions::default()
+                },
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert_eq!(
+            err(&[arg("vm1=4095")], &[], &[]),
+            "--vlan vm1=4095: VLAN 4095 is outside 1-4094"
+        );
+        assert!(err(&[arg("vm1=10")], &[arg("vm1=20")], &[]).contains("already has"));
+        assert!(err(&[], &[], &[arg("vm1=5")]).contains("belongs to a trunk"));
+        assert!(err(&[], &[arg("up=30-20")], &[]).contains("runs backwards"));
+        assert!("vm1".parse::<PortArg>().is_err());
     }
 
     #[test]

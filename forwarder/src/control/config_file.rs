@@ -25,7 +25,16 @@
 //! hairpin = false
 //! allowed_macs = ["02:00:00:00:00:10"]   # anti-spoofing; empty or absent: any
 //! static_macs = ["02:00:00:00:00:10"]
+//! vlan = 10                  # access port of VLAN 10 (untagged in and out)
+//!
+//! [[port]]
+//! name = "vf1"
+//! trunk = "10,20,100-110"    # VLANs carried tagged
+//! native = 1                 # optional: untagged frames belong to VLAN 1
 //! ```
+//!
+//! Once any port has `vlan` or `trunk`, the bridge is VLAN-aware and ports with neither
+//! are access ports of VLAN 1; static MACs are entered in every VLAN their port carries.
 //!
 //! Unknown keys are errors. Every error names the file and the key; nothing is attached
 //! until the whole file is valid.
@@ -36,7 +45,10 @@ use serde::Deserialize;
 use crate::{
     control::{port::Mac, xdp::XdpAttachMode},
     datapath::{DatapathConfig, ZeroCopy},
-    switch::{Mode, PortPolicy, Role, Tables},
+    switch::{
+        Mode, PortPolicy, Role, Tables,
+        vlan::{self, PortVlans},
+    },
 };
 
 /// An error reading or checking a config file.
@@ -141,6 +153,9 @@ struct FilePort {
     allowed_macs: Vec<String>,
     #[serde(default)]
     static_macs: Vec<String>,
+    vlan: Option<u32>,
+    trunk: Option<String>,
+    native: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -227,6 +242,30 @@ impl RunConfig {
             for (j, m) in port.static_macs.iter().enumerate() {
                 static_macs.push((i as u8, station(format!("port[{i}].static_macs[{j}]"), m)?));
             }
+            let vlan_id = |key: &str, v: u32| {
+                vlan::check(v).map_err(|e| invalid(format!("port[{i}].{key}"), e.to_string()))
+            };
+            let vlans = match (port.vlan, &port.trunk, port.native) {
+                (None, None, None) => None,
+                (Some(v), None, None) => Some(PortVlans::Access(vlan_id("vlan", v)?)),
+                (None, Some(list), native) => Some(PortVlans::Trunk {
+                    tagged: vlan::parse_list(list)
+                        .map_err(|e| invalid(format!("port[{i}].trunk"), e))?,
+                    native: native.map(|n| vlan_id("native", n)).transpose()?,
+                }),
+                (Some(_), Some(_), _) => {
+                    return Err(invalid(
+                        format!("port[{i}].trunk"),
+                        "a port is an access port (vlan) or a trunk (trunk), not both".into(),
+                    ));
+                }
+                (_, None, Some(_)) => {
+                    return Err(invalid(
+                        format!("port[{i}].native"),
+                        "a native VLAN belongs to a trunk: add `trunk`, or use `vlan` for an access port".into(),
+                    ));
+                }
+            };
             ports.push(port.name.clone());
             policies.push(PortPolicy {
                 role: match port.role {
@@ -235,6 +274,7 @@ impl RunConfig {
                 },
                 hairpin: port.hairpin,
                 allowed_sources,
+                vlans,
             });
         }
         // The bridge's own checks (port count, one uplink, an uplink for VEPA), with the
@@ -246,6 +286,7 @@ impl RunConfig {
                 }
                 crate::switch::TablesError::NeedsUplink(_) => "mode".to_owned(),
                 crate::switch::TablesError::PortCount { .. } => "port".to_owned(),
+                crate::switch::TablesError::XconnectVlans => "mode".to_owned(),
             };
             return Err(invalid(key, e.to_string()));
         }
@@ -364,6 +405,48 @@ mod tests {
         assert!(
             err("[[port]]\nname = \"a\"\nrole = \"uplink\"\n[[port]]\nname = \"b\"\nrole = \"uplink\"")
                 .starts_with("hairpin.toml: port[1].role: only one port may be the uplink")
+        );
+        assert_eq!(
+            err("[[port]]\nname = \"a\"\nvlan = 4095"),
+            "hairpin.toml: port[0].vlan: VLAN 4095 is outside 1-4094"
+        );
+        assert_eq!(
+            err("[[port]]\nname = \"a\"\ntrunk = \"10,x\""),
+            "hairpin.toml: port[0].trunk: \"x\" is not a VLAN number"
+        );
+        assert!(err("[[port]]\nname = \"a\"\nvlan = 1\ntrunk = \"2\"").contains("not both"));
+        assert!(
+            err("[[port]]\nname = \"a\"\nnative = 1").starts_with("hairpin.toml: port[0].native:")
+        );
+        assert!(
+            err("mode = \"xconnect\"\n[[port]]\nname = \"a\"\nvlan = 2\n[[port]]\nname = \"b\"")
+                .starts_with("hairpin.toml: mode: xconnect mode patches frames through untouched")
+        );
+    }
+
+    #[test]
+    fn reads_access_ports_and_trunks() {
+        let config = RunConfig::parse(
+            "[[port]]\nname = \"vm1\"\nvlan = 10\n[[port]]\nname = \"up\"\ntrunk = \"10,20-22\"\nnative = 5\n[[port]]\nname = \"vm2\"",
+            Path::new("hairpin.toml"),
+        )
+        .unwrap();
+        let vlans: Vec<_> = config
+            .datapath
+            .policies
+            .iter()
+            .map(|p| p.vlans.clone())
+            .collect();
+        assert_eq!(
+            vlans,
+            vec![
+                Some(PortVlans::Access(10)),
+                Some(PortVlans::Trunk {
+                    tagged: vec![10, 20, 21, 22],
+                    native: Some(5)
+                }),
+                None
+            ]
         );
     }
 }

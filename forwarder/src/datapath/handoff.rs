@@ -45,17 +45,18 @@ impl Mailbox {
         })
     }
 
-    /// Copies `data` into one of the owner's frames and queues it for `port`.
+    /// Copies the frame made of `parts` into one of the owner's frames and queues it for
+    /// `port`.
     ///
     /// Returns `false` when no credit is left (the owner is behind): the frame is dropped.
-    pub fn send(&self, data: &[u8], port: PortId) -> bool {
+    pub fn send(&self, parts: &[&[u8]], port: PortId) -> bool {
         let Some(credit) = self.credits.pop() else {
             return false;
         };
         // SAFETY: `credit` is a frame of `self.umem` that its owner gave up when it
         // published it; popping it made this thread its only holder until it is pushed
         // onto `inbound`.
-        let Some(credit) = (unsafe { self.umem.write(credit, data) }) else {
+        let Some(credit) = (unsafe { self.umem.write(credit, parts) }) else {
             // Cannot happen for frames from a port of MTU-sized frames; give it back.
             let _ = self.credits.push(credit);
             return false;

@@ -369,8 +369,16 @@ impl Datapath {
             if usize::from(port) >= ports.len() {
                 return Err(DatapathError::StaticPort { mac, port });
             }
-            if tables.fdb.insert_static(0, mac, port) == crate::switch::fdb::Learned::Full {
-                return Err(DatapathError::StaticFull { mac });
+            // In every VLAN the port carries (VLAN 0 on a VLAN-unaware bridge).
+            let vlans: Vec<_> = if tables.vlans.is_aware() {
+                tables.vlans.vlans_of(port).collect()
+            } else {
+                vec![0]
+            };
+            for vid in vlans {
+                if tables.fdb.insert_static(vid, mac, port) == crate::switch::fdb::Learned::Full {
+                    return Err(DatapathError::StaticFull { mac });
+                }
             }
         }
         let most = ports.iter().map(|p| p.rx_queues).max().unwrap_or(1);

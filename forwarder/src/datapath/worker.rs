@@ -37,7 +37,10 @@ use super::{
     xsk::{self, Desc, Socket, Umem},
 };
 use crate::{
-    switch::{Action, DropReason, PortId, Tables, decide},
+    switch::{
+        Action, DropReason, PortId, Tables, decide,
+        vlan::{self, Classified, Retag, TAG_LEN},
+    },
     sys::{self, Kick},
 };
 
@@ -214,15 +217,17 @@ impl Worker {
             // that the kernel has handed over; nothing writes it until it is queued again.
             let data = unsafe { umem.data(desc) };
             bytes += data.len() as u64;
-            match decide(&self.tables, data, ingress, now) {
-                Action::Forward(egress) => self.send(umem, desc, data, egress, wake),
+            let verdict = decide(&self.tables, data, ingress, now);
+            match verdict.action {
+                Action::Forward(egress) => self.send(umem, desc, egress, verdict.vlan, wake),
                 Action::Flood(ports) => {
                     let mut rest = ports.iter().peekable();
                     while let Some(egress) = rest.next() {
                         if rest.peek().is_none() {
-                            // The last port gets the received frame itself.
-                            self.send(umem, desc, data, egress, wake);
-                        } else if self.copy_to(umem, data, egress, wake) {
+                            // The last port gets the received frame itself, once every
+                            // copy is made.
+                            self.send(umem, desc, egress, verdict.vlan, wake);
+                        } else if self.copy_to(umem, data, egress, verdict.vlan, wake) {
                             c.flood_copies.add(1);
                         }
                     }
@@ -238,22 +243,45 @@ impl Worker {
         n
     }
 
-    /// Queues the frame `desc` (holding `data`) for `egress`: on the local TX batch, or
-    /// as a copy handed to the worker that owns the port's queue.
+    /// Queues the frame `desc`, of VLAN `vlan`, for `egress`: retagged in place on the
+    /// local TX batch, or as a copy handed to the worker that owns the port's queue.
     #[inline]
-    fn send(&mut self, umem: &Umem, desc: Desc, data: &[u8], egress: PortId, wake: &mut u64) {
+    fn send(&mut self, umem: &Umem, desc: Desc, egress: PortId, vlan: Classified, wake: &mut u64) {
         match self.routes[egress as usize] {
-            Route::Local(j) => self.ports[j].pending.push(desc),
+            Route::Local(j) => {
+                let retag = self.tables.vlans.retag(vlan, egress);
+                // SAFETY: the worker owns `desc` (off its RX ring, on no other queue), and
+                // no slice of it is alive.
+                match unsafe { retag_in_place(umem, desc, retag) } {
+                    Some(out) => self.ports[j].pending.push(out),
+                    None => {
+                        self.counters.port(egress).drop(DropReason::NoHeadroom);
+                        self.pool.push(desc);
+                    }
+                }
+            }
             Route::Remote(_) => {
-                self.copy_to(umem, data, egress, wake);
+                // SAFETY: as above; the slice is dropped before the frame goes back.
+                let data = unsafe { umem.data(desc) };
+                self.copy_to(umem, data, egress, vlan, wake);
                 self.pool.push(desc);
             }
         }
     }
 
-    /// Queues a copy of `data` for `egress`. Returns whether a copy was queued.
-    fn copy_to(&mut self, umem: &Umem, data: &[u8], egress: PortId, wake: &mut u64) -> bool {
+    /// Queues a copy of `data`, of VLAN `vlan`, retagged for `egress`. Returns whether a
+    /// copy was queued.
+    fn copy_to(
+        &mut self,
+        umem: &Umem,
+        data: &[u8],
+        egress: PortId,
+        vlan: Classified,
+        wake: &mut u64,
+    ) -> bool {
         let c = self.counters.port(egress);
+        let mut tag = [0; TAG_LEN];
+        let parts = vlan::retagged_parts(data, self.tables.vlans.retag(vlan, egress), &mut tag);
         match self.routes[egress as usize] {
             Route::Local(j) => {
                 let Some(frame) = self.pool.pop() else {
@@ -262,7 +290,7 @@ impl Worker {
                 };
                 // SAFETY: `frame` came from the free pool, so it is a frame of `umem`
                 // that nothing else holds.
-                if let Some(copy) = unsafe { umem.write(frame, data) } {
+                if let Some(copy) = unsafe { umem.write(frame, &parts) } {
                     self.ports[j].pending.push(copy);
                     true
                 } else {
@@ -272,7 +300,7 @@ impl Worker {
                 }
             }
             Route::Remote(w) => {
-                if self.mailboxes[w].send(data, egress) {
+                if self.mailboxes[w].send(&parts, egress) {
                     c.handoff_out.add(1);
                     *wake |= 1 << w;
                     true
@@ -472,5 +500,47 @@ impl Worker {
         self.counters.sleeps.add(1);
         sys::poll(pollfds, SLEEP_MS);
         mailbox.woke();
+    }
+}
+
+/// Applies `retag` to frame `desc` where it lies: a pushed tag goes into the headroom
+/// (the destination and source MACs move four bytes forward), a popped one is covered by
+/// moving them four bytes back. No payload byte moves. Returns the frame to transmit, or
+/// `None` when there is no headroom left for a push.
+///
+/// # Safety
+///
+/// The caller owns `desc` exclusively (as [`Umem::data_mut`] requires), and a tagged
+/// frame (`Pop`, `Rewrite`) is at least 16 bytes long, as classification checked.
+#[inline]
+unsafe fn retag_in_place(umem: &Umem, desc: Desc, retag: Retag) -> Option<Desc> {
+    const MACS: usize = 12;
+    let tag = TAG_LEN as u32;
+    match retag {
+        Retag::Keep => Some(desc),
+        Retag::Push(tci) => {
+            let out = umem.grow_front(desc, tag)?;
+            // SAFETY: the caller owns the frame, headroom included.
+            let bytes = unsafe { umem.data_mut(out) };
+            bytes.copy_within(TAG_LEN..TAG_LEN + MACS, 0);
+            bytes[MACS..MACS + 2].copy_from_slice(&vlan::TPID_8021Q.to_be_bytes());
+            bytes[MACS + 2..MACS + 4].copy_from_slice(&tci.to_be_bytes());
+            Some(out)
+        }
+        Retag::Pop => {
+            // SAFETY: the caller owns the frame.
+            let bytes = unsafe { umem.data_mut(desc) };
+            bytes.copy_within(0..MACS, TAG_LEN);
+            Some(Desc {
+                addr: desc.addr + u64::from(tag),
+                len: desc.len - tag,
+            })
+        }
+        Retag::Rewrite(tci) => {
+            // SAFETY: the caller owns the frame.
+            let bytes = unsafe { umem.data_mut(desc) };
+            bytes[MACS + 2..MACS + 4].copy_from_slice(&tci.to_be_bytes());
+            Some(desc)
+        }
     }
 }

@@ -165,23 +165,29 @@ impl Umem {
         }
     }
 
-    /// Copies `data` into the chunk of `frame` at [`HEADROOM`] and returns the frame
-    /// holding it, or `None` if it does not fit.
+    /// Copies `parts`, one after the other, into the chunk of `frame` at [`HEADROOM`]
+    /// and returns the frame holding them, or `None` if they do not fit.
     ///
     /// # Safety
     ///
     /// As [`Umem::data_mut`], for the whole chunk of `frame`.
     #[inline]
-    pub unsafe fn write(&self, frame: Desc, data: &[u8]) -> Option<Desc> {
-        if data.len() > (self.frame_size - HEADROOM) as usize {
+    pub unsafe fn write(&self, frame: Desc, parts: &[&[u8]]) -> Option<Desc> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > (self.frame_size - HEADROOM) as usize {
             return None;
         }
         let desc = Desc {
             addr: self.chunk(frame.addr) + u64::from(HEADROOM),
-            len: data.len() as u32,
+            len: len as u32,
         };
         // SAFETY: the caller owns the chunk exclusively; `desc` fits in it.
-        unsafe { self.data_mut(desc) }.copy_from_slice(data);
+        let mut out = unsafe { self.data_mut(desc) };
+        for part in parts {
+            let (head, rest) = out.split_at_mut(part.len());
+            head.copy_from_slice(part);
+            out = rest;
+        }
         Some(desc)
     }
 
@@ -580,11 +586,11 @@ mod tests {
         let umem = Umem::new(2, 2048).unwrap();
         let frame = umem.all_frames()[1];
         // SAFETY: the test owns every frame of its UMEM; no socket uses it.
-        let desc = unsafe { umem.write(frame, b"hello") }.unwrap();
+        let desc = unsafe { umem.write(frame, &[b"hel", b"", b"lo"]) }.unwrap();
         // SAFETY: as above.
         assert_eq!(unsafe { umem.data(desc) }, b"hello");
         // SAFETY: as above.
-        assert!(unsafe { umem.write(frame, &[0; 1800]) }.is_none());
+        assert!(unsafe { umem.write(frame, &[&[0; 1800]]) }.is_none());
         assert!(Umem::new(1, 3000).is_err());
     }
 }

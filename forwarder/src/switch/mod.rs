@@ -4,10 +4,12 @@
 //! address, and returns an [`Action`]; it performs no I/O, so unit and property tests
 //! call it directly, without root or sockets.
 pub mod fdb;
+pub mod vlan;
 
 use std::fmt;
 
 pub use fdb::{Fdb, PortId, VlanId};
+use vlan::{Classified, PortVlans, VlanTable};
 
 use crate::{control::port::Mac, wire::EthernetFrame};
 
@@ -100,11 +102,17 @@ pub enum DropReason {
     /// Private mode: a frame between two local downlinks, reflected by the adjacent
     /// switch, is not delivered.
     PrivateIsolation,
+    /// Not in a VLAN the port carries: a tagged frame on an access port, a tag the
+    /// trunk does not carry, an untagged frame on a trunk without a native VLAN, a
+    /// service (802.1ad) tag.
+    Vlan,
+    /// No room in front of the frame to push a tag (a driver that left no headroom).
+    NoHeadroom,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::Runt,
         Self::BadSourceMac,
         Self::SameSegment,
@@ -115,6 +123,8 @@ impl DropReason {
         Self::Spoofed,
         Self::NoUplink,
         Self::PrivateIsolation,
+        Self::Vlan,
+        Self::NoHeadroom,
     ];
 
     /// How many reasons there are.
@@ -133,6 +143,8 @@ impl DropReason {
             Self::Spoofed => "spoofed",
             Self::NoUplink => "no_uplink",
             Self::PrivateIsolation => "private",
+            Self::Vlan => "vlan",
+            Self::NoHeadroom => "no_headroom",
         }
     }
 }
@@ -146,6 +158,25 @@ pub enum Action {
     Flood(PortSet),
     /// Drop it, counted under the reason.
     Drop(DropReason),
+}
+
+/// [`decide`]'s answer: the action, and the VLAN the frame was found in (which says,
+/// with [`VlanTable::retag`], how it leaves each port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    /// What to do.
+    pub action: Action,
+    /// The frame's VLAN and tag on ingress.
+    pub vlan: Classified,
+}
+
+impl Verdict {
+    fn drop(reason: DropReason) -> Self {
+        Self {
+            action: Action::Drop(reason),
+            vlan: Classified::default(),
+        }
+    }
 }
 
 /// The switching mode, in 802.1Qbg / Linux macvlan terms.
@@ -199,6 +230,9 @@ pub enum TablesError {
     /// VEPA or private mode without an uplink.
     #[error("{0} mode needs an uplink port")]
     NeedsUplink(Mode),
+    /// VLAN settings in `xconnect` mode, which forwards frames untouched.
+    #[error("xconnect mode patches frames through untouched: it takes no VLAN settings")]
+    XconnectVlans,
 }
 
 /// A port's place in the edge bridge.
@@ -221,6 +255,8 @@ pub struct PortPolicy {
     pub hairpin: bool,
     /// Anti-spoofing: the source MACs frames from this port may carry (empty: any).
     pub allowed_sources: Vec<Mac>,
+    /// Access VLAN or trunk (none: VLAN 1 untagged once any port has a VLAN setting).
+    pub vlans: Option<PortVlans>,
 }
 
 /// Everything [`decide`] reads: the mode, the ports and their policies, the MAC table.
@@ -233,7 +269,9 @@ pub struct Tables {
     hairpin: PortSet,
     /// Per port; empty where any source is allowed.
     allowed_sources: Vec<Box<[Mac]>>,
-    /// The MAC table; learning writes to it through atomics.
+    /// Who carries which VLAN.
+    pub vlans: VlanTable,
+    /// The MAC table, keyed by (VLAN, MAC); learning writes to it through atomics.
     pub fdb: Fdb,
 }
 
@@ -279,6 +317,10 @@ impl Tables {
         if matches!(mode, Mode::Vepa | Mode::Private) && uplink.is_none() {
             return Err(TablesError::NeedsUplink(mode));
         }
+        let vlans: Vec<Option<PortVlans>> = policies.iter().map(|p| p.vlans.clone()).collect();
+        if mode == Mode::Xconnect && vlans.iter().any(Option::is_some) {
+            return Err(TablesError::XconnectVlans);
+        }
         Ok(Self {
             mode,
             ports: PortSet::first(n),
@@ -289,6 +331,7 @@ impl Tables {
                 .iter()
                 .map(|p| p.allowed_sources.clone().into_boxed_slice())
                 .collect(),
+            vlans: VlanTable::new(&vlans),
             fdb: Fdb::with_capacity(fdb_capacity),
         })
     }
@@ -302,29 +345,51 @@ impl Tables {
 /// Decides what happens to `frame`, received on `ingress` at `now` (table seconds),
 /// learning its source address on the way.
 ///
-/// In every mode but `xconnect`: runts, multicast or all-zero sources and (on a port
-/// with an anti-spoofing list) unlisted sources are dropped; the source is learned; a
-/// frame never leaves by its ingress port unless that port has hairpin (reflective
-/// relay) on. Then, by mode:
+/// In every mode but `xconnect`: runts, frames outside the VLANs the port carries (see
+/// [`vlan`]), multicast or all-zero sources and (on a port with an anti-spoofing list)
+/// unlisted sources are dropped; the source is learned in the frame's VLAN; a frame
+/// never leaves by its ingress port unless that port has hairpin (reflective relay) on,
+/// and never leaves by a port that does not carry its VLAN. Then, by mode:
 ///
 /// - `veb`: known unicast goes to its port; broadcast, multicast and unknown unicast
-///   flood to every other port.
+///   flood to every other port of the VLAN.
 /// - `vepa`: from a downlink, everything goes to the uplink. From the uplink, unicast
-///   goes to the downlink that owns the destination (flooded to the downlinks when
-///   unknown); broadcast and multicast go to every downlink but the one the source lives
-///   on (a frame the adjacent switch reflected never returns to its sender). A source
-///   seen on the uplink is not learned there when it lives on a downlink: that is a
-///   reflected frame, not a station that moved.
+///   goes to the downlink that owns the destination (flooded to the VLAN's downlinks when
+///   unknown); broadcast and multicast go to every downlink of the VLAN but the one the
+///   source lives on (a frame the adjacent switch reflected never returns to its sender).
+///   A source seen on the uplink is not learned there when it lives on a downlink: that
+///   is a reflected frame, not a station that moved.
 /// - `private`: as `vepa`, but a reflected frame (from the uplink, sourced by a local
 ///   downlink) reaches no other downlink.
 #[inline]
-pub fn decide(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Action {
+pub fn decide(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Verdict {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
-        return Action::Drop(DropReason::Runt);
+        return Verdict::drop(DropReason::Runt);
     };
     if tables.mode == Mode::Xconnect {
-        return Action::Forward(ingress ^ 1);
+        return Verdict {
+            action: Action::Forward(ingress ^ 1),
+            vlan: Classified::default(),
+        };
     }
+    match tables.vlans.classify(frame, ingress) {
+        Ok(vlan) => Verdict {
+            action: switch(tables, &eth, ingress, vlan.vid, now),
+            vlan,
+        },
+        Err(reason) => Verdict::drop(reason),
+    }
+}
+
+/// [`decide`] for a frame of VLAN `vid`.
+#[inline]
+fn switch(
+    tables: &Tables,
+    eth: &EthernetFrame<&[u8]>,
+    ingress: PortId,
+    vid: VlanId,
+    now: u32,
+) -> Action {
     let src = eth.src();
     if !src.is_learnable() {
         return Action::Drop(DropReason::BadSourceMac);
@@ -336,26 +401,27 @@ pub fn decide(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Actio
     let dst = eth.dst();
     let from_uplink = tables.uplink == Some(ingress);
     let edge = matches!(tables.mode, Mode::Vepa | Mode::Private);
+    let members = tables.vlans.members(vid, tables.ports);
 
     // Where the source lives. On a VEPA uplink, a source that lives on a local downlink
     // is a reflection and is not learned there.
     let src_home = if edge && from_uplink {
-        match tables.fdb.lookup(0, src) {
+        match tables.fdb.lookup(vid, src) {
             Some(home) if tables.downlinks.contains(home) => Some(home),
             _ => {
-                tables.fdb.learn(0, src, ingress, now);
+                tables.fdb.learn(vid, src, ingress, now);
                 None
             }
         }
     } else {
-        tables.fdb.learn(0, src, ingress, now);
+        tables.fdb.learn(vid, src, ingress, now);
         None
     };
 
     if edge && !from_uplink {
         return match tables.uplink {
-            Some(up) => Action::Forward(up),
-            None => Action::Drop(DropReason::NoUplink),
+            Some(up) if members.contains(up) => Action::Forward(up),
+            _ => Action::Drop(DropReason::NoUplink),
         };
     }
     if tables.mode == Mode::Private && src_home.is_some() {
@@ -365,14 +431,17 @@ pub fn decide(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Actio
     let known = if dst.is_multicast() {
         None
     } else {
-        tables.fdb.lookup(0, dst)
+        tables.fdb.lookup(vid, dst)
     };
     let hairpin = tables.hairpin.contains(ingress);
     match known {
         Some(port) if port == ingress && !hairpin => Action::Drop(DropReason::SameSegment),
+        // Only a static entry can name a port outside the VLAN.
+        Some(port) if !members.contains(port) => Action::Drop(DropReason::NoEgress),
         Some(port) => Action::Forward(port),
         None => {
             let mut targets = if edge { tables.downlinks } else { tables.ports };
+            targets = PortSet(targets.0 & members.0);
             if !hairpin {
                 targets = targets.without(ingress);
             }
@@ -409,6 +478,10 @@ mod tests {
         f
     }
 
+    fn act(t: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Action {
+        decide(t, frame, ingress, now).action
+    }
+
     fn veb(ports: usize) -> Tables {
         Tables::with_ports(Mode::Veb, ports, 1024).unwrap()
     }
@@ -417,14 +490,14 @@ mod tests {
     fn unknown_unicast_floods_to_every_other_port_and_teaches_the_source() {
         let t = veb(3);
         assert_eq!(
-            decide(&t, &frame(B, A), 0, 1),
+            act(&t, &frame(B, A), 0, 1),
             Action::Flood(PortSet::EMPTY.with(1).with(2))
         );
         assert_eq!(t.fdb.lookup(0, A), Some(0));
         // The reply goes straight back to where A was learned.
-        assert_eq!(decide(&t, &frame(A, B), 2, 1), Action::Forward(0));
+        assert_eq!(act(&t, &frame(A, B), 2, 1), Action::Forward(0));
         // And now B is known too.
-        assert_eq!(decide(&t, &frame(B, A), 0, 1), Action::Forward(2));
+        assert_eq!(act(&t, &frame(B, A), 0, 1), Action::Forward(2));
     }
 
     #[test]
@@ -432,20 +505,20 @@ mod tests {
         let t = veb(4);
         let all_but_1 = PortSet::first(4).without(1);
         assert_eq!(
-            decide(&t, &frame(Mac::BROADCAST, A), 1, 1),
+            act(&t, &frame(Mac::BROADCAST, A), 1, 1),
             Action::Flood(all_but_1)
         );
         let mcast = Mac([0x01, 0x00, 0x5e, 0, 0, 1]);
-        assert_eq!(decide(&t, &frame(mcast, A), 1, 1), Action::Flood(all_but_1));
+        assert_eq!(act(&t, &frame(mcast, A), 1, 1), Action::Flood(all_but_1));
     }
 
     #[test]
     fn a_destination_on_the_ingress_segment_is_filtered() {
         let t = veb(3);
-        decide(&t, &frame(B, A), 0, 1);
-        decide(&t, &frame(A, C), 0, 1); // C lives on port 0 too.
+        act(&t, &frame(B, A), 0, 1);
+        act(&t, &frame(A, C), 0, 1); // C lives on port 0 too.
         assert_eq!(
-            decide(&t, &frame(C, A), 0, 1),
+            act(&t, &frame(C, A), 0, 1),
             Action::Drop(DropReason::SameSegment)
         );
     }
@@ -453,31 +526,31 @@ mod tests {
     #[test]
     fn a_moved_station_is_followed_at_once() {
         let t = veb(3);
-        decide(&t, &frame(B, A), 0, 1);
-        decide(&t, &frame(B, A), 2, 1);
-        assert_eq!(decide(&t, &frame(A, B), 1, 1), Action::Forward(2));
+        act(&t, &frame(B, A), 0, 1);
+        act(&t, &frame(B, A), 2, 1);
+        assert_eq!(act(&t, &frame(A, B), 1, 1), Action::Forward(2));
     }
 
     #[test]
     fn runts_and_bad_sources_are_dropped_and_never_learned() {
         let t = veb(2);
         assert_eq!(
-            decide(&t, &frame(B, A)[..13], 0, 1),
+            act(&t, &frame(B, A)[..13], 0, 1),
             Action::Drop(DropReason::Runt)
         );
-        assert_eq!(decide(&t, &[], 0, 1), Action::Drop(DropReason::Runt));
+        assert_eq!(act(&t, &[], 0, 1), Action::Drop(DropReason::Runt));
         assert_eq!(
-            decide(&t, &frame(B, Mac::ZERO), 0, 1),
+            act(&t, &frame(B, Mac::ZERO), 0, 1),
             Action::Drop(DropReason::BadSourceMac)
         );
         assert_eq!(
-            decide(&t, &frame(B, Mac([0x01, 0, 0x5e, 0, 0, 9])), 0, 1),
+            act(&t, &frame(B, Mac([0x01, 0, 0x5e, 0, 0, 9])), 0, 1),
             Action::Drop(DropReason::BadSourceMac)
         );
         assert!(t.fdb.is_empty());
         // A header-only frame is not a runt.
         assert!(matches!(
-            decide(&t, &frame(B, A)[..14], 0, 1),
+            act(&t, &frame(B, A)[..14], 0, 1),
             Action::Flood(_)
         ));
     }
@@ -486,7 +559,7 @@ mod tests {
     fn a_single_port_bridge_has_nowhere_to_flood() {
         let t = veb(1);
         assert_eq!(
-            decide(&t, &frame(B, A), 0, 1),
+            act(&t, &frame(B, A), 0, 1),
             Action::Drop(DropReason::NoEgress)
         );
     }
@@ -494,9 +567,9 @@ mod tests {
     #[test]
     fn xconnect_patches_two_ports_whatever_the_addresses() {
         let t = Tables::with_ports(Mode::Xconnect, 2, 16).unwrap();
-        assert_eq!(decide(&t, &frame(B, A), 0, 1), Action::Forward(1));
+        assert_eq!(act(&t, &frame(B, A), 0, 1), Action::Forward(1));
         assert_eq!(
-            decide(&t, &frame(Mac::BROADCAST, Mac::ZERO), 1, 1),
+            act(&t, &frame(Mac::BROADCAST, Mac::ZERO), 1, 1),
             Action::Forward(0)
         );
         assert!(t.fdb.is_empty(), "xconnect learns nothing");
@@ -515,44 +588,41 @@ mod tests {
     #[test]
     fn vepa_sends_everything_from_a_downlink_to_the_uplink() {
         let t = edge(Mode::Vepa);
-        decide(&t, &frame(A, B), 1, 1); // B learned on vm2
+        act(&t, &frame(A, B), 1, 1); // B learned on vm2
         assert_eq!(
-            decide(&t, &frame(B, A), 0, 1),
+            act(&t, &frame(B, A), 0, 1),
             Action::Forward(2),
             "even a local destination"
         );
-        assert_eq!(
-            decide(&t, &frame(Mac::BROADCAST, A), 0, 1),
-            Action::Forward(2)
-        );
+        assert_eq!(act(&t, &frame(Mac::BROADCAST, A), 0, 1), Action::Forward(2));
         assert_eq!(t.fdb.lookup(0, A), Some(0));
     }
 
     #[test]
     fn vepa_delivers_reflected_frames_but_never_back_to_their_sender() {
         let t = edge(Mode::Vepa);
-        decide(&t, &frame(B, A), 0, 1); // A on vm1
-        decide(&t, &frame(A, B), 1, 1); // B on vm2
+        act(&t, &frame(B, A), 0, 1); // A on vm1
+        act(&t, &frame(A, B), 1, 1); // B on vm2
         // The adjacent switch reflects A -> B back down the uplink.
-        assert_eq!(decide(&t, &frame(B, A), 2, 1), Action::Forward(1));
+        assert_eq!(act(&t, &frame(B, A), 2, 1), Action::Forward(1));
         // A's broadcast, reflected, reaches every downlink but A's own.
         assert_eq!(
-            decide(&t, &frame(Mac::BROADCAST, A), 2, 1),
+            act(&t, &frame(Mac::BROADCAST, A), 2, 1),
             Action::Flood(PortSet::EMPTY.with(1))
         );
         // Reflections do not teach the table that A moved to the uplink.
         assert_eq!(t.fdb.lookup(0, A), Some(0));
         // A station out on the network is learned on the uplink, and reaches any downlink.
-        assert_eq!(decide(&t, &frame(A, C), 2, 1), Action::Forward(0));
+        assert_eq!(act(&t, &frame(A, C), 2, 1), Action::Forward(0));
         assert_eq!(t.fdb.lookup(0, C), Some(2));
         assert_eq!(
-            decide(&t, &frame(Mac::BROADCAST, C), 2, 1),
+            act(&t, &frame(Mac::BROADCAST, C), 2, 1),
             Action::Flood(PortSet::EMPTY.with(0).with(1)),
             "broadcasts from the uplink go to downlinks only"
         );
         // A frame for a station on the uplink that came from the uplink stays there.
         assert_eq!(
-            decide(&t, &frame(C, Mac([2, 0, 0, 0, 0, 0xdd])), 2, 1),
+            act(&t, &frame(C, Mac([2, 0, 0, 0, 0, 0xdd])), 2, 1),
             Action::Drop(DropReason::SameSegment)
         );
     }
@@ -560,21 +630,21 @@ mod tests {
     #[test]
     fn private_mode_keeps_downlinks_apart_even_through_a_reflecting_switch() {
         let t = edge(Mode::Private);
-        decide(&t, &frame(B, A), 0, 1);
-        decide(&t, &frame(A, B), 1, 1);
-        assert_eq!(decide(&t, &frame(B, A), 0, 1), Action::Forward(2));
+        act(&t, &frame(B, A), 0, 1);
+        act(&t, &frame(A, B), 1, 1);
+        assert_eq!(act(&t, &frame(B, A), 0, 1), Action::Forward(2));
         assert_eq!(
-            decide(&t, &frame(B, A), 2, 1),
+            act(&t, &frame(B, A), 2, 1),
             Action::Drop(DropReason::PrivateIsolation)
         );
         assert_eq!(
-            decide(&t, &frame(Mac::BROADCAST, A), 2, 1),
+            act(&t, &frame(Mac::BROADCAST, A), 2, 1),
             Action::Drop(DropReason::PrivateIsolation)
         );
         // The outside world still reaches every downlink.
-        assert_eq!(decide(&t, &frame(A, C), 2, 1), Action::Forward(0));
+        assert_eq!(act(&t, &frame(A, C), 2, 1), Action::Forward(0));
         assert_eq!(
-            decide(&t, &frame(Mac::BROADCAST, C), 2, 1),
+            act(&t, &frame(Mac::BROADCAST, C), 2, 1),
             Action::Flood(PortSet::EMPTY.with(0).with(1))
         );
     }
@@ -602,12 +672,12 @@ mod tests {
     fn veb_floods_to_the_uplink_too_and_switches_locally() {
         let t = edge(Mode::Veb);
         assert_eq!(
-            decide(&t, &frame(B, A), 0, 1),
+            act(&t, &frame(B, A), 0, 1),
             Action::Flood(PortSet::EMPTY.with(1).with(2))
         );
-        decide(&t, &frame(A, B), 1, 1);
+        act(&t, &frame(A, B), 1, 1);
         assert_eq!(
-            decide(&t, &frame(B, A), 0, 1),
+            act(&t, &frame(B, A), 0, 1),
             Action::Forward(1),
             "local, not via the uplink"
         );
@@ -626,16 +696,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            decide(&t, &frame(Mac::BROADCAST, A), 0, 1),
+            act(&t, &frame(Mac::BROADCAST, A), 0, 1),
             Action::Flood(PortSet::EMPTY.with(0))
         );
-        decide(&t, &frame(A, B), 0, 1);
-        assert_eq!(decide(&t, &frame(B, A), 0, 1), Action::Forward(0));
+        act(&t, &frame(A, B), 0, 1);
+        assert_eq!(act(&t, &frame(B, A), 0, 1), Action::Forward(0));
         // Without hairpin the same frames stay put.
         let t = veb(1);
-        decide(&t, &frame(A, B), 0, 1);
+        act(&t, &frame(A, B), 0, 1);
         assert_eq!(
-            decide(&t, &frame(B, A), 0, 1),
+            act(&t, &frame(B, A), 0, 1),
             Action::Drop(DropReason::SameSegment)
         );
     }
@@ -645,9 +715,9 @@ mod tests {
         let mut policies = vec![PortPolicy::default(); 2];
         policies[0].allowed_sources = vec![A];
         let t = Tables::new(Mode::Veb, &policies, 64).unwrap();
-        assert!(matches!(decide(&t, &frame(B, A), 0, 1), Action::Flood(_)));
+        assert!(matches!(act(&t, &frame(B, A), 0, 1), Action::Flood(_)));
         assert_eq!(
-            decide(&t, &frame(B, C), 0, 1),
+            act(&t, &frame(B, C), 0, 1),
             Action::Drop(DropReason::Spoofed)
         );
         assert_eq!(
@@ -656,9 +726,98 @@ mod tests {
             "a spoofed source is never learned"
         );
         assert!(
-            matches!(decide(&t, &frame(B, C), 1, 1), Action::Flood(_)),
+            matches!(act(&t, &frame(B, C), 1, 1), Action::Flood(_)),
             "other ports are free"
         );
+    }
+
+    fn tagged(dst: Mac, src: Mac, vid: VlanId) -> Vec<u8> {
+        let mut f = frame(dst, src);
+        f.splice(12..12, [0x81, 0x00, (vid >> 8) as u8, vid as u8]);
+        f
+    }
+
+    fn vlan_policies(settings: &[Option<PortVlans>]) -> Vec<PortPolicy> {
+        settings
+            .iter()
+            .map(|v| PortPolicy {
+                vlans: v.clone(),
+                ..PortPolicy::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn vlans_keep_floods_and_the_mac_table_apart() {
+        let trunk = PortVlans::Trunk {
+            tagged: vec![10, 20],
+            native: None,
+        };
+        // 0, 2: access 10; 1: access 20; 3: trunk 10,20.
+        let t = Tables::new(
+            Mode::Veb,
+            &vlan_policies(&[
+                Some(PortVlans::Access(10)),
+                Some(PortVlans::Access(20)),
+                Some(PortVlans::Access(10)),
+                Some(trunk),
+            ]),
+            1024,
+        )
+        .unwrap();
+        let set = |ports: &[PortId]| ports.iter().fold(PortSet::EMPTY, |s, &p| s.with(p));
+        assert_eq!(
+            act(&t, &frame(Mac::BROADCAST, A), 0, 1),
+            Action::Flood(set(&[2, 3]))
+        );
+        assert_eq!(
+            act(&t, &frame(Mac::BROADCAST, B), 1, 1),
+            Action::Flood(set(&[3]))
+        );
+        // C lives in VLAN 10 on port 2 and in VLAN 20 behind the trunk: two entries.
+        act(&t, &frame(Mac::BROADCAST, C), 2, 1);
+        act(&t, &tagged(Mac::BROADCAST, C, 20), 3, 1);
+        assert_eq!(t.fdb.lookup(10, C), Some(2));
+        assert_eq!(t.fdb.lookup(20, C), Some(3));
+        assert_eq!(act(&t, &frame(C, A), 0, 1), Action::Forward(2));
+        assert_eq!(act(&t, &frame(C, B), 1, 1), Action::Forward(3));
+        let v = decide(&t, &frame(C, B), 1, 1).vlan;
+        assert_eq!(t.vlans.retag(v, 3), vlan::Retag::Push(20));
+        // A tag on an access port is dropped before anything is learned.
+        let hop = Mac([0x02, 0, 0, 0, 0, 0x99]);
+        assert_eq!(
+            act(&t, &tagged(Mac::BROADCAST, hop, 20), 0, 1),
+            Action::Drop(DropReason::Vlan)
+        );
+        assert_eq!(t.fdb.lookup(20, hop), None);
+        assert_eq!(t.fdb.lookup(10, hop), None);
+    }
+
+    #[test]
+    fn vepa_sends_a_vlan_up_only_if_the_uplink_carries_it() {
+        let mut policies = vlan_policies(&[
+            Some(PortVlans::Access(10)),
+            Some(PortVlans::Access(20)),
+            Some(PortVlans::Trunk {
+                tagged: vec![10],
+                native: None,
+            }),
+        ]);
+        policies[2].role = Role::Uplink;
+        let t = Tables::new(Mode::Vepa, &policies, 1024).unwrap();
+        assert_eq!(act(&t, &frame(B, A), 0, 1), Action::Forward(2));
+        assert_eq!(
+            act(&t, &frame(A, B), 1, 1),
+            Action::Drop(DropReason::NoUplink)
+        );
+        assert!(matches!(
+            Tables::new(
+                Mode::Xconnect,
+                &vlan_policies(&[Some(PortVlans::Access(10)), None]),
+                16
+            ),
+            Err(TablesError::XconnectVlans)
+        ));
     }
 
     #[test]
@@ -679,19 +838,43 @@ mod tests {
             policies[uplink].role = Role::Uplink;
             for p in &mut policies {
                 p.hairpin = next() % 4 == 0;
+                // Half the cases VLAN-aware: access 1-3, or a trunk of some of 1-3.
+                if case % 2 == 1 {
+                    p.vlans = match next() % 3 {
+                        0 => None,
+                        1 => Some(PortVlans::Access(1 + (next() % 3) as VlanId)),
+                        _ => Some(PortVlans::Trunk {
+                            tagged: (1..=3).filter(|_| next() % 2 == 0).collect(),
+                            native: (next() % 2 == 0).then_some(1),
+                        }),
+                    };
+                }
             }
             let t = Tables::new(mode, &policies, 256).unwrap();
+            let carries = |p: PortId, vid: VlanId| {
+                !t.vlans.is_aware() || t.vlans.vlans_of(p).any(|v| v == vid)
+            };
             for _ in 0..500 {
                 let r = next();
                 let len = (r % 80) as usize;
                 let pick = |x: u64| Mac([(x as u8) & 0x03, 0, 0, 0, 0, (x >> 8) as u8 % 6]);
-                let mut f = frame(pick(r >> 8), pick(r >> 24));
+                let mut f = if r % 3 == 0 {
+                    tagged(pick(r >> 8), pick(r >> 24), ((r >> 4) % 4) as VlanId)
+                } else {
+                    frame(pick(r >> 8), pick(r >> 24))
+                };
                 f.truncate(len);
                 let ingress = ((r >> 40) % ports as u64) as PortId;
                 let back_ok = policies[usize::from(ingress)].hairpin;
                 let to_uplink_only = mode != Mode::Veb && usize::from(ingress) != uplink;
-                match decide(&t, &f, ingress, (r >> 50) as u32 % 4) {
+                let verdict = decide(&t, &f, ingress, (r >> 50) as u32 % 4);
+                let vid = verdict.vlan.vid;
+                if !matches!(verdict.action, Action::Drop(_)) {
+                    assert!(carries(ingress, vid), "{mode}: admitted outside its VLANs");
+                }
+                match verdict.action {
                     Action::Forward(p) => {
+                        assert!(carries(p, vid), "{mode}: forwarded out of VLAN {vid}");
                         assert!((p as usize) < ports);
                         assert!(
                             p != ingress || back_ok,
@@ -703,6 +886,10 @@ mod tests {
                         );
                     }
                     Action::Flood(set) => {
+                        assert!(
+                            set.iter().all(|p| carries(p, vid)),
+                            "{mode}: flooded out of VLAN {vid}"
+                        );
                         assert!(!to_uplink_only, "{mode}: a downlink frame flooded");
                         assert!(!set.contains(ingress) || back_ok);
                         assert!(set.len() <= ports);

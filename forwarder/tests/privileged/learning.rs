@@ -18,46 +18,9 @@ fn mac_of(topo: &Topology, vm: usize) -> Mac {
         .unwrap()
 }
 
-/// Sends raw Ethernet frames out of `ifname` in `ns` through an AF_PACKET socket.
+/// Sends raw Ethernet frames out of VM `vm`'s `eth0`.
 fn send_raw(topo: &Topology, vm: usize, frames: &[Vec<u8>]) {
-    topo.vms[vm]
-        .enter(|| {
-            let index = Interface::lookup("eth0").unwrap().ifindex;
-            // SAFETY: plain socket syscall; the descriptor is closed below.
-            let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-            assert!(
-                fd >= 0,
-                "AF_PACKET socket: {}",
-                std::io::Error::last_os_error()
-            );
-            // SAFETY: `sockaddr_ll` is plain data; all-zero plus the fields set is valid.
-            let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-            addr.sll_family = libc::AF_PACKET as u16;
-            addr.sll_ifindex = index as i32;
-            addr.sll_halen = 6;
-            for frame in frames {
-                // SAFETY: `frame` and `addr` are live for the call; sizes are theirs.
-                let sent = unsafe {
-                    libc::sendto(
-                        fd,
-                        frame.as_ptr().cast(),
-                        frame.len(),
-                        0,
-                        std::ptr::from_ref(&addr).cast(),
-                        std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                    )
-                };
-                assert_eq!(
-                    sent,
-                    frame.len() as isize,
-                    "{}",
-                    std::io::Error::last_os_error()
-                );
-            }
-            // SAFETY: `fd` is ours and closed once.
-            unsafe { libc::close(fd) };
-        })
-        .unwrap();
+    crate::send_raw(&topo.vms[vm], "eth0", frames);
 }
 
 fn frame(dst: Mac, src: Mac) -> Vec<u8> {

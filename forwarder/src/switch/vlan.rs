@@ -1,0 +1,439 @@
+//! 802.1Q VLANs: which VLAN a frame belongs to on ingress, which ports carry each VLAN,
+//! and whether a frame leaves a port tagged.
+//!
+//! A bridge is VLAN-aware as soon as one port has a VLAN setting (as a Linux bridge with
+//! `vlan_filtering 1`); ports without one are then access ports of VLAN 1 (the Linux
+//! bridge's default PVID). A VLAN-unaware bridge forwards every frame as it came, tags
+//! and all, with one MAC table (VLAN 0).
+//!
+//! Per port, either an **access** VLAN (untagged in and out) or a **trunk**: a list of
+//! VLANs carried tagged, and optionally a native VLAN carried untagged. On ingress:
+//!
+//! - an untagged frame belongs to the port's access or native VLAN; a trunk without a
+//!   native VLAN drops it;
+//! - an 802.1Q-tagged frame belongs to the VLAN of its tag if the port is a trunk that
+//!   carries it (a priority tag, VLAN 0, counts as untagged);
+//! - everything else is dropped (`vlan`): any tagged frame on an access port, whatever
+//!   its tags (no VLAN hopping by double tagging), a tag for a VLAN the trunk does not
+//!   carry, and 802.1ad service tags (hairpin is not a provider bridge).
+use std::fmt;
+
+use super::{DropReason, PortId, PortSet, VlanId};
+
+/// The 802.1Q customer tag's EtherType.
+pub const TPID_8021Q: u16 = 0x8100;
+/// The 802.1ad service tag's EtherType.
+pub const TPID_8021AD: u16 = 0x88a8;
+/// The pre-standard QinQ EtherType some switches still send.
+pub const TPID_QINQ_LEGACY: u16 = 0x9100;
+/// Bytes of one tag.
+pub const TAG_LEN: usize = 4;
+/// The VLAN ports belong to when nothing says otherwise.
+pub const DEFAULT_VLAN: VlanId = 1;
+/// VLAN IDs an operator may use: 0 means "priority tag only" and 4095 is reserved.
+pub const USABLE: std::ops::RangeInclusive<VlanId> = 1..=4094;
+
+/// One port's VLAN setting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortVlans {
+    /// Untagged in and out, in this VLAN.
+    Access(VlanId),
+    /// These VLANs tagged; untagged frames in `native`, if any.
+    Trunk {
+        /// VLANs carried tagged.
+        tagged: Vec<VlanId>,
+        /// The VLAN untagged frames belong to (sent untagged).
+        native: Option<VlanId>,
+    },
+}
+
+impl PortVlans {
+    /// Every VLAN the port carries.
+    pub fn vlans(&self) -> impl Iterator<Item = VlanId> + '_ {
+        let (untagged, tagged): (Option<VlanId>, &[VlanId]) = match self {
+            Self::Access(v) => (Some(*v), &[]),
+            Self::Trunk { tagged, native } => (*native, tagged),
+        };
+        untagged.into_iter().chain(tagged.iter().copied())
+    }
+}
+
+impl fmt::Display for PortVlans {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Access(v) => write!(f, "access VLAN {v}"),
+            Self::Trunk { tagged, native } => {
+                write!(f, "trunk of {} VLAN(s)", tagged.len())?;
+                if let Some(n) = native {
+                    write!(f, ", native VLAN {n}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A VLAN ID outside 1–4094.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("VLAN {0} is outside 1-4094")]
+pub struct BadVlan(pub u32);
+
+/// Parses a VLAN list such as `10,20,100-110`.
+pub fn parse_list(text: &str) -> Result<Vec<VlanId>, String> {
+    let one = |s: &str| -> Result<VlanId, String> {
+        let v: u32 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a VLAN number"))?;
+        check(v).map_err(|e| e.to_string())
+    };
+    let mut out = Vec::new();
+    for part in text.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (one(a)?, one(b)?);
+                if a > b {
+                    return Err(format!("{part:?}: the range runs backwards"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(one(part)?),
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+/// Checks that `v` is a usable VLAN ID.
+pub fn check(v: u32) -> Result<VlanId, BadVlan> {
+    match VlanId::try_from(v) {
+        Ok(id) if USABLE.contains(&id) => Ok(id),
+        _ => Err(BadVlan(v)),
+    }
+}
+
+/// A frame's VLAN as ingress classified it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Classified {
+    /// The VLAN (0 on a VLAN-unaware bridge).
+    pub vid: VlanId,
+    /// The tag control information, if the frame arrived with an 802.1Q tag.
+    pub tci: Option<u16>,
+}
+
+/// What to do to a frame's tag on its way out of one port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retag {
+    /// Leave it as it is.
+    Keep,
+    /// Insert a tag with this TCI after the source MAC.
+    Push(u16),
+    /// Remove the tag.
+    Pop,
+    /// Overwrite the tag's TCI (a priority-tagged frame leaving tagged).
+    Rewrite(u16),
+}
+
+/// Who carries which VLAN, built once from the ports' settings.
+#[derive(Debug)]
+pub struct VlanTable {
+    aware: bool,
+    /// Per port: the VLAN of its untagged frames.
+    pvid: Vec<Option<VlanId>>,
+    /// Per port: whether it accepts tagged frames at all (a trunk).
+    trunk: PortSet,
+    /// Per VLAN: the ports that carry it.
+    members: Box<[PortSet]>,
+    /// Per VLAN: the ports that send it untagged.
+    untagged: Box<[PortSet]>,
+}
+
+impl VlanTable {
+    /// The table for ports with these settings (`None`: no setting). VLAN-unaware if no
+    /// port has one.
+    pub fn new(ports: &[Option<PortVlans>]) -> Self {
+        let aware = ports.iter().any(Option::is_some);
+        let mut table = Self {
+            aware,
+            pvid: vec![None; ports.len()],
+            trunk: PortSet::EMPTY,
+            members: vec![PortSet::EMPTY; 4096].into_boxed_slice(),
+            untagged: vec![PortSet::EMPTY; 4096].into_boxed_slice(),
+        };
+        if !aware {
+            return table;
+        }
+        for (i, setting) in ports.iter().enumerate() {
+            let port = i as PortId;
+            let setting = setting.clone().unwrap_or(PortVlans::Access(DEFAULT_VLAN));
+            let untagged = match &setting {
+                PortVlans::Access(v) => Some(*v),
+                PortVlans::Trunk { native, .. } => {
+                    table.trunk = table.trunk.with(port);
+                    *native
+                }
+            };
+            table.pvid[i] = untagged;
+            for v in setting.vlans() {
+                let v = usize::from(v);
+                table.members[v] = table.members[v].with(port);
+            }
+            if let Some(v) = untagged {
+                let v = usize::from(v);
+                table.untagged[v] = table.untagged[v].with(port);
+            }
+        }
+        table
+    }
+
+    /// Whether any port has a VLAN setting.
+    pub fn is_aware(&self) -> bool {
+        self.aware
+    }
+
+    /// The ports that carry `vid` (every port on a VLAN-unaware bridge).
+    #[inline]
+    pub fn members(&self, vid: VlanId, all: PortSet) -> PortSet {
+        if self.aware {
+            self.members[usize::from(vid & 0xfff)]
+        } else {
+            all
+        }
+    }
+
+    /// Every VLAN `port` carries (none on a VLAN-unaware bridge).
+    pub fn vlans_of(&self, port: PortId) -> impl Iterator<Item = VlanId> + '_ {
+        (0..4096u16).filter(move |&v| self.aware && self.members[usize::from(v)].contains(port))
+    }
+
+    /// The VLAN of `frame` (at least an Ethernet header long) received on `ingress`, or
+    /// why it is dropped.
+    #[inline]
+    pub fn classify(&self, frame: &[u8], ingress: PortId) -> Result<Classified, DropReason> {
+        if !self.aware {
+            return Ok(Classified::default());
+        }
+        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+        let pvid = self.pvid[usize::from(ingress)];
+        match ethertype {
+            TPID_8021Q => {
+                if !self.trunk.contains(ingress) {
+                    return Err(DropReason::Vlan);
+                }
+                let Some(tag) = frame.get(14..16) else {
+                    return Err(DropReason::Runt);
+                };
+                let tci = u16::from_be_bytes([tag[0], tag[1]]);
+                let vid = match tci & 0xfff {
+                    0 => pvid.ok_or(DropReason::Vlan)?,
+                    v => v,
+                };
+                if self.members[usize::from(vid)].contains(ingress) {
+                    Ok(Classified {
+                        vid,
+                        tci: Some(tci),
+                    })
+                } else {
+                    Err(DropReason::Vlan)
+                }
+            }
+            TPID_8021AD | TPID_QINQ_LEGACY => Err(DropReason::Vlan),
+            _ => pvid
+                .map(|vid| Classified { vid, tci: None })
+                .ok_or(DropReason::Vlan),
+        }
+    }
+
+    /// What a frame classified as `c` needs on its way out of `egress` (a member of its
+    /// VLAN).
+    #[inline]
+    pub fn retag(&self, c: Classified, egress: PortId) -> Retag {
+        if !self.aware {
+            return Retag::Keep;
+        }
+        let tagged = !self.untagged[usize::from(c.vid)].contains(egress);
+        match (c.tci, tagged) {
+            (None, false) => Retag::Keep,
+            (None, true) => Retag::Push(c.vid),
+            (Some(_), false) => Retag::Pop,
+            (Some(tci), true) if tci & 0xfff == c.vid => Retag::Keep,
+            // A priority tag: keep its priority, fill in the VLAN.
+            (Some(tci), true) => Retag::Rewrite((tci & 0xf000) | c.vid),
+        }
+    }
+}
+
+/// `frame` with `retag` applied, as up to three slices to copy one after the other
+/// (`tag` holds the bytes of a pushed or rewritten tag).
+pub fn retagged_parts<'a>(
+    frame: &'a [u8],
+    retag: Retag,
+    tag: &'a mut [u8; TAG_LEN],
+) -> [&'a [u8]; 3] {
+    match retag {
+        Retag::Keep => [frame, &[], &[]],
+        Retag::Push(tci) => {
+            tag[..2].copy_from_slice(&TPID_8021Q.to_be_bytes());
+            tag[2..].copy_from_slice(&tci.to_be_bytes());
+            [&frame[..12], &tag[..], &frame[12..]]
+        }
+        Retag::Pop => [&frame[..12], &frame[16..], &[]],
+        Retag::Rewrite(tci) => {
+            tag[..2].copy_from_slice(&tci.to_be_bytes());
+            [&frame[..14], &tag[..2], &frame[16..]]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn untagged() -> Vec<u8> {
+        let mut f = vec![0u8; 60];
+        f[0] = 2;
+        f[6] = 2;
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f
+    }
+
+    fn tagged(tpid: u16, tci: u16) -> Vec<u8> {
+        let mut f = untagged();
+        f.splice(
+            12..12,
+            tpid.to_be_bytes().into_iter().chain(tci.to_be_bytes()),
+        );
+        f
+    }
+
+    fn table() -> VlanTable {
+        // 0: access 10; 1: access 20; 2: trunk 10,20 native 30; 3: no setting (VLAN 1).
+        VlanTable::new(&[
+            Some(PortVlans::Access(10)),
+            Some(PortVlans::Access(20)),
+            Some(PortVlans::Trunk {
+                tagged: vec![10, 20],
+                native: Some(30),
+            }),
+            None,
+        ])
+    }
+
+    #[test]
+    fn lists_parse_with_ranges_and_refuse_bad_ids() {
+        assert_eq!(parse_list("10,20,30-32").unwrap(), vec![10, 20, 30, 31, 32]);
+        assert_eq!(parse_list("5,5,4").unwrap(), vec![4, 5]);
+        assert!(parse_list("0").is_err());
+        assert!(parse_list("4095").is_err());
+        assert!(parse_list("20-10").is_err());
+        assert!(parse_list("ten").is_err());
+        assert!(parse_list("").is_err());
+    }
+
+    #[test]
+    fn ingress_puts_frames_in_their_port_s_vlan() {
+        let t = table();
+        let c = |f: &[u8], p| t.classify(f, p);
+        assert_eq!(c(&untagged(), 0), Ok(Classified { vid: 10, tci: None }));
+        assert_eq!(c(&untagged(), 2), Ok(Classified { vid: 30, tci: None }));
+        assert_eq!(c(&untagged(), 3), Ok(Classified { vid: 1, tci: None }));
+        assert_eq!(
+            c(&tagged(TPID_8021Q, 0x2014), 2),
+            Ok(Classified {
+                vid: 20,
+                tci: Some(0x2014)
+            })
+        );
+        // A priority tag is the native VLAN's.
+        assert_eq!(
+            c(&tagged(TPID_8021Q, 0x6000), 2),
+            Ok(Classified {
+                vid: 30,
+                tci: Some(0x6000)
+            })
+        );
+    }
+
+    #[test]
+    fn tagged_frames_never_hop_vlans() {
+        let t = table();
+        // A tag on an access port, even for the port's own VLAN, and double tags.
+        assert_eq!(
+            t.classify(&tagged(TPID_8021Q, 10), 0),
+            Err(DropReason::Vlan)
+        );
+        assert_eq!(
+            t.classify(&tagged(TPID_8021Q, 20), 0),
+            Err(DropReason::Vlan)
+        );
+        let mut double = tagged(TPID_8021Q, 20);
+        double.splice(12..12, [0x88, 0xa8, 0x00, 0x0a]);
+        assert_eq!(t.classify(&double, 0), Err(DropReason::Vlan));
+        assert_eq!(t.classify(&double, 2), Err(DropReason::Vlan));
+        // A trunk refuses VLANs it does not carry.
+        assert_eq!(
+            t.classify(&tagged(TPID_8021Q, 99), 2),
+            Err(DropReason::Vlan)
+        );
+        // A trunk without a native VLAN refuses untagged and priority-tagged frames.
+        let bare = VlanTable::new(&[Some(PortVlans::Trunk {
+            tagged: vec![10],
+            native: None,
+        })]);
+        assert_eq!(bare.classify(&untagged(), 0), Err(DropReason::Vlan));
+        assert_eq!(
+            bare.classify(&tagged(TPID_8021Q, 0), 0),
+            Err(DropReason::Vlan)
+        );
+        // A truncated tag.
+        assert_eq!(
+            t.classify(&tagged(TPID_8021Q, 10)[..15], 2),
+            Err(DropReason::Runt)
+        );
+    }
+
+    #[test]
+    fn egress_tags_exactly_where_the_port_carries_the_vlan_tagged() {
+        let t = table();
+        let plain = |vid| Classified { vid, tci: None };
+        let tag = |vid, tci| Classified {
+            vid,
+            tci: Some(tci),
+        };
+        assert_eq!(
+            t.members(10, PortSet::first(4)),
+            PortSet::EMPTY.with(0).with(2)
+        );
+        assert_eq!(t.members(1, PortSet::first(4)), PortSet::EMPTY.with(3));
+        assert_eq!(t.retag(plain(10), 0), Retag::Keep);
+        assert_eq!(t.retag(plain(10), 2), Retag::Push(10));
+        assert_eq!(t.retag(tag(10, 0x200a), 0), Retag::Pop);
+        assert_eq!(t.retag(tag(10, 0x200a), 2), Retag::Keep);
+        assert_eq!(t.retag(tag(30, 0x6000), 2), Retag::Pop);
+        let unaware = VlanTable::new(&[None, None]);
+        assert!(!unaware.is_aware());
+        assert_eq!(
+            unaware.classify(&tagged(TPID_8021Q, 10), 0),
+            Ok(Classified::default())
+        );
+        assert_eq!(unaware.retag(plain(0), 1), Retag::Keep);
+    }
+
+    #[test]
+    fn retagged_frames_have_the_right_bytes() {
+        let frame = untagged();
+        let mut tag = [0; TAG_LEN];
+        let pushed: Vec<u8> = retagged_parts(&frame, Retag::Push(0x0014), &mut tag).concat();
+        assert_eq!(pushed, tagged(TPID_8021Q, 0x0014));
+        let popped: Vec<u8> = retagged_parts(&pushed, Retag::Pop, &mut tag).concat();
+        assert_eq!(popped, frame);
+        let prio = tagged(TPID_8021Q, 0x6000);
+        let rewritten: Vec<u8> = retagged_parts(&prio, Retag::Rewrite(0x601e), &mut tag).concat();
+        assert_eq!(rewritten, tagged(TPID_8021Q, 0x601e));
+        assert_eq!(
+            retagged_parts(&frame, Retag::Keep, &mut tag).concat(),
+            frame
+        );
+    }
+}
