@@ -125,6 +125,11 @@ enum Dut {
     Veb,
     /// d0 a downlink, d1 the uplink: every frame goes up.
     Vepa,
+    /// `veb` with VLANs: d0 an access port of VLAN 10, d1 a trunk; every frame gets a
+    /// tag pushed on its way out.
+    VebVlan,
+    /// `vepa` with VLANs: d0 an access port of VLAN 10, d1 a trunk uplink.
+    VepaVlan,
     /// dpdk-testpmd, AF_XDP poll-mode driver, `io` forwarding.
     TestpmdIo,
     /// dpdk-testpmd, AF_XDP poll-mode driver, `mac` forwarding.
@@ -136,7 +141,7 @@ enum Dut {
 }
 
 impl Dut {
-    const ALL: [Self; 9] = [
+    const ALL: [Self; 11] = [
         Self::Direct,
         Self::Bridge,
         Self::OvsFlows,
@@ -146,6 +151,8 @@ impl Dut {
         Self::Xconnect,
         Self::Veb,
         Self::Vepa,
+        Self::VebVlan,
+        Self::VepaVlan,
     ];
 
     fn name(self) -> &'static str {
@@ -155,6 +162,8 @@ impl Dut {
             Self::Xconnect => "hairpin xconnect",
             Self::Veb => "hairpin veb",
             Self::Vepa => "hairpin vepa",
+            Self::VebVlan => "hairpin veb vlan",
+            Self::VepaVlan => "hairpin vepa vlan",
             Self::TestpmdIo => "testpmd io",
             Self::TestpmdMac => "testpmd mac",
             Self::OvsFlows => "ovs afxdp flows",
@@ -656,15 +665,22 @@ fn start_dut(lab: &mut Lab, dut: &Netns, kind: Dut, args: &Args, core: usize) ->
             Ok(Box::new(move |lab, _| stop_processes(lab, index)))
         }
         Dut::OvsFlows | Dut::OvsNormal => start_ovs(lab, dut, kind == Dut::OvsNormal, core),
-        Dut::Xconnect | Dut::Veb | Dut::Vepa => {
-            let ports: &[&str] = match kind {
-                Dut::Xconnect => &["--mode", "xconnect", "--ports", "d0,d1"],
-                Dut::Veb => &["--mode", "veb", "--ports", "d0,d1"],
-                _ => &["--mode", "vepa", "--ports", "d0", "--uplink", "d1"],
+        Dut::Xconnect | Dut::Veb | Dut::Vepa | Dut::VebVlan | Dut::VepaVlan => {
+            const VLANS: [&str; 4] = ["--vlan", "d0=10", "--trunk", "d1=10,20"];
+            let ports: Vec<&str> = match kind {
+                Dut::Xconnect => vec!["--mode", "xconnect", "--ports", "d0,d1"],
+                Dut::Veb => vec!["--mode", "veb", "--ports", "d0,d1"],
+                Dut::Vepa => vec!["--mode", "vepa", "--ports", "d0", "--uplink", "d1"],
+                Dut::VebVlan => [&["--mode", "veb", "--ports", "d0,d1"][..], &VLANS].concat(),
+                _ => [
+                    &["--mode", "vepa", "--ports", "d0", "--uplink", "d1"][..],
+                    &VLANS,
+                ]
+                .concat(),
             };
             let mut cmd = dut.command(&args.hairpin.to_string_lossy());
             cmd.arg("run")
-                .args(ports)
+                .args(&ports)
                 .args(["--cores", &core.to_string()])
                 .args(args.hairpin_args.split_whitespace())
                 .stdout(log_target(args.dut_log.as_deref())?)

@@ -425,6 +425,20 @@ mod tests {
     }
 
     #[test]
+    fn every_example_in_the_readme_is_a_valid_config() {
+        let readme = include_str!("../../../README.md");
+        let mut examples = 0;
+        for block in readme.split("```toml\n").skip(1) {
+            let text = block.split("```").next().unwrap();
+            if let Err(e) = RunConfig::parse(text, Path::new("README.md")) {
+                panic!("README example does not parse: {e}\n{text}");
+            }
+            examples += 1;
+        }
+        assert!(examples >= 5, "{examples} examples found");
+    }
+
+    #[test]
     fn reads_access_ports_and_trunks() {
         let config = RunConfig::parse(
             "[[port]]\nname = \"vm1\"\nvlan = 10\n[[port]]\nname = \"up\"\ntrunk = \"10,20-22\"\nnative = 5\n[[port]]\nname = \"vm2\"",
