@@ -173,6 +173,30 @@ impl LiveFrames {
         Ok(())
     }
 
+    /// Spreads the frames over `flows` flows (UDP source ports 9000 and up).
+    pub fn set_flows(&mut self, flows: u32) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(hairpin_common::maps::GEN_CONFIG)
+            .context("no GEN_CONFIG map")?;
+        let mut config: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map)?;
+        config.set(1, flows.clamp(1, hairpin_common::probe::MAX_FLOWS), 0)?;
+        Ok(())
+    }
+
+    /// Starts the sequence numbers again from 0, as the sink's flow state is reset for
+    /// each trial.
+    fn reset_sequence(&mut self) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(hairpin_common::maps::GEN_STATE)
+            .context("no GEN_STATE map")?;
+        let mut state: aya::maps::PerCpuArray<_, u64> = aya::maps::PerCpuArray::try_from(map)?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
+        state.set(2, aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?, 0)?;
+        Ok(())
+    }
+
     /// Transmits `frame` out of interface `ifindex` (of the calling thread's namespace)
     /// for about `duration`, `share` runs in 1024.
     pub fn blast(
@@ -184,6 +208,7 @@ impl LiveFrames {
     ) -> Result<Paced> {
         use aya::programs::{TestRun as _, TestRunAttrs, TestRunOptions};
         self.set_share(share)?;
+        self.reset_sequence()?;
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
         // egress_ifindex.
         let len = u32::try_from(frame.len()).context("frame too long")?;

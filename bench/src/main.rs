@@ -22,16 +22,14 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use clap::Parser;
 use hairpin::{
-    control::{
-        port::Interface,
-        preflight,
-        xdp::{Steering, XdpAttachMode},
-    },
+    control::{port::Interface, preflight, xdp::XdpAttachMode},
     netlab::{Lab, Netns},
 };
-use hairpin_common::{PortConf, port_flags};
 
 mod generator;
+mod sink;
+
+use sink::ProbeSink;
 
 /// Measure hairpin against the Linux bridge, Open vSwitch and dpdk-testpmd.
 #[derive(Debug, Parser)]
@@ -48,6 +46,13 @@ struct Args {
     /// Trials in the binary search for the zero-loss rate (0: no search).
     #[arg(long, default_value_t = 7)]
     search_steps: u32,
+    /// Latency is measured in a trial at this fraction of each device's zero-loss rate.
+    #[arg(long, default_value_t = 0.5)]
+    latency_load: f64,
+    /// Flows the generator spreads its frames over (UDP source ports 9000 and up); the
+    /// sink checks each flow's order.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=256))]
+    flows: u32,
     /// Loss (percent) a trial may show and still count as zero-loss.
     #[arg(long, default_value_t = 0.1)]
     loss_tolerance: f64,
@@ -185,9 +190,49 @@ struct Trial {
     sent: u64,
     received: u64,
     seconds: f64,
+    /// Frames that arrived after a later frame of their flow.
+    reordered: u64,
+    /// Frames that arrived with the generator's probe.
+    probed: u64,
+    /// One-way latency of the frames that arrived (ns); empty without probes.
+    latency: hdrhistogram::Histogram<u64>,
 }
 
+/// The latency percentiles reported.
+const PERCENTILES: [(&str, f64); 4] =
+    [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9)];
+
 impl Trial {
+    /// `p50/p90/p99/p99.9/max` in µs, or `n/a` without probes.
+    fn latency_text(&self) -> String {
+        if self.latency.is_empty() {
+            return "n/a".to_owned();
+        }
+        let us = |ns: u64| format!("{:.1}", ns as f64 / 1e3);
+        let mut parts: Vec<String> = PERCENTILES
+            .iter()
+            .map(|&(name, q)| format!("{name} {}", us(self.latency.value_at_quantile(q / 100.0))))
+            .collect();
+        parts.push(format!("max {} us", us(self.latency.max())));
+        parts.join(", ")
+    }
+
+    fn percentiles_json(&self) -> serde_json::Value {
+        if self.latency.is_empty() {
+            return serde_json::Value::Null;
+        }
+        let mut out = serde_json::Map::new();
+        for (name, q) in PERCENTILES {
+            out.insert(
+                name.to_owned(),
+                self.latency.value_at_quantile(q / 100.0).into(),
+            );
+        }
+        out.insert("max".to_owned(), self.latency.max().into());
+        out.insert("samples".to_owned(), self.latency.len().into());
+        out.into()
+    }
+
     fn mpps(&self) -> f64 {
         self.received as f64 / self.seconds / 1e6
     }
@@ -243,7 +288,8 @@ fn run(mut args: Args) -> Result<()> {
     // Live frames arrive on d0 as xdp_frames, which a veth takes only in NAPI mode: on
     // when an XDP program is attached (hairpin), or with GRO on (the Linux bridge).
     dut.run("ethtool", &["-K", "d0", "gro", "on"])?;
-    let live = generator::LiveFrames::load()?;
+    let mut live = generator::LiveFrames::load()?;
+    live.set_flows(args.flows)?;
     let g0_index = gen_ns.enter(|| Interface::lookup("g0").map(|i| i.ifindex))??;
     let generator = Generator {
         kind: args.generator,
@@ -251,9 +297,9 @@ fn run(mut args: Args) -> Result<()> {
         ifindex: g0_index,
     };
 
-    let (steering, sink_mac) = sink.enter(|| drop_sink("s0", args.sink_xdp))??;
+    let (mut sink_s0, sink_iface) = sink.enter(|| ProbeSink::attach("s0", args.sink_xdp))??;
+    let sink_mac = sink_iface.mac;
     let gen_mac = gen_ns.enter(|| Interface::lookup("g0").map(|i| i.mac))??;
-    let sunk = |s: &Steering| s.queue_stats(0, 0).map(|s| s.dropped);
     let sizes: Vec<usize> = args
         .sizes
         .iter()
@@ -298,45 +344,59 @@ fn run(mut args: Args) -> Result<()> {
         for round in 0..args.rounds {
             for (dut_kind, outcomes) in &mut results {
                 // The direct path counts on d0 itself; every other device on s0.
-                let direct = match dut_kind {
-                    Dut::Direct => Some(dut.enter(|| drop_sink("d0", XdpAttachMode::Native))??.0),
+                let mut direct = match dut_kind {
+                    Dut::Direct => Some(
+                        dut.enter(|| ProbeSink::attach("d0", XdpAttachMode::Native))??
+                            .0,
+                    ),
                     _ => None,
                 };
-                let counter = direct.as_ref().unwrap_or(&steering);
-                let count = || sunk(counter);
+                let counter = match direct.as_mut() {
+                    Some(d) => d,
+                    None => &mut sink_s0,
+                };
                 let stop = start_dut(&mut lab, &dut, *dut_kind, &args, fwd_core)?;
                 harness.context = format!("{}|{size}|{}", dut_kind.name(), round + 1);
                 // Let the forwarder settle (and the bridge learn) before measuring.
                 let all = hairpin_common::GEN_SHARE_ONE;
-                harness.trial(Duration::from_millis(200), all, &count)?;
-                let overload = harness.trial(seconds, all, &count)?;
+                harness.trial(Duration::from_millis(200), all, counter)?;
+                let overload = harness.trial(seconds, all, counter)?;
                 let zero_loss = if args.search_steps > 0 {
-                    harness.zero_loss_rate(&count, seconds, &args)?
+                    harness.zero_loss_rate(counter, seconds, &args)?
                 } else {
                     None
                 };
+                // Latency at a fraction of the zero-loss rate (of the overload rate when
+                // no rate was loss-free).
+                let full = zero_loss.map_or(all, |z| z.share);
+                let share = ((f64::from(full) * args.latency_load).round() as u32).max(1);
+                let at_load = harness.trial(seconds, share, counter)?;
                 stop(&mut lab, &dut)?;
                 drop(direct);
                 println!(
-                    "  {size:>4} B round {}: {:<17} overload: {:>6.3} Mpps offered, {:>6.3} delivered ({:>4.1}% lost); zero-loss: {}",
+                    "  {size:>4} B round {}: {:<17} overload: {:>6.3} Mpps offered, {:>6.3} delivered ({:>4.1}% lost); zero-loss: {}; latency at {:.3} Mpps: {}",
                     round + 1,
                     dut_kind.name(),
                     overload.offered() / 1e6,
                     overload.mpps(),
                     loss(&overload),
-                    zero_loss.map_or("n/a".to_owned(), |r| format!("{:.3} Mpps", r / 1e6)),
+                    zero_loss.map_or("n/a".to_owned(), |z| format!("{:.3} Mpps", z.rate / 1e6)),
+                    at_load.offered() / 1e6,
+                    at_load.latency_text(),
                 );
                 outcomes.push(Outcome {
                     overload,
-                    zero_loss,
+                    zero_loss: zero_loss.map(|z| z.rate),
+                    at_load,
                 });
             }
         }
         println!();
+        let load = (args.latency_load * 100.0).round();
         println!(
-            "| {size} B | zero-loss Mpps (median) | Gbit/s at zero loss | under overload Mpps (median) | zero-loss by round |"
+            "| {size} B | zero-loss Mpps (median) | Gbit/s at zero loss | under overload Mpps (median) | zero-loss by round | latency at {load}% p50 / p99 / p99.9 / max us (median) |"
         );
-        println!("| --- | ---: | ---: | ---: | --- |");
+        println!("| --- | ---: | ---: | ---: | --- | ---: |");
         for (dut_kind, outcomes) in &results {
             let overload = median(outcomes.iter().map(|o| o.overload.mpps()));
             let zero: Vec<f64> = outcomes
@@ -351,12 +411,26 @@ fn run(mut args: Args) -> Result<()> {
             };
             // Line rate counts the frame, its FCS, preamble and inter-frame gap: 20 bytes more.
             let gbps = zero_median.map(|m| m * 1e6 * (size + 20) as f64 * 8.0 / 1e9);
+            // Each percentile's median over the rounds.
+            let pct = |q: Option<f64>| {
+                let values: Vec<f64> = outcomes
+                    .iter()
+                    .filter(|o| !o.at_load.latency.is_empty())
+                    .map(|o| {
+                        let h = &o.at_load.latency;
+                        q.map_or(h.max(), |q| h.value_at_quantile(q)) as f64 / 1e3
+                    })
+                    .collect();
+                (!values.is_empty()).then(|| median(values.into_iter()))
+            };
+            let latency = [pct(Some(0.5)), pct(Some(0.99)), pct(Some(0.999)), pct(None)];
             println!(
-                "| {} | {} | {} | {overload:.3} | {} |",
+                "| {} | {} | {} | {overload:.3} | {} | {} |",
                 dut_kind.name(),
                 fmt(zero_median, 3),
                 fmt(gbps, 2),
-                each.join(", ")
+                each.join(", "),
+                latency.map(|v| fmt(v, 1)).join(" / "),
             );
             summary.push(serde_json::json!({
                 "size": size,
@@ -364,6 +438,10 @@ fn run(mut args: Args) -> Result<()> {
                 "zero_loss_mpps_median": zero_median,
                 "overload_mpps_median": overload,
                 "zero_loss_mpps_by_round": zero,
+                "latency_load": args.latency_load,
+                "latency_us_median": {
+                    "p50": latency[0], "p99": latency[1], "p99.9": latency[2], "max": latency[3],
+                },
             }));
         }
         println!();
@@ -391,24 +469,8 @@ fn run(mut args: Args) -> Result<()> {
             println!("hairpin-bench: report checked: well-formed");
         }
     }
-    drop(steering);
+    drop(sink_s0);
     Ok(())
-}
-
-/// hairpin's XDP program on `ifname` in drop mode: counts and drops every frame.
-fn drop_sink(ifname: &str, mode: XdpAttachMode) -> Result<(Steering, hairpin::control::port::Mac)> {
-    let iface = Interface::lookup(ifname)?;
-    let mut steering = Steering::load()?;
-    steering.configure_port(
-        &iface,
-        PortConf {
-            slot: 0,
-            flags: port_flags::DROP,
-            ..PortConf::default()
-        },
-    )?;
-    steering.attach(&iface, mode)?;
-    Ok((steering, iface.mac))
 }
 
 /// Reads the JSON report at `path` back and checks its shape (see `--check`).
@@ -510,6 +572,17 @@ struct Outcome {
     /// Frames per second delivered at the highest zero-loss rate found (none: no
     /// searched rate was loss-free, or no search).
     zero_loss: Option<f64>,
+    /// The trial at `--latency-load` of the zero-loss rate.
+    at_load: Trial,
+}
+
+/// The zero-loss rate found, and the generator share that offered it.
+#[derive(Clone, Copy, Debug)]
+struct ZeroLoss {
+    /// Frames per second delivered.
+    rate: f64,
+    /// Runs in 1024 the generator transmitted.
+    share: u32,
 }
 
 fn median(values: impl Iterator<Item = f64>) -> f64 {
@@ -517,8 +590,6 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
-
-type Sink<'a> = dyn Fn() -> Result<u64, hairpin::control::xdp::XdpError> + 'a;
 
 struct Harness<'a> {
     gen_ns: &'a Netns,
@@ -534,8 +605,8 @@ struct Harness<'a> {
 impl Harness<'_> {
     /// One trial: the generator runs for about `duration` sending `share` runs in 1024
     /// (all of them: flat out), and the sink counts what arrived.
-    fn trial(&mut self, duration: Duration, share: u32, sunk: &Sink<'_>) -> Result<Trial> {
-        let before = sunk()?;
+    fn trial(&mut self, duration: Duration, share: u32, sink: &mut ProbeSink) -> Result<Trial> {
+        sink.reset()?;
         let (frame, core, g) = (&self.frame, self.core, &mut self.generator);
         let (sent, seconds) = self.gen_ns.enter(|| -> Result<(u64, f64)> {
             core_affinity::set_for_current(core_affinity::CoreId { id: core });
@@ -552,11 +623,14 @@ impl Harness<'_> {
         })??;
         // Frames still in flight land within a moment.
         thread::sleep(Duration::from_millis(50));
-        let after = sunk()?;
+        let reading = sink.reading()?;
         let t = Trial {
             sent,
-            received: after - before,
+            received: reading.frames,
             seconds,
+            reordered: reading.reordered,
+            probed: reading.probed,
+            latency: reading.latency,
         };
         let mut context = self.context.split('|');
         self.log.push(serde_json::json!({
@@ -570,6 +644,9 @@ impl Harness<'_> {
             "offered_mpps": t.offered() / 1e6,
             "delivered_mpps": t.mpps(),
             "loss_percent": loss(&t),
+            "reordered": t.reordered,
+            "probed": t.probed,
+            "latency_ns": t.percentiles_json(),
         }));
         Ok(t)
     }
@@ -579,10 +656,10 @@ impl Harness<'_> {
     /// frames per second at that rate.
     fn zero_loss_rate(
         &mut self,
-        sunk: &Sink<'_>,
+        sink: &mut ProbeSink,
         duration: Duration,
         args: &Args,
-    ) -> Result<Option<f64>> {
+    ) -> Result<Option<ZeroLoss>> {
         let (mut lo, mut hi) = (0u32, hairpin_common::GEN_SHARE_ONE);
         let mut best = None;
         for _ in 0..args.search_steps {
@@ -590,7 +667,7 @@ impl Harness<'_> {
             if share == hi && hi != hairpin_common::GEN_SHARE_ONE {
                 break;
             }
-            let t = self.trial(duration, share, sunk)?;
+            let t = self.trial(duration, share, sink)?;
             if args.verbose {
                 println!(
                     "    share {share:>4}/1024: offered {:.3} Mpps, delivered {:.3} Mpps, lost {} ({:.3}%)",
@@ -601,7 +678,10 @@ impl Harness<'_> {
                 );
             }
             if loss(&t) <= args.loss_tolerance {
-                best = Some(t.received as f64 / t.seconds);
+                best = Some(ZeroLoss {
+                    rate: t.received as f64 / t.seconds,
+                    share,
+                });
                 lo = share;
             } else {
                 hi = share - 1;

@@ -26,6 +26,66 @@ pub const GENERATOR_PROGRAM_NAME: &str = "hairpin_gen";
 /// The generator sends `GEN_CONFIG[0]` runs out of this many.
 pub const GEN_SHARE_ONE: u32 = 1024;
 
+/// Name of the benchmark sink's XDP program: counts, reads the probe, drops.
+pub const SINK_PROGRAM_NAME: &str = "hairpin_sink";
+
+/// The probe the benchmark's generator writes into every frame it sends, and its sink
+/// reads: a flow number, a sequence number and the send time, in the UDP payload.
+pub mod probe {
+    /// Where the probe starts in an untagged frame: after the Ethernet (14), IPv4 (20)
+    /// and UDP (8) headers. A frame with one 802.1Q tag has it four bytes later.
+    pub const OFFSET: usize = 42;
+    /// Bytes of the probe: magic (2), flow (2), sequence (4), send time in ns (8), all
+    /// little-endian. It fits the 18 payload bytes of a 64-byte frame.
+    pub const LEN: usize = 16;
+    /// The probe's first two bytes.
+    pub const MAGIC: u16 = 0x6870;
+    /// Most flows the generator spreads frames over (`GEN_CONFIG[1]`).
+    pub const MAX_FLOWS: u32 = 256;
+    /// Buckets of the sink's latency histogram.
+    pub const LATENCY_BUCKETS: u32 = 1024;
+    /// Latencies below this many ns have linear buckets [`LINEAR_STEP`] wide.
+    const LINEAR_END: u64 = 1024;
+    /// Width of the linear buckets.
+    const LINEAR_STEP: u64 = 16;
+    /// Sub-buckets per power of two above [`LINEAR_END`] (about 3 % wide each).
+    const SUB: u64 = 32;
+    /// log2 of [`LINEAR_END`].
+    const LINEAR_BITS: u32 = 10;
+
+    /// The histogram bucket of a latency of `ns` nanoseconds: 16 ns steps up to 1 µs,
+    /// then 32 buckets per power of two (3 % precision) up to about a minute; longer
+    /// latencies land in the last bucket.
+    #[inline(always)]
+    pub const fn bucket(ns: u64) -> u32 {
+        if ns < LINEAR_END {
+            return (ns / LINEAR_STEP) as u32;
+        }
+        let exp = 63 - ns.leading_zeros(); // >= LINEAR_BITS
+        let sub = (ns >> (exp - 5)) & (SUB - 1);
+        let b = (LINEAR_END / LINEAR_STEP) + (exp - LINEAR_BITS) as u64 * SUB + sub;
+        if b >= LATENCY_BUCKETS as u64 {
+            LATENCY_BUCKETS - 1
+        } else {
+            b as u32
+        }
+    }
+
+    /// The latencies (ns) bucket `b` holds: `low..high`.
+    pub const fn bucket_range(b: u32) -> (u64, u64) {
+        let b = b as u64;
+        let linear = LINEAR_END / LINEAR_STEP;
+        if b < linear {
+            return (b * LINEAR_STEP, (b + 1) * LINEAR_STEP);
+        }
+        let exp = LINEAR_BITS as u64 + (b - linear) / SUB;
+        let sub = (b - linear) % SUB;
+        let width = 1u64 << (exp - 5);
+        let low = (1u64 << exp) + sub * width;
+        (low, low + width)
+    }
+}
+
 /// Map names, as the eBPF object declares them.
 pub mod maps {
     /// `HashMap<u32 ifindex, PortConf>`: which ports hairpin serves.
@@ -43,8 +103,15 @@ pub mod maps {
     /// `Array<u32>`: the generator's share of runs that transmit, out of
     /// [`super::GEN_SHARE_ONE`].
     pub const GEN_CONFIG: &str = "GEN_CONFIG";
-    /// `PerCpuArray<u64>`: the generator's pacing accumulator and frames sent.
+    /// `PerCpuArray<u64>`: the generator's pacing accumulator, frames sent, and next
+    /// sequence number.
     pub const GEN_STATE: &str = "GEN_STATE";
+    /// `PerCpuArray<u64>`: the sink's counters, by [`super::sink_stat`].
+    pub const SINK_STATS: &str = "SINK_STATS";
+    /// `PerCpuArray<u64>`: the sink's latency histogram, by [`super::probe::bucket`].
+    pub const SINK_LATENCY: &str = "SINK_LATENCY";
+    /// `Array<u64>`: per flow, one more than the highest sequence number seen.
+    pub const SINK_FLOWS: &str = "SINK_FLOWS";
 }
 
 /// The slot of (port, queue) in the XSKMAP and the per-queue counters.
@@ -74,6 +141,18 @@ pub struct PortConf {
     pub _pad: [u8; 2],
 }
 
+/// Indices of the sink's counters in `SINK_STATS`.
+pub mod sink_stat {
+    /// Every frame.
+    pub const FRAMES: u32 = 0;
+    /// Frames that carried a probe.
+    pub const PROBED: u32 = 1;
+    /// Probed frames older than one already seen on their flow.
+    pub const REORDERED: u32 = 2;
+    /// How many counters.
+    pub const COUNT: u32 = 3;
+}
+
 /// Bits of [`PortConf::flags`].
 pub mod port_flags {
     /// Redirect frames into the AF_XDP socket bound to their queue (when one is).
@@ -81,8 +160,6 @@ pub mod port_flags {
     /// Hand frames addressed to [`super::PortConf::host_mac`], and ARP requests and IPv6
     /// neighbour solicitations for the host's addresses, to the kernel's stack.
     pub const PASS_HOST_MAC: u32 = 1 << 1;
-    /// Count and drop every frame (`XDP_DROP`): the benchmark's sink.
-    pub const DROP: u32 = 1 << 2;
 }
 
 /// Per-(port, queue) counters kept by the XDP program, one copy per CPU.
@@ -97,7 +174,7 @@ pub struct QueueStats {
     pub steered: u64,
     /// Frames handed to the kernel's stack (`XDP_PASS`): no socket bound, or host traffic.
     pub passed: u64,
-    /// Frames dropped (`XDP_DROP`, on a port in [`port_flags::DROP`] mode).
+    /// Frames dropped (`XDP_DROP`). Reserved: the program drops nothing today.
     pub dropped: u64,
 }
 
@@ -135,6 +212,34 @@ mod tests {
         );
         assert_eq!(xsk_index(MAX_PORTS, 0), None);
         assert_eq!(xsk_index(0, MAX_QUEUES), None);
+    }
+
+    #[test]
+    fn latency_buckets_cover_every_latency_in_order() {
+        let mut last = 0;
+        for ns in [
+            0,
+            15,
+            16,
+            1023,
+            1024,
+            1056,
+            5000,
+            123_456,
+            10_000_000,
+            60_000_000_000,
+        ] {
+            let b = probe::bucket(ns);
+            assert!(b >= last, "{ns} ns went backwards");
+            last = b;
+            let (low, high) = probe::bucket_range(b);
+            assert!(
+                low <= ns && ns < high,
+                "{ns} ns not in bucket {b} = {low}..{high}"
+            );
+            assert!(high - low <= low / 32 + 16, "bucket {b} too wide");
+        }
+        assert_eq!(probe::bucket(u64::MAX), probe::LATENCY_BUCKETS - 1);
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! and redirects it into the AF_XDP socket bound to that queue in `XSKS`. A frame goes
 //! to the kernel's stack (`XDP_PASS`) when its port is not served, when no socket is
 //! bound to its queue, or when it is addressed to the host's own MAC on that port (or is an
-//! ARP request or IPv6 neighbour solicitation for one of the host's addresses there). A port
-//! in `DROP` mode (the benchmark's sink) counts and drops everything.
+//! ARP request or IPv6 neighbour solicitation for one of the host's addresses there).
+//!
+//! Two more programs serve the benchmark (`bench/`): `hairpin_gen`, its traffic
+//! generator, and `hairpin_sink`, its counting, latency-measuring sink.
 //!
 //! Built by `cargo xtask build` for `bpfel-unknown-none`; the user-space forwarder
 //! embeds the object and loads it with aya.
@@ -15,11 +17,14 @@
 
 use aya_ebpf::{
     bindings::xdp_action,
+    helpers::bpf_ktime_get_ns,
     macros::{map, xdp},
     maps::{Array, HashMap, PerCpuArray, XskMap},
     programs::XdpContext,
 };
-use hairpin_common::{MAX_PORT_QUEUES, MAX_PORTS, PortConf, QueueStats, port_flags, xsk_index};
+use hairpin_common::{
+    MAX_PORT_QUEUES, MAX_PORTS, PortConf, QueueStats, port_flags, probe, sink_stat, xsk_index,
+};
 
 #[map]
 static PORTS: HashMap<u32, PortConf> = HashMap::with_max_entries(MAX_PORTS, 0);
@@ -60,9 +65,7 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     let stats = QUEUE_STATS.get_ptr_mut(index);
 
-    let action = if port.flags & port_flags::DROP != 0 {
-        xdp_action::XDP_DROP
-    } else if port.flags & port_flags::STEER == 0 || is_for_host(&ctx, port) {
+    let action = if port.flags & port_flags::STEER == 0 || is_for_host(&ctx, port) {
         xdp_action::XDP_PASS
     } else {
         // On a miss (no socket bound at `index`) the helper returns the low bits of the
@@ -86,35 +89,134 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
     action
 }
 
-/// The generator's pacing: transmit `GEN_CONFIG[0]` out of every 1024 runs.
+/// The generator's settings: `[0]` transmit this many runs out of every 1024; `[1]`
+/// spread frames over this many flows (0 or 1: one).
 #[map]
-static GEN_CONFIG: Array<u32> = Array::with_max_entries(1, 0);
+static GEN_CONFIG: Array<u32> = Array::with_max_entries(2, 0);
 
-/// The generator's per-CPU state: `[0]` the pacing accumulator, `[1]` frames sent.
+/// The generator's per-CPU state: `[0]` the pacing accumulator, `[1]` frames sent, `[2]`
+/// the next sequence number.
 #[map]
-static GEN_STATE: PerCpuArray<u64> = PerCpuArray::with_max_entries(2, 0);
+static GEN_STATE: PerCpuArray<u64> = PerCpuArray::with_max_entries(3, 0);
 
 /// The benchmark's traffic generator: sends the test frame back out of the port it is
 /// run on. Run with `BPF_PROG_TEST_RUN` in live-frames mode, it transmits without an skb
 /// per frame (as xdp-trafficgen does). To offer less than its full rate it transmits
 /// `GEN_CONFIG[0]` runs in 1024, evenly spaced (an error accumulator, as Bresenham's line
-/// does), and drops the others, so a paced stream has no bursts.
+/// does), and drops the others, so a paced stream has no bursts. Every frame it sends
+/// carries a [`probe`]: its flow (sequence number modulo `GEN_CONFIG[1]`, also the UDP
+/// source port's offset from 9000), its sequence number and the time it was sent.
 #[xdp]
-pub fn hairpin_gen(_ctx: XdpContext) -> u32 {
+pub fn hairpin_gen(ctx: XdpContext) -> u32 {
     let share = GEN_CONFIG.get(0).map_or(GEN_SHARE_ONE, |s| u64::from(*s));
-    let (Some(acc), Some(sent)) = (GEN_STATE.get_ptr_mut(0), GEN_STATE.get_ptr_mut(1)) else {
+    let flows = GEN_CONFIG.get(1).map_or(1, |f| u64::from(*f)).max(1);
+    let (Some(acc), Some(sent), Some(seq)) = (
+        GEN_STATE.get_ptr_mut(0),
+        GEN_STATE.get_ptr_mut(1),
+        GEN_STATE.get_ptr_mut(2),
+    ) else {
         return xdp_action::XDP_ABORTED;
     };
     // SAFETY: per-CPU array elements, touched only by this CPU while this program runs on
     // it; `get_ptr_mut` returned valid, aligned pointers into the map.
-    let (acc, sent) = unsafe { (&mut *acc, &mut *sent) };
+    let (acc, sent, seq) = unsafe { (&mut *acc, &mut *sent, &mut *seq) };
     *acc += share;
-    if *acc >= GEN_SHARE_ONE {
-        *acc -= GEN_SHARE_ONE;
-        *sent += 1;
-        xdp_action::XDP_TX
+    if *acc < GEN_SHARE_ONE {
+        return xdp_action::XDP_DROP;
+    }
+    *acc -= GEN_SHARE_ONE;
+    let start = ctx.data();
+    if start + probe::OFFSET + probe::LEN > ctx.data_end() {
+        return xdp_action::XDP_ABORTED;
+    }
+    let flow = (*seq % flows) as u16;
+    let mut stamp = [0u8; probe::LEN];
+    stamp[..2].copy_from_slice(&probe::MAGIC.to_le_bytes());
+    stamp[2..4].copy_from_slice(&flow.to_le_bytes());
+    stamp[4..8].copy_from_slice(&(*seq as u32).to_le_bytes());
+    // SAFETY: a helper without arguments.
+    stamp[8..].copy_from_slice(&unsafe { bpf_ktime_get_ns() }.to_le_bytes());
+    // SAFETY: the bounds check above proves the probe and the UDP source port (bytes
+    // 34..36) lie inside the frame, which this program may write.
+    unsafe {
+        *((start + probe::OFFSET) as *mut [u8; probe::LEN]) = stamp;
+        *((start + 34) as *mut [u8; 2]) = (9000 + flow).to_be_bytes();
+    }
+    *seq += 1;
+    *sent += 1;
+    xdp_action::XDP_TX
+}
+
+/// The sink's per-CPU counters, by `hairpin_common::sink_stat`.
+#[map]
+static SINK_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(sink_stat::COUNT, 0);
+
+/// The sink's per-CPU latency histogram, by `probe::bucket`.
+#[map]
+static SINK_LATENCY: PerCpuArray<u64> = PerCpuArray::with_max_entries(probe::LATENCY_BUCKETS, 0);
+
+/// Per flow, one more than the highest sequence number the sink has seen (0: none).
+/// Shared by CPUs with plain loads and stores: exact while the sink runs on one CPU at
+/// a time, as a veth's NAPI does.
+#[map]
+static SINK_FLOWS: Array<u64> = Array::with_max_entries(probe::MAX_FLOWS, 0);
+
+/// The benchmark's sink: counts every frame, and for a frame with the generator's
+/// [`probe`] (untagged, or under one 802.1Q tag) records its one-way latency (same host,
+/// same clock) and whether it arrived after a later frame of its flow; then drops it.
+#[xdp]
+pub fn hairpin_sink(ctx: XdpContext) -> u32 {
+    count(sink_stat::FRAMES);
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + 14 > end {
+        return xdp_action::XDP_DROP;
+    }
+    // SAFETY: the bounds check above covers the Ethernet header.
+    let header = unsafe { &*(start as *const [u8; 14]) };
+    let at = if u16::from_be_bytes([header[12], header[13]]) == 0x8100 {
+        start + probe::OFFSET + 4
     } else {
-        xdp_action::XDP_DROP
+        start + probe::OFFSET
+    };
+    if at + probe::LEN > end {
+        return xdp_action::XDP_DROP;
+    }
+    // SAFETY: the bounds check above covers the probe.
+    let stamp = unsafe { *(at as *const [u8; probe::LEN]) };
+    if u16::from_le_bytes([stamp[0], stamp[1]]) != probe::MAGIC {
+        return xdp_action::XDP_DROP;
+    }
+    count(sink_stat::PROBED);
+    let flow = u32::from(u16::from_le_bytes([stamp[2], stamp[3]]));
+    let seq = u64::from(u32::from_le_bytes([stamp[4], stamp[5], stamp[6], stamp[7]]));
+    let mut sent = [0u8; 8];
+    sent.copy_from_slice(&stamp[8..]);
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let latency = now.saturating_sub(u64::from_le_bytes(sent));
+    if let Some(bucket) = SINK_LATENCY.get_ptr_mut(probe::bucket(latency)) {
+        // SAFETY: a per-CPU element, touched only by this CPU while this program runs.
+        unsafe { *bucket += 1 };
+    }
+    if let Some(last) = SINK_FLOWS.get_ptr_mut(flow) {
+        // SAFETY: a valid element of the array; see the map's note on concurrency.
+        let last = unsafe { &mut *last };
+        if seq + 1 <= *last {
+            count(sink_stat::REORDERED);
+        } else {
+            *last = seq + 1;
+        }
+    }
+    xdp_action::XDP_DROP
+}
+
+/// Adds one to the sink's per-CPU counter `index`.
+#[inline(always)]
+fn count(index: u32) {
+    if let Some(c) = SINK_STATS.get_ptr_mut(index) {
+        // SAFETY: a per-CPU element, touched only by this CPU while this program runs.
+        unsafe { *c += 1 };
     }
 }
 
