@@ -26,6 +26,7 @@ use hairpin::{
     netlab::{Lab, Netns},
 };
 
+mod charts;
 mod generator;
 mod sink;
 
@@ -66,6 +67,11 @@ struct Args {
     /// Write every trial and the summary to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write the run here: `report.json` (unless `--json` says elsewhere), and PNG charts
+    /// `throughput.png` (zero-loss Mpps by frame size) and `latency-SIZE.png` (latency
+    /// percentile curves at `--latency-load`).
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Extra arguments for `hairpin run`, space-separated. The default, `--busy-poll`,
     /// gives hairpin's worker its core to spin on, as PMD-based forwarders run.
     #[arg(long, default_value = "--busy-poll", allow_hyphen_values = true)]
@@ -80,11 +86,11 @@ struct Args {
     /// on a veth first copies each such skb into a page with XDP headroom.
     #[arg(long, value_enum, default_value_t = XdpAttachMode::Generic)]
     sink_xdp: XdpAttachMode,
-    /// After the run, read the JSON report back (`--json` is required) and fail unless
-    /// it is well-formed: every device measured at every size, every figure a finite
-    /// non-negative number, and every device forwarding frames. Checks the harness, not
-    /// the speed.
-    #[arg(long, requires = "json")]
+    /// After the run, read the JSON report back (`--json` or `--out` is required) and
+    /// fail unless it is well-formed: every device measured at every size, every figure
+    /// a finite non-negative number, every device forwarding frames, latency recorded,
+    /// and (with `--out`) every chart a PNG. Checks the harness, not the speed.
+    #[arg(long)]
     check: bool,
     /// Print every trial of the zero-loss search.
     #[arg(long)]
@@ -260,6 +266,9 @@ fn run(mut args: Args) -> Result<()> {
         // The AF_XDP generator has no rate control: overload trials only.
         args.search_steps = 0;
     }
+    if args.check && args.json.is_none() && args.out.is_none() {
+        bail!("--check reads the report back: give --json FILE or --out DIR");
+    }
     preflight::check()?;
     if !args.hairpin.exists() {
         bail!(
@@ -336,6 +345,11 @@ fn run(mut args: Args) -> Result<()> {
     };
     let seconds = Duration::from_secs_f64(args.seconds);
     let mut summary = Vec::new();
+    // For the charts: zero-loss Mpps by size, per device; each size's latency
+    // histograms (rounds merged), per device.
+    let mut throughput: Vec<(Dut, Vec<(usize, f64)>)> =
+        devices.iter().map(|&d| (d, Vec::new())).collect();
+    let mut latencies: LatencyBySize = Vec::new();
     for &size in &sizes {
         // RFC 2544 sizes count the 4-byte FCS, which a veth never carries.
         harness.frame = generator::udp_frame(gen_mac, sink_mac, size - 4);
@@ -424,6 +438,20 @@ fn run(mut args: Args) -> Result<()> {
                 (!values.is_empty()).then(|| median(values.into_iter()))
             };
             let latency = [pct(Some(0.5)), pct(Some(0.99)), pct(Some(0.999)), pct(None)];
+            if let (Some(m), Some((_, points))) = (
+                zero_median,
+                throughput.iter_mut().find(|(d, _)| d == dut_kind),
+            ) {
+                points.push((size, m));
+            }
+            let mut merged = hdrhistogram::Histogram::new(3)?;
+            for o in outcomes {
+                merged.add(&o.at_load.latency)?;
+            }
+            match latencies.last_mut() {
+                Some((s, per_device)) if *s == size => per_device.push((*dut_kind, merged)),
+                _ => latencies.push((size, vec![(*dut_kind, merged)])),
+            }
             println!(
                 "| {} | {} | {} | {overload:.3} | {} | {} |",
                 dut_kind.name(),
@@ -445,6 +473,24 @@ fn run(mut args: Args) -> Result<()> {
             }));
         }
         println!();
+    }
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        if args.json.is_none() {
+            args.json = Some(dir.join("report.json"));
+        }
+        match draw_charts(dir, &throughput, &latencies, args.latency_load) {
+            Ok(files) => {
+                for file in &files {
+                    println!("hairpin-bench: chart {}", file.display());
+                }
+                if args.check {
+                    check_charts(&files)?;
+                }
+            }
+            Err(e) if args.check => return Err(e.context("drawing the charts")),
+            Err(e) => println!("hairpin-bench: no charts: {e:#}"),
+        }
     }
     if let Some(path) = &args.json {
         let report = serde_json::json!({
@@ -473,6 +519,64 @@ fn run(mut args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Per frame size, each device's latency histogram (rounds merged).
+type LatencyBySize = Vec<(usize, Vec<(Dut, hdrhistogram::Histogram<u64>)>)>;
+
+/// Draws the run's charts into `dir`; returns the files written.
+fn draw_charts(
+    dir: &std::path::Path,
+    throughput: &[(Dut, Vec<(usize, f64)>)],
+    latencies: &LatencyBySize,
+    load: f64,
+) -> Result<Vec<PathBuf>> {
+    charts::init_font()?;
+    let mut files = Vec::new();
+    let series: Vec<_> = throughput
+        .iter()
+        .filter(|(_, points)| !points.is_empty())
+        .map(|(d, points)| charts::Series {
+            name: d.name(),
+            data: points.clone(),
+        })
+        .collect();
+    let path = dir.join("throughput.png");
+    charts::throughput(&path, &series)?;
+    files.push(path);
+    for (size, per_device) in latencies {
+        let series: Vec<_> = per_device
+            .iter()
+            .filter(|(_, h)| !h.is_empty())
+            .map(|(d, h)| charts::Series {
+                name: d.name(),
+                data: h,
+            })
+            .collect();
+        let path = dir.join(format!("latency-{size}.png"));
+        let title = format!(
+            "One-way latency, {size}-byte frames at {:.0} % of each device's zero-loss rate",
+            load * 100.0
+        );
+        charts::latency(&path, &title, &series)?;
+        files.push(path);
+    }
+    Ok(files)
+}
+
+/// Checks that every chart is a PNG of some substance.
+fn check_charts(files: &[PathBuf]) -> Result<()> {
+    const PNG: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+    if files.is_empty() {
+        bail!("no charts were drawn");
+    }
+    for file in files {
+        let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+        if !bytes.starts_with(&PNG) || bytes.len() < 4096 {
+            bail!("{} is not a PNG chart", file.display());
+        }
+    }
+    Ok(())
+}
+
 /// Reads the JSON report at `path` back and checks its shape (see `--check`).
 fn check_report(path: &std::path::Path, devices: &[&str], sizes: &[usize]) -> Result<()> {
     let text = std::fs::read_to_string(path)?;
@@ -498,6 +602,12 @@ fn check_report(path: &std::path::Path, devices: &[&str], sizes: &[usize]) -> Re
             }
             if !entry["zero_loss_mpps_median"].is_null() {
                 figure(&entry["zero_loss_mpps_median"], &what)?;
+            }
+            for p in ["p50", "p99", "p99.9", "max"] {
+                figure(
+                    &entry["latency_us_median"][p],
+                    &format!("{what}: latency {p}"),
+                )?;
             }
         }
     }

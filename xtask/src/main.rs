@@ -182,6 +182,14 @@ fn bench(quick: bool, args: &[String]) -> Result<()> {
     )?;
     let mut cmd = Command::new(workspace().join("target/release/hairpin-bench"));
     cmd.arg("--hairpin").arg(&hairpin).args(args);
+    // Every run keeps its report and charts, unless told where to put them.
+    if !args.iter().any(|a| a == "--out" || a.starts_with("--out=")) {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        cmd.arg("--out")
+            .arg(workspace().join(format!("target/bench/run-{stamp}")));
+    }
     if quick {
         cmd.arg("--quick");
     }
@@ -238,17 +246,16 @@ fn test(filter: Option<&str>) -> Result<()> {
     )?;
     if filter.is_none() {
         setup::bench_peers();
-        let report =
-            env::temp_dir().join(format!("hairpin-bench-quick-{}.json", std::process::id()));
+        let out = env::temp_dir().join(format!("hairpin-bench-quick-{}", std::process::id()));
         let result = bench(
             true,
             &[
-                "--json".into(),
-                report.to_string_lossy().into_owned(),
+                "--out".into(),
+                out.to_string_lossy().into_owned(),
                 "--check".into(),
             ],
         );
-        let _ = std::fs::remove_file(&report);
+        let _ = std::fs::remove_dir_all(&out);
         result.context("the quick benchmark (checks the harness and its report, not the speed)")?;
     }
     Ok(())

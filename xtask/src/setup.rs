@@ -34,6 +34,7 @@ const BENCH_PEERS: &[(&str, &str)] = &[
         "openvswitch-switch",
         "Open vSwitch's userspace datapath, a peer in the benchmark",
     ),
+    ("fonts-dejavu-core", "the text of the benchmark's charts"),
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
