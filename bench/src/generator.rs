@@ -184,8 +184,20 @@ impl LiveFrames {
         Ok(())
     }
 
-    /// Starts the sequence numbers again from 0, as the sink's flow state is reset for
-    /// each trial.
+    /// Gives the frames `n` distinct source MACs (the frame's own with the last three
+    /// bytes 0 to `n - 1`); 0: the frame's own only.
+    pub fn set_sources(&mut self, n: u32) -> Result<()> {
+        let map = self
+            .ebpf
+            .map_mut(hairpin_common::maps::GEN_CONFIG)
+            .context("no GEN_CONFIG map")?;
+        let mut config: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map)?;
+        config.set(2, n.min(1 << 24), 0)?;
+        Ok(())
+    }
+
+    /// Starts the sequence numbers (and the pacing) again from 0, as the sink's flow
+    /// state is reset for each trial.
     fn reset_sequence(&mut self) -> Result<()> {
         let map = self
             .ebpf
@@ -193,7 +205,9 @@ impl LiveFrames {
             .context("no GEN_STATE map")?;
         let mut state: aya::maps::PerCpuArray<_, u64> = aya::maps::PerCpuArray::try_from(map)?;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
-        state.set(2, aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?, 0)?;
+        for i in [0, 2] {
+            state.set(i, aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?, 0)?;
+        }
         Ok(())
     }
 
@@ -206,6 +220,30 @@ impl LiveFrames {
         duration: Duration,
         share: u32,
     ) -> Result<Paced> {
+        let runs = (duration.as_secs_f64() * 1e9 / self.ns_per_run).clamp(1e4, 4e9) as u32;
+        self.run(ifindex, frame, runs, share)
+    }
+
+    /// Transmits at least `frames` frames (a handful more at most), `share` runs in
+    /// 1024.
+    pub fn blast_frames(
+        &mut self,
+        ifindex: u32,
+        frame: &[u8],
+        frames: u64,
+        share: u32,
+    ) -> Result<Paced> {
+        let share = share.clamp(1, hairpin_common::GEN_SHARE_ONE);
+        let runs = (frames * u64::from(hairpin_common::GEN_SHARE_ONE)).div_ceil(u64::from(share));
+        self.run(
+            ifindex,
+            frame,
+            u32::try_from(runs).context("too many frames")?,
+            share,
+        )
+    }
+
+    fn run(&mut self, ifindex: u32, frame: &[u8], runs: u32, share: u32) -> Result<Paced> {
         use aya::programs::{TestRun as _, TestRunAttrs, TestRunOptions};
         self.set_share(share)?;
         self.reset_sequence()?;
@@ -221,7 +259,6 @@ impl LiveFrames {
             .program(hairpin_common::GENERATOR_PROGRAM_NAME)
             .context("the eBPF object has no generator program")?
             .try_into()?;
-        let runs = (duration.as_secs_f64() * 1e9 / self.ns_per_run).clamp(1e4, 4e9) as u32;
         let before = self.sent()?;
         let result = program.test_run(TestRunOptions {
             data_in: Some(frame),

@@ -28,6 +28,7 @@ use hairpin::{
 
 mod charts;
 mod generator;
+mod rfc2889;
 mod sink;
 
 use sink::ProbeSink;
@@ -92,6 +93,14 @@ struct Args {
     /// and (with `--out`) every chart a PNG. Checks the harness, not the speed.
     #[arg(long)]
     check: bool,
+    /// Skip the RFC 2889 tests (address caching capacity, learning rate, broadcast rate)
+    /// of the learning switches among `--devices` (hairpin veb, the Linux bridge, OVS
+    /// normal). `--quick` skips them too.
+    #[arg(long)]
+    no_rfc2889: bool,
+    /// Trials in the RFC 2889 address caching capacity search.
+    #[arg(long, default_value_t = 10)]
+    rfc2889_steps: u32,
     /// Print every trial of the zero-loss search.
     #[arg(long)]
     verbose: bool,
@@ -182,6 +191,11 @@ impl Dut {
         }
     }
 
+    /// Whether RFC 2889's learning tests apply: a learning switch on any number of ports.
+    fn learns(self) -> bool {
+        matches!(self, Self::Veb | Self::Bridge | Self::OvsNormal)
+    }
+
     /// The program this device needs, if it is not part of this workspace.
     fn program(self) -> Option<&'static str> {
         match self {
@@ -258,6 +272,7 @@ fn main() {
 
 fn run(mut args: Args) -> Result<()> {
     if args.quick {
+        args.no_rfc2889 = true;
         args.rounds = 1;
         args.seconds = 0.5;
         args.search_steps = 6;
@@ -292,8 +307,19 @@ fn run(mut args: Args) -> Result<()> {
     let gen_ns = lab.add_ns("gen")?;
     let dut = lab.add_ns("dut")?;
     let sink = lab.add_ns("sink")?;
+    // No IPv6 chatter (router solicitations, MLD reports): the sinks count every frame.
+    for ns in [&gen_ns, &dut, &sink] {
+        for scope in ["all", "default"] {
+            ns.run(
+                "sysctl",
+                &["-qw", &format!("net.ipv6.conf.{scope}.disable_ipv6=1")],
+            )?;
+        }
+    }
     lab.veth((&gen_ns, "g0"), (&dut, "d0"), 1)?;
     lab.veth((&dut, "d1"), (&sink, "s0"), 1)?;
+    // RFC 2889's third port, to a monitor that counts floods.
+    lab.veth((&dut, "d2"), (&sink, "m0"), 1)?;
     // Live frames arrive on d0 as xdp_frames, which a veth takes only in NAPI mode: on
     // when an XDP program is attached (hairpin), or with GRO on (the Linux bridge).
     dut.run("ethtool", &["-K", "d0", "gro", "on"])?;
@@ -369,14 +395,15 @@ fn run(mut args: Args) -> Result<()> {
                     Some(d) => d,
                     None => &mut sink_s0,
                 };
-                let stop = start_dut(&mut lab, &dut, *dut_kind, &args, fwd_core)?;
+                let stop = start_dut(&mut lab, &dut, *dut_kind, &args, fwd_core, TWO_PORTS)?;
                 harness.context = format!("{}|{size}|{}", dut_kind.name(), round + 1);
                 // Let the forwarder settle (and the bridge learn) before measuring.
                 let all = hairpin_common::GEN_SHARE_ONE;
-                harness.trial(Duration::from_millis(200), all, counter)?;
-                let overload = harness.trial(seconds, all, counter)?;
+                let sinks = &mut [counter];
+                harness.trial(Duration::from_millis(200), all, sinks)?;
+                let overload = harness.trial(seconds, all, sinks)?;
                 let zero_loss = if args.search_steps > 0 {
-                    harness.zero_loss_rate(counter, seconds, &args)?
+                    harness.zero_loss_rate(sinks, seconds, &args)?
                 } else {
                     None
                 };
@@ -384,7 +411,7 @@ fn run(mut args: Args) -> Result<()> {
                 // no rate was loss-free).
                 let full = zero_loss.map_or(all, |z| z.share);
                 let share = ((f64::from(full) * args.latency_load).round() as u32).max(1);
-                let at_load = harness.trial(seconds, share, counter)?;
+                let at_load = harness.trial(seconds, share, sinks)?;
                 stop(&mut lab, &dut)?;
                 drop(direct);
                 println!(
@@ -474,6 +501,88 @@ fn run(mut args: Args) -> Result<()> {
         }
         println!();
     }
+    let learners: Vec<Dut> = devices.iter().copied().filter(|d| d.learns()).collect();
+    let mut rfc2889_json = Vec::new();
+    if !args.no_rfc2889 && !learners.is_empty() {
+        println!(
+            "hairpin-bench: RFC 2889 on {}",
+            learners
+                .iter()
+                .map(|d| d.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        // The sinks on the generator's port (frames switched back to it) and on the
+        // monitor (floods).
+        let (g0_sink, _) = gen_ns.enter(|| ProbeSink::attach("g0", args.sink_xdp))??;
+        let (m0_sink, _) = sink.enter(|| ProbeSink::attach("m0", args.sink_xdp))??;
+        let mut rig = rfc2889::Rig {
+            lab: &mut lab,
+            dut: &dut,
+            sink_ns: &sink,
+            args: &args,
+            core: fwd_core,
+            g0: g0_sink,
+            s0: sink_s0,
+            m0: m0_sink,
+            gen_mac,
+            s0_mac: sink_mac,
+            lossy: 0,
+        };
+        harness.frame = generator::udp_frame(gen_mac, sink_mac, 60);
+        let mut rows = Vec::new();
+        for &kind in &learners {
+            harness.context = format!("{} rfc2889|64|1", kind.name());
+            let f = rig.run(kind, &mut harness)?;
+            println!(
+                "  {:<17} address caching capacity: {}; learning rate: {}; broadcast: {} zero-loss, {:.3} Mpps under overload; {} lossy trial(s)",
+                kind.name(),
+                f.capacity.map_or("n/a".to_owned(), |c| c.to_string()),
+                f.learning_rate.map_or("n/a".to_owned(), |(r, n)| format!(
+                    "{:.3} M addresses/s ({n} addresses)",
+                    r / 1e6
+                )),
+                f.broadcast_zero_loss
+                    .map_or("n/a".to_owned(), |r| format!("{:.3} Mpps", r / 1e6)),
+                f.broadcast_overload / 1e6,
+                f.lossy,
+            );
+            rfc2889_json.push(serde_json::json!({
+                "lossy_trials": f.lossy,
+                "device": kind.name(),
+                "address_caching_capacity": f.capacity,
+                "learning_rate_per_s": f.learning_rate.map(|(r, _)| r),
+                "learning_rate_addresses": f.learning_rate.map(|(_, n)| n),
+                "broadcast_zero_loss_mpps": f.broadcast_zero_loss.map(|r| r / 1e6),
+                "broadcast_overload_mpps": f.broadcast_overload / 1e6,
+            }));
+            rows.push((kind, f));
+        }
+        sink_s0 = rig.s0;
+        println!();
+        println!(
+            "| RFC 2889, 64 B | address caching capacity | learning rate (M addresses/s) | broadcast zero-loss Mpps (to 2 ports) | broadcast under overload Mpps |"
+        );
+        println!("| --- | ---: | ---: | ---: | ---: |");
+        for (kind, f) in &rows {
+            let opt = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.3}"));
+            // Within one step of the search's top: the table holds at least that much.
+            let top = rfc2889::MAX_ADDRESSES - (rfc2889::MAX_ADDRESSES >> args.rfc2889_steps);
+            println!(
+                "| {} | {} | {} | {} | {:.3} |",
+                kind.name(),
+                f.capacity.map_or("n/a".to_owned(), |c| if c >= top {
+                    format!("≥ {c} (the search's limit)")
+                } else {
+                    c.to_string()
+                }),
+                opt(f.learning_rate.map(|(r, _)| r / 1e6)),
+                opt(f.broadcast_zero_loss.map(|r| r / 1e6)),
+                f.broadcast_overload / 1e6
+            );
+        }
+        println!();
+    }
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         if args.json.is_none() {
@@ -504,6 +613,7 @@ fn run(mut args: Args) -> Result<()> {
             "loss_tolerance_percent": args.loss_tolerance,
             "hairpin_args": args.hairpin_args,
             "summary": summary,
+            "rfc2889": rfc2889_json,
             "trials": harness.log,
         });
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
@@ -715,8 +825,15 @@ struct Harness<'a> {
 impl Harness<'_> {
     /// One trial: the generator runs for about `duration` sending `share` runs in 1024
     /// (all of them: flat out), and the sink counts what arrived.
-    fn trial(&mut self, duration: Duration, share: u32, sink: &mut ProbeSink) -> Result<Trial> {
-        sink.reset()?;
+    fn trial(
+        &mut self,
+        duration: Duration,
+        share: u32,
+        sinks: &mut [&mut ProbeSink],
+    ) -> Result<Trial> {
+        for sink in sinks.iter_mut() {
+            sink.reset()?;
+        }
         let (frame, core, g) = (&self.frame, self.core, &mut self.generator);
         let (sent, seconds) = self.gen_ns.enter(|| -> Result<(u64, f64)> {
             core_affinity::set_for_current(core_affinity::CoreId { id: core });
@@ -733,10 +850,16 @@ impl Harness<'_> {
         })??;
         // Frames still in flight land within a moment.
         thread::sleep(Duration::from_millis(50));
-        let reading = sink.reading()?;
+        // Every sink must get every frame: the trial delivered what the poorest got.
+        let mut readings = Vec::with_capacity(sinks.len());
+        for sink in sinks.iter() {
+            readings.push(sink.reading()?);
+        }
+        let received = readings.iter().map(|r| r.frames).min().unwrap_or(0);
+        let reading = readings.swap_remove(0);
         let t = Trial {
             sent,
-            received: reading.frames,
+            received,
             seconds,
             reordered: reading.reordered,
             probed: reading.probed,
@@ -761,12 +884,27 @@ impl Harness<'_> {
         Ok(t)
     }
 
+    /// Sends at least `frames` frames at `share` runs in 1024 (the live generator only);
+    /// returns the seconds it took.
+    fn send_frames(&mut self, frames: u64, share: u32) -> Result<f64> {
+        let (frame, core, g) = (&self.frame, self.core, &mut self.generator);
+        if g.kind != GeneratorKind::Live {
+            bail!("RFC 2889 needs the live generator (many source addresses)");
+        }
+        self.gen_ns.enter(|| -> Result<f64> {
+            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+            Ok(g.live
+                .blast_frames(g.ifindex, frame, frames, share)?
+                .seconds)
+        })?
+    }
+
     /// RFC 2544 throughput: the highest offered rate whose trial loses no more than the
     /// tolerance, by binary search over the generator's share. Returns the delivered
     /// frames per second at that rate.
     fn zero_loss_rate(
         &mut self,
-        sink: &mut ProbeSink,
+        sinks: &mut [&mut ProbeSink],
         duration: Duration,
         args: &Args,
     ) -> Result<Option<ZeroLoss>> {
@@ -777,7 +915,7 @@ impl Harness<'_> {
             if share == hi && hi != hairpin_common::GEN_SHARE_ONE {
                 break;
             }
-            let t = self.trial(duration, share, sink)?;
+            let t = self.trial(duration, share, sinks)?;
             if args.verbose {
                 println!(
                     "    share {share:>4}/1024: offered {:.3} Mpps, delivered {:.3} Mpps, lost {} ({:.3}%)",
@@ -818,12 +956,26 @@ fn log_target(path: Option<&std::path::Path>) -> Result<Stdio> {
 
 type Stop = Box<dyn FnOnce(&mut Lab, &Netns) -> Result<()>>;
 
-fn start_dut(lab: &mut Lab, dut: &Netns, kind: Dut, args: &Args, core: usize) -> Result<Stop> {
+/// The DUT's ports in the RFC 2544 topology.
+const TWO_PORTS: &[&str] = &["d0", "d1"];
+/// The DUT's ports in the RFC 2889 topology: d2 leads to the monitor port m0.
+const THREE_PORTS: &[&str] = &["d0", "d1", "d2"];
+
+/// Starts device `kind` on `ports` (the learning switches take [`THREE_PORTS`] too;
+/// the others only [`TWO_PORTS`]); returns how to stop it.
+fn start_dut(
+    lab: &mut Lab,
+    dut: &Netns,
+    kind: Dut,
+    args: &Args,
+    core: usize,
+    ports: &[&str],
+) -> Result<Stop> {
     match kind {
         Dut::Direct => Ok(Box::new(|_, _| Ok(()))),
         Dut::Bridge => {
             dut.ip(&["link", "add", "br0", "type", "bridge"])?;
-            for port in ["d0", "d1"] {
+            for &port in ports {
                 dut.ip(&["link", "set", port, "master", "br0"])?;
             }
             dut.ip(&["link", "set", "br0", "up"])?;
@@ -854,12 +1006,13 @@ fn start_dut(lab: &mut Lab, dut: &Netns, kind: Dut, args: &Args, core: usize) ->
             let index = lab.process_count() - 1;
             Ok(Box::new(move |lab, _| stop_processes(lab, index)))
         }
-        Dut::OvsFlows | Dut::OvsNormal => start_ovs(lab, dut, kind == Dut::OvsNormal, core),
+        Dut::OvsFlows | Dut::OvsNormal => start_ovs(lab, dut, kind == Dut::OvsNormal, core, ports),
         Dut::Xconnect | Dut::Veb | Dut::Vepa | Dut::VebVlan | Dut::VepaVlan => {
             const VLANS: [&str; 4] = ["--vlan", "d0=10", "--trunk", "d1=10,20"];
-            let ports: Vec<&str> = match kind {
+            let list = ports.join(",");
+            let run_args: Vec<&str> = match kind {
                 Dut::Xconnect => vec!["--mode", "xconnect", "--ports", "d0,d1"],
-                Dut::Veb => vec!["--mode", "veb", "--ports", "d0,d1"],
+                Dut::Veb => vec!["--mode", "veb", "--ports", &list],
                 Dut::Vepa => vec!["--mode", "vepa", "--ports", "d0", "--uplink", "d1"],
                 Dut::VebVlan => [&["--mode", "veb", "--ports", "d0,d1"][..], &VLANS].concat(),
                 _ => [
@@ -870,13 +1023,13 @@ fn start_dut(lab: &mut Lab, dut: &Netns, kind: Dut, args: &Args, core: usize) ->
             };
             let mut cmd = dut.command(&args.hairpin.to_string_lossy());
             cmd.arg("run")
-                .args(&ports)
+                .args(&run_args)
                 .args(["--cores", &core.to_string()])
                 .args(args.hairpin_args.split_whitespace())
                 .stdout(log_target(args.dut_log.as_deref())?)
                 .stderr(log_target(args.dut_log.as_deref())?);
             lab.spawn(cmd)?;
-            if !dut.wait_for_xdp(&["d0", "d1"], Duration::from_secs(20)) {
+            if !dut.wait_for_xdp(ports, Duration::from_secs(20)) {
                 bail!("hairpin did not attach within 20 s");
             }
             let index = lab.process_count() - 1;
@@ -887,7 +1040,13 @@ fn start_dut(lab: &mut Lab, dut: &Netns, kind: Dut, args: &Args, core: usize) ->
 
 /// Open vSwitch with its database in a directory of its own, the userspace (`netdev`)
 /// datapath, d0 and d1 as AF_XDP ports with one queue each, its PMD thread on `core`.
-fn start_ovs(lab: &mut Lab, dut: &Netns, normal: bool, core: usize) -> Result<Stop> {
+fn start_ovs(
+    lab: &mut Lab,
+    dut: &Netns,
+    normal: bool,
+    core: usize,
+    ports: &[&str],
+) -> Result<Stop> {
     let dir = std::env::temp_dir().join(format!("{}-ovs", dut.name()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -964,7 +1123,7 @@ fn start_ovs(lab: &mut Lab, dut: &Netns, normal: bool, core: usize) -> Result<St
         "br0",
         "datapath_type=netdev",
     ])?;
-    for port in ["d0", "d1"] {
+    for &port in ports {
         vsctl(&[
             "add-port",
             "br0",
@@ -989,7 +1148,7 @@ fn start_ovs(lab: &mut Lab, dut: &Netns, normal: bool, core: usize) -> Result<St
             &["add-flow", "br0", "in_port=d1,actions=output:d0"],
         )?;
     }
-    if !dut.wait_for_xdp(&["d0", "d1"], Duration::from_secs(20)) {
+    if !dut.wait_for_xdp(ports, Duration::from_secs(20)) {
         bail!(
             "Open vSwitch did not attach within 20 s (logs in {})",
             dir.display()

@@ -90,9 +90,11 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
 }
 
 /// The generator's settings: `[0]` transmit this many runs out of every 1024; `[1]`
-/// spread frames over this many flows (0 or 1: one).
+/// spread frames over this many flows (0 or 1: one); `[2]` give frames this many
+/// distinct source MACs, the frame's own with its last three bytes replaced by the
+/// sequence number modulo the count (0: the frame's own only).
 #[map]
-static GEN_CONFIG: Array<u32> = Array::with_max_entries(2, 0);
+static GEN_CONFIG: Array<u32> = Array::with_max_entries(3, 0);
 
 /// The generator's per-CPU state: `[0]` the pacing accumulator, `[1]` frames sent, `[2]`
 /// the next sequence number.
@@ -110,6 +112,7 @@ static GEN_STATE: PerCpuArray<u64> = PerCpuArray::with_max_entries(3, 0);
 pub fn hairpin_gen(ctx: XdpContext) -> u32 {
     let share = GEN_CONFIG.get(0).map_or(GEN_SHARE_ONE, |s| u64::from(*s));
     let flows = GEN_CONFIG.get(1).map_or(1, |f| u64::from(*f)).max(1);
+    let sources = GEN_CONFIG.get(2).map_or(0, |n| u64::from(*n));
     let (Some(acc), Some(sent), Some(seq)) = (
         GEN_STATE.get_ptr_mut(0),
         GEN_STATE.get_ptr_mut(1),
@@ -141,6 +144,13 @@ pub fn hairpin_gen(ctx: XdpContext) -> u32 {
     unsafe {
         *((start + probe::OFFSET) as *mut [u8; probe::LEN]) = stamp;
         *((start + 34) as *mut [u8; 2]) = (9000 + flow).to_be_bytes();
+    }
+    if sources > 0 {
+        let index = (*seq % sources) as u32;
+        let [_, a, b, c] = index.to_be_bytes();
+        // SAFETY: bytes 9..12, the end of the source MAC, lie inside the frame (checked
+        // above).
+        unsafe { *((start + 9) as *mut [u8; 3]) = [a, b, c] };
     }
     *seq += 1;
     *sent += 1;
