@@ -992,7 +992,8 @@ fn start_dut(
                 "mount -t bpf bpf /sys/fs/bpf && exec dpdk-testpmd -l {main},{core} --main-lcore {main} \
                  --no-huge --no-shconf --no-pci -m 1024 --log-level=warning \
                  --vdev net_af_xdp0,iface=d0 --vdev net_af_xdp1,iface=d1 -- \
-                 --forward-mode={mode} --auto-start --nb-cores=1 --rxq=1 --txq=1 --stats-period=3600",
+                 --forward-mode={mode} --auto-start --nb-cores=1 --rxq=1 --txq=1 --stats-period=3600 \
+                 --record-core-cycles",
                 main = if core == 0 { 1 } else { 0 },
             );
             let mut cmd = dut.command("sh");
