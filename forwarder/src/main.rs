@@ -216,7 +216,7 @@ fn forward(args: RunArgs) -> Result<()> {
     preflight::check()?;
     let ports = lookup_ports(&names)?;
     hairpin::catch_stop_signals().context("installing signal handlers")?;
-    let datapath = Datapath::start(&ports, &config)?;
+    let mut datapath = Datapath::start(&ports, &config)?;
     for (p, policy) in datapath.ports().iter().zip(&config.policies) {
         log::info!(
             "{}: {:?}{}{}{}, {} RX queue(s), XDP {}, AF_XDP {}",

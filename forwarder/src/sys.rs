@@ -280,40 +280,229 @@ pub fn xsk_zero_copy(fd: libc::c_int) -> io::Result<bool> {
     Ok(flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
 }
 
-/// The IPv4 and IPv6 addresses of interface `name` in the calling thread's namespace.
-pub fn ip_addresses(name: &str) -> io::Result<Vec<std::net::IpAddr>> {
-    let mut list: *mut libc::ifaddrs = ptr::null_mut();
-    // SAFETY: `getifaddrs` fills `list` with a linked list we free below.
-    if unsafe { libc::getifaddrs(&mut list) } < 0 {
-        return Err(io::Error::last_os_error());
+/// A netlink route socket, bound to the network namespace it was opened in, for
+/// reading an interface's addresses (`RTM_GETADDR` dumps).
+#[derive(Debug)]
+pub struct RouteSocket {
+    fd: OwnedFd,
+    seq: u32,
+}
+
+/// `struct ifaddrmsg` of `linux/if_addr.h`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct IfAddrMsg {
+    family: u8,
+    prefixlen: u8,
+    flags: u8,
+    scope: u8,
+    index: u32,
+}
+
+/// A dump request: `struct nlmsghdr` then `struct ifaddrmsg`.
+#[repr(C)]
+struct AddrRequest {
+    header: libc::nlmsghdr,
+    body: IfAddrMsg,
+}
+
+impl RouteSocket {
+    const RTM_NEWADDR: u16 = 20;
+    const RTM_GETADDR: u16 = 22;
+    const NLM_F_REQUEST: u16 = 1;
+    const NLM_F_DUMP: u16 = 0x300;
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const IFA_ADDRESS: u16 = 1;
+    const IFA_LOCAL: u16 = 2;
+
+    /// Opens a route socket in the calling thread's network namespace.
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain socket creation; the descriptor is owned right below.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_NETLINK,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::NETLINK_ROUTE,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Self { fd, seq: 0 })
     }
-    let mut out = Vec::new();
-    let mut cursor = list;
-    while !cursor.is_null() {
-        // SAFETY: `cursor` is a node of the list `getifaddrs` returned, not yet freed.
-        let entry = unsafe { &*cursor };
-        cursor = entry.ifa_next;
-        if entry.ifa_addr.is_null() || entry.ifa_name.is_null() {
-            continue;
+
+    /// The IPv4 and IPv6 addresses of interface `ifindex`, as the kernel has them now.
+    pub fn addresses(&mut self, ifindex: u32) -> io::Result<Vec<std::net::IpAddr>> {
+        use std::os::fd::AsRawFd as _;
+        self.seq = self.seq.wrapping_add(1);
+        let request = AddrRequest {
+            header: libc::nlmsghdr {
+                nlmsg_len: mem::size_of::<AddrRequest>() as u32,
+                nlmsg_type: Self::RTM_GETADDR,
+                nlmsg_flags: Self::NLM_F_REQUEST | Self::NLM_F_DUMP,
+                nlmsg_seq: self.seq,
+                nlmsg_pid: 0,
+            },
+            body: IfAddrMsg {
+                family: libc::AF_UNSPEC as u8,
+                prefixlen: 0,
+                flags: 0,
+                scope: 0,
+                index: 0,
+            },
+        };
+        let fd = self.fd.as_raw_fd();
+        // SAFETY: sends the live `request` of its own size to the kernel (address null:
+        // netlink's default destination, the kernel).
+        let sent = unsafe {
+            libc::send(
+                fd,
+                ptr::from_ref(&request).cast(),
+                mem::size_of::<AddrRequest>(),
+                0,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
         }
-        // SAFETY: `ifa_name` is a NUL-terminated string owned by the list.
-        let ifname = unsafe { std::ffi::CStr::from_ptr(entry.ifa_name) };
-        // SAFETY: `ifa_addr` is non-null and points at a sockaddr owned by the list.
-        let family = i32::from(unsafe { (*entry.ifa_addr).sa_family });
-        if ifname.to_bytes() != name.as_bytes() {
-            continue;
-        }
-        if family == libc::AF_INET {
-            // SAFETY: an AF_INET address is a `sockaddr_in`.
-            let sin = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in>() };
-            out.push(std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)).into());
-        } else if family == libc::AF_INET6 {
-            // SAFETY: an AF_INET6 address is a `sockaddr_in6`.
-            let sin6 = unsafe { &*entry.ifa_addr.cast::<libc::sockaddr_in6>() };
-            out.push(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr).into());
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            // SAFETY: the kernel writes at most `buf.len()` bytes into `buf`.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if Self::parse(&buf[..n as usize], self.seq, ifindex, &mut out)? {
+                return Ok(out);
+            }
         }
     }
-    // SAFETY: `list` came from `getifaddrs` and is freed once.
-    unsafe { libc::freeifaddrs(list) };
-    Ok(out)
+
+    /// Adds the addresses of `ifindex` in one datagram of a dump to `out`; returns
+    /// whether the dump is complete.
+    fn parse(
+        mut data: &[u8],
+        seq: u32,
+        ifindex: u32,
+        out: &mut Vec<std::net::IpAddr>,
+    ) -> io::Result<bool> {
+        let align = |n: usize| (n + 3) & !3;
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed netlink message");
+        let u16_at = |d: &[u8], i: usize| u16::from_ne_bytes([d[i], d[i + 1]]);
+        let u32_at = |d: &[u8], i: usize| u32::from_ne_bytes([d[i], d[i + 1], d[i + 2], d[i + 3]]);
+        while data.len() >= 16 {
+            let len = u32_at(data, 0) as usize;
+            if len < 16 || len > data.len() {
+                return Err(bad());
+            }
+            let (kind, msg_seq) = (u16_at(data, 4), u32_at(data, 8));
+            let msg = &data[16..len];
+            data = &data[align(len).min(data.len())..];
+            if msg_seq != seq {
+                continue; // a reply to an earlier request
+            }
+            match kind {
+                Self::NLMSG_DONE => return Ok(true),
+                Self::NLMSG_ERROR => {
+                    let errno = i32::from_ne_bytes(
+                        msg.get(..4)
+                            .ok_or_else(bad)?
+                            .try_into()
+                            .map_err(|_| bad())?,
+                    );
+                    return Err(io::Error::from_raw_os_error(-errno));
+                }
+                Self::RTM_NEWADDR if msg.len() >= 8 => {
+                    let (family, index) = (msg[0], u32_at(msg, 4));
+                    if index != ifindex {
+                        continue;
+                    }
+                    let mut attrs = &msg[8..];
+                    let (mut local, mut address) = (None, None);
+                    while attrs.len() >= 4 {
+                        let alen = u16_at(attrs, 0) as usize;
+                        if alen < 4 || alen > attrs.len() {
+                            return Err(bad());
+                        }
+                        let (atype, value) = (u16_at(attrs, 2), &attrs[4..alen]);
+                        match atype {
+                            Self::IFA_LOCAL => local = Some(value),
+                            Self::IFA_ADDRESS => address = Some(value),
+                            _ => {}
+                        }
+                        attrs = &attrs[align(alen).min(attrs.len())..];
+                    }
+                    // IPv4: IFA_LOCAL is the interface's own address (IFA_ADDRESS may be
+                    // a point-to-point peer's); IPv6 has only IFA_ADDRESS.
+                    let ip = match (i32::from(family), local.or(address)) {
+                        (libc::AF_INET, Some(v)) if v.len() == 4 => {
+                            std::net::IpAddr::from(<[u8; 4]>::try_from(v).map_err(|_| bad())?)
+                        }
+                        (libc::AF_INET6, Some(v)) if v.len() == 16 => {
+                            std::net::IpAddr::from(<[u8; 16]>::try_from(v).map_err(|_| bad())?)
+                        }
+                        _ => continue,
+                    };
+                    out.push(ip);
+                }
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One netlink message: header (type, sequence 7), then `body`.
+    fn message(kind: u16, body: &[u8]) -> Vec<u8> {
+        let len = 16 + body.len();
+        let mut m = Vec::new();
+        m.extend_from_slice(&(len as u32).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&0u16.to_ne_bytes());
+        m.extend_from_slice(&7u32.to_ne_bytes());
+        m.extend_from_slice(&0u32.to_ne_bytes());
+        m.extend_from_slice(body);
+        m.resize((len + 3) & !3, 0);
+        m
+    }
+
+    /// An `RTM_NEWADDR` body: ifaddrmsg for `index`, then one attribute.
+    fn address(family: u8, index: u32, attr: u16, value: &[u8]) -> Vec<u8> {
+        let mut b = vec![family, 24, 0, 0];
+        b.extend_from_slice(&index.to_ne_bytes());
+        b.extend_from_slice(&((4 + value.len()) as u16).to_ne_bytes());
+        b.extend_from_slice(&attr.to_ne_bytes());
+        b.extend_from_slice(value);
+        b
+    }
+
+    #[test]
+    fn address_dumps_parse_to_the_interface_s_addresses() {
+        let v6 = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+        let mut datagram = message(20, &address(2, 5, 2, &[198, 18, 0, 1]));
+        datagram.extend(message(20, &address(2, 6, 2, &[10, 0, 0, 1]))); // another port
+        datagram.extend(message(20, &address(10, 5, 1, &v6.octets())));
+        let mut out = Vec::new();
+        assert!(!RouteSocket::parse(&datagram, 7, 5, &mut out).unwrap());
+        assert!(RouteSocket::parse(&message(3, &[0; 4]), 7, 5, &mut out).unwrap());
+        assert_eq!(
+            out,
+            vec![
+                std::net::IpAddr::from([198, 18, 0, 1]),
+                std::net::IpAddr::from(v6)
+            ]
+        );
+        // A kernel error is reported; a truncated message is refused.
+        let err = RouteSocket::parse(&message(2, &(-1i32).to_ne_bytes()), 7, 5, &mut out);
+        assert_eq!(err.unwrap_err().raw_os_error(), Some(1));
+        assert!(RouteSocket::parse(&datagram[..20], 7, 5, &mut out).is_err());
+    }
 }

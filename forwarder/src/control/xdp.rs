@@ -205,6 +205,22 @@ impl Steering {
         })
     }
 
+    /// Forgets a host address given to [`Steering::add_host_address`].
+    pub fn remove_host_address(&mut self, addr: std::net::IpAddr) -> Result<(), XdpError> {
+        let (name, result) = match addr {
+            std::net::IpAddr::V4(v4) => (
+                maps::HOST_IPV4,
+                self.host_ipv4.remove(&u32::from_ne_bytes(v4.octets())),
+            ),
+            std::net::IpAddr::V6(v6) => (maps::HOST_IPV6, self.host_ipv6.remove(&v6.octets())),
+        };
+        result.map_err(|source| XdpError::Map {
+            action: "updating",
+            name,
+            source,
+        })
+    }
+
     /// Attaches the program to `iface`, returning the mode it ended up in.
     pub fn attach(
         &mut self,

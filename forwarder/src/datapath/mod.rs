@@ -38,6 +38,7 @@ use self::{
     worker::{Route, Worker, WorkerPort},
     xsk::{Bind, Socket, Umem},
 };
+use crate::sys::RouteSocket;
 use crate::{
     control::{
         port::{Interface, Mac},
@@ -211,6 +212,9 @@ pub enum DatapathError {
     /// The XDP program.
     #[error(transparent)]
     Xdp(#[from] XdpError),
+    /// The netlink socket that reads the uplink's addresses could not be opened.
+    #[error("opening a netlink route socket to follow the uplink's addresses")]
+    RouteSocket(#[source] std::io::Error),
     /// Starting a worker thread or its wake-up eventfd failed.
     #[error("starting worker {worker}")]
     Worker {
@@ -288,6 +292,39 @@ pub struct Datapath {
     cores: Vec<usize>,
     panicked: usize,
     latency: Vec<latency::SharedHistogram>,
+    /// The uplink's host addresses, followed as they change.
+    host_addresses: Option<HostAddresses>,
+}
+
+/// The host's addresses on the uplink, whose ARP requests and neighbour solicitations
+/// the XDP program hands to the kernel.
+#[derive(Debug)]
+struct HostAddresses {
+    /// Opened in the uplink's namespace when the datapath started.
+    socket: RouteSocket,
+    iface: Interface,
+    current: Vec<std::net::IpAddr>,
+}
+
+impl HostAddresses {
+    /// Reads the uplink's addresses and updates the XDP program's lists to match.
+    fn refresh(&mut self, steering: &mut Steering) -> Result<(), XdpError> {
+        let Ok(now) = self.socket.addresses(self.iface.ifindex) else {
+            return Ok(()); // keep the last known list; the next tick tries again
+        };
+        for addr in now.iter().filter(|a| !self.current.contains(a)) {
+            steering.add_host_address(*addr)?;
+            if !self.current.is_empty() {
+                log::info!("{}: host address {addr} added", self.iface.name);
+            }
+        }
+        for addr in self.current.iter().filter(|a| !now.contains(a)) {
+            steering.remove_host_address(*addr)?;
+            log::info!("{}: host address {addr} removed", self.iface.name);
+        }
+        self.current = now;
+        Ok(())
+    }
 }
 
 fn validate_sizes(config: &DatapathConfig) -> Result<(), DatapathError> {
@@ -430,6 +467,7 @@ impl Datapath {
             .collect::<Result<Vec<_>, _>>()?
             .into();
 
+        let mut host_addresses = None;
         // Sockets, registered in the XSKMAP.
         let mut states: Vec<PortState> = Vec::with_capacity(ports.len());
         let mut worker_ports: Vec<Vec<WorkerPort>> = (0..n_workers).map(|_| Vec::new()).collect();
@@ -518,16 +556,19 @@ impl Datapath {
             if policies[slot].role == Role::Uplink {
                 conf.flags |= port_flags::PASS_HOST_MAC;
                 conf.host_mac = iface.mac.0;
-                let addresses = crate::sys::ip_addresses(&iface.name).unwrap_or_default();
-                for &addr in &addresses {
-                    steering.add_host_address(addr)?;
-                }
+                let mut host = HostAddresses {
+                    socket: RouteSocket::new().map_err(DatapathError::RouteSocket)?,
+                    iface: iface.clone(),
+                    current: Vec::new(),
+                };
+                host.refresh(&mut steering)?;
                 log::info!(
                     "{}: frames for the host ({}) and ARP/ND for {:?} stay with the kernel",
                     iface.name,
                     iface.mac,
-                    addresses
+                    host.current
                 );
+                host_addresses = Some(host);
             }
             steering.configure_port(iface, conf)?;
             states.push(PortState {
@@ -613,6 +654,7 @@ impl Datapath {
             cores,
             panicked: 0,
             latency: histograms,
+            host_addresses,
         })
     }
 
@@ -631,8 +673,15 @@ impl Datapath {
         &self.tables
     }
 
-    /// Housekeeping, about once a second: ages the MAC table.
-    pub fn tick(&self) {
+    /// Housekeeping, a few times a second: ages the MAC table, and follows the host's
+    /// addresses on the uplink (a DHCP renewal or an operator's `ip addr add` is seen at
+    /// the next tick).
+    pub fn tick(&mut self) {
+        if let Some(host) = &mut self.host_addresses
+            && let Err(e) = host.refresh(&mut self.steering)
+        {
+            log::warn!("following the host's addresses: {e}");
+        }
         let now = self.epoch.elapsed().as_secs() as u32;
         let aged = self.tables.fdb.age(now, self.max_age);
         if aged > 0 {

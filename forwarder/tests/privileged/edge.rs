@@ -192,11 +192,51 @@ fn the_host_keeps_its_own_addresses_on_the_uplink() {
         .far
         .ip(&["addr", "add", "2001:db8::9/64", "dev", "f0", "nodad"])
         .unwrap();
-    let datapath = station.start(Mode::Vepa);
+    let mut datapath = station.start(Mode::Vepa);
     // The host behind hairpin's uplink answers ARP, neighbour discovery and ping on its
     // own addresses ...
     ping(&station.far, "198.18.0.20", 3).unwrap();
     ping(&station.far, "2001:db8::20", 3).unwrap();
+    // ... on addresses it gets while hairpin runs, from the next tick on ...
+    sw.ip(&["addr", "add", "198.18.0.21/24", "dev", "upl"])
+        .unwrap();
+    sw.ip(&["addr", "add", "2001:db8::21/64", "dev", "upl", "nodad"])
+        .unwrap();
+    datapath.tick();
+    ping(&station.far, "198.18.0.21", 3).expect("an address added at run time answers");
+    ping(&station.far, "2001:db8::21", 3).expect("an IPv6 address added at run time answers");
+    // ... and no longer claims one it gave up: its ARP requests are switched like any
+    // other frame (to the downlinks, where no one answers).
+    sw.ip(&["addr", "del", "198.18.0.21/24", "dev", "upl"])
+        .unwrap();
+    // (The far side forgets the MAC it learned for it: an echo sent to the host's MAC
+    // would rightly still go to the host.)
+    station.far.ip(&["neigh", "flush", "dev", "f0"]).unwrap();
+    datapath.tick();
+    // What XDP passes to the host's stack shows in a capture on upl; what it steers
+    // to hairpin does not.
+    let mut capture = sw.command("timeout");
+    capture
+        .args([
+            "3",
+            "tcpdump",
+            "-i",
+            "upl",
+            "-nn",
+            "-l",
+            "arp and host 198.18.0.21",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let capture = capture.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    ping(&station.far, "198.18.0.21", 1).expect_err("the removed address is gone");
+    let seen = capture.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&seen.stdout).trim(),
+        "",
+        "ARP for a removed address still went to the host"
+    );
     // ... while the downlinks' traffic still crosses hairpin.
     ping(&station.topo.vms[0], "198.18.0.9", 3).unwrap();
     let xdp = datapath.xdp_stats(2);

@@ -35,7 +35,7 @@ fn frame(dst: Mac, src: Mac) -> Vec<u8> {
 #[test]
 fn learned_entries_age_out() {
     let topo = Topology::new("age", &[1, 1]);
-    let datapath = topo.start(DatapathConfig {
+    let mut datapath = topo.start(DatapathConfig {
         fdb_max_age: 2,
         ..DatapathConfig::default()
     });
