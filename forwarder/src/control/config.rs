@@ -160,7 +160,7 @@ impl BridgeSpec {
                 return Err(SpecError::UplinkInPorts(uplink.to_owned()));
             }
             ports.push(uplink.to_owned());
-        } else if matches!(mode, Mode::Vepa | Mode::Private) {
+        } else if matches!(mode, Mode::Vepa | Mode::Private | Mode::Passthru) {
             return Err(SpecError::NeedsUplink(mode));
         }
         let mut policies = vec![PortPolicy::default(); ports.len()];

@@ -1,7 +1,7 @@
 //! `hairpin run --config FILE`: the whole bridge in one TOML file.
 //!
 //! ```toml
-//! mode = "vepa"              # veb | vepa | private | xconnect
+//! mode = "vepa"              # veb | vepa | private | xconnect | passthru
 //!
 //! [datapath]                 # every key optional
 //! queues = 2
@@ -104,6 +104,7 @@ enum FileMode {
     Vepa,
     Private,
     Xconnect,
+    Passthru,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -207,6 +208,7 @@ impl RunConfig {
             FileMode::Vepa => Mode::Vepa,
             FileMode::Private => Mode::Private,
             FileMode::Xconnect => Mode::Xconnect,
+            FileMode::Passthru => Mode::Passthru,
         };
         let mut ports = Vec::with_capacity(file.port.len());
         let mut policies = Vec::with_capacity(file.port.len());
@@ -286,7 +288,7 @@ impl RunConfig {
                 }
                 crate::switch::TablesError::NeedsUplink(_) => "mode".to_owned(),
                 crate::switch::TablesError::PortCount { .. } => "port".to_owned(),
-                crate::switch::TablesError::XconnectVlans => "mode".to_owned(),
+                crate::switch::TablesError::UntouchedVlans(_) => "mode".to_owned(),
             };
             return Err(invalid(key, e.to_string()));
         }
@@ -420,7 +422,7 @@ mod tests {
         );
         assert!(
             err("mode = \"xconnect\"\n[[port]]\nname = \"a\"\nvlan = 2\n[[port]]\nname = \"b\"")
-                .starts_with("hairpin.toml: mode: xconnect mode patches frames through untouched")
+                .starts_with("hairpin.toml: mode: xconnect mode passes frames through untouched")
         );
     }
 

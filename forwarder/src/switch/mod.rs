@@ -193,6 +193,10 @@ pub enum Mode {
     Private,
     /// Two ports patched to each other, no lookups (like testpmd `io`): for benchmarks.
     Xconnect,
+    /// One downlink owns the uplink (macvlan `passthru`): frames cross between the two
+    /// untouched, with no table; the downlink's anti-spoofing list still applies, and
+    /// the host keeps its own traffic on the uplink.
+    Passthru,
 }
 
 impl fmt::Display for Mode {
@@ -202,6 +206,7 @@ impl fmt::Display for Mode {
             Self::Vepa => "vepa",
             Self::Private => "private",
             Self::Xconnect => "xconnect",
+            Self::Passthru => "passthru",
         })
     }
 }
@@ -230,9 +235,9 @@ pub enum TablesError {
     /// VEPA or private mode without an uplink.
     #[error("{0} mode needs an uplink port")]
     NeedsUplink(Mode),
-    /// VLAN settings in `xconnect` mode, which forwards frames untouched.
-    #[error("xconnect mode patches frames through untouched: it takes no VLAN settings")]
-    XconnectVlans,
+    /// VLAN settings in `xconnect` or `passthru` mode, which forward frames untouched.
+    #[error("{0} mode passes frames through untouched: it takes no VLAN settings")]
+    UntouchedVlans(Mode),
 }
 
 /// A port's place in the edge bridge.
@@ -285,12 +290,13 @@ impl Tables {
     ) -> Result<Self, TablesError> {
         let n = policies.len();
         let ok = match mode {
-            Mode::Xconnect => n == 2,
+            Mode::Xconnect | Mode::Passthru => n == 2,
             Mode::Veb | Mode::Vepa | Mode::Private => (1..=MAX_PORTS).contains(&n),
         };
         if !ok {
             let need = match mode {
                 Mode::Xconnect => "exactly 2",
+                Mode::Passthru => "exactly 2 (one downlink and the uplink)",
                 _ => "1 to 64",
             };
             return Err(TablesError::PortCount { mode, need, got: n });
@@ -314,12 +320,12 @@ impl Tables {
                 hairpin = hairpin.with(id);
             }
         }
-        if matches!(mode, Mode::Vepa | Mode::Private) && uplink.is_none() {
+        if matches!(mode, Mode::Vepa | Mode::Private | Mode::Passthru) && uplink.is_none() {
             return Err(TablesError::NeedsUplink(mode));
         }
         let vlans: Vec<Option<PortVlans>> = policies.iter().map(|p| p.vlans.clone()).collect();
-        if mode == Mode::Xconnect && vlans.iter().any(Option::is_some) {
-            return Err(TablesError::XconnectVlans);
+        if matches!(mode, Mode::Xconnect | Mode::Passthru) && vlans.iter().any(Option::is_some) {
+            return Err(TablesError::UntouchedVlans(mode));
         }
         Ok(Self {
             mode,
@@ -366,11 +372,26 @@ pub fn decide(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Verdi
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return Verdict::drop(DropReason::Runt);
     };
-    if tables.mode == Mode::Xconnect {
-        return Verdict {
-            action: Action::Forward(ingress ^ 1),
-            vlan: Classified::default(),
-        };
+    match tables.mode {
+        Mode::Xconnect => {
+            return Verdict {
+                action: Action::Forward(ingress ^ 1),
+                vlan: Classified::default(),
+            };
+        }
+        Mode::Passthru => {
+            let allowed = &tables.allowed_sources[usize::from(ingress)];
+            let action = if !allowed.is_empty() && !allowed.contains(&eth.src()) {
+                Action::Drop(DropReason::Spoofed)
+            } else {
+                Action::Forward(ingress ^ 1)
+            };
+            return Verdict {
+                action,
+                vlan: Classified::default(),
+            };
+        }
+        _ => {}
     }
     match tables.vlans.classify(frame, ingress) {
         Ok(vlan) => Verdict {
@@ -816,8 +837,30 @@ mod tests {
                 &vlan_policies(&[Some(PortVlans::Access(10)), None]),
                 16
             ),
-            Err(TablesError::XconnectVlans)
+            Err(TablesError::UntouchedVlans(Mode::Xconnect))
         ));
+    }
+
+    #[test]
+    fn passthru_gives_the_uplink_to_one_downlink() {
+        let mut policies = vec![PortPolicy::default(); 2];
+        policies[1].role = Role::Uplink;
+        policies[0].allowed_sources = vec![A];
+        let t = Tables::new(Mode::Passthru, &policies, 16).unwrap();
+        assert_eq!(act(&t, &frame(Mac::BROADCAST, A), 0, 1), Action::Forward(1));
+        assert_eq!(act(&t, &frame(C, B), 1, 1), Action::Forward(0));
+        assert_eq!(
+            act(&t, &frame(B, C), 0, 1),
+            Action::Drop(DropReason::Spoofed)
+        );
+        assert_eq!(t.fdb.len(), 0, "nothing is learned");
+        assert!(matches!(
+            Tables::with_ports(Mode::Passthru, 2, 16),
+            Err(TablesError::NeedsUplink(Mode::Passthru))
+        ));
+        let mut three = vec![PortPolicy::default(); 3];
+        three[2].role = Role::Uplink;
+        assert!(Tables::new(Mode::Passthru, &three, 16).is_err());
     }
 
     #[test]

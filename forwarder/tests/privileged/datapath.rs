@@ -1,6 +1,10 @@
 //! Frames cross between ports through hairpin: real kernel peers in namespaces, ping and
 //! TCP, one and two pinned workers, both switching modes of this issue.
-use hairpin::{control::port::Interface, datapath::DatapathConfig, switch::Mode};
+use hairpin::{
+    control::port::Interface,
+    datapath::DatapathConfig,
+    switch::{DropReason, Mode, PortPolicy, Role},
+};
 
 use crate::{Topology, finish, iperf, ping};
 
@@ -68,6 +72,36 @@ fn xconnect_carries_frames_both_ways() {
         );
         assert_eq!(t.dropped(), 0, "port {port}: {t:?}");
     }
+}
+
+#[test]
+fn passthru_gives_the_uplink_to_one_downlink_with_anti_spoofing() {
+    let topo = Topology::new("pass", &[1, 1]);
+    let vm0 = topo.vms[0]
+        .enter(|| Interface::lookup("eth0").unwrap().mac)
+        .unwrap();
+    let mut policies = vec![PortPolicy::default(); 2];
+    policies[1].role = Role::Uplink;
+    policies[0].allowed_sources = vec![vm0];
+    let config = DatapathConfig {
+        mode: Mode::Passthru,
+        policies,
+        ..DatapathConfig::default()
+    };
+    let datapath = topo.start(config);
+    ping(&topo.vms[0], &topo.addr(1), 3).unwrap();
+    // A new MAC on the downlink is not one it may use.
+    topo.vms[0]
+        .ip(&["link", "set", "eth0", "address", "02:00:00:00:00:99"])
+        .unwrap();
+    topo.vms[0].ip(&["neigh", "flush", "dev", "eth0"]).unwrap();
+    ping(&topo.vms[0], &topo.addr(1), 1).expect_err("a spoofed source gets nowhere");
+    let s = finish(datapath);
+    assert_eq!(s.fdb_entries, 0, "passthru learns nothing");
+    assert!(
+        s.port_total(0).drops[DropReason::Spoofed as usize] > 0,
+        "{s:?}"
+    );
 }
 
 #[test]
