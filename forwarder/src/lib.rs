@@ -23,4 +23,4 @@ pub mod switch;
 mod sys;
 pub mod wire;
 
-pub use sys::{catch_stop_signals, stop_requested};
+pub use sys::{catch_stop_signals, set_affinity, stop_requested};

@@ -248,6 +248,19 @@ fn forward(args: RunArgs) -> Result<()> {
         datapath.cores().len(),
         datapath.cores()
     );
+    // This thread's housekeeping (ticks, counters) keeps off the workers' cores when
+    // there is another, as a DPDK application's main lcore does.
+    let others: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .filter(|c| !datapath.cores().contains(c))
+        .collect();
+    if !others.is_empty()
+        && let Err(e) = hairpin::set_affinity(&others)
+    {
+        log::warn!("could not move the control thread off the workers' cores: {e}");
+    }
     let mut last_print = Instant::now();
     while !hairpin::stop_requested() {
         thread::sleep(Duration::from_millis(200));

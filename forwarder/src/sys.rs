@@ -187,6 +187,21 @@ impl EventFd {
     }
 }
 
+/// Restricts the calling thread to `cores`.
+pub fn set_affinity(cores: &[usize]) -> io::Result<()> {
+    // SAFETY: all-zero is an empty CPU set.
+    let mut set: libc::cpu_set_t = unsafe { mem::zeroed() };
+    for &core in cores {
+        // SAFETY: CPU_SET writes one bit of the live `set`; it ignores cores beyond it.
+        unsafe { libc::CPU_SET(core, &mut set) };
+    }
+    // SAFETY: the kernel reads the live `set` of the given size; 0 is this thread.
+    if unsafe { libc::sched_setaffinity(0, mem::size_of::<libc::cpu_set_t>(), &set) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Waits until one of `fds` is ready or `timeout_ms` passes; EINTR counts as a wake-up.
 pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) {
     // SAFETY: `fds` is a live, correctly sized array of `pollfd` for the whole call.
