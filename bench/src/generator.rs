@@ -163,37 +163,30 @@ impl LiveFrames {
         Ok(state.get(&1, 0)?.iter().sum())
     }
 
-    fn set_share(&mut self, share: u32) -> Result<()> {
+    /// Sets `GEN_CONFIG[index]`.
+    fn configure(&mut self, index: u32, value: u32) -> Result<()> {
         let map = self
             .ebpf
             .map_mut(hairpin_common::maps::GEN_CONFIG)
             .context("no GEN_CONFIG map")?;
         let mut config: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map)?;
-        config.set(0, share.clamp(1, hairpin_common::GEN_SHARE_ONE), 0)?;
+        config.set(index, value, 0)?;
         Ok(())
+    }
+
+    fn set_share(&mut self, share: u32) -> Result<()> {
+        self.configure(0, share.clamp(1, hairpin_common::GEN_SHARE_ONE))
     }
 
     /// Spreads the frames over `flows` flows (UDP source ports 9000 and up).
     pub fn set_flows(&mut self, flows: u32) -> Result<()> {
-        let map = self
-            .ebpf
-            .map_mut(hairpin_common::maps::GEN_CONFIG)
-            .context("no GEN_CONFIG map")?;
-        let mut config: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map)?;
-        config.set(1, flows.clamp(1, hairpin_common::probe::MAX_FLOWS), 0)?;
-        Ok(())
+        self.configure(1, flows.clamp(1, hairpin_common::probe::MAX_FLOWS))
     }
 
     /// Gives the frames `n` distinct source MACs (the frame's own with the last three
     /// bytes 0 to `n - 1`); 0: the frame's own only.
     pub fn set_sources(&mut self, n: u32) -> Result<()> {
-        let map = self
-            .ebpf
-            .map_mut(hairpin_common::maps::GEN_CONFIG)
-            .context("no GEN_CONFIG map")?;
-        let mut config: aya::maps::Array<_, u32> = aya::maps::Array::try_from(map)?;
-        config.set(2, n.min(1 << 24), 0)?;
-        Ok(())
+        self.configure(2, n.min(1 << 24))
     }
 
     /// Starts the sequence numbers (and the pacing) again from 0, as the sink's flow

@@ -24,7 +24,7 @@ use std::{thread, time::Duration};
 use anyhow::{Context as _, Result};
 use hairpin::{
     control::port::{Interface, Mac},
-    netlab::{Lab, Netns},
+    netlab::{Lab, Netns, PacketSocket},
 };
 
 use super::{Args, Dut, Harness, THREE_PORTS, sink::ProbeSink, start_dut};
@@ -248,46 +248,14 @@ impl Rig<'_> {
 /// Sends one frame from `src` to each of `n` addresses out of `s0`, paced so the
 /// switch's receive rings never overflow.
 fn send_to_each(n: u32, dst: impl Fn(u32) -> Mac, src: Mac) -> Result<()> {
-    let iface = Interface::lookup("s0")?;
-    // SAFETY: plain socket syscall; the descriptor is owned right below.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("AF_PACKET socket");
-    }
-    // SAFETY: `fd` is a fresh descriptor nothing else owns.
-    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&fd);
-    // SAFETY: `sockaddr_ll` is plain data; all-zero plus the fields set is valid.
-    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    addr.sll_family = libc::AF_PACKET as u16;
-    addr.sll_ifindex = iface.ifindex as i32;
-    addr.sll_halen = 6;
+    let socket =
+        PacketSocket::open(Interface::lookup("s0")?.ifindex).context("AF_PACKET socket")?;
     let mut frame = [0u8; 60];
     frame[6..12].copy_from_slice(&src.0);
     frame[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental EtherType
     for i in 0..n {
         frame[..6].copy_from_slice(&dst(i).0);
-        loop {
-            // SAFETY: `frame` and `addr` are live for the call; sizes are theirs.
-            let sent = unsafe {
-                libc::sendto(
-                    raw,
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    std::ptr::from_ref(&addr).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            if sent >= 0 {
-                break;
-            }
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::ENOBUFS) {
-                return Err(e).context("sending a test frame");
-            }
-            thread::sleep(Duration::from_micros(200));
-        }
+        socket.send(&frame).context("sending a test frame")?;
         if i % 64 == 63 {
             thread::sleep(Duration::from_micros(400));
         }

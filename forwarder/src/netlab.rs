@@ -15,6 +15,8 @@ use std::{
 
 use crate::sys;
 
+pub use crate::sys::PacketSocket;
+
 /// An error building or using a lab.
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {

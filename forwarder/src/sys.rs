@@ -187,6 +187,59 @@ impl EventFd {
     }
 }
 
+/// An AF_PACKET socket that sends raw Ethernet frames out of one interface.
+#[derive(Debug)]
+pub struct PacketSocket {
+    fd: OwnedFd,
+    addr: libc::sockaddr_ll,
+}
+
+impl PacketSocket {
+    /// Opens a socket sending out of interface `ifindex` of the calling thread's
+    /// namespace.
+    pub fn open(ifindex: u32) -> io::Result<Self> {
+        // SAFETY: plain socket creation; the descriptor is owned right below.
+        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: `sockaddr_ll` is plain data; all-zero plus the fields set is valid.
+        let mut addr: libc::sockaddr_ll = unsafe { mem::zeroed() };
+        addr.sll_family = libc::AF_PACKET as u16;
+        addr.sll_ifindex = ifindex as i32;
+        addr.sll_halen = 6;
+        Ok(Self { fd, addr })
+    }
+
+    /// Sends `frame` as it is, waiting while the device's queue is full (`ENOBUFS`).
+    pub fn send(&self, frame: &[u8]) -> io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        loop {
+            // SAFETY: `frame` and `addr` are live for the call; the sizes are theirs.
+            let sent = unsafe {
+                libc::sendto(
+                    self.fd.as_raw_fd(),
+                    frame.as_ptr().cast(),
+                    frame.len(),
+                    0,
+                    ptr::from_ref(&self.addr).cast(),
+                    mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            if sent >= 0 {
+                return Ok(());
+            }
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOBUFS) {
+                return Err(e);
+            }
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+}
+
 /// Restricts the calling thread to `cores`.
 pub fn set_affinity(cores: &[usize]) -> io::Result<()> {
     // SAFETY: all-zero is an empty CPU set.
@@ -254,44 +307,45 @@ pub fn wake_rx(fd: libc::c_int) {
     };
 }
 
-/// The kernel's drop counters of AF_XDP socket `fd` (`XDP_STATISTICS`).
-pub fn xsk_statistics(fd: libc::c_int) -> io::Result<libc::xdp_statistics> {
-    // SAFETY: all-zero is a valid `xdp_statistics` (plain integers).
-    let mut stats: libc::xdp_statistics = unsafe { mem::zeroed() };
-    let mut len = mem::size_of::<libc::xdp_statistics>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into the live `stats`.
+/// Plain-data values of `SOL_XDP` socket options, for which all-zero bytes are valid.
+pub trait XdpOption: Copy {}
+impl XdpOption for u32 {}
+impl XdpOption for libc::xdp_statistics {}
+impl XdpOption for libc::xdp_mmap_offsets {}
+
+/// Reads `SOL_XDP` option `option` of AF_XDP socket `fd`; returns it and how many bytes
+/// the kernel wrote (older kernels write shorter structures).
+pub fn xdp_getsockopt<T: XdpOption>(
+    fd: libc::c_int,
+    option: libc::c_int,
+) -> io::Result<(T, usize)> {
+    // SAFETY: `T` is plain data of integers (`XdpOption`), for which all-zero is valid.
+    let mut value: T = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into the live `value`.
     let ret = unsafe {
         libc::getsockopt(
             fd,
             libc::SOL_XDP,
-            libc::XDP_STATISTICS,
-            ptr::from_mut(&mut stats).cast(),
+            option,
+            ptr::from_mut(&mut value).cast(),
             &mut len,
         )
     };
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(stats)
+    Ok((value, len as usize))
+}
+
+/// The kernel's drop counters of AF_XDP socket `fd` (`XDP_STATISTICS`).
+pub fn xsk_statistics(fd: libc::c_int) -> io::Result<libc::xdp_statistics> {
+    xdp_getsockopt(fd, libc::XDP_STATISTICS).map(|(stats, _)| stats)
 }
 
 /// Whether the AF_XDP socket `fd` is bound in zero-copy mode (`XDP_OPTIONS`).
 pub fn xsk_zero_copy(fd: libc::c_int) -> io::Result<bool> {
-    let mut flags: u32 = 0;
-    let mut len = mem::size_of::<u32>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into the live `flags`.
-    let ret = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_XDP,
-            libc::XDP_OPTIONS,
-            ptr::from_mut(&mut flags).cast(),
-            &mut len,
-        )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let (flags, _): (u32, _) = xdp_getsockopt(fd, libc::XDP_OPTIONS)?;
     Ok(flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
 }
 

@@ -446,23 +446,9 @@ impl Socket {
         setsockopt(raw, libc::XDP_RX_RING, &ring_size)?;
         setsockopt(raw, libc::XDP_TX_RING, &ring_size)?;
 
-        // SAFETY: all-zero is a valid `xdp_mmap_offsets` (plain integers).
-        let mut off: libc::xdp_mmap_offsets = unsafe { mem::zeroed() };
-        let mut len = mem::size_of::<libc::xdp_mmap_offsets>() as libc::socklen_t;
-        // SAFETY: the kernel writes at most `len` bytes into the live `off`.
-        let ret = unsafe {
-            libc::getsockopt(
-                raw,
-                libc::SOL_XDP,
-                libc::XDP_MMAP_OFFSETS,
-                ptr::from_mut(&mut off).cast(),
-                &mut len,
-            )
-        };
-        if ret < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if len as usize != mem::size_of::<libc::xdp_mmap_offsets>() {
+        let (off, len): (libc::xdp_mmap_offsets, _) =
+            crate::sys::xdp_getsockopt(raw, libc::XDP_MMAP_OFFSETS)?;
+        if len != mem::size_of::<libc::xdp_mmap_offsets>() {
             // Kernels before 5.4 have no ring flags (need_wakeup).
             return Err(io::Error::from(io::ErrorKind::Unsupported));
         }

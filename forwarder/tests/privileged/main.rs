@@ -157,40 +157,12 @@ pub fn iperf(
 /// Sends raw Ethernet frames out of `ifname` in `ns` through an AF_PACKET socket.
 pub fn send_raw(ns: &Netns, ifname: &str, frames: &[Vec<u8>]) {
     ns.enter(|| {
-        let index = Interface::lookup(ifname).unwrap().ifindex;
-        // SAFETY: plain socket syscall; the descriptor is closed below.
-        let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, 0) };
-        assert!(
-            fd >= 0,
-            "AF_PACKET socket: {}",
-            std::io::Error::last_os_error()
-        );
-        // SAFETY: `sockaddr_ll` is plain data; all-zero plus the fields set is valid.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_ifindex = index as i32;
-        addr.sll_halen = 6;
+        let socket =
+            hairpin::netlab::PacketSocket::open(Interface::lookup(ifname).unwrap().ifindex)
+                .expect("AF_PACKET socket");
         for frame in frames {
-            // SAFETY: `frame` and `addr` are live for the call; sizes are theirs.
-            let sent = unsafe {
-                libc::sendto(
-                    fd,
-                    frame.as_ptr().cast(),
-                    frame.len(),
-                    0,
-                    std::ptr::from_ref(&addr).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                )
-            };
-            assert_eq!(
-                sent,
-                frame.len() as isize,
-                "{}",
-                std::io::Error::last_os_error()
-            );
+            socket.send(frame).expect("sending a raw frame");
         }
-        // SAFETY: `fd` is ours and closed once.
-        unsafe { libc::close(fd) };
     })
     .unwrap();
 }
