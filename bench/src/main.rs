@@ -6,12 +6,13 @@
 //!   ns gen: g0 ──veth── d0 ┐ ns dut: hairpin (xconnect | veb | vepa) or a peer ┌ d1 ──veth── s0 :ns sink
 //! ```
 //!
-//! The generator ([`generator`]) transmits 64-byte UDP frames over AF_XDP on g0, pinned to one
-//! core; the forwarder under test runs pinned to the other; the sink is hairpin's XDP
-//! program in drop mode on s0, which counts every frame that arrives (a busy-polling
-//! user-space sink would starve the forwarder on a 2-vCPU machine). Devices under test are
-//! interleaved round by round, since a shared VM's speed drifts; the table shows every
-//! round and the median.
+//! The generator ([`generator`]) transmits UDP frames stamped with a probe out of g0 from
+//! an XDP program, pinned to one core; the forwarder under test runs pinned to the
+//! other; the sink ([`sink`]) is an XDP program on s0 that counts every frame and
+//! records its one-way latency (a busy-polling user-space sink would starve the
+//! forwarder on a 2-vCPU machine). RFC 2889's learning tests ([`rfc2889`]) add a third
+//! port. Devices under test are interleaved round by round, since a shared VM's speed
+//! drifts; the table shows every round and the median.
 use std::{
     path::PathBuf,
     process::Stdio,
