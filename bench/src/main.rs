@@ -40,14 +40,15 @@ struct Args {
     /// The `hairpin` binary under test (a release build).
     #[arg(long)]
     hairpin: PathBuf,
-    /// One short round (for CI): checks the harness, not the speed.
+    /// One short round at 64 bytes, no RFC 2889 (for CI): checks the harness, not the
+    /// speed.
     #[arg(long)]
     quick: bool,
     /// Seconds per trial.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 0.5)]
     seconds: f64,
     /// Trials in the binary search for the zero-loss rate (0: no search).
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 6)]
     search_steps: u32,
     /// Latency is measured in a trial at this fraction of each device's zero-loss rate.
     #[arg(long, default_value_t = 0.5)]
@@ -59,13 +60,16 @@ struct Args {
     /// Loss (percent) a trial may show and still count as zero-loss.
     #[arg(long, default_value_t = 0.1)]
     loss_tolerance: f64,
-    /// Rounds (each runs every device once).
-    #[arg(long, default_value_t = 3)]
+    /// Rounds (each runs every device once). The defaults (all sizes, one round, 0.5 s
+    /// trials) sweep every device in about 10 minutes here; for medians at one size,
+    /// e.g. `--sizes 64 --rounds 3 --seconds 1 --search-steps 7`.
+    #[arg(long, default_value_t = 1)]
     rounds: usize,
     /// Frame sizes in bytes, FCS included as RFC 2544 counts them (64 sends 60 bytes on
-    /// the veth), comma-separated; `all` for 64,128,256,512,1024,1280,1518.
-    #[arg(long, value_delimiter = ',', default_value = "64", value_parser = parse_size)]
-    sizes: Vec<Sizes>,
+    /// the veth), comma-separated; `all` for 64,128,256,512,1024,1280,1518 (the default;
+    /// `--quick`: 64).
+    #[arg(long, value_delimiter = ',', value_parser = parse_size)]
+    sizes: Option<Vec<Sizes>>,
     /// Write every trial and the summary to this JSON file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -274,6 +278,7 @@ fn main() {
 fn run(mut args: Args) -> Result<()> {
     if args.quick {
         args.no_rfc2889 = true;
+        args.sizes.get_or_insert_with(|| vec![Sizes(vec![64])]);
         args.rounds = 1;
         args.seconds = 0.5;
         args.search_steps = 6;
@@ -336,11 +341,10 @@ fn run(mut args: Args) -> Result<()> {
     let (mut sink_s0, sink_iface) = sink.enter(|| ProbeSink::attach("s0", args.sink_xdp))??;
     let sink_mac = sink_iface.mac;
     let gen_mac = gen_ns.enter(|| Interface::lookup("g0").map(|i| i.mac))??;
-    let sizes: Vec<usize> = args
-        .sizes
-        .iter()
-        .flat_map(|s| s.0.iter().copied())
-        .collect();
+    let sizes: Vec<usize> = match &args.sizes {
+        Some(sizes) => sizes.iter().flat_map(|s| s.0.iter().copied()).collect(),
+        None => RFC2544_SIZES.to_vec(),
+    };
     println!(
         "hairpin-bench: frame sizes {sizes:?}, {} round(s) of {:.1} s trials per device; {:?} generator on core {gen_core}, forwarder on core {fwd_core}",
         args.rounds, args.seconds, args.generator
