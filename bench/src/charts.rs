@@ -60,6 +60,27 @@ fn draw_error(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("drawing a chart: {e}")
 }
 
+/// Draws the legend at `position` and writes the file.
+fn finish<'a, X, Y>(
+    mut chart: ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    root: &DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>,
+    position: SeriesLabelPosition,
+) -> Result<()>
+where
+    X: Ranged,
+    Y: Ranged,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(draw_error)?;
+    root.present().map_err(draw_error)?;
+    Ok(())
+}
+
 /// Zero-loss Mpps against frame size, one line per device.
 pub fn throughput(path: &Path, series: &[Series<'_, Vec<(usize, f64)>>]) -> Result<()> {
     let sizes: Vec<usize> = series
@@ -112,15 +133,7 @@ pub fn throughput(path: &Path, series: &[Series<'_, Vec<(usize, f64)>>]) -> Resu
             )
             .map_err(draw_error)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_error)?;
-    root.present().map_err(draw_error)?;
-    Ok(())
+    finish(chart, &root, SeriesLabelPosition::UpperRight)
 }
 
 /// Latency (µs, log scale) against percentile on a "nines" scale (90 %, 99 %, 99.9 %,
@@ -173,13 +186,5 @@ pub fn latency(path: &Path, title: &str, series: &[Series<'_, &Histogram<u64>>])
             .label(s.name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .draw()
-        .map_err(draw_error)?;
-    root.present().map_err(draw_error)?;
-    Ok(())
+    finish(chart, &root, SeriesLabelPosition::UpperLeft)
 }

@@ -87,7 +87,7 @@ pub enum ConfigFileError {
 #[serde(deny_unknown_fields)]
 struct File {
     #[serde(default)]
-    mode: FileMode,
+    mode: Mode,
     #[serde(default)]
     datapath: FileDatapath,
     #[serde(default)]
@@ -97,42 +97,15 @@ struct File {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum FileMode {
-    #[default]
-    Veb,
-    Vepa,
-    Private,
-    Xconnect,
-    Passthru,
-}
-
-#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileDatapath {
     queues: Option<u32>,
     cores: Option<Vec<usize>>,
-    xdp_mode: Option<FileXdpMode>,
-    zero_copy: Option<FileZeroCopy>,
+    xdp_mode: Option<XdpAttachMode>,
+    zero_copy: Option<ZeroCopy>,
     ring_size: Option<u32>,
     frame_size: Option<u32>,
     busy_poll: Option<bool>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum FileXdpMode {
-    Auto,
-    Native,
-    Generic,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum FileZeroCopy {
-    Auto,
-    On,
-    Off,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,13 +176,7 @@ impl RunConfig {
                 "no [[port]] tables: list the ports to bridge".into(),
             ));
         }
-        let mode = match file.mode {
-            FileMode::Veb => Mode::Veb,
-            FileMode::Vepa => Mode::Vepa,
-            FileMode::Private => Mode::Private,
-            FileMode::Xconnect => Mode::Xconnect,
-            FileMode::Passthru => Mode::Passthru,
-        };
+        let mode = file.mode;
         let mut ports = Vec::with_capacity(file.port.len());
         let mut policies = Vec::with_capacity(file.port.len());
         let mut static_macs = Vec::new();
@@ -300,16 +267,8 @@ impl RunConfig {
                 mode,
                 queues: d.queues,
                 cores: d.cores,
-                xdp_mode: match d.xdp_mode {
-                    None | Some(FileXdpMode::Auto) => XdpAttachMode::Auto,
-                    Some(FileXdpMode::Native) => XdpAttachMode::Native,
-                    Some(FileXdpMode::Generic) => XdpAttachMode::Generic,
-                },
-                zero_copy: match d.zero_copy {
-                    None | Some(FileZeroCopy::Auto) => ZeroCopy::Auto,
-                    Some(FileZeroCopy::On) => ZeroCopy::On,
-                    Some(FileZeroCopy::Off) => ZeroCopy::Off,
-                },
+                xdp_mode: d.xdp_mode.unwrap_or_default(),
+                zero_copy: d.zero_copy.unwrap_or_default(),
                 ring_size: d.ring_size.unwrap_or(defaults.ring_size),
                 frame_size: d.frame_size.unwrap_or(defaults.frame_size),
                 fdb_capacity: file.fdb.size.unwrap_or(defaults.fdb_capacity),

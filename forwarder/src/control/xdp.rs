@@ -91,7 +91,8 @@ pub enum XdpError {
 }
 
 /// How to attach: `--xdp-mode auto|native|generic`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum XdpAttachMode {
     /// Native where the driver supports it, generic otherwise (with one log line).
     #[default]

@@ -51,7 +51,8 @@ use crate::{
 const BIND_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// `--zero-copy auto|on|off`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ZeroCopy {
     /// Zero-copy where the driver supports it, copy mode otherwise.
     #[default]

@@ -180,7 +180,8 @@ impl Verdict {
 }
 
 /// The switching mode, in 802.1Qbg / Linux macvlan terms.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Virtual Ethernet bridge: downlinks switch to each other locally; unknown and
     /// broadcast frames flood to every other port, the uplink included.
