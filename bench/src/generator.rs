@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, anyhow};
-use hairpin::control::port::Mac;
+use hairpin::wire::Mac;
 use xsk_rs::{
     FrameDesc, Socket, Umem,
     config::{BindFlags, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},

@@ -1028,9 +1028,11 @@ fn start_dut(
                 .concat(),
             };
             let mut cmd = dut.command(&args.hairpin.to_string_lossy());
+            // A control socket of its own: the bench runs beside any other hairpin.
+            let socket = format!("/run/hairpin/bench-{}.sock", std::process::id());
             cmd.arg("run")
                 .args(&run_args)
-                .args(["--cores", &core.to_string()])
+                .args(["--cores", &core.to_string(), "--socket", &socket])
                 .args(args.hairpin_args.split_whitespace())
                 .stdout(log_target(args.dut_log.as_deref())?)
                 .stderr(log_target(args.dut_log.as_deref())?);

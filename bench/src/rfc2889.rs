@@ -23,8 +23,9 @@ use std::{thread, time::Duration};
 
 use anyhow::{Context as _, Result};
 use hairpin::{
-    control::port::{Interface, Mac},
+    control::port::Interface,
     netlab::{Lab, Netns, PacketSocket},
+    wire::Mac,
 };
 
 use super::{Args, Dut, Harness, THREE_PORTS, sink::ProbeSink, start_dut};

@@ -11,6 +11,10 @@
 //! with iperf3, then keeps forwarding until Ctrl-C (or `--seconds`); the lab is removed
 //! on every way out.
 use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     thread,
     time::{Duration, Instant},
 };
@@ -29,7 +33,11 @@ const VMS: [(&str, &str, &str); 3] = [
 
 pub fn run(limit: Option<Duration>) -> Result<()> {
     preflight::check()?;
-    hairpin::catch_stop_signals().context("installing signal handlers")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
     Lab::sweep_stale();
     let mut lab = Lab::new("demo");
     let sw = lab.add_ns("sw")?;
@@ -47,6 +55,8 @@ pub fn run(limit: Option<Duration>) -> Result<()> {
     }
 
     let exe = std::env::current_exe().context("finding the hairpin binary")?;
+    // A socket of its own, so the demo runs beside a hairpin serving the default one.
+    let socket = format!("/run/hairpin/demo-{}.sock", std::process::id());
     let mut cmd = sw.command(&exe.to_string_lossy());
     cmd.args([
         "run",
@@ -56,6 +66,8 @@ pub fn run(limit: Option<Duration>) -> Result<()> {
         "port1,port2,port3",
         "--stats",
         "2",
+        "--socket",
+        &socket,
     ]);
     println!(
         "demo: ip netns exec {} hairpin run --mode veb --ports port1,port2,port3 --stats 2",
@@ -99,7 +111,7 @@ pub fn run(limit: Option<Duration>) -> Result<()> {
         vms[0].name()
     );
     let start = Instant::now();
-    while !hairpin::stop_requested() && limit.is_none_or(|l| start.elapsed() < l) {
+    while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| start.elapsed() < l) {
         thread::sleep(Duration::from_millis(100));
     }
     // hairpin got the same Ctrl-C if there was one; SIGTERM it in any case and let it

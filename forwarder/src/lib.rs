@@ -2,11 +2,13 @@
 //!
 //! The crate is layered the way a frame travels:
 //!
-//! - [`control`]: the control plane. Looks ports up ([`control::port`]), loads the XDP
-//!   program and points each port's RX queues at AF_XDP sockets ([`control::xdp`]),
-//!   and checks the kernel before anything is attached ([`control::preflight`]).
+//! - [`control`]: the control plane, with one owner, [`control::bridge::Bridge`]: the
+//!   ports as they come and go, the XDP program and its maps ([`control::xdp`]), the
+//!   kernel's links and addresses ([`control::netlink`]), MAC table aging; the service
+//!   around it and its control socket ([`control::service`], [`control::protocol`]).
 //! - [`datapath`]: the AF_XDP sockets, one UMEM per worker, and the pinned per-queue
-//!   workers whose hot loop (`datapath/worker.rs`) moves frames between ports.
+//!   workers whose hot loop (`datapath/worker.rs`) moves frames between ports; it takes
+//!   port changes through one command channel per worker.
 //! - [`switch`]: the switching decision, [`switch::decide`], a pure function of the
 //!   frame, the ingress port and the shared tables (mode, MAC table).
 //! - [`wire`]: zero-copy views of the headers the decision reads.
@@ -23,4 +25,4 @@ pub mod switch;
 mod sys;
 pub mod wire;
 
-pub use sys::{catch_stop_signals, set_affinity, stop_requested};
+pub use sys::set_affinity;

@@ -1,23 +1,30 @@
-//! The `hairpin` command line.
+//! The `hairpin` command line: `run` (the switch, as a service), `demo`, `watch`, and the
+//! client commands that query and change a running switch over its control socket.
 use std::{
+    path::PathBuf,
+    sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use clap::{Args, Parser, Subcommand};
+use hairpin::control::{
+    bridge::BridgeConfig,
+    config::{BridgeSpec, PortArg, PortMac, PortOptions},
+    config_file,
+    port::Interface,
+    preflight,
+    protocol::{PortInfo, PortSpec, Request, Response, Stats},
+    service::{self, DEFAULT_SOCKET, Service, ServiceOptions},
+    xdp::{Steering, XdpAttachMode},
+};
 use hairpin::{
-    control::{
-        config::{BridgeSpec, PortArg, PortMac, PortOptions},
-        config_file::RunConfig,
-        port::Interface,
-        preflight,
-        xdp::{Steering, XdpAttachMode},
-    },
-    datapath::{Datapath, DatapathConfig, Snapshot, ZeroCopy, stats::PortQueueSnapshot},
+    datapath::{DatapathConfig, ZeroCopy},
     switch::Mode,
 };
 use hairpin_common::PortConf;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
 mod demo;
 
@@ -32,6 +39,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Forward between ports until SIGINT or SIGTERM, then detach and print the counters.
+    /// SIGHUP reloads --config, SIGUSR1 prints the counters; the control socket answers
+    /// the commands below while it runs.
     Run(Box<RunArgs>),
     /// Build a lab of network namespaces, run hairpin between them and send traffic
     /// through it; everything is removed on exit or Ctrl-C.
@@ -50,21 +59,131 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         xdp_mode: XdpAttachMode,
     },
+    /// Add or remove a port of a running hairpin.
+    #[command(subcommand)]
+    Port(PortCommand),
+    /// Show a running hairpin's ports, MAC table or counters.
+    #[command(subcommand)]
+    Show(ShowCommand),
+    /// Change a running hairpin's MAC table.
+    #[command(subcommand)]
+    Fdb(FdbCommand),
+    /// Make a running hairpin re-read its --config file and apply the difference.
+    Reload(Client),
+}
+
+/// How a client command reaches hairpin.
+#[derive(Clone, Debug, Args)]
+struct Client {
+    /// The control socket of the hairpin to talk to.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum PortCommand {
+    /// Attach an interface as a port.
+    Add {
+        /// The interface.
+        name: String,
+        /// The port towards the physical network.
+        #[arg(long)]
+        uplink: bool,
+        /// Access port of this VLAN.
+        #[arg(long, conflicts_with = "trunk")]
+        vlan: Option<u32>,
+        /// Trunk of these VLANs, e.g. `10,20,100-110`.
+        #[arg(long)]
+        trunk: Option<String>,
+        /// The trunk's native VLAN.
+        #[arg(long, requires = "trunk")]
+        native: Option<u32>,
+        /// Reflective relay.
+        #[arg(long)]
+        hairpin: bool,
+        /// Anti-spoofing: the port may send only from these MACs (repeatable).
+        #[arg(long, value_name = "MAC")]
+        allow: Vec<String>,
+        /// A static MAC table entry on the port (repeatable).
+        #[arg(long, value_name = "MAC")]
+        static_mac: Vec<String>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Detach a port and forget it.
+    Del {
+        /// The interface.
+        name: String,
+        #[command(flatten)]
+        client: Client,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ShowCommand {
+    /// Every port: state, role, VLANs, queues, XDP and AF_XDP mode, counters.
+    Ports(Client),
+    /// The MAC table, as `bridge fdb show` lists it.
+    Fdb {
+        /// Only this port's entries.
+        #[arg(long)]
+        port: Option<String>,
+        /// Only this VLAN's entries.
+        #[arg(long)]
+        vlan: Option<u32>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Every counter: ports, workers, MAC table, latency.
+    Stats(Client),
+}
+
+#[derive(Debug, Subcommand)]
+enum FdbCommand {
+    /// A static entry: MAC lives on port IF.
+    Add {
+        /// The port.
+        port: String,
+        /// The MAC.
+        mac: String,
+        /// In this VLAN only (default: every VLAN of the port).
+        #[arg(long)]
+        vlan: Option<u32>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Remove an entry, static or learned.
+    Del {
+        /// The MAC.
+        mac: String,
+        /// In this VLAN only (default: every VLAN).
+        #[arg(long)]
+        vlan: Option<u32>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Forget learned entries.
+    Flush {
+        /// Only this port's.
+        #[arg(long)]
+        port: Option<String>,
+        #[command(flatten)]
+        client: Client,
+    },
 }
 
 #[derive(Debug, Args)]
 struct RunArgs {
     /// The whole bridge from a TOML file (see the README); no other option but --stats
-    /// goes with it.
+    /// and --socket goes with it. SIGHUP or `hairpin reload` re-reads it.
     #[arg(long, value_name = "FILE")]
-    config: Option<std::path::PathBuf>,
+    config: Option<PathBuf>,
     /// Ports to bridge, comma-separated: the downlinks (VFs, macvlans, veths, taps).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        required_unless_present = "config",
-        conflicts_with = "config"
-    )]
+    /// More can be added while it runs (`hairpin port add`).
+    #[arg(long, value_delimiter = ',', conflicts_with = "config")]
     ports: Vec<String>,
     /// Switching mode.
     #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
@@ -111,19 +230,25 @@ struct RunArgs {
     /// UMEM frame size in bytes (2048 or 4096).
     #[arg(long, conflicts_with = "config", default_value_t = DatapathConfig::default().frame_size)]
     frame_size: u32,
-    /// MAC table capacity.
-    #[arg(long, conflicts_with = "config", default_value_t = DatapathConfig::default().fdb_capacity)]
+    /// UMEM frames per worker (default: full rings for max(ports, 4) ports).
+    #[arg(long, conflicts_with = "config")]
+    umem_frames: Option<u32>,
+    /// MAC table capacity (1 to 16777216).
+    #[arg(long, conflicts_with = "config", default_value_t = BridgeConfig::default().fdb_capacity)]
     fdb_size: usize,
-    /// Seconds a learned MAC lives unseen.
-    #[arg(long, conflicts_with = "config", default_value_t = DatapathConfig::default().fdb_max_age)]
+    /// Seconds a learned MAC lives unseen (1 or more).
+    #[arg(long, conflicts_with = "config", default_value_t = BridgeConfig::default().fdb_max_age)]
     fdb_age: u32,
     /// Workers spin on their rings instead of sleeping when idle: lowest latency and no
     /// wake-up delays, at the price of a busy core each.
     #[arg(long, conflicts_with = "config")]
     busy_poll: bool,
-    /// Print the counters every this many seconds (0: only at exit).
+    /// Print the counters every this many seconds (0: only at exit and on SIGUSR1).
     #[arg(long, default_value_t = 0)]
     stats: u64,
+    /// The control socket to serve.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    socket: PathBuf,
 }
 
 /// A `--cores` list.
@@ -164,7 +289,127 @@ fn run(cli: Cli) -> Result<()> {
         Command::Run(args) => forward(*args),
         Command::Demo { seconds } => demo::run(seconds.map(Duration::from_secs)),
         Command::Watch { ports, xdp_mode } => watch(&ports, xdp_mode),
+        Command::Port(PortCommand::Add {
+            name,
+            uplink,
+            vlan,
+            trunk,
+            native,
+            hairpin,
+            allow,
+            static_mac,
+            client,
+        }) => ask(
+            &client,
+            Request::PortAdd(PortSpec {
+                name,
+                uplink,
+                vlan,
+                trunk,
+                native,
+                hairpin,
+                allow,
+                static_macs: static_mac,
+            }),
+        ),
+        Command::Port(PortCommand::Del { name, client }) => ask(&client, Request::PortDel { name }),
+        Command::Show(ShowCommand::Ports(client)) => ask(&client, Request::ShowPorts),
+        Command::Show(ShowCommand::Fdb { port, vlan, client }) => {
+            ask(&client, Request::ShowFdb { port, vlan })
+        }
+        Command::Show(ShowCommand::Stats(client)) => ask(&client, Request::ShowStats),
+        Command::Fdb(FdbCommand::Add {
+            port,
+            mac,
+            vlan,
+            client,
+        }) => ask(&client, Request::FdbAdd { port, mac, vlan }),
+        Command::Fdb(FdbCommand::Del { mac, vlan, client }) => {
+            ask(&client, Request::FdbDel { mac, vlan })
+        }
+        Command::Fdb(FdbCommand::Flush { port, client }) => {
+            ask(&client, Request::FdbFlush { port })
+        }
+        Command::Reload(client) => ask(&client, Request::Reload),
     }
+}
+
+/// A client command: one request, its answer printed; a refusal is an error.
+fn ask(client: &Client, request: Request) -> Result<()> {
+    let response = service::request(&client.socket, &request)?;
+    if let Response::Error { message } = &response {
+        bail!("{message}");
+    }
+    let text = if client.json {
+        serde_json::to_string_pretty(&response)?
+    } else {
+        match response {
+            Response::Done { message } => message,
+            Response::Ports { ports } => ports_table(&ports),
+            Response::Fdb { entries } => {
+                let mut out = String::new();
+                for e in entries {
+                    out += &format!(
+                        "{} dev {}{} {}\n",
+                        e.mac,
+                        e.port,
+                        if e.vlan > 0 {
+                            format!(" vlan {}", e.vlan)
+                        } else {
+                            String::new()
+                        },
+                        if e.is_static {
+                            "static".to_owned()
+                        } else {
+                            format!("age {}s", e.age)
+                        }
+                    );
+                }
+                out.trim_end().to_owned()
+            }
+            Response::Stats(stats) => counters_text(&stats),
+            Response::Error { .. } => unreachable!("handled above"),
+        }
+    };
+    println!("{text}");
+    Ok(())
+}
+
+fn ports_table(ports: &[PortInfo]) -> String {
+    let mut out = format!(
+        "{:<15} {:>4} {:<6} {:<8} {:<22} {:>6} {:<8} {:>12} {:>12}  drops\n",
+        "port", "slot", "state", "role", "vlans", "queues", "af_xdp", "rx_pkts", "tx_pkts"
+    );
+    for p in ports {
+        let drops: Vec<String> = p
+            .counters
+            .drops
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        out += &format!(
+            "{:<15} {:>4} {:<6} {:<8} {:<22} {:>6} {:<8} {:>12} {:>12}  {}\n",
+            p.name,
+            p.slot,
+            p.state,
+            p.role,
+            p.vlans.as_deref().unwrap_or("-"),
+            p.queues,
+            match (&p.xdp, p.zero_copy) {
+                (None, _) => "-".to_owned(),
+                (Some(x), true) => format!("{x}/zc"),
+                (Some(x), false) => format!("{x}/copy"),
+            },
+            p.counters.rx_packets,
+            p.counters.tx_packets,
+            if drops.is_empty() {
+                "-".to_owned()
+            } else {
+                drops.join(",")
+            },
+        );
+    }
+    out.trim_end().to_owned()
 }
 
 fn lookup_ports(names: &[String]) -> Result<Vec<Interface>> {
@@ -174,7 +419,11 @@ fn lookup_ports(names: &[String]) -> Result<Vec<Interface>> {
         .collect::<Result<Vec<_>, _>>()?)
 }
 
-fn config_from_options(args: &RunArgs) -> Result<(Vec<String>, DatapathConfig)> {
+/// The bridge the command line describes.
+fn config_from_options(args: &RunArgs) -> Result<BridgeConfig> {
+    if args.ports.is_empty() && args.uplink.is_none() {
+        bail!("give the ports to bridge (--ports, --uplink) or a --config file");
+    }
     let spec = BridgeSpec::from_options(
         args.mode,
         &PortOptions {
@@ -188,154 +437,192 @@ fn config_from_options(args: &RunArgs) -> Result<(Vec<String>, DatapathConfig)> 
             native: &args.native,
         },
     )?;
-    let config = DatapathConfig {
-        policies: spec.policies,
-        static_macs: spec.static_macs,
+    Ok(BridgeConfig {
         mode: args.mode,
-        queues: args.queues,
-        cores: args.cores.clone().map(|c| c.0),
-        xdp_mode: args.xdp_mode,
-        zero_copy: args.zero_copy,
-        ring_size: args.ring_size,
-        frame_size: args.frame_size,
+        ports: spec.into_ports(),
         fdb_capacity: args.fdb_size,
         fdb_max_age: args.fdb_age,
-        busy_poll: args.busy_poll,
-    };
-    Ok((spec.ports, config))
+        xdp_mode: args.xdp_mode,
+        queues: args.queues,
+        cores: args.cores.clone().map(|c| c.0),
+        datapath: DatapathConfig {
+            zero_copy: args.zero_copy,
+            ring_size: args.ring_size,
+            frame_size: args.frame_size,
+            busy_poll: args.busy_poll,
+            umem_frames: args.umem_frames,
+        },
+    })
+}
+
+/// Output that never holds anyone up: lines go to a thread that writes them to stdout,
+/// through a short queue; when stdout is full or closed, lines are dropped (and a
+/// closed stdout's EPIPE is ignored), so `hairpin run | head -1` keeps forwarding.
+struct Printer {
+    lines: Option<mpsc::SyncSender<String>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Printer {
+    fn new() -> Self {
+        let (lines, inbox) = mpsc::sync_channel::<String>(64);
+        let thread = thread::Builder::new()
+            .name("hairpin-output".into())
+            .spawn(move || {
+                use std::io::Write as _;
+                let mut stdout = std::io::stdout();
+                for text in inbox {
+                    let _ = stdout.write_all(text.as_bytes());
+                    let _ = stdout.flush();
+                }
+            })
+            .ok();
+        Self {
+            lines: Some(lines),
+            thread,
+        }
+    }
+
+    fn print(&self, text: String) {
+        if let Some(lines) = &self.lines {
+            let _ = lines.try_send(text);
+        }
+    }
+
+    /// Waits up to `timeout` for what was printed to be written.
+    fn finish(mut self, timeout: Duration) {
+        drop(self.lines.take());
+        let deadline = Instant::now() + timeout;
+        if let Some(thread) = self.thread.take() {
+            while !thread.is_finished() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(10));
+            }
+            if thread.is_finished() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 fn forward(args: RunArgs) -> Result<()> {
-    let (names, config) = match &args.config {
-        Some(path) => {
-            let file = RunConfig::load(path)?;
-            (file.ports, file.datapath)
-        }
-        None => config_from_options(&args)?,
+    let (config, config_file) = match &args.config {
+        Some(path) => (config_file::load(path)?, Some(path.clone())),
+        None => (config_from_options(&args)?, None),
     };
     preflight::check()?;
-    let ports = lookup_ports(&names)?;
-    hairpin::catch_stop_signals().context("installing signal handlers")?;
-    let mut datapath = Datapath::start(&ports, &config)?;
-    for (p, policy) in datapath.ports().iter().zip(&config.policies) {
-        log::info!(
-            "{}: {:?}{}{}{}, {} RX queue(s), XDP {}, AF_XDP {}",
-            p.iface.name,
-            policy.role,
-            if policy.hairpin { ", hairpin" } else { "" },
-            if policy.allowed_sources.is_empty() {
-                String::new()
-            } else {
-                format!(", {} allowed source MAC(s)", policy.allowed_sources.len())
-            },
-            match &policy.vlans {
-                Some(v) => format!(", {v}"),
-                None if datapath.tables().vlans.is_aware() => ", access VLAN 1".to_owned(),
-                None => String::new(),
-            },
-            p.iface.rx_queues,
-            p.xdp,
-            if p.zero_copy {
-                "zero-copy"
-            } else {
-                "copy mode"
-            }
-        );
-    }
+    // Before anything starts, so that no signal finds the default action (death).
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])
+        .context("installing signal handlers")?;
+    let mode = config.mode;
+    let service = Service::spawn(
+        config,
+        ServiceOptions {
+            socket: Some(args.socket.clone()),
+            config_file,
+        },
+    )?;
     log::info!(
-        "forwarding: mode {}, {} worker(s) on cores {:?}; Ctrl-C to stop",
-        config.mode,
-        datapath.cores().len(),
-        datapath.cores()
+        "forwarding: mode {mode}, {} worker(s) on cores {:?}; control socket {}; Ctrl-C to stop",
+        service.cores().len(),
+        service.cores(),
+        args.socket.display()
     );
-    // This thread's housekeeping (ticks, counters) keeps off the workers' cores when
-    // there is another, as a DPDK application's main lcore does.
+    // This thread keeps off the workers' cores when there is another, as a DPDK
+    // application's main lcore does.
     let others: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
         .into_iter()
         .map(|c| c.id)
-        .filter(|c| !datapath.cores().contains(c))
+        .filter(|c| !service.cores().contains(c))
         .collect();
     if !others.is_empty()
         && let Err(e) = hairpin::set_affinity(&others)
     {
         log::warn!("could not move the control thread off the workers' cores: {e}");
     }
+    let printer = Printer::new();
     let mut last_print = Instant::now();
-    while !hairpin::stop_requested() {
-        thread::sleep(Duration::from_millis(200));
-        datapath.tick();
+    'running: loop {
+        for signal in signals.pending() {
+            match signal {
+                SIGHUP => match service.call(Request::Reload) {
+                    Response::Done { message } => log::info!("SIGHUP: {message}"),
+                    Response::Error { message } => log::warn!("SIGHUP: {message}"),
+                    _ => {}
+                },
+                SIGUSR1 => print_stats(&service, &printer),
+                _ => break 'running,
+            }
+        }
         if args.stats > 0 && last_print.elapsed() >= Duration::from_secs(args.stats) {
             last_print = Instant::now();
-            print_counters(
-                &datapath
-                    .ports()
-                    .iter()
-                    .map(|p| p.iface.name.clone())
-                    .collect::<Vec<_>>(),
-                &datapath.snapshot(),
-                false,
-            );
+            print_stats(&service, &printer);
         }
+        thread::sleep(Duration::from_millis(50));
     }
-    let names: Vec<String> = datapath
-        .ports()
-        .iter()
-        .map(|p| p.iface.name.clone())
-        .collect();
-    let fin = datapath.stop();
-    log::info!("stopped; XDP detached from {} port(s)", names.len());
-    print_counters(&names, &fin, true);
-    if fin.panicked_workers > 0 {
-        anyhow::bail!(
-            "{} worker(s) panicked; the counters above may be incomplete",
-            fin.panicked_workers
-        );
+    let (fin, panicked) = service.stop();
+    log::info!(
+        "stopped; XDP detached from {} port(s)",
+        fin.ports.iter().filter(|p| p.state != "absent").count()
+    );
+    printer.print(counters_text(&fin) + "\n");
+    printer.finish(Duration::from_secs(2));
+    if panicked > 0 {
+        bail!("{panicked} worker(s) panicked; the counters above may be incomplete");
     }
     Ok(())
 }
 
-fn print_counters(names: &[String], s: &Snapshot, per_queue: bool) {
-    println!(
-        "{:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9}  drops",
+fn print_stats(service: &Service, printer: &Printer) {
+    if let Response::Stats(stats) = service.call(Request::ShowStats) {
+        printer.print(counters_text(&stats) + "\n");
+    }
+}
+
+/// The counters as a table: one row per port (removed ones included), then the MAC
+/// table, latency and workers.
+fn counters_text(s: &Stats) -> String {
+    let mut out = format!(
+        "{:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9}  drops\n",
         "port", "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "flood_cp", "handoff"
     );
-    let row = |label: &str, t: &PortQueueSnapshot| {
-        println!(
-            "{label:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9}  {}",
-            t.rx_packets,
-            t.rx_bytes,
-            t.tx_packets,
-            t.tx_bytes,
-            t.flood_copies,
-            t.handoff_out,
-            t.drop_summary()
-        );
-    };
-    for (p, name) in names.iter().enumerate() {
-        row(name, &s.port_total(p));
-        if per_queue && s.per_queue[p].len() > 1 {
-            for (q, t) in s.per_queue[p].iter().enumerate() {
-                row(&format!("  q{q}"), t);
+    let rows = s
+        .ports
+        .iter()
+        .map(|p| (p.name.as_str(), &p.counters))
+        .chain(s.departed.iter().map(|(n, c)| (n.as_str(), c)));
+    for (name, c) in rows {
+        let drops: Vec<String> = c.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
+        out += &format!(
+            "{name:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9}  {}\n",
+            c.rx_packets,
+            c.rx_bytes,
+            c.tx_packets,
+            c.tx_bytes,
+            c.flood_copies,
+            c.handoff_out,
+            if drops.is_empty() {
+                "-".to_owned()
+            } else {
+                drops.join(",")
             }
-        }
+        );
     }
     let free: Vec<String> = s
-        .free_frames
+        .workers
         .iter()
-        .zip(&s.total_frames)
-        .map(|(f, t)| format!("{f}/{t}"))
+        .map(|w| format!("{}/{}", w.free_frames, w.total_frames))
         .collect();
-    println!(
-        "mac table: {} entries ({} full-bucket misses); free UMEM frames per worker: {}",
+    out += &format!(
+        "mac table: {} entries ({} full-bucket misses); free UMEM frames per worker: {}\n",
         s.fdb_entries,
         s.fdb_full,
         free.join(" ")
     );
-    let l = s.latency;
+    let l = s.latency_ns;
     let us = |ns: u64| ns as f64 / 1000.0;
-    println!(
-        "latency, RX read to TX submit per busy turn ({} turns): p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us",
+    out += &format!(
+        "latency, RX read to TX submit per busy turn ({} turns): p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us\n",
         l.count,
         us(l.p50),
         us(l.p99),
@@ -343,11 +630,10 @@ fn print_counters(names: &[String], s: &Snapshot, per_queue: bool) {
         us(l.max)
     );
     let mhz = cpu_mhz();
-    for (w, busy) in s.busy_ns.iter().enumerate() {
-        let frames = s.worker_rx(w);
+    for (i, w) in s.workers.iter().enumerate() {
         // Busy time includes the kernel's share of the worker's syscalls (copy-mode
         // transmit), as OVS's processing cycles do.
-        let per_frame = busy.checked_div(frames).map_or_else(
+        let per_frame = w.busy_ns.checked_div(w.rx_frames).map_or_else(
             || "-".to_owned(),
             |ns| match mhz {
                 Some(mhz) => format!(
@@ -358,13 +644,14 @@ fn print_counters(names: &[String], s: &Snapshot, per_queue: bool) {
                 None => format!("{ns} ns/frame"),
             },
         );
-        println!(
-            "worker q{w}: {} frames, busy {:.1} ms, {per_frame}, slept {} times",
-            frames,
-            *busy as f64 / 1e6,
-            s.sleeps[w]
+        out += &format!(
+            "worker q{i}: {} frames, busy {:.1} ms, {per_frame}, slept {} times\n",
+            w.rx_frames,
+            w.busy_ns as f64 / 1e6,
+            w.sleeps
         );
     }
+    out
 }
 
 fn watch(names: &[String], mode: XdpAttachMode) -> Result<()> {
@@ -387,8 +674,12 @@ fn watch(names: &[String], mode: XdpAttachMode) -> Result<()> {
             port.mac
         );
     }
-    hairpin::catch_stop_signals().context("installing signal handlers")?;
-    while !hairpin::stop_requested() {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         thread::sleep(Duration::from_secs(1));
         for (slot, port) in (0u32..).zip(&ports) {
             for queue in 0..port.rx_queues {

@@ -2,7 +2,7 @@
 //!
 //! [`EthernetFrame::new_checked`] verifies the length once; after that no accessor can
 //! panic or read past the buffer.
-use crate::control::port::Mac;
+use std::fmt;
 
 /// Byte ranges of the Ethernet header.
 mod field {
@@ -87,9 +87,61 @@ impl Mac {
     }
 }
 
+/// A MAC address.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mac(pub [u8; 6]);
+
+impl fmt::Display for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+
+impl fmt::Debug for Mac {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// An error parsing a MAC address.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a MAC address (expected six hex bytes like 02:00:00:00:00:01)")]
+pub struct MacParseError(String);
+
+impl std::str::FromStr for Mac {
+    type Err = MacParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let mut out = [0u8; 6];
+        let mut parts = s.split([':', '-']);
+        for byte in &mut out {
+            let part = parts.next().ok_or_else(|| MacParseError(s.to_owned()))?;
+            if part.len() != 2 {
+                return Err(MacParseError(s.to_owned()));
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| MacParseError(s.to_owned()))?;
+        }
+        if parts.next().is_some() {
+            return Err(MacParseError(s.to_owned()));
+        }
+        Ok(Self(out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mac_round_trips_through_text() {
+        let mac: Mac = "02:0a:FF:00:10:01".parse().unwrap();
+        assert_eq!(mac.0, [0x02, 0x0a, 0xff, 0x00, 0x10, 0x01]);
+        assert_eq!(mac.to_string(), "02:0a:ff:00:10:01");
+        assert!("02:0a:ff:00:10".parse::<Mac>().is_err());
+        assert!("02:0a:ff:00:10:01:02".parse::<Mac>().is_err());
+        assert!("02:0a:ff:00:10:zz".parse::<Mac>().is_err());
+    }
 
     const FRAME: [u8; 14] = [
         0x02, 0, 0, 0, 0, 0x02, // dst

@@ -5,12 +5,13 @@
 //! whole specification is valid.
 use std::str::FromStr;
 
+use super::{bridge::PortConfig, protocol::PortSpec};
 use crate::{
-    control::port::{Mac, MacParseError},
     switch::{
         Mode, PortId, PortPolicy, Role,
         vlan::{self, PortVlans},
     },
+    wire::{Mac, MacParseError},
 };
 
 /// A `PORT=VALUE` pair (`--vlan`, `--trunk`, `--native`), the value checked later.
@@ -106,6 +107,16 @@ pub enum SpecError {
         /// What is wrong.
         why: String,
     },
+    /// One MAC static on two ports.
+    #[error("--static-mac {mac} is given for {first} and {second}: one station lives on one port")]
+    StaticTwice {
+        /// The MAC.
+        mac: Mac,
+        /// The first port.
+        first: String,
+        /// The second.
+        second: String,
+    },
     /// A multicast or zero MAC where a station's MAC is needed.
     #[error("{option} {port}={mac}: not a station's MAC (multicast or all-zero)")]
     NotUnicast {
@@ -116,6 +127,60 @@ pub enum SpecError {
         /// The MAC.
         mac: Mac,
     },
+}
+
+/// A [`PortSpec`] (`hairpin port add`, the control socket) checked into a port's
+/// configuration; the error says which setting is wrong.
+pub fn port_config(spec: &PortSpec) -> Result<PortConfig, String> {
+    let station = |what: &str, text: &str| -> Result<Mac, String> {
+        let mac: Mac = text
+            .parse()
+            .map_err(|e: MacParseError| format!("{what}: {e}"))?;
+        if mac.is_learnable() {
+            Ok(mac)
+        } else {
+            Err(format!(
+                "{what} {mac}: not a station's MAC (multicast or all-zero)"
+            ))
+        }
+    };
+    let vid = |what: &str, v: u32| vlan::check(v).map_err(|e| format!("{what} {v}: {e}"));
+    let vlans = match (spec.vlan, &spec.trunk, spec.native) {
+        (None, None, None) => None,
+        (Some(v), None, None) => Some(PortVlans::Access(vid("--vlan", v)?)),
+        (None, Some(list), native) => Some(PortVlans::Trunk {
+            tagged: vlan::parse_list(list).map_err(|e| format!("--trunk {list}: {e}"))?,
+            native: native.map(|n| vid("--native", n)).transpose()?,
+        }),
+        (Some(_), Some(_), _) => {
+            return Err("a port is an access port (--vlan) or a trunk (--trunk), not both".into());
+        }
+        (_, None, Some(_)) => {
+            return Err("--native belongs to a trunk: give --trunk too".into());
+        }
+    };
+    Ok(PortConfig {
+        name: spec.name.clone(),
+        policy: PortPolicy {
+            role: if spec.uplink {
+                Role::Uplink
+            } else {
+                Role::Downlink
+            },
+            hairpin: spec.hairpin,
+            allowed_sources: spec
+                .allow
+                .iter()
+                .map(|m| station("--allow", m))
+                .collect::<Result<_, _>>()?,
+            vlans,
+        },
+        static_macs: spec
+            .static_macs
+            .iter()
+            .map(|m| station("--static-mac", m))
+            .collect::<Result<_, _>>()?,
+    })
 }
 
 /// The bridge as specified: ports in slot order (downlinks, then the uplink), with
@@ -152,6 +217,25 @@ pub struct PortOptions<'a> {
 }
 
 impl BridgeSpec {
+    /// The ports, each with its policy and static MACs.
+    pub fn into_ports(self) -> Vec<PortConfig> {
+        let statics = self.static_macs;
+        self.ports
+            .into_iter()
+            .zip(self.policies)
+            .enumerate()
+            .map(|(i, (name, policy))| PortConfig {
+                name,
+                policy,
+                static_macs: statics
+                    .iter()
+                    .filter(|(p, _)| usize::from(*p) == i)
+                    .map(|&(_, m)| m)
+                    .collect(),
+            })
+            .collect()
+    }
+
     /// Checks `options` for `mode` and builds the specification.
     pub fn from_options(mode: Mode, options: &PortOptions<'_>) -> Result<Self, SpecError> {
         let mut ports: Vec<String> = options.ports.to_vec();
@@ -255,6 +339,13 @@ impl BridgeSpec {
                     option: "--static-mac",
                     port: port.clone(),
                     mac: *mac,
+                });
+            }
+            if let Some((other, _)) = static_macs.iter().find(|(_, m)| m == mac) {
+                return Err(SpecError::StaticTwice {
+                    mac: *mac,
+                    first: ports[usize::from(*other)].clone(),
+                    second: port.clone(),
                 });
             }
             static_macs.push((i as PortId, *mac));

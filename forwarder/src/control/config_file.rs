@@ -11,6 +11,7 @@
 //! ring_size = 2048
 //! frame_size = 2048
 //! busy_poll = false
+//! umem_frames = 27136        # per worker; default: full rings for max(ports, 4) ports
 //!
 //! [fdb]
 //! size = 65536
@@ -43,12 +44,16 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::{
-    control::{port::Mac, xdp::XdpAttachMode},
+    control::{
+        bridge::{BridgeConfig, MAX_FDB_SIZE, PortConfig},
+        xdp::XdpAttachMode,
+    },
     datapath::{DatapathConfig, ZeroCopy},
     switch::{
-        Mode, PortPolicy, Role, Tables,
+        Fdb, Mode, PortPolicy, PortSet, Role, Tables,
         vlan::{self, PortVlans},
     },
+    wire::Mac,
 };
 
 /// An error reading or checking a config file.
@@ -106,6 +111,7 @@ struct FileDatapath {
     ring_size: Option<u32>,
     frame_size: Option<u32>,
     busy_poll: Option<bool>,
+    umem_frames: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,103 +146,102 @@ enum FileRole {
     Uplink,
 }
 
-/// The bridge a config file describes: its ports, in slot order, and how to run it.
-#[derive(Clone, Debug)]
-pub struct RunConfig {
-    /// Port names, slot order (as the file lists them).
-    pub ports: Vec<String>,
-    /// Everything else.
-    pub datapath: DatapathConfig,
+/// Reads and checks the configuration file at `path`.
+pub fn load(path: &Path) -> Result<BridgeConfig, ConfigFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&text, path)
 }
 
-impl RunConfig {
-    /// Reads and checks `path`.
-    pub fn load(path: &Path) -> Result<Self, ConfigFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigFileError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
+/// Checks the TOML `text`, read from `path` (named in errors).
+pub fn parse(text: &str, path: &Path) -> Result<BridgeConfig, ConfigFileError> {
+    let file: File = toml::from_str(text).map_err(|e| ConfigFileError::Parse {
+        path: path.to_owned(),
+        message: e.to_string().trim_end().replace('\n', " "),
+    })?;
+    let invalid = |key: String, message: String| ConfigFileError::Invalid {
+        path: path.to_owned(),
+        key,
+        message,
+    };
+    if file.port.is_empty() {
+        return Err(invalid(
+            "port".into(),
+            "no [[port]] tables: list the ports to bridge".into(),
+        ));
     }
-
-    /// Checks the TOML `text`, read from `path` (named in errors).
-    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigFileError> {
-        let file: File = toml::from_str(text).map_err(|e| ConfigFileError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
-        })?;
-        let invalid = |key: String, message: String| ConfigFileError::Invalid {
-            path: path.to_owned(),
-            key,
-            message,
-        };
-        if file.port.is_empty() {
+    let mode = file.mode;
+    let mut ports: Vec<PortConfig> = Vec::with_capacity(file.port.len());
+    for (i, port) in file.port.iter().enumerate() {
+        if ports.iter().any(|p| p.name == port.name) {
             return Err(invalid(
-                "port".into(),
-                "no [[port]] tables: list the ports to bridge".into(),
+                format!("port[{i}].name"),
+                format!("{} is listed twice", port.name),
             ));
         }
-        let mode = file.mode;
-        let mut ports = Vec::with_capacity(file.port.len());
-        let mut policies = Vec::with_capacity(file.port.len());
-        let mut static_macs = Vec::new();
-        for (i, port) in file.port.iter().enumerate() {
-            if ports.contains(&port.name) {
+        let station = |key: String, text: &str| -> Result<Mac, ConfigFileError> {
+            let mac: Mac = text
+                .parse()
+                .map_err(|e: crate::wire::MacParseError| invalid(key.clone(), e.to_string()))?;
+            if mac.is_learnable() {
+                Ok(mac)
+            } else {
+                Err(invalid(
+                    key,
+                    format!("{mac} is not a station's MAC (multicast or all-zero)"),
+                ))
+            }
+        };
+        let allowed_sources = port
+            .allowed_macs
+            .iter()
+            .enumerate()
+            .map(|(j, m)| station(format!("port[{i}].allowed_macs[{j}]"), m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut static_macs = Vec::with_capacity(port.static_macs.len());
+        for (j, m) in port.static_macs.iter().enumerate() {
+            let key = format!("port[{i}].static_macs[{j}]");
+            let mac = station(key.clone(), m)?;
+            if let Some(other) = ports.iter().find(|p| p.static_macs.contains(&mac)) {
                 return Err(invalid(
-                    format!("port[{i}].name"),
-                    format!("{} is listed twice", port.name),
+                    key,
+                    format!(
+                        "{mac} is already static on {}: one station lives on one port",
+                        other.name
+                    ),
                 ));
             }
-            let station = |key: String, text: &str| -> Result<Mac, ConfigFileError> {
-                let mac: Mac = text
-                    .parse()
-                    .map_err(|e: crate::control::port::MacParseError| {
-                        invalid(key.clone(), e.to_string())
-                    })?;
-                if mac.is_learnable() {
-                    Ok(mac)
-                } else {
-                    Err(invalid(
-                        key,
-                        format!("{mac} is not a station's MAC (multicast or all-zero)"),
-                    ))
-                }
-            };
-            let allowed_sources = port
-                .allowed_macs
-                .iter()
-                .enumerate()
-                .map(|(j, m)| station(format!("port[{i}].allowed_macs[{j}]"), m))
-                .collect::<Result<Vec<_>, _>>()?;
-            for (j, m) in port.static_macs.iter().enumerate() {
-                static_macs.push((i as u8, station(format!("port[{i}].static_macs[{j}]"), m)?));
+            static_macs.push(mac);
+        }
+        let vlan_id = |key: &str, v: u32| {
+            vlan::check(v).map_err(|e| invalid(format!("port[{i}].{key}"), e.to_string()))
+        };
+        let vlans = match (port.vlan, &port.trunk, port.native) {
+            (None, None, None) => None,
+            (Some(v), None, None) => Some(PortVlans::Access(vlan_id("vlan", v)?)),
+            (None, Some(list), native) => Some(PortVlans::Trunk {
+                tagged: vlan::parse_list(list)
+                    .map_err(|e| invalid(format!("port[{i}].trunk"), e))?,
+                native: native.map(|n| vlan_id("native", n)).transpose()?,
+            }),
+            (Some(_), Some(_), _) => {
+                return Err(invalid(
+                    format!("port[{i}].trunk"),
+                    "a port is an access port (vlan) or a trunk (trunk), not both".into(),
+                ));
             }
-            let vlan_id = |key: &str, v: u32| {
-                vlan::check(v).map_err(|e| invalid(format!("port[{i}].{key}"), e.to_string()))
-            };
-            let vlans = match (port.vlan, &port.trunk, port.native) {
-                (None, None, None) => None,
-                (Some(v), None, None) => Some(PortVlans::Access(vlan_id("vlan", v)?)),
-                (None, Some(list), native) => Some(PortVlans::Trunk {
-                    tagged: vlan::parse_list(list)
-                        .map_err(|e| invalid(format!("port[{i}].trunk"), e))?,
-                    native: native.map(|n| vlan_id("native", n)).transpose()?,
-                }),
-                (Some(_), Some(_), _) => {
-                    return Err(invalid(
-                        format!("port[{i}].trunk"),
-                        "a port is an access port (vlan) or a trunk (trunk), not both".into(),
-                    ));
-                }
-                (_, None, Some(_)) => {
-                    return Err(invalid(
+            (_, None, Some(_)) => {
+                return Err(invalid(
                         format!("port[{i}].native"),
                         "a native VLAN belongs to a trunk: add `trunk`, or use `vlan` for an access port".into(),
                     ));
-                }
-            };
-            ports.push(port.name.clone());
-            policies.push(PortPolicy {
+            }
+        };
+        ports.push(PortConfig {
+            name: port.name.clone(),
+            policy: PortPolicy {
                 role: match port.role {
                     FileRole::Downlink => Role::Downlink,
                     FileRole::Uplink => Role::Uplink,
@@ -244,49 +249,66 @@ impl RunConfig {
                 hairpin: port.hairpin,
                 allowed_sources,
                 vlans,
-            });
-        }
-        // The bridge's own checks (port count, one uplink, an uplink for VEPA), with the
-        // file's key names.
-        if let Err(e) = Tables::new(mode, &policies, 1) {
-            let key = match &e {
-                crate::switch::TablesError::TwoUplinks { second, .. } => {
-                    format!("port[{second}].role")
-                }
-                crate::switch::TablesError::NeedsUplink(_) => "mode".to_owned(),
-                crate::switch::TablesError::PortCount { .. } => "port".to_owned(),
-                crate::switch::TablesError::UntouchedVlans(_) => "mode".to_owned(),
-            };
-            return Err(invalid(key, e.to_string()));
-        }
-        let defaults = DatapathConfig::default();
-        let d = file.datapath;
-        Ok(Self {
-            ports,
-            datapath: DatapathConfig {
-                mode,
-                queues: d.queues,
-                cores: d.cores,
-                xdp_mode: d.xdp_mode.unwrap_or_default(),
-                zero_copy: d.zero_copy.unwrap_or_default(),
-                ring_size: d.ring_size.unwrap_or(defaults.ring_size),
-                frame_size: d.frame_size.unwrap_or(defaults.frame_size),
-                fdb_capacity: file.fdb.size.unwrap_or(defaults.fdb_capacity),
-                fdb_max_age: file.fdb.age.unwrap_or(defaults.fdb_max_age),
-                busy_poll: d.busy_poll.unwrap_or(false),
-                policies,
-                static_macs,
             },
-        })
+            static_macs,
+        });
     }
+    // The bridge's own checks (port count, one uplink, an uplink for VEPA), with the
+    // file's key names.
+    let slots: Vec<_> = ports.iter().map(|p| Some(p.policy.clone())).collect();
+    if let Err(e) = Tables::new(mode, &slots, PortSet::EMPTY, Fdb::shared(1)) {
+        let key = match &e {
+            crate::switch::TablesError::TwoUplinks { second, .. } => {
+                format!("port[{second}].role")
+            }
+            crate::switch::TablesError::NeedsUplink(_) => "mode".to_owned(),
+            crate::switch::TablesError::PortCount { .. } => "port".to_owned(),
+            crate::switch::TablesError::UntouchedVlans(_) => "mode".to_owned(),
+        };
+        return Err(invalid(key, e.to_string()));
+    }
+    let defaults = BridgeConfig::default();
+    let fdb_capacity = file.fdb.size.unwrap_or(defaults.fdb_capacity);
+    if fdb_capacity == 0 || fdb_capacity > MAX_FDB_SIZE {
+        return Err(invalid(
+            "fdb.size".into(),
+            format!("{fdb_capacity}: give 1 to {MAX_FDB_SIZE} entries"),
+        ));
+    }
+    let fdb_max_age = file.fdb.age.unwrap_or(defaults.fdb_max_age);
+    if fdb_max_age == 0 {
+        return Err(invalid(
+            "fdb.age".into(),
+            "0: learned entries would be gone before their first reply; give 1 second or more"
+                .into(),
+        ));
+    }
+    let d = file.datapath;
+    let datapath = DatapathConfig::default();
+    Ok(BridgeConfig {
+        mode,
+        ports,
+        fdb_capacity,
+        fdb_max_age,
+        xdp_mode: d.xdp_mode.unwrap_or_default(),
+        queues: d.queues,
+        cores: d.cores,
+        datapath: DatapathConfig {
+            zero_copy: d.zero_copy.unwrap_or_default(),
+            ring_size: d.ring_size.unwrap_or(datapath.ring_size),
+            frame_size: d.frame_size.unwrap_or(datapath.frame_size),
+            busy_poll: d.busy_poll.unwrap_or(false),
+            umem_frames: d.umem_frames,
+        },
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(text: &str) -> Result<RunConfig, ConfigFileError> {
-        RunConfig::parse(text, Path::new("hairpin.toml"))
+    fn parse(text: &str) -> Result<BridgeConfig, ConfigFileError> {
+        super::parse(text, Path::new("hairpin.toml"))
     }
 
     fn err(text: &str) -> String {
@@ -317,25 +339,28 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(c.ports, ["vf0", "eth0"]);
-        let d = &c.datapath;
-        assert_eq!(d.mode, Mode::Vepa);
-        assert_eq!((d.queues, d.cores.as_deref()), (Some(2), Some(&[0, 1][..])));
-        assert_eq!(d.zero_copy, ZeroCopy::Off);
-        assert!(d.busy_poll);
-        assert_eq!((d.fdb_capacity, d.fdb_max_age), (1024, 60));
-        assert_eq!(d.policies[1].role, Role::Uplink);
-        assert!(d.policies[1].hairpin);
-        assert_eq!(d.policies[0].allowed_sources, [Mac([2, 0, 0, 0, 0, 0x10])]);
-        assert_eq!(d.static_macs, [(0, Mac([2, 0, 0, 0, 0, 0x10]))]);
+        let names: Vec<_> = c.ports.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["vf0", "eth0"]);
+        assert_eq!(c.mode, Mode::Vepa);
+        assert_eq!((c.queues, c.cores.as_deref()), (Some(2), Some(&[0, 1][..])));
+        assert_eq!(c.datapath.zero_copy, ZeroCopy::Off);
+        assert!(c.datapath.busy_poll);
+        assert_eq!((c.fdb_capacity, c.fdb_max_age), (1024, 60));
+        assert_eq!(c.ports[1].policy.role, Role::Uplink);
+        assert!(c.ports[1].policy.hairpin);
+        assert_eq!(
+            c.ports[0].policy.allowed_sources,
+            [Mac([2, 0, 0, 0, 0, 0x10])]
+        );
+        assert_eq!(c.ports[0].static_macs, [Mac([2, 0, 0, 0, 0, 0x10])]);
     }
 
     #[test]
     fn defaults_fill_what_is_left_out() {
         let c = parse("[[port]]\nname = \"a\"\n[[port]]\nname = \"b\"\n").unwrap();
-        assert_eq!(c.datapath.mode, Mode::Veb);
+        assert_eq!(c.mode, Mode::Veb);
         assert_eq!(c.datapath.ring_size, DatapathConfig::default().ring_size);
-        assert_eq!(c.datapath.policies[0], PortPolicy::default());
+        assert_eq!(c.ports[0].policy, PortPolicy::default());
     }
 
     #[test]
@@ -383,6 +408,19 @@ mod tests {
             err("mode = \"xconnect\"\n[[port]]\nname = \"a\"\nvlan = 2\n[[port]]\nname = \"b\"")
                 .starts_with("hairpin.toml: mode: xconnect mode passes frames through untouched")
         );
+        let two = "[[port]]\nname = \"a\"\nstatic_macs = [\"02:00:00:00:00:01\"]\n[[port]]\nname = \"b\"\nstatic_macs = [\"02:00:00:00:00:01\"]";
+        assert_eq!(
+            err(two),
+            "hairpin.toml: port[1].static_macs[0]: 02:00:00:00:00:01 is already static on a: one station lives on one port"
+        );
+        assert_eq!(
+            err("[fdb]\nsize = 0\n[[port]]\nname = \"a\""),
+            "hairpin.toml: fdb.size: 0: give 1 to 16777216 entries"
+        );
+        assert!(err("[fdb]\nsize = 4294967295\n[[port]]\nname = \"a\"").contains("give 1 to"));
+        assert!(
+            err("[fdb]\nage = 0\n[[port]]\nname = \"a\"").starts_with("hairpin.toml: fdb.age: 0:")
+        );
     }
 
     #[test]
@@ -391,7 +429,7 @@ mod tests {
         let mut examples = 0;
         for block in readme.split("```toml\n").skip(1) {
             let text = block.split("```").next().unwrap();
-            if let Err(e) = RunConfig::parse(text, Path::new("README.md")) {
+            if let Err(e) = super::parse(text, Path::new("README.md")) {
                 panic!("README example does not parse: {e}\n{text}");
             }
             examples += 1;
@@ -401,16 +439,15 @@ mod tests {
 
     #[test]
     fn reads_access_ports_and_trunks() {
-        let config = RunConfig::parse(
+        let config = super::parse(
             "[[port]]\nname = \"vm1\"\nvlan = 10\n[[port]]\nname = \"up\"\ntrunk = \"10,20-22\"\nnative = 5\n[[port]]\nname = \"vm2\"",
             Path::new("hairpin.toml"),
         )
         .unwrap();
         let vlans: Vec<_> = config
-            .datapath
-            .policies
+            .ports
             .iter()
-            .map(|p| p.vlans.clone())
+            .map(|p| p.policy.vlans.clone())
             .collect();
         assert_eq!(
             vlans,

@@ -1,6 +1,16 @@
-//! The control plane: ports, the XDP program and its maps, preflight checks.
+//! The control plane: one owner ([`bridge::Bridge`]) for the ports, the XDP program and
+//! its maps, the host's addresses, MAC table aging and the kernel's link changes; the
+//! service around it ([`service`]) with its control socket ([`protocol`]); configuration
+//! ([`config`], [`config_file`]); preflight checks.
+//!
+//! The layers depend downwards only: `control` uses `datapath`, `switch` and `wire`;
+//! `datapath` uses `switch`; `switch` uses `wire`. Nothing below imports `control`.
+pub mod bridge;
 pub mod config;
 pub mod config_file;
+pub mod netlink;
 pub mod port;
 pub mod preflight;
+pub mod protocol;
+pub mod service;
 pub mod xdp;

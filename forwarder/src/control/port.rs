@@ -3,9 +3,9 @@
 //! Everything is read through ioctls on a socket of the calling thread's network
 //! namespace (not from `/sys`, which shows the namespace it was mounted in), so the
 //! answers are right also on a thread that entered another namespace with `setns`.
-use std::{ffi::CString, fmt, fs, io, os::fd::AsRawFd as _};
+use std::{ffi::CString, fs, io, os::fd::AsRawFd as _};
 
-use crate::sys;
+use crate::{sys, wire::Mac};
 
 /// An error looking an interface up.
 #[derive(Debug, thiserror::Error)]
@@ -33,48 +33,6 @@ pub enum PortError {
         #[source]
         source: io::Error,
     },
-}
-
-/// A MAC address.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Mac(pub [u8; 6]);
-
-impl fmt::Display for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
-        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
-    }
-}
-
-impl fmt::Debug for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// An error parsing a MAC address.
-#[derive(Debug, thiserror::Error)]
-#[error("{0:?} is not a MAC address (expected six hex bytes like 02:00:00:00:00:01)")]
-pub struct MacParseError(String);
-
-impl std::str::FromStr for Mac {
-    type Err = MacParseError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut out = [0u8; 6];
-        let mut parts = s.split([':', '-']);
-        for byte in &mut out {
-            let part = parts.next().ok_or_else(|| MacParseError(s.to_owned()))?;
-            if part.len() != 2 {
-                return Err(MacParseError(s.to_owned()));
-            }
-            *byte = u8::from_str_radix(part, 16).map_err(|_| MacParseError(s.to_owned()))?;
-        }
-        if parts.next().is_some() {
-            return Err(MacParseError(s.to_owned()));
-        }
-        Ok(Self(out))
-    }
 }
 
 /// A network interface as the kernel reports it.
@@ -154,16 +112,6 @@ fn sysfs_rx_queues(name: &str, ifindex: u32) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mac_round_trips_through_text() {
-        let mac: Mac = "02:0a:FF:00:10:01".parse().unwrap();
-        assert_eq!(mac.0, [0x02, 0x0a, 0xff, 0x00, 0x10, 0x01]);
-        assert_eq!(mac.to_string(), "02:0a:ff:00:10:01");
-        assert!("02:0a:ff:00:10".parse::<Mac>().is_err());
-        assert!("02:0a:ff:00:10:01:02".parse::<Mac>().is_err());
-        assert!("02:0a:ff:00:10:zz".parse::<Mac>().is_err());
-    }
 
     #[test]
     fn lookup_rejects_bad_names_and_missing_devices() {

@@ -58,6 +58,18 @@ pub enum XdpError {
         #[source]
         source: aya::maps::MapError,
     },
+    /// Another XDP program holds the port.
+    #[error(
+        "attaching XDP to {port}: another XDP program{} is attached to it; hairpin does not replace it \
+         (see `ip -d link show {port}`; detach it with `ip link set {port} xdp off` if it is not needed)",
+        match .prog_id { Some(id) => format!(" (id {id})"), None => String::new() }
+    )]
+    Occupied {
+        /// The port.
+        port: String,
+        /// The program's id, if the kernel said.
+        prog_id: Option<u32>,
+    },
     /// Attaching to a port failed.
     #[error("attaching XDP ({mode}) to {port}")]
     Attach {
@@ -138,7 +150,8 @@ pub struct Steering {
     host_ipv6: HashMap<MapData, [u8; 16], u8>,
     xsks: XskMap<MapData>,
     stats: PerCpuArray<MapData, QueueStats>,
-    links: Vec<(String, XdpLinkId)>,
+    /// By ifindex.
+    links: Vec<(u32, String, XdpLinkId)>,
 }
 
 impl Steering {
@@ -187,6 +200,18 @@ impl Steering {
                 name: maps::PORTS,
                 source,
             })
+    }
+
+    /// Forgets `ifindex`: the program passes its frames to the kernel again.
+    pub fn forget_port(&mut self, ifindex: u32) -> Result<(), XdpError> {
+        match self.ports.remove(&ifindex) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(XdpError::Map {
+                action: "updating",
+                name: maps::PORTS,
+                source,
+            }),
+        }
     }
 
     /// Lets ARP requests (IPv4) or neighbour solicitations (IPv6) for `addr` through to
@@ -252,13 +277,19 @@ impl Steering {
                             iface.name
                         );
                     }
-                    self.links.push((iface.name.clone(), link));
+                    self.links.push((iface.ifindex, iface.name.clone(), link));
                     return Ok(attempt);
                 }
                 Err(source) => last = Some((attempt, source)),
             }
         }
         let (mode, source) = last.expect("at least one attach mode is always tried");
+        if let Some(prog_id) = occupied(&source) {
+            return Err(XdpError::Occupied {
+                port: iface.name.clone(),
+                prog_id,
+            });
+        }
         Err(XdpError::Attach {
             port: iface.name.clone(),
             mode,
@@ -281,6 +312,43 @@ impl Steering {
                 name: maps::XSKS,
                 source,
             })
+    }
+
+    /// Clears (port slot, queue) in the socket map.
+    pub fn unbind_socket(&mut self, slot: u32, queue: u32) -> Result<(), XdpError> {
+        let index = xsk_index(slot, queue).ok_or(XdpError::OutOfRange { slot, queue })?;
+        match self.xsks.unset(index) {
+            Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
+            Err(source) => Err(XdpError::Map {
+                action: "updating",
+                name: maps::XSKS,
+                source,
+            }),
+        }
+    }
+
+    /// Detaches from `ifindex` (a device already gone detached itself).
+    pub fn detach(&mut self, ifindex: u32) {
+        let Some(i) = self.links.iter().position(|l| l.0 == ifindex) else {
+            return;
+        };
+        let (_, port, link) = self.links.remove(i);
+        if let Ok(program) = self.program()
+            && let Err(e) = program.detach(link)
+        {
+            log::debug!("detaching XDP from {port}: {e}");
+        }
+    }
+
+    fn program(&mut self) -> Result<&mut Xdp, XdpError> {
+        self.ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or(XdpError::Missing {
+                what: "program",
+                name: PROGRAM_NAME,
+            })?
+            .try_into()
+            .map_err(XdpError::Program)
     }
 
     /// The program's counters for (port slot, queue), summed over CPUs.
@@ -306,7 +374,7 @@ impl Steering {
         let Ok(program): Result<&mut Xdp, _> = program.try_into() else {
             return;
         };
-        for (port, link) in self.links.drain(..) {
+        for (_, port, link) in self.links.drain(..) {
             if let Err(e) = program.detach(link) {
                 log::warn!("detaching XDP from {port}: {e}");
             }
@@ -326,4 +394,20 @@ impl Drop for Steering {
     fn drop(&mut self) {
         self.detach_all();
     }
+}
+
+/// Whether an attach failed because another program holds the device: `Some(its id, if
+/// known)`. The kernel answers EBUSY (or EEXIST) when a program is attached without a
+/// link, or by another link.
+fn occupied(error: &aya::programs::ProgramError) -> Option<Option<u32>> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::EBUSY | libc::EEXIST))
+        {
+            return Some(None);
+        }
+        source = e.source();
+    }
+    None
 }

@@ -7,6 +7,10 @@
 //! the owner's inbound queue; the owner transmits it as its own. One copy, no lock, no
 //! allocation: both queues are fixed-size crossbeam `ArrayQueue`s. A sleeping owner is
 //! woken through an eventfd, only when it said it was going to sleep.
+//!
+//! The same mailbox carries the control plane's commands to the worker (a port's
+//! sockets to serve or to close, new tables): the one channel through which the
+//! datapath changes while it runs. The worker looks at it once per turn.
 use std::sync::{
     Arc,
     atomic::{AtomicBool, Ordering},
@@ -14,11 +18,18 @@ use std::sync::{
 
 use crossbeam_queue::ArrayQueue;
 
-use super::xsk::{Desc, Umem};
+use super::{
+    worker::Command,
+    xsk::{Desc, Umem},
+};
 use crate::{switch::PortId, sys::EventFd};
 
 /// Frames one worker lends to the others at most.
 pub const CREDITS: usize = 512;
+
+/// Commands that may wait for a worker at once (the control plane sends one at a time
+/// and waits for it to be done).
+const COMMANDS: usize = 16;
 
 /// One worker's inbox.
 #[derive(Debug)]
@@ -29,6 +40,8 @@ pub struct Mailbox {
     pub credits: ArrayQueue<Desc>,
     /// Filled frames, with the port to send each on.
     pub inbound: ArrayQueue<(Desc, PortId)>,
+    /// The control plane's commands.
+    pub(super) commands: ArrayQueue<Command>,
     sleeping: AtomicBool,
     wake: EventFd,
 }
@@ -40,6 +53,7 @@ impl Mailbox {
             umem,
             credits: ArrayQueue::new(CREDITS),
             inbound: ArrayQueue::new(CREDITS),
+            commands: ArrayQueue::new(COMMANDS),
             sleeping: AtomicBool::new(false),
             wake: EventFd::new()?,
         })
@@ -80,7 +94,7 @@ impl Mailbox {
     /// The owner: about to sleep. Returns `false` if work arrived meanwhile.
     pub fn prepare_sleep(&self) -> bool {
         self.sleeping.store(true, Ordering::SeqCst);
-        if self.inbound.is_empty() {
+        if self.inbound.is_empty() && self.commands.is_empty() {
             true
         } else {
             self.sleeping.store(false, Ordering::Relaxed);

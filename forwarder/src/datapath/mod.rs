@@ -1,54 +1,65 @@
-//! The AF_XDP datapath: sockets, UMEMs and the pinned per-queue workers.
+//! The AF_XDP datapath: UMEMs, sockets, rings and the pinned per-queue workers.
 //!
-//! [`Datapath::start`] turns a list of ports into running workers:
+//! [`Datapath::start`] starts one worker per RX queue index `q`, pinned to its core and
+//! owning one UMEM, with no port yet. Ports then come and go while it runs, each through
+//! two calls from the control plane:
 //!
-//! - one worker per RX queue index `q`, pinned to its core, owning one UMEM;
-//! - in that UMEM, one AF_XDP socket for each port that has a queue `q`
-//!   (`XDP_SHARED_UMEM`: each socket its own fill and completion rings), registered in
-//!   the XDP program's XSKMAP at (port, `q`);
-//! - the XDP program attached to every port with steering on.
+//! - [`Datapath::open`] makes the port's AF_XDP sockets, one per RX queue `q`, each on
+//!   worker `q`'s UMEM (`XDP_SHARED_UMEM`: each socket its own fill and completion
+//!   rings); the control plane points the XDP program's XSKMAP at them, then
+//!   [`Datapath::attach`] hands them to their workers, which fill their fill rings.
+//! - [`Datapath::detach`] tells every worker to let the port go; each closes its socket
+//!   once its rings are quiet and takes back every frame the socket held.
+//!
+//! [`Datapath::set_tables`] gives the workers new switching tables (a port up or down, a
+//! new policy). All three travel on one channel per worker (its [`handoff::Mailbox`]) and
+//! are applied between two batches; each call returns once every worker has done it.
 //!
 //! A frame received on port A queue `q` goes out of port B through worker `q`'s own
 //! socket on B, by passing its descriptor: no copy in user space, and none at all where
 //! the driver binds zero-copy. Where B has no queue `q`, the frame is copied into a frame
 //! of the worker that owns B's queue `q % queues(B)` and handed over ([`handoff`]).
 //!
-//! [`Datapath::stop`] (or dropping it) stops the workers, closes the sockets and detaches
-//! the program; if the process dies instead, the kernel detaches it (bpf_link).
+//! This module knows nothing of interfaces, XDP programs or configuration: the control
+//! plane ([`crate::control`]) owns those.
 #![allow(unsafe_code)]
 
 pub mod handoff;
+mod holders;
 pub mod latency;
 pub mod stats;
 mod worker;
 pub mod xsk;
 
 use std::{
-    os::fd::AsRawFd as _,
-    sync::{Arc, atomic::AtomicBool, atomic::Ordering},
+    os::fd::{AsRawFd as _, RawFd},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+        mpsc,
+    },
     thread::{self, JoinHandle},
-    time::Instant,
+    time::{Duration, Instant},
 };
-
-use hairpin_common::{PortConf, port_flags};
 
 use self::{
     handoff::Mailbox,
+    holders::Holders,
     stats::{PortQueueSnapshot, WorkerCounters},
-    worker::{Route, Worker, WorkerPort},
+    worker::{Command, Reply, Route, Worker},
     xsk::{Bind, Socket, Umem},
 };
-use crate::sys::RouteSocket;
-use crate::{
-    control::{
-        port::{Interface, Mac},
-        xdp::{AttachedMode, Steering, XdpAttachMode, XdpError},
-    },
-    switch::{Mode, PortId, PortPolicy, Role, Tables, TablesError},
-};
+use crate::switch::{MAX_PORTS, PortId, Tables};
 
 /// How long to retry binding a queue that the kernel still holds for a closed socket.
-const BIND_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+const BIND_BUSY_WAIT: Duration = Duration::from_secs(3);
+
+/// How long a worker may take to apply a command (a closing socket waits for its TX ring
+/// for up to half a second).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Ports each worker's UMEM has full rings for, by default (more share what is left).
+pub const DEFAULT_PORTS_PER_UMEM: usize = 4;
 
 /// `--zero-copy auto|on|off`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -64,111 +75,82 @@ pub enum ZeroCopy {
 }
 
 /// How to run the datapath.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DatapathConfig {
-    /// The switching mode.
-    pub mode: Mode,
-    /// Queue indices to serve; by default the most queues any port has. A port with more
-    /// RX queues than this is refused (frames on the others would bypass hairpin).
-    pub queues: Option<u32>,
-    /// Core for each queue index; by default queue `i` runs on the `i`-th allowed core.
-    pub cores: Option<Vec<usize>>,
-    /// XDP attach mode.
-    pub xdp_mode: XdpAttachMode,
     /// AF_XDP bind mode.
     pub zero_copy: ZeroCopy,
     /// Entries of every ring (RX, TX, fill, completion); a power of two.
     pub ring_size: u32,
     /// UMEM frame size; a power of two, at least 2048.
     pub frame_size: u32,
-    /// MAC table capacity.
-    pub fdb_capacity: usize,
-    /// Seconds a learned MAC lives without being seen.
-    pub fdb_max_age: u32,
     /// Workers never sleep: they spin on their rings, each owning its core.
     pub busy_poll: bool,
-    /// Role, hairpin and anti-spoofing of each port, in the order of the ports (missing
-    /// entries: a plain downlink).
-    pub policies: Vec<PortPolicy>,
-    /// MAC table entries that never age or move: (port index, MAC).
-    pub static_macs: Vec<(PortId, Mac)>,
+    /// Frames in each worker's UMEM; by default enough for full rings on
+    /// `max(ports, DEFAULT_PORTS_PER_UMEM)` ports.
+    pub umem_frames: Option<u32>,
 }
 
 impl Default for DatapathConfig {
     fn default() -> Self {
         Self {
-            mode: Mode::Veb,
-            queues: None,
-            cores: None,
-            xdp_mode: XdpAttachMode::Auto,
             zero_copy: ZeroCopy::Auto,
             ring_size: 2048,
             frame_size: 2048,
-            fdb_capacity: 65_536,
-            fdb_max_age: 300,
             busy_poll: false,
-            policies: Vec::new(),
-            static_macs: Vec::new(),
+            umem_frames: None,
         }
     }
 }
 
-/// An error starting the datapath. Each names what failed on what.
+impl DatapathConfig {
+    /// Frames one port needs for full rings: a full fill ring, a full RX ring and a full
+    /// TX ring at once.
+    pub fn frames_per_port(&self) -> u64 {
+        3 * u64::from(self.ring_size)
+    }
+
+    /// Frames of each worker's UMEM when `ports` ports are known at start.
+    pub fn umem_frames_for(&self, ports: usize) -> u64 {
+        self.umem_frames.map_or_else(
+            || {
+                // Plus a ring's worth for flood copies and the credits lent to others.
+                ports.max(DEFAULT_PORTS_PER_UMEM) as u64 * self.frames_per_port()
+                    + u64::from(self.ring_size)
+                    + handoff::CREDITS as u64
+            },
+            u64::from,
+        )
+    }
+}
+
+/// An error of the datapath. Each names what failed on what.
 #[derive(Debug, thiserror::Error)]
 pub enum DatapathError {
-    /// No ports.
-    #[error("no ports given")]
-    NoPorts,
-    /// A port was given twice.
-    #[error("port {0} is given twice")]
-    DuplicatePort(String),
-    /// Too many ports.
-    #[error("{0} ports given; hairpin serves at most {max}", max = crate::switch::MAX_PORTS)]
-    TooManyPorts(usize),
-    /// The mode cannot work with these ports.
-    #[error(transparent)]
-    Tables(#[from] TablesError),
-    /// `--queues` is larger than any port's queue count.
-    #[error("--queues {queues}: no port has that many RX queues (the most is {most})")]
-    TooManyQueues {
-        /// Asked for.
-        queues: u32,
-        /// The most any port has.
-        most: u32,
-    },
-    /// A port has more queues than are served.
-    #[error(
-        "port {port} has {has} RX queues but only {queues} are served: frames on the others would \
-         bypass hairpin; serve them all (--queues {has}) or reduce them (ethtool -L {port} combined {queues})"
-    )]
-    UnservedQueues {
-        /// The port.
-        port: String,
-        /// Its queue count.
-        has: u32,
-        /// Queues served.
-        queues: u32,
-    },
     /// `--cores` has too few entries or a core that is not allowed.
     #[error("--cores: {0}")]
     Cores(String),
-    /// A ring or frame size is not usable.
+    /// A ring, frame or UMEM size is not usable.
     #[error("{what} {value} is not usable: {why}")]
     Size {
         /// Which setting.
         what: &'static str,
         /// Its value.
-        value: u32,
+        value: u64,
         /// Why not.
         why: String,
     },
     /// Creating a worker's UMEM failed.
-    #[error("creating the UMEM of worker {worker} ({frames} frames of {frame_size} bytes)")]
+    #[error(
+        "creating the UMEM of worker {worker} ({frames} frames of {frame_size} bytes){hint}",
+        hint = if source.raw_os_error() == Some(libc::ENOMEM) || source.raw_os_error() == Some(libc::EPERM) {
+            ": not enough lockable memory? (CAP_IPC_LOCK, or a smaller --umem-frames / --ring-size)"
+        } else { "" }
+    )]
     Umem {
         /// The worker.
         worker: usize,
         /// Frames asked for.
-        frames: u32,
+        frames: u64,
         /// Their size.
         frame_size: u32,
         /// The error.
@@ -188,20 +170,6 @@ pub enum DatapathError {
         #[source]
         source: std::io::Error,
     },
-    /// A static MAC names a port that does not exist.
-    #[error("static MAC {mac}: there is no port {port}")]
-    StaticPort {
-        /// The MAC.
-        mac: Mac,
-        /// The port index.
-        port: PortId,
-    },
-    /// The MAC table has no room for a static entry.
-    #[error("static MAC {mac}: its MAC table bucket is full; raise the table size")]
-    StaticFull {
-        /// The MAC.
-        mac: Mac,
-    },
     /// `--zero-copy on`, but a socket bound in copy mode.
     #[error("{port} queue {queue} bound in copy mode, but --zero-copy on was asked for")]
     NotZeroCopy {
@@ -210,12 +178,19 @@ pub enum DatapathError {
         /// The queue.
         queue: u32,
     },
-    /// The XDP program.
-    #[error(transparent)]
-    Xdp(#[from] XdpError),
-    /// The netlink socket that reads the uplink's addresses could not be opened.
-    #[error("opening a netlink route socket to follow the uplink's addresses")]
-    RouteSocket(#[source] std::io::Error),
+    /// A port has more RX queues than there are workers.
+    #[error(
+        "port {port} has {has} RX queues but only {workers} are served: frames on the others would \
+         bypass hairpin; serve them all (--queues {has}, at start) or reduce them (ethtool -L {port} combined {workers})"
+    )]
+    UnservedQueues {
+        /// The port.
+        port: String,
+        /// Its queue count.
+        has: u32,
+        /// Workers running.
+        workers: usize,
+    },
     /// Starting a worker thread or its wake-up eventfd failed.
     #[error("starting worker {worker}")]
     Worker {
@@ -225,32 +200,59 @@ pub enum DatapathError {
         #[source]
         source: std::io::Error,
     },
+    /// A worker did not answer a command: it panicked or is stuck.
+    #[error("worker {worker} did not {what} within {COMMAND_TIMEOUT:?}")]
+    Unresponsive {
+        /// The worker.
+        worker: usize,
+        /// What it was asked.
+        what: &'static str,
+    },
 }
 
-/// What was set up on one port.
-#[derive(Clone, Debug)]
-pub struct PortState {
-    /// The interface.
-    pub iface: Interface,
-    /// XDP mode it is attached in.
-    pub xdp: AttachedMode,
-    /// Whether its sockets bound zero-copy.
-    pub zero_copy: bool,
+/// A port as the datapath sees it: an interface index and its RX queues.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortQueues {
+    /// Its slot in the bridge.
+    pub id: PortId,
+    /// Its name, for messages.
+    pub name: String,
+    /// Its interface index.
+    pub ifindex: u32,
+    /// Its RX queues, each served by the worker of the same index.
+    pub queues: u32,
+}
+
+/// A port's sockets, made by [`Datapath::open`] and not yet served.
+#[derive(Debug)]
+pub struct PortSockets {
+    id: PortId,
+    /// One per queue, queue `q` at index `q`.
+    sockets: Vec<Socket>,
+    zero_copy: bool,
+}
+
+impl PortSockets {
+    /// Each socket's queue and descriptor, for the XDP program's socket map.
+    pub fn fds(&self) -> impl Iterator<Item = (u32, RawFd)> + '_ {
+        (0u32..).zip(self.sockets.iter().map(|s| s.as_raw_fd()))
+    }
+
+    /// Whether they bound zero-copy.
+    pub fn zero_copy(&self) -> bool {
+        self.zero_copy
+    }
 }
 
 /// Counters of the whole datapath at one moment.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
-    /// `per_queue[port][worker]`.
+    /// `per_queue[port][worker]`, for every port slot.
     pub per_queue: Vec<Vec<PortQueueSnapshot>>,
     /// Free pool size of each worker.
     pub free_frames: Vec<u64>,
     /// Frames each worker owns.
     pub total_frames: Vec<u64>,
-    /// MAC table entries.
-    pub fdb_entries: usize,
-    /// Learns refused for a full bucket.
-    pub fdb_full: u64,
     /// Workers that panicked (always 0 unless something is badly wrong).
     pub panicked_workers: usize,
     /// Nanoseconds each worker spent in busy turns.
@@ -266,70 +268,376 @@ impl Snapshot {
     pub fn worker_rx(&self, w: usize) -> u64 {
         self.per_queue.iter().map(|port| port[w].rx_packets).sum()
     }
-}
 
-impl Snapshot {
     /// The totals of `port` over all queues.
-    pub fn port_total(&self, port: usize) -> PortQueueSnapshot {
+    pub fn port_total(&self, port: PortId) -> PortQueueSnapshot {
         let mut total = PortQueueSnapshot::default();
-        for q in &self.per_queue[port] {
+        for q in &self.per_queue[usize::from(port)] {
             total.accumulate(q);
         }
         total
     }
 }
 
+/// The control plane's handle on one worker.
+#[derive(Debug)]
+struct WorkerHandle {
+    thread: Option<JoinHandle<()>>,
+    counters: Arc<WorkerCounters>,
+    latency: latency::SharedHistogram,
+    /// The ports it has a socket on, with the socket's descriptor (a new socket shares
+    /// the UMEM through any of them).
+    sockets: Vec<(PortId, RawFd)>,
+    /// Commands sent to it.
+    sent: u64,
+}
+
 /// The running datapath.
 #[derive(Debug)]
 pub struct Datapath {
-    ports: Vec<PortState>,
-    tables: Arc<Tables>,
-    counters: Vec<Arc<WorkerCounters>>,
+    workers: Vec<WorkerHandle>,
+    umems: Vec<Arc<Umem>>,
+    mailboxes: Arc<[Mailbox]>,
+    replies: mpsc::Receiver<Reply>,
     stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
-    steering: Steering,
-    epoch: Instant,
-    max_age: u32,
+    config: DatapathConfig,
     cores: Vec<usize>,
     panicked: usize,
-    latency: Vec<latency::SharedHistogram>,
-    /// The uplink's host addresses, followed as they change.
-    host_addresses: Option<HostAddresses>,
 }
 
-/// The host's addresses on the uplink, whose ARP requests and neighbour solicitations
-/// the XDP program hands to the kernel.
-#[derive(Debug)]
-struct HostAddresses {
-    /// Opened in the uplink's namespace when the datapath started.
-    socket: RouteSocket,
-    iface: Interface,
-    current: Vec<std::net::IpAddr>,
-}
-
-impl HostAddresses {
-    /// Reads the uplink's addresses and updates the XDP program's lists to match.
-    fn refresh(&mut self, steering: &mut Steering) -> Result<(), XdpError> {
-        let Ok(now) = self.socket.addresses(self.iface.ifindex) else {
-            return Ok(()); // keep the last known list; the next tick tries again
+impl Datapath {
+    /// Starts one worker per core of `cores` (worker `q` serves RX queue `q` of every
+    /// port), each with a UMEM sized for `ports` ports, deciding with `tables`. No port
+    /// is served until [`Datapath::attach`].
+    pub fn start(
+        cores: Vec<usize>,
+        ports: usize,
+        config: &DatapathConfig,
+        tables: Arc<Tables>,
+    ) -> Result<Self, DatapathError> {
+        validate_sizes(config, ports)?;
+        let umems = make_umems(cores.len(), ports, config)?;
+        let mailboxes = make_mailboxes(&umems)?;
+        let (reply_to, replies) = mpsc::channel();
+        let mut datapath = Self {
+            workers: Vec::with_capacity(cores.len()),
+            umems,
+            mailboxes,
+            replies,
+            stop: Arc::new(AtomicBool::new(false)),
+            config: config.clone(),
+            cores,
+            panicked: 0,
         };
-        for addr in now.iter().filter(|a| !self.current.contains(a)) {
-            steering.add_host_address(*addr)?;
-            if !self.current.is_empty() {
-                log::info!("{}: host address {addr} added", self.iface.name);
+        datapath.spawn_workers(&tables, &reply_to)?;
+        Ok(datapath)
+    }
+
+    /// Starts the workers; on failure stops those already started.
+    fn spawn_workers(
+        &mut self,
+        tables: &Arc<Tables>,
+        reply_to: &mpsc::Sender<Reply>,
+    ) -> Result<(), DatapathError> {
+        let epoch = Instant::now();
+        for (w, umem) in self.umems.iter().enumerate() {
+            let pool = umem.all_frames();
+            let counters = Arc::new(WorkerCounters::new(MAX_PORTS));
+            let histogram = latency::shared();
+            let mut worker = Worker {
+                index: w,
+                umem: Arc::clone(umem),
+                ports: Vec::new(),
+                routes: [Route::Gone; MAX_PORTS],
+                queues: [0; MAX_PORTS],
+                holders: Holders::new(pool.len() as u32, umem.frame_size()),
+                replies: reply_to.clone(),
+                seq: 0,
+                total_frames: pool.len(),
+                pool,
+                lent: 0,
+                tables: Arc::clone(tables),
+                mailboxes: Arc::clone(&self.mailboxes),
+                counters: Arc::clone(&counters),
+                stop: Arc::clone(&self.stop),
+                epoch,
+                busy_poll: self.config.busy_poll,
+                latency: latency::Recorder::new(Arc::clone(&histogram)),
+            };
+            worker.prime();
+            let core = self.cores[w];
+            let spawned = thread::Builder::new()
+                .name(format!("hairpin-q{w}"))
+                .spawn(move || {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        log::warn!("worker {w}: could not pin to core {core}");
+                    }
+                    worker.run();
+                });
+            match spawned {
+                Ok(handle) => self.workers.push(WorkerHandle {
+                    thread: Some(handle),
+                    counters,
+                    latency: histogram,
+                    sockets: Vec::new(),
+                    sent: 0,
+                }),
+                Err(source) => {
+                    self.shutdown();
+                    return Err(DatapathError::Worker { worker: w, source });
+                }
             }
         }
-        for addr in self.current.iter().filter(|a| !now.contains(a)) {
-            steering.remove_host_address(*addr)?;
-            log::info!("{}: host address {addr} removed", self.iface.name);
-        }
-        self.current = now;
         Ok(())
+    }
+
+    /// The core each worker (queue index) is pinned to.
+    pub fn cores(&self) -> &[usize] {
+        &self.cores
+    }
+
+    /// How many workers (RX queue indices) there are.
+    pub fn workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Each worker's UMEM size in frames.
+    pub fn umem_frames(&self) -> u64 {
+        self.umems.first().map_or(0, |u| u64::from(u.frames()))
+    }
+
+    /// Makes `port`'s sockets, one per RX queue, on the UMEMs of the workers that will
+    /// serve them. Nothing is received on them until the XDP program steers to them.
+    pub fn open(&self, port: &PortQueues) -> Result<PortSockets, DatapathError> {
+        if port.queues as usize > self.workers.len() {
+            return Err(DatapathError::UnservedQueues {
+                port: port.name.clone(),
+                has: port.queues,
+                workers: self.workers.len(),
+            });
+        }
+        let mut zero_copy = self.config.zero_copy != ZeroCopy::Off;
+        let mut sockets = Vec::with_capacity(port.queues as usize);
+        for queue in 0..port.queues {
+            let w = queue as usize;
+            // The first socket on a UMEM registers it; the others share it.
+            let shared_with = self.workers[w].sockets.first().map(|&(_, fd)| fd);
+            let bind = Bind {
+                ifindex: port.ifindex,
+                queue,
+                zero_copy,
+                shared_with,
+            };
+            let created = match self.bind(&self.umems[w], bind) {
+                Err(e)
+                    if zero_copy
+                        && self.config.zero_copy == ZeroCopy::Auto
+                        && shared_with.is_none() =>
+                {
+                    log::info!(
+                        "{}: zero-copy is not available ({e}); using copy mode",
+                        port.name
+                    );
+                    zero_copy = false;
+                    self.bind(&self.umems[w], Bind { zero_copy, ..bind })
+                }
+                other => other,
+            };
+            let socket = created.map_err(|source| DatapathError::Socket {
+                port: port.name.clone(),
+                queue,
+                mode: match (shared_with, zero_copy) {
+                    (Some(_), _) => "sharing the worker's UMEM",
+                    (None, true) => "zero-copy",
+                    (None, false) => "copy",
+                },
+                source,
+            })?;
+            // A socket sharing a UMEM binds in the mode of the UMEM's first socket, so
+            // ask the kernel what this one got.
+            zero_copy = xsk::zero_copy(&socket).unwrap_or(false);
+            if self.config.zero_copy == ZeroCopy::On && !zero_copy {
+                return Err(DatapathError::NotZeroCopy {
+                    port: port.name.clone(),
+                    queue,
+                });
+            }
+            sockets.push(socket);
+        }
+        Ok(PortSockets {
+            id: port.id,
+            sockets,
+            zero_copy,
+        })
+    }
+
+    /// Creates and binds one socket. The kernel releases a closed socket's hold on its
+    /// queue from a work item: right after another process (or an earlier run, or a port
+    /// just removed) let go of this queue, binding can fail with EBUSY for a moment.
+    fn bind(&self, umem: &Umem, bind: Bind) -> std::io::Result<Socket> {
+        let deadline = Instant::now() + BIND_BUSY_WAIT;
+        loop {
+            match Socket::new(umem, self.config.ring_size, bind) {
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Hands `port`'s sockets to their workers and tells every worker how to reach it;
+    /// returns once all have.
+    pub fn attach(&mut self, port: &PortQueues, sockets: PortSockets) -> Result<(), DatapathError> {
+        debug_assert_eq!(port.id, sockets.id);
+        let mut sockets = sockets.sockets.into_iter();
+        for w in 0..self.workers.len() {
+            let socket = sockets.next().map(Box::new);
+            if let Some(socket) = &socket {
+                self.workers[w].sockets.push((port.id, socket.as_raw_fd()));
+            }
+            self.send(
+                w,
+                Command::Attach {
+                    id: port.id,
+                    queues: port.queues,
+                    socket,
+                },
+            );
+        }
+        self.wait_all("take a new port's socket").map(drop)
+    }
+
+    /// Tells every worker to let port `id` go: nothing more is sent to it, its sockets
+    /// close once their rings are quiet, and every frame they held returns to its
+    /// worker. Returns the frames taken back, once every worker is done.
+    pub fn detach(&mut self, id: PortId) -> Result<usize, DatapathError> {
+        for w in 0..self.workers.len() {
+            self.workers[w].sockets.retain(|&(p, _)| p != id);
+            self.send(w, Command::Detach { id });
+        }
+        self.wait_all("close a port's socket")
+    }
+
+    /// Every worker decides with `tables` from its next batch on; returns once all do.
+    pub fn set_tables(&mut self, tables: &Arc<Tables>) -> Result<(), DatapathError> {
+        for w in 0..self.workers.len() {
+            self.send(w, Command::Tables(Arc::clone(tables)));
+        }
+        self.wait_all("take new tables").map(drop)
+    }
+
+    fn send(&mut self, w: usize, command: Command) {
+        let mailbox = &self.mailboxes[w];
+        // One command at a time per worker, each waited for: the queue never fills.
+        if mailbox.commands.push(command).is_err() {
+            unreachable!("worker {w}'s command queue is full");
+        }
+        self.workers[w].sent += 1;
+        mailbox.wake();
+    }
+
+    /// Waits until every worker has applied every command sent to it; returns the frames
+    /// they reclaimed.
+    fn wait_all(&mut self, what: &'static str) -> Result<usize, DatapathError> {
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        let mut reclaimed = 0;
+        let mut done: Vec<u64> = vec![0; self.workers.len()];
+        loop {
+            let behind = self
+                .workers
+                .iter()
+                .zip(&done)
+                .position(|(w, &d)| d < w.sent);
+            let Some(worker) = behind else {
+                return Ok(reclaimed);
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.replies.recv_timeout(left) {
+                Ok(reply) => {
+                    done[reply.worker] = done[reply.worker].max(reply.seq);
+                    reclaimed += reply.reclaimed;
+                }
+                Err(_) => return Err(DatapathError::Unresponsive { worker, what }),
+            }
+        }
+    }
+
+    /// The counters now.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            per_queue: (0..MAX_PORTS)
+                .map(|p| {
+                    self.workers
+                        .iter()
+                        .map(|w| PortQueueSnapshot::of(&w.counters.ports[p]))
+                        .collect()
+                })
+                .collect(),
+            free_frames: self
+                .workers
+                .iter()
+                .map(|w| w.counters.free_frames.get())
+                .collect(),
+            total_frames: self
+                .workers
+                .iter()
+                .map(|w| w.counters.total_frames.get())
+                .collect(),
+            panicked_workers: self.panicked
+                + self
+                    .workers
+                    .iter()
+                    .filter(|w| w.thread.as_ref().is_some_and(JoinHandle::is_finished))
+                    .count(),
+            busy_ns: self
+                .workers
+                .iter()
+                .map(|w| w.counters.busy_ns.get())
+                .collect(),
+            sleeps: self
+                .workers
+                .iter()
+                .map(|w| w.counters.sleeps.get())
+                .collect(),
+            latency: latency::merge(
+                &self
+                    .workers
+                    .iter()
+                    .map(|w| Arc::clone(&w.latency))
+                    .collect::<Vec<_>>(),
+            ),
+        }
+    }
+
+    /// Stops the workers and closes every socket; returns the final counters.
+    pub fn stop(mut self) -> Snapshot {
+        self.shutdown();
+        self.snapshot()
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for (w, mailbox) in self.workers.iter_mut().zip(self.mailboxes.iter()) {
+            mailbox.wake();
+            if let Some(handle) = w.thread.take()
+                && handle.join().is_err()
+            {
+                log::error!("a worker panicked");
+                self.panicked += 1;
+            }
+        }
     }
 }
 
-fn validate_sizes(config: &DatapathConfig) -> Result<(), DatapathError> {
-    let size_err = |what, value: u32, why: &str| DatapathError::Size {
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn validate_sizes(config: &DatapathConfig, ports: usize) -> Result<(), DatapathError> {
+    let size_err = |what, value: u64, why: &str| DatapathError::Size {
         what,
         value,
         why: why.to_owned(),
@@ -337,23 +645,82 @@ fn validate_sizes(config: &DatapathConfig) -> Result<(), DatapathError> {
     if !config.ring_size.is_power_of_two() || !(64..=16384).contains(&config.ring_size) {
         return Err(size_err(
             "ring size",
-            config.ring_size,
+            config.ring_size.into(),
             "a power of two from 64 to 16384",
         ));
     }
     if !config.frame_size.is_power_of_two() || !(2048..=4096).contains(&config.frame_size) {
-        return Err(size_err("frame size", config.frame_size, "2048 or 4096"));
+        return Err(size_err(
+            "frame size",
+            config.frame_size.into(),
+            "2048 or 4096",
+        ));
+    }
+    let frames = config.umem_frames_for(ports);
+    let least = config.frames_per_port() + u64::from(config.ring_size) + handoff::CREDITS as u64;
+    if frames < least {
+        return Err(size_err(
+            "UMEM frames",
+            frames,
+            &format!("at least {least} (full rings for one port, plus flood and handoff frames)"),
+        ));
+    }
+    // The frame index must fit a u32 and the UMEM a sane share of memory.
+    if frames > u64::from(MAX_UMEM_FRAMES) {
+        return Err(size_err(
+            "UMEM frames",
+            frames,
+            &format!("at most {MAX_UMEM_FRAMES} per worker"),
+        ));
     }
     Ok(())
 }
 
-fn pick_cores(config: &DatapathConfig, workers: usize) -> Result<Vec<usize>, DatapathError> {
+/// Most frames one worker's UMEM may have (1 GiB of 4 KiB frames).
+const MAX_UMEM_FRAMES: u32 = 1 << 18;
+
+/// One UMEM per worker, each sized for every socket it will own.
+fn make_umems(
+    workers: usize,
+    ports: usize,
+    config: &DatapathConfig,
+) -> Result<Vec<Arc<Umem>>, DatapathError> {
+    let frames = config.umem_frames_for(ports);
+    (0..workers)
+        .map(|w| {
+            Umem::new(frames as u32, config.frame_size)
+                .map(Arc::new)
+                .map_err(|source| DatapathError::Umem {
+                    worker: w,
+                    frames,
+                    frame_size: config.frame_size,
+                    source,
+                })
+        })
+        .collect()
+}
+
+fn make_mailboxes(umems: &[Arc<Umem>]) -> Result<Arc<[Mailbox]>, DatapathError> {
+    Ok(umems
+        .iter()
+        .enumerate()
+        .map(|(w, u)| {
+            Mailbox::new(Arc::clone(u))
+                .map_err(|source| DatapathError::Worker { worker: w, source })
+        })
+        .collect::<Result<Vec<_>, _>>()?
+        .into())
+}
+
+/// Picks a core for each of `workers` workers: `cores` if given (checked against this
+/// process's CPU set), else the allowed cores in turn.
+pub fn pick_cores(cores: Option<&[usize]>, workers: usize) -> Result<Vec<usize>, DatapathError> {
     let allowed: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
         .into_iter()
         .map(|c| c.id)
         .collect();
-    if let Some(cores) = &config.cores {
+    if let Some(cores) = cores {
         if cores.len() < workers {
             return Err(DatapathError::Cores(format!(
                 "{} core(s) given for {workers} queue(s): give one core per queue",
@@ -382,368 +749,4 @@ fn pick_cores(config: &DatapathConfig, workers: usize) -> Result<Vec<usize>, Dat
         );
     }
     Ok((0..workers).map(|i| allowed[i % allowed.len()]).collect())
-}
-
-impl Datapath {
-    /// Sets up sockets, UMEMs and the XDP program on `ports` and starts the workers.
-    /// Nothing is left attached if it fails.
-    pub fn start(ports: &[Interface], config: &DatapathConfig) -> Result<Self, DatapathError> {
-        if ports.is_empty() {
-            return Err(DatapathError::NoPorts);
-        }
-        if ports.len() > crate::switch::MAX_PORTS {
-            return Err(DatapathError::TooManyPorts(ports.len()));
-        }
-        for (i, p) in ports.iter().enumerate() {
-            if ports[..i].iter().any(|q| q.ifindex == p.ifindex) {
-                return Err(DatapathError::DuplicatePort(p.name.clone()));
-            }
-        }
-        validate_sizes(config)?;
-        let mut policies = config.policies.clone();
-        policies.resize(ports.len(), PortPolicy::default());
-        let tables = Arc::new(Tables::new(config.mode, &policies, config.fdb_capacity)?);
-        for &(port, mac) in &config.static_macs {
-            if usize::from(port) >= ports.len() {
-                return Err(DatapathError::StaticPort { mac, port });
-            }
-            // In every VLAN the port carries (VLAN 0 on a VLAN-unaware bridge).
-            let vlans: Vec<_> = if tables.vlans.is_aware() {
-                tables.vlans.vlans_of(port).collect()
-            } else {
-                vec![0]
-            };
-            for vid in vlans {
-                if tables.fdb.insert_static(vid, mac, port) == crate::switch::fdb::Learned::Full {
-                    return Err(DatapathError::StaticFull { mac });
-                }
-            }
-        }
-        let most = ports.iter().map(|p| p.rx_queues).max().unwrap_or(1);
-        let queues = config.queues.unwrap_or(most);
-        if queues == 0 || queues > most {
-            return Err(DatapathError::TooManyQueues { queues, most });
-        }
-        if let Some(p) = ports.iter().find(|p| p.rx_queues > queues) {
-            return Err(DatapathError::UnservedQueues {
-                port: p.name.clone(),
-                has: p.rx_queues,
-                queues,
-            });
-        }
-        if queues > hairpin_common::MAX_QUEUES {
-            return Err(DatapathError::TooManyQueues {
-                queues,
-                most: hairpin_common::MAX_QUEUES,
-            });
-        }
-        let n_workers = queues as usize;
-        let cores = pick_cores(config, n_workers)?;
-        let mut steering = Steering::load()?;
-
-        // One UMEM per worker, sized for every socket it will own.
-        let ring = config.ring_size as usize;
-        let mut umems = Vec::with_capacity(n_workers);
-        for (w, _) in cores.iter().enumerate() {
-            let local = ports.iter().filter(|p| (w as u32) < p.rx_queues).count();
-            // Per socket: a full fill ring, a full RX ring and a full TX ring at once;
-            // plus a ring's worth for flood copies and the credits lent to other workers.
-            let frames = (local * 3 * ring + ring + handoff::CREDITS) as u32;
-            let umem =
-                Umem::new(frames, config.frame_size).map_err(|source| DatapathError::Umem {
-                    worker: w,
-                    frames,
-                    frame_size: config.frame_size,
-                    source,
-                })?;
-            umems.push(Arc::new(umem));
-        }
-        let mailboxes: Arc<[Mailbox]> = umems
-            .iter()
-            .enumerate()
-            .map(|(w, u)| {
-                Mailbox::new(Arc::clone(u))
-                    .map_err(|source| DatapathError::Worker { worker: w, source })
-            })
-            .collect::<Result<Vec<_>, _>>()?
-            .into();
-
-        let mut host_addresses = None;
-        // Sockets, registered in the XSKMAP.
-        let mut states: Vec<PortState> = Vec::with_capacity(ports.len());
-        let mut worker_ports: Vec<Vec<WorkerPort>> = (0..n_workers).map(|_| Vec::new()).collect();
-        for (slot, iface) in ports.iter().enumerate() {
-            let mut zero_copy = config.zero_copy != ZeroCopy::Off;
-            for queue in 0..iface.rx_queues {
-                let umem = &umems[queue as usize];
-                // The first socket on a UMEM registers it; the others share it.
-                let shared_with = worker_ports[queue as usize]
-                    .first()
-                    .map(|p: &WorkerPort| p.socket.as_raw_fd());
-                let socket = |zero_copy: bool| {
-                    let bind = Bind {
-                        ifindex: iface.ifindex,
-                        queue,
-                        zero_copy,
-                        shared_with,
-                    };
-                    // The kernel releases a closed socket's hold on its queue from a work
-                    // item: right after another process (or an earlier run) let go of
-                    // this queue, binding can fail with EBUSY for a moment.
-                    let deadline = Instant::now() + BIND_BUSY_WAIT;
-                    loop {
-                        match Socket::new(umem, config.ring_size, bind) {
-                            Err(e)
-                                if e.raw_os_error() == Some(libc::EBUSY)
-                                    && Instant::now() < deadline =>
-                            {
-                                thread::sleep(std::time::Duration::from_millis(20));
-                            }
-                            other => break other,
-                        }
-                    }
-                };
-                let created = match socket(zero_copy) {
-                    Err(e)
-                        if zero_copy
-                            && config.zero_copy == ZeroCopy::Auto
-                            && shared_with.is_none() =>
-                    {
-                        log::info!(
-                            "{}: zero-copy is not available ({e}); using copy mode",
-                            iface.name,
-                        );
-                        zero_copy = false;
-                        socket(false)
-                    }
-                    other => other,
-                };
-                let socket = created.map_err(|source| DatapathError::Socket {
-                    port: iface.name.clone(),
-                    queue,
-                    mode: match (shared_with, zero_copy) {
-                        (Some(_), _) => "sharing the worker's UMEM",
-                        (None, true) => "zero-copy",
-                        (None, false) => "copy",
-                    },
-                    source,
-                })?;
-                // A socket sharing a UMEM binds in the mode of the UMEM's first socket, so
-                // ask the kernel what this one got.
-                zero_copy = crate::sys::xsk_zero_copy(socket.as_raw_fd()).unwrap_or(false);
-                if config.zero_copy == ZeroCopy::On && !zero_copy {
-                    return Err(DatapathError::NotZeroCopy {
-                        port: iface.name.clone(),
-                        queue,
-                    });
-                }
-                steering.bind_socket(slot as u32, queue, &socket)?;
-                worker_ports[queue as usize].push(WorkerPort {
-                    id: slot as PortId,
-                    socket,
-                    pending: Vec::with_capacity(4 * worker::BATCH),
-                    in_fill: 0,
-                    in_tx: 0,
-                    tx_backlog: false,
-                });
-            }
-            // The uplink keeps the host's own traffic: frames for its MAC, and ARP
-            // requests and neighbour solicitations for its addresses, go to the kernel.
-            let mut conf = PortConf {
-                slot: slot as u32,
-                flags: port_flags::STEER,
-                ..PortConf::default()
-            };
-            if policies[slot].role == Role::Uplink {
-                conf.flags |= port_flags::PASS_HOST_MAC;
-                conf.host_mac = iface.mac.0;
-                let mut host = HostAddresses {
-                    socket: RouteSocket::new().map_err(DatapathError::RouteSocket)?,
-                    iface: iface.clone(),
-                    current: Vec::new(),
-                };
-                host.refresh(&mut steering)?;
-                log::info!(
-                    "{}: frames for the host ({}) and ARP/ND for {:?} stay with the kernel",
-                    iface.name,
-                    iface.mac,
-                    host.current
-                );
-                host_addresses = Some(host);
-            }
-            steering.configure_port(iface, conf)?;
-            states.push(PortState {
-                iface: iface.clone(),
-                xdp: AttachedMode::Generic,
-                zero_copy,
-            });
-        }
-        for state in &mut states {
-            state.xdp = steering.attach(&state.iface, config.xdp_mode)?;
-        }
-
-        // Workers.
-        let stop = Arc::new(AtomicBool::new(false));
-        let epoch = Instant::now();
-        let mut counters = Vec::with_capacity(n_workers);
-        let mut histograms = Vec::with_capacity(n_workers);
-        let mut workers = Vec::with_capacity(n_workers);
-        for (w, (umem, local)) in umems.into_iter().zip(worker_ports).enumerate() {
-            let pool = umem.all_frames();
-            let routes = ports
-                .iter()
-                .enumerate()
-                .map(
-                    |(p, iface)| match local.iter().position(|wp| wp.id as usize == p) {
-                        Some(i) => Route::Local(i),
-                        None => Route::Remote(w % iface.rx_queues as usize),
-                    },
-                )
-                .collect();
-            let worker_counters = Arc::new(WorkerCounters::new(ports.len()));
-            counters.push(Arc::clone(&worker_counters));
-            let mut worker = Worker {
-                index: w,
-                umem,
-                ports: local,
-                routes,
-                total_frames: pool.len(),
-                pool,
-                lent: 0,
-                tables: Arc::clone(&tables),
-                mailboxes: Arc::clone(&mailboxes),
-                counters: worker_counters,
-                stop: Arc::clone(&stop),
-                epoch,
-                busy_poll: config.busy_poll,
-                latency: {
-                    let h = latency::shared();
-                    histograms.push(Arc::clone(&h));
-                    latency::Recorder::new(h)
-                },
-            };
-            worker.prime();
-            let core = cores[w];
-            let spawned = thread::Builder::new()
-                .name(format!("hairpin-q{w}"))
-                .spawn(move || {
-                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                        log::warn!("worker {w}: could not pin to core {core}");
-                    }
-                    worker.run();
-                });
-            match spawned {
-                Ok(handle) => workers.push(handle),
-                Err(source) => {
-                    stop.store(true, Ordering::Relaxed);
-                    for handle in workers {
-                        let _ = handle.join();
-                    }
-                    return Err(DatapathError::Worker { worker: w, source });
-                }
-            }
-        }
-        Ok(Self {
-            ports: states,
-            tables,
-            counters,
-            stop,
-            workers,
-            steering,
-            epoch,
-            max_age: config.fdb_max_age,
-            cores,
-            panicked: 0,
-            latency: histograms,
-            host_addresses,
-        })
-    }
-
-    /// The ports and how they were set up.
-    pub fn ports(&self) -> &[PortState] {
-        &self.ports
-    }
-
-    /// The core each worker (queue index) is pinned to.
-    pub fn cores(&self) -> &[usize] {
-        &self.cores
-    }
-
-    /// The switching tables (for the MAC table).
-    pub fn tables(&self) -> &Tables {
-        &self.tables
-    }
-
-    /// Housekeeping, a few times a second: ages the MAC table, and follows the host's
-    /// addresses on the uplink (a DHCP renewal or an operator's `ip addr add` is seen at
-    /// the next tick).
-    pub fn tick(&mut self) {
-        if let Some(host) = &mut self.host_addresses
-            && let Err(e) = host.refresh(&mut self.steering)
-        {
-            log::warn!("following the host's addresses: {e}");
-        }
-        let now = self.epoch.elapsed().as_secs() as u32;
-        let aged = self.tables.fdb.age(now, self.max_age);
-        if aged > 0 {
-            log::debug!("aged out {aged} MAC table entries");
-        }
-    }
-
-    /// The counters now.
-    pub fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            per_queue: (0..self.ports.len())
-                .map(|p| {
-                    self.counters
-                        .iter()
-                        .map(|c| PortQueueSnapshot::of(&c.ports[p]))
-                        .collect()
-                })
-                .collect(),
-            free_frames: self.counters.iter().map(|c| c.free_frames.get()).collect(),
-            total_frames: self.counters.iter().map(|c| c.total_frames.get()).collect(),
-            fdb_entries: self.tables.fdb.len(),
-            fdb_full: self.tables.fdb.full_events(),
-            panicked_workers: self.panicked,
-            busy_ns: self.counters.iter().map(|c| c.busy_ns.get()).collect(),
-            sleeps: self.counters.iter().map(|c| c.sleeps.get()).collect(),
-            latency: latency::merge(&self.latency),
-        }
-    }
-
-    /// The XDP program's own per-queue counters for port `slot`.
-    pub fn xdp_stats(&self, slot: usize) -> Vec<hairpin_common::QueueStats> {
-        (0..self.ports[slot].iface.rx_queues)
-            .map(|q| {
-                self.steering
-                    .queue_stats(slot as u32, q)
-                    .unwrap_or_default()
-            })
-            .collect()
-    }
-
-    /// Stops the workers, closes the sockets, detaches from every port, and returns the
-    /// final counters.
-    pub fn stop(mut self) -> Snapshot {
-        self.shutdown();
-        self.snapshot()
-    }
-
-    fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for handle in self.workers.drain(..) {
-            if handle.join().is_err() {
-                log::error!("a worker panicked");
-                self.panicked += 1;
-            }
-        }
-        self.steering.detach_all();
-    }
-}
-
-impl Drop for Datapath {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
 }

@@ -167,6 +167,42 @@ impl PortQueueSnapshot {
         self.kernel_rx_dropped += other.kernel_rx_dropped;
     }
 
+    /// What was counted since `base` (an earlier snapshot of the same counters).
+    #[must_use]
+    pub fn since(&self, base: &Self) -> Self {
+        Self {
+            rx_packets: self.rx_packets.wrapping_sub(base.rx_packets),
+            rx_bytes: self.rx_bytes.wrapping_sub(base.rx_bytes),
+            tx_packets: self.tx_packets.wrapping_sub(base.tx_packets),
+            tx_bytes: self.tx_bytes.wrapping_sub(base.tx_bytes),
+            flood_copies: self.flood_copies.wrapping_sub(base.flood_copies),
+            handoff_out: self.handoff_out.wrapping_sub(base.handoff_out),
+            handoff_in: self.handoff_in.wrapping_sub(base.handoff_in),
+            drops: std::array::from_fn(|i| self.drops[i].wrapping_sub(base.drops[i])),
+            kernel_rx_ring_full: self
+                .kernel_rx_ring_full
+                .wrapping_sub(base.kernel_rx_ring_full),
+            kernel_fill_ring_empty: self
+                .kernel_fill_ring_empty
+                .wrapping_sub(base.kernel_fill_ring_empty),
+            kernel_rx_dropped: self.kernel_rx_dropped.wrapping_sub(base.kernel_rx_dropped),
+        }
+    }
+
+    /// Every drop counter, hairpin's and then the kernel's, by name.
+    pub fn drop_counts(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        let kernel = [
+            ("kernel_rx_ring_full", self.kernel_rx_ring_full),
+            ("kernel_fill_ring_empty", self.kernel_fill_ring_empty),
+            ("kernel_rx_dropped", self.kernel_rx_dropped),
+        ];
+        DropReason::ALL
+            .iter()
+            .map(|r| r.name())
+            .zip(self.drops)
+            .chain(kernel)
+    }
+
     /// All drops hairpin made (not counting the kernel's).
     pub fn dropped(&self) -> u64 {
         self.drops.iter().sum()
@@ -174,16 +210,8 @@ impl PortQueueSnapshot {
 
     /// The drops that happened, hairpin's and then the kernel's, as `reason=count` pairs.
     pub fn drop_summary(&self) -> String {
-        let kernel = [
-            ("kernel_rx_ring_full", self.kernel_rx_ring_full),
-            ("kernel_fill_ring_empty", self.kernel_fill_ring_empty),
-            ("kernel_rx_dropped", self.kernel_rx_dropped),
-        ];
-        let parts: Vec<String> = DropReason::ALL
-            .iter()
-            .map(|r| r.name())
-            .zip(self.drops)
-            .chain(kernel)
+        let parts: Vec<String> = self
+            .drop_counts()
             .filter(|(_, n)| *n > 0)
             .map(|(r, n)| format!("{r}={n}"))
             .collect();

@@ -11,6 +11,13 @@
 //! 4. reaps TX completions into the free pool, refills the fill rings, lends credits;
 //! 5. sleeps in `poll` after a stretch of idle turns (unless busy-polling).
 //!
+//! Between two turns it applies the control plane's [`Command`]s from its mailbox: new
+//! [`Tables`], a port's socket to serve, a port to let go of. A port let go of is
+//! *closing* for a few turns: nothing more is sent to it or refilled, what it receives is
+//! dropped, its TX ring drains; then its socket closes and every frame it still held
+//! comes back to the pool ([`Holders`]). No lock and no atomic read-modify-write is taken
+//! per frame for any of this: a changed port table is a pointer swap between batches.
+//!
 //! Each turn that received frames is timed from the first RX read to the last TX submit
 //! (frames on the TX rings, before the kick) into the worker's latency histogram
 //! ([`super::latency`]); whole busy turns, kicks included, into its busy-time counter.
@@ -26,22 +33,24 @@ use std::{
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
+        mpsc,
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use super::{
     handoff::Mailbox,
+    holders::Holders,
     latency::Recorder,
     stats::WorkerCounters,
-    xsk::{self, Desc, Socket, Umem},
+    xsk::{self, Desc, Kick, Socket, Umem},
 };
 use crate::{
     switch::{
-        Action, DropReason, PortId, Tables, decide,
+        Action, DropReason, MAX_PORTS, PortId, Tables, decide,
         vlan::{self, Classified, Retag, TAG_LEN},
     },
-    sys::{self, Kick},
+    sys,
 };
 
 /// Descriptors taken from a ring at once.
@@ -59,6 +68,39 @@ const KERNEL_STATS_TURNS: u32 = 4096;
 /// Frames the kernel may take per TX kick in copy mode is bounded; kicks per turn are too.
 const MAX_KICKS: usize = 16;
 
+/// A closing socket stays open at least this long, so that a frame the kernel was
+/// already steering to it (on another CPU, as its map entry went) lands on its ring.
+const CLOSE_GRACE: Duration = Duration::from_millis(20);
+
+/// ... and at most this long waiting for its TX ring to drain (a deleted device's never
+/// does).
+const CLOSE_DRAIN: Duration = Duration::from_millis(500);
+
+/// What the control plane asks of a worker ([`super::Datapath`] sends them).
+#[derive(Debug)]
+pub(super) enum Command {
+    /// Decide with these tables from now on.
+    Tables(Arc<Tables>),
+    /// Port `id`, with `queues` RX queues, joins; `socket` is this worker's socket on it,
+    /// if the port has this worker's queue.
+    Attach {
+        id: PortId,
+        queues: u32,
+        socket: Option<Box<Socket>>,
+    },
+    /// Port `id` leaves: close this worker's socket on it, if any.
+    Detach { id: PortId },
+}
+
+/// A worker's answer: command `seq` is done.
+#[derive(Debug)]
+pub(super) struct Reply {
+    pub worker: usize,
+    pub seq: u64,
+    /// Frames taken back from a closed socket (a `Detach`).
+    pub reclaimed: usize,
+}
+
 /// One (port, queue) socket of a worker.
 #[derive(Debug)]
 pub(super) struct WorkerPort {
@@ -72,6 +114,23 @@ pub(super) struct WorkerPort {
     pub in_tx: usize,
     /// Frames were submitted and not yet kicked, or the last kick stopped early.
     pub tx_backlog: bool,
+    /// Since when the port has been leaving (see the module docs).
+    pub closing: Option<Instant>,
+}
+
+impl WorkerPort {
+    /// A port served through `socket`, nothing on its rings yet.
+    pub fn new(id: PortId, socket: Socket) -> Self {
+        Self {
+            id,
+            socket,
+            pending: Vec::with_capacity(4 * BATCH),
+            in_fill: 0,
+            in_tx: 0,
+            tx_backlog: false,
+            closing: None,
+        }
+    }
 }
 
 /// Where a frame for some port goes from this worker.
@@ -81,6 +140,8 @@ pub(super) enum Route {
     Local(usize),
     /// Handed to worker `w`, which owns a queue of that port.
     Remote(usize),
+    /// No such port (any more): dropped.
+    Gone,
 }
 
 /// A worker and everything it owns.
@@ -90,7 +151,15 @@ pub(super) struct Worker {
     pub umem: Arc<Umem>,
     pub ports: Vec<WorkerPort>,
     /// By [`PortId`].
-    pub routes: Vec<Route>,
+    pub routes: [Route; MAX_PORTS],
+    /// RX queues of each port, by [`PortId`] (0: no port).
+    pub queues: [u32; MAX_PORTS],
+    /// Who holds each chunk given to the kernel.
+    pub holders: Holders,
+    /// Where command acknowledgements go.
+    pub replies: mpsc::Sender<Reply>,
+    /// Commands are numbered in the order they arrive, as the sender numbers them.
+    pub seq: u64,
     pub pool: Vec<Desc>,
     pub total_frames: usize,
     pub lent: usize,
@@ -122,21 +191,14 @@ impl Worker {
         // borrowed mutably to queue it.
         let umem = Arc::clone(&self.umem);
         let mut batch = [Desc::default(); BATCH];
-        let mut pollfds: Vec<libc::pollfd> = self
-            .ports
-            .iter()
-            .map(|p| p.socket.as_raw_fd())
-            .chain([self.mailboxes[self.index].wake_fd().raw()])
-            .map(|fd| libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
+        let mut pollfds = self.pollfds();
         let mut idle = 0u32;
         let mut turns = 0u32;
         while !self.stop.load(Ordering::Relaxed) {
             turns = turns.wrapping_add(1);
+            if self.apply_commands() | self.finish_closing() {
+                pollfds = self.pollfds();
+            }
             if turns.is_multiple_of(KERNEL_STATS_TURNS) {
                 self.read_kernel_stats();
             }
@@ -187,6 +249,114 @@ impl Worker {
         self.latency.flush(Instant::now());
     }
 
+    /// What the worker sleeps on: its sockets and its mailbox's eventfd.
+    fn pollfds(&self) -> Vec<libc::pollfd> {
+        self.ports
+            .iter()
+            .map(|p| p.socket.as_raw_fd())
+            .chain([self.mailboxes[self.index].wake_fd().raw()])
+            .map(|fd| libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect()
+    }
+
+    /// Applies the control plane's pending commands; returns whether the set of sockets
+    /// changed.
+    fn apply_commands(&mut self) -> bool {
+        let mut changed = false;
+        while let Some(command) = self.mailboxes[self.index].commands.pop() {
+            self.seq += 1;
+            match command {
+                Command::Tables(tables) => self.tables = tables,
+                Command::Attach { id, queues, socket } => {
+                    self.queues[usize::from(id)] = queues;
+                    if let Some(socket) = socket {
+                        self.ports.push(WorkerPort::new(id, *socket));
+                        let i = self.ports.len() - 1;
+                        self.refill(i);
+                        changed = true;
+                    }
+                    self.route();
+                }
+                Command::Detach { id } => {
+                    self.queues[usize::from(id)] = 0;
+                    self.route();
+                    if let Some(port) = self.ports.iter_mut().find(|p| p.id == id) {
+                        // Acknowledged once the socket is closed (`finish_closing`).
+                        port.closing = Some(Instant::now());
+                        continue;
+                    }
+                }
+            }
+            self.reply(0);
+        }
+        changed
+    }
+
+    fn reply(&self, reclaimed: usize) {
+        // The control plane gone means the datapath is stopping: nobody to tell.
+        let _ = self.replies.send(Reply {
+            worker: self.index,
+            seq: self.seq,
+            reclaimed,
+        });
+    }
+
+    /// Recomputes where frames for each port go from here.
+    pub fn route(&mut self) {
+        for (id, route) in self.routes.iter_mut().enumerate() {
+            let queues = self.queues[id] as usize;
+            *route = match self.ports.iter().position(|p| usize::from(p.id) == id) {
+                Some(i) if self.ports[i].closing.is_none() => Route::Local(i),
+                Some(_) => Route::Gone,
+                None if queues > 0 => Route::Remote(self.index % queues),
+                None => Route::Gone,
+            };
+        }
+    }
+
+    /// Closes the sockets of ports that have been leaving long enough, taking back every
+    /// frame they held; returns whether any closed.
+    fn finish_closing(&mut self) -> bool {
+        let Some(i) = self.ports.iter().position(|p| {
+            p.closing.is_some_and(|since| {
+                let waited = since.elapsed();
+                waited >= CLOSE_GRACE && (p.in_tx == 0 || waited >= CLOSE_DRAIN)
+            })
+        }) else {
+            return false;
+        };
+        let port = self.ports.remove(i);
+        let (id, held) = (port.id, port.in_fill + port.in_tx);
+        for desc in port.pending {
+            self.pool.push(desc);
+        }
+        drop(port.socket); // unmaps the rings and closes: the kernel lets go of all of it
+        let chunks = self.holders.reclaim(id);
+        debug_assert_eq!(
+            chunks.len(),
+            held,
+            "worker {}: port {id} held other frames than its rings counted",
+            self.index
+        );
+        let reclaimed = chunks.len();
+        self.pool.extend(chunks.into_iter().map(|chunk| {
+            self.umem.reset(Desc {
+                addr: chunk,
+                len: 0,
+            })
+        }));
+        // Counted as gone so the ledger balances also if the kernel kept one.
+        self.total_frames -= held - reclaimed.min(held);
+        self.counters.total_frames.set(self.total_frames as u64);
+        self.route();
+        self.reply(reclaimed);
+        true
+    }
+
     /// Takes one RX batch from `ports[i]` and decides every frame in it.
     #[inline]
     fn receive(
@@ -205,12 +375,18 @@ impl Worker {
         }
         for (j, slot) in batch[..n].iter_mut().enumerate() {
             *slot = xsk::from_xdp(rx.get(j as u32));
+            self.holders.take(slot.addr);
         }
         rx.release(n as u32);
         port.in_fill -= n;
         let ingress = port.id;
         let counters = Arc::clone(&self.counters);
         let c = counters.port(ingress);
+        if port.closing.is_some() {
+            c.drops[DropReason::PortDown as usize].add(n as u64);
+            self.pool.extend_from_slice(&batch[..n]);
+            return n;
+        }
         let mut bytes = 0;
         for &desc in &batch[..n] {
             // SAFETY: `desc` came off this worker's RX ring, so it is a frame of `umem`
@@ -266,6 +442,10 @@ impl Worker {
                 self.copy_to(umem, data, egress, vlan, wake);
                 self.pool.push(desc);
             }
+            Route::Gone => {
+                self.counters.port(egress).drop(DropReason::PortDown);
+                self.pool.push(desc);
+            }
         }
     }
 
@@ -309,6 +489,10 @@ impl Worker {
                     false
                 }
             }
+            Route::Gone => {
+                c.drop(DropReason::PortDown);
+                false
+            }
         }
     }
 
@@ -327,8 +511,11 @@ impl Worker {
                     self.counters.port(egress).handoff_in.add(1);
                     self.ports[j].pending.push(desc);
                 }
-                // A sender only hands over frames for ports this worker owns.
-                Route::Remote(_) => self.pool.push(desc),
+                // A port that left while the frame was on its way.
+                Route::Remote(_) | Route::Gone => {
+                    self.counters.port(egress).drop(DropReason::PortDown);
+                    self.pool.push(desc);
+                }
             }
         }
         n
@@ -342,6 +529,11 @@ impl Worker {
                 continue;
             }
             let c = self.counters.port(port.id);
+            if port.closing.is_some() {
+                c.drops[DropReason::PortDown as usize].add(port.pending.len() as u64);
+                self.pool.append(&mut port.pending);
+                continue;
+            }
             let want = port.pending.len();
             let tx = &mut port.socket.tx;
             let n = want.min(tx.free(want as u32) as usize);
@@ -351,6 +543,7 @@ impl Worker {
                 let mut bytes = 0;
                 for &desc in &port.pending[..n] {
                     tx.push(xsk::to_xdp(desc));
+                    self.holders.give(desc.addr, port.id);
                     bytes += u64::from(desc.len);
                 }
                 tx.publish();
@@ -381,7 +574,7 @@ impl Worker {
                 continue;
             }
             for _ in 0..MAX_KICKS {
-                match sys::kick_tx(self.ports[i].socket.as_raw_fd()) {
+                match self.ports[i].socket.kick_tx() {
                     Kick::Done | Kick::Failed => break,
                     Kick::Again => {
                         self.ports[i].tx_backlog = true;
@@ -412,6 +605,7 @@ impl Worker {
             // The kernel returns the address that was transmitted, which a pushed or
             // popped tag moved within its chunk.
             let addr = comp.get(j);
+            self.holders.take(addr);
             self.pool.push(self.umem.reset(Desc { addr, len: 0 }));
         }
         comp.release(n);
@@ -425,6 +619,9 @@ impl Worker {
     /// waiting on the RX ring do not help the kernel receive the next one.
     fn refill(&mut self, i: usize) {
         let port = &mut self.ports[i];
+        if port.closing.is_some() {
+            return;
+        }
         let fill = &mut port.socket.fill;
         let n = (fill.free(BATCH as u32) as usize).min(self.pool.len());
         if n == 0 || (n < BATCH && port.in_fill > 0) {
@@ -433,12 +630,13 @@ impl Worker {
         // Pool frames are frames of this worker's UMEM that nothing else holds.
         for desc in self.pool.drain(self.pool.len() - n..) {
             fill.push(self.umem.chunk(desc.addr));
+            self.holders.give(desc.addr, port.id);
         }
         fill.publish();
         port.in_fill += n;
         if fill.needs_wakeup() {
             // Zero-copy drivers sleep until poked; copy mode never sets the flag.
-            sys::wake_rx(port.socket.as_raw_fd());
+            port.socket.wake_rx();
         }
     }
 
@@ -479,7 +677,7 @@ impl Worker {
     /// Copies the kernel's per-socket drop counters into ours.
     fn read_kernel_stats(&self) {
         for port in &self.ports {
-            if let Ok(k) = sys::xsk_statistics(port.socket.as_raw_fd()) {
+            if let Ok(k) = port.socket.statistics() {
                 let c = self.counters.port(port.id);
                 c.kernel_rx_ring_full.set(k.rx_ring_full);
                 c.kernel_fill_ring_empty.set(k.rx_fill_ring_empty_descs);

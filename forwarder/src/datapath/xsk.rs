@@ -90,6 +90,11 @@ impl Umem {
         self.frame_size
     }
 
+    /// How many chunks.
+    pub fn frames(&self) -> u32 {
+        self.frames
+    }
+
     /// Every chunk, as an empty frame at [`HEADROOM`]: the initial free pool.
     pub fn all_frames(&self) -> Vec<Desc> {
         (0..u64::from(self.frames))
@@ -446,8 +451,7 @@ impl Socket {
         setsockopt(raw, libc::XDP_RX_RING, &ring_size)?;
         setsockopt(raw, libc::XDP_TX_RING, &ring_size)?;
 
-        let (off, len): (libc::xdp_mmap_offsets, _) =
-            crate::sys::xdp_getsockopt(raw, libc::XDP_MMAP_OFFSETS)?;
+        let (off, len): (libc::xdp_mmap_offsets, _) = xdp_getsockopt(raw, libc::XDP_MMAP_OFFSETS)?;
         if len != mem::size_of::<libc::xdp_mmap_offsets>() {
             // Kernels before 5.4 have no ring flags (need_wakeup).
             return Err(io::Error::from(io::ErrorKind::Unsupported));
@@ -500,6 +504,94 @@ impl AsRawFd for Socket {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
+}
+
+/// What a TX kick (`sendto` on an AF_XDP socket) reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kick {
+    /// The kernel took what was on the ring.
+    Done,
+    /// It stopped early (its per-call budget, a full completion ring, no buffers): kick
+    /// again after draining completions.
+    Again,
+    /// The device is down, or another error: nothing to retry now.
+    Failed,
+}
+
+impl Socket {
+    /// Asks the kernel to transmit what is on the socket's TX ring.
+    #[inline]
+    pub fn kick_tx(&self) -> Kick {
+        let fd = self.as_raw_fd();
+        // SAFETY: a zero-length `sendto` with null buffers on a descriptor we own; the kernel
+        // reads no memory of ours.
+        let ret = unsafe { libc::sendto(fd, ptr::null(), 0, libc::MSG_DONTWAIT, ptr::null(), 0) };
+        if ret >= 0 {
+            return Kick::Done;
+        }
+        match io::Error::last_os_error().raw_os_error() {
+            Some(libc::EAGAIN | libc::EBUSY | libc::ENOBUFS) => Kick::Again,
+            _ => Kick::Failed,
+        }
+    }
+
+    /// Wakes the kernel to fill the socket's RX ring (a zero-copy driver waiting for
+    /// fill-ring entries).
+    #[inline]
+    pub fn wake_rx(&self) {
+        let fd = self.as_raw_fd();
+        // SAFETY: a zero-length `recvfrom` with null buffers on a descriptor we own; the
+        // kernel writes no memory of ours. Errors (EAGAIN) mean nothing to do.
+        let _ = unsafe {
+            libc::recvfrom(
+                fd,
+                ptr::null_mut(),
+                0,
+                libc::MSG_DONTWAIT,
+                ptr::null_mut(),
+                ptr::null_mut(),
+            )
+        };
+    }
+
+    /// The kernel's drop counters of this socket (`XDP_STATISTICS`).
+    pub fn statistics(&self) -> io::Result<libc::xdp_statistics> {
+        xdp_getsockopt(self.as_raw_fd(), libc::XDP_STATISTICS).map(|(stats, _)| stats)
+    }
+}
+
+/// Whether `socket` is bound in zero-copy mode (`XDP_OPTIONS`).
+pub fn zero_copy(socket: &Socket) -> io::Result<bool> {
+    let (flags, _): (u32, _) = xdp_getsockopt(socket.as_raw_fd(), libc::XDP_OPTIONS)?;
+    Ok(flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
+}
+
+/// Plain-data values of `SOL_XDP` socket options, for which all-zero bytes are valid.
+trait XdpOption: Copy {}
+impl XdpOption for u32 {}
+impl XdpOption for libc::xdp_statistics {}
+impl XdpOption for libc::xdp_mmap_offsets {}
+
+/// Reads `SOL_XDP` option `option` of AF_XDP socket `fd`; returns it and how many bytes
+/// the kernel wrote (older kernels write shorter structures).
+fn xdp_getsockopt<T: XdpOption>(fd: libc::c_int, option: libc::c_int) -> io::Result<(T, usize)> {
+    // SAFETY: `T` is plain data of integers (`XdpOption`), for which all-zero is valid.
+    let mut value: T = unsafe { mem::zeroed() };
+    let mut len = mem::size_of::<T>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into the live `value`.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            option,
+            ptr::from_mut(&mut value).cast(),
+            &mut len,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((value, len as usize))
 }
 
 /// An RX or TX ring entry for `desc`.

@@ -21,7 +21,7 @@
 //! first (so a racing learner's compare-and-swap fails and retries) and then its `key`.
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::control::port::Mac;
+use crate::wire::Mac;
 
 /// Index of a port in the bridge, `0..MAX_PORTS`.
 pub type PortId = u8;
@@ -116,6 +116,11 @@ impl Fdb {
             shift,
             full: AtomicU64::new(0),
         }
+    }
+
+    /// A table as [`Fdb::with_capacity`], ready to share between tables and workers.
+    pub fn shared(capacity: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self::with_capacity(capacity))
     }
 
     /// How many entries the table can hold at most.
@@ -214,18 +219,39 @@ impl Fdb {
         self.remove_learned(|val| now.saturating_sub(stamp_of(val)) >= max_age)
     }
 
-    /// Removes every learned (not static) entry on `port`.
-    pub fn flush_port(&self, port: PortId) -> usize {
-        self.remove_learned(|val| port_of(val) == Some(port))
+    /// Removes every learned (not static) entry on `port` (`None`: on every port);
+    /// returns how many.
+    pub fn flush(&self, port: Option<PortId>) -> usize {
+        self.remove_where(false, |_, val| port.is_none_or(|p| port_of(val) == Some(p)))
     }
 
-    /// Empties every learned slot whose `val` satisfies `doomed`: `val` first, by
-    /// compare-and-swap (a racing learner's own swap then fails and retries), then `key`.
+    /// Removes every entry on `port`, static ones too (the port is leaving the bridge).
+    pub fn remove_port(&self, port: PortId) -> usize {
+        self.remove_where(true, |_, val| port_of(val) == Some(port))
+    }
+
+    /// Removes the entry for `mac` in `vlan`, static or learned; returns whether there
+    /// was one.
+    pub fn remove(&self, vlan: VlanId, mac: Mac) -> bool {
+        let wanted = key(vlan, mac);
+        self.remove_where(true, |key, _| key == wanted) > 0
+    }
+
     fn remove_learned(&self, doomed: impl Fn(u64) -> bool) -> usize {
+        self.remove_where(false, |_, val| doomed(val))
+    }
+
+    /// Empties every slot whose key and `val` satisfy `doomed` (static ones only with
+    /// `statics`): `val` first, by compare-and-swap (a racing learner's own swap then
+    /// fails and retries), then `key`.
+    fn remove_where(&self, statics: bool, doomed: impl Fn(u64, u64) -> bool) -> usize {
         let mut removed = 0;
         for slot in self.buckets.iter().flat_map(|b| &b.slots) {
             let val = slot.val.load(Ordering::Acquire);
-            if val == 0 || val & FLAG_STATIC != 0 || !doomed(val) {
+            if val == 0 || (val & FLAG_STATIC != 0 && !statics) {
+                continue;
+            }
+            if !doomed(slot.key.load(Ordering::Acquire), val) {
                 continue;
             }
             if slot
@@ -349,15 +375,29 @@ mod tests {
     }
 
     #[test]
-    fn flush_port_removes_only_that_ports_learned_entries() {
+    fn flush_removes_learned_entries_and_remove_port_the_static_ones_too() {
         let fdb = Fdb::with_capacity(64);
         fdb.learn(0, mac(1), 0, 1);
         fdb.learn(0, mac(2), 1, 1);
         fdb.insert_static(0, mac(3), 0);
-        assert_eq!(fdb.flush_port(0), 1);
+        assert_eq!(fdb.flush(Some(0)), 1);
         assert_eq!(fdb.lookup(0, mac(1)), None);
         assert_eq!(fdb.lookup(0, mac(2)), Some(1));
-        assert_eq!(fdb.lookup(0, mac(3)), Some(0));
+        assert_eq!(
+            fdb.lookup(0, mac(3)),
+            Some(0),
+            "static entries survive a flush"
+        );
+        fdb.learn(0, mac(1), 0, 1);
+        assert_eq!(fdb.remove_port(0), 2);
+        assert_eq!(fdb.lookup(0, mac(3)), None);
+        assert_eq!(fdb.lookup(0, mac(2)), Some(1));
+        assert!(fdb.remove(0, mac(2)));
+        assert!(!fdb.remove(0, mac(2)), "already gone");
+        fdb.learn(5, mac(4), 1, 1);
+        fdb.learn(6, mac(4), 2, 1);
+        assert_eq!(fdb.flush(None), 2);
+        assert!(fdb.is_empty());
     }
 
     #[test]

@@ -6,12 +6,12 @@
 pub mod fdb;
 pub mod vlan;
 
-use std::fmt;
+use std::{fmt, sync::Arc};
 
 pub use fdb::{Fdb, PortId, VlanId};
 use vlan::{Classified, PortVlans, VlanTable};
 
-use crate::{control::port::Mac, wire::EthernetFrame};
+use crate::wire::{EthernetFrame, Mac};
 
 /// Most ports one bridge serves: a [`PortSet`] is a 64-bit mask.
 pub const MAX_PORTS: usize = hairpin_common::MAX_PORTS as usize;
@@ -108,11 +108,14 @@ pub enum DropReason {
     Vlan,
     /// No room in front of the frame to push a tag (a driver that left no headroom).
     NoHeadroom,
+    /// The egress port is down (no carrier) or has just been removed: the frame is
+    /// dropped at once rather than queued until it comes back.
+    PortDown,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Runt,
         Self::BadSourceMac,
         Self::SameSegment,
@@ -125,6 +128,7 @@ impl DropReason {
         Self::PrivateIsolation,
         Self::Vlan,
         Self::NoHeadroom,
+        Self::PortDown,
     ];
 
     /// How many reasons there are.
@@ -145,6 +149,7 @@ impl DropReason {
             Self::PrivateIsolation => "private",
             Self::Vlan => "vlan",
             Self::NoHeadroom => "no_headroom",
+            Self::PortDown => "port_down",
         }
     }
 }
@@ -266,47 +271,65 @@ pub struct PortPolicy {
 }
 
 /// Everything [`decide`] reads: the mode, the ports and their policies, the MAC table.
+///
+/// Ports live in fixed slots ([`PortId`]) for as long as they are configured. The tables
+/// are immutable once built: when a port comes, goes, or changes state, the control plane
+/// builds new tables (sharing the same MAC table) and hands them to the workers, which
+/// switch over between two batches.
 #[derive(Debug)]
 pub struct Tables {
     mode: Mode,
+    /// Ports frames may leave by: attached and with carrier.
     ports: PortSet,
     uplink: Option<PortId>,
     downlinks: PortSet,
     hairpin: PortSet,
-    /// Per port; empty where any source is allowed.
+    /// Per slot; empty where any source is allowed.
     allowed_sources: Vec<Box<[Mac]>>,
     /// Who carries which VLAN.
     pub vlans: VlanTable,
     /// The MAC table, keyed by (VLAN, MAC); learning writes to it through atomics.
-    pub fdb: Fdb,
+    pub fdb: Arc<Fdb>,
 }
 
 impl Tables {
-    /// Tables for one port per entry of `policies`, in `mode`, with a MAC table of
-    /// `fdb_capacity` entries.
+    /// Tables for the configured ports, `slots[id]` being the policy of port `id` (`None`:
+    /// a free slot), in `mode`. Only the ports of `up` are sent to; `fdb` is shared with
+    /// the tables these replace.
     pub fn new(
         mode: Mode,
-        policies: &[PortPolicy],
-        fdb_capacity: usize,
+        slots: &[Option<PortPolicy>],
+        up: PortSet,
+        fdb: Arc<Fdb>,
     ) -> Result<Self, TablesError> {
-        let n = policies.len();
-        let ok = match mode {
-            Mode::Xconnect | Mode::Passthru => n == 2,
-            Mode::Veb | Mode::Vepa | Mode::Private => (1..=MAX_PORTS).contains(&n),
-        };
-        if !ok {
+        if slots.len() > MAX_PORTS {
+            return Err(TablesError::PortCount {
+                mode,
+                need: "at most 64",
+                got: slots.len(),
+            });
+        }
+        let configured = slots.iter().flatten().count();
+        if matches!(mode, Mode::Xconnect | Mode::Passthru) && (configured != 2 || slots.len() != 2)
+        {
             let need = match mode {
                 Mode::Xconnect => "exactly 2",
-                Mode::Passthru => "exactly 2 (one downlink and the uplink)",
-                _ => "1 to 64",
+                _ => "exactly 2 (one downlink and the uplink)",
             };
-            return Err(TablesError::PortCount { mode, need, got: n });
+            return Err(TablesError::PortCount {
+                mode,
+                need,
+                got: configured,
+            });
         }
         let mut uplink = None;
         let mut downlinks = PortSet::EMPTY;
         let mut hairpin = PortSet::EMPTY;
-        for (i, policy) in policies.iter().enumerate() {
+        let mut configured_set = PortSet::EMPTY;
+        for (i, policy) in slots.iter().enumerate() {
+            let Some(policy) = policy else { continue };
             let id = i as PortId;
+            configured_set = configured_set.with(id);
             match (policy.role, uplink) {
                 (Role::Uplink, Some(first)) => {
                     return Err(TablesError::TwoUplinks {
@@ -324,28 +347,50 @@ impl Tables {
         if matches!(mode, Mode::Vepa | Mode::Private | Mode::Passthru) && uplink.is_none() {
             return Err(TablesError::NeedsUplink(mode));
         }
-        let vlans: Vec<Option<PortVlans>> = policies.iter().map(|p| p.vlans.clone()).collect();
+        let vlans: Vec<Option<PortVlans>> = slots
+            .iter()
+            .map(|p| p.as_ref().and_then(|p| p.vlans.clone()))
+            .collect();
         if matches!(mode, Mode::Xconnect | Mode::Passthru) && vlans.iter().any(Option::is_some) {
             return Err(TablesError::UntouchedVlans(mode));
         }
+        let mut allowed_sources = vec![Box::<[Mac]>::default(); MAX_PORTS];
+        for (i, policy) in slots.iter().enumerate() {
+            if let Some(policy) = policy {
+                allowed_sources[i] = policy.allowed_sources.clone().into_boxed_slice();
+            }
+        }
         Ok(Self {
             mode,
-            ports: PortSet::first(n),
+            ports: PortSet(up.0 & configured_set.0),
             uplink,
             downlinks,
             hairpin,
-            allowed_sources: policies
-                .iter()
-                .map(|p| p.allowed_sources.clone().into_boxed_slice())
-                .collect(),
+            allowed_sources,
             vlans: VlanTable::new(&vlans),
-            fdb: Fdb::with_capacity(fdb_capacity),
+            fdb,
         })
     }
 
-    /// Tables for `n` plain downlinks (no uplink, no hairpin, no anti-spoofing).
+    /// Tables for `n` plain downlinks, all up (no uplink, no hairpin, no anti-spoofing),
+    /// with a fresh MAC table of `fdb_capacity` entries.
     pub fn with_ports(mode: Mode, n: usize, fdb_capacity: usize) -> Result<Self, TablesError> {
-        Self::new(mode, &vec![PortPolicy::default(); n], fdb_capacity)
+        Self::new(
+            mode,
+            &vec![Some(PortPolicy::default()); n],
+            PortSet::first(n.min(MAX_PORTS)),
+            Arc::new(Fdb::with_capacity(fdb_capacity)),
+        )
+    }
+
+    /// The switching mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The ports frames may leave by.
+    pub fn up(&self) -> PortSet {
+        self.ports
     }
 }
 
@@ -376,7 +421,7 @@ pub fn decide(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Verdi
     match tables.mode {
         Mode::Xconnect => {
             return Verdict {
-                action: Action::Forward(ingress ^ 1),
+                action: to_peer(tables, ingress),
                 vlan: Classified::default(),
             };
         }
@@ -385,7 +430,7 @@ pub fn decide(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Verdi
             let action = if !allowed.is_empty() && !allowed.contains(&eth.src()) {
                 Action::Drop(DropReason::Spoofed)
             } else {
-                Action::Forward(ingress ^ 1)
+                to_peer(tables, ingress)
             };
             return Verdict {
                 action,
@@ -423,7 +468,8 @@ fn switch(
     let dst = eth.dst();
     let from_uplink = tables.uplink == Some(ingress);
     let edge = matches!(tables.mode, Mode::Vepa | Mode::Private);
-    let members = tables.vlans.members(vid, tables.ports);
+    // Only ports that are up: a port without carrier, or on its way out, is sent nothing.
+    let members = PortSet(tables.vlans.members(vid, tables.ports).0 & tables.ports.0);
 
     // Where the source lives. On a VEPA uplink, a source that lives on a local downlink
     // is a reflection and is not learned there.
@@ -443,6 +489,7 @@ fn switch(
     if edge && !from_uplink {
         return match tables.uplink {
             Some(up) if members.contains(up) => Action::Forward(up),
+            Some(up) if !tables.ports.contains(up) => Action::Drop(DropReason::PortDown),
             _ => Action::Drop(DropReason::NoUplink),
         };
     }
@@ -458,6 +505,8 @@ fn switch(
     let hairpin = tables.hairpin.contains(ingress);
     match known {
         Some(port) if port == ingress && !hairpin => Action::Drop(DropReason::SameSegment),
+        // An entry not yet flushed for a port that went down or away.
+        Some(port) if !tables.ports.contains(port) => Action::Drop(DropReason::PortDown),
         // Only a static entry can name a port outside the VLAN.
         Some(port) if !members.contains(port) => Action::Drop(DropReason::NoEgress),
         Some(port) => Action::Forward(port),
@@ -472,6 +521,17 @@ fn switch(
             }
             flood(targets)
         }
+    }
+}
+
+/// `xconnect` and `passthru`: the other of the two ports, if it is up.
+#[inline]
+fn to_peer(tables: &Tables, ingress: PortId) -> Action {
+    let peer = ingress ^ 1;
+    if tables.ports.contains(peer) {
+        Action::Forward(peer)
+    } else {
+        Action::Drop(DropReason::PortDown)
     }
 }
 
@@ -502,6 +562,21 @@ mod tests {
 
     fn act(t: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Action {
         decide(t, frame, ingress, now).action
+    }
+
+    /// Tables for `policies` in slots 0.., all up.
+    fn tables_of(
+        mode: Mode,
+        policies: &[PortPolicy],
+        fdb_capacity: usize,
+    ) -> Result<Tables, TablesError> {
+        let slots: Vec<_> = policies.iter().cloned().map(Some).collect();
+        Tables::new(
+            mode,
+            &slots,
+            PortSet::first(policies.len()),
+            Arc::new(Fdb::with_capacity(fdb_capacity)),
+        )
     }
 
     fn veb(ports: usize) -> Tables {
@@ -596,7 +671,10 @@ mod tests {
         );
         assert!(t.fdb.is_empty(), "xconnect learns nothing");
         assert!(Tables::with_ports(Mode::Xconnect, 3, 16).is_err());
-        assert!(Tables::with_ports(Mode::Veb, 0, 16).is_err());
+        assert!(
+            Tables::with_ports(Mode::Veb, 0, 16).is_ok(),
+            "a bridge may start empty and get its ports at run time"
+        );
         assert!(Tables::with_ports(Mode::Veb, 65, 16).is_err());
     }
 
@@ -604,7 +682,7 @@ mod tests {
     fn edge(mode: Mode) -> Tables {
         let mut policies = vec![PortPolicy::default(); 3];
         policies[2].role = Role::Uplink;
-        Tables::new(mode, &policies, 1024).unwrap()
+        tables_of(mode, &policies, 1024).unwrap()
     }
 
     #[test]
@@ -675,14 +753,14 @@ mod tests {
     fn edge_modes_need_one_uplink() {
         let plain = vec![PortPolicy::default(); 2];
         assert!(matches!(
-            Tables::new(Mode::Vepa, &plain, 16),
+            tables_of(Mode::Vepa, &plain, 16),
             Err(TablesError::NeedsUplink(Mode::Vepa))
         ));
         let mut two = plain.clone();
         two[0].role = Role::Uplink;
         two[1].role = Role::Uplink;
         assert!(matches!(
-            Tables::new(Mode::Veb, &two, 16),
+            tables_of(Mode::Veb, &two, 16),
             Err(TablesError::TwoUplinks {
                 first: 0,
                 second: 1
@@ -708,7 +786,7 @@ mod tests {
     #[test]
     fn hairpin_ports_reflect_frames_back_where_they_came_from() {
         // One port, hairpin on: the adjacent switch of a VEPA host (reflective relay).
-        let t = Tables::new(
+        let t = tables_of(
             Mode::Veb,
             &[PortPolicy {
                 hairpin: true,
@@ -736,7 +814,7 @@ mod tests {
     fn anti_spoofing_drops_unlisted_sources_before_learning() {
         let mut policies = vec![PortPolicy::default(); 2];
         policies[0].allowed_sources = vec![A];
-        let t = Tables::new(Mode::Veb, &policies, 64).unwrap();
+        let t = tables_of(Mode::Veb, &policies, 64).unwrap();
         assert!(matches!(act(&t, &frame(B, A), 0, 1), Action::Flood(_)));
         assert_eq!(
             act(&t, &frame(B, C), 0, 1),
@@ -776,7 +854,7 @@ mod tests {
             native: None,
         };
         // 0, 2: access 10; 1: access 20; 3: trunk 10,20.
-        let t = Tables::new(
+        let t = tables_of(
             Mode::Veb,
             &vlan_policies(&[
                 Some(PortVlans::Access(10)),
@@ -826,14 +904,14 @@ mod tests {
             }),
         ]);
         policies[2].role = Role::Uplink;
-        let t = Tables::new(Mode::Vepa, &policies, 1024).unwrap();
+        let t = tables_of(Mode::Vepa, &policies, 1024).unwrap();
         assert_eq!(act(&t, &frame(B, A), 0, 1), Action::Forward(2));
         assert_eq!(
             act(&t, &frame(A, B), 1, 1),
             Action::Drop(DropReason::NoUplink)
         );
         assert!(matches!(
-            Tables::new(
+            tables_of(
                 Mode::Xconnect,
                 &vlan_policies(&[Some(PortVlans::Access(10)), None]),
                 16
@@ -847,7 +925,7 @@ mod tests {
         let mut policies = vec![PortPolicy::default(); 2];
         policies[1].role = Role::Uplink;
         policies[0].allowed_sources = vec![A];
-        let t = Tables::new(Mode::Passthru, &policies, 16).unwrap();
+        let t = tables_of(Mode::Passthru, &policies, 16).unwrap();
         assert_eq!(act(&t, &frame(Mac::BROADCAST, A), 0, 1), Action::Forward(1));
         assert_eq!(act(&t, &frame(C, B), 1, 1), Action::Forward(0));
         assert_eq!(
@@ -861,7 +939,7 @@ mod tests {
         ));
         let mut three = vec![PortPolicy::default(); 3];
         three[2].role = Role::Uplink;
-        assert!(Tables::new(Mode::Passthru, &three, 16).is_err());
+        assert!(tables_of(Mode::Passthru, &three, 16).is_err());
     }
 
     #[test]
@@ -894,7 +972,7 @@ mod tests {
                     };
                 }
             }
-            let t = Tables::new(mode, &policies, 256).unwrap();
+            let t = tables_of(mode, &policies, 256).unwrap();
             let carries = |p: PortId, vid: VlanId| {
                 !t.vlans.is_aware() || t.vlans.vlans_of(p).any(|v| v == vid)
             };

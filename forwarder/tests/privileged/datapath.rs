@@ -2,16 +2,15 @@
 //! TCP, one and two pinned workers, both switching modes of this issue.
 use hairpin::{
     control::port::Interface,
-    datapath::DatapathConfig,
     switch::{DropReason, Mode, PortPolicy, Role},
 };
 
-use crate::{Topology, finish, iperf, ping};
+use crate::{TestConfig, Topology, finish, iperf, ping};
 
 #[test]
 fn veb_between_two_ports_carries_ping_and_tcp() {
     let topo = Topology::new("veb2", &[1, 1]);
-    let datapath = topo.start(DatapathConfig::default());
+    let datapath = topo.start(TestConfig::default());
     ping(&topo.vms[0], &topo.addr(1), 5).unwrap();
     ping(&topo.vms[1], &topo.addr(0), 5).unwrap();
     iperf(&topo, 0, 1, 2, 1).unwrap();
@@ -27,12 +26,12 @@ fn veb_between_two_ports_carries_ping_and_tcp() {
 #[test]
 fn veb_between_three_ports_learns_and_switches() {
     let topo = Topology::new("veb3", &[1, 1, 1]);
-    let datapath = topo.start(DatapathConfig::default());
+    let datapath = topo.start(TestConfig::default());
     for (a, b) in [(0, 1), (0, 2), (1, 2), (2, 0)] {
         ping(&topo.vms[a], &topo.addr(b), 3).unwrap();
     }
     iperf(&topo, 0, 2, 1, 1).unwrap();
-    let entries = datapath.tables().fdb.entries();
+    let entries = datapath.fdb().entries();
     assert_eq!(entries.len(), 3, "{entries:?}");
     for (port, vm) in topo.vms.iter().enumerate() {
         let mac = vm.enter(|| Interface::lookup("eth0").unwrap().mac).unwrap();
@@ -55,9 +54,9 @@ fn veb_between_three_ports_learns_and_switches() {
 #[test]
 fn xconnect_carries_frames_both_ways() {
     let topo = Topology::new("xcon", &[1, 1]);
-    let config = DatapathConfig {
+    let config = TestConfig {
         mode: Mode::Xconnect,
-        ..DatapathConfig::default()
+        ..TestConfig::default()
     };
     let datapath = topo.start(config);
     ping(&topo.vms[0], &topo.addr(1), 5).unwrap();
@@ -83,10 +82,10 @@ fn passthru_gives_the_uplink_to_one_downlink_with_anti_spoofing() {
     let mut policies = vec![PortPolicy::default(); 2];
     policies[1].role = Role::Uplink;
     policies[0].allowed_sources = vec![vm0];
-    let config = DatapathConfig {
+    let config = TestConfig {
         mode: Mode::Passthru,
         policies,
-        ..DatapathConfig::default()
+        ..TestConfig::default()
     };
     let datapath = topo.start(config);
     ping(&topo.vms[0], &topo.addr(1), 3).unwrap();
@@ -107,12 +106,12 @@ fn passthru_gives_the_uplink_to_one_downlink_with_anti_spoofing() {
 #[test]
 fn two_pinned_workers_serve_both_queues() {
     let topo = Topology::new("mq", &[2, 2]);
-    let datapath = topo.start(DatapathConfig::default());
+    let datapath = topo.start(TestConfig::default());
     assert_eq!(datapath.cores().len(), 2, "one worker per queue");
     // Sixteen flows spread over both TX queues of vm1's veth, hence both RX queues of
     // hairpin's port (the chance all land on one is 2^-15).
     iperf(&topo, 0, 1, 1, 16).unwrap();
-    let xdp = datapath.xdp_stats(0);
+    let xdp = datapath.xdp_stats("p0");
     let s = finish(datapath);
     for (q, steered) in xdp.iter().enumerate() {
         let t = s.per_queue[0][q];
@@ -137,7 +136,7 @@ fn two_pinned_workers_serve_both_queues() {
 fn a_port_with_fewer_queues_is_reached_through_handoff() {
     // vm1's port has two queues, vm2's one: worker 1 must hand vm2's frames to worker 0.
     let topo = Topology::new("hoff", &[2, 1]);
-    let datapath = topo.start(DatapathConfig::default());
+    let datapath = topo.start(TestConfig::default());
     iperf(&topo, 0, 1, 1, 16).unwrap();
     ping(&topo.vms[1], &topo.addr(0), 3).unwrap();
     let s = finish(datapath);

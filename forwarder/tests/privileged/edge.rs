@@ -1,12 +1,13 @@
 //! 802.1Qbg edge bridging against real kernel peers: macvlan devices in VEPA and private
 //! mode, and a Linux bridge with `hairpin on` as the adjacent switch.
 use hairpin::{
-    datapath::{Datapath, DatapathConfig},
     netlab::Netns,
     switch::{Mode, PortPolicy, Role},
 };
 
-use crate::{Topology, finish, lab, ping, start_in};
+use hairpin::control::bridge::Bridge;
+
+use crate::{TestConfig, Topology, finish, lab, ping, start_in};
 
 #[test]
 fn reflective_relay_lets_vepa_macvlans_on_one_port_talk() {
@@ -26,12 +27,12 @@ fn reflective_relay_lets_vepa_macvlans_on_one_port_talk() {
             .unwrap();
         vm.ip(&["link", "set", &mv, "up"]).unwrap();
     }
-    let relay = DatapathConfig {
+    let relay = TestConfig {
         policies: vec![PortPolicy {
             hairpin: true,
             ..PortPolicy::default()
         }],
-        ..DatapathConfig::default()
+        ..TestConfig::default()
     };
 
     // hairpin on p0 relays the VEPA macvlans' frames back down the same port.
@@ -46,7 +47,7 @@ fn reflective_relay_lets_vepa_macvlans_on_one_port_talk() {
     );
 
     // Without hairpin on the port, nothing comes back: the macvlans cannot talk.
-    let datapath = start_in(&sw, &["p0"], DatapathConfig::default());
+    let datapath = start_in(&sw, &["p0"], TestConfig::default());
     ping(&vms[0], "198.18.0.2", 2).expect_err("no reflective relay, no path");
     let s = finish(datapath);
     assert!(
@@ -117,16 +118,16 @@ impl Station {
             .unwrap();
     }
 
-    fn start(&self, mode: Mode) -> Datapath {
+    fn start(&self, mode: Mode) -> Bridge {
         let mut policies = vec![PortPolicy::default(); 3];
         policies[2].role = Role::Uplink;
         start_in(
             &self.topo.sw,
             &["p0", "p1", "upl"],
-            DatapathConfig {
+            TestConfig {
                 mode,
                 policies,
-                ..DatapathConfig::default()
+                ..TestConfig::default()
             },
         )
     }
@@ -239,7 +240,7 @@ fn the_host_keeps_its_own_addresses_on_the_uplink() {
     );
     // ... while the downlinks' traffic still crosses hairpin.
     ping(&station.topo.vms[0], "198.18.0.9", 3).unwrap();
-    let xdp = datapath.xdp_stats(2);
+    let xdp = datapath.xdp_stats("upl");
     let s = finish(datapath);
     assert!(
         xdp[0].passed >= 8,

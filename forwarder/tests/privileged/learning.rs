@@ -5,12 +5,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hairpin::{
-    control::port::{Interface, Mac},
-    datapath::DatapathConfig,
-};
+use hairpin::{control::port::Interface, wire::Mac};
 
-use crate::{Topology, ping};
+use crate::{TestConfig, Topology, ping};
 
 fn mac_of(topo: &Topology, vm: usize) -> Mac {
     topo.vms[vm]
@@ -35,53 +32,53 @@ fn frame(dst: Mac, src: Mac) -> Vec<u8> {
 #[test]
 fn learned_entries_age_out() {
     let topo = Topology::new("age", &[1, 1]);
-    let mut datapath = topo.start(DatapathConfig {
+    let mut datapath = topo.start(TestConfig {
         fdb_max_age: 2,
-        ..DatapathConfig::default()
+        ..TestConfig::default()
     });
     ping(&topo.vms[0], &topo.addr(1), 2).unwrap();
-    assert_eq!(datapath.tables().fdb.len(), 2);
+    assert_eq!(datapath.fdb().len(), 2);
     // Quiet stations: the control loop's ticks remove them once they are 2 s old.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !datapath.tables().fdb.is_empty() {
+    while !datapath.fdb().is_empty() {
         assert!(
             Instant::now() < deadline,
             "entries never aged: {:?}",
-            datapath.tables().fdb.entries()
+            datapath.fdb().entries()
         );
         datapath.tick();
         thread::sleep(Duration::from_millis(200));
     }
     // Traffic teaches them again.
     ping(&topo.vms[0], &topo.addr(1), 1).unwrap();
-    assert_eq!(datapath.tables().fdb.len(), 2);
-    assert_eq!(datapath.stop().panicked_workers, 0);
+    assert_eq!(datapath.fdb().len(), 2);
+    assert_eq!(datapath.stop().1, 0);
 }
 
 #[test]
 fn a_station_that_moves_is_followed_at_once() {
     let topo = Topology::new("move", &[1, 1, 1]);
-    let datapath = topo.start(DatapathConfig::default());
+    let datapath = topo.start(TestConfig::default());
     ping(&topo.vms[0], &topo.addr(1), 1).unwrap();
     let wanderer = mac_of(&topo, 0);
-    assert_eq!(datapath.tables().fdb.lookup(0, wanderer), Some(0));
+    assert_eq!(datapath.fdb().lookup(0, wanderer), Some(0));
     // The VM migrates: its old port goes quiet and its MAC speaks from vm2's port.
     topo.vms[0].ip(&["link", "set", "eth0", "down"]).unwrap();
     send_raw(&topo, 2, &[frame(Mac::BROADCAST, wanderer)]);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while datapath.tables().fdb.lookup(0, wanderer) != Some(2) {
+    while datapath.fdb().lookup(0, wanderer) != Some(2) {
         assert!(Instant::now() < deadline, "the move was not learned");
         thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(datapath.stop().panicked_workers, 0);
+    assert_eq!(datapath.stop().1, 0);
 }
 
 #[test]
 fn a_flood_of_random_sources_leaves_the_table_bounded() {
     let topo = Topology::new("flood", &[1, 1]);
-    let datapath = topo.start(DatapathConfig {
+    let datapath = topo.start(TestConfig {
         fdb_capacity: 256,
-        ..DatapathConfig::default()
+        ..TestConfig::default()
     });
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let frames: Vec<Vec<u8>> = (0..5000)
@@ -104,7 +101,7 @@ fn a_flood_of_random_sources_leaves_the_table_bounded() {
         );
         thread::sleep(Duration::from_millis(20));
     }
-    let fdb = &datapath.tables().fdb;
+    let fdb = &datapath.fdb();
     assert_eq!(fdb.capacity(), 256);
     assert!(
         fdb.len() <= 256 && fdb.len() > 200,
@@ -119,8 +116,8 @@ fn a_flood_of_random_sources_leaves_the_table_bounded() {
     // The bridge still works for real stations whose buckets have room, and floods the
     // rest: the ping gets through either way.
     ping(&topo.vms[1], &topo.addr(0), 2).unwrap();
-    let s = datapath.stop();
-    assert_eq!(s.panicked_workers, 0);
+    let (s, panicked) = datapath.stop();
+    assert_eq!(panicked, 0);
     assert!(s.fdb_entries <= 256, "{}", s.fdb_entries);
     assert!(
         s.fdb_full > 4000,

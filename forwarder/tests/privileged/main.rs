@@ -15,9 +15,15 @@ mod xdp_counters;
 use std::{process::Stdio, thread, time::Duration};
 
 use hairpin::{
-    control::{port::Interface, preflight},
-    datapath::{Datapath, DatapathConfig, Snapshot},
+    control::{
+        bridge::{Bridge, BridgeConfig, PortConfig},
+        port::Interface,
+        preflight,
+    },
+    datapath::{DatapathConfig, Snapshot},
     netlab::{Lab, LabError, Netns},
+    switch::{Mode, PortId, PortPolicy},
+    wire::Mac,
 };
 
 /// A fresh lab for one test, after checking that privileged tests can run at all.
@@ -85,32 +91,103 @@ impl Topology {
         (0..self.vms.len()).map(|i| format!("p{i}")).collect()
     }
 
-    /// Starts hairpin's datapath in-process on every switch-side port.
-    pub fn start(&self, config: DatapathConfig) -> Datapath {
+    /// Starts a bridge in-process on every switch-side port.
+    pub fn start(&self, config: TestConfig) -> Bridge {
         let names = self.port_names();
         let ports: Vec<&str> = names.iter().map(String::as_str).collect();
         start_in(&self.sw, &ports, config)
     }
 }
 
-/// Starts hairpin's datapath in-process on `ports` of namespace `sw`.
-pub fn start_in(sw: &Netns, ports: &[&str], config: DatapathConfig) -> Datapath {
-    sw.enter(|| {
-        let ports: Vec<Interface> = ports
-            .iter()
-            .map(|n| Interface::lookup(n).unwrap())
-            .collect();
-        Datapath::start(&ports, &config)
-    })
-    .unwrap()
-    .unwrap()
+/// What a test sets of a bridge; [`start_in`] names the ports.
+#[derive(Clone, Debug)]
+pub struct TestConfig {
+    pub mode: Mode,
+    /// Per port, in the order of the port names (missing: a plain downlink).
+    pub policies: Vec<PortPolicy>,
+    /// (port index, MAC).
+    pub static_macs: Vec<(PortId, Mac)>,
+    pub fdb_capacity: usize,
+    pub fdb_max_age: u32,
+    pub busy_poll: bool,
 }
 
-/// Stops a datapath started by [`start_in`], checking no worker panicked.
-pub fn finish(datapath: Datapath) -> Snapshot {
-    let snapshot = datapath.stop();
-    assert_eq!(snapshot.panicked_workers, 0);
-    snapshot
+impl Default for TestConfig {
+    fn default() -> Self {
+        let d = BridgeConfig::default();
+        Self {
+            mode: d.mode,
+            policies: Vec::new(),
+            static_macs: Vec::new(),
+            fdb_capacity: d.fdb_capacity,
+            fdb_max_age: d.fdb_max_age,
+            busy_poll: false,
+        }
+    }
+}
+
+impl TestConfig {
+    /// The bridge on `ports`.
+    pub fn bridge(&self, ports: &[&str]) -> BridgeConfig {
+        BridgeConfig {
+            mode: self.mode,
+            ports: ports
+                .iter()
+                .enumerate()
+                .map(|(i, name)| PortConfig {
+                    name: (*name).to_owned(),
+                    policy: self.policies.get(i).cloned().unwrap_or_default(),
+                    static_macs: self
+                        .static_macs
+                        .iter()
+                        .filter(|(p, _)| usize::from(*p) == i)
+                        .map(|&(_, m)| m)
+                        .collect(),
+                })
+                .collect(),
+            fdb_capacity: self.fdb_capacity,
+            fdb_max_age: self.fdb_max_age,
+            datapath: DatapathConfig {
+                busy_poll: self.busy_poll,
+                ..DatapathConfig::default()
+            },
+            ..BridgeConfig::default()
+        }
+    }
+}
+
+/// Starts a bridge in-process on `ports` of namespace `sw` (its sockets and lookups
+/// stay in that namespace).
+pub fn start_in(sw: &Netns, ports: &[&str], config: TestConfig) -> Bridge {
+    let config = config.bridge(ports);
+    sw.enter(|| Bridge::start(config)).unwrap().unwrap()
+}
+
+/// The counters of a bridge stopped by [`finish`].
+#[derive(Debug)]
+pub struct Finished {
+    pub snapshot: Snapshot,
+    pub fdb_entries: usize,
+}
+
+impl std::ops::Deref for Finished {
+    type Target = Snapshot;
+
+    fn deref(&self) -> &Snapshot {
+        &self.snapshot
+    }
+}
+
+/// Stops a bridge started by [`start_in`], checking no worker panicked.
+pub fn finish(bridge: Bridge) -> Finished {
+    let snapshot = bridge.snapshot();
+    let fdb_entries = bridge.fdb().len();
+    let (_, panicked) = bridge.stop();
+    assert_eq!(panicked, 0);
+    Finished {
+        snapshot,
+        fdb_entries,
+    }
 }
 
 /// Streams TCP from VM `client` to VM `server` for `seconds` with `flows` parallel

@@ -10,12 +10,12 @@ use std::{
 };
 
 use hairpin::{
-    control::port::{Interface, Mac},
-    datapath::DatapathConfig,
+    control::port::Interface,
     switch::{DropReason, PortPolicy, vlan::PortVlans},
+    wire::Mac,
 };
 
-use crate::{Topology, finish, ping, send_raw};
+use crate::{TestConfig, Topology, finish, ping, send_raw};
 
 /// tcpdump writing everything `eth0` of `ns` sees to a file, until dropped.
 struct Capture {
@@ -104,7 +104,7 @@ fn vlans_separate_ports_tag_the_trunk_and_stop_hopping() {
             native: None,
         },
     ];
-    let config = DatapathConfig {
+    let config = TestConfig {
         policies: vlans
             .iter()
             .map(|v| PortPolicy {
@@ -112,7 +112,7 @@ fn vlans_separate_ports_tag_the_trunk_and_stop_hopping() {
                 ..PortPolicy::default()
             })
             .collect(),
-        ..DatapathConfig::default()
+        ..TestConfig::default()
     };
     let trunk_file = std::env::temp_dir().join(format!("{}-trunk.pcap", topo.sw.name()));
     let access_file = std::env::temp_dir().join(format!("{}-p2.pcap", topo.sw.name()));

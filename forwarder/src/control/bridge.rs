@@ -1,0 +1,1286 @@
+//! The control plane's one owner: [`Bridge`] holds the ports, the XDP program and its
+//! maps, the MAC table's configuration and aging, the host's addresses on the uplink, and
+//! the window on the kernel's links; the datapath is one of its parts.
+//!
+//! Every change goes through the same few steps, in an order that never lets a frame
+//! reach something half made or half gone:
+//!
+//! - **attach**: sockets made (one per RX queue) → socket map entries → sockets handed
+//!   to the workers (fill rings filled) → tables with the port up → the port's entry in
+//!   the program's port map → the program attached to the interface;
+//! - **detach**: the port map entry removed and the program detached (the kernel has the
+//!   port back) → socket map entries cleared → tables without the port → the workers
+//!   close their sockets and take back every frame → its MAC table entries removed.
+//!
+//! Ports keep their slot ([`PortId`]) from attach to removal. A port of the
+//! configuration whose interface disappears (deleted, or moved to another namespace)
+//! stays configured, *absent*, and is attached again when an interface of that name
+//! appears; a port added at run time is forgotten instead.
+use std::{
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use hairpin_common::{PortConf, port_flags};
+
+use super::{
+    netlink::{Change, Link, Netlink},
+    port::{Interface, PortError},
+    protocol::{FdbEntry, Latency, PortCounters, PortInfo, Stats, WorkerStats},
+    xdp::{AttachedMode, Steering, XdpAttachMode, XdpError},
+};
+use crate::{
+    datapath::{
+        Datapath, DatapathConfig, DatapathError, PortQueues, Snapshot, pick_cores,
+        stats::PortQueueSnapshot, xsk::HEADROOM,
+    },
+    switch::{
+        DropReason, Fdb, MAX_PORTS, Mode, PortId, PortPolicy, PortSet, Role, Tables, TablesError,
+        VlanId, fdb::Learned, vlan,
+    },
+    wire::{ETHERNET_HEADER_LEN, Mac},
+};
+
+/// A port as configured: its name, policy and static MAC entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortConfig {
+    /// The interface name.
+    pub name: String,
+    /// Role, reflective relay, anti-spoofing, VLANs.
+    pub policy: PortPolicy,
+    /// MAC table entries that never age or move, in every VLAN of the port.
+    pub static_macs: Vec<Mac>,
+}
+
+impl PortConfig {
+    /// A plain downlink called `name`.
+    pub fn downlink(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            policy: PortPolicy::default(),
+            static_macs: Vec::new(),
+        }
+    }
+}
+
+/// The whole bridge, as the command line or the configuration file describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeConfig {
+    /// The switching mode.
+    pub mode: Mode,
+    /// The ports, in slot order.
+    pub ports: Vec<PortConfig>,
+    /// MAC table capacity.
+    pub fdb_capacity: usize,
+    /// Seconds a learned MAC lives unseen.
+    pub fdb_max_age: u32,
+    /// XDP attach mode.
+    pub xdp_mode: XdpAttachMode,
+    /// Queue indices to serve (workers); by default the most any port has.
+    pub queues: Option<u32>,
+    /// Core for each worker.
+    pub cores: Option<Vec<usize>>,
+    /// Sockets, rings, UMEMs.
+    pub datapath: DatapathConfig,
+}
+
+/// Largest MAC table: 16 M entries (1 GiB of buckets).
+pub const MAX_FDB_SIZE: usize = 1 << 24;
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Veb,
+            ports: Vec::new(),
+            fdb_capacity: 65_536,
+            fdb_max_age: 300,
+            xdp_mode: XdpAttachMode::Auto,
+            queues: None,
+            cores: None,
+            datapath: DatapathConfig::default(),
+        }
+    }
+}
+
+/// An error of the control plane. Each names what failed on what.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// A request or configuration that cannot be applied; nothing changed.
+    #[error("{0}")]
+    Refused(String),
+    /// A port's interface.
+    #[error(transparent)]
+    Port(#[from] PortError),
+    /// The ports' policies do not fit the mode.
+    #[error(transparent)]
+    Tables(#[from] TablesError),
+    /// The datapath.
+    #[error(transparent)]
+    Datapath(#[from] DatapathError),
+    /// The XDP program.
+    #[error(transparent)]
+    Xdp(#[from] XdpError),
+    /// rtnetlink.
+    #[error("reading the kernel's links and addresses (rtnetlink)")]
+    Netlink(#[source] std::io::Error),
+}
+
+fn refused(message: impl Into<String>) -> BridgeError {
+    BridgeError::Refused(message.into())
+}
+
+/// Where a port came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// The configuration: kept, absent, while its interface is missing.
+    Config,
+    /// `hairpin port add`: forgotten when its interface goes.
+    Runtime,
+}
+
+/// A configured port.
+#[derive(Debug)]
+struct Slot {
+    config: PortConfig,
+    origin: Origin,
+    attached: Option<Attached>,
+}
+
+/// What attaching a port set up.
+#[derive(Debug)]
+struct Attached {
+    iface: Interface,
+    xdp: AttachedMode,
+    zero_copy: bool,
+    oper_up: bool,
+    mtu: u32,
+    /// Its slot's counters when it was attached (they count from there).
+    baseline: PortQueueSnapshot,
+}
+
+/// The host's addresses on the uplink, whose ARP requests and neighbour solicitations
+/// the XDP program hands to the kernel.
+#[derive(Debug)]
+struct HostAddresses {
+    ifindex: u32,
+    current: Vec<IpAddr>,
+}
+
+/// The running bridge.
+#[derive(Debug)]
+pub struct Bridge {
+    config: BridgeConfig,
+    slots: Vec<Option<Slot>>,
+    /// Where the search for a free slot starts: slots are reused as late as possible.
+    next_slot: usize,
+    fdb: Arc<Fdb>,
+    tables: Arc<Tables>,
+    /// Dropped after the datapath (fields drop in order): workers stop before the
+    /// program and its socket map go.
+    datapath: Datapath,
+    steering: Steering,
+    netlink: Netlink,
+    host: Option<HostAddresses>,
+    epoch: Instant,
+    /// Ports removed while running, with their counters.
+    departed: Vec<(String, PortQueueSnapshot)>,
+}
+
+impl Bridge {
+    /// Checks `config`, starts the workers and attaches every configured port, in the
+    /// calling thread's network namespace. Nothing is left attached if it fails.
+    pub fn start(config: BridgeConfig) -> Result<Self, BridgeError> {
+        check_config(&config)?;
+        let ifaces = config
+            .ports
+            .iter()
+            .map(|p| Interface::lookup(&p.name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let workers = worker_count(&config, &ifaces)?;
+        let cores = pick_cores(config.cores.as_deref(), workers)?;
+        let fdb = Arc::new(Fdb::with_capacity(config.fdb_capacity));
+        let slots: Vec<Option<Slot>> = config
+            .ports
+            .iter()
+            .map(|p| {
+                Some(Slot {
+                    config: p.clone(),
+                    origin: Origin::Config,
+                    attached: None,
+                })
+            })
+            .collect();
+        let tables = Arc::new(Tables::new(
+            config.mode,
+            &policies(&slots),
+            PortSet::EMPTY,
+            Arc::clone(&fdb),
+        )?);
+        let steering = Steering::load()?;
+        let netlink = Netlink::open().map_err(BridgeError::Netlink)?;
+        let datapath = Datapath::start(
+            cores,
+            config.ports.len(),
+            &config.datapath,
+            Arc::clone(&tables),
+        )?;
+        let mut bridge = Self {
+            next_slot: slots.len(),
+            slots,
+            fdb,
+            tables,
+            datapath,
+            steering,
+            netlink,
+            host: None,
+            epoch: Instant::now(),
+            departed: Vec::new(),
+            config,
+        };
+        for (id, iface) in ifaces.into_iter().enumerate() {
+            bridge.attach(id as PortId, iface)?;
+        }
+        Ok(bridge)
+    }
+
+    /// The core each worker runs on.
+    pub fn cores(&self) -> &[usize] {
+        self.datapath.cores()
+    }
+
+    /// The configuration as it stands (ports added or removed at run time included).
+    pub fn config(&self) -> &BridgeConfig {
+        &self.config
+    }
+
+    /// Attaches `iface` as port `id`, whose slot holds its configuration.
+    fn attach(&mut self, id: PortId, iface: Interface) -> Result<(), BridgeError> {
+        let link = self
+            .netlink
+            .link_by_name(&iface.name)
+            .map_err(BridgeError::Netlink)?
+            .filter(|l| l.ifindex == iface.ifindex)
+            .ok_or_else(|| PortError::NoSuchDevice {
+                name: iface.name.clone(),
+            })?;
+        let result = self.attach_steps(id, &iface, &link);
+        if result.is_err() {
+            self.detach(id);
+        }
+        result
+    }
+
+    fn attach_steps(
+        &mut self,
+        id: PortId,
+        iface: &Interface,
+        link: &Link,
+    ) -> Result<(), BridgeError> {
+        let queues = PortQueues {
+            id,
+            name: iface.name.clone(),
+            ifindex: iface.ifindex,
+            queues: iface.rx_queues,
+        };
+        let sockets = self.datapath.open(&queues)?;
+        let zero_copy = sockets.zero_copy();
+        // The slot is marked attached before anything else, so that undoing a failure
+        // half-way finds what to undo.
+        let baseline = self.datapath.snapshot().port_total(id);
+        self.slot_mut(id).attached = Some(Attached {
+            iface: iface.clone(),
+            xdp: AttachedMode::Generic,
+            zero_copy,
+            oper_up: link.oper_up,
+            mtu: link.mtu,
+            baseline,
+        });
+        for (queue, fd) in sockets.fds() {
+            self.steering.bind_socket(u32::from(id), queue, &fd)?;
+        }
+        self.datapath.attach(&queues, sockets)?;
+        self.publish()?;
+        self.insert_statics(id)?;
+        let role = self.slot(id).config.policy.role;
+        let mut conf = PortConf {
+            slot: u32::from(id),
+            flags: port_flags::STEER,
+            ..PortConf::default()
+        };
+        if role == Role::Uplink {
+            // The uplink keeps the host's own traffic: frames for its MAC, and ARP
+            // requests and neighbour solicitations for its addresses, go to the kernel.
+            conf.flags |= port_flags::PASS_HOST_MAC;
+            conf.host_mac = iface.mac.0;
+            self.host = Some(HostAddresses {
+                ifindex: iface.ifindex,
+                current: Vec::new(),
+            });
+            self.refresh_host_addresses()?;
+        }
+        self.steering.configure_port(iface, conf)?;
+        let xdp = self.steering.attach(iface, self.config.xdp_mode)?;
+        let attached = self.slot_mut(id).attached.as_mut().expect("marked above");
+        attached.xdp = xdp;
+        let policy = &self.slot(id).config.policy;
+        log::info!(
+            "{}: attached as port {id}: {:?}{}{}{}, {} RX queue(s), XDP {xdp}, AF_XDP {}{}",
+            iface.name,
+            policy.role,
+            if policy.hairpin { ", hairpin" } else { "" },
+            if policy.allowed_sources.is_empty() {
+                String::new()
+            } else {
+                format!(", {} allowed source MAC(s)", policy.allowed_sources.len())
+            },
+            match &policy.vlans {
+                Some(v) => format!(", {v}"),
+                None if self.tables.vlans.is_aware() => ", access VLAN 1".to_owned(),
+                None => String::new(),
+            },
+            iface.rx_queues,
+            if zero_copy { "zero-copy" } else { "copy mode" },
+            if link.oper_up { "" } else { ", no carrier yet" },
+        );
+        if role == Role::Uplink
+            && let Some(host) = &self.host
+        {
+            log::info!(
+                "{}: frames for the host ({}) and ARP/ND for {:?} stay with the kernel",
+                iface.name,
+                iface.mac,
+                host.current
+            );
+        }
+        self.check_mtu(id, link.mtu);
+        Ok(())
+    }
+
+    /// Undoes whatever attaching port `id` set up, in the order that keeps frames off
+    /// what is going; its counters go to the departed list. Failures along the way are
+    /// logged: a port whose interface is gone fails some of these steps, and the next
+    /// ones must run all the same.
+    fn detach(&mut self, id: PortId) {
+        let Some(attached) = self.slot_mut(id).attached.take() else {
+            return;
+        };
+        let ifindex = attached.iface.ifindex;
+        if let Err(e) = self.steering.forget_port(ifindex) {
+            log::warn!("{}: {e}", attached.iface.name);
+        }
+        self.steering.detach(ifindex);
+        for queue in 0..attached.iface.rx_queues {
+            if let Err(e) = self.steering.unbind_socket(u32::from(id), queue) {
+                log::warn!("{}: {e}", attached.iface.name);
+            }
+        }
+        if self.host.as_ref().is_some_and(|h| h.ifindex == ifindex) {
+            let host = self.host.take().expect("checked");
+            for addr in host.current {
+                let _ = self.steering.remove_host_address(addr);
+            }
+        }
+        if let Err(e) = self.publish() {
+            log::error!("{}: {e}", attached.iface.name);
+        }
+        match self.datapath.detach(id) {
+            Ok(reclaimed) => log::debug!(
+                "{}: sockets closed, {reclaimed} UMEM frame(s) taken back",
+                attached.iface.name
+            ),
+            Err(e) => log::error!("{}: {e}", attached.iface.name),
+        }
+        self.fdb.remove_port(id);
+        let counters = self
+            .datapath
+            .snapshot()
+            .port_total(id)
+            .since(&attached.baseline);
+        self.departed.push((attached.iface.name, counters));
+    }
+
+    /// Builds tables from the slots as they are and gives them to the workers.
+    fn publish(&mut self) -> Result<(), BridgeError> {
+        let tables = Arc::new(self.build_tables(&self.slots)?);
+        if tables.vlans.is_aware() != self.tables.vlans.is_aware() {
+            // Entries learned in VLAN 0 mean nothing to a VLAN-aware bridge, and back.
+            self.fdb.flush(None);
+        }
+        self.datapath.set_tables(&tables)?;
+        self.tables = tables;
+        Ok(())
+    }
+
+    fn build_tables(&self, slots: &[Option<Slot>]) -> Result<Tables, TablesError> {
+        let up = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| {
+                s.as_ref()
+                    .and_then(|s| s.attached.as_ref())
+                    .is_some_and(|a| a.oper_up)
+            })
+            .fold(PortSet::EMPTY, |set, (i, _)| set.with(i as PortId));
+        Tables::new(
+            self.config.mode,
+            &policies(slots),
+            up,
+            Arc::clone(&self.fdb),
+        )
+    }
+
+    /// Enters port `id`'s static MACs in every VLAN it carries (VLAN 0 when unaware).
+    fn insert_statics(&mut self, id: PortId) -> Result<(), BridgeError> {
+        let macs = self.slot(id).config.static_macs.clone();
+        for mac in macs {
+            for vid in self.vlans_of(id) {
+                if self.fdb.insert_static(vid, mac, id) == Learned::Full {
+                    return Err(refused(format!(
+                        "static MAC {mac}: its MAC table bucket is full; raise the table size"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn vlans_of(&self, id: PortId) -> Vec<VlanId> {
+        if self.tables.vlans.is_aware() {
+            self.tables.vlans.vlans_of(id).collect()
+        } else {
+            vec![0]
+        }
+    }
+
+    fn slot(&self, id: PortId) -> &Slot {
+        self.slots[usize::from(id)]
+            .as_ref()
+            .expect("a configured slot")
+    }
+
+    fn slot_mut(&mut self, id: PortId) -> &mut Slot {
+        self.slots[usize::from(id)]
+            .as_mut()
+            .expect("a configured slot")
+    }
+
+    fn find(&self, name: &str) -> Option<PortId> {
+        self.slots
+            .iter()
+            .position(|s| s.as_ref().is_some_and(|s| s.config.name == name))
+            .map(|i| i as PortId)
+    }
+
+    fn find_ifindex(&self, ifindex: u32) -> Option<PortId> {
+        self.slots
+            .iter()
+            .position(|s| {
+                s.as_ref()
+                    .and_then(|s| s.attached.as_ref())
+                    .is_some_and(|a| a.iface.ifindex == ifindex)
+            })
+            .map(|i| i as PortId)
+    }
+
+    /// Logs once when the interface's MTU is more than a UMEM frame carries.
+    fn check_mtu(&self, id: PortId, mtu: u32) {
+        let largest = self.config.datapath.frame_size - HEADROOM;
+        let carried = largest - ETHERNET_HEADER_LEN as u32;
+        if mtu > carried {
+            log::warn!(
+                "{}: MTU {mtu} is more than a {}-byte UMEM frame carries: the largest frame that \
+                 passes is {largest} bytes (MTU {carried}, {} with a VLAN tag); longer ones are \
+                 dropped by the kernel and counted as kernel_rx_dropped",
+                self.slot(id).config.name,
+                self.config.datapath.frame_size,
+                carried - vlan::TAG_LEN as u32,
+            );
+        }
+    }
+
+    // ---- run-time changes ----------------------------------------------------------
+
+    /// Adds a port at run time; `origin_config` marks it as one of the configuration's.
+    pub fn add_port(&mut self, config: PortConfig) -> Result<PortId, BridgeError> {
+        self.add(config, Origin::Runtime)
+    }
+
+    fn add(&mut self, config: PortConfig, origin: Origin) -> Result<PortId, BridgeError> {
+        if matches!(self.config.mode, Mode::Xconnect | Mode::Passthru) {
+            return Err(refused(format!(
+                "{} mode has exactly its two ports: change them in the configuration and restart",
+                self.config.mode
+            )));
+        }
+        if self.find(&config.name).is_some() {
+            return Err(refused(format!("{} is already a port", config.name)));
+        }
+        self.check_statics_unique(&config, None)?;
+        let iface = Interface::lookup(&config.name)?;
+        if iface.rx_queues as usize > self.datapath.workers() {
+            return Err(DatapathError::UnservedQueues {
+                port: iface.name,
+                has: iface.rx_queues,
+                workers: self.datapath.workers(),
+            }
+            .into());
+        }
+        let id = self.free_slot().ok_or_else(|| {
+            refused(format!(
+                "{}: the bridge has its {MAX_PORTS} ports already",
+                config.name
+            ))
+        })?;
+        // The new policy must fit with the others before anything is touched.
+        let mut candidate: Vec<Option<Slot>> = self
+            .slots
+            .iter()
+            .map(|s| {
+                s.as_ref().map(|s| Slot {
+                    config: s.config.clone(),
+                    origin: s.origin,
+                    attached: None,
+                })
+            })
+            .collect();
+        if candidate.len() <= usize::from(id) {
+            candidate.resize_with(usize::from(id) + 1, || None);
+        }
+        candidate[usize::from(id)] = Some(Slot {
+            config: config.clone(),
+            origin,
+            attached: None,
+        });
+        self.build_tables(&candidate)?;
+
+        if self.slots.len() <= usize::from(id) {
+            self.slots.resize_with(usize::from(id) + 1, || None);
+        }
+        self.slots[usize::from(id)] = Some(Slot {
+            config,
+            origin,
+            attached: None,
+        });
+        if let Err(e) = self.attach(id, iface) {
+            self.forget(id);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Removes port `name`: detached and forgotten.
+    pub fn remove_port(&mut self, name: &str) -> Result<(), BridgeError> {
+        if matches!(self.config.mode, Mode::Xconnect | Mode::Passthru) {
+            return Err(refused(format!(
+                "{} mode has exactly its two ports: change them in the configuration and restart",
+                self.config.mode
+            )));
+        }
+        let id = self
+            .find(name)
+            .ok_or_else(|| refused(format!("{name} is not a port of this bridge")))?;
+        self.detach(id);
+        self.forget(id);
+        log::info!("{name}: removed");
+        Ok(())
+    }
+
+    fn forget(&mut self, id: PortId) {
+        self.slots[usize::from(id)] = None;
+        while self.slots.last().is_some_and(Option::is_none) {
+            self.slots.pop();
+        }
+        if let Err(e) = self.publish() {
+            log::error!("{e}");
+        }
+    }
+
+    /// A free slot, searching from where the last search ended, so a slot just freed is
+    /// taken last (a frame still in flight for its old port never reaches a new one).
+    fn free_slot(&mut self) -> Option<PortId> {
+        for k in 0..MAX_PORTS {
+            let i = (self.next_slot + k) % MAX_PORTS;
+            if self.slots.get(i).is_none_or(Option::is_none) {
+                self.next_slot = i + 1;
+                return Some(i as PortId);
+            }
+        }
+        None
+    }
+
+    /// Refuses a static MAC that another port (other than `except`) has already.
+    fn check_statics_unique(
+        &self,
+        config: &PortConfig,
+        except: Option<PortId>,
+    ) -> Result<(), BridgeError> {
+        for mac in &config.static_macs {
+            let other = self.slots.iter().enumerate().find(|(i, s)| {
+                Some(*i as PortId) != except
+                    && s.as_ref()
+                        .is_some_and(|s| s.config.static_macs.contains(mac))
+            });
+            if let Some((_, Some(other))) = other {
+                return Err(refused(format!(
+                    "static MAC {mac} is already on port {}: one station lives on one port",
+                    other.config.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes port `id`'s policy and static MACs in place (its sockets stay).
+    fn change(&mut self, id: PortId, config: PortConfig) -> Result<(), BridgeError> {
+        self.check_statics_unique(&config, Some(id))?;
+        let old = std::mem::replace(&mut self.slot_mut(id).config, config);
+        if let Err(e) = self.build_tables(&self.slots) {
+            self.slot_mut(id).config = old;
+            return Err(e.into());
+        }
+        self.fdb.remove_port(id);
+        self.publish()?;
+        if self.slot(id).attached.is_some() {
+            self.insert_statics(id)?;
+        }
+        log::info!("{}: settings changed", self.slot(id).config.name);
+        Ok(())
+    }
+
+    /// Applies `new` (a re-read configuration file): ports added, removed and changed.
+    /// Settings that need a restart (mode, workers, rings, MAC table) must not differ.
+    /// Ports added at run time are left alone unless the file names them.
+    pub fn reload(&mut self, new: BridgeConfig) -> Result<String, BridgeError> {
+        check_config(&new)?;
+        let fixed = |c: &BridgeConfig| {
+            (
+                c.mode,
+                c.fdb_capacity,
+                c.xdp_mode,
+                c.queues,
+                c.cores.clone(),
+                c.datapath.clone(),
+            )
+        };
+        if fixed(&new) != fixed(&self.config) {
+            return Err(refused(
+                "the new configuration changes the mode, [datapath] or the MAC table size: \
+                 those need a restart (only ports and fdb.age change on reload)",
+            ));
+        }
+        if matches!(new.mode, Mode::Xconnect | Mode::Passthru) {
+            let names =
+                |c: &BridgeConfig| c.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+            let current: Vec<String> = self
+                .slots
+                .iter()
+                .flatten()
+                .map(|s| s.config.name.clone())
+                .collect();
+            if names(&new) != current {
+                return Err(refused(format!(
+                    "{} mode has exactly its two ports: changing them needs a restart",
+                    new.mode
+                )));
+            }
+        }
+        let mut done = Vec::new();
+        // Removed: configuration ports the file no longer lists.
+        let gone: Vec<String> = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|s| {
+                s.origin == Origin::Config && !new.ports.iter().any(|p| p.name == s.config.name)
+            })
+            .map(|s| s.config.name.clone())
+            .collect();
+        for name in gone {
+            let id = self.find(&name).expect("listed above");
+            self.detach(id);
+            self.forget(id);
+            done.push(format!("{name} removed"));
+        }
+        for port in &new.ports {
+            match self.find(&port.name) {
+                Some(id) if self.slot(id).config == *port => {
+                    self.slot_mut(id).origin = Origin::Config;
+                }
+                Some(id) if self.slot(id).config.policy.role != port.policy.role => {
+                    // A role change re-attaches: the uplink's program entry differs.
+                    self.detach(id);
+                    self.forget(id);
+                    self.add(port.clone(), Origin::Config)?;
+                    done.push(format!("{} re-attached", port.name));
+                }
+                Some(id) => {
+                    self.change(id, port.clone())?;
+                    self.slot_mut(id).origin = Origin::Config;
+                    done.push(format!("{} changed", port.name));
+                }
+                None => {
+                    self.add(port.clone(), Origin::Config)?;
+                    done.push(format!("{} added", port.name));
+                }
+            }
+        }
+        self.config.fdb_max_age = new.fdb_max_age;
+        self.config.ports = new.ports;
+        Ok(if done.is_empty() {
+            "reloaded: nothing changed".to_owned()
+        } else {
+            format!("reloaded: {}", done.join(", "))
+        })
+    }
+
+    // ---- MAC table -----------------------------------------------------------------
+
+    /// A static entry for `mac` on port `name`, in `vlan` or every VLAN of the port.
+    pub fn fdb_add(
+        &mut self,
+        name: &str,
+        mac: Mac,
+        vlan: Option<u32>,
+    ) -> Result<String, BridgeError> {
+        let id = self
+            .find(name)
+            .ok_or_else(|| refused(format!("{name} is not a port of this bridge")))?;
+        if !mac.is_learnable() {
+            return Err(refused(format!(
+                "{mac} is not a station's MAC (multicast or all-zero)"
+            )));
+        }
+        let carried = self.vlans_of(id);
+        let vids = match vlan {
+            Some(v) => {
+                let vid = self.check_vlan(v)?;
+                if !carried.contains(&vid) {
+                    return Err(refused(format!("{name} does not carry VLAN {v}")));
+                }
+                vec![vid]
+            }
+            None => carried,
+        };
+        for &vid in &vids {
+            if let Some(other) = self.static_owner(vid, mac).filter(|&p| p != id) {
+                return Err(refused(format!(
+                    "{mac} is already static on port {} : one station lives on one port",
+                    self.slot(other).config.name
+                )));
+            }
+        }
+        for &vid in &vids {
+            if self.fdb.insert_static(vid, mac, id) == Learned::Full {
+                return Err(refused(format!(
+                    "{mac}: its MAC table bucket is full; raise the table size"
+                )));
+            }
+        }
+        Ok(format!("{mac} static on {name} in {} VLAN(s)", vids.len()))
+    }
+
+    fn static_owner(&self, vid: VlanId, mac: Mac) -> Option<PortId> {
+        self.fdb
+            .entries()
+            .into_iter()
+            .find(|e| e.is_static && e.vlan == vid && e.mac == mac)
+            .map(|e| e.port)
+    }
+
+    fn check_vlan(&self, v: u32) -> Result<VlanId, BridgeError> {
+        if !self.tables.vlans.is_aware() {
+            return Err(refused(format!(
+                "VLAN {v}: this bridge is not VLAN-aware (no port has a VLAN setting)"
+            )));
+        }
+        vlan::check(v).map_err(|e| refused(e.to_string()))
+    }
+
+    /// Removes `mac`'s entry in `vlan` (by default in every VLAN).
+    pub fn fdb_del(&mut self, mac: Mac, vlan: Option<u32>) -> Result<String, BridgeError> {
+        let removed = match vlan {
+            Some(v) => usize::from(self.fdb.remove(self.check_vlan(v)?, mac)),
+            None => (0..4096u16)
+                .filter(|&vid| self.fdb.remove(vid, mac))
+                .count(),
+        };
+        if removed == 0 {
+            return Err(refused(format!("{mac} is not in the MAC table")));
+        }
+        Ok(format!(
+            "{mac}: {removed} entr{} removed",
+            if removed == 1 { "y" } else { "ies" }
+        ))
+    }
+
+    /// Forgets learned entries, of port `name` or all.
+    pub fn fdb_flush(&mut self, name: Option<&str>) -> Result<String, BridgeError> {
+        let port = match name {
+            Some(n) => Some(
+                self.find(n)
+                    .ok_or_else(|| refused(format!("{n} is not a port of this bridge")))?,
+            ),
+            None => None,
+        };
+        let n = self.fdb.flush(port);
+        Ok(format!(
+            "{n} learned entr{} flushed",
+            if n == 1 { "y" } else { "ies" }
+        ))
+    }
+
+    /// The MAC table, optionally of one port and one VLAN.
+    pub fn fdb_entries(
+        &self,
+        port: Option<&str>,
+        vlan: Option<u32>,
+    ) -> Result<Vec<FdbEntry>, BridgeError> {
+        let port = match port {
+            Some(n) => Some(
+                self.find(n)
+                    .ok_or_else(|| refused(format!("{n} is not a port of this bridge")))?,
+            ),
+            None => None,
+        };
+        if let Some(v) = vlan {
+            vlan::check(v).map_err(|e| refused(e.to_string()))?;
+        }
+        let now = self.now();
+        let mut entries: Vec<FdbEntry> = self
+            .fdb
+            .entries()
+            .into_iter()
+            .filter(|e| port.is_none_or(|p| e.port == p))
+            .filter(|e| vlan.is_none_or(|v| u32::from(e.vlan) == v))
+            .filter_map(|e| {
+                let slot = self.slots.get(usize::from(e.port))?.as_ref()?;
+                Some(FdbEntry {
+                    mac: e.mac.to_string(),
+                    vlan: e.vlan,
+                    port: slot.config.name.clone(),
+                    age: if e.is_static {
+                        0
+                    } else {
+                        now.saturating_sub(e.stamp)
+                    },
+                    is_static: e.is_static,
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| (&a.port, a.vlan, &a.mac).cmp(&(&b.port, b.vlan, &b.mac)));
+        Ok(entries)
+    }
+
+    fn now(&self) -> u32 {
+        self.epoch.elapsed().as_secs() as u32
+    }
+
+    // ---- following the kernel ------------------------------------------------------
+
+    /// The descriptor that is readable when the kernel's links or addresses changed.
+    pub fn events_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.netlink.events_fd()
+    }
+
+    /// Housekeeping, a few times a second and whenever the kernel reports a change:
+    /// follows links and addresses, and ages the MAC table.
+    pub fn tick(&mut self) {
+        match self.netlink.changes() {
+            Ok(changes) => {
+                for change in changes {
+                    self.follow(change);
+                }
+            }
+            Err(e) => log::warn!("reading link changes: {e}"),
+        }
+        let aged = self.fdb.age(self.now(), self.config.fdb_max_age);
+        if aged > 0 {
+            log::debug!("aged out {aged} MAC table entries");
+        }
+    }
+
+    fn follow(&mut self, change: Change) {
+        match change {
+            Change::LinkGone { ifindex, name } => {
+                if let Some(id) = self.find_ifindex(ifindex) {
+                    self.lose(
+                        id,
+                        &format!("{name} is gone (deleted, or moved to another namespace)"),
+                    );
+                }
+            }
+            Change::Link(link) => self.link_changed(&link),
+            Change::Addresses { ifindex } => {
+                if self.host.as_ref().is_some_and(|h| h.ifindex == ifindex)
+                    && let Err(e) = self.refresh_host_addresses()
+                {
+                    log::warn!("following the host's addresses: {e}");
+                }
+            }
+            Change::Overrun => self.resync(),
+        }
+    }
+
+    /// After lost notifications: compares every port with a fresh dump.
+    fn resync(&mut self) {
+        log::warn!("the kernel dropped link notifications: re-reading every link");
+        let links = match self.netlink.links() {
+            Ok(links) => links,
+            Err(e) => return log::warn!("re-reading links: {e}"),
+        };
+        let attached: Vec<(PortId, u32)> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i as PortId, s.as_ref()?.attached.as_ref()?.iface.ifindex)))
+            .collect();
+        for (id, ifindex) in attached {
+            if !links.iter().any(|l| l.ifindex == ifindex) {
+                let name = self.slot(id).config.name.clone();
+                self.lose(id, &format!("{name} is gone"));
+            }
+        }
+        for link in &links {
+            self.link_changed(link);
+        }
+        if let Err(e) = self.refresh_host_addresses() {
+            log::warn!("following the host's addresses: {e}");
+        }
+    }
+
+    /// Port `id`'s interface went away: detached; a configuration port waits for it to
+    /// come back, a run-time one is forgotten.
+    fn lose(&mut self, id: PortId, why: &str) {
+        self.detach(id);
+        if self.slot(id).origin == Origin::Runtime {
+            self.forget(id);
+            log::warn!("{why}: port removed");
+        } else {
+            log::warn!("{why}: port detached; it is attached again when it comes back");
+        }
+    }
+
+    fn link_changed(&mut self, link: &Link) {
+        if let Some(id) = self.find_ifindex(link.ifindex) {
+            let name = self.slot(id).config.name.clone();
+            let attached = self
+                .slot_mut(id)
+                .attached
+                .as_mut()
+                .expect("found by ifindex");
+            let (was_up, old_mtu) = (attached.oper_up, attached.mtu);
+            attached.oper_up = link.oper_up;
+            attached.mtu = link.mtu;
+            if was_up != link.oper_up {
+                if let Err(e) = self.publish() {
+                    log::error!("{name}: {e}");
+                }
+                if link.oper_up {
+                    log::info!("{name}: carrier back: forwarding to it again");
+                } else {
+                    let flushed = self.fdb.flush(Some(id));
+                    log::warn!(
+                        "{name}: no carrier: frames for it are dropped (port_down), {flushed} learned MAC(s) flushed"
+                    );
+                }
+            }
+            if old_mtu != link.mtu {
+                log::info!("{name}: MTU {old_mtu} -> {}", link.mtu);
+                self.check_mtu(id, link.mtu);
+            }
+        } else if let Some(id) = self.find(&link.name)
+            && self.slot(id).attached.is_none()
+        {
+            match Interface::lookup(&link.name) {
+                Ok(iface) => match self.attach(id, iface) {
+                    Ok(()) => log::info!("{}: back: attached again", link.name),
+                    Err(e) => log::warn!("{}: back, but attaching it failed: {e}", link.name),
+                },
+                Err(e) => log::warn!("{}: back, but {e}", link.name),
+            }
+        }
+    }
+
+    /// Reads the uplink's addresses and updates the XDP program's lists to match (a DHCP
+    /// renewal or an operator's `ip addr add` is seen at once).
+    fn refresh_host_addresses(&mut self) -> Result<(), BridgeError> {
+        let Some(host) = &mut self.host else {
+            return Ok(());
+        };
+        let now = self
+            .netlink
+            .addresses(host.ifindex)
+            .map_err(BridgeError::Netlink)?;
+        for addr in now.iter().filter(|a| !host.current.contains(a)) {
+            self.steering.add_host_address(*addr)?;
+            if !host.current.is_empty() {
+                log::info!("uplink: host address {addr} added");
+            }
+        }
+        for addr in host.current.iter().filter(|a| !now.contains(a)) {
+            self.steering.remove_host_address(*addr)?;
+            log::info!("uplink: host address {addr} removed");
+        }
+        host.current = now;
+        Ok(())
+    }
+
+    // ---- reports -------------------------------------------------------------------
+
+    /// Every port, by slot.
+    pub fn ports(&self) -> Vec<PortInfo> {
+        let snapshot = self.datapath.snapshot();
+        self.port_infos(&snapshot)
+    }
+
+    fn port_infos(&self, snapshot: &Snapshot) -> Vec<PortInfo> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| Some((i as PortId, s.as_ref()?)))
+            .map(|(id, slot)| {
+                let p = &slot.config.policy;
+                let a = slot.attached.as_ref();
+                PortInfo {
+                    name: slot.config.name.clone(),
+                    slot: id,
+                    state: match a {
+                        None => "absent",
+                        Some(a) if a.oper_up => "up",
+                        Some(_) => "down",
+                    }
+                    .to_owned(),
+                    role: match p.role {
+                        Role::Uplink => "uplink",
+                        Role::Downlink => "downlink",
+                    }
+                    .to_owned(),
+                    vlans: p.vlans.as_ref().map(ToString::to_string),
+                    hairpin: p.hairpin,
+                    allowed_macs: p.allowed_sources.iter().map(ToString::to_string).collect(),
+                    origin: match slot.origin {
+                        Origin::Config => "config",
+                        Origin::Runtime => "runtime",
+                    }
+                    .to_owned(),
+                    ifindex: a.map(|a| a.iface.ifindex),
+                    queues: a.map_or(0, |a| a.iface.rx_queues),
+                    xdp: a.map(|a| a.xdp.to_string()),
+                    zero_copy: a.is_some_and(|a| a.zero_copy),
+                    mtu: a.map(|a| a.mtu),
+                    counters: counters(&a.map_or_else(PortQueueSnapshot::default, |a| {
+                        snapshot.port_total(id).since(&a.baseline)
+                    })),
+                }
+            })
+            .collect()
+    }
+
+    /// Every counter now.
+    pub fn stats(&self) -> Stats {
+        let s = self.datapath.snapshot();
+        Stats {
+            uptime_s: self.epoch.elapsed().as_secs_f64(),
+            ports: self.port_infos(&s),
+            departed: self
+                .departed
+                .iter()
+                .map(|(name, c)| (name.clone(), counters(c)))
+                .collect(),
+            workers: (0..s.busy_ns.len())
+                .map(|w| WorkerStats {
+                    core: self.datapath.cores()[w],
+                    rx_frames: s.worker_rx(w),
+                    busy_ns: s.busy_ns[w],
+                    sleeps: s.sleeps[w],
+                    free_frames: s.free_frames[w],
+                    total_frames: s.total_frames[w],
+                })
+                .collect(),
+            fdb_entries: self.fdb.len(),
+            fdb_capacity: self.fdb.capacity(),
+            fdb_full: self.fdb.full_events(),
+            latency_ns: Latency {
+                count: s.latency.count,
+                p50: s.latency.p50,
+                p99: s.latency.p99,
+                p999: s.latency.p999,
+                max: s.latency.max,
+            },
+        }
+    }
+
+    /// The datapath's counters now, per port slot and worker.
+    pub fn snapshot(&self) -> Snapshot {
+        self.datapath.snapshot()
+    }
+
+    /// The MAC table.
+    pub fn fdb(&self) -> &Fdb {
+        &self.fdb
+    }
+
+    /// The XDP program's own per-queue counters for port `name`.
+    pub fn xdp_stats(&self, name: &str) -> Vec<hairpin_common::QueueStats> {
+        let Some(id) = self.find(name) else {
+            return Vec::new();
+        };
+        let queues = self
+            .slot(id)
+            .attached
+            .as_ref()
+            .map_or(0, |a| a.iface.rx_queues);
+        (0..queues)
+            .map(|q| {
+                self.steering
+                    .queue_stats(u32::from(id), q)
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Detaches every port, stops the workers; returns the final counters of every port
+    /// (those removed on the way included) and how many workers panicked.
+    pub fn stop(mut self) -> (Stats, usize) {
+        let ids: Vec<PortId> = (0..self.slots.len() as PortId)
+            .filter(|&id| {
+                self.slots[usize::from(id)]
+                    .as_ref()
+                    .is_some_and(|s| s.attached.is_some())
+            })
+            .collect();
+        // The program first: the kernel has every port back while the workers stop.
+        for &id in &ids {
+            let ifindex = self
+                .slot(id)
+                .attached
+                .as_ref()
+                .expect("filtered")
+                .iface
+                .ifindex;
+            let _ = self.steering.forget_port(ifindex);
+            self.steering.detach(ifindex);
+        }
+        let stats = self.stats();
+        let panicked = self.datapath.snapshot().panicked_workers;
+        (stats, panicked)
+    }
+
+    /// How long the bridge has run.
+    pub fn uptime(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    /// How many ports are attached now.
+    pub fn attached(&self) -> usize {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.attached.is_some())
+            .count()
+    }
+
+    /// A drop reason's counter name (for reports).
+    pub fn drop_reasons() -> impl Iterator<Item = &'static str> {
+        DropReason::ALL.iter().map(|r| r.name())
+    }
+}
+
+/// The policies of `slots`, `None` for free ones.
+fn policies(slots: &[Option<Slot>]) -> Vec<Option<PortPolicy>> {
+    slots
+        .iter()
+        .map(|s| s.as_ref().map(|s| s.config.policy.clone()))
+        .collect()
+}
+
+fn counters(s: &PortQueueSnapshot) -> PortCounters {
+    PortCounters {
+        rx_packets: s.rx_packets,
+        rx_bytes: s.rx_bytes,
+        tx_packets: s.tx_packets,
+        tx_bytes: s.tx_bytes,
+        flood_copies: s.flood_copies,
+        handoff_out: s.handoff_out,
+        drops: s
+            .drop_counts()
+            .filter(|(_, n)| *n > 0)
+            .map(|(r, n)| (r.to_owned(), n))
+            .collect(),
+    }
+}
+
+/// Checks what can be checked of a configuration without the kernel.
+fn check_config(config: &BridgeConfig) -> Result<(), BridgeError> {
+    if config.ports.len() > MAX_PORTS {
+        return Err(refused(format!(
+            "{} ports given; hairpin serves at most {MAX_PORTS}",
+            config.ports.len()
+        )));
+    }
+    let mut statics: Vec<(Mac, &str)> = Vec::new();
+    for (i, p) in config.ports.iter().enumerate() {
+        if config.ports[..i].iter().any(|q| q.name == p.name) {
+            return Err(refused(format!("port {} is given twice", p.name)));
+        }
+        for &mac in &p.static_macs {
+            if let Some((_, other)) = statics.iter().find(|(m, _)| *m == mac) {
+                return Err(refused(format!(
+                    "static MAC {mac} is given on ports {other} and {}: one station lives on one port",
+                    p.name
+                )));
+            }
+            statics.push((mac, &p.name));
+        }
+    }
+    if config.fdb_capacity == 0 || config.fdb_capacity > MAX_FDB_SIZE {
+        return Err(refused(format!(
+            "MAC table size {}: give 1 to {MAX_FDB_SIZE} entries",
+            config.fdb_capacity
+        )));
+    }
+    if config.fdb_max_age == 0 {
+        return Err(refused(
+            "MAC table age 0: learned entries would be gone before their first reply; give 1 second or more",
+        ));
+    }
+    let slots: Vec<Option<PortPolicy>> = config
+        .ports
+        .iter()
+        .map(|p| Some(p.policy.clone()))
+        .collect();
+    Tables::new(
+        config.mode,
+        &slots,
+        PortSet::EMPTY,
+        Arc::new(Fdb::with_capacity(1)),
+    )?;
+    Ok(())
+}
+
+/// Workers to run: `--queues`, or the most RX queues any port has (at least one).
+fn worker_count(config: &BridgeConfig, ifaces: &[Interface]) -> Result<usize, BridgeError> {
+    let most = ifaces.iter().map(|p| p.rx_queues).max().unwrap_or(1);
+    let queues = config.queues.unwrap_or(most);
+    if queues == 0 || queues > hairpin_common::MAX_QUEUES {
+        return Err(refused(format!(
+            "--queues {queues}: give 1 to {}",
+            hairpin_common::MAX_QUEUES
+        )));
+    }
+    if !ifaces.is_empty() && queues > most {
+        return Err(refused(format!(
+            "--queues {queues}: no port has that many RX queues (the most is {most})"
+        )));
+    }
+    if let Some(p) = ifaces.iter().find(|p| p.rx_queues > queues) {
+        return Err(DatapathError::UnservedQueues {
+            port: p.name.clone(),
+            has: p.rx_queues,
+            workers: queues as usize,
+        }
+        .into());
+    }
+    Ok(queues as usize)
+}

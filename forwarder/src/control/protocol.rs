@@ -1,0 +1,332 @@
+//! The control socket's protocol: one JSON object per line each way.
+//!
+//! A client connects to the Unix socket (`/run/hairpin/hairpin.sock` by default), writes
+//! one request line and reads one response line:
+//!
+//! ```text
+//! > {"version":1,"request":"port_add","name":"vf3","vlan":10}
+//! < {"version":1,"response":"done","message":"vf3: attached as port 3 ..."}
+//! > {"version":1,"request":"show_fdb","port":"vf3"}
+//! < {"version":1,"response":"fdb","entries":[{"mac":"02:00:00:00:00:03","vlan":10,...}]}
+//! ```
+//!
+//! Every request carries the protocol [`VERSION`]; a server refuses any other with an
+//! error naming both. A request that is malformed or invalid gets
+//! `{"response":"error","message":...}` and changes nothing.
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks.
+pub const VERSION: u32 = 1;
+
+/// A request and the version it was written for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestLine {
+    /// [`VERSION`] of the client.
+    pub version: u32,
+    /// The request.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// A response and the version of the server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ResponseLine {
+    /// [`VERSION`] of the server.
+    pub version: u32,
+    /// The response.
+    #[serde(flatten)]
+    pub response: Response,
+}
+
+/// What a client asks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// Attach a port.
+    PortAdd(PortSpec),
+    /// Detach a port and forget it.
+    PortDel {
+        /// Its name.
+        name: String,
+    },
+    /// Every port with its settings, state and counters.
+    ShowPorts,
+    /// The MAC table, optionally of one port and/or one VLAN.
+    ShowFdb {
+        /// Only entries on this port.
+        #[serde(default)]
+        port: Option<String>,
+        /// Only entries in this VLAN.
+        #[serde(default)]
+        vlan: Option<u32>,
+    },
+    /// A static MAC table entry.
+    FdbAdd {
+        /// The port.
+        port: String,
+        /// The MAC.
+        mac: String,
+        /// The VLAN (default: every VLAN the port carries).
+        #[serde(default)]
+        vlan: Option<u32>,
+    },
+    /// Remove a MAC table entry, static or learned.
+    FdbDel {
+        /// The MAC.
+        mac: String,
+        /// The VLAN (default: VLAN 0 on a VLAN-unaware bridge, else every VLAN).
+        #[serde(default)]
+        vlan: Option<u32>,
+    },
+    /// Forget learned entries (of one port, or all).
+    FdbFlush {
+        /// Only this port's.
+        #[serde(default)]
+        port: Option<String>,
+    },
+    /// Re-read the configuration file and apply the difference.
+    Reload,
+    /// Every counter now (ports, workers, MAC table, latency).
+    ShowStats,
+}
+
+/// A port's settings, as `hairpin port add` gives them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    /// The interface name.
+    pub name: String,
+    /// Towards the physical network.
+    #[serde(default)]
+    pub uplink: bool,
+    /// Access port of this VLAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u32>,
+    /// Trunk of these VLANs (`10,20-30`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<String>,
+    /// The trunk's native VLAN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub native: Option<u32>,
+    /// Reflective relay.
+    #[serde(default)]
+    pub hairpin: bool,
+    /// Anti-spoofing: the only source MACs the port may send from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Static MAC table entries on the port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub static_macs: Vec<String>,
+}
+
+/// What the server answers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "snake_case")]
+pub enum Response {
+    /// A change was made.
+    Done {
+        /// What was done.
+        message: String,
+    },
+    /// `show ports`.
+    Ports {
+        /// One per port, by slot.
+        ports: Vec<PortInfo>,
+    },
+    /// `show fdb`.
+    Fdb {
+        /// The entries, sorted by port, VLAN and MAC.
+        entries: Vec<FdbEntry>,
+    },
+    /// `show stats`.
+    Stats(Stats),
+    /// The request was refused; nothing changed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// One port, as `hairpin show ports` lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PortInfo {
+    /// Its name.
+    pub name: String,
+    /// Its slot in the bridge.
+    pub slot: u8,
+    /// `up`, `down` (no carrier: frames for it are dropped) or `absent` (configured, no
+    /// such interface now; attached again when it appears).
+    pub state: String,
+    /// `uplink` or `downlink`.
+    pub role: String,
+    /// Its VLAN setting (`access 10`, `trunk 10,20 native 1`), if any.
+    pub vlans: Option<String>,
+    /// Reflective relay.
+    pub hairpin: bool,
+    /// Anti-spoofing list.
+    pub allowed_macs: Vec<String>,
+    /// From the configuration (`config`) or `hairpin port add` (`runtime`).
+    pub origin: String,
+    /// Interface index (absent: none).
+    pub ifindex: Option<u32>,
+    /// RX queues served.
+    pub queues: u32,
+    /// `native` or `generic`.
+    pub xdp: Option<String>,
+    /// AF_XDP bound zero-copy (else copy mode).
+    pub zero_copy: bool,
+    /// The interface's MTU.
+    pub mtu: Option<u32>,
+    /// Counters since the port was attached.
+    pub counters: PortCounters,
+}
+
+/// A port's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortCounters {
+    /// Frames received.
+    pub rx_packets: u64,
+    /// Bytes received.
+    pub rx_bytes: u64,
+    /// Frames sent.
+    pub tx_packets: u64,
+    /// Bytes sent.
+    pub tx_bytes: u64,
+    /// Extra copies made to flood.
+    pub flood_copies: u64,
+    /// Frames handed to another worker.
+    pub handoff_out: u64,
+    /// Drops by reason (hairpin's and the kernel's), only those that happened.
+    pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+/// One MAC table entry, as `hairpin show fdb` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FdbEntry {
+    /// The address.
+    pub mac: String,
+    /// The VLAN (0 on a VLAN-unaware bridge).
+    pub vlan: u16,
+    /// The port's name.
+    pub port: String,
+    /// Seconds since last seen (0 for static entries).
+    pub age: u32,
+    /// Configured, never aged or moved.
+    #[serde(rename = "static")]
+    pub is_static: bool,
+}
+
+/// Every counter, as `hairpin show stats` gives it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Seconds the bridge has run.
+    pub uptime_s: f64,
+    /// The ports.
+    pub ports: Vec<PortInfo>,
+    /// Ports removed while running, with their final counters.
+    pub departed: Vec<(String, PortCounters)>,
+    /// One per worker (RX queue index).
+    pub workers: Vec<WorkerStats>,
+    /// MAC table entries.
+    pub fdb_entries: usize,
+    /// MAC table capacity.
+    pub fdb_capacity: usize,
+    /// Learns refused for a full bucket.
+    pub fdb_full: u64,
+    /// RX-read-to-TX-submit time per busy turn, all workers, since start (ns).
+    pub latency_ns: Latency,
+}
+
+/// One worker's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// The core it runs on.
+    pub core: usize,
+    /// Frames it received.
+    pub rx_frames: u64,
+    /// Nanoseconds in busy turns.
+    pub busy_ns: u64,
+    /// Times it slept.
+    pub sleeps: u64,
+    /// UMEM frames in its free pool.
+    pub free_frames: u64,
+    /// UMEM frames it owns.
+    pub total_frames: u64,
+}
+
+/// Latency percentiles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Turns recorded.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+/// Parses one request line, checking the version.
+pub fn parse_request(line: &str) -> Result<Request, String> {
+    #[derive(Deserialize)]
+    struct Version {
+        version: Option<u32>,
+    }
+    let version: Version =
+        serde_json::from_str(line).map_err(|e| format!("malformed request: {e}"))?;
+    match version.version {
+        Some(VERSION) => {}
+        Some(v) => {
+            return Err(format!(
+                "protocol version {v} is not spoken here (this hairpin speaks version {VERSION})"
+            ));
+        }
+        None => return Err("malformed request: no \"version\"".into()),
+    }
+    serde_json::from_str::<RequestLine>(line)
+        .map(|r| r.request)
+        .map_err(|e| format!("malformed request: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_round_trip_and_bad_ones_are_named() {
+        let line = serde_json::to_string(&RequestLine {
+            version: VERSION,
+            request: Request::PortAdd(PortSpec {
+                name: "vf3".into(),
+                vlan: Some(10),
+                ..PortSpec::default()
+            }),
+        })
+        .unwrap();
+        assert_eq!(
+            line,
+            r#"{"version":1,"request":"port_add","name":"vf3","uplink":false,"vlan":10,"hairpin":false}"#
+        );
+        assert!(matches!(parse_request(&line), Ok(Request::PortAdd(p)) if p.name == "vf3"));
+        assert_eq!(
+            parse_request(r#"{"version":1,"request":"show_fdb","vlan":5}"#),
+            Ok(Request::ShowFdb {
+                port: None,
+                vlan: Some(5)
+            })
+        );
+        let err = |line: &str| parse_request(line).unwrap_err();
+        assert!(err("{").starts_with("malformed request"));
+        assert!(err(r#"{"request":"show_ports"}"#).contains("no \"version\""));
+        assert!(err(r#"{"version":7,"request":"show_ports"}"#).contains("version 7"));
+        assert!(err(r#"{"version":1,"request":"explode"}"#).contains("unknown variant"));
+        assert!(err(r#"{"version":1,"request":"port_del"}"#).contains("missing field"));
+        assert!(
+            err(r#"{"version":1,"request":"port_add","name":"a","colour":1}"#)
+                .contains("unknown field")
+        );
+    }
+}

@@ -1,0 +1,426 @@
+//! hairpin as a service: the control thread that owns the [`Bridge`], and the Unix
+//! socket operators and tools talk to it through.
+//!
+//! [`Service::spawn`] binds the control socket, starts a thread in the caller's network
+//! namespace, and starts the bridge on it. That thread then does everything the control
+//! plane does, one thing at a time: it waits in `poll` for the kernel's link and address
+//! notifications, a client on the socket, or a call through the [`Service`] handle (from
+//! the signal handler's thread, or an in-process test), and ticks a few times a second
+//! (MAC table aging). The workers never wait for it.
+//!
+//! The socket is created `0600` (root only) and removed on exit; a second instance on
+//! the same path is refused while the first answers there. One request per connection,
+//! one JSON line each way ([`super::protocol`]); a client has two seconds to send its line.
+use std::{
+    io::{self, BufRead as _, BufReader, Read as _, Write as _},
+    os::{
+        fd::AsRawFd as _,
+        unix::{
+            fs::PermissionsExt as _,
+            net::{UnixListener, UnixStream},
+        },
+    },
+    path::{Path, PathBuf},
+    sync::{Arc, mpsc},
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use super::{
+    bridge::{Bridge, BridgeConfig, BridgeError, PortConfig},
+    config::port_config,
+    config_file,
+    protocol::{self, Request, Response, ResponseLine, Stats},
+};
+use crate::{sys::EventFd, wire::Mac};
+
+/// Where `hairpin run` serves and the client commands connect by default.
+pub const DEFAULT_SOCKET: &str = "/run/hairpin/hairpin.sock";
+
+/// How often the bridge ticks (MAC table aging) when nothing else wakes it.
+const TICK: Duration = Duration::from_millis(200);
+
+/// How long a client may take to send its request or read the answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Longest request line read.
+const MAX_REQUEST: u64 = 64 * 1024;
+
+/// An error starting the service.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Another instance answers on the socket.
+    #[error(
+        "{0}: another hairpin is serving this control socket; stop it, or give this one --socket PATH"
+    )]
+    InUse(PathBuf),
+    /// The socket could not be made.
+    #[error("{path}: creating the control socket")]
+    Socket {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The bridge did not start.
+    #[error(transparent)]
+    Bridge(#[from] BridgeError),
+    /// The control thread could not be started.
+    #[error("starting the control thread")]
+    Thread(#[source] io::Error),
+}
+
+/// Where the service's settings come from besides the bridge's.
+#[derive(Clone, Debug, Default)]
+pub struct ServiceOptions {
+    /// The control socket to serve (none: in-process use only).
+    pub socket: Option<PathBuf>,
+    /// The configuration file `reload` re-reads.
+    pub config_file: Option<PathBuf>,
+}
+
+/// A call to the control thread.
+enum Call {
+    Request(Request, mpsc::Sender<Response>),
+    Stop,
+}
+
+/// The handle on a running service.
+#[derive(Debug)]
+pub struct Service {
+    calls: mpsc::Sender<Call>,
+    wake: Arc<EventFd>,
+    thread: Option<JoinHandle<(Stats, usize)>>,
+    cores: Vec<usize>,
+}
+
+impl std::fmt::Debug for Call {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Request(r, _) => write!(f, "Request({r:?})"),
+            Self::Stop => f.write_str("Stop"),
+        }
+    }
+}
+
+impl Service {
+    /// Binds the control socket, then starts the bridge on a control thread in the
+    /// calling thread's network namespace. Returns once every port is attached.
+    pub fn spawn(config: BridgeConfig, options: ServiceOptions) -> Result<Self, ServiceError> {
+        let listener = options.socket.as_deref().map(bind).transpose()?;
+        let (calls, inbox) = mpsc::channel();
+        let wake = Arc::new(EventFd::new().map_err(ServiceError::Thread)?);
+        let (started_tx, started) = mpsc::channel();
+        let thread_wake = Arc::clone(&wake);
+        let socket_path = options.socket.clone();
+        let thread = thread::Builder::new()
+            .name("hairpin-control".into())
+            .spawn(move || {
+                let bridge = match Bridge::start(config) {
+                    Ok(bridge) => {
+                        let _ = started_tx.send(Ok(bridge.cores().to_vec()));
+                        bridge
+                    }
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                        remove_socket(socket_path.as_deref());
+                        return (Stats::default(), 0);
+                    }
+                };
+                let mut control = Control {
+                    bridge,
+                    listener,
+                    inbox,
+                    wake: thread_wake,
+                    options,
+                };
+                control.run();
+                remove_socket(control.options.socket.as_deref());
+                control.bridge.stop()
+            })
+            .map_err(ServiceError::Thread)?;
+        match started.recv() {
+            Ok(Ok(cores)) => Ok(Self {
+                calls,
+                wake,
+                thread: Some(thread),
+                cores,
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e.into())
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(ServiceError::Thread(io::Error::other(
+                    "the control thread died starting",
+                )))
+            }
+        }
+    }
+
+    /// The core each worker runs on.
+    pub fn cores(&self) -> &[usize] {
+        &self.cores
+    }
+
+    /// Asks the control thread, as a client of the socket would.
+    pub fn call(&self, request: Request) -> Response {
+        let (reply_to, reply) = mpsc::channel();
+        if self.calls.send(Call::Request(request, reply_to)).is_err() {
+            return error("the control thread has stopped");
+        }
+        self.wake.notify();
+        reply
+            .recv()
+            .unwrap_or_else(|_| error("the control thread has stopped"))
+    }
+
+    /// Stops the bridge: every port detached, the workers stopped. Returns the final
+    /// counters and how many workers panicked.
+    pub fn stop(mut self) -> (Stats, usize) {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> (Stats, usize) {
+        let _ = self.calls.send(Call::Stop);
+        self.wake.notify();
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => {
+                log::error!("the control thread panicked");
+                (Stats::default(), 1)
+            }
+            None => (Stats::default(), 0),
+        }
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.shutdown();
+        }
+    }
+}
+
+fn error(message: impl Into<String>) -> Response {
+    Response::Error {
+        message: message.into(),
+    }
+}
+
+/// Binds the control socket at `path`, refusing if another instance answers there.
+fn bind(path: &Path) -> Result<UnixListener, ServiceError> {
+    let err = |source| ServiceError::Socket {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+        && !dir.exists()
+    {
+        std::fs::create_dir_all(dir).map_err(err)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(ServiceError::InUse(path.to_owned()));
+        }
+        // Left behind by an instance that was killed: nobody answers.
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let listener = UnixListener::bind(path).map_err(err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
+    listener.set_nonblocking(true).map_err(err)?;
+    Ok(listener)
+}
+
+fn remove_socket(path: Option<&Path>) {
+    if let Some(path) = path {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The control thread's state.
+struct Control {
+    bridge: Bridge,
+    listener: Option<UnixListener>,
+    inbox: mpsc::Receiver<Call>,
+    wake: Arc<EventFd>,
+    options: ServiceOptions,
+}
+
+impl Control {
+    fn run(&mut self) {
+        let mut last_tick = Instant::now();
+        loop {
+            let timeout = TICK.saturating_sub(last_tick.elapsed());
+            let mut fds = vec![
+                pollfd(self.bridge.events_fd().as_raw_fd()),
+                pollfd(self.wake.raw()),
+            ];
+            if let Some(l) = &self.listener {
+                fds.push(pollfd(l.as_raw_fd()));
+            }
+            crate::sys::poll(&mut fds, timeout.as_millis() as i32);
+            self.wake.drain();
+            if fds[0].revents != 0 || last_tick.elapsed() >= TICK {
+                self.bridge.tick();
+                last_tick = Instant::now();
+            }
+            self.serve_clients();
+            while let Ok(call) = self.inbox.try_recv() {
+                match call {
+                    Call::Request(request, reply_to) => {
+                        let _ = reply_to.send(self.handle(request));
+                    }
+                    Call::Stop => return,
+                }
+            }
+        }
+    }
+
+    /// Answers every client waiting on the socket.
+    fn serve_clients(&mut self) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if let Err(e) = self.serve(stream) {
+                        log::debug!("control socket client: {e}");
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("control socket: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn serve(&mut self, stream: UnixStream) -> io::Result<()> {
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+        stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+        let mut line = String::new();
+        BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line)?;
+        let response = match protocol::parse_request(line.trim_end()) {
+            Ok(request) => self.handle(request),
+            Err(message) => error(message),
+        };
+        let mut out = serde_json::to_string(&ResponseLine {
+            version: protocol::VERSION,
+            response,
+        })
+        .map_err(io::Error::other)?;
+        out.push('\n');
+        (&stream).write_all(out.as_bytes())
+    }
+
+    /// Carries out one request; a refused one changes nothing.
+    fn handle(&mut self, request: Request) -> Response {
+        let done = |r: Result<String, BridgeError>| match r {
+            Ok(message) => Response::Done { message },
+            Err(e) => error(format!("{e:#}")),
+        };
+        let bridge = &mut self.bridge;
+        match request {
+            Request::PortAdd(spec) => done(
+                port_config(&spec)
+                    .map_err(BridgeError::Refused)
+                    .and_then(|config| {
+                        let name = config.name.clone();
+                        bridge
+                            .add_port(config)
+                            .map(|id| format!("{name}: attached as port {id}"))
+                    }),
+            ),
+            Request::PortDel { name } => done(
+                bridge
+                    .remove_port(&name)
+                    .map(|()| format!("{name}: removed")),
+            ),
+            Request::ShowPorts => Response::Ports {
+                ports: bridge.ports(),
+            },
+            Request::ShowFdb { port, vlan } => match bridge.fdb_entries(port.as_deref(), vlan) {
+                Ok(entries) => Response::Fdb { entries },
+                Err(e) => error(e.to_string()),
+            },
+            Request::FdbAdd { port, mac, vlan } => {
+                done(parse_mac(&mac).and_then(|mac| bridge.fdb_add(&port, mac, vlan)))
+            }
+            Request::FdbDel { mac, vlan } => {
+                done(parse_mac(&mac).and_then(|mac| bridge.fdb_del(mac, vlan)))
+            }
+            Request::FdbFlush { port } => done(bridge.fdb_flush(port.as_deref())),
+            Request::Reload => done(self.reload()),
+            Request::ShowStats => Response::Stats(self.bridge.stats()),
+        }
+    }
+
+    fn reload(&mut self) -> Result<String, BridgeError> {
+        let Some(path) = &self.options.config_file else {
+            return Err(BridgeError::Refused(
+                "hairpin was started without --config: there is no file to reload".into(),
+            ));
+        };
+        let config = config_file::load(path).map_err(|e| BridgeError::Refused(e.to_string()))?;
+        let result = self.bridge.reload(config);
+        match &result {
+            Ok(message) => log::info!("{}: {message}", path.display()),
+            Err(e) => log::warn!("{}: reload refused: {e}", path.display()),
+        }
+        result
+    }
+}
+
+fn parse_mac(text: &str) -> Result<Mac, BridgeError> {
+    text.parse()
+        .map_err(|e: crate::wire::MacParseError| BridgeError::Refused(e.to_string()))
+}
+
+fn pollfd(fd: libc::c_int) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
+/// Sends `request` to the service at `socket` and returns its answer.
+pub fn request(socket: &Path, request: &Request) -> io::Result<Response> {
+    let stream = UnixStream::connect(socket).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "{}: {e} (is `hairpin run` running, and is this its --socket?)",
+                socket.display()
+            ),
+        )
+    })?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut line = serde_json::to_string(&protocol::RequestLine {
+        version: protocol::VERSION,
+        request: request.clone(),
+    })
+    .map_err(io::Error::other)?;
+    line.push('\n');
+    (&stream).write_all(line.as_bytes())?;
+    let mut answer = String::new();
+    BufReader::new(&stream).read_line(&mut answer)?;
+    let answer: ResponseLine = serde_json::from_str(&answer).map_err(|e| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("malformed answer: {e}"))
+    })?;
+    Ok(answer.response)
+}
+
+/// A new configuration's ports, as the bridge takes them (for `port add`).
+pub fn spec_to_config(spec: &protocol::PortSpec) -> Result<PortConfig, String> {
+    port_config(spec)
+}
