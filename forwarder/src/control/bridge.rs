@@ -145,6 +145,9 @@ struct Slot {
     config: PortConfig,
     origin: Origin,
     attached: Option<Attached>,
+    /// Its slot's counters when it was last attached (its counters count from there,
+    /// and go on counting drops for it while it is absent).
+    baseline: PortQueueSnapshot,
 }
 
 /// What attaching a port set up.
@@ -155,8 +158,6 @@ struct Attached {
     zero_copy: bool,
     oper_up: bool,
     mtu: u32,
-    /// Its slot's counters when it was attached (they count from there).
-    baseline: PortQueueSnapshot,
 }
 
 /// The host's addresses on the uplink, whose ARP requests and neighbour solicitations
@@ -208,6 +209,7 @@ impl Bridge {
                     config: p.clone(),
                     origin: Origin::Config,
                     attached: None,
+                    baseline: PortQueueSnapshot::default(),
                 })
             })
             .collect();
@@ -288,13 +290,14 @@ impl Bridge {
         // The slot is marked attached before anything else, so that undoing a failure
         // half-way finds what to undo.
         let baseline = self.datapath.snapshot().port_total(id);
-        self.slot_mut(id).attached = Some(Attached {
+        let slot = self.slot_mut(id);
+        slot.baseline = baseline;
+        slot.attached = Some(Attached {
             iface: iface.clone(),
             xdp: AttachedMode::Generic,
             zero_copy,
             oper_up: link.oper_up,
             mtu: link.mtu,
-            baseline,
         });
         for (queue, fd) in sockets.fds() {
             self.steering.bind_socket(u32::from(id), queue, &fd)?;
@@ -361,7 +364,15 @@ impl Bridge {
     /// what is going; its counters go to the departed list. Failures along the way are
     /// logged: a port whose interface is gone fails some of these steps, and the next
     /// ones must run all the same.
+    ///
+    /// Its MAC table entries go too, unless `keep_entries`: a configuration port whose
+    /// interface vanished keeps them, so that frames for its stations are dropped and
+    /// counted (`port_down`) rather than flooded, until they age out or it comes back.
     fn detach(&mut self, id: PortId) {
+        self.detach_keeping(id, false);
+    }
+
+    fn detach_keeping(&mut self, id: PortId, keep_entries: bool) {
         let Some(attached) = self.slot_mut(id).attached.take() else {
             return;
         };
@@ -391,12 +402,14 @@ impl Bridge {
             ),
             Err(e) => log::error!("{}: {e}", attached.iface.name),
         }
-        self.fdb.remove_port(id);
+        if !keep_entries {
+            self.fdb.remove_port(id);
+        }
         let counters = self
             .datapath
             .snapshot()
             .port_total(id)
-            .since(&attached.baseline);
+            .since(&self.slot(id).baseline);
         self.departed.push((attached.iface.name, counters));
     }
 
@@ -541,6 +554,7 @@ impl Bridge {
                     config: s.config.clone(),
                     origin: s.origin,
                     attached: None,
+                    baseline: PortQueueSnapshot::default(),
                 })
             })
             .collect();
@@ -551,6 +565,7 @@ impl Bridge {
             config: config.clone(),
             origin,
             attached: None,
+            baseline: PortQueueSnapshot::default(),
         });
         self.build_tables(&candidate)?;
 
@@ -561,6 +576,7 @@ impl Bridge {
             config,
             origin,
             attached: None,
+            baseline: PortQueueSnapshot::default(),
         });
         if let Err(e) = self.attach(id, iface) {
             self.forget(id);
@@ -952,8 +968,9 @@ impl Bridge {
     /// Port `id`'s interface went away: detached; a configuration port waits for it to
     /// come back, a run-time one is forgotten.
     fn lose(&mut self, id: PortId, why: &str) {
-        self.detach(id);
-        if self.slot(id).origin == Origin::Runtime {
+        let runtime = self.slot(id).origin == Origin::Runtime;
+        self.detach_keeping(id, !runtime);
+        if runtime {
             self.forget(id);
             log::warn!("{why}: port removed");
         } else {
@@ -979,10 +996,11 @@ impl Bridge {
                 if link.oper_up {
                     log::info!("{name}: carrier back: forwarding to it again");
                 } else {
-                    let flushed = self.fdb.flush(Some(id));
-                    log::warn!(
-                        "{name}: no carrier: frames for it are dropped (port_down), {flushed} learned MAC(s) flushed"
-                    );
+                    // Its stations' entries stay: their frames are dropped and counted
+                    // at once (not flooded to every other tenant, not queued until the
+                    // carrier is back); a station that moved is learned again from its
+                    // first frame elsewhere, and the rest age out.
+                    log::warn!("{name}: no carrier: frames for it are dropped (port_down)");
                 }
             }
             if old_mtu != link.mtu {
@@ -1069,9 +1087,7 @@ impl Bridge {
                     xdp: a.map(|a| a.xdp.to_string()),
                     zero_copy: a.is_some_and(|a| a.zero_copy),
                     mtu: a.map(|a| a.mtu),
-                    counters: counters(&a.map_or_else(PortQueueSnapshot::default, |a| {
-                        snapshot.port_total(id).since(&a.baseline)
-                    })),
+                    counters: counters(&snapshot.port_total(id).since(&slot.baseline)),
                 }
             })
             .collect()
@@ -1212,7 +1228,7 @@ fn counters(s: &PortQueueSnapshot) -> PortCounters {
 }
 
 /// Checks what can be checked of a configuration without the kernel.
-fn check_config(config: &BridgeConfig) -> Result<(), BridgeError> {
+pub fn check_config(config: &BridgeConfig) -> Result<(), BridgeError> {
     if config.ports.len() > MAX_PORTS {
         return Err(refused(format!(
             "{} ports given; hairpin serves at most {MAX_PORTS}",

@@ -108,6 +108,8 @@ impl Service {
     /// Binds the control socket, then starts the bridge on a control thread in the
     /// calling thread's network namespace. Returns once every port is attached.
     pub fn spawn(config: BridgeConfig, options: ServiceOptions) -> Result<Self, ServiceError> {
+        // Bad input is refused before the socket is taken.
+        super::bridge::check_config(&config)?;
         let listener = options.socket.as_deref().map(bind).transpose()?;
         let (calls, inbox) = mpsc::channel();
         let wake = Arc::new(EventFd::new().map_err(ServiceError::Thread)?);
