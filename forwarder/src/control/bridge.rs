@@ -323,7 +323,22 @@ impl Bridge {
             self.refresh_host_addresses()?;
         }
         self.steering.configure_port(iface, conf)?;
-        let xdp = self.steering.attach(iface, self.config.xdp_mode)?;
+        let xdp = match self.steering.attach(iface, self.config.xdp_mode) {
+            Err(XdpError::Occupied {
+                port,
+                prog_id: None,
+            }) => {
+                // Name the program that holds the port, as the kernel reports it.
+                let prog_id = self
+                    .netlink
+                    .link_by_name(&port)
+                    .ok()
+                    .flatten()
+                    .and_then(|l| l.xdp_prog_id);
+                return Err(XdpError::Occupied { port, prog_id }.into());
+            }
+            other => other?,
+        };
         let attached = self.slot_mut(id).attached.as_mut().expect("marked above");
         attached.xdp = xdp;
         let policy = &self.slot(id).config.policy;

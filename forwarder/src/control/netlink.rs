@@ -23,7 +23,7 @@ use netlink_packet_core::{
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     address::{AddressAttribute, AddressHeader, AddressMessage},
-    link::{LinkAttribute, LinkFlags, LinkHeader, LinkMessage},
+    link::{LinkAttribute, LinkFlags, LinkHeader, LinkMessage, LinkXdp},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 
@@ -46,6 +46,8 @@ pub struct Link {
     pub oper_up: bool,
     /// The largest MTU it accepts (`IFLA_MAX_MTU`), if it reports a limit.
     pub max_mtu: Option<u32>,
+    /// The XDP program attached to it (`IFLA_XDP_PROG_ID`), if any.
+    pub xdp_prog_id: Option<u32>,
 }
 
 /// Something that changed, read from the multicast groups.
@@ -114,11 +116,12 @@ const IFINFOMSG_LEN: usize = 16;
 const IFADDRMSG_LEN: usize = 8;
 
 /// The link attributes [`Link`] is made of: only these are decoded.
-const LINK_ATTRIBUTES: [u16; 4] = [
+const LINK_ATTRIBUTES: [u16; 5] = [
     libc::IFLA_IFNAME,
     libc::IFLA_MTU,
     libc::IFLA_ADDRESS,
     libc::IFLA_MAX_MTU,
+    libc::IFLA_XDP,
 ];
 /// The address attributes an address is read from.
 const ADDRESS_ATTRIBUTES: [u16; 2] = [libc::IFA_ADDRESS, libc::IFA_LOCAL];
@@ -486,7 +489,7 @@ fn parse_address(payload: &[u8]) -> Option<AddressMessage> {
 /// The [`Link`] a link message describes; `None` if it lacks an index, a name or an
 /// MTU, which the kernel always sends.
 fn link_from(message: &LinkMessage) -> Option<Link> {
-    let (mut name, mut mtu, mut mac, mut max_mtu) = (None, None, None, None);
+    let (mut name, mut mtu, mut mac, mut max_mtu, mut xdp_prog_id) = (None, None, None, None, None);
     for attribute in &message.attributes {
         match attribute {
             LinkAttribute::IfName(value) => name = Some(value.clone()),
@@ -494,6 +497,12 @@ fn link_from(message: &LinkMessage) -> Option<Link> {
             LinkAttribute::Address(bytes) => mac = <[u8; 6]>::try_from(bytes.as_slice()).ok(),
             // 0 is what devices without a limit (lo, tun) report.
             LinkAttribute::MaxMtu(value) => max_mtu = Some(*value).filter(|&max| max > 0),
+            LinkAttribute::Xdp(xdp) => {
+                xdp_prog_id = xdp.iter().find_map(|x| match x {
+                    LinkXdp::ProgId(id) if *id > 0 => Some(*id),
+                    _ => None,
+                });
+            }
             _ => {}
         }
     }
@@ -508,6 +517,7 @@ fn link_from(message: &LinkMessage) -> Option<Link> {
         admin_up: flags.contains(LinkFlags::Up),
         oper_up: flags.intersects(LinkFlags::LowerUp | LinkFlags::Running),
         max_mtu,
+        xdp_prog_id,
     })
 }
 
@@ -626,6 +636,7 @@ mod tests {
                 admin_up: true,
                 oper_up: true,
                 max_mtu: Some(65535),
+                xdp_prog_id: None,
             }
         );
         // Up, but no carrier (a veth whose peer is down).

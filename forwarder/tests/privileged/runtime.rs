@@ -492,3 +492,90 @@ fn bad_requests_are_refused_and_change_nothing() {
     );
     ping(&topo.vms[0], &topo.addr(1), 2).expect("still forwarding");
 }
+
+#[test]
+fn a_held_port_is_named_and_a_port_without_carrier_is_sent_nothing() {
+    let mut topo = Topology::new("carr", &[1, 1]);
+    // Another XDP program holds p0: hairpin says so, with the program's id.
+    let mut watch = topo.sw.command(HAIRPIN);
+    watch
+        .args(["watch", "--ports", "p0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    topo.lab.spawn(watch).unwrap();
+    assert!(topo.sw.wait_for_xdp(&["p0"], Duration::from_secs(20)));
+    let other = socket_path("carr2");
+    let out = topo
+        .sw
+        .command(HAIRPIN)
+        .args(["run", "--ports", "p0,p1", "--socket"])
+        .arg(&other)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    let id = err
+        .split("another XDP program (id ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_else(|| panic!("no program id named: {err}"));
+    assert!(id.parse::<u32>().is_ok(), "{err}");
+    assert!(!topo.sw.has_xdp("p1"), "nothing left attached: {err}");
+    topo.lab
+        .last_process()
+        .unwrap()
+        .signal(libc::SIGTERM)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while topo.sw.has_xdp("p0") {
+        assert!(Instant::now() < deadline, "watch did not detach");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // B's side goes down: p1 has no carrier; frames for B are dropped at once and
+    // counted, nothing waits on p1's ring; then the carrier is back.
+    let (socket, log) = start(&mut topo, "carr", &["--ports", "p0,p1"], Stdio::null());
+    ping(&topo.vms[0], &topo.addr(1), 2).unwrap();
+    topo.vms[1].ip(&["link", "set", "eth0", "down"]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while port(&ask_json(&socket, &["show", "ports"]), "p1")["state"] != "down" {
+        assert!(Instant::now() < deadline, "p1 not seen down");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    ping(&topo.vms[0], &topo.addr(1), 3).expect_err("B is down");
+    let ports = ask_json(&socket, &["show", "ports"]);
+    assert!(
+        port(&ports, "p0")["counters"]["drops"]["port_down"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 3,
+        "{ports}"
+    );
+    let tx_down = port(&ports, "p1")["counters"]["tx_packets"]
+        .as_u64()
+        .unwrap();
+    topo.vms[1].ip(&["link", "set", "eth0", "up"]).unwrap();
+    let back = Instant::now();
+    while ping(&topo.vms[0], &topo.addr(1), 1).is_err() {
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "B not reached again"
+        );
+    }
+    let ports = ask_json(&socket, &["show", "ports"]);
+    assert_eq!(port(&ports, "p1")["state"], "up");
+    // What was sent while it was down did not go out late: only the new echoes (and
+    // the ARP around them) left by p1.
+    let late = port(&ports, "p1")["counters"]["tx_packets"]
+        .as_u64()
+        .unwrap()
+        - tx_down;
+    assert!(
+        late < 10,
+        "{late} frames left p1 after the carrier came back"
+    );
+    let log = take_log(&log);
+    assert!(log.contains("p1: no carrier"), "{log}");
+    assert!(log.contains("p1: carrier back"), "{log}");
+}
