@@ -158,15 +158,7 @@ impl Steering {
     /// Loads the embedded XDP program into the kernel, without attaching it anywhere.
     pub fn load() -> Result<Self, XdpError> {
         let mut ebpf = Ebpf::load(embedded_object()?).map_err(XdpError::Load)?;
-        let program: &mut Xdp = ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or(XdpError::Missing {
-                what: "program",
-                name: PROGRAM_NAME,
-            })?
-            .try_into()
-            .map_err(XdpError::Program)?;
-        program.load().map_err(XdpError::Program)?;
+        program_of(&mut ebpf)?.load().map_err(XdpError::Program)?;
 
         let mut take = |name: &'static str| {
             ebpf.take_map(name)
@@ -258,15 +250,7 @@ impl Steering {
             XdpAttachMode::Native => &[AttachedMode::Native],
             XdpAttachMode::Generic => &[AttachedMode::Generic],
         };
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or(XdpError::Missing {
-                what: "program",
-                name: PROGRAM_NAME,
-            })?
-            .try_into()
-            .map_err(XdpError::Program)?;
+        let program = self.program()?;
         let mut last = None;
         for &attempt in tries {
             match program.attach_to_if_index(iface.ifindex, attempt.aya()) {
@@ -341,14 +325,7 @@ impl Steering {
     }
 
     fn program(&mut self) -> Result<&mut Xdp, XdpError> {
-        self.ebpf
-            .program_mut(PROGRAM_NAME)
-            .ok_or(XdpError::Missing {
-                what: "program",
-                name: PROGRAM_NAME,
-            })?
-            .try_into()
-            .map_err(XdpError::Program)
+        program_of(&mut self.ebpf)
     }
 
     /// The program's counters for (port slot, queue), summed over CPUs.
@@ -368,10 +345,7 @@ impl Steering {
 
     /// Detaches from every port now (dropping `Steering` does the same).
     pub fn detach_all(&mut self) {
-        let Some(program) = self.ebpf.program_mut(PROGRAM_NAME) else {
-            return;
-        };
-        let Ok(program): Result<&mut Xdp, _> = program.try_into() else {
+        let Ok(program) = program_of(&mut self.ebpf) else {
             return;
         };
         for (_, port, link) in self.links.drain(..) {
@@ -410,4 +384,15 @@ fn occupied(error: &aya::programs::ProgramError) -> Option<Option<u32>> {
         source = e.source();
     }
     None
+}
+
+/// hairpin's XDP program in `ebpf`.
+fn program_of(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
+    ebpf.program_mut(PROGRAM_NAME)
+        .ok_or(XdpError::Missing {
+            what: "program",
+            name: PROGRAM_NAME,
+        })?
+        .try_into()
+        .map_err(XdpError::Program)
 }
