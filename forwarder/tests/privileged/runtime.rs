@@ -22,6 +22,25 @@ fn socket_path(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("hp-{tag}-{}.sock", std::process::id()))
 }
 
+/// A control socket's path, removed when the test ends (the lab kills hairpin, which
+/// then has no chance to remove it itself).
+#[derive(Debug)]
+struct SocketFile(PathBuf);
+
+impl std::ops::Deref for SocketFile {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Reads hairpin's log and removes the file.
 fn take_log(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -31,14 +50,14 @@ fn take_log(path: &Path) -> String {
 
 /// Runs `hairpin run ARGS --socket SOCKET` in the switch namespace, stderr to a file,
 /// stdout as given; waits until it answers on its socket.
-fn start(topo: &mut Topology, tag: &str, args: &[&str], stdout: Stdio) -> (PathBuf, PathBuf) {
-    let socket = socket_path(tag);
+fn start(topo: &mut Topology, tag: &str, args: &[&str], stdout: Stdio) -> (SocketFile, PathBuf) {
+    let socket = SocketFile(socket_path(tag));
     let log = std::env::temp_dir().join(format!("hp-{tag}-{}.log", std::process::id()));
     let mut cmd = topo.sw.command(HAIRPIN);
     cmd.arg("run")
         .args(args)
         .arg("--socket")
-        .arg(&socket)
+        .arg(&*socket)
         .stdout(stdout)
         .stderr(std::fs::File::create(&log).unwrap());
     topo.lab.spawn(cmd).unwrap();
@@ -425,7 +444,7 @@ fn bad_requests_are_refused_and_change_nothing() {
         .sw
         .command(HAIRPIN)
         .args(["run", "--ports", "p0,p1", "--socket"])
-        .arg(&socket)
+        .arg(&*socket)
         .stdin(Stdio::null())
         .output()
         .unwrap();
