@@ -527,19 +527,8 @@ fn forward(args: RunArgs) -> Result<()> {
         service.cores(),
         args.socket.display()
     );
-    // This thread keeps off the workers' cores when there is another, as a DPDK
-    // application's main lcore does.
-    let others: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .filter(|c| !service.cores().contains(c))
-        .collect();
-    if !others.is_empty()
-        && let Err(e) = hairpin::set_affinity(&others)
-    {
-        log::warn!("could not move the control thread off the workers' cores: {e}");
-    }
+    // This thread, and the printer it starts, keep off the workers' cores too.
+    service::keep_off(service.cores());
     let printer = Printer::new();
     let mut last_print = Instant::now();
     'running: loop {

@@ -121,6 +121,7 @@ impl Service {
             .spawn(move || {
                 let bridge = match Bridge::start(config) {
                     Ok(bridge) => {
+                        keep_off(bridge.cores());
                         let _ = started_tx.send(Ok(bridge.cores().to_vec()));
                         bridge
                     }
@@ -237,6 +238,23 @@ fn bind(path: &Path) -> Result<UnixListener, ServiceError> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
     listener.set_nonblocking(true).map_err(err)?;
     Ok(listener)
+}
+
+/// Moves the calling thread off the workers' `cores` when there is another core, as a
+/// DPDK application's main lcore keeps off its polling cores: the control plane's
+/// ticks and answers never preempt a worker.
+pub fn keep_off(cores: &[usize]) {
+    let others: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .filter(|c| !cores.contains(c))
+        .collect();
+    if !others.is_empty()
+        && let Err(e) = crate::sys::set_affinity(&others)
+    {
+        log::warn!("could not move a control thread off the workers' cores: {e}");
+    }
 }
 
 fn remove_socket(path: Option<&Path>) {
