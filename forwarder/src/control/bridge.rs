@@ -16,11 +16,7 @@
 //! configuration whose interface disappears (deleted, or moved to another namespace)
 //! stays configured, *absent*, and is attached again when an interface of that name
 //! appears; a port added at run time is forgotten instead.
-use std::{
-    net::IpAddr,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{net::IpAddr, sync::Arc, time::Instant};
 
 use hairpin_common::{PortConf, port_flags};
 
@@ -36,8 +32,8 @@ use crate::{
         stats::PortQueueSnapshot, xsk::HEADROOM,
     },
     switch::{
-        DropReason, Fdb, MAX_PORTS, Mode, PortId, PortPolicy, PortSet, Role, Tables, TablesError,
-        VlanId, fdb::Learned, vlan,
+        Fdb, MAX_PORTS, Mode, PortId, PortPolicy, PortSet, Role, Tables, TablesError, VlanId,
+        fdb::Learned, vlan,
     },
     wire::{ETHERNET_HEADER_LEN, Mac},
 };
@@ -249,11 +245,6 @@ impl Bridge {
     /// The core each worker runs on.
     pub fn cores(&self) -> &[usize] {
         self.datapath.cores()
-    }
-
-    /// The configuration as it stands (ports added or removed at run time included).
-    pub fn config(&self) -> &BridgeConfig {
-        &self.config
     }
 
     /// Attaches `iface` as port `id`, whose slot holds its configuration.
@@ -529,7 +520,7 @@ impl Bridge {
 
     // ---- run-time changes ----------------------------------------------------------
 
-    /// Adds a port at run time; `origin_config` marks it as one of the configuration's.
+    /// Adds a port at run time (forgotten, not waited for, when its interface goes).
     pub fn add_port(&mut self, config: PortConfig) -> Result<PortId, BridgeError> {
         self.add(config, Origin::Runtime)
     }
@@ -832,9 +823,7 @@ impl Bridge {
     pub fn fdb_del(&mut self, mac: Mac, vlan: Option<u32>) -> Result<String, BridgeError> {
         let removed = match vlan {
             Some(v) => usize::from(self.fdb.remove(self.check_vlan(v)?, mac)),
-            None => (0..4096u16)
-                .filter(|&vid| self.fdb.remove(vid, mac))
-                .count(),
+            None => self.fdb.remove_mac(mac),
         };
         if removed == 0 {
             return Err(refused(format!("{mac} is not in the MAC table")));
@@ -1196,25 +1185,6 @@ impl Bridge {
         let stats = self.stats();
         let panicked = self.datapath.snapshot().panicked_workers;
         (stats, panicked)
-    }
-
-    /// How long the bridge has run.
-    pub fn uptime(&self) -> Duration {
-        self.epoch.elapsed()
-    }
-
-    /// How many ports are attached now.
-    pub fn attached(&self) -> usize {
-        self.slots
-            .iter()
-            .flatten()
-            .filter(|s| s.attached.is_some())
-            .count()
-    }
-
-    /// A drop reason's counter name (for reports).
-    pub fn drop_reasons() -> impl Iterator<Item = &'static str> {
-        DropReason::ALL.iter().map(|r| r.name())
     }
 }
 

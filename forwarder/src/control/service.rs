@@ -27,7 +27,7 @@ use std::{
 };
 
 use super::{
-    bridge::{Bridge, BridgeConfig, BridgeError, PortConfig},
+    bridge::{Bridge, BridgeConfig, BridgeError},
     config::port_config,
     config_file,
     protocol::{self, Request, Response, ResponseLine, Stats},
@@ -438,9 +438,4 @@ pub fn request(socket: &Path, request: &Request) -> io::Result<Response> {
         io::Error::new(io::ErrorKind::InvalidData, format!("malformed answer: {e}"))
     })?;
     Ok(answer.response)
-}
-
-/// A new configuration's ports, as the bridge takes them (for `port add`).
-pub fn spec_to_config(spec: &protocol::PortSpec) -> Result<PortConfig, String> {
-    port_config(spec)
 }

@@ -401,11 +401,6 @@ impl Datapath {
         self.workers.len()
     }
 
-    /// Each worker's UMEM size in frames.
-    pub fn umem_frames(&self) -> u64 {
-        self.umems.first().map_or(0, |u| u64::from(u.frames()))
-    }
-
     /// Makes `port`'s sockets, one per RX queue, on the UMEMs of the workers that will
     /// serve them. Nothing is received on them until the XDP program steers to them.
     pub fn open(&self, port: &PortQueues) -> Result<PortSockets, DatapathError> {

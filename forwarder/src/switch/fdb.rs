@@ -237,6 +237,14 @@ impl Fdb {
         self.remove_where(true, |key, _| key == wanted) > 0
     }
 
+    /// Removes `mac`'s entries in every VLAN, static or learned, in one pass over the
+    /// table; returns how many.
+    pub fn remove_mac(&self, mac: Mac) -> usize {
+        const VLAN_BITS: u64 = 0xfff << 48;
+        let wanted = key(0, mac) & !VLAN_BITS;
+        self.remove_where(true, |key, _| key & !VLAN_BITS == wanted)
+    }
+
     fn remove_learned(&self, doomed: impl Fn(u64) -> bool) -> usize {
         self.remove_where(false, |_, val| doomed(val))
     }
@@ -394,6 +402,12 @@ mod tests {
         assert_eq!(fdb.lookup(0, mac(2)), Some(1));
         assert!(fdb.remove(0, mac(2)));
         assert!(!fdb.remove(0, mac(2)), "already gone");
+        fdb.learn(3, mac(2), 1, 1);
+        fdb.insert_static(9, mac(2), 2);
+        fdb.learn(3, mac(5), 1, 1);
+        assert_eq!(fdb.remove_mac(mac(2)), 2, "in every VLAN");
+        assert_eq!(fdb.lookup(3, mac(5)), Some(1), "other MACs stay");
+        assert!(fdb.remove(3, mac(5)));
         fdb.learn(5, mac(4), 1, 1);
         fdb.learn(6, mac(4), 2, 1);
         assert_eq!(fdb.flush(None), 2);

@@ -382,16 +382,6 @@ impl Tables {
             Arc::new(Fdb::with_capacity(fdb_capacity)),
         )
     }
-
-    /// The switching mode.
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
-    /// The ports frames may leave by.
-    pub fn up(&self) -> PortSet {
-        self.ports
-    }
 }
 
 /// Decides what happens to `frame`, received on `ingress` at `now` (table seconds),
