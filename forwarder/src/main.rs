@@ -277,10 +277,37 @@ fn parse_cores(text: &str) -> Result<Cores, String> {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    init_logging();
     if let Err(e) = run(Cli::parse()) {
         eprintln!("hairpin: error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Logs go to stderr through `tracing`, filtered by `RUST_LOG` (`info` by default; e.g.
+/// `RUST_LOG=hairpin=debug,aya=warn`), coloured only on a terminal, and without a
+/// timestamp under systemd, whose journal stamps every line itself.
+fn init_logging() {
+    use std::io::IsTerminal as _;
+    use tracing_subscriber::{EnvFilter, filter::LevelFilter};
+    let (filter, bad) = match EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env()
+    {
+        Ok(filter) => (filter, None),
+        Err(e) => (EnvFilter::new("info"), Some(e)),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+    if let Some(e) = bad {
+        tracing::warn!("RUST_LOG ignored ({e}); logging at info");
     }
 }
 
@@ -521,7 +548,7 @@ fn forward(args: RunArgs) -> Result<()> {
             config_file,
         },
     )?;
-    log::info!(
+    tracing::info!(
         "forwarding: mode {mode}, {} worker(s) on cores {:?}; control socket {}; Ctrl-C to stop",
         service.cores().len(),
         service.cores(),
@@ -535,8 +562,8 @@ fn forward(args: RunArgs) -> Result<()> {
         for signal in signals.pending() {
             match signal {
                 SIGHUP => match service.call(Request::Reload) {
-                    Response::Done { message } => log::info!("SIGHUP: {message}"),
-                    Response::Error { message } => log::warn!("SIGHUP: {message}"),
+                    Response::Done { message } => tracing::info!("SIGHUP: {message}"),
+                    Response::Error { message } => tracing::warn!("SIGHUP: {message}"),
                     _ => {}
                 },
                 SIGUSR1 => print_stats(&service, &printer),
@@ -550,7 +577,7 @@ fn forward(args: RunArgs) -> Result<()> {
         thread::sleep(Duration::from_millis(50));
     }
     let (fin, panicked) = service.stop();
-    log::info!(
+    tracing::info!(
         "stopped; XDP detached from {} port(s)",
         fin.ports.iter().filter(|p| p.state != "absent").count()
     );
@@ -608,7 +635,7 @@ fn counters_text(s: &Stats) -> String {
         s.fdb_full,
         free.join(" ")
     );
-    let l = s.latency_ns;
+    let l = &s.latency_ns;
     let us = |ns: u64| ns as f64 / 1000.0;
     out += &format!(
         "latency, RX read to TX submit per busy turn ({} turns): p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us\n",
@@ -618,7 +645,7 @@ fn counters_text(s: &Stats) -> String {
         us(l.p999),
         us(l.max)
     );
-    let mhz = cpu_mhz();
+    let mhz = s.cpu_hz.map(|hz| hz as f64 / 1e6);
     for (i, w) in s.workers.iter().enumerate() {
         // Busy time includes the kernel's share of the worker's syscalls (copy-mode
         // transmit), as OVS's processing cycles do.
@@ -656,7 +683,7 @@ fn watch(names: &[String], mode: XdpAttachMode) -> Result<()> {
             },
         )?;
         let attached = steering.attach(port, mode)?;
-        log::info!(
+        tracing::info!(
             "{}: XDP attached ({attached}), {} RX queue(s), MAC {}",
             port.name,
             port.rx_queues,
@@ -681,22 +708,8 @@ fn watch(names: &[String], mode: XdpAttachMode) -> Result<()> {
         }
     }
     steering.detach_all();
-    log::info!("detached from {} port(s)", ports.len());
+    tracing::info!("detached from {} port(s)", ports.len());
     Ok(())
-}
-
-/// The CPU clock in MHz, as `/proc/cpuinfo` reports it (the first CPU's), to turn busy
-/// time into cycles.
-fn cpu_mhz() -> Option<f64> {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with("cpu MHz"))?
-        .split(':')
-        .nth(1)?
-        .trim()
-        .parse()
-        .ok()
 }
 
 #[cfg(test)]

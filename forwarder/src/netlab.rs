@@ -296,7 +296,7 @@ impl Lab {
                 let mut cmd = Command::new("ip");
                 cmd.args(["netns", "del", &name]);
                 if run(cmd).is_ok() {
-                    log::info!("removed stale lab namespace {name}");
+                    tracing::info!("removed stale lab namespace {name}");
                 }
             }
         }

@@ -23,7 +23,7 @@ use hairpin_common::{PortConf, port_flags};
 use super::{
     netlink::{Change, Link, Netlink},
     port::{Interface, PortError},
-    protocol::{FdbEntry, Latency, PortCounters, PortInfo, Stats, WorkerStats},
+    protocol::{FdbEntry, Latency, PortCounters, PortInfo, QueueCounters, Stats, WorkerStats},
     xdp::{AttachedMode, Steering, XdpAttachMode, XdpError},
 };
 use crate::{
@@ -141,9 +141,9 @@ struct Slot {
     config: PortConfig,
     origin: Origin,
     attached: Option<Attached>,
-    /// Its slot's counters when it was last attached (its counters count from there,
-    /// and go on counting drops for it while it is absent).
-    baseline: PortQueueSnapshot,
+    /// Its slot's counters, queue by queue, when it was last attached (its counters
+    /// count from there, and go on counting drops for it while it is absent).
+    baseline: Vec<PortQueueSnapshot>,
 }
 
 /// What attaching a port set up.
@@ -180,6 +180,10 @@ pub struct Bridge {
     netlink: Netlink,
     host: Option<HostAddresses>,
     epoch: Instant,
+    /// When it started, since the Unix epoch.
+    started: std::time::Duration,
+    /// The CPU clock, for cycles.
+    cpu_hz: Option<u64>,
     /// Ports removed while running, with their counters.
     departed: Vec<(String, PortQueueSnapshot)>,
 }
@@ -205,7 +209,7 @@ impl Bridge {
                     config: p.clone(),
                     origin: Origin::Config,
                     attached: None,
-                    baseline: PortQueueSnapshot::default(),
+                    baseline: Vec::new(),
                 })
             })
             .collect();
@@ -233,6 +237,10 @@ impl Bridge {
             netlink,
             host: None,
             epoch: Instant::now(),
+            started: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default(),
+            cpu_hz: cpu_hz(),
             departed: Vec::new(),
             config,
         };
@@ -280,7 +288,7 @@ impl Bridge {
         let zero_copy = sockets.zero_copy();
         // The slot is marked attached before anything else, so that undoing a failure
         // half-way finds what to undo.
-        let baseline = self.datapath.snapshot().port_total(id);
+        let baseline = self.datapath.snapshot().port_queues(id).to_vec();
         let slot = self.slot_mut(id);
         slot.baseline = baseline;
         slot.attached = Some(Attached {
@@ -333,7 +341,7 @@ impl Bridge {
         let attached = self.slot_mut(id).attached.as_mut().expect("marked above");
         attached.xdp = xdp;
         let policy = &self.slot(id).config.policy;
-        log::info!(
+        tracing::info!(
             "{}: attached as port {id}: {:?}{}{}{}, {} RX queue(s), XDP {xdp}, AF_XDP {}{}",
             iface.name,
             policy.role,
@@ -355,7 +363,7 @@ impl Bridge {
         if role == Role::Uplink
             && let Some(host) = &self.host
         {
-            log::info!(
+            tracing::info!(
                 "{}: frames for the host ({}) and ARP/ND for {:?} stay with the kernel",
                 iface.name,
                 iface.mac,
@@ -384,12 +392,12 @@ impl Bridge {
         };
         let ifindex = attached.iface.ifindex;
         if let Err(e) = self.steering.forget_port(ifindex) {
-            log::warn!("{}: {e}", attached.iface.name);
+            tracing::warn!("{}: {e}", attached.iface.name);
         }
         self.steering.detach(ifindex);
         for queue in 0..attached.iface.rx_queues {
             if let Err(e) = self.steering.unbind_socket(u32::from(id), queue) {
-                log::warn!("{}: {e}", attached.iface.name);
+                tracing::warn!("{}: {e}", attached.iface.name);
             }
         }
         if self.host.as_ref().is_some_and(|h| h.ifindex == ifindex) {
@@ -399,23 +407,27 @@ impl Bridge {
             }
         }
         if let Err(e) = self.publish() {
-            log::error!("{}: {e}", attached.iface.name);
+            tracing::error!("{}: {e}", attached.iface.name);
         }
         match self.datapath.detach(id) {
-            Ok(reclaimed) => log::debug!(
+            Ok(reclaimed) => tracing::debug!(
                 "{}: sockets closed, {reclaimed} UMEM frame(s) taken back",
                 attached.iface.name
             ),
-            Err(e) => log::error!("{}: {e}", attached.iface.name),
+            Err(e) => tracing::error!("{}: {e}", attached.iface.name),
         }
         if !keep_entries {
             self.fdb.remove_port(id);
         }
-        let counters = self
-            .datapath
-            .snapshot()
-            .port_total(id)
-            .since(&self.slot(id).baseline);
+        let counters = since(
+            self.datapath.snapshot().port_queues(id),
+            &self.slot(id).baseline,
+        )
+        .into_iter()
+        .fold(PortQueueSnapshot::default(), |mut total, q| {
+            total.accumulate(&q);
+            total
+        });
         self.departed.push((attached.iface.name, counters));
     }
 
@@ -507,7 +519,7 @@ impl Bridge {
         let largest = self.config.datapath.frame_size - HEADROOM;
         let carried = largest - ETHERNET_HEADER_LEN as u32;
         if mtu > carried {
-            log::warn!(
+            tracing::warn!(
                 "{}: MTU {mtu} is more than a {}-byte UMEM frame carries: the largest frame that \
                  passes is {largest} bytes (MTU {carried}, {} with a VLAN tag); longer ones are \
                  dropped by the kernel and counted as kernel_rx_dropped",
@@ -560,7 +572,7 @@ impl Bridge {
                     config: s.config.clone(),
                     origin: s.origin,
                     attached: None,
-                    baseline: PortQueueSnapshot::default(),
+                    baseline: Vec::new(),
                 })
             })
             .collect();
@@ -571,7 +583,7 @@ impl Bridge {
             config: config.clone(),
             origin,
             attached: None,
-            baseline: PortQueueSnapshot::default(),
+            baseline: Vec::new(),
         });
         self.build_tables(&candidate)?;
 
@@ -582,7 +594,7 @@ impl Bridge {
             config,
             origin,
             attached: None,
-            baseline: PortQueueSnapshot::default(),
+            baseline: Vec::new(),
         });
         if let Err(e) = self.attach(id, iface) {
             self.forget(id);
@@ -604,7 +616,7 @@ impl Bridge {
             .ok_or_else(|| refused(format!("{name} is not a port of this bridge")))?;
         self.detach(id);
         self.forget(id);
-        log::info!("{name}: removed");
+        tracing::info!("{name}: removed");
         Ok(())
     }
 
@@ -614,7 +626,7 @@ impl Bridge {
             self.slots.pop();
         }
         if let Err(e) = self.publish() {
-            log::error!("{e}");
+            tracing::error!("{e}");
         }
     }
 
@@ -666,7 +678,7 @@ impl Bridge {
         if self.slot(id).attached.is_some() {
             self.insert_statics(id)?;
         }
-        log::info!("{}: settings changed", self.slot(id).config.name);
+        tracing::info!("{}: settings changed", self.slot(id).config.name);
         Ok(())
     }
 
@@ -912,11 +924,11 @@ impl Bridge {
                     self.follow(change);
                 }
             }
-            Err(e) => log::warn!("reading link changes: {e}"),
+            Err(e) => tracing::warn!("reading link changes: {e}"),
         }
         let aged = self.fdb.age(self.now(), self.config.fdb_max_age);
         if aged > 0 {
-            log::debug!("aged out {aged} MAC table entries");
+            tracing::debug!("aged out {aged} MAC table entries");
         }
     }
 
@@ -935,7 +947,7 @@ impl Bridge {
                 if self.host.as_ref().is_some_and(|h| h.ifindex == ifindex)
                     && let Err(e) = self.refresh_host_addresses()
                 {
-                    log::warn!("following the host's addresses: {e}");
+                    tracing::warn!("following the host's addresses: {e}");
                 }
             }
             Change::Overrun => self.resync(),
@@ -944,10 +956,10 @@ impl Bridge {
 
     /// After lost notifications: compares every port with a fresh dump.
     fn resync(&mut self) {
-        log::warn!("the kernel dropped link notifications: re-reading every link");
+        tracing::warn!("the kernel dropped link notifications: re-reading every link");
         let links = match self.netlink.links() {
             Ok(links) => links,
-            Err(e) => return log::warn!("re-reading links: {e}"),
+            Err(e) => return tracing::warn!("re-reading links: {e}"),
         };
         let attached: Vec<(PortId, u32)> = self
             .slots
@@ -965,7 +977,7 @@ impl Bridge {
             self.link_changed(link);
         }
         if let Err(e) = self.refresh_host_addresses() {
-            log::warn!("following the host's addresses: {e}");
+            tracing::warn!("following the host's addresses: {e}");
         }
     }
 
@@ -976,9 +988,9 @@ impl Bridge {
         self.detach_keeping(id, !runtime);
         if runtime {
             self.forget(id);
-            log::warn!("{why}: port removed");
+            tracing::warn!("{why}: port removed");
         } else {
-            log::warn!("{why}: port detached; it is attached again when it comes back");
+            tracing::warn!("{why}: port detached; it is attached again when it comes back");
         }
     }
 
@@ -995,20 +1007,20 @@ impl Bridge {
             attached.mtu = link.mtu;
             if was_up != link.oper_up {
                 if let Err(e) = self.publish() {
-                    log::error!("{name}: {e}");
+                    tracing::error!("{name}: {e}");
                 }
                 if link.oper_up {
-                    log::info!("{name}: carrier back: forwarding to it again");
+                    tracing::info!("{name}: carrier back: forwarding to it again");
                 } else {
                     // Its stations' entries stay: their frames are dropped and counted
                     // at once (not flooded to every other tenant, not queued until the
                     // carrier is back); a station that moved is learned again from its
                     // first frame elsewhere, and the rest age out.
-                    log::warn!("{name}: no carrier: frames for it are dropped (port_down)");
+                    tracing::warn!("{name}: no carrier: frames for it are dropped (port_down)");
                 }
             }
             if old_mtu != link.mtu {
-                log::info!("{name}: MTU {old_mtu} -> {}", link.mtu);
+                tracing::info!("{name}: MTU {old_mtu} -> {}", link.mtu);
                 self.check_mtu(id, link.mtu);
             }
         } else if let Some(id) = self.find(&link.name)
@@ -1016,10 +1028,10 @@ impl Bridge {
         {
             match Interface::lookup(&link.name) {
                 Ok(iface) => match self.attach(id, iface) {
-                    Ok(()) => log::info!("{}: back: attached again", link.name),
-                    Err(e) => log::warn!("{}: back, but attaching it failed: {e}", link.name),
+                    Ok(()) => tracing::info!("{}: back: attached again", link.name),
+                    Err(e) => tracing::warn!("{}: back, but attaching it failed: {e}", link.name),
                 },
-                Err(e) => log::warn!("{}: back, but {e}", link.name),
+                Err(e) => tracing::warn!("{}: back, but {e}", link.name),
             }
         }
     }
@@ -1037,12 +1049,12 @@ impl Bridge {
         for addr in now.iter().filter(|a| !host.current.contains(a)) {
             self.steering.add_host_address(*addr)?;
             if !host.current.is_empty() {
-                log::info!("uplink: host address {addr} added");
+                tracing::info!("uplink: host address {addr} added");
             }
         }
         for addr in host.current.iter().filter(|a| !now.contains(a)) {
             self.steering.remove_host_address(*addr)?;
-            log::info!("uplink: host address {addr} removed");
+            tracing::info!("uplink: host address {addr} removed");
         }
         host.current = now;
         Ok(())
@@ -1064,6 +1076,14 @@ impl Bridge {
             .map(|(id, slot)| {
                 let p = &slot.config.policy;
                 let a = slot.attached.as_ref();
+                let queues = since(snapshot.port_queues(id), &slot.baseline);
+                let total = queues
+                    .iter()
+                    .fold(PortQueueSnapshot::default(), |mut t, q| {
+                        t.accumulate(q);
+                        t
+                    });
+                let served = a.map_or(0, |a| a.iface.rx_queues as usize);
                 PortInfo {
                     name: slot.config.name.clone(),
                     slot: id,
@@ -1091,7 +1111,19 @@ impl Bridge {
                     xdp: a.map(|a| a.xdp.to_string()),
                     zero_copy: a.is_some_and(|a| a.zero_copy),
                     mtu: a.map(|a| a.mtu),
-                    counters: counters(&snapshot.port_total(id).since(&slot.baseline)),
+                    counters: counters(&total),
+                    per_queue: (0u32..)
+                        .zip(&queues)
+                        .take(served)
+                        .map(|(queue, q)| QueueCounters {
+                            queue,
+                            rx_packets: q.rx_packets,
+                            rx_bytes: q.rx_bytes,
+                            tx_packets: q.tx_packets,
+                            tx_bytes: q.tx_bytes,
+                            drops: q.drop_counts().map(|(_, n)| n).sum(),
+                        })
+                        .collect(),
                 }
             })
             .collect()
@@ -1100,7 +1132,10 @@ impl Bridge {
     /// Every counter now.
     pub fn stats(&self) -> Stats {
         let s = self.datapath.snapshot();
+        let l = s.latency.clone();
         Stats {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            start_time_s: self.started.as_secs_f64(),
             uptime_s: self.epoch.elapsed().as_secs_f64(),
             ports: self.port_infos(&s),
             departed: self
@@ -1110,23 +1145,29 @@ impl Bridge {
                 .collect(),
             workers: (0..s.busy_ns.len())
                 .map(|w| WorkerStats {
+                    queue: w as u32,
                     core: self.datapath.cores()[w],
                     rx_frames: s.worker_rx(w),
+                    tx_frames: s.per_queue.iter().map(|port| port[w].tx_packets).sum(),
                     busy_ns: s.busy_ns[w],
                     sleeps: s.sleeps[w],
                     free_frames: s.free_frames[w],
                     total_frames: s.total_frames[w],
                 })
                 .collect(),
+            cpu_hz: self.cpu_hz,
             fdb_entries: self.fdb.len(),
             fdb_capacity: self.fdb.capacity(),
             fdb_full: self.fdb.full_events(),
+            fdb_moves: self.fdb.moves(),
             latency_ns: Latency {
-                count: s.latency.count,
-                p50: s.latency.p50,
-                p99: s.latency.p99,
-                p999: s.latency.p999,
-                max: s.latency.max,
+                count: l.count,
+                sum: l.sum,
+                p50: l.p50,
+                p99: l.p99,
+                p999: l.p999,
+                max: l.max,
+                buckets: l.buckets,
             },
         }
     }
@@ -1194,6 +1235,29 @@ fn policies(slots: &[Option<Slot>]) -> Vec<Option<PortPolicy>> {
         .iter()
         .map(|s| s.as_ref().map(|s| s.config.policy.clone()))
         .collect()
+}
+
+/// Each queue's counters since `baseline` (a queue missing there counts from zero).
+fn since(now: &[PortQueueSnapshot], baseline: &[PortQueueSnapshot]) -> Vec<PortQueueSnapshot> {
+    now.iter()
+        .enumerate()
+        .map(|(i, q)| q.since(baseline.get(i).unwrap_or(&PortQueueSnapshot::default())))
+        .collect()
+}
+
+/// The CPU clock in Hz, as `/proc/cpuinfo` reports it (the first CPU's), to turn busy
+/// time into cycles as `pmd-stats-show` reports them.
+fn cpu_hz() -> Option<u64> {
+    let mhz: f64 = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("cpu MHz"))?
+        .split(':')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((mhz * 1e6) as u64)
 }
 
 fn counters(s: &PortQueueSnapshot) -> PortCounters {

@@ -180,7 +180,7 @@ impl Netlink {
                     Ok(frame) => out.extend(change_from(frame.kind, frame.payload)),
                     Err(e) => {
                         // The rest of this datagram cannot be delimited; later ones can.
-                        log::warn!("netlink: skipping the rest of a notification: {e}");
+                        tracing::warn!("netlink: skipping the rest of a notification: {e}");
                         break;
                     }
                 }
@@ -247,7 +247,7 @@ impl Netlink {
             if !replies.interrupted || attempt >= DUMP_ATTEMPTS {
                 return Ok(replies.messages);
             }
-            log::debug!("netlink: dump {seq} was interrupted by a change, asking again");
+            tracing::debug!("netlink: dump {seq} was interrupted by a change, asking again");
             attempt += 1;
         }
     }
@@ -460,7 +460,7 @@ fn parse_link(payload: &[u8]) -> Option<LinkMessage> {
         }
         match LinkAttribute::parse_with_param(&nla, header.interface_family) {
             Ok(attribute) => message.attributes.push(attribute),
-            Err(e) => log::debug!("netlink: skipping link attribute {}: {e}", nla.kind()),
+            Err(e) => tracing::debug!("netlink: skipping link attribute {}: {e}", nla.kind()),
         }
     }
     message.header = header;
@@ -479,7 +479,7 @@ fn parse_address(payload: &[u8]) -> Option<AddressMessage> {
         }
         match AddressAttribute::parse(&nla) {
             Ok(attribute) => message.attributes.push(attribute),
-            Err(e) => log::debug!("netlink: skipping address attribute {}: {e}", nla.kind()),
+            Err(e) => tracing::debug!("netlink: skipping address attribute {}: {e}", nla.kind()),
         }
     }
     message.header = header;

@@ -179,6 +179,25 @@ pub struct PortInfo {
     pub mtu: Option<u32>,
     /// Counters since the port was attached.
     pub counters: PortCounters,
+    /// The same, queue by queue (RX queue `i` is served by worker `i`).
+    pub per_queue: Vec<QueueCounters>,
+}
+
+/// One queue's share of a port's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounters {
+    /// The queue (and worker) index.
+    pub queue: u32,
+    /// Frames received on it.
+    pub rx_packets: u64,
+    /// Bytes received on it.
+    pub rx_bytes: u64,
+    /// Frames sent on it.
+    pub tx_packets: u64,
+    /// Bytes sent on it.
+    pub tx_bytes: u64,
+    /// Drops of frames received on it (hairpin's and the kernel's).
+    pub drops: u64,
 }
 
 /// A port's counters.
@@ -219,6 +238,10 @@ pub struct FdbEntry {
 /// Every counter, as `hairpin show stats` gives it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
+    /// The version of the running hairpin.
+    pub version: String,
+    /// When it started, in seconds since the Unix epoch.
+    pub start_time_s: f64,
     /// Seconds the bridge has run.
     pub uptime_s: f64,
     /// The ports.
@@ -227,12 +250,16 @@ pub struct Stats {
     pub departed: Vec<(String, PortCounters)>,
     /// One per worker (RX queue index).
     pub workers: Vec<WorkerStats>,
+    /// The CPU clock (Hz) that turns busy time into cycles, when the kernel tells it.
+    pub cpu_hz: Option<u64>,
     /// MAC table entries.
     pub fdb_entries: usize,
     /// MAC table capacity.
     pub fdb_capacity: usize,
     /// Learns refused for a full bucket.
     pub fdb_full: u64,
+    /// Learned addresses that moved to another port.
+    pub fdb_moves: u64,
     /// RX-read-to-TX-submit time per busy turn, all workers, since start (ns).
     pub latency_ns: Latency,
 }
@@ -240,10 +267,14 @@ pub struct Stats {
 /// One worker's counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerStats {
+    /// Its index, which is the RX queue it serves on every port.
+    pub queue: u32,
     /// The core it runs on.
     pub core: usize,
     /// Frames it received.
     pub rx_frames: u64,
+    /// Frames it sent.
+    pub tx_frames: u64,
     /// Nanoseconds in busy turns.
     pub busy_ns: u64,
     /// Times it slept.
@@ -254,11 +285,13 @@ pub struct WorkerStats {
     pub total_frames: u64,
 }
 
-/// Latency percentiles.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The latency histogram, read out (nanoseconds).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Latency {
     /// Turns recorded.
     pub count: u64,
+    /// Their total time (within the histogram's 0.1 % resolution).
+    pub sum: u64,
     /// Median.
     pub p50: u64,
     /// 99th percentile.
@@ -267,6 +300,9 @@ pub struct Latency {
     pub p999: u64,
     /// Largest.
     pub max: u64,
+    /// Every non-empty bucket, ascending: `[highest value it stands for, turns in it]`.
+    /// Subtracting an earlier read-out bucket by bucket gives the interval's histogram.
+    pub buckets: Vec<(u64, u64)>,
 }
 
 /// Parses one request line, checking the version.

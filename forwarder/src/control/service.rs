@@ -95,6 +95,27 @@ pub struct Service {
     cores: Vec<usize>,
 }
 
+/// Asks a running service from any thread; answers "stopped" once it has.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    calls: mpsc::Sender<Call>,
+    wake: Arc<EventFd>,
+}
+
+impl Caller {
+    /// Asks the control thread, as a client of the socket would, and waits for the answer.
+    pub fn call(&self, request: Request) -> Response {
+        let (reply_to, reply) = mpsc::channel();
+        if self.calls.send(Call::Request(request, reply_to)).is_err() {
+            return error("the control thread has stopped");
+        }
+        self.wake.notify();
+        reply
+            .recv()
+            .unwrap_or_else(|_| error("the control thread has stopped"))
+    }
+}
+
 impl std::fmt::Debug for Call {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -170,14 +191,15 @@ impl Service {
 
     /// Asks the control thread, as a client of the socket would.
     pub fn call(&self, request: Request) -> Response {
-        let (reply_to, reply) = mpsc::channel();
-        if self.calls.send(Call::Request(request, reply_to)).is_err() {
-            return error("the control thread has stopped");
+        self.caller().call(request)
+    }
+
+    /// A handle other threads (the metrics server) ask the control thread through.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            calls: self.calls.clone(),
+            wake: Arc::clone(&self.wake),
         }
-        self.wake.notify();
-        reply
-            .recv()
-            .unwrap_or_else(|_| error("the control thread has stopped"))
     }
 
     /// Stops the bridge: every port detached, the workers stopped. Returns the final
@@ -192,7 +214,7 @@ impl Service {
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => {
-                log::error!("the control thread panicked");
+                tracing::error!("the control thread panicked");
                 (Stats::default(), 1)
             }
             None => (Stats::default(), 0),
@@ -253,7 +275,7 @@ pub fn keep_off(cores: &[usize]) {
     if !others.is_empty()
         && let Err(e) = crate::sys::set_affinity(&others)
     {
-        log::warn!("could not move a control thread off the workers' cores: {e}");
+        tracing::warn!("could not move a control thread off the workers' cores: {e}");
     }
 }
 
@@ -311,12 +333,12 @@ impl Control {
             match listener.accept() {
                 Ok((stream, _)) => {
                     if let Err(e) = self.serve(stream) {
-                        log::debug!("control socket client: {e}");
+                        tracing::debug!("control socket client: {e}");
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    log::warn!("control socket: {e}");
+                    tracing::warn!("control socket: {e}");
                     return;
                 }
             }
@@ -393,8 +415,8 @@ impl Control {
         let config = config_file::load(path).map_err(|e| BridgeError::Refused(e.to_string()))?;
         let result = self.bridge.reload(config);
         match &result {
-            Ok(message) => log::info!("{}: {message}", path.display()),
-            Err(e) => log::warn!("{}: reload refused: {e}", path.display()),
+            Ok(message) => tracing::info!("{}: {message}", path.display()),
+            Err(e) => tracing::warn!("{}: reload refused: {e}", path.display()),
         }
         result
     }

@@ -256,7 +256,7 @@ impl Steering {
             match program.attach_to_if_index(iface.ifindex, attempt.aya()) {
                 Ok(link) => {
                     if last.is_some() {
-                        log::warn!(
+                        tracing::warn!(
                             "{}: native XDP is not supported by its driver; using generic (slower)",
                             iface.name
                         );
@@ -320,7 +320,7 @@ impl Steering {
         if let Ok(program) = self.program()
             && let Err(e) = program.detach(link)
         {
-            log::debug!("detaching XDP from {port}: {e}");
+            tracing::debug!("detaching XDP from {port}: {e}");
         }
     }
 
@@ -350,7 +350,7 @@ impl Steering {
         };
         for (_, port, link) in self.links.drain(..) {
             if let Err(e) = program.detach(link) {
-                log::warn!("detaching XDP from {port}: {e}");
+                tracing::warn!("detaching XDP from {port}: {e}");
             }
         }
     }

@@ -260,13 +260,18 @@ pub struct Snapshot {
     /// Times each worker slept for lack of work.
     pub sleeps: Vec<u64>,
     /// Time from RX read to TX submit of busy turns, all workers merged.
-    pub latency: latency::Percentiles,
+    pub latency: latency::Summary,
 }
 
 impl Snapshot {
     /// Frames worker `w` received, over every port.
     pub fn worker_rx(&self, w: usize) -> u64 {
         self.per_queue.iter().map(|port| port[w].rx_packets).sum()
+    }
+
+    /// The counters of `port`, one per queue (worker).
+    pub fn port_queues(&self, port: PortId) -> &[PortQueueSnapshot] {
+        &self.per_queue[usize::from(port)]
     }
 
     /// The totals of `port` over all queues.
@@ -370,7 +375,7 @@ impl Datapath {
                 .name(format!("hairpin-q{w}"))
                 .spawn(move || {
                     if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
-                        log::warn!("worker {w}: could not pin to core {core}");
+                        tracing::warn!("worker {w}: could not pin to core {core}");
                     }
                     worker.run();
                 });
@@ -429,7 +434,7 @@ impl Datapath {
                         && self.config.zero_copy == ZeroCopy::Auto
                         && shared_with.is_none() =>
                 {
-                    log::info!(
+                    tracing::info!(
                         "{}: zero-copy is not available ({e}); using copy mode",
                         port.name
                     );
@@ -618,7 +623,7 @@ impl Datapath {
             if let Some(handle) = w.thread.take()
                 && handle.join().is_err()
             {
-                log::error!("a worker panicked");
+                tracing::error!("a worker panicked");
                 self.panicked += 1;
             }
         }
@@ -738,7 +743,7 @@ pub fn pick_cores(cores: Option<&[usize]>, workers: usize) -> Result<Vec<usize>,
         ));
     }
     if workers > allowed.len() {
-        log::warn!(
+        tracing::warn!(
             "{workers} queues on {} cores: some workers share a core",
             allowed.len()
         );

@@ -84,6 +84,7 @@ pub struct Fdb {
     buckets: Box<[Bucket]>,
     shift: u32,
     full: AtomicU64,
+    moves: AtomicU64,
 }
 
 const fn key(vlan: VlanId, mac: Mac) -> u64 {
@@ -130,6 +131,7 @@ impl Fdb {
             buckets: (0..buckets).map(|_| Bucket::default()).collect(),
             shift,
             full: AtomicU64::new(0),
+            moves: AtomicU64::new(0),
         }
     }
 
@@ -204,11 +206,14 @@ impl Fdb {
                     .compare_exchange(val, wanted, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
-                    return if old == port {
-                        Learned::Refreshed
-                    } else {
-                        Learned::Moved { from: old }
-                    };
+                    if old == port {
+                        return Learned::Refreshed;
+                    }
+                    if !forced {
+                        // Rare (a station migrating, or a loop): a shared counter.
+                        self.moves.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Learned::Moved { from: old };
                 }
             }
             for slot in &bucket.slots {
@@ -296,6 +301,11 @@ impl Fdb {
         self.full.load(Ordering::Relaxed)
     }
 
+    /// Times a learned address moved from one port to another.
+    pub fn moves(&self) -> u64 {
+        self.moves.load(Ordering::Relaxed)
+    }
+
     /// A snapshot of the entries (for display; not atomic as a whole).
     pub fn entries(&self) -> Vec<Entry> {
         self.buckets
@@ -361,6 +371,7 @@ mod tests {
         fdb.learn(0, mac(1), 0, 5);
         assert_eq!(fdb.learn(0, mac(1), 2, 5), Learned::Moved { from: 0 });
         assert_eq!(fdb.lookup(0, mac(1)), Some(2));
+        assert_eq!(fdb.moves(), 1);
     }
 
     #[test]
