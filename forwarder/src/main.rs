@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use hairpin::control::{
     bridge::BridgeConfig,
     config::{BridgeSpec, PortArg, PortMac, PortOptions},
-    config_file,
+    config_file, metrics,
     port::Interface,
     preflight,
     protocol::{PortInfo, PortSpec, Request, Response, Stats},
@@ -24,6 +24,7 @@ use hairpin::{
     switch::Mode,
 };
 use hairpin_common::PortConf;
+use sd_notify::NotifyState;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 
 mod demo;
@@ -249,6 +250,11 @@ struct RunArgs {
     /// The control socket to serve.
     #[arg(long, default_value = DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9417; off by
+    /// default). Anyone who can reach it can read every counter: keep it on loopback or
+    /// a management network.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// A `--cores` list.
@@ -541,6 +547,7 @@ fn forward(args: RunArgs) -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR1])
         .context("installing signal handlers")?;
     let mode = config.mode;
+    let ports = config.ports.len();
     let service = Service::spawn(
         config,
         ServiceOptions {
@@ -548,24 +555,35 @@ fn forward(args: RunArgs) -> Result<()> {
             config_file,
         },
     )?;
+    // This thread, and the threads it starts, keep off the workers' cores too.
+    service::keep_off(service.cores());
+    let metrics = args
+        .metrics
+        .map(|addr| metrics::serve(addr, service.caller(), service.cores()))
+        .transpose()?;
     tracing::info!(
-        "forwarding: mode {mode}, {} worker(s) on cores {:?}; control socket {}; Ctrl-C to stop",
+        "forwarding: mode {mode}, {} worker(s) on cores {:?}; control socket {}{}; Ctrl-C to stop",
         service.cores().len(),
         service.cores(),
-        args.socket.display()
+        args.socket.display(),
+        metrics
+            .as_ref()
+            .map(|m| format!("; metrics at http://{}/metrics", m.addr()))
+            .unwrap_or_default()
     );
-    // This thread, and the printer it starts, keep off the workers' cores too.
-    service::keep_off(service.cores());
+    // Every port is attached and the socket answers: ready (Type=notify under systemd).
+    systemd(&[
+        NotifyState::Ready,
+        NotifyState::Status(&format!("forwarding: {ports} port(s), mode {mode}")),
+    ]);
+    let watchdog = sd_notify::watchdog_enabled().map(|d| d / 2);
+    let mut last_ping = Instant::now();
     let printer = Printer::new();
     let mut last_print = Instant::now();
     'running: loop {
         for signal in signals.pending() {
             match signal {
-                SIGHUP => match service.call(Request::Reload) {
-                    Response::Done { message } => tracing::info!("SIGHUP: {message}"),
-                    Response::Error { message } => tracing::warn!("SIGHUP: {message}"),
-                    _ => {}
-                },
+                SIGHUP => reload(&service),
                 SIGUSR1 => print_stats(&service, &printer),
                 _ => break 'running,
             }
@@ -574,8 +592,19 @@ fn forward(args: RunArgs) -> Result<()> {
             last_print = Instant::now();
             print_stats(&service, &printer);
         }
+        // The watchdog is fed only while the control thread answers: a wedged control
+        // plane gets the service restarted.
+        if let Some(every) = watchdog
+            && last_ping.elapsed() >= every
+            && matches!(service.call(Request::ShowPorts), Response::Ports { .. })
+        {
+            last_ping = Instant::now();
+            systemd(&[NotifyState::Watchdog]);
+        }
         thread::sleep(Duration::from_millis(50));
     }
+    systemd(&[NotifyState::Stopping]);
+    drop(metrics);
     let (fin, panicked) = service.stop();
     tracing::info!(
         "stopped; XDP detached from {} port(s)",
@@ -587,6 +616,28 @@ fn forward(args: RunArgs) -> Result<()> {
         bail!("{panicked} worker(s) panicked; the counters above may be incomplete");
     }
     Ok(())
+}
+
+/// SIGHUP: re-reads the configuration file, telling systemd while it does.
+fn reload(service: &Service) {
+    let mut reloading = vec![NotifyState::Reloading];
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        reloading.push(now);
+    }
+    systemd(&reloading);
+    match service.call(Request::Reload) {
+        Response::Done { message } => tracing::info!("SIGHUP: {message}"),
+        Response::Error { message } => tracing::warn!("SIGHUP: {message}"),
+        _ => {}
+    }
+    systemd(&[NotifyState::Ready]);
+}
+
+/// Tells systemd (when it started us with `Type=notify`; otherwise does nothing).
+fn systemd(state: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!("sd_notify: {e}");
+    }
 }
 
 fn print_stats(service: &Service, printer: &Printer) {

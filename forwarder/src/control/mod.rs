@@ -8,6 +8,8 @@
 pub mod bridge;
 pub mod config;
 pub mod config_file;
+pub mod drop_log;
+pub mod metrics;
 pub mod netlink;
 pub mod port;
 pub mod preflight;

@@ -30,6 +30,7 @@ use super::{
     bridge::{Bridge, BridgeConfig, BridgeError},
     config::port_config,
     config_file,
+    drop_log::DropLog,
     protocol::{self, Request, Response, ResponseLine, Stats},
 };
 use crate::{sys::EventFd, wire::Mac};
@@ -158,6 +159,7 @@ impl Service {
                     inbox,
                     wake: thread_wake,
                     options,
+                    drops: DropLog::default(),
                 };
                 control.run();
                 remove_socket(control.options.socket.as_deref());
@@ -292,6 +294,7 @@ struct Control {
     inbox: mpsc::Receiver<Call>,
     wake: Arc<EventFd>,
     options: ServiceOptions,
+    drops: DropLog,
 }
 
 impl Control {
@@ -311,6 +314,9 @@ impl Control {
             if fds[0].revents != 0 || last_tick.elapsed() >= TICK {
                 self.bridge.tick();
                 last_tick = Instant::now();
+                if self.drops.due(last_tick) {
+                    self.drops.report(&self.bridge.ports(), last_tick);
+                }
             }
             self.serve_clients();
             while let Ok(call) = self.inbox.try_recv() {

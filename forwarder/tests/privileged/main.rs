@@ -9,6 +9,7 @@ mod datapath;
 mod edge;
 mod learning;
 mod lifecycle;
+mod observe;
 mod runtime;
 mod vlan;
 mod xdp_counters;

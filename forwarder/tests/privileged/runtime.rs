@@ -25,7 +25,7 @@ fn socket_path(tag: &str) -> PathBuf {
 /// A control socket's path, removed when the test ends (the lab kills hairpin, which
 /// then has no chance to remove it itself).
 #[derive(Debug)]
-struct SocketFile(PathBuf);
+pub(crate) struct SocketFile(PathBuf);
 
 impl std::ops::Deref for SocketFile {
     type Target = Path;
@@ -42,7 +42,7 @@ impl Drop for SocketFile {
 }
 
 /// Reads hairpin's log and removes the file.
-fn take_log(path: &Path) -> String {
+pub(crate) fn take_log(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let _ = std::fs::remove_file(path);
     text
@@ -50,7 +50,12 @@ fn take_log(path: &Path) -> String {
 
 /// Runs `hairpin run ARGS --socket SOCKET` in the switch namespace, stderr to a file,
 /// stdout as given; waits until it answers on its socket.
-fn start(topo: &mut Topology, tag: &str, args: &[&str], stdout: Stdio) -> (SocketFile, PathBuf) {
+pub(crate) fn start(
+    topo: &mut Topology,
+    tag: &str,
+    args: &[&str],
+    stdout: Stdio,
+) -> (SocketFile, PathBuf) {
     let socket = SocketFile(socket_path(tag));
     let log = std::env::temp_dir().join(format!("hp-{tag}-{}.log", std::process::id()));
     let mut cmd = topo.sw.command(HAIRPIN);
@@ -75,7 +80,7 @@ fn start(topo: &mut Topology, tag: &str, args: &[&str], stdout: Stdio) -> (Socke
 }
 
 /// Runs a client command against `socket`: its stdout, or its stderr if it failed.
-fn ask(socket: &Path, args: &[&str]) -> Result<String, String> {
+pub(crate) fn ask(socket: &Path, args: &[&str]) -> Result<String, String> {
     let out = Command::new(HAIRPIN)
         .args(args)
         .arg("--socket")
@@ -91,14 +96,14 @@ fn ask(socket: &Path, args: &[&str]) -> Result<String, String> {
 }
 
 /// A client command's `--json` answer.
-fn ask_json(socket: &Path, args: &[&str]) -> Value {
+pub(crate) fn ask_json(socket: &Path, args: &[&str]) -> Value {
     let args: Vec<&str> = args.iter().copied().chain(["--json"]).collect();
     let text = ask(socket, &args).unwrap();
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
 /// The port called `name` in a `show ports --json` answer.
-fn port<'a>(ports: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn port<'a>(ports: &'a Value, name: &str) -> &'a Value {
     ports["ports"]
         .as_array()
         .unwrap()
@@ -108,7 +113,7 @@ fn port<'a>(ports: &'a Value, name: &str) -> &'a Value {
 }
 
 /// A ping stream: `count` echoes every 10 ms from `ns` to `addr`, in the background.
-fn stream(ns: &Netns, addr: &str, count: u32) -> Child {
+pub(crate) fn stream(ns: &Netns, addr: &str, count: u32) -> Child {
     ns.command("ping")
         .args([
             "-i",
@@ -127,7 +132,7 @@ fn stream(ns: &Netns, addr: &str, count: u32) -> Child {
 }
 
 /// Waits for a stream and returns (sent, received).
-fn stream_result(child: Child) -> (u32, u32) {
+pub(crate) fn stream_result(child: Child) -> (u32, u32) {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text

@@ -1,0 +1,703 @@
+//! The Prometheus endpoint: `hairpin run --metrics ADDR:PORT` serves `GET /metrics`.
+//!
+//! A scrape asks the control thread for [`Stats`] exactly as `hairpin show stats` does
+//! (the workers' counters are plain loads; their latency histograms are read under a
+//! lock a worker only ever `try_lock`s), then renders them with `prometheus-client`'s
+//! text encoder. Nothing on the frame path knows a scrape happened.
+//!
+//! The exposition is OpenMetrics text (served as such, which Prometheus negotiates), with
+//! Prometheus names: `hairpin_port_rx_packets_total{port="vf0"}` and so on; the table in
+//! the README lists every family. Series do not vanish when idle: every drop reason of
+//! every port is present, zero or not, so `rate()` and alerts see no gaps.
+use std::{
+    borrow::Cow,
+    collections::HashMap,
+    io,
+    net::SocketAddr,
+    sync::{Arc, mpsc},
+    thread::{self, JoinHandle},
+};
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet},
+    metrics::{MetricType, exemplar::Exemplar},
+    registry::Registry,
+};
+
+use super::{
+    protocol::{Latency, PortInfo, Request, Response, Stats},
+    service::{Caller, keep_off},
+};
+use crate::switch::DropReason;
+
+/// The latency histogram's bucket bounds, in seconds: 1 µs to 10 ms, 1-2-5 steps
+/// (a busy turn on a healthy switch takes microseconds; beyond 10 ms is `+Inf`).
+const LATENCY_BOUNDS: [f64; 13] = [
+    1e-6, 2e-6, 5e-6, 10e-6, 20e-6, 50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3,
+];
+
+/// The content type of the OpenMetrics exposition.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The content type of the classic Prometheus text exposition.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Labels as `(name, value)` pairs.
+type Labels = Vec<(Cow<'static, str>, Cow<'static, str>)>;
+
+fn labels<const N: usize>(pairs: [(&'static str, String); N]) -> Labels {
+    pairs
+        .into_iter()
+        .map(|(k, v)| (Cow::Borrowed(k), Cow::Owned(v)))
+        .collect()
+}
+
+/// Renders `stats` as a classic Prometheus text exposition (version 0.0.4), what
+/// `curl` and `promtool check metrics` read.
+///
+/// `prometheus-client` writes only OpenMetrics, which differs from it in three ways
+/// hairpin's families can show: a counter's `# HELP`/`# TYPE` name the family without
+/// its `_total` suffix, `# UNIT` lines, and the closing `# EOF`. This maps those.
+pub fn render_text(stats: &Stats) -> String {
+    let openmetrics = render(stats);
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut family: Vec<&str> = Vec::new();
+    for line in openmetrics.lines() {
+        if line.starts_with("# HELP ") {
+            classic_family(&family, &mut out);
+            family.clear();
+        }
+        family.push(line);
+    }
+    classic_family(&family, &mut out);
+    out
+}
+
+/// One family's lines (its `# HELP`, `# TYPE` and samples), in the classic format.
+fn classic_family(lines: &[&str], out: &mut String) {
+    let counter = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("# TYPE "))
+        .and_then(|t| t.strip_suffix(" counter"));
+    for &line in lines {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        match counter {
+            Some(name) if line.starts_with("# HELP ") || line.starts_with("# TYPE ") => {
+                let (marker, rest) = line.split_at("# HELP ".len());
+                let rest = rest.strip_prefix(name).unwrap_or(rest);
+                out.push_str(&format!("{marker}{name}_total{rest}\n"));
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+}
+
+/// Renders `stats` as an OpenMetrics text exposition.
+pub fn render(stats: &Stats) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Exposition(stats.clone())));
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
+    out
+}
+
+/// One scrape's worth of counters, as a collector.
+#[derive(Debug)]
+struct Exposition(Stats);
+
+/// Writes one metric family: a descriptor and one sample per label set.
+fn family<T>(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: impl IntoIterator<Item = (Labels, T)>,
+    mut write: impl FnMut(&mut MetricEncoder<'_>, T) -> Result<(), std::fmt::Error>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in samples {
+        if labels.is_empty() {
+            write(&mut metric, value)?;
+        } else {
+            write(&mut metric.encode_family(&labels)?, value)?;
+        }
+    }
+    Ok(())
+}
+
+fn counter(m: &mut MetricEncoder<'_>, v: u64) -> Result<(), std::fmt::Error> {
+    m.encode_counter::<NoLabelSet, _, u64>(&v, None)
+}
+
+fn counter_f(m: &mut MetricEncoder<'_>, v: f64) -> Result<(), std::fmt::Error> {
+    m.encode_counter::<NoLabelSet, _, f64>(&v, None)
+}
+
+fn gauge(m: &mut MetricEncoder<'_>, v: f64) -> Result<(), std::fmt::Error> {
+    m.encode_gauge(&v)
+}
+
+fn gauge_u(m: &mut MetricEncoder<'_>, v: u64) -> Result<(), std::fmt::Error> {
+    m.encode_gauge(&v)
+}
+
+impl Collector for Exposition {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        self.process(&mut e)?;
+        ports(&mut e, &s.ports)?;
+        queues(&mut e, &s.ports)?;
+        self.workers(&mut e)?;
+        self.mac_table(&mut e)?;
+        latency(&mut e, &s.latency_ns)
+    }
+}
+
+impl Exposition {
+    fn process(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        family(
+            e,
+            "hairpin_build_info",
+            "The running hairpin's version (the value is always 1).",
+            MetricType::Gauge,
+            [(labels([("version", s.version.clone())]), 1)],
+            gauge_u,
+        )?;
+        family(
+            e,
+            "hairpin_start_time_seconds",
+            "When the bridge started, in seconds since the Unix epoch.",
+            MetricType::Gauge,
+            [(Labels::new(), s.start_time_s)],
+            gauge,
+        )
+    }
+
+    fn workers(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let workers = &self.0.workers;
+        let id = |w: &super::protocol::WorkerStats| {
+            labels([
+                ("worker", w.queue.to_string()),
+                ("core", w.core.to_string()),
+            ])
+        };
+        let each = |f: fn(&super::protocol::WorkerStats) -> u64| {
+            workers.iter().map(move |w| (id(w), f(w)))
+        };
+        family(
+            e,
+            "hairpin_worker_rx_frames",
+            "Frames a worker received, over every port (worker i serves RX queue i).",
+            MetricType::Counter,
+            each(|w| w.rx_frames),
+            counter,
+        )?;
+        family(
+            e,
+            "hairpin_worker_tx_frames",
+            "Frames a worker put on TX rings, over every port.",
+            MetricType::Counter,
+            each(|w| w.tx_frames),
+            counter,
+        )?;
+        family(
+            e,
+            "hairpin_worker_busy_seconds",
+            "Time a worker spent in turns that moved frames (kernel time of its syscalls included).",
+            MetricType::Counter,
+            workers.iter().map(|w| (id(w), w.busy_ns as f64 / 1e9)),
+            counter_f,
+        )?;
+        if let Some(hz) = self.0.cpu_hz {
+            // Busy cycles over frames is `pmd-stats-show`'s "processing cycles per packet".
+            family(
+                e,
+                "hairpin_worker_busy_cycles",
+                "Busy time in CPU cycles at the clock the kernel reports; divide its rate by the frames' for cycles per frame.",
+                MetricType::Counter,
+                workers
+                    .iter()
+                    .map(|w| (id(w), (w.busy_ns as f64 * hz as f64 / 1e9) as u64)),
+                counter,
+            )?;
+        }
+        family(
+            e,
+            "hairpin_worker_sleeps",
+            "Times a worker slept for lack of work.",
+            MetricType::Counter,
+            each(|w| w.sleeps),
+            counter,
+        )?;
+        family(
+            e,
+            "hairpin_worker_umem_free_frames",
+            "UMEM frames in a worker's free pool.",
+            MetricType::Gauge,
+            each(|w| w.free_frames),
+            gauge_u,
+        )?;
+        family(
+            e,
+            "hairpin_worker_umem_frames",
+            "UMEM frames a worker owns.",
+            MetricType::Gauge,
+            each(|w| w.total_frames),
+            gauge_u,
+        )
+    }
+
+    fn mac_table(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        let one = |v: usize| [(Labels::new(), v as u64)];
+        family(
+            e,
+            "hairpin_fdb_entries",
+            "MAC table entries, learned and static.",
+            MetricType::Gauge,
+            one(s.fdb_entries),
+            gauge_u,
+        )?;
+        family(
+            e,
+            "hairpin_fdb_capacity",
+            "MAC table capacity.",
+            MetricType::Gauge,
+            one(s.fdb_capacity),
+            gauge_u,
+        )?;
+        family(
+            e,
+            "hairpin_fdb_learn_refused",
+            "Addresses not learned because their bucket was full (frames to them are flooded).",
+            MetricType::Counter,
+            [(Labels::new(), s.fdb_full)],
+            counter,
+        )?;
+        family(
+            e,
+            "hairpin_fdb_moves",
+            "Learned addresses that moved to another port.",
+            MetricType::Counter,
+            [(Labels::new(), s.fdb_moves)],
+            counter,
+        )
+    }
+}
+
+fn ports(e: &mut DescriptorEncoder<'_>, ports: &[PortInfo]) -> Result<(), std::fmt::Error> {
+    let id = |p: &PortInfo| labels([("port", p.name.clone())]);
+    family(
+        e,
+        "hairpin_port_up",
+        "1 when the port is attached and has carrier, 0 when down or absent.",
+        MetricType::Gauge,
+        ports.iter().map(|p| (id(p), u64::from(p.state == "up"))),
+        gauge_u,
+    )?;
+    let each = |f: fn(&PortInfo) -> u64| ports.iter().map(move |p| (id(p), f(p)));
+    family(
+        e,
+        "hairpin_port_rx_packets",
+        "Frames received on the port.",
+        MetricType::Counter,
+        each(|p| p.counters.rx_packets),
+        counter,
+    )?;
+    family(
+        e,
+        "hairpin_port_rx_bytes",
+        "Bytes received on the port.",
+        MetricType::Counter,
+        each(|p| p.counters.rx_bytes),
+        counter,
+    )?;
+    family(
+        e,
+        "hairpin_port_tx_packets",
+        "Frames sent on the port.",
+        MetricType::Counter,
+        each(|p| p.counters.tx_packets),
+        counter,
+    )?;
+    family(
+        e,
+        "hairpin_port_tx_bytes",
+        "Bytes sent on the port.",
+        MetricType::Counter,
+        each(|p| p.counters.tx_bytes),
+        counter,
+    )?;
+    family(
+        e,
+        "hairpin_port_flood_copies",
+        "Extra copies made to flood frames received on the port.",
+        MetricType::Counter,
+        each(|p| p.counters.flood_copies),
+        counter,
+    )?;
+    let count = |p: &PortInfo, reason: &str| p.counters.drops.get(reason).copied().unwrap_or(0);
+    family(
+        e,
+        "hairpin_port_drops",
+        "Frames received on the port that hairpin dropped, by reason.",
+        MetricType::Counter,
+        ports.iter().flat_map(|p| {
+            DropReason::ALL.iter().map(move |r| {
+                (
+                    labels([("port", p.name.clone()), ("reason", r.name().to_owned())]),
+                    count(p, r.name()),
+                )
+            })
+        }),
+        counter,
+    )?;
+    family(
+        e,
+        "hairpin_port_socket_drops",
+        "Frames the kernel dropped on the port's AF_XDP sockets (XDP_STATISTICS), by reason.",
+        MetricType::Counter,
+        ports.iter().flat_map(|p| {
+            ["rx_ring_full", "fill_ring_empty", "rx_dropped"]
+                .into_iter()
+                .map(move |r| {
+                    (
+                        labels([("port", p.name.clone()), ("reason", r.to_owned())]),
+                        count(p, &format!("kernel_{r}")),
+                    )
+                })
+        }),
+        counter,
+    )
+}
+
+fn queues(e: &mut DescriptorEncoder<'_>, ports: &[PortInfo]) -> Result<(), std::fmt::Error> {
+    let each = |f: fn(&super::protocol::QueueCounters) -> u64| {
+        ports.iter().flat_map(move |p| {
+            p.per_queue.iter().map(move |q| {
+                (
+                    labels([("port", p.name.clone()), ("queue", q.queue.to_string())]),
+                    f(q),
+                )
+            })
+        })
+    };
+    family(
+        e,
+        "hairpin_queue_rx_packets",
+        "Frames received on one RX queue of a port.",
+        MetricType::Counter,
+        each(|q| q.rx_packets),
+        counter,
+    )?;
+    family(
+        e,
+        "hairpin_queue_rx_bytes",
+        "Bytes received on one RX queue of a port.",
+        MetricType::Counter,
+        each(|q| q.rx_bytes),
+        counter,
+    )?;
+    family(
+        e,
+        "hairpin_queue_tx_packets",
+        "Frames sent on one queue of a port.",
+        MetricType::Counter,
+        each(|q| q.tx_packets),
+        counter,
+    )?;
+    family(
+        e,
+        "hairpin_queue_tx_bytes",
+        "Bytes sent on one queue of a port.",
+        MetricType::Counter,
+        each(|q| q.tx_bytes),
+        counter,
+    )?;
+    family(
+        e,
+        "hairpin_queue_drops",
+        "Frames received on one queue of a port and dropped (by hairpin or the kernel).",
+        MetricType::Counter,
+        each(|q| q.drops),
+        counter,
+    )
+}
+
+/// The latency histogram in classic Prometheus buckets, from the HdrHistogram's.
+fn latency(e: &mut DescriptorEncoder<'_>, l: &Latency) -> Result<(), std::fmt::Error> {
+    let buckets = prometheus_buckets(l);
+    let mut metric = e.encode_descriptor(
+        "hairpin_latency_seconds",
+        "Time from reading the RX rings to submitting the TX rings, per busy turn of a worker (all workers).",
+        None,
+        MetricType::Histogram,
+    )?;
+    metric.encode_histogram::<NoLabelSet>(
+        l.sum as f64 / 1e9,
+        l.count,
+        &buckets,
+        None::<&HashMap<usize, Exemplar<NoLabelSet, f64>>>,
+    )
+}
+
+/// `(upper bound in seconds, turns in that bucket alone)` for every bound and `+Inf`,
+/// as the encoder wants them (it accumulates).
+fn prometheus_buckets(l: &Latency) -> Vec<(f64, u64)> {
+    let mut out: Vec<(f64, u64)> = LATENCY_BOUNDS
+        .iter()
+        .chain(&[f64::INFINITY])
+        .map(|&b| (b, 0))
+        .collect();
+    for &(ns, n) in &l.buckets {
+        let s = ns as f64 / 1e9;
+        let i = out
+            .iter()
+            .position(|&(bound, _)| s <= bound)
+            .unwrap_or(out.len() - 1);
+        out[i].1 += n;
+    }
+    out
+}
+
+/// The running endpoint; dropping it stops the server.
+pub struct MetricsServer {
+    server: Arc<tiny_http::Server>,
+    thread: Option<JoinHandle<()>>,
+    addr: SocketAddr,
+}
+
+impl std::fmt::Debug for MetricsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsServer")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MetricsServer {
+    /// The address it listens on (the port is real when `:0` was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for MetricsServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Listens on `addr` and answers `GET /metrics` from what `caller` gets from the control
+/// thread. The server's threads keep off the workers' `cores`.
+pub fn serve(addr: SocketAddr, caller: Caller, cores: &[usize]) -> io::Result<MetricsServer> {
+    let (ready_tx, ready) = mpsc::channel();
+    let cores = cores.to_vec();
+    let thread = thread::Builder::new()
+        .name("hairpin-metrics".into())
+        .spawn(move || {
+            // Before the server exists: the threads it starts inherit the affinity.
+            keep_off(&cores);
+            match tiny_http::Server::http(addr) {
+                Ok(server) => {
+                    let server = Arc::new(server);
+                    let _ = ready_tx.send(Ok(Arc::clone(&server)));
+                    answer(&server, &caller);
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(io::Error::other(format!(
+                        "metrics endpoint {addr}: {e}"
+                    ))));
+                }
+            }
+        })?;
+    let server = ready
+        .recv()
+        .map_err(|_| io::Error::other("the metrics thread died starting"))??;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| io::Error::other("the metrics server has no IP address"))?;
+    Ok(MetricsServer {
+        server,
+        thread: Some(thread),
+        addr,
+    })
+}
+
+/// Answers requests until the server is unblocked.
+fn answer(server: &tiny_http::Server, caller: &Caller) {
+    for request in server.incoming_requests() {
+        let response = respond(&request, caller);
+        if let Err(e) = request.respond(response) {
+            tracing::debug!("metrics client: {e}");
+        }
+    }
+}
+
+type Reply = tiny_http::Response<io::Cursor<Vec<u8>>>;
+
+fn text(status: u16, content_type: &str, body: String) -> Reply {
+    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
+        .expect("a valid header");
+    tiny_http::Response::from_string(body)
+        .with_status_code(status)
+        .with_header(header)
+}
+
+fn respond(request: &tiny_http::Request, caller: &Caller) -> Reply {
+    let path = request.url().split('?').next().unwrap_or_default();
+    // Prometheus asks for OpenMetrics first; anything else gets the classic format.
+    let openmetrics = request.headers().iter().any(|h| {
+        h.field.equiv("Accept") && h.value.as_str().contains("application/openmetrics-text")
+    });
+    match (request.method(), path) {
+        (tiny_http::Method::Get | tiny_http::Method::Head, "/metrics") => {
+            match caller.call(Request::ShowStats) {
+                Response::Stats(stats) if openmetrics => text(200, OPENMETRICS, render(&stats)),
+                Response::Stats(stats) => text(200, PROMETHEUS_TEXT, render_text(&stats)),
+                Response::Error { message } => text(503, "text/plain", message + "\n"),
+                _ => text(500, "text/plain", "unexpected answer\n".into()),
+            }
+        }
+        (tiny_http::Method::Get | tiny_http::Method::Head, "/") => {
+            text(200, "text/plain", "hairpin: metrics at /metrics\n".into())
+        }
+        (tiny_http::Method::Get | tiny_http::Method::Head, _) => {
+            text(404, "text/plain", "not found: try /metrics\n".into())
+        }
+        _ => text(405, "text/plain", "only GET\n".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::{PortCounters, QueueCounters, WorkerStats};
+
+    fn sample() -> Stats {
+        let port = |name: &str, rx: u64| PortInfo {
+            name: name.into(),
+            slot: 0,
+            state: "up".into(),
+            role: "downlink".into(),
+            vlans: None,
+            hairpin: false,
+            allowed_macs: Vec::new(),
+            origin: "config".into(),
+            ifindex: Some(7),
+            queues: 1,
+            xdp: Some("native".into()),
+            zero_copy: false,
+            mtu: Some(1500),
+            counters: PortCounters {
+                rx_packets: rx,
+                rx_bytes: rx * 64,
+                drops: [("spoofed".to_owned(), 3), ("kernel_rx_ring_full".into(), 2)]
+                    .into_iter()
+                    .filter(|_| rx > 0)
+                    .collect(),
+                ..PortCounters::default()
+            },
+            per_queue: vec![QueueCounters {
+                queue: 0,
+                rx_packets: rx,
+                ..QueueCounters::default()
+            }],
+        };
+        Stats {
+            version: "9.9.9".into(),
+            start_time_s: 1.7e9,
+            ports: vec![port("vf0", 1000), port("vf1", 0)],
+            workers: vec![WorkerStats {
+                queue: 0,
+                core: 1,
+                rx_frames: 1000,
+                busy_ns: 2_000_000,
+                ..WorkerStats::default()
+            }],
+            cpu_hz: Some(2_000_000_000),
+            fdb_entries: 2,
+            fdb_capacity: 4096,
+            latency_ns: Latency {
+                count: 6,
+                sum: 3 * 1_500 + 2 * 30_000 + 20_000_000,
+                buckets: vec![(1_500, 3), (30_000, 2), (20_000_000, 1)],
+                ..Latency::default()
+            },
+            ..Stats::default()
+        }
+    }
+
+    #[test]
+    fn renders_prometheus_names_labels_and_every_drop_reason() {
+        let text = render(&sample());
+        for line in [
+            "hairpin_port_rx_packets_total{port=\"vf0\"} 1000",
+            "hairpin_port_rx_packets_total{port=\"vf1\"} 0",
+            "hairpin_port_rx_bytes_total{port=\"vf0\"} 64000",
+            "hairpin_port_drops_total{port=\"vf0\",reason=\"spoofed\"} 3",
+            "hairpin_port_drops_total{port=\"vf1\",reason=\"spoofed\"} 0",
+            "hairpin_port_socket_drops_total{port=\"vf0\",reason=\"rx_ring_full\"} 2",
+            "hairpin_queue_rx_packets_total{port=\"vf0\",queue=\"0\"} 1000",
+            "hairpin_worker_busy_cycles_total{worker=\"0\",core=\"1\"} 4000000",
+            "hairpin_build_info{version=\"9.9.9\"} 1",
+            "hairpin_fdb_entries 2",
+            "# TYPE hairpin_latency_seconds histogram",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+        for reason in DropReason::ALL {
+            assert!(text.contains(&format!("port=\"vf1\",reason=\"{}\"", reason.name())));
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_classic_text_names_counters_with_their_suffix_and_has_no_eof() {
+        let text = render_text(&sample());
+        assert!(text.contains(
+            "# HELP hairpin_port_rx_packets_total Frames received on the port.\n\
+             # TYPE hairpin_port_rx_packets_total counter\n\
+             hairpin_port_rx_packets_total{port=\"vf0\"} 1000\n"
+        ));
+        assert!(text.contains("# TYPE hairpin_fdb_entries gauge\nhairpin_fdb_entries 2\n"));
+        assert!(text.contains("# TYPE hairpin_latency_seconds histogram\n"));
+        assert!(!text.contains("# EOF"));
+        assert!(!text.contains("_total_total"));
+        // Nothing but the descriptors changed.
+        let samples = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(samples(&text), samples(&render(&sample())));
+    }
+
+    #[test]
+    fn latency_buckets_are_cumulative_with_the_tail_in_inf() {
+        let text = render(&sample());
+        for line in [
+            "hairpin_latency_seconds_bucket{le=\"0.000001\"} 0",
+            "hairpin_latency_seconds_bucket{le=\"0.000002\"} 3",
+            "hairpin_latency_seconds_bucket{le=\"0.00005\"} 5",
+            "hairpin_latency_seconds_bucket{le=\"0.01\"} 5",
+            "hairpin_latency_seconds_bucket{le=\"+Inf\"} 6",
+            "hairpin_latency_seconds_count 6",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+    }
+}
