@@ -23,6 +23,7 @@ pub mod datapath;
 pub mod netlab;
 pub mod switch;
 mod sys;
+pub mod top;
 pub mod wire;
 
 pub use sys::set_affinity;

@@ -71,6 +71,27 @@ enum Command {
     Fdb(FdbCommand),
     /// Make a running hairpin re-read its --config file and apply the difference.
     Reload(Client),
+    /// A live view of a running hairpin, redrawn in place: per port packets/s, bits/s and
+    /// drops/s, per worker busy % and cycles/frame, the interval's latency, the MAC table.
+    Top {
+        /// Seconds between frames (the rates are over this interval).
+        #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
+        interval: f64,
+        /// Print one frame (two samples an interval apart) and exit.
+        #[arg(long)]
+        once: bool,
+        /// The control socket of the hairpin to watch.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+}
+
+/// A `--interval` in seconds: 0.1 to 3600.
+fn parse_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.1..=3600.0).contains(&s) => Ok(s),
+        _ => Err(format!("{text:?}: give seconds from 0.1 to 3600")),
+    }
 }
 
 /// How a client command reaches hairpin.
@@ -178,8 +199,8 @@ enum FdbCommand {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// The whole bridge from a TOML file (see the README); no other option but --stats
-    /// and --socket goes with it. SIGHUP or `hairpin reload` re-reads it.
+    /// The whole bridge from a TOML file (see the README); no other option but --stats,
+    /// --socket and --metrics goes with it. SIGHUP or `hairpin reload` re-reads it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Ports to bridge, comma-separated: the downlinks (VFs, macvlans, veths, taps).
@@ -321,6 +342,11 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => forward(*args),
         Command::Demo { seconds } => demo::run(seconds.map(Duration::from_secs)),
+        Command::Top {
+            interval,
+            once,
+            socket,
+        } => hairpin::top::run(&socket, Duration::from_secs_f64(interval), once),
         Command::Watch { ports, xdp_mode } => watch(&ports, xdp_mode),
         Command::Port(PortCommand::Add {
             name,

@@ -24,6 +24,14 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iperf3", "TCP streams in the demo and tests"),
     ("tcpdump", "captures in the tests"),
     ("ethtool", "checksum offload off on lab veths"),
+    (
+        "systemd",
+        "systemd-analyze, which checks contrib/hairpin.service in the tests",
+    ),
+    (
+        "prometheus",
+        "promtool, which checks the metrics endpoint's output in the tests",
+    ),
 ];
 
 /// Debian packages of the forwarders `cargo xtask bench` measures hairpin against.
@@ -131,7 +139,36 @@ fn install(what: &str, packages: &[(&str, &str)]) -> Result<()> {
             .args(["install", "-y", "-q", "--no-install-recommends"])
             .args(missing.iter().map(|(p, _)| p))
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )
+    )?;
+    for (package, _) in &missing {
+        if NO_DAEMON.contains(package) {
+            quiet_daemon(package);
+        }
+    }
+    Ok(())
+}
+
+/// Packages installed for a tool of theirs whose daemon the package starts and enables
+/// (`prometheus` for promtool): setup stops and disables the daemon it brought.
+const NO_DAEMON: &[&str] = &["prometheus"];
+
+fn quiet_daemon(service: &str) {
+    step(&format!(
+        "setup: {service}: installed for its tools; its daemon is stopped and disabled"
+    ));
+    // Whichever init the machine has; neither may be there (a container), and the
+    // daemon may not have started: nothing here is an error.
+    for args in [
+        vec!["systemctl", "disable", "--now", service],
+        vec!["invoke-rc.d", service, "stop"],
+        vec!["update-rc.d", service, "disable"],
+    ] {
+        let _ = Command::new(args[0])
+            .args(&args[1..])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
 }
 
 fn bpf_linker() -> Result<()> {

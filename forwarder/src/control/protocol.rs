@@ -139,7 +139,7 @@ pub enum Response {
         entries: Vec<FdbEntry>,
     },
     /// `show stats`.
-    Stats(Stats),
+    Stats(Box<Stats>),
     /// The request was refused; nothing changed.
     Error {
         /// Why.
@@ -238,7 +238,9 @@ pub struct FdbEntry {
 /// Every counter, as `hairpin show stats` gives it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Stats {
-    /// The version of the running hairpin.
+    /// The version of the running hairpin (named apart from the protocol's `version`,
+    /// which shares the answer's JSON object).
+    #[serde(rename = "hairpin_version")]
     pub version: String,
     /// When it started, in seconds since the Unix epoch.
     pub start_time_s: f64,

@@ -408,7 +408,7 @@ impl Control {
             }
             Request::FdbFlush { port } => done(bridge.fdb_flush(port.as_deref())),
             Request::Reload => done(self.reload()),
-            Request::ShowStats => Response::Stats(self.bridge.stats()),
+            Request::ShowStats => Response::Stats(Box::new(self.bridge.stats())),
         }
     }
 

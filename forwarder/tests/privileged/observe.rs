@@ -92,7 +92,7 @@ fn metrics_are_scraped_while_frames_flow_and_match_show_ports() {
         Stdio::null(),
     );
     ping(&topo.vms[0], &topo.addr(1), 2).unwrap();
-    let flow = stream(&topo.vms[0], &topo.addr(1), 400);
+    let flow = stream(&topo.vms[0], &topo.addr(1), 600);
     std::thread::sleep(Duration::from_millis(500));
 
     let (status, before) = get(&topo.sw, "/metrics");
@@ -139,6 +139,26 @@ fn metrics_are_scraped_while_frames_flow_and_match_show_ports() {
         before["hairpin_port_drops_total{port=\"p2\",reason=\"spoofed\"}"], 0.0,
         "every reason is there, zero or not"
     );
+
+    // `hairpin top --once` while the stream flows: p0 and p1 carry it, p2 is idle.
+    let top = ask(&socket, &["top", "--once", "--interval", "1"]).unwrap();
+    for (name, busy) in [("p0", true), ("p1", true), ("p2", false)] {
+        let row: Vec<&str> = top
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{top}"))
+            .split_whitespace()
+            .collect();
+        // port, state, rx pkt/s (figure, unit), rx bit/s, tx pkt/s, tx bit/s, drops/s
+        assert_eq!(row[1], "up", "{top}");
+        let (rx, tx) = (row[2], row[6]);
+        if busy {
+            assert!(rx != "0" && tx != "0", "{name} carries the stream:\n{top}");
+        } else {
+            assert!(rx == "0" && tx == "0", "{name} is idle:\n{top}");
+        }
+    }
+    assert!(top.contains("latency"), "{top}");
 
     let (status, _) = get(&topo.sw, "/nothing");
     assert!(status.contains(" 404 "), "{status}");

@@ -1,0 +1,930 @@
+//! `hairpin top`: the bridge's rates, live, over the control socket.
+//!
+//! Two `show stats` answers taken an interval apart subtract into rates: per port,
+//! packets and bits per second each way and drops per second by reason; per worker,
+//! the share of the interval it was busy and what a frame cost it; the latency
+//! percentiles of the interval's busy turns alone (the histogram's buckets subtracted,
+//! [`Summary::since`]); the MAC table. [`frame`] does the arithmetic and the layout and
+//! nothing else, so tests call it with samples built by hand; [`run`] fetches the samples
+//! and draws the frames, in place on a terminal.
+//!
+//! Counters that start over between two samples are taken as counting from zero, so a
+//! rate is never negative nor absurd: a port that was just added, a port removed and
+//! added again (its counters restart at attach), a whole hairpin restarted.
+use std::{
+    collections::BTreeMap,
+    io::{self, IsTerminal, Write},
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail, ensure};
+use signal_hook::{
+    SigId,
+    consts::{SIGINT, SIGTERM},
+};
+
+use crate::{
+    control::{
+        protocol::{Latency, PortCounters, PortInfo, Request, Response, Stats, WorkerStats},
+        service,
+    },
+    datapath::latency::Summary,
+};
+
+/// One frame of `hairpin top`: the rates between `earlier` and `now`, two `show stats`
+/// answers taken `interval` apart.
+///
+/// ```text
+/// hairpin 0.1.0, up 01:02:05, rates over 5.00 s
+///
+/// port            state    rx pkt/s     rx bit/s   tx pkt/s     tx bit/s  drops/s
+/// vf1             up      1.00 Mpps  12.0 Gbit/s   500 kpps  6.00 Gbit/s  fdb_miss=400 vlan=2.00
+/// vf2             up          0 pps      0 bit/s      0 pps      0 bit/s  -
+/// gone            absent      0 pps      0 bit/s      0 pps      0 bit/s  -
+///
+/// worker core    busy  ns/frame cycles/frame   rx pkt/s   tx pkt/s   free UMEM
+/// q0        2  50.0 %       500         1500  1.00 Mpps  1.00 Mpps   4000/4096
+///
+/// latency, RX read to TX submit, 1000 busy turns: p50 2.0 us, p99 50.0 us, p99.9 50.0 us, max 50.0 us
+/// mac table: 12/4096 entries; in the interval 0 full-bucket misses, 1 moves
+/// ```
+///
+/// A port, worker or counter that started over between the two (it is new, or was
+/// removed and added again, or hairpin restarted) counts from zero.
+pub fn frame(earlier: &Stats, now: &Stats, interval: Duration) -> String {
+    let fresh = Stats::default();
+    let restarted = !same_run(earlier, now);
+    let earlier = if restarted { &fresh } else { earlier };
+    // A zero interval would make every rate infinite; no caller passes one.
+    let secs = interval.as_secs_f64().max(1e-6);
+    let mut out = header(now, secs, restarted);
+    out += "\n";
+    out += &port_table(earlier, now, secs);
+    out += "\n";
+    out += &worker_table(earlier, now, secs);
+    out += "\n";
+    out += &latency_line(&earlier.latency_ns, &now.latency_ns);
+    out += &fdb_line(earlier, now);
+    out
+}
+
+/// Shows the rates of the hairpin serving `socket`: takes a sample, waits `interval`,
+/// takes another and prints the frame between them.
+///
+/// With `once`, that one frame is all. Otherwise it goes on until Ctrl-C (or SIGTERM),
+/// a frame each `interval`: redrawn in place on a terminal, with the cursor hidden
+/// until the end; one after another, a blank line between, when stdout is not a
+/// terminal. A server that refuses or stops answering ends it with an error.
+pub fn run(socket: &Path, interval: Duration, once: bool) -> Result<()> {
+    ensure!(!interval.is_zero(), "the interval must be longer than zero");
+    if once {
+        return one_frame(socket, interval, &mut io::stdout().lock());
+    }
+    live(socket, interval)
+}
+
+/// Two samples `interval` apart and the frame between them, written to `out`.
+fn one_frame(socket: &Path, interval: Duration, out: &mut impl Write) -> Result<()> {
+    let earlier = sample(socket, false)?;
+    thread::sleep(interval);
+    let now = sample(socket, true)?;
+    let frame = frame(&earlier.stats, &now.stats, elapsed(&earlier, &now));
+    out.write_all(frame.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing to stdout")
+}
+
+/// Frames until stopped by a signal or a reader that went away.
+fn live(socket: &Path, interval: Duration) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let _signals = Signals::register(&stop)?;
+    watch(socket, interval, &stop, None)
+}
+
+/// The live view for a caller that handles signals itself (the demo): frames until
+/// `stop` is raised, `until` has passed or the reader went away.
+pub fn watch(
+    socket: &Path,
+    interval: Duration,
+    stop: &AtomicBool,
+    until: Option<Instant>,
+) -> Result<()> {
+    ensure!(!interval.is_zero(), "the interval must be longer than zero");
+    let stdout = io::stdout();
+    let terminal = stdout.is_terminal();
+    let mut screen = Screen::new(stdout.lock(), terminal);
+    let mut earlier = sample(socket, false)?;
+    while wait(stop, interval) && until.is_none_or(|u| Instant::now() < u) {
+        let now = sample(socket, true)?;
+        match screen.draw(&frame(&earlier.stats, &now.stats, elapsed(&earlier, &now))) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
+            drawn => drawn.context("writing to stdout")?,
+        }
+        earlier = now;
+    }
+    Ok(())
+}
+
+/// Sleeps `interval` in small steps; false when `stop` was raised meanwhile.
+fn wait(stop: &AtomicBool, interval: Duration) -> bool {
+    const STEP: Duration = Duration::from_millis(50);
+    let until = Instant::now() + interval;
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        thread::sleep(left.min(STEP));
+    }
+}
+
+/// A `show stats` answer and when it came.
+#[derive(Debug)]
+struct Sample {
+    stats: Stats,
+    at: Instant,
+}
+
+/// Asks `socket` for every counter; `answered_before` says whether it did already (so
+/// that failing now means it went away).
+fn sample(socket: &Path, answered_before: bool) -> Result<Sample> {
+    let answer = service::request(socket, &Request::ShowStats).with_context(|| {
+        let gone = if answered_before {
+            ", which answered before: has hairpin stopped?"
+        } else {
+            ""
+        };
+        format!("reading stats from {}{gone}", socket.display())
+    })?;
+    match answer {
+        Response::Stats(stats) => Ok(Sample {
+            stats: *stats,
+            at: Instant::now(),
+        }),
+        Response::Error { message } => bail!("{}: {message}", socket.display()),
+        other => bail!("{}: answered show stats with {other:?}", socket.display()),
+    }
+}
+
+/// The time between two samples: by the server's clock when both come from the same
+/// run (its uptime is read with the counters), else as seen here.
+fn elapsed(earlier: &Sample, now: &Sample) -> Duration {
+    let by_server = now.stats.uptime_s - earlier.stats.uptime_s;
+    Duration::try_from_secs_f64(by_server)
+        .ok()
+        .filter(|d| same_run(&earlier.stats, &now.stats) && !d.is_zero())
+        .unwrap_or_else(|| now.at.saturating_duration_since(earlier.at))
+}
+
+/// Both samples come from the same hairpin process, so its counters only grew.
+fn same_run(earlier: &Stats, now: &Stats) -> bool {
+    (now.start_time_s - earlier.start_time_s).abs() < 1e-3 && now.uptime_s >= earlier.uptime_s
+}
+
+// --- the frame's parts ---
+
+/// `hairpin 0.1.0, up 01:02:03, rates over 1.00 s`.
+fn header(now: &Stats, secs: f64, restarted: bool) -> String {
+    let mut line = format!(
+        "hairpin {}, up {}, rates over {secs:.2} s",
+        now.version,
+        uptime(now.uptime_s)
+    );
+    if restarted {
+        line += " (hairpin restarted: counting from its start)";
+    }
+    line + "\n"
+}
+
+/// One row per port: packets and bits per second each way, drops per second by reason.
+fn port_table(earlier: &Stats, now: &Stats, secs: f64) -> String {
+    let mut out = format!(
+        "{:<15} {:<6} {:>10} {:>12} {:>10} {:>12}  drops/s\n",
+        "port", "state", "rx pkt/s", "rx bit/s", "tx pkt/s", "tx bit/s"
+    );
+    for port in &now.ports {
+        let d = port_delta(baseline(earlier, now, port), &port.counters);
+        let drops: Vec<String> = d
+            .drops
+            .iter()
+            .filter(|&(_, &n)| n > 0)
+            .map(|(reason, &n)| format!("{reason}={}", si(n as f64 / secs, "")))
+            .collect();
+        out += &format!(
+            "{:<15} {:<6} {:>10} {:>12} {:>10} {:>12}  {}\n",
+            port.name,
+            port.state,
+            si(d.rx_packets as f64 / secs, "pps"),
+            si(d.rx_bytes as f64 * 8.0 / secs, "bit/s"),
+            si(d.tx_packets as f64 / secs, "pps"),
+            si(d.tx_bytes as f64 * 8.0 / secs, "bit/s"),
+            if drops.is_empty() {
+                "-".to_owned()
+            } else {
+                drops.join(" ")
+            }
+        );
+    }
+    if now.ports.is_empty() {
+        out += "(no ports)\n";
+    }
+    out
+}
+
+/// What a port counted in the interval.
+#[derive(Debug, Default)]
+struct PortDelta<'a> {
+    rx_packets: u64,
+    rx_bytes: u64,
+    tx_packets: u64,
+    tx_bytes: u64,
+    drops: BTreeMap<&'a str, u64>,
+}
+
+/// The earlier counters of `port`, or `None` when they started over since: the port is
+/// new, or moved to another slot, or was detached and attached again (counters restart
+/// at attach; a detach is recorded in `departed`). A port that went absent keeps its
+/// counters frozen, so its departure is no restart.
+fn baseline<'a>(earlier: &'a Stats, now: &Stats, port: &PortInfo) -> Option<&'a PortCounters> {
+    let before = earlier.ports.iter().find(|p| p.name == port.name)?;
+    let departures = |s: &Stats| s.departed.iter().filter(|(n, _)| *n == port.name).count();
+    let reattached = port.state != "absent" && departures(now) != departures(earlier);
+    (before.slot == port.slot && !reattached).then_some(&before.counters)
+}
+
+/// `now` minus `before`; all of `now` when there is no `before` or a counter of it went
+/// backwards (the port's counters restarted).
+fn port_delta<'a>(before: Option<&PortCounters>, now: &'a PortCounters) -> PortDelta<'a> {
+    let zero = PortCounters::default();
+    let before = before.filter(|b| !went_back(b, now)).unwrap_or(&zero);
+    PortDelta {
+        rx_packets: now.rx_packets - before.rx_packets,
+        rx_bytes: now.rx_bytes - before.rx_bytes,
+        tx_packets: now.tx_packets - before.tx_packets,
+        tx_bytes: now.tx_bytes - before.tx_bytes,
+        drops: now
+            .drops
+            .iter()
+            .map(|(reason, &n)| {
+                let was = before.drops.get(reason).copied().unwrap_or(0);
+                (reason.as_str(), n - was)
+            })
+            .collect(),
+    }
+}
+
+/// Some counter of `now` is below the same one in `before`.
+fn went_back(before: &PortCounters, now: &PortCounters) -> bool {
+    now.rx_packets < before.rx_packets
+        || now.rx_bytes < before.rx_bytes
+        || now.tx_packets < before.tx_packets
+        || now.tx_bytes < before.tx_bytes
+        || before
+            .drops
+            .iter()
+            .any(|(reason, &n)| now.drops.get(reason).copied().unwrap_or(0) < n)
+}
+
+/// One row per worker: busy share, time and cycles per received frame, frame rates.
+fn worker_table(earlier: &Stats, now: &Stats, secs: f64) -> String {
+    let mut out = format!(
+        "{:<6} {:>4} {:>7} {:>9} {:>12} {:>10} {:>10} {:>11}\n",
+        "worker", "core", "busy", "ns/frame", "cycles/frame", "rx pkt/s", "tx pkt/s", "free UMEM"
+    );
+    for w in &now.workers {
+        let before = earlier.workers.iter().find(|b| b.queue == w.queue);
+        let d = worker_delta(before, w);
+        let ns_per_frame = (d.rx_frames > 0).then(|| d.busy_ns as f64 / d.rx_frames as f64);
+        let cycles = ns_per_frame
+            .zip(now.cpu_hz)
+            .map(|(ns, hz)| ns * hz as f64 / 1e9);
+        out += &format!(
+            "{:<6} {:>4} {:>5.1} % {:>9} {:>12} {:>10} {:>10} {:>11}\n",
+            format!("q{}", w.queue),
+            w.core,
+            d.busy_ns as f64 / 1e9 / secs * 100.0,
+            ns_per_frame.map_or_else(|| "-".to_owned(), |ns| format!("{ns:.0}")),
+            cycles.map_or_else(|| "-".to_owned(), |c| format!("{c:.0}")),
+            si(d.rx_frames as f64 / secs, "pps"),
+            si(d.tx_frames as f64 / secs, "pps"),
+            format!("{}/{}", w.free_frames, w.total_frames),
+        );
+    }
+    if now.workers.is_empty() {
+        out += "(no workers)\n";
+    }
+    out
+}
+
+/// `now` minus `before`; all of `now` when there is no `before` or it counted more
+/// (the worker's counters restarted).
+fn worker_delta(before: Option<&WorkerStats>, now: &WorkerStats) -> WorkerStats {
+    let zero = WorkerStats::default();
+    let before = before
+        .filter(|b| {
+            b.busy_ns <= now.busy_ns && b.rx_frames <= now.rx_frames && b.tx_frames <= now.tx_frames
+        })
+        .unwrap_or(&zero);
+    WorkerStats {
+        busy_ns: now.busy_ns - before.busy_ns,
+        rx_frames: now.rx_frames - before.rx_frames,
+        tx_frames: now.tx_frames - before.tx_frames,
+        ..now.clone()
+    }
+}
+
+/// The percentiles of the turns recorded between the two read-outs.
+fn latency_line(earlier: &Latency, now: &Latency) -> String {
+    let l = summary(now).since(&summary(earlier));
+    if l.count == 0 {
+        return "latency: no busy turns in the interval\n".to_owned();
+    }
+    format!(
+        "latency, RX read to TX submit, {} busy turns: p50 {}, p99 {}, p99.9 {}, max {}\n",
+        l.count,
+        nanos(l.p50),
+        nanos(l.p99),
+        nanos(l.p999),
+        nanos(l.max)
+    )
+}
+
+/// The protocol's read-out as the histogram summary it was made from.
+fn summary(l: &Latency) -> Summary {
+    Summary {
+        count: l.count,
+        sum: l.sum,
+        p50: l.p50,
+        p99: l.p99,
+        p999: l.p999,
+        max: l.max,
+        buckets: l.buckets.clone(),
+    }
+}
+
+/// The MAC table's size, and what happened to it in the interval.
+fn fdb_line(earlier: &Stats, now: &Stats) -> String {
+    format!(
+        "mac table: {}/{} entries; in the interval {} full-bucket misses, {} moves\n",
+        now.fdb_entries,
+        now.fdb_capacity,
+        counted(earlier.fdb_full, now.fdb_full),
+        counted(earlier.fdb_moves, now.fdb_moves)
+    )
+}
+
+/// What a counter counted from `before` to `now`; all of `now` if it restarted.
+fn counted(before: u64, now: u64) -> u64 {
+    now.checked_sub(before).unwrap_or(now)
+}
+
+// --- numbers for people ---
+
+/// `value` with an SI prefix and three significant figures: `0 pps`, `4.20 pps`,
+/// `812 kpps`, `1.23 Gbit/s`. Zero is exactly `0`; a non-zero value never looks like it.
+fn si(value: f64, unit: &str) -> String {
+    const PREFIXES: [&str; 5] = ["", "k", "M", "G", "T"];
+    if value <= 0.0 {
+        return format!("0 {unit}").trim_end().to_owned();
+    }
+    if value < 0.01 {
+        return format!("<0.01 {unit}").trim_end().to_owned();
+    }
+    let (mut scaled, mut prefix) = (value, 0);
+    while scaled >= 999.5 && prefix + 1 < PREFIXES.len() {
+        scaled /= 1000.0;
+        prefix += 1;
+    }
+    let decimals = if scaled < 9.995 {
+        2
+    } else if scaled < 99.95 {
+        1
+    } else {
+        0
+    };
+    format!("{scaled:.decimals$} {}{unit}", PREFIXES[prefix])
+        .trim_end()
+        .to_owned()
+}
+
+/// A latency: `850 ns`, `12.3 us`, `4.56 ms`, `1.20 s`.
+fn nanos(ns: u64) -> String {
+    match ns {
+        0..1_000 => format!("{ns} ns"),
+        1_000..1_000_000 => format!("{:.1} us", ns as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.2} ms", ns as f64 / 1e6),
+        _ => format!("{:.2} s", ns as f64 / 1e9),
+    }
+}
+
+/// `01:02:03`, or `3d 01:02:03`.
+fn uptime(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    let hms = format!("{:02}:{:02}:{:02}", s / 3600 % 24, s / 60 % 60, s % 60);
+    match s / 86_400 {
+        0 => hms,
+        days => format!("{days}d {hms}"),
+    }
+}
+
+// --- the terminal ---
+
+const HIDE_CURSOR: &str = "\x1b[?25l";
+const SHOW_CURSOR: &str = "\x1b[?25h";
+const CLEAR_SCREEN: &str = "\x1b[2J";
+const HOME: &str = "\x1b[H";
+const CLEAR_TO_LINE_END: &str = "\x1b[K";
+const CLEAR_TO_SCREEN_END: &str = "\x1b[J";
+
+/// Where frames go: redrawn in place on a terminal (cursor hidden until dropped), else
+/// one after another with a blank line between.
+struct Screen<W: Write> {
+    out: W,
+    terminal: bool,
+    frames: u64,
+}
+
+impl<W: Write> Screen<W> {
+    fn new(out: W, terminal: bool) -> Self {
+        Self {
+            out,
+            terminal,
+            frames: 0,
+        }
+    }
+
+    /// Shows `frame` in place of the previous one.
+    fn draw(&mut self, frame: &str) -> io::Result<()> {
+        if self.terminal {
+            if self.frames == 0 {
+                write!(self.out, "{HIDE_CURSOR}{CLEAR_SCREEN}")?;
+            }
+            // Overwriting line by line, then clearing what is left, does not flicker
+            // the way clearing the whole screen first does.
+            write!(self.out, "{HOME}")?;
+            for line in frame.lines() {
+                writeln!(self.out, "{line}{CLEAR_TO_LINE_END}")?;
+            }
+            write!(self.out, "{CLEAR_TO_SCREEN_END}")?;
+        } else {
+            if self.frames > 0 {
+                writeln!(self.out)?;
+            }
+            write!(self.out, "{frame}")?;
+        }
+        self.frames += 1;
+        self.out.flush()
+    }
+}
+
+impl<W: Write> Drop for Screen<W> {
+    fn drop(&mut self) {
+        if self.terminal && self.frames > 0 {
+            let _ = write!(self.out, "{SHOW_CURSOR}");
+            let _ = self.out.flush();
+        }
+    }
+}
+
+/// SIGINT and SIGTERM raise a flag instead of ending the process, so that the cursor
+/// is shown again; a second one while the flag is up ends it at once (a server that
+/// does not answer holds a request for up to 30 s). Unregistered when dropped.
+#[derive(Debug)]
+struct Signals(Vec<SigId>);
+
+impl Signals {
+    fn register(stop: &Arc<AtomicBool>) -> Result<Self> {
+        let mut ids = Vec::new();
+        for signal in [SIGINT, SIGTERM] {
+            // The conditional exit goes first: it sees the flag as it was before this
+            // signal raised it.
+            ids.push(signal_hook::flag::register_conditional_shutdown(
+                signal,
+                130,
+                Arc::clone(stop),
+            )?);
+            ids.push(signal_hook::flag::register(signal, Arc::clone(stop))?);
+        }
+        Ok(Self(ids))
+    }
+}
+
+impl Drop for Signals {
+    fn drop(&mut self) {
+        for &id in &self.0 {
+            signal_hook::low_level::unregister(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{BufRead, BufReader},
+        os::unix::net::UnixListener,
+        path::PathBuf,
+        sync::atomic::AtomicU32,
+    };
+
+    use super::*;
+    use crate::control::protocol::{ResponseLine, VERSION};
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    fn counters(rx: (u64, u64), tx: (u64, u64), drops: &[(&str, u64)]) -> PortCounters {
+        PortCounters {
+            rx_packets: rx.0,
+            rx_bytes: rx.1,
+            tx_packets: tx.0,
+            tx_bytes: tx.1,
+            drops: drops.iter().map(|&(r, n)| (r.to_owned(), n)).collect(),
+            ..PortCounters::default()
+        }
+    }
+
+    fn port(name: &str, slot: u8, counters: PortCounters) -> PortInfo {
+        PortInfo {
+            name: name.to_owned(),
+            slot,
+            state: "up".to_owned(),
+            role: "downlink".to_owned(),
+            vlans: None,
+            hairpin: false,
+            allowed_macs: Vec::new(),
+            origin: "config".to_owned(),
+            ifindex: Some(10 + u32::from(slot)),
+            queues: 1,
+            xdp: Some("native".to_owned()),
+            zero_copy: true,
+            mtu: Some(1500),
+            counters,
+            per_queue: Vec::new(),
+        }
+    }
+
+    fn worker(queue: u32, rx_frames: u64, busy_ns: u64) -> WorkerStats {
+        WorkerStats {
+            queue,
+            core: 2 + queue as usize,
+            rx_frames,
+            tx_frames: rx_frames,
+            busy_ns,
+            sleeps: 0,
+            free_frames: 4000,
+            total_frames: 4096,
+        }
+    }
+
+    fn stats(uptime_s: f64, ports: Vec<PortInfo>, workers: Vec<WorkerStats>) -> Stats {
+        Stats {
+            version: "0.1.0".to_owned(),
+            start_time_s: 1_700_000_000.0,
+            uptime_s,
+            ports,
+            workers,
+            cpu_hz: Some(3_000_000_000),
+            fdb_capacity: 4096,
+            ..Stats::default()
+        }
+    }
+
+    /// The row of `name` in the port table, split into words.
+    fn row<'a>(frame: &'a str, name: &str) -> Vec<&'a str> {
+        frame
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no row {name} in\n{frame}"))
+            .split_whitespace()
+            .collect()
+    }
+
+    /// A busy port, an idle one and one whose interface is gone, over one second.
+    fn busy_idle_absent() -> (Stats, Stats) {
+        let earlier = stats(
+            3720.0,
+            vec![
+                port(
+                    "vf1",
+                    0,
+                    counters((5_000, 7_500_000), (2_000, 3_000_000), &[]),
+                ),
+                port("vf2", 1, counters((7, 420), (7, 420), &[("vlan", 3)])),
+                port("gone", 2, counters((9, 900), (0, 0), &[])),
+            ],
+            vec![worker(0, 5_000, 1_000_000)],
+        );
+        let mut now = stats(
+            3725.0,
+            vec![
+                port(
+                    "vf1",
+                    0,
+                    counters(
+                        (5_005_000, 7_507_500_000),
+                        (2_502_000, 3_753_000_000),
+                        &[("fdb_miss", 2_000), ("vlan", 10)],
+                    ),
+                ),
+                port("vf2", 1, counters((7, 420), (7, 420), &[("vlan", 3)])),
+                port("gone", 2, counters((9, 900), (0, 0), &[])),
+            ],
+            vec![worker(0, 5_005_000, 2_501_000_000)],
+        );
+        now.ports[2].state = "absent".to_owned();
+        (earlier, now)
+    }
+
+    #[test]
+    fn a_busy_port_shows_its_rates_and_an_idle_one_zero() {
+        let (earlier, now) = busy_idle_absent();
+        let f = frame(&earlier, &now, 5 * SECOND);
+        // 5 M frames of 1500 B in 5 s: 1 Mpps, 12 Gbit/s; half of that sent.
+        assert_eq!(
+            row(&f, "vf1")[..10],
+            [
+                "vf1", "up", "1.00", "Mpps", "12.0", "Gbit/s", "500", "kpps", "6.00", "Gbit/s"
+            ],
+            "{f}"
+        );
+        assert_eq!(
+            row(&f, "vf2"),
+            [
+                "vf2", "up", "0", "pps", "0", "bit/s", "0", "pps", "0", "bit/s", "-"
+            ],
+            "{f}"
+        );
+        assert_eq!(
+            row(&f, "gone"),
+            [
+                "gone", "absent", "0", "pps", "0", "bit/s", "0", "pps", "0", "bit/s", "-"
+            ],
+            "{f}"
+        );
+        assert!(
+            f.starts_with("hairpin 0.1.0, up 01:02:05, rates over 5.00 s\n"),
+            "{f}"
+        );
+    }
+
+    #[test]
+    fn drops_are_rates_by_reason_and_only_those_that_happened() {
+        let (earlier, now) = busy_idle_absent();
+        let f = frame(&earlier, &now, 5 * SECOND);
+        // Both reasons are new on vf1, so they count from zero: 2000 and 10 in 5 s.
+        assert_eq!(row(&f, "vf1")[10..], ["fdb_miss=400", "vlan=2.00"], "{f}");
+        // vf2 has dropped before, but not in the interval.
+        assert_eq!(row(&f, "vf2")[10], "-", "{f}");
+    }
+
+    #[test]
+    fn workers_show_busy_share_and_cost_per_frame() {
+        let (earlier, mut now) = busy_idle_absent();
+        let f = frame(&earlier, &now, 5 * SECOND);
+        // 2.5 s busy out of 5; 2.5 s over 5 M frames is 500 ns, 1500 cycles at 3 GHz.
+        assert_eq!(
+            row(&f, "q0"),
+            [
+                "q0",
+                "2",
+                "50.0",
+                "%",
+                "500",
+                "1500",
+                "1.00",
+                "Mpps",
+                "1.00",
+                "Mpps",
+                "4000/4096"
+            ],
+            "{f}"
+        );
+        now.cpu_hz = None;
+        let f = frame(&earlier, &now, 5 * SECOND);
+        assert_eq!(row(&f, "q0")[4..6], ["500", "-"], "{f}");
+        // A worker that received nothing has no cost per frame.
+        let f = frame(&earlier, &earlier, 5 * SECOND);
+        assert_eq!(row(&f, "q0")[1..6], ["2", "0.0", "%", "-", "-"], "{f}");
+    }
+
+    #[test]
+    fn counters_that_restarted_count_from_zero() {
+        let (earlier, mut now) = busy_idle_absent();
+        // vf2 was removed and added again: its counters are below the earlier ones.
+        now.ports[1].counters = counters((5, 300), (0, 0), &[]);
+        // vf3 is new.
+        now.ports
+            .push(port("vf3", 3, counters((10, 1000), (0, 0), &[])));
+        // vf1 was removed and added again, and has since counted more than before.
+        now.ports[0].counters = counters((8_000, 12_000_000), (0, 0), &[]);
+        now.departed
+            .push(("vf1".to_owned(), counters((6_000, 9_000_000), (0, 0), &[])));
+        let f = frame(&earlier, &now, SECOND);
+        assert_eq!(
+            row(&f, "vf2")[2..6],
+            ["5.00", "pps", "2.40", "kbit/s"],
+            "{f}"
+        );
+        assert_eq!(
+            row(&f, "vf3")[2..6],
+            ["10.0", "pps", "8.00", "kbit/s"],
+            "{f}"
+        );
+        assert_eq!(row(&f, "vf1")[2..4], ["8.00", "kpps"], "{f}");
+        // A port that went absent keeps its counters: its departure is no restart.
+        let mut gone = now.clone();
+        gone.departed = vec![("gone".to_owned(), counters((9, 900), (0, 0), &[]))];
+        assert_eq!(row(&frame(&earlier, &gone, SECOND), "gone")[2], "0");
+    }
+
+    #[test]
+    fn a_restarted_hairpin_counts_from_its_start() {
+        let (earlier, mut now) = busy_idle_absent();
+        now.start_time_s += 3725.0;
+        now.uptime_s = 0.5;
+        now.fdb_moves = 3;
+        let f = frame(&earlier, &now, SECOND);
+        assert!(
+            f.lines().next().unwrap().contains("hairpin restarted"),
+            "{f}"
+        );
+        assert_eq!(row(&f, "vf2")[2..4], ["7.00", "pps"], "{f}");
+        assert!(
+            f.contains("in the interval 0 full-bucket misses, 3 moves"),
+            "{f}"
+        );
+    }
+
+    #[test]
+    fn latency_is_the_intervals_own() {
+        let (mut earlier, mut now) = busy_idle_absent();
+        earlier.latency_ns = Latency {
+            count: 10_000,
+            buckets: vec![(2_000, 10_000)],
+            ..Latency::default()
+        };
+        // 900 more turns of 2 us and 100 of 50 us: 10 % slow in the interval, under
+        // 1 % since the start (whose p99 is 2 us).
+        now.latency_ns = Latency {
+            count: 11_000,
+            buckets: vec![(2_000, 10_900), (50_015, 100)],
+            ..Latency::default()
+        };
+        let f = frame(&earlier, &now, SECOND);
+        assert!(
+            f.contains("1000 busy turns: p50 2.0 us, p99 50.0 us, p99.9 50.0 us, max 50.0 us"),
+            "{f}"
+        );
+        let f = frame(&now, &now, SECOND);
+        assert!(f.contains("latency: no busy turns in the interval"), "{f}");
+    }
+
+    #[test]
+    fn the_mac_table_shows_size_and_what_happened() {
+        let (mut earlier, mut now) = busy_idle_absent();
+        (earlier.fdb_full, earlier.fdb_moves) = (4, 10);
+        (now.fdb_entries, now.fdb_full, now.fdb_moves) = (12, 4, 13);
+        let f = frame(&earlier, &now, SECOND);
+        assert!(
+            f.contains("mac table: 12/4096 entries; in the interval 0 full-bucket misses, 3 moves"),
+            "{f}"
+        );
+    }
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(si(0.0, "pps"), "0 pps");
+        assert_eq!(si(0.001, "pps"), "<0.01 pps");
+        assert_eq!(si(4.2, "pps"), "4.20 pps");
+        assert_eq!(si(999.4, "pps"), "999 pps");
+        assert_eq!(si(999.6, "pps"), "1.00 kpps");
+        assert_eq!(si(1_234_567.0, "pps"), "1.23 Mpps");
+        assert_eq!(si(99_960_000_000.0, "bit/s"), "100 Gbit/s");
+        assert_eq!(si(2.0, ""), "2.00");
+        assert_eq!(nanos(850), "850 ns");
+        assert_eq!(nanos(12_345), "12.3 us");
+        assert_eq!(nanos(4_560_000), "4.56 ms");
+        assert_eq!(uptime(3725.9), "01:02:05");
+        assert_eq!(uptime(2.0 * 86_400.0 + 61.0), "2d 00:01:01");
+    }
+
+    #[test]
+    fn a_terminal_is_redrawn_in_place_and_a_pipe_gets_one_frame_after_another() {
+        let mut out = Vec::new();
+        {
+            let mut screen = Screen::new(&mut out, true);
+            screen.draw("a\nb\n").unwrap();
+            screen.draw("c\n").unwrap();
+        }
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(
+            out,
+            "\x1b[?25l\x1b[2J\x1b[Ha\x1b[K\nb\x1b[K\n\x1b[J\x1b[Hc\x1b[K\n\x1b[J\x1b[?25h"
+        );
+        let mut out = Vec::new();
+        {
+            let mut screen = Screen::new(&mut out, false);
+            screen.draw("a\nb\n").unwrap();
+            screen.draw("c\n").unwrap();
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), "a\nb\n\nc\n");
+    }
+
+    #[test]
+    fn waiting_ends_early_when_stopped() {
+        let stop = AtomicBool::new(true);
+        let t = Instant::now();
+        assert!(!wait(&stop, 10 * SECOND));
+        assert!(t.elapsed() < SECOND);
+        stop.store(false, Ordering::Relaxed);
+        assert!(wait(&stop, Duration::from_millis(60)));
+        assert!(t.elapsed() >= Duration::from_millis(60));
+    }
+
+    /// A control socket that gives `answers`, one per connection, then goes away.
+    fn server(answers: Vec<Response>) -> (PathBuf, thread::JoinHandle<()>) {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "hairpin-top-{}-{}.sock",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let remove = path.clone();
+        let thread = thread::spawn(move || {
+            for response in answers {
+                let (stream, _) = listener.accept().unwrap();
+                let mut request = String::new();
+                BufReader::new(&stream).read_line(&mut request).unwrap();
+                assert!(request.contains("show_stats"), "{request}");
+                let line = serde_json::to_string(&ResponseLine {
+                    version: VERSION,
+                    response,
+                })
+                .unwrap();
+                (&stream).write_all(format!("{line}\n").as_bytes()).unwrap();
+            }
+            let _ = std::fs::remove_file(remove);
+        });
+        (path, thread)
+    }
+
+    #[test]
+    fn once_takes_two_samples_and_returns() {
+        let (earlier, now) = busy_idle_absent();
+        let (path, server) = server(vec![
+            Response::Stats(Box::new(earlier)),
+            Response::Stats(Box::new(now)),
+        ]);
+        let mut out = Vec::new();
+        one_frame(&path, Duration::from_millis(10), &mut out).unwrap();
+        server.join().unwrap();
+        let f = String::from_utf8(out).unwrap();
+        // Over the server's 5 s between the two answers, not the 10 ms waited here.
+        assert!(
+            f.starts_with("hairpin 0.1.0, up 01:02:05, rates over 5.00 s\n"),
+            "{f}"
+        );
+        assert_eq!(row(&f, "vf1")[2..4], ["1.00", "Mpps"], "{f}");
+        assert_eq!(row(&f, "vf2")[2..4], ["0", "pps"], "{f}");
+    }
+
+    #[test]
+    fn a_refusal_or_a_missing_server_is_an_error_naming_the_socket() {
+        let (path, server) = server(vec![Response::Error {
+            message: "not now".to_owned(),
+        }]);
+        let e = run(&path, SECOND, true).unwrap_err();
+        assert_eq!(e.to_string(), format!("{}: not now", path.display()));
+        server.join().unwrap();
+        // The server has gone, and its socket with it.
+        let e = format!("{:#}", run(&path, SECOND, true).unwrap_err());
+        assert!(
+            e.starts_with(&format!("reading stats from {}", path.display())),
+            "{e}"
+        );
+        assert!(run(&path, Duration::ZERO, true).is_err());
+    }
+
+    #[test]
+    fn a_server_that_goes_away_is_an_error_saying_so() {
+        let (path, server) = server(vec![Response::Stats(Box::default())]);
+        let e = one_frame(&path, Duration::from_millis(10), &mut Vec::new()).unwrap_err();
+        server.join().unwrap();
+        let e = format!("{e:#}");
+        let expected = format!(
+            "reading stats from {}, which answered before",
+            path.display()
+        );
+        assert!(e.starts_with(&expected), "{e}");
+    }
+}
