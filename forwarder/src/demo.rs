@@ -6,15 +6,13 @@
 //!   vm3 (198.18.0.3) eth0 ── port3 ┘
 //! ```
 //!
-//! hairpin runs as a child process in "sw", exactly as a user would run it, printing its
-//! counters every second. The demo pings every pair of VMs, streams TCP from vm1 to vm3
-//! with iperf3, then keeps forwarding until Ctrl-C (or `--seconds`); the lab is removed
-//! on every way out.
+//! hairpin runs as a child process in "sw", exactly as a user would run it, with its
+//! Prometheus endpoint on the namespace's loopback. The demo pings every pair of VMs,
+//! streams TCP from vm1 to vm3 with iperf3, then starts a steady ping from vm1 to vm2 and
+//! shows the live `hairpin top` view until Ctrl-C (or `--seconds`); the lab is removed on
+//! every way out.
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, atomic::AtomicBool},
     thread,
     time::{Duration, Instant},
 };
@@ -24,6 +22,9 @@ use hairpin::{
     control::preflight,
     netlab::{Lab, Netns},
 };
+
+/// hairpin's metrics endpoint, on the switch namespace's own loopback.
+const METRICS: &str = "127.0.0.1:9417";
 
 const VMS: [(&str, &str, &str); 3] = [
     ("vm1", "port1", "198.18.0.1"),
@@ -64,13 +65,13 @@ pub fn run(limit: Option<Duration>) -> Result<()> {
         "veb",
         "--ports",
         "port1,port2,port3",
-        "--stats",
-        "2",
+        "--metrics",
+        METRICS,
         "--socket",
         &socket,
     ]);
     println!(
-        "demo: ip netns exec {} hairpin run --mode veb --ports port1,port2,port3 --stats 2",
+        "demo: ip netns exec {} hairpin run --mode veb --ports port1,port2,port3 --metrics {METRICS} --socket {socket}",
         sw.name()
     );
     let hairpin_index = lab.process_count();
@@ -102,17 +103,31 @@ pub fn run(limit: Option<Duration>) -> Result<()> {
         Err(e) => println!("demo: iperf3 vm1 -> vm3 FAILED: {e}"),
     }
 
+    // A steady trickle vm1 -> vm2 for the live view; port3 stays idle.
+    let mut trickle = vms[0].command("ping");
+    trickle
+        .args(["-i", "0.01", "-q", VMS[1].2])
+        .stdout(std::process::Stdio::null());
+    lab.spawn(trickle)?;
     println!(
-        "demo: forwarding until {}; try `ip netns exec {} ping 198.18.0.2`",
+        "demo: forwarding until {}; vm1 pings vm2 every 10 ms. Also try:\n\
+         demo:   ip netns exec {} curl -s http://{METRICS}/metrics\n\
+         demo:   hairpin show ports --socket {socket}",
         limit.map_or("Ctrl-C".to_owned(), |l| format!(
             "{} s have passed",
             l.as_secs()
         )),
-        vms[0].name()
+        sw.name()
     );
-    let start = Instant::now();
-    while !stop.load(Ordering::Relaxed) && limit.is_none_or(|l| start.elapsed() < l) {
-        thread::sleep(Duration::from_millis(100));
+    thread::sleep(Duration::from_secs(2));
+    let until = limit.map(|l| Instant::now() + l);
+    if let Err(e) = hairpin::top::watch(
+        std::path::Path::new(&socket),
+        Duration::from_secs(1),
+        &stop,
+        until,
+    ) {
+        println!("demo: the live view stopped: {e:#}");
     }
     // hairpin got the same Ctrl-C if there was one; SIGTERM it in any case and let it
     // print its final counters before the lab goes.

@@ -108,7 +108,8 @@ fn live(socket: &Path, interval: Duration) -> Result<()> {
 }
 
 /// The live view for a caller that handles signals itself (the demo): frames until
-/// `stop` is raised, `until` has passed or the reader went away.
+/// `stop` is raised, `until` has passed (after one frame at least) or the reader went
+/// away.
 pub fn watch(
     socket: &Path,
     interval: Duration,
@@ -120,13 +121,16 @@ pub fn watch(
     let terminal = stdout.is_terminal();
     let mut screen = Screen::new(stdout.lock(), terminal);
     let mut earlier = sample(socket, false)?;
-    while wait(stop, interval) && until.is_none_or(|u| Instant::now() < u) {
+    while wait(stop, interval) {
         let now = sample(socket, true)?;
         match screen.draw(&frame(&earlier.stats, &now.stats, elapsed(&earlier, &now))) {
             Err(e) if e.kind() == io::ErrorKind::BrokenPipe => break,
             drawn => drawn.context("writing to stdout")?,
         }
         earlier = now;
+        if until.is_some_and(|u| Instant::now() >= u) {
+            break;
+        }
     }
     Ok(())
 }

@@ -208,6 +208,13 @@ fn the_demo_forwards_pings_and_tcp_and_cleans_up() {
         "{text}"
     );
     assert!(text.contains("XDP detached from 3 port(s)"), "{text}");
+    // The live view, one frame at least: the trickle from vm1 to vm2 moves port1.
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("port1 "))
+        .unwrap_or_else(|| panic!("no live view: {text}"));
+    assert_eq!(row.split_whitespace().nth(1), Some("up"), "{row}");
+    assert_ne!(row.split_whitespace().nth(2), Some("0"), "{row}");
     let left = std::process::Command::new("ip")
         .args(["netns", "list"])
         .output()
