@@ -211,51 +211,69 @@ fn the_unit_is_a_notify_service_that_reloads_on_sighup() {
     }
 }
 
-/// The system calls `hairpin run` makes: its own (`sys.rs`, `datapath/xsk.rs`), aya's,
-/// netlink-sys's, core_affinity's and std's, read from their code; a filter that drops
-/// one fails here rather than with SIGSYS on a host.
+/// The system calls `hairpin run` makes, as `strace -f` saw them on x86_64 through a
+/// whole run (start with `--metrics`, frames forwarded, `port add`/`port del`,
+/// `show ports|stats`, a scrape, `top --once`, `reload`, SIGHUP, SIGUSR1, SIGTERM), plus
+/// those its code makes on paths that run did not take (`connect`/`sendmsg` for
+/// sd_notify, `recvmsg` in netlink-sys, `ppoll`, `kill`, `getdents64`). A filter that
+/// drops one fails here rather than with SIGSYS on a host.
 const NEEDED_SYSCALLS: &[&str] = &[
-    // aya: the program, its maps, the XDP link.
-    "bpf",
-    // AF_XDP sockets, netlink, interface ioctls, the control socket, metrics, sd_notify.
-    "socket",
-    "bind",
-    "connect",
-    "listen",
     "accept4",
-    "setsockopt",
-    "getsockopt",
+    "access",
+    "arch_prctl",
+    "bind",
+    "bpf",
+    "brk",
+    "chmod",
+    "clock_nanosleep",
+    "clone3",
+    "close",
+    "connect",
+    "eventfd2",
+    "execve",
+    "fcntl",
+    "futex",
+    "getdents64",
+    "getpeername",
+    "getrandom",
     "getsockname",
-    "sendto",
-    "sendmsg",
-    "recvfrom",
-    "recvmsg",
+    "getsockopt",
+    "gettid",
     "ioctl",
-    // UMEM and rings.
+    "kill",
+    "listen",
     "mmap",
+    "mprotect",
+    "mremap",
     "munmap",
-    // The control thread's waits and wake-ups.
+    "newfstatat",
+    "openat",
     "poll",
     "ppoll",
-    "eventfd2",
-    "read",
-    "write",
-    // Workers pinned to their cores, the control thread kept off them.
-    "sched_setaffinity",
-    "sched_getaffinity",
-    // Threads, signals, /sys/class/net and /proc.
-    "clone3",
-    "futex",
     "prctl",
+    "pread64",
+    "prlimit64",
+    "read",
+    "recvfrom",
+    "recvmsg",
+    "rseq",
     "rt_sigaction",
     "rt_sigprocmask",
-    "kill",
-    "uname",
-    "openat",
+    "rt_sigreturn",
+    "sched_getaffinity",
+    "sched_setaffinity",
+    "sendmsg",
+    "sendto",
+    "set_robust_list",
+    "set_tid_address",
+    "setsockopt",
+    "shutdown",
+    "sigaltstack",
+    "socket",
+    "socketpair",
     "statx",
-    "newfstatat",
-    "getdents64",
-    "close",
+    "uname",
+    "write",
 ];
 
 /// systemd's system call groups (`@name` -> members, which may be groups).

@@ -12,7 +12,7 @@ use hairpin::netlab::Netns;
 
 use crate::{
     Topology, ping,
-    runtime::{ask, ask_json, port, start, stream, stream_result, take_log},
+    runtime::{HAIRPIN, ask, ask_json, port, start, stream, stream_result, take_log},
 };
 
 /// Where hairpin serves metrics inside the test's switch namespace (its own loopback).
@@ -172,4 +172,61 @@ fn metrics_are_scraped_while_frames_flow_and_match_show_ports() {
     );
     assert!(!log.contains("panicked"), "{log}");
     let _ = ask(&socket, &["show", "ports"]).expect_err("hairpin is gone");
+}
+
+/// `setpriv` arguments that run a program as `nobody` with exactly `caps` (e.g.
+/// `+net_admin,+bpf`), as systemd's `User=` and `AmbientCapabilities=` would.
+fn as_nobody(caps: &str) -> Vec<String> {
+    [
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        &format!("--inh-caps={caps}"),
+        &format!("--ambient-caps={caps}"),
+        &format!("--bounding-set=-all,{caps}"),
+        HAIRPIN,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+const FIVE: &str = "+net_admin,+net_raw,+bpf,+perfmon,+ipc_lock";
+
+#[test]
+fn an_unprivileged_user_with_the_five_capabilities_runs_it_and_with_four_is_told_which_lacks() {
+    let mut topo = Topology::new("nonroot", &[1, 1]);
+    // One capability short: refused before anything is touched, naming it.
+    let short = topo
+        .sw
+        .command("setpriv")
+        .args(as_nobody("+net_admin,+net_raw,+bpf,+perfmon"))
+        .args(["run", "--ports", "p0,p1", "--socket", "/tmp/hp-never.sock"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&short.stderr);
+    assert!(!short.status.success(), "{said}");
+    assert!(said.contains("CAP_IPC_LOCK"), "{said}");
+    assert!(!topo.sw.has_xdp("p0"), "nothing attached");
+
+    // All five, as the systemd unit grants them: it forwards.
+    let socket = std::env::temp_dir().join(format!("hp-nonroot-{}.sock", std::process::id()));
+    let _remove = crate::runtime::SocketFile::new(socket.clone());
+    let mut cmd = topo.sw.command("setpriv");
+    cmd.args(as_nobody(FIVE))
+        .args(["run", "--ports", "p0,p1", "--socket"])
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    topo.lab.spawn(cmd).unwrap();
+    assert!(
+        topo.sw.wait_for_xdp(&["p0", "p1"], Duration::from_secs(15)),
+        "hairpin as nobody attached"
+    );
+    ping(&topo.vms[0], &topo.addr(1), 3).unwrap();
+    let mode = std::fs::metadata(&socket).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&mode),
+        65534,
+        "the socket is the service user's"
+    );
 }

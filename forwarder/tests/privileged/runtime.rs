@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::{Topology, ping};
 
-const HAIRPIN: &str = env!("CARGO_BIN_EXE_hairpin");
+pub(crate) const HAIRPIN: &str = env!("CARGO_BIN_EXE_hairpin");
 
 /// A control socket path of this test's own.
 fn socket_path(tag: &str) -> PathBuf {
@@ -26,6 +26,12 @@ fn socket_path(tag: &str) -> PathBuf {
 /// then has no chance to remove it itself).
 #[derive(Debug)]
 pub(crate) struct SocketFile(PathBuf);
+
+impl SocketFile {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self(path)
+    }
+}
 
 impl std::ops::Deref for SocketFile {
     type Target = Path;
