@@ -268,7 +268,14 @@ impl Trial {
 }
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // The library logs through `tracing`; aya's `log` records reach it too.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     if let Err(e) = run(Args::parse()) {
         eprintln!("hairpin-bench: error: {e:#}");
         std::process::exit(1);

@@ -44,7 +44,7 @@ use crate::{
 /// hairpin 0.1.0, up 01:02:05, rates over 5.00 s
 ///
 /// port            state    rx pkt/s     rx bit/s   tx pkt/s     tx bit/s  drops/s
-/// vf1             up      1.00 Mpps  12.0 Gbit/s   500 kpps  6.00 Gbit/s  fdb_miss=400 vlan=2.00
+/// vf1             up      1.00 Mpps  12.0 Gbit/s   500 kpps  6.00 Gbit/s  tx_ring_full=400 vlan=2.00
 /// vf2             up          0 pps      0 bit/s      0 pps      0 bit/s  -
 /// gone            absent      0 pps      0 bit/s      0 pps      0 bit/s  -
 ///
@@ -635,7 +635,7 @@ mod tests {
                     counters(
                         (5_005_000, 7_507_500_000),
                         (2_502_000, 3_753_000_000),
-                        &[("fdb_miss", 2_000), ("vlan", 10)],
+                        &[("tx_ring_full", 2_000), ("vlan", 10)],
                     ),
                 ),
                 port("vf2", 1, counters((7, 420), (7, 420), &[("vlan", 3)])),
@@ -684,7 +684,11 @@ mod tests {
         let (earlier, now) = busy_idle_absent();
         let f = frame(&earlier, &now, 5 * SECOND);
         // Both reasons are new on vf1, so they count from zero: 2000 and 10 in 5 s.
-        assert_eq!(row(&f, "vf1")[10..], ["fdb_miss=400", "vlan=2.00"], "{f}");
+        assert_eq!(
+            row(&f, "vf1")[10..],
+            ["tx_ring_full=400", "vlan=2.00"],
+            "{f}"
+        );
         // vf2 has dropped before, but not in the interval.
         assert_eq!(row(&f, "vf2")[10], "-", "{f}");
     }

@@ -239,7 +239,17 @@ fn test(filter: Option<&str>) -> Result<()> {
         }
         status(&mut cmd)
     };
-    suite("unit tests", &["--lib", "--bins"])?;
+    suite(
+        "unit tests, and checks of contrib/ and deploy/",
+        &[
+            "--lib",
+            "--bins",
+            "--test",
+            "contrib",
+            "--test",
+            "kubernetes",
+        ],
+    )?;
     suite(
         "privileged integration tests (root, network namespaces)",
         &["--test", "privileged"],

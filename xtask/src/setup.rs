@@ -52,6 +52,7 @@ const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 pub fn run() -> Result<()> {
     nightly()?;
     packages()?;
+    kubernetes_validate()?;
     bpf_linker()?;
     step("setup: done");
     Ok(())
@@ -117,6 +118,26 @@ pub fn bench_peers() {
 
 fn packages() -> Result<()> {
     install("Debian packages", PACKAGES)
+}
+
+/// The one Python package: `kubernetes-validate`, from PyPI, with which the tests check
+/// `deploy/kubernetes/` (and whose PyYAML they read it with).
+fn kubernetes_validate() -> Result<()> {
+    if let Some(version) = output(Command::new("kubernetes-validate").arg("--version")) {
+        step(&format!(
+            "setup: kubernetes-validate {}: present",
+            version.trim()
+        ));
+        return Ok(());
+    }
+    step(
+        "setup: kubernetes-validate: installing from PyPI (checks deploy/kubernetes/ in the tests)",
+    );
+    status(Command::new("python3").args(["-m", "pip", "install", "-q", "kubernetes-validate"]))?;
+    if output(Command::new("kubernetes-validate").arg("--version")).is_none() {
+        bail!("pip installed kubernetes-validate, but it is not on PATH");
+    }
+    Ok(())
 }
 
 fn install(what: &str, packages: &[(&str, &str)]) -> Result<()> {

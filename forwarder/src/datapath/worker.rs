@@ -239,9 +239,14 @@ impl Worker {
                 idle = 0;
             } else {
                 idle += 1;
-                if idle >= SPIN_TURNS && !self.busy_poll {
+                if idle >= SPIN_TURNS {
                     idle = 0;
-                    self.sleep(&mut pollfds);
+                    // The last busy turns are seen while the worker idles, not only at
+                    // its next busy turn.
+                    self.latency.flush(Instant::now());
+                    if !self.busy_poll {
+                        self.sleep(&mut pollfds);
+                    }
                 }
             }
         }
