@@ -364,15 +364,7 @@ fn latency_line(earlier: &Latency, now: &Latency) -> String {
 
 /// The protocol's read-out as the histogram summary it was made from.
 fn summary(l: &Latency) -> Summary {
-    Summary {
-        count: l.count,
-        sum: l.sum,
-        p50: l.p50,
-        p99: l.p99,
-        p999: l.p999,
-        max: l.max,
-        buckets: l.buckets.clone(),
-    }
+    l.clone().into()
 }
 
 /// The MAC table's size, and what happened to it in the interval.
@@ -557,21 +549,9 @@ mod tests {
 
     fn port(name: &str, slot: u8, counters: PortCounters) -> PortInfo {
         PortInfo {
-            name: name.to_owned(),
             slot,
-            state: "up".to_owned(),
-            role: "downlink".to_owned(),
-            vlans: None,
-            hairpin: false,
-            allowed_macs: Vec::new(),
-            origin: "config".to_owned(),
             ifindex: Some(10 + u32::from(slot)),
-            queues: 1,
-            xdp: Some("native".to_owned()),
-            zero_copy: true,
-            mtu: Some(1500),
-            counters,
-            per_queue: Vec::new(),
+            ..PortInfo::example(name, counters)
         }
     }
 

@@ -23,7 +23,7 @@ use hairpin_common::{PortConf, port_flags};
 use super::{
     netlink::{Change, Link, Netlink},
     port::{Interface, PortError},
-    protocol::{FdbEntry, Latency, PortCounters, PortInfo, QueueCounters, Stats, WorkerStats},
+    protocol::{FdbEntry, PortCounters, PortInfo, QueueCounters, Stats, WorkerStats},
     xdp::{AttachedMode, Steering, XdpAttachMode, XdpError},
 };
 use crate::{
@@ -1160,15 +1160,7 @@ impl Bridge {
             fdb_capacity: self.fdb.capacity(),
             fdb_full: self.fdb.full_events(),
             fdb_moves: self.fdb.moves(),
-            latency_ns: Latency {
-                count: l.count,
-                sum: l.sum,
-                p50: l.p50,
-                p99: l.p99,
-                p999: l.p999,
-                max: l.max,
-                buckets: l.buckets,
-            },
+            latency_ns: l.into(),
         }
     }
 

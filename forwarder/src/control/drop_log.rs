@@ -140,26 +140,13 @@ mod tests {
     use crate::control::protocol::PortCounters;
 
     fn port(name: &str, drops: &[(&str, u64)]) -> PortInfo {
-        PortInfo {
-            name: name.into(),
-            slot: 0,
-            state: "up".into(),
-            role: "downlink".into(),
-            vlans: None,
-            hairpin: false,
-            allowed_macs: Vec::new(),
-            origin: "config".into(),
-            ifindex: None,
-            queues: 1,
-            xdp: None,
-            zero_copy: false,
-            mtu: None,
-            counters: PortCounters {
+        PortInfo::example(
+            name,
+            PortCounters {
                 drops: drops.iter().map(|&(r, n)| (r.to_owned(), n)).collect(),
                 ..PortCounters::default()
             },
-            per_queue: Vec::new(),
-        }
+        )
     }
 
     #[test]

@@ -588,33 +588,23 @@ mod tests {
 
     fn sample() -> Stats {
         let port = |name: &str, rx: u64| PortInfo {
-            name: name.into(),
-            slot: 0,
-            state: "up".into(),
-            role: "downlink".into(),
-            vlans: None,
-            hairpin: false,
-            allowed_macs: Vec::new(),
-            origin: "config".into(),
-            ifindex: Some(7),
-            queues: 1,
-            xdp: Some("native".into()),
-            zero_copy: false,
-            mtu: Some(1500),
-            counters: PortCounters {
-                rx_packets: rx,
-                rx_bytes: rx * 64,
-                drops: [("spoofed".to_owned(), 3), ("kernel_rx_ring_full".into(), 2)]
-                    .into_iter()
-                    .filter(|_| rx > 0)
-                    .collect(),
-                ..PortCounters::default()
-            },
             per_queue: vec![QueueCounters {
                 queue: 0,
                 rx_packets: rx,
                 ..QueueCounters::default()
             }],
+            ..PortInfo::example(
+                name,
+                PortCounters {
+                    rx_packets: rx,
+                    rx_bytes: rx * 64,
+                    drops: [("spoofed".to_owned(), 3), ("kernel_rx_ring_full".into(), 2)]
+                        .into_iter()
+                        .filter(|_| rx > 0)
+                        .collect(),
+                    ..PortCounters::default()
+                },
+            )
         };
         Stats {
             version: "9.9.9".into(),

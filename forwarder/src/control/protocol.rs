@@ -15,6 +15,8 @@
 //! `{"response":"error","message":...}` and changes nothing.
 use serde::{Deserialize, Serialize};
 
+use crate::datapath::latency::Summary;
+
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
 
@@ -305,6 +307,58 @@ pub struct Latency {
     /// Every non-empty bucket, ascending: `[highest value it stands for, turns in it]`.
     /// Subtracting an earlier read-out bucket by bucket gives the interval's histogram.
     pub buckets: Vec<(u64, u64)>,
+}
+
+impl PortInfo {
+    /// An attached, up downlink called `name` with `counters`, one queue and nothing
+    /// else set: for tests and examples.
+    pub fn example(name: &str, counters: PortCounters) -> Self {
+        Self {
+            name: name.into(),
+            slot: 0,
+            state: "up".into(),
+            role: "downlink".into(),
+            vlans: None,
+            hairpin: false,
+            allowed_macs: Vec::new(),
+            origin: "config".into(),
+            ifindex: None,
+            queues: 1,
+            xdp: None,
+            zero_copy: false,
+            mtu: None,
+            counters,
+            per_queue: Vec::new(),
+        }
+    }
+}
+
+impl From<Summary> for Latency {
+    fn from(l: Summary) -> Self {
+        Self {
+            count: l.count,
+            sum: l.sum,
+            p50: l.p50,
+            p99: l.p99,
+            p999: l.p999,
+            max: l.max,
+            buckets: l.buckets,
+        }
+    }
+}
+
+impl From<Latency> for Summary {
+    fn from(l: Latency) -> Self {
+        Self {
+            count: l.count,
+            sum: l.sum,
+            p50: l.p50,
+            p99: l.p99,
+            p999: l.p999,
+            max: l.max,
+            buckets: l.buckets,
+        }
+    }
 }
 
 /// Parses one request line, checking the version.
