@@ -29,12 +29,9 @@ use signal_hook::{
     consts::{SIGINT, SIGTERM},
 };
 
-use crate::{
-    control::{
-        protocol::{Latency, PortCounters, PortInfo, Request, Response, Stats, WorkerStats},
-        service,
-    },
-    datapath::latency::Summary,
+use crate::control::{
+    protocol::{Latency, PortCounters, PortInfo, Request, Response, Stats, WorkerStats},
+    service,
 };
 
 /// One frame of `hairpin top`: the rates between `earlier` and `now`, two `show stats`
@@ -348,7 +345,7 @@ fn worker_delta(before: Option<&WorkerStats>, now: &WorkerStats) -> WorkerStats 
 
 /// The percentiles of the turns recorded between the two read-outs.
 fn latency_line(earlier: &Latency, now: &Latency) -> String {
-    let l = summary(now).since(&summary(earlier));
+    let l = now.since(earlier);
     if l.count == 0 {
         return "latency: no busy turns in the interval\n".to_owned();
     }
@@ -360,11 +357,6 @@ fn latency_line(earlier: &Latency, now: &Latency) -> String {
         nanos(l.p999),
         nanos(l.max)
     )
-}
-
-/// The protocol's read-out as the histogram summary it was made from.
-fn summary(l: &Latency) -> Summary {
-    l.clone().into()
 }
 
 /// The MAC table's size, and what happened to it in the interval.

@@ -1131,8 +1131,8 @@ impl Bridge {
 
     /// Every counter now.
     pub fn stats(&self) -> Stats {
-        let s = self.datapath.snapshot();
-        let l = s.latency.clone();
+        let mut s = self.datapath.snapshot();
+        let latency_ns = std::mem::take(&mut s.latency);
         Stats {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             start_time_s: self.started.as_secs_f64(),
@@ -1160,7 +1160,7 @@ impl Bridge {
             fdb_capacity: self.fdb.capacity(),
             fdb_full: self.fdb.full_events(),
             fdb_moves: self.fdb.moves(),
-            latency_ns: l.into(),
+            latency_ns,
         }
     }
 

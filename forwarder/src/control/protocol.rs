@@ -15,7 +15,9 @@
 //! `{"response":"error","message":...}` and changes nothing.
 use serde::{Deserialize, Serialize};
 
-use crate::datapath::latency::Summary;
+/// The latency histogram, read out (nanoseconds): the datapath's own summary, which is
+/// what goes on the wire.
+pub use crate::datapath::latency::Summary as Latency;
 
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
@@ -289,26 +291,6 @@ pub struct WorkerStats {
     pub total_frames: u64,
 }
 
-/// The latency histogram, read out (nanoseconds).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Latency {
-    /// Turns recorded.
-    pub count: u64,
-    /// Their total time (within the histogram's 0.1 % resolution).
-    pub sum: u64,
-    /// Median.
-    pub p50: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest.
-    pub max: u64,
-    /// Every non-empty bucket, ascending: `[highest value it stands for, turns in it]`.
-    /// Subtracting an earlier read-out bucket by bucket gives the interval's histogram.
-    pub buckets: Vec<(u64, u64)>,
-}
-
 impl PortInfo {
     /// An attached, up downlink called `name` with `counters`, one queue and nothing
     /// else set: for tests and examples.
@@ -329,34 +311,6 @@ impl PortInfo {
             mtu: None,
             counters,
             per_queue: Vec::new(),
-        }
-    }
-}
-
-impl From<Summary> for Latency {
-    fn from(l: Summary) -> Self {
-        Self {
-            count: l.count,
-            sum: l.sum,
-            p50: l.p50,
-            p99: l.p99,
-            p999: l.p999,
-            max: l.max,
-            buckets: l.buckets,
-        }
-    }
-}
-
-impl From<Latency> for Summary {
-    fn from(l: Latency) -> Self {
-        Self {
-            count: l.count,
-            sum: l.sum,
-            p50: l.p50,
-            p99: l.p99,
-            p999: l.p999,
-            max: l.max,
-            buckets: l.buckets,
         }
     }
 }

@@ -83,7 +83,8 @@ impl Recorder {
 }
 
 /// A merged histogram, read out: percentiles and every non-empty bucket, in nanoseconds.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// It is also the control socket's `latency_ns` (hence serde).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Turns recorded.
     pub count: u64,
