@@ -122,7 +122,7 @@ fn ebpf_object() -> PathBuf {
 }
 
 /// Builds the XDP object (nightly, `bpfel-unknown-none`) and then `hairpin` with it
-/// embedded; returns the binary's path.
+/// embedded, and `hairpin-cni` beside it; returns hairpin's path.
 fn build(release: bool) -> Result<PathBuf> {
     step("building the XDP program (nightly, bpfel-unknown-none)");
     let mut ebpf = Command::new("rustup");
@@ -159,6 +159,7 @@ fn build(release: bool) -> Result<PathBuf> {
     step(&format!("building hairpin ({profile})"));
     let mut host = cargo();
     host.args(["build", "--package", "hairpin", "--bin", "hairpin"])
+        .args(["--package", "hairpin-cni", "--bin", "hairpin-cni"])
         .env("HAIRPIN_EBPF_OBJ", ebpf_object());
     if release {
         host.arg("--release");

@@ -32,6 +32,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "prometheus",
         "promtool, which checks the metrics endpoint's output in the tests",
     ),
+    (
+        "containernetworking-plugins",
+        "the host-local IPAM plugin hairpin-cni delegates to in the tests",
+    ),
 ];
 
 /// Debian packages of the forwarders `cargo xtask bench` measures hairpin against.

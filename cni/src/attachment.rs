@@ -1,0 +1,234 @@
+//! What one network configuration asks of hairpin: the keys `hairpin-cni` reads beside
+//! the standard ones (`cniVersion`, `name`, `type`, `ipam`, `dns`, ...).
+//!
+//! ```json
+//! {"cniVersion":"1.0.0","name":"tenant-a","type":"hairpin-cni",
+//!  "socket":"/run/hairpin/hairpin.sock","vlan":10,"spoofchk":true,
+//!  "ipam":{"type":"host-local","ranges":[[{"subnet":"10.10.0.0/24"}]]}}
+//! ```
+use std::{collections::HashMap, path::PathBuf};
+
+use cni_plugin::config::NetworkConfig;
+use hairpin::{
+    control::{config::port_config, protocol::PortSpec, service::DEFAULT_SOCKET},
+    wire::Mac,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::failure::Failure;
+
+/// The keys this plugin reads, and those a runtime or Multus may add that it ignores.
+const KEYS: [&str; 9] = [
+    "socket",
+    "vlan",
+    "trunk",
+    "native",
+    "hairpin",
+    "spoofchk",
+    "mac",
+    "parent",
+    "capabilities",
+];
+
+/// One attachment's settings.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Attachment {
+    /// The node's hairpin control socket.
+    #[serde(default = "default_socket")]
+    pub socket: PathBuf,
+    /// The pod's port is an access port of this VLAN.
+    #[serde(default)]
+    pub vlan: Option<u32>,
+    /// ... or a trunk of these VLANs (`"10,20-30"`), the pod tagging its own frames.
+    #[serde(default)]
+    pub trunk: Option<String>,
+    /// The trunk's native (untagged) VLAN.
+    #[serde(default)]
+    pub native: Option<u32>,
+    /// Reflective relay on the pod's port.
+    #[serde(default)]
+    pub hairpin: bool,
+    /// Anti-spoofing: the pod may send only from its own MAC (as SR-IOV's `spoofchk`).
+    #[serde(default = "yes")]
+    pub spoofchk: bool,
+    /// The pod interface's MAC (else the kernel picks one). `runtimeConfig.mac` wins.
+    #[serde(default, deserialize_with = "mac")]
+    pub mac: Option<Mac>,
+    /// A parent interface for a macvlan: not supported yet.
+    #[serde(default)]
+    pub parent: Option<String>,
+}
+
+fn default_socket() -> PathBuf {
+    PathBuf::from(DEFAULT_SOCKET)
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn mac<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mac>, D::Error> {
+    let Some(text) = Option::<String>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let mac: Mac = text.parse().map_err(serde::de::Error::custom)?;
+    if mac.is_learnable() {
+        Ok(Some(mac))
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{mac} is not a station's MAC (multicast or all-zero)"
+        )))
+    }
+}
+
+impl Attachment {
+    /// Reads and checks the settings in `config`: an unknown key is code 2, a bad value
+    /// (or settings hairpin would refuse) code 7.
+    pub fn from_config(config: &NetworkConfig) -> Result<Self, Failure> {
+        Self::from_keys(&config.specific, runtime_mac(config)?)
+    }
+
+    fn from_keys(keys: &HashMap<String, Value>, runtime_mac: Option<Mac>) -> Result<Self, Failure> {
+        let mut unknown: Vec<&str> = keys
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !KEYS.contains(k))
+            .collect();
+        if !unknown.is_empty() {
+            unknown.sort_unstable();
+            return Err(Failure::unsupported_field(format!(
+                "hairpin-cni does not know {} (it reads {})",
+                unknown.join(", "),
+                KEYS[..KEYS.len() - 1].join(", ")
+            )));
+        }
+        let object = Value::Object(keys.clone().into_iter().collect());
+        let mut attachment: Self = serde_json::from_value(object)
+            .map_err(|e| Failure::invalid_config(format!("hairpin-cni settings: {e}")))?;
+        if let Some(parent) = &attachment.parent {
+            return Err(Failure::invalid_config(format!(
+                "parent {parent}: macvlan attachments are not supported yet; \
+                 hairpin-cni attaches pods by veth"
+            )));
+        }
+        if runtime_mac.is_some() {
+            attachment.mac = runtime_mac;
+        }
+        // Everything hairpin would refuse is refused here, before anything is made.
+        port_config(&attachment.port_spec("check", attachment.mac))
+            .map_err(|e| Failure::invalid_config(format!("hairpin would refuse the port: {e}")))?;
+        Ok(attachment)
+    }
+
+    /// The `port add` request for host interface `name`, the pod's MAC being `pod_mac`.
+    pub fn port_spec(&self, name: &str, pod_mac: Option<Mac>) -> PortSpec {
+        PortSpec {
+            name: name.to_owned(),
+            uplink: false,
+            vlan: self.vlan,
+            trunk: self.trunk.clone(),
+            native: self.native,
+            hairpin: self.hairpin,
+            allow: match pod_mac {
+                Some(mac) if self.spoofchk => vec![mac.to_string()],
+                _ => Vec::new(),
+            },
+            static_macs: Vec::new(),
+        }
+    }
+}
+
+/// `runtimeConfig.mac`, which a runtime sets for the `mac` capability (Multus does
+/// when the pod's network selection names a MAC).
+fn runtime_mac(config: &NetworkConfig) -> Result<Option<Mac>, Failure> {
+    let Some(mac) = config.runtime.as_ref().and_then(|r| r.mac) else {
+        return Ok(None);
+    };
+    let mac: Mac = mac
+        .to_string()
+        .parse()
+        .map_err(|e| Failure::invalid_config(format!("runtimeConfig.mac: {e}")))?;
+    Ok(Some(mac))
+}
+
+/// The host end of a pod's veth: `hp` and 13 hex digits of a hash of the container ID
+/// and the interface name, so DEL finds it from its inputs alone. (FNV-1a: stable
+/// across builds, unlike std's hasher.)
+pub fn host_ifname(container_id: &str, ifname: &str) -> String {
+    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+    const PRIME: u64 = 0x0100_0000_01b3;
+    let hash = container_id
+        .bytes()
+        .chain([0])
+        .chain(ifname.bytes())
+        .fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+    format!("hp{:013x}", hash >> 12)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parse(keys: Value) -> Result<Attachment, Failure> {
+        let Value::Object(map) = keys else {
+            panic!("an object")
+        };
+        Attachment::from_keys(&map.into_iter().collect(), None)
+    }
+
+    #[test]
+    fn defaults_are_the_default_socket_and_spoofchk_on() {
+        let a = parse(json!({})).expect("valid");
+        assert_eq!(a.socket, PathBuf::from(DEFAULT_SOCKET));
+        assert!(a.spoofchk);
+        assert!(!a.hairpin);
+        let spec = a.port_spec("hp1", Some("02:00:00:00:00:01".parse().expect("mac")));
+        assert_eq!(spec.allow, ["02:00:00:00:00:01"]);
+        assert_eq!(spec.name, "hp1");
+    }
+
+    #[test]
+    fn spoofchk_off_allows_any_source() {
+        let a = parse(json!({"spoofchk": false, "vlan": 10})).expect("valid");
+        let spec = a.port_spec("hp1", Some("02:00:00:00:00:01".parse().expect("mac")));
+        assert!(spec.allow.is_empty());
+        assert_eq!(spec.vlan, Some(10));
+    }
+
+    #[test]
+    fn unknown_keys_are_code_2_and_named() {
+        let e = parse(json!({"vaIn": 10, "vlan": 10})).expect_err("typo");
+        assert_eq!(e.code, 2);
+        assert!(e.details.contains("vaIn"), "{}", e.details);
+    }
+
+    #[test]
+    fn bad_values_are_code_7() {
+        for keys in [
+            json!({"vlan": 5000}),
+            json!({"vlan": "ten"}),
+            json!({"vlan": 10, "trunk": "20"}),
+            json!({"native": 5}),
+            json!({"trunk": "10-"}),
+            json!({"mac": "01:00:5e:00:00:01"}),
+            json!({"mac": "nonsense"}),
+            json!({"parent": "eth0"}),
+        ] {
+            let e = parse(keys.clone()).expect_err("invalid");
+            assert_eq!(e.code, 7, "{keys}: {}", e.details);
+        }
+    }
+
+    #[test]
+    fn host_names_are_stable_short_and_distinct() {
+        let a = host_ifname("c0ffee", "net1");
+        assert_eq!(a, host_ifname("c0ffee", "net1"));
+        assert_eq!(a.len(), 15);
+        assert!(a.starts_with("hp"));
+        assert_ne!(a, host_ifname("c0ffee", "net2"));
+        assert_ne!(a, host_ifname("c0ffe", "enet1"));
+    }
+}

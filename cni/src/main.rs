@@ -1,0 +1,359 @@
+//! `hairpin-cni`: a CNI plugin (spec 1.0.0) that attaches a pod to the node's hairpin.
+//!
+//! ADD makes a veth pair, the pod's end moved into `CNI_NETNS` and named `CNI_IFNAME`,
+//! gets addresses from the IPAM plugin the configuration names, and asks hairpin
+//! (over its control socket) to attach the host end as a port with the attachment's
+//! VLAN, reflective relay and anti-spoofing settings. DEL undoes all of it and succeeds
+//! when there is nothing left to undo; CHECK verifies that it is all still there.
+//! Errors are the spec's error result on stdout, with its codes ([`failure::code`]).
+//!
+//! The runtime (or Multus) runs it with `CNI_COMMAND`, `CNI_CONTAINERID`, `CNI_NETNS`,
+//! `CNI_IFNAME` and `CNI_PATH` in the environment and the network configuration on
+//! stdin; the keys it reads are in [`attachment`].
+mod attachment;
+mod failure;
+mod hairpin_client;
+mod ipam;
+mod link;
+mod netns;
+
+use std::{
+    env,
+    io::Read as _,
+    path::{Path, PathBuf},
+    process::exit,
+    str::FromStr as _,
+};
+
+use cni_plugin::{
+    Cni, Command, Inputs,
+    macaddr::MacAddr,
+    reply::{Interface, SuccessReply, VersionReply, reply},
+};
+use hairpin::wire::Mac;
+use semver::Version;
+
+use crate::{
+    attachment::{Attachment, host_ifname},
+    failure::Failure,
+    hairpin_client::Hairpin,
+    link::{LinkId, Rtnl},
+};
+
+/// The CNI versions whose results this plugin writes.
+const SUPPORTED: [&str; 1] = ["1.0.0"];
+
+fn main() {
+    if env::var("CNI_COMMAND").as_deref() == Ok("VERSION") {
+        version();
+    }
+    // Malformed input (environment, JSON) is answered and exits here.
+    let inputs = match Cni::load().into_inputs() {
+        Some(inputs) => inputs,
+        None => unreachable!("VERSION is answered above"),
+    };
+    let cni_version = inputs.config.cni_version.clone();
+    let outcome = if cni_version.major == 1 {
+        match inputs.command {
+            Command::Add => add(&inputs).map(Some),
+            Command::Del => del(&inputs).map(|()| None),
+            Command::Check => check(&inputs).map(|()| None),
+            Command::Version => unreachable!("VERSION is answered above"),
+        }
+    } else {
+        Err(Failure::incompatible_version(format!(
+            "cniVersion {cni_version}: hairpin-cni speaks {}",
+            SUPPORTED.join(", ")
+        )))
+    };
+    match outcome {
+        Ok(Some(result)) => reply(result),
+        Ok(None) => exit(0),
+        Err(failure) => {
+            eprintln!("hairpin-cni: {failure}");
+            reply(failure.into_reply(cni_version))
+        }
+    }
+}
+
+/// VERSION: the versions this plugin speaks (answered before any other parsing, so a
+/// runtime can ask with any input).
+fn version() -> ! {
+    let mut input = String::new();
+    let _ = std::io::stdin().read_to_string(&mut input);
+    let asked = serde_json::from_str::<serde_json::Value>(&input)
+        .ok()
+        .and_then(|v| v.get("cniVersion")?.as_str().map(str::to_owned))
+        .and_then(|v| Version::parse(&v).ok());
+    let supported: Vec<Version> = SUPPORTED
+        .iter()
+        .map(|v| Version::parse(v).expect("a version"))
+        .collect();
+    reply(VersionReply {
+        cni_version: asked.unwrap_or_else(|| supported[0].clone()),
+        supported_versions: supported,
+    })
+}
+
+/// The pieces of an ADD made so far, removed again if a later step fails.
+struct Undo<'a> {
+    inputs: &'a Inputs,
+    host: &'a str,
+    hairpin: Hairpin<'a>,
+    rtnl: &'a Rtnl,
+    veth: bool,
+    ipam: bool,
+    port: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        let warn = |f: Failure| eprintln!("hairpin-cni: undoing a failed ADD: {f}");
+        if self.port {
+            self.hairpin.del_port(self.host).unwrap_or_else(warn);
+        }
+        if self.veth
+            && let Err(e) = self.rtnl.delete(self.host)
+        {
+            warn(Failure::io("deleting the veth", e));
+        }
+        if self.ipam {
+            ipam::delegate("DEL", &self.inputs.config, &self.inputs.path)
+                .map(drop)
+                .unwrap_or_else(warn);
+        }
+    }
+}
+
+impl Undo<'_> {
+    fn disarm(mut self) {
+        (self.veth, self.ipam, self.port) = (false, false, false);
+    }
+}
+
+fn netns_path(inputs: &Inputs) -> Result<&Path, Failure> {
+    inputs
+        .netns
+        .as_deref()
+        .ok_or_else(|| Failure::io("CNI_NETNS", "not set"))
+}
+
+fn rtnl() -> Result<Rtnl, Failure> {
+    Rtnl::open().map_err(|e| Failure::io("opening a netlink socket", e))
+}
+
+fn add(inputs: &Inputs) -> Result<SuccessReply, Failure> {
+    let attachment = Attachment::from_config(&inputs.config)?;
+    let netns_path = netns_path(inputs)?;
+    let netns = netns::open(netns_path)?;
+    let host = host_ifname(&inputs.container_id, &inputs.ifname);
+    let hairpin = Hairpin::new(&attachment.socket);
+    // Asked first, so a hairpin that is not up yet leaves nothing behind.
+    if hairpin.port(&host)?.is_some() {
+        return Err(Failure::hairpin_refused(format!(
+            "{host} is a port already: DEL this attachment first"
+        )));
+    }
+    let rtnl = rtnl()?;
+    if rtnl
+        .link(&host)
+        .map_err(|e| Failure::io("netlink", e))?
+        .is_some()
+    {
+        return Err(Failure::io(
+            format!("host interface {host}"),
+            "exists already: DEL this attachment first",
+        ));
+    }
+    let mut undo = Undo {
+        inputs,
+        host: &host,
+        hairpin,
+        rtnl: &rtnl,
+        veth: true,
+        ipam: false,
+        port: false,
+    };
+    rtnl.add_veth(&host, &inputs.ifname, &netns, attachment.mac)
+        .map_err(|e| Failure::io("netlink", e))?;
+    undo.ipam = true;
+    let ipam = ipam::delegate("ADD", &inputs.config, &inputs.path)?;
+    let pod = netns::within(&netns, || configure_pod(&inputs.ifname, ipam.as_ref()))?;
+    let host_link = rtnl
+        .link(&host)
+        .map_err(|e| Failure::io("netlink", e))?
+        .ok_or_else(|| Failure::io(format!("host interface {host}"), "gone"))?;
+    undo.port = true;
+    hairpin.add_port(attachment.port_spec(&host, pod.mac))?;
+    undo.disarm();
+    Ok(result(inputs, netns_path, &host, host_link, pod, ipam))
+}
+
+/// Inside the pod: TX checksum offload off, the IPAM addresses and routes, link up.
+fn configure_pod(ifname: &str, ipam: Option<&SuccessReply>) -> Result<LinkId, Failure> {
+    let rtnl = rtnl()?;
+    let netlink = |e| Failure::io("netlink in the pod", e);
+    let link = rtnl
+        .link(ifname)
+        .map_err(netlink)?
+        .ok_or_else(|| Failure::io(format!("{ifname} in the pod"), "not there after creation"))?;
+    hairpin::set_tx_checksum(ifname, false)
+        .map_err(|e| Failure::io(format!("turning TX checksum offload off on {ifname}"), e))?;
+    if let Some(ipam) = ipam {
+        for ip in &ipam.ips {
+            rtnl.add_address(link.index, ip.address.ip(), ip.address.prefix())
+                .map_err(netlink)?;
+        }
+    }
+    rtnl.set_up(link.index).map_err(netlink)?;
+    if let Some(ipam) = ipam {
+        for route in &ipam.routes {
+            // A route without its own gateway goes via the gateway of its family.
+            let gateway = route.gw.or_else(|| {
+                ipam.ips
+                    .iter()
+                    .filter_map(|ip| ip.gateway)
+                    .find(|gw| gw.is_ipv4() == route.dst.is_ipv4())
+            });
+            rtnl.add_route(link.index, route.dst.ip(), route.dst.prefix(), gateway)
+                .map_err(netlink)?;
+        }
+    }
+    Ok(link)
+}
+
+fn mac_addr(mac: Option<Mac>) -> Option<MacAddr> {
+    mac.and_then(|m| MacAddr::from_str(&m.to_string()).ok())
+}
+
+fn result(
+    inputs: &Inputs,
+    netns: &Path,
+    host: &str,
+    host_link: LinkId,
+    pod: LinkId,
+    ipam: Option<SuccessReply>,
+) -> SuccessReply {
+    let interfaces = vec![
+        Interface {
+            name: host.to_owned(),
+            mac: mac_addr(host_link.mac),
+            sandbox: PathBuf::new(),
+        },
+        Interface {
+            name: inputs.ifname.clone(),
+            mac: mac_addr(pod.mac),
+            sandbox: netns.to_owned(),
+        },
+    ];
+    let (mut ips, routes, dns) = match ipam {
+        Some(r) => (r.ips, r.routes, r.dns),
+        None => (
+            Vec::new(),
+            Vec::new(),
+            inputs.config.dns.clone().unwrap_or_default(),
+        ),
+    };
+    for ip in &mut ips {
+        ip.interface = Some(1);
+    }
+    SuccessReply {
+        cni_version: inputs.config.cni_version.clone(),
+        interfaces,
+        ips,
+        routes,
+        dns,
+        specific: Default::default(),
+    }
+}
+
+fn del(inputs: &Inputs) -> Result<(), Failure> {
+    let attachment = Attachment::from_config(&inputs.config)?;
+    let host = host_ifname(&inputs.container_id, &inputs.ifname);
+    let hairpin = Hairpin::new(&attachment.socket);
+    match hairpin.port(&host) {
+        Ok(Some(_)) => hairpin.del_port(&host)?,
+        Ok(None) => {}
+        // A hairpin that is not running has no port to remove.
+        Err(f) if f.code == failure::code::TRY_AGAIN_LATER => {
+            eprintln!("hairpin-cni: {f}: removing the veth and the addresses only");
+        }
+        Err(f) => return Err(f),
+    }
+    rtnl()?
+        .delete(&host)
+        .map_err(|e| Failure::io("netlink", e))?;
+    ipam::delegate("DEL", &inputs.config, &inputs.path)?;
+    Ok(())
+}
+
+fn check(inputs: &Inputs) -> Result<(), Failure> {
+    let attachment = Attachment::from_config(&inputs.config)?;
+    let host = host_ifname(&inputs.container_id, &inputs.ifname);
+    let port = Hairpin::new(&attachment.socket)
+        .port(&host)?
+        .ok_or_else(|| Failure::check_failed(format!("{host} is not a port of hairpin")))?;
+    if port.state == "absent" {
+        return Err(Failure::check_failed(format!(
+            "hairpin's port {host} has no interface"
+        )));
+    }
+    if port.hairpin != attachment.hairpin {
+        return Err(Failure::check_failed(format!(
+            "hairpin's port {host} has reflective relay {}, the configuration {}",
+            on_off(port.hairpin),
+            on_off(attachment.hairpin)
+        )));
+    }
+    if rtnl()?
+        .link(&host)
+        .map_err(|e| Failure::io("netlink", e))?
+        .is_none()
+    {
+        return Err(Failure::check_failed(format!(
+            "host interface {host} is gone"
+        )));
+    }
+    let prev: Option<SuccessReply> = inputs
+        .config
+        .prev_result
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| Failure::invalid_config(format!("prevResult: {e}")))?;
+    let netns = netns::open(netns_path(inputs)?)?;
+    let ifname = &inputs.ifname;
+    let (pod, addresses) = netns::within(&netns, || {
+        let rtnl = rtnl()?;
+        let netlink = |e| Failure::io("netlink in the pod", e);
+        let pod = rtnl
+            .link(ifname)
+            .map_err(netlink)?
+            .ok_or_else(|| Failure::check_failed(format!("{ifname} is not in the pod")))?;
+        Ok((pod, rtnl.addresses(pod.index).map_err(netlink)?))
+    })?;
+    if attachment.spoofchk {
+        let mac = pod.mac.map(|m| m.to_string()).unwrap_or_default();
+        if port.allowed_macs != [mac.clone()] {
+            return Err(Failure::check_failed(format!(
+                "hairpin's port {host} allows {:?}, not only the pod's {mac}",
+                port.allowed_macs
+            )));
+        }
+    }
+    for ip in prev.iter().flat_map(|p| &p.ips) {
+        let want = (ip.address.ip(), ip.address.prefix());
+        if !addresses.contains(&want) {
+            return Err(Failure::check_failed(format!(
+                "{}/{} is not on {ifname} in the pod",
+                want.0, want.1
+            )));
+        }
+    }
+    ipam::delegate("CHECK", &inputs.config, &inputs.path)?;
+    Ok(())
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "on" } else { "off" }
+}

@@ -1,0 +1,28 @@
+//! Work inside a pod's network namespace.
+use std::{fs::File, path::Path, thread};
+
+use crate::failure::Failure;
+
+/// The namespace at `path` (`CNI_NETNS`), opened.
+pub fn open(path: &Path) -> Result<File, Failure> {
+    File::open(path).map_err(|e| Failure::io(format!("opening CNI_NETNS {}", path.display()), e))
+}
+
+/// Runs `f` on a thread that has entered the namespace `netns`, and returns its result.
+/// Sockets (netlink, ioctl) that `f` opens act in that namespace; the calling thread
+/// stays where it is.
+pub fn within<T: Send>(
+    netns: &File,
+    f: impl FnOnce() -> Result<T, Failure> + Send,
+) -> Result<T, Failure> {
+    thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                hairpin::enter_netns(netns)
+                    .map_err(|e| Failure::io("entering the pod's network namespace", e))?;
+                f()
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}

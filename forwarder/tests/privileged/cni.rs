@@ -1,0 +1,353 @@
+//! `hairpin-cni` driven exactly as a container runtime drives it: `CNI_*` variables in
+//! the environment, the network configuration on stdin, the result on stdout. "Pods"
+//! are network namespaces of the test's lab; the node is its switch namespace, where
+//! hairpin runs; IP addresses come from Debian's `host-local` IPAM plugin, with its
+//! leases in a directory of the test's own.
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::{Output, Stdio},
+};
+
+use hairpin::netlab::Netns;
+use serde_json::{Value, json};
+
+use crate::{
+    Topology, ping,
+    runtime::{HAIRPIN, ask, ask_json, start, take_log},
+};
+
+/// `hairpin-cni`, which `cargo xtask build` puts beside `hairpin`.
+fn plugin() -> PathBuf {
+    let path = Path::new(HAIRPIN).with_file_name("hairpin-cni");
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo xtask build` (cargo xtask test does)",
+        path.display()
+    );
+    path
+}
+
+/// Where Debian's containernetworking-plugins put the IPAM plugins.
+const CNI_PATH: &str = "/usr/lib/cni";
+
+/// host-local's lease directory for this test, removed at the end.
+struct LeaseDir(PathBuf);
+
+impl Drop for LeaseDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One tenant's network configuration: an access VLAN and a host-local range.
+fn network(name: &str, vlan: u32, range: (&str, &str), socket: &Path, leases: &Path) -> Value {
+    json!({
+        "cniVersion": "1.0.0",
+        "name": name,
+        "type": "hairpin-cni",
+        "socket": socket,
+        "vlan": vlan,
+        "spoofchk": true,
+        "ipam": {
+            "type": "host-local",
+            "dataDir": leases,
+            "ranges": [[{"subnet": "10.10.0.0/24", "rangeStart": range.0, "rangeEnd": range.1}]]
+        }
+    })
+}
+
+/// One run of the plugin from the node (the switch namespace).
+/// The path a runtime gives as `CNI_NETNS` for `pod`.
+fn netns(pod: &Netns) -> PathBuf {
+    Path::new("/var/run/netns").join(pod.name())
+}
+
+fn cni(node: &Netns, command: &str, pod: &Path, id: &str, stdin: &[u8]) -> Output {
+    let mut child = node
+        .command(plugin().to_str().unwrap())
+        .env("CNI_COMMAND", command)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", pod)
+        .env("CNI_IFNAME", "net1")
+        .env("CNI_PATH", CNI_PATH)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A run that must succeed; its stdout as JSON (`null` when empty, as for DEL).
+fn cni_ok(node: &Netns, command: &str, pod: &Netns, id: &str, config: &Value) -> Value {
+    let out = cni(
+        node,
+        command,
+        &netns(pod),
+        id,
+        config.to_string().as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{command} {id}: {}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if out.stdout.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// A run that must fail with the spec's error result; returns it.
+fn cni_err(node: &Netns, command: &str, pod: &Netns, id: &str, stdin: &[u8]) -> Value {
+    let out = cni(node, command, &netns(pod), id, stdin);
+    assert!(
+        !out.status.success(),
+        "{command} {id} should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let error: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{command} {id}: no error JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert!(error["code"].as_u64().is_some(), "{error}");
+    assert!(error["msg"].as_str().is_some(), "{error}");
+    assert!(error["cniVersion"].as_str().is_some(), "{error}");
+    assert_eq!(
+        out.status.code().map(i64::from),
+        error["code"].as_i64(),
+        "the exit status is the error code"
+    );
+    error
+}
+
+/// The pod's address (without the prefix) from an ADD result.
+fn address(result: &Value) -> String {
+    let cidr = result["ips"][0]["address"].as_str().unwrap();
+    cidr.split('/').next().unwrap().to_owned()
+}
+
+/// The host end's name from an ADD result.
+fn host_end(result: &Value) -> String {
+    result["interfaces"][0]["name"].as_str().unwrap().to_owned()
+}
+
+fn has_port(socket: &Path, name: &str) -> bool {
+    ask_json(socket, &["show", "ports"])["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["name"] == name)
+}
+
+#[test]
+fn pods_attached_by_the_cni_plugin_are_switched_isolated_and_detached() {
+    let mut topo = Topology::new("cni", &[1]);
+    // The node's uplink: a trunk of both tenants' VLANs.
+    let (socket, log) = start(
+        &mut topo,
+        "cni",
+        &["--ports", "p0", "--trunk", "p0=10,20"],
+        Stdio::null(),
+    );
+    let leases = LeaseDir(std::env::temp_dir().join(format!("hp-cni-{}", std::process::id())));
+    let tenant_a = network(
+        "tenant-a",
+        10,
+        ("10.10.0.10", "10.10.0.49"),
+        &socket,
+        &leases.0,
+    );
+    let tenant_b = network(
+        "tenant-b",
+        20,
+        ("10.10.0.50", "10.10.0.99"),
+        &socket,
+        &leases.0,
+    );
+    let pid = std::process::id();
+    let id = |pod: &str| format!("cni{pid}{pod}");
+
+    // Five pods: a, b and c in tenant A (VLAN 10), d and e in tenant B (VLAN 20). All
+    // share one subnet, so only the VLANs keep the tenants apart.
+    let mut pods = Vec::new();
+    let mut results = Vec::new();
+    for (name, config) in [
+        ("a", &tenant_a),
+        ("b", &tenant_a),
+        ("c", &tenant_a),
+        ("d", &tenant_b),
+        ("e", &tenant_b),
+    ] {
+        let pod = topo.lab.add_ns(&format!("pod{name}")).unwrap();
+        let result = cni_ok(&topo.sw, "ADD", &pod, &id(name), config);
+        assert_eq!(result["cniVersion"], "1.0.0", "{result}");
+        assert_eq!(result["interfaces"][1]["name"], "net1", "{result}");
+        assert_eq!(
+            result["interfaces"][1]["sandbox"],
+            format!("/var/run/netns/{}", pod.name()),
+            "{result}"
+        );
+        assert_eq!(result["ips"][0]["interface"], 1, "{result}");
+        let port = crate::runtime::port(&ask_json(&socket, &["show", "ports"]), &host_end(&result))
+            .clone();
+        let vlan = if name < "d" {
+            "access VLAN 10"
+        } else {
+            "access VLAN 20"
+        };
+        assert_eq!(port["vlans"], vlan, "{port}");
+        assert_eq!(
+            port["allowed_macs"],
+            json!([result["interfaces"][1]["mac"]
+                .as_str()
+                .unwrap()
+                .to_lowercase()]),
+            "spoofchk: only the pod's own MAC"
+        );
+        assert_eq!(port["origin"], "runtime", "{port}");
+        pods.push(pod);
+        results.push(result);
+    }
+    let (a, b, c, d, e) = (&pods[0], &pods[1], &pods[2], &pods[3], &pods[4]);
+    let addr: Vec<String> = results.iter().map(address).collect();
+
+    // Tenant A's pods reach each other through hairpin; so do tenant B's.
+    ping(a, &addr[1], 3).unwrap();
+    ping(a, &addr[2], 3).unwrap();
+    ping(b, &addr[2], 3).unwrap();
+    ping(d, &addr[4], 3).unwrap();
+    // Across the VLANs: nothing, though the addresses share a subnet.
+    assert!(ping(a, &addr[3], 2).is_err(), "tenant A reached tenant B");
+    assert!(ping(e, &addr[1], 2).is_err(), "tenant B reached tenant A");
+
+    // A pod that sends from a MAC not its own is dropped, and counted.
+    let c_port = host_end(&results[2]);
+    c.ip(&["link", "set", "dev", "net1", "address", "02:00:00:00:99:99"])
+        .unwrap();
+    assert!(ping(c, &addr[0], 2).is_err(), "a spoofing pod got through");
+    let ports = ask_json(&socket, &["show", "ports"]);
+    let spoofed = crate::runtime::port(&ports, &c_port)["counters"]["drops"]["spoofed"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(spoofed > 0, "no spoofed drops counted: {ports}");
+
+    // CHECK passes on an intact attachment ...
+    let mut check_a = tenant_a.clone();
+    check_a["prevResult"] = results[0].clone();
+    cni_ok(&topo.sw, "CHECK", a, &id("a"), &check_a);
+    // ... and fails, with the spec's error result, once its port is removed by hand.
+    let a_port = host_end(&results[0]);
+    ask(&socket, &["port", "del", &a_port]).unwrap();
+    let error = cni_err(
+        &topo.sw,
+        "CHECK",
+        a,
+        &id("a"),
+        check_a.to_string().as_bytes(),
+    );
+    assert!(
+        error["details"].as_str().unwrap().contains(&a_port),
+        "{error}"
+    );
+
+    // DEL removes the port, the host end and the address lease; a second DEL succeeds.
+    let b_port = host_end(&results[1]);
+    let lease = leases.0.join("tenant-a").join(&addr[1]);
+    assert!(lease.exists(), "no lease at {}", lease.display());
+    cni_ok(&topo.sw, "DEL", b, &id("b"), &tenant_a);
+    assert!(!has_port(&socket, &b_port), "DEL left port {b_port}");
+    assert!(
+        topo.sw.ip(&["link", "show", "dev", &b_port]).is_err(),
+        "DEL left {b_port}"
+    );
+    assert!(!lease.exists(), "DEL left the lease {}", lease.display());
+    cni_ok(&topo.sw, "DEL", b, &id("b"), &tenant_a);
+    // ... also when the pod's namespace is gone already (nothing was ever attached).
+    let gone = std::env::temp_dir().join(format!("hp-cni-gone-{pid}"));
+    let out = cni(
+        &topo.sw,
+        "DEL",
+        &gone,
+        &id("z"),
+        tenant_b.to_string().as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "DEL without a namespace: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Malformed input gets the spec's error result: undecodable JSON (6), a key the
+    // plugin does not know (2), a value hairpin would refuse (7).
+    let error = cni_err(
+        &topo.sw,
+        "ADD",
+        e,
+        &id("x"),
+        b"{\"cniVersion\": \"1.0.0\", ",
+    );
+    assert_eq!(error["code"], 6, "{error}");
+    let mut typo = tenant_a.clone();
+    typo["vaIn"] = json!(10);
+    let error = cni_err(&topo.sw, "ADD", e, &id("x"), typo.to_string().as_bytes());
+    assert_eq!(error["code"], 2, "{error}");
+    let mut bad = tenant_a.clone();
+    bad["vlan"] = json!(5000);
+    let error = cni_err(&topo.sw, "ADD", e, &id("x"), bad.to_string().as_bytes());
+    assert_eq!(error["code"], 7, "{error}");
+    // Nothing was made for the refused ADDs.
+    assert_eq!(
+        ask_json(&socket, &["show", "ports"])["ports"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1 + 3, // p0, c, d, e (a removed by hand, b deleted)
+    );
+
+    // VERSION names what the plugin speaks.
+    let out = cni(
+        &topo.sw,
+        "VERSION",
+        &netns(e),
+        "",
+        b"{\"cniVersion\":\"1.0.0\"}",
+    );
+    assert!(out.status.success());
+    let version: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(version["supportedVersions"], json!(["1.0.0"]), "{version}");
+
+    // The rest go as a runtime tears pods down.
+    for (pod, name, config) in [
+        (a, "a", &tenant_a),
+        (c, "c", &tenant_a),
+        (d, "d", &tenant_b),
+        (e, "e", &tenant_b),
+    ] {
+        cni_ok(&topo.sw, "DEL", pod, &id(name), config);
+    }
+    assert_eq!(
+        ask_json(&socket, &["show", "ports"])["ports"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "only p0 is left"
+    );
+    let left: Vec<_> = std::fs::read_dir(leases.0.join("tenant-a"))
+        .unwrap()
+        .chain(std::fs::read_dir(leases.0.join("tenant-b")).unwrap())
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("10."))
+        .collect();
+    assert!(left.is_empty(), "leases left: {left:?}");
+    let log = take_log(&log);
+    assert!(!log.contains("ERROR"), "hairpin logged errors:\n{log}");
+}
