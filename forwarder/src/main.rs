@@ -276,6 +276,11 @@ struct RunArgs {
     /// a management network.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<std::net::SocketAddr>,
+    /// Keep the ports added at run time (`hairpin port add`, hairpin-cni) in
+    /// DIR/ports.json and add them again at the next start (off by default: run-time
+    /// ports last until hairpin stops).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 /// A `--cores` list.
@@ -579,6 +584,7 @@ fn forward(args: RunArgs) -> Result<()> {
         ServiceOptions {
             socket: Some(args.socket.clone()),
             config_file,
+            state_dir: args.state_dir.clone(),
         },
     )?;
     // This thread, and the threads it starts, keep off the workers' cores too.

@@ -195,6 +195,13 @@ fn the_unit_is_a_notify_service_that_reloads_on_sighup() {
         socket_dir
     );
     assert_eq!(setting(&unit, "RuntimeDirectoryMode"), "0700");
+    // Run-time ports are kept there, and the directory outlives a restart.
+    assert!(
+        setting(&unit, "ExecStart").contains(&format!(" --state-dir {} ", socket_dir.display())),
+        "ExecStart keeps no state in {}",
+        socket_dir.display()
+    );
+    assert_eq!(setting(&unit, "RuntimeDirectoryPreserve"), "yes");
     assert_eq!(setting(&unit, "LimitMEMLOCK"), "infinity");
     let families: BTreeSet<&str> = setting(&unit, "RestrictAddressFamilies")
         .split_whitespace()

@@ -9,8 +9,9 @@
 //! tests fail, never skip.
 use std::{
     collections::BTreeSet,
+    io::Write as _,
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
     sync::OnceLock,
 };
 
@@ -298,7 +299,10 @@ fn the_daemonsets_run_hairpin_as_the_readme_says() {
                 "--config",
                 "/etc/hairpin/hairpin.toml",
                 "--metrics",
-                "$(HOST_IP):9417"
+                "$(HOST_IP):9417",
+                // The pods' ports outlive a hairpin pod, beside the socket.
+                "--state-dir",
+                socket_dir
             ]),
             "{daemonset}"
         );
@@ -448,7 +452,50 @@ fn check_cni_config(what: &str, text: &str, name: &str) -> u16 {
         .as_u64()
         .unwrap_or_else(|| panic!("{what}: no access VLAN"));
     assert!((1..=4094).contains(&vlan), "{what}: VLAN {vlan}");
+    check_plugin_accepts(what, &config);
     u16::try_from(vlan).unwrap()
+}
+
+/// Runs the plugin itself on `config` (CHECK, as a runtime would): it must get past
+/// its own checks of the configuration (unknown keys are code 2, bad values code 7)
+/// to asking hairpin, which answers nowhere here (code 11, "try again later").
+fn check_plugin_accepts(what: &str, config: &Value) {
+    let plugin = Path::new(env!("CARGO_BIN_EXE_hairpin")).with_file_name("hairpin-cni");
+    assert!(
+        plugin.exists(),
+        "{} is missing: `cargo xtask build` builds it",
+        plugin.display()
+    );
+    let mut config = config.clone();
+    config["socket"] = json!(format!("/nonexistent/hairpin-{}.sock", std::process::id()));
+    let mut child = Command::new(&plugin)
+        .env("CNI_COMMAND", "CHECK")
+        .env("CNI_CONTAINERID", "kubernetes-test")
+        .env("CNI_NETNS", "/nonexistent/netns")
+        .env("CNI_IFNAME", "net1")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(config.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{what}: hairpin-cni answered no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(
+        answer["code"], 11,
+        "{what}: hairpin-cni refused the configuration: {answer}"
+    );
 }
 
 #[test]

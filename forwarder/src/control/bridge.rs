@@ -1062,6 +1062,15 @@ impl Bridge {
 
     // ---- reports -------------------------------------------------------------------
 
+    /// The names of the ports added at run time.
+    pub fn runtime_ports(&self) -> impl Iterator<Item = &str> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.origin == Origin::Runtime)
+            .map(|s| s.config.name.as_str())
+    }
+
     /// Every port, by slot.
     pub fn ports(&self) -> Vec<PortInfo> {
         let snapshot = self.datapath.snapshot();

@@ -15,4 +15,5 @@ pub mod port;
 pub mod preflight;
 pub mod protocol;
 pub mod service;
+pub mod state;
 pub mod xdp;

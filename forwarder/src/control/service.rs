@@ -32,6 +32,7 @@ use super::{
     config_file,
     drop_log::DropLog,
     protocol::{self, Request, Response, ResponseLine, Stats},
+    state::RuntimePorts,
 };
 use crate::{sys::EventFd, wire::Mac};
 
@@ -79,6 +80,8 @@ pub struct ServiceOptions {
     pub socket: Option<PathBuf>,
     /// The configuration file `reload` re-reads.
     pub config_file: Option<PathBuf>,
+    /// Where the run-time ports are kept across a restart ([`super::state`]).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// A call to the control thread.
@@ -141,11 +144,16 @@ impl Service {
         let thread = thread::Builder::new()
             .name("hairpin-control".into())
             .spawn(move || {
-                let bridge = match Bridge::start(config) {
-                    Ok(bridge) => {
+                let (bridge, state) = match Bridge::start(config) {
+                    Ok(mut bridge) => {
                         keep_off(bridge.cores());
+                        // Ready means the run-time ports are back too.
+                        let state = options
+                            .state_dir
+                            .as_deref()
+                            .map(|dir| restore(&mut bridge, dir));
                         let _ = started_tx.send(Ok(bridge.cores().to_vec()));
-                        bridge
+                        (bridge, state)
                     }
                     Err(e) => {
                         let _ = started_tx.send(Err(e));
@@ -160,6 +168,7 @@ impl Service {
                     wake: thread_wake,
                     options,
                     drops: DropLog::default(),
+                    state,
                 };
                 control.run();
                 remove_socket(control.options.socket.as_deref());
@@ -295,6 +304,39 @@ struct Control {
     wake: Arc<EventFd>,
     options: ServiceOptions,
     drops: DropLog,
+    state: Option<RuntimePorts>,
+}
+
+/// Adds the run-time ports kept in `dir` again; returns the state, which from now on
+/// follows the bridge's run-time ports. A port that cannot be added (its interface
+/// gone with its pod, say) is dropped with a warning, and so is a state file hairpin
+/// cannot read (it is rewritten at the next change).
+fn restore(bridge: &mut Bridge, dir: &Path) -> RuntimePorts {
+    let mut state = RuntimePorts::new(dir);
+    let specs = state.read().unwrap_or_else(|e| {
+        tracing::warn!("run-time ports not restored: {e}");
+        Vec::new()
+    });
+    for spec in specs {
+        let name = spec.name.clone();
+        let added = port_config(&spec)
+            .map_err(BridgeError::Refused)
+            .and_then(|config| bridge.add_port(config));
+        match added {
+            Ok(id) => {
+                tracing::info!(
+                    "{name}: run-time port restored from {}, as port {id}",
+                    state.path().display()
+                );
+                state.added(spec);
+            }
+            Err(e) => tracing::warn!("{name}: run-time port not restored: {e:#}"),
+        }
+    }
+    // Restored or dropped, the file now says what the bridge has.
+    state.retain(bridge.runtime_ports());
+    state.save_now();
+    state
 }
 
 impl Control {
@@ -326,6 +368,19 @@ impl Control {
                     }
                     Call::Stop => return,
                 }
+            }
+            self.keep_state();
+        }
+    }
+
+    /// Brings the state file up to the bridge's run-time ports (one removed, or
+    /// forgotten with its interface, leaves it). Stopping does not come here: the file
+    /// keeps the ports for the next start.
+    fn keep_state(&mut self) {
+        if let Some(state) = &mut self.state {
+            state.retain(self.bridge.runtime_ports());
+            if let Err(e) = state.save() {
+                tracing::warn!("run-time ports not kept: {e}");
             }
         }
     }
@@ -378,16 +433,21 @@ impl Control {
         };
         let bridge = &mut self.bridge;
         match request {
-            Request::PortAdd(spec) => done(
-                port_config(&spec)
+            Request::PortAdd(spec) => {
+                let added = port_config(&spec)
                     .map_err(BridgeError::Refused)
-                    .and_then(|config| {
-                        let name = config.name.clone();
-                        bridge
-                            .add_port(config)
-                            .map(|id| format!("{name}: attached as port {id}"))
-                    }),
-            ),
+                    .and_then(|config| bridge.add_port(config));
+                match added {
+                    Ok(id) => {
+                        let message = format!("{}: attached as port {id}", spec.name);
+                        if let Some(state) = &mut self.state {
+                            state.added(spec);
+                        }
+                        Response::Done { message }
+                    }
+                    Err(e) => error(format!("{e:#}")),
+                }
+            }
             Request::PortDel { name } => done(
                 bridge
                     .remove_port(&name)

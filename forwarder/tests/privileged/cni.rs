@@ -151,13 +151,18 @@ fn has_port(socket: &Path, name: &str) -> bool {
 fn pods_attached_by_the_cni_plugin_are_switched_isolated_and_detached() {
     let mut topo = Topology::new("cni", &[1]);
     // The node's uplink: a trunk of both tenants' VLANs.
-    let (socket, log) = start(
-        &mut topo,
-        "cni",
-        &["--ports", "p0", "--trunk", "p0=10,20"],
-        Stdio::null(),
-    );
+    // hairpin keeps its run-time ports (the pods') in a state directory.
     let leases = LeaseDir(std::env::temp_dir().join(format!("hp-cni-{}", std::process::id())));
+    let state = leases.0.join("state");
+    let args = [
+        "--ports",
+        "p0",
+        "--trunk",
+        "p0=10,20",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ];
+    let (socket, log) = start(&mut topo, "cni", &args, Stdio::null());
     let tenant_a = network(
         "tenant-a",
         10,
@@ -227,6 +232,51 @@ fn pods_attached_by_the_cni_plugin_are_switched_isolated_and_detached() {
     // Across the VLANs: nothing, though the addresses share a subnet.
     assert!(ping(a, &addr[3], 2).is_err(), "tenant A reached tenant B");
     assert!(ping(e, &addr[1], 2).is_err(), "tenant B reached tenant A");
+
+    // hairpin restarts (a DaemonSet rollout): the pods keep their ports. One pod is
+    // deleted while it is down, which removes its veth and lease; hairpin then drops
+    // its port instead of restoring it.
+    let mut first_log = take_log(&log);
+    topo.lab
+        .last_process()
+        .unwrap()
+        .signal(libc::SIGTERM)
+        .unwrap();
+    topo.lab.last_process().unwrap().child().wait().unwrap();
+    let e_port = host_end(&results[4]);
+    let out = cni(
+        &topo.sw,
+        "DEL",
+        &netns(e),
+        &id("e"),
+        tenant_b.to_string().as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "DEL while hairpin is down: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not answering"),
+        "DEL said nothing of hairpin being down"
+    );
+    let (socket, log) = start(&mut topo, "cni", &args, Stdio::null());
+    let ports = ask_json(&socket, &["show", "ports"]);
+    for result in &results[..4] {
+        let port = crate::runtime::port(&ports, &host_end(result));
+        assert_eq!(port["origin"], "runtime", "{port}");
+        assert_eq!(port["state"], "up", "{port}");
+    }
+    assert!(
+        !has_port(&socket, &e_port),
+        "restored {e_port}, whose pod is gone"
+    );
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(state.join("ports.json")).unwrap()).unwrap();
+    assert_eq!(saved["ports"].as_array().unwrap().len(), 4, "{saved}");
+    ping(a, &addr[1], 3).unwrap();
+    ping(b, &addr[2], 3).unwrap();
+    assert!(ping(a, &addr[3], 2).is_err(), "tenant A reached tenant B");
 
     // A pod that sends from a MAC not its own is dropped, and counted.
     let c_port = host_end(&results[2]);
@@ -309,7 +359,7 @@ fn pods_attached_by_the_cni_plugin_are_switched_isolated_and_detached() {
             .as_array()
             .unwrap()
             .len(),
-        1 + 3, // p0, c, d, e (a removed by hand, b deleted)
+        1 + 2, // p0, c, d (a removed by hand, b and e deleted)
     );
 
     // VERSION names what the plugin speaks.
@@ -348,6 +398,17 @@ fn pods_attached_by_the_cni_plugin_are_switched_isolated_and_detached() {
         .filter(|n| n.starts_with("10."))
         .collect();
     assert!(left.is_empty(), "leases left: {left:?}");
-    let log = take_log(&log);
-    assert!(!log.contains("ERROR"), "hairpin logged errors:\n{log}");
+    first_log.push_str(&take_log(&log));
+    assert!(
+        !first_log.contains("ERROR"),
+        "hairpin logged errors:\n{first_log}"
+    );
+    assert!(
+        first_log.contains(&format!("{e_port}: run-time port not restored")),
+        "no word of the port not restored:\n{first_log}"
+    );
+    // The state follows the ports: all of the pods' are gone.
+    let saved: Value =
+        serde_json::from_slice(&std::fs::read(state.join("ports.json")).unwrap()).unwrap();
+    assert_eq!(saved["ports"], json!([]), "{saved}");
 }
