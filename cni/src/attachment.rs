@@ -55,7 +55,7 @@ pub struct Attachment {
     /// The pod interface's MAC (else the kernel picks one). `runtimeConfig.mac` wins.
     #[serde(default, deserialize_with = "mac")]
     pub mac: Option<Mac>,
-    /// A parent interface for a macvlan: not supported yet.
+    /// A parent interface for a macvlan: refused (see [`Attachment::from_config`]).
     #[serde(default)]
     pub parent: Option<String>,
 }
@@ -108,8 +108,9 @@ impl Attachment {
             .map_err(|e| Failure::invalid_config(format!("hairpin-cni settings: {e}")))?;
         if let Some(parent) = &attachment.parent {
             return Err(Failure::invalid_config(format!(
-                "parent {parent}: macvlan attachments are not supported yet; \
-                 hairpin-cni attaches pods by veth"
+                "parent {parent}: hairpin-cni attaches pods by veth only; a macvlan's \
+                 frames leave through its parent's transmit path, where hairpin never \
+                 sees them (docs/kubernetes.md)"
             )));
         }
         if runtime_mac.is_some() {

@@ -30,7 +30,7 @@ use cni_plugin::{
     macaddr::MacAddr,
     reply::{Interface, SuccessReply, VersionReply, reply},
 };
-use hairpin::wire::Mac;
+use hairpin::{control::config::port_config, wire::Mac};
 use semver::Version;
 
 use crate::{
@@ -303,6 +303,19 @@ fn check(inputs: &Inputs) -> Result<(), Failure> {
             "hairpin's port {host} has reflective relay {}, the configuration {}",
             on_off(port.hairpin),
             on_off(attachment.hairpin)
+        )));
+    }
+    // The VLAN settings, as hairpin shows them.
+    let want = port_config(&attachment.port_spec(&host, None))
+        .map_err(Failure::invalid_config)?
+        .policy
+        .vlans
+        .map(|v| v.to_string());
+    if port.vlans != want {
+        return Err(Failure::check_failed(format!(
+            "hairpin's port {host} has VLANs {}, the configuration {}",
+            port.vlans.as_deref().unwrap_or("none"),
+            want.as_deref().unwrap_or("none")
         )));
     }
     if rtnl()?

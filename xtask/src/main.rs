@@ -231,7 +231,8 @@ fn test(filter: Option<&str>) -> Result<()> {
         let mut cmd = cargo();
         cmd.arg("test")
             .args(["--package", "hairpin-common", "--package", "hairpin"])
-            .args(["--package", "hairpin-bench", "--package", "xtask"])
+            .args(["--package", "hairpin-bench", "--package", "hairpin-cni"])
+            .args(["--package", "xtask"])
             .args(["--features", "hairpin/privileged-tests"])
             .args(targets)
             .env("HAIRPIN_EBPF_OBJ", ebpf_object());

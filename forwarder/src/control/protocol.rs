@@ -163,7 +163,7 @@ pub struct PortInfo {
     pub state: String,
     /// `uplink` or `downlink`.
     pub role: String,
-    /// Its VLAN setting (`access 10`, `trunk 10,20 native 1`), if any.
+    /// Its VLAN setting (`access VLAN 10`, `trunk of 2 VLAN(s), native VLAN 1`), if any.
     pub vlans: Option<String>,
     /// Reflective relay.
     pub hairpin: bool,

@@ -229,6 +229,24 @@ fn pods_attached_by_the_cni_plugin_are_switched_isolated_and_detached() {
     ping(a, &addr[2], 3).unwrap();
     ping(b, &addr[2], 3).unwrap();
     ping(d, &addr[4], 3).unwrap();
+    // TCP too: the pods' TX checksum offload is off, so their segments cross hairpin
+    // with checksums the receiver accepts.
+    // (One client, and gone after 10 s idle whatever happens.)
+    let mut server = b
+        .command("iperf3")
+        .args(["-s", "-1", "--idle-timeout", "10"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = a.run("iperf3", &["-c", &addr[1], "-t", "1", "-J"]);
+    server.wait().unwrap();
+    let out = out.unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let received = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    assert!(received > 0, "no TCP data crossed: {report}");
+
     // Across the VLANs: nothing, though the addresses share a subnet.
     assert!(ping(a, &addr[3], 2).is_err(), "tenant A reached tenant B");
     assert!(ping(e, &addr[1], 2).is_err(), "tenant B reached tenant A");
