@@ -137,8 +137,10 @@ pub struct PortConf {
     /// With [`port_flags::PASS_HOST_MAC`]: frames to this destination MAC go to the
     /// host's stack instead of hairpin (the host keeps its own connectivity).
     pub host_mac: [u8; 6],
-    /// Padding, kept zero.
-    pub _pad: [u8; 2],
+    /// With [`port_flags::PASS_HOST_MAC`]: bit `n` clear sends frames to the reserved
+    /// group address `01:80:c2:00:00:0n` (LLDP, STP, ...) to the host's stack, which
+    /// runs the link's protocols; bit `n` set lets hairpin relay them.
+    pub group_fwd_mask: u16,
 }
 
 /// Indices of the sink's counters in `SINK_STATS`.
@@ -157,8 +159,9 @@ pub mod sink_stat {
 pub mod port_flags {
     /// Redirect frames into the AF_XDP socket bound to their queue (when one is).
     pub const STEER: u32 = 1 << 0;
-    /// Hand frames addressed to [`super::PortConf::host_mac`], and ARP requests and IPv6
-    /// neighbour solicitations for the host's addresses, to the kernel's stack.
+    /// Hand frames addressed to [`super::PortConf::host_mac`], ARP requests and IPv6
+    /// neighbour solicitations for the host's addresses, and frames to the reserved group
+    /// addresses hairpin does not relay, to the kernel's stack.
     pub const PASS_HOST_MAC: u32 = 1 << 1;
 }
 

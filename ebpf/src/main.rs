@@ -248,7 +248,16 @@ fn is_for_host(ctx: &XdpContext, port: &PortConf) -> bool {
         return false;
     }
     // SAFETY: the bounds check above proves the six bytes at `start` are in the frame.
-    if unsafe { *(start as *const [u8; MAC_LEN]) } == port.host_mac {
+    let dst = unsafe { *(start as *const [u8; MAC_LEN]) };
+    if dst == port.host_mac {
+        return true;
+    }
+    // A reserved group address (LLDP, STP, 802.1X, ...) hairpin does not relay: the
+    // host's own protocols (lldpd) get it.
+    if let [0x01, 0x80, 0xc2, 0x00, 0x00, last] = dst
+        && last < 0x10
+        && port.group_fwd_mask & (1 << last) == 0
+    {
         return true;
     }
     if start + 14 > end {

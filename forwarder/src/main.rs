@@ -255,6 +255,11 @@ struct RunArgs {
     /// UMEM frames per worker (default: full rings for max(ports, 4) ports).
     #[arg(long, conflicts_with = "config")]
     umem_frames: Option<u32>,
+    /// Relay frames to the reserved group addresses 01:80:c2:00:00:0N whose bit N is set
+    /// (e.g. 0x4000 for LLDP, 0x8 for 802.1X; none by default, as a bridge should). Pause
+    /// (bit 1) and LACP (bit 2) are never relayed.
+    #[arg(long, conflicts_with = "config", value_name = "MASK", value_parser = parse_mask, default_value = "0")]
+    group_fwd_mask: u16,
     /// MAC table capacity (1 to 16777216).
     #[arg(long, conflicts_with = "config", default_value_t = BridgeConfig::default().fdb_capacity)]
     fdb_size: usize,
@@ -516,7 +521,17 @@ fn config_from_options(args: &RunArgs) -> Result<BridgeConfig> {
             busy_poll: args.busy_poll,
             umem_frames: args.umem_frames,
         },
+        group_fwd_mask: args.group_fwd_mask,
     })
+}
+
+/// A `--group-fwd-mask`: decimal, or hexadecimal with `0x`.
+fn parse_mask(text: &str) -> Result<u16, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u16::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| format!("{text:?}: a 16-bit mask, e.g. 0x4000 for LLDP"))
 }
 
 /// Output that never holds anyone up: lines go to a thread that writes them to stdout,

@@ -75,6 +75,16 @@ impl Mac {
         self.0[0] & 1 == 1
     }
 
+    /// For one of IEEE 802.1Q's reserved group addresses, `01:80:c2:00:00:00` to
+    /// `01:80:c2:00:00:0f` (STP, pause, LACP, 802.1X, LLDP, ...), which a bridge does not
+    /// relay: the last nibble, the address's bit in a group forward mask.
+    pub const fn reserved_group(self) -> Option<u8> {
+        match self.0 {
+            [0x01, 0x80, 0xc2, 0x00, 0x00, last] if last < 0x10 => Some(last),
+            _ => None,
+        }
+    }
+
     /// Whether a frame from this address may be learned: unicast and not all-zero.
     pub fn is_learnable(self) -> bool {
         !self.is_multicast() && self != Self::ZERO

@@ -32,8 +32,8 @@ use crate::{
         stats::PortQueueSnapshot, xsk::HEADROOM,
     },
     switch::{
-        Fdb, MAX_PORTS, Mode, PortId, PortPolicy, PortSet, Role, Tables, TablesError, VlanId,
-        fdb::Learned, vlan,
+        Fdb, GROUP_FWD_RESTRICTED, MAX_PORTS, Mode, PortId, PortPolicy, PortSet, Role, Tables,
+        TablesError, VlanId, fdb::Learned, vlan,
     },
     wire::{ETHERNET_HEADER_LEN, Mac},
 };
@@ -79,6 +79,9 @@ pub struct BridgeConfig {
     pub cores: Option<Vec<usize>>,
     /// Sockets, rings, UMEMs.
     pub datapath: DatapathConfig,
+    /// Bit `n`: relay frames to the reserved group address `01:80:c2:00:00:0n` (none by
+    /// default; as the Linux bridge's `group_fwd_mask`).
+    pub group_fwd_mask: u16,
 }
 
 /// Largest MAC table: 16 M entries (1 GiB of buckets).
@@ -95,6 +98,7 @@ impl Default for BridgeConfig {
             queues: None,
             cores: None,
             datapath: DatapathConfig::default(),
+            group_fwd_mask: 0,
         }
     }
 }
@@ -213,12 +217,15 @@ impl Bridge {
                 })
             })
             .collect();
-        let tables = Arc::new(Tables::new(
-            config.mode,
-            &policies(&slots),
-            PortSet::EMPTY,
-            Arc::clone(&fdb),
-        )?);
+        let tables = Arc::new(
+            Tables::new(
+                config.mode,
+                &policies(&slots),
+                PortSet::EMPTY,
+                Arc::clone(&fdb),
+            )?
+            .with_group_fwd_mask(config.group_fwd_mask),
+        );
         let steering = Steering::load()?;
         let netlink = Netlink::open().map_err(BridgeError::Netlink)?;
         let datapath = Datapath::start(
@@ -313,8 +320,11 @@ impl Bridge {
         if role == Role::Uplink {
             // The uplink keeps the host's own traffic: frames for its MAC, and ARP
             // requests and neighbour solicitations for its addresses, go to the kernel.
+            // So do the reserved group addresses hairpin does not relay (LLDP from
+            // the adjacent switch, for the host's lldpd).
             conf.flags |= port_flags::PASS_HOST_MAC;
             conf.host_mac = iface.mac.0;
+            conf.group_fwd_mask = self.config.group_fwd_mask;
             self.host = Some(HostAddresses {
                 ifindex: iface.ifindex,
                 current: Vec::new(),
@@ -459,6 +469,7 @@ impl Bridge {
             up,
             Arc::clone(&self.fdb),
         )
+        .map(|t| t.with_group_fwd_mask(self.config.group_fwd_mask))
     }
 
     /// Enters port `id`'s static MACs in every VLAN it carries (VLAN 0 when unaware).
@@ -695,12 +706,13 @@ impl Bridge {
                 c.queues,
                 c.cores.clone(),
                 c.datapath.clone(),
+                c.group_fwd_mask,
             )
         };
         if fixed(&new) != fixed(&self.config) {
             return Err(refused(
-                "the new configuration changes the mode, [datapath] or the MAC table size: \
-                 those need a restart (only ports and fdb.age change on reload)",
+                "the new configuration changes the mode, [datapath], the MAC table size or \
+                 group_fwd_mask: those need a restart (only ports and fdb.age change on reload)",
             ));
         }
         if matches!(new.mode, Mode::Xconnect | Mode::Passthru) {
@@ -1299,6 +1311,13 @@ pub fn check_config(config: &BridgeConfig) -> Result<(), BridgeError> {
             }
             statics.push((mac, &p.name));
         }
+    }
+    if config.group_fwd_mask & GROUP_FWD_RESTRICTED != 0 {
+        return Err(refused(format!(
+            "group_fwd_mask {:#06x}: pause (bit 1) and LACP/slow protocols (bit 2) belong to \
+             one link and are never relayed",
+            config.group_fwd_mask
+        )));
     }
     if config.fdb_capacity == 0 || config.fdb_capacity > MAX_FDB_SIZE {
         return Err(refused(format!(

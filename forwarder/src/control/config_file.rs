@@ -50,7 +50,7 @@ use crate::{
     },
     datapath::{DatapathConfig, ZeroCopy},
     switch::{
-        Fdb, Mode, PortPolicy, PortSet, Role, Tables,
+        Fdb, GROUP_FWD_RESTRICTED, Mode, PortPolicy, PortSet, Role, Tables,
         vlan::{self, PortVlans},
     },
     wire::Mac,
@@ -93,6 +93,8 @@ pub enum ConfigFileError {
 struct File {
     #[serde(default)]
     mode: Mode,
+    #[serde(default)]
+    group_fwd_mask: u16,
     #[serde(default)]
     datapath: FileDatapath,
     #[serde(default)]
@@ -283,6 +285,16 @@ pub fn parse(text: &str, path: &Path) -> Result<BridgeConfig, ConfigFileError> {
                 .into(),
         ));
     }
+    if file.group_fwd_mask & GROUP_FWD_RESTRICTED != 0 {
+        return Err(invalid(
+            "group_fwd_mask".into(),
+            format!(
+                "{:#06x}: pause (bit 1) and LACP/slow protocols (bit 2) belong to one link and \
+                 are never relayed",
+                file.group_fwd_mask
+            ),
+        ));
+    }
     let d = file.datapath;
     let datapath = DatapathConfig::default();
     Ok(BridgeConfig {
@@ -300,6 +312,7 @@ pub fn parse(text: &str, path: &Path) -> Result<BridgeConfig, ConfigFileError> {
             busy_poll: d.busy_poll.unwrap_or(false),
             umem_frames: d.umem_frames,
         },
+        group_fwd_mask: file.group_fwd_mask,
     })
 }
 
@@ -313,6 +326,18 @@ mod tests {
 
     fn err(text: &str) -> String {
         parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_group_forward_mask_is_read_and_pause_and_lacp_are_refused() {
+        let ports = "[[port]]\nname = \"a\"\n[[port]]\nname = \"b\"\n";
+        let config = parse(&format!("group_fwd_mask = 0x4008\n{ports}")).expect("valid");
+        assert_eq!(config.group_fwd_mask, 0x4008);
+        assert_eq!(parse(ports).expect("valid").group_fwd_mask, 0);
+        for mask in ["0x2", "0x4", "0xffff"] {
+            let e = parse(&format!("group_fwd_mask = {mask}\n{ports}")).expect_err(mask);
+            assert!(e.to_string().contains("group_fwd_mask"), "{e}");
+        }
     }
 
     #[test]

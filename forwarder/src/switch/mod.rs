@@ -111,11 +111,14 @@ pub enum DropReason {
     /// The egress port is down (no carrier) or has just been removed: the frame is
     /// dropped at once rather than queued until it comes back.
     PortDown,
+    /// Addressed to a reserved group address (`01:80:c2:00:00:0x`: STP, pause, LACP,
+    /// 802.1X, LLDP, ...) that the bridge's group forward mask does not relay.
+    Reserved,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::Runt,
         Self::BadSourceMac,
         Self::SameSegment,
@@ -129,6 +132,7 @@ impl DropReason {
         Self::Vlan,
         Self::NoHeadroom,
         Self::PortDown,
+        Self::Reserved,
     ];
 
     /// How many reasons there are.
@@ -150,6 +154,7 @@ impl DropReason {
             Self::Vlan => "vlan",
             Self::NoHeadroom => "no_headroom",
             Self::PortDown => "port_down",
+            Self::Reserved => "reserved",
         }
     }
 }
@@ -270,6 +275,11 @@ pub struct PortPolicy {
     pub vlans: Option<PortVlans>,
 }
 
+/// Reserved group addresses no group forward mask relays: MAC control (pause, `..:01`)
+/// and the slow protocols (LACP, marker, OAM, `..:02`). Both belong to one link; the
+/// Linux bridge refuses them in its `group_fwd_mask` too.
+pub const GROUP_FWD_RESTRICTED: u16 = 0b0110;
+
 /// Everything [`decide`] reads: the mode, the ports and their policies, the MAC table.
 ///
 /// Ports live in fixed slots ([`PortId`]) for as long as they are configured. The tables
@@ -284,6 +294,8 @@ pub struct Tables {
     uplink: Option<PortId>,
     downlinks: PortSet,
     hairpin: PortSet,
+    /// Bit `n`: frames to `01:80:c2:00:00:0n` are relayed like other multicast.
+    group_fwd_mask: u16,
     /// Per slot; empty where any source is allowed.
     allowed_sources: Vec<Box<[Mac]>>,
     /// Who carries which VLAN.
@@ -366,10 +378,19 @@ impl Tables {
             uplink,
             downlinks,
             hairpin,
+            group_fwd_mask: 0,
             allowed_sources,
             vlans: VlanTable::new(&vlans),
             fdb,
         })
+    }
+
+    /// These tables relaying the reserved group addresses whose bits `mask` sets (none
+    /// by default; [`GROUP_FWD_RESTRICTED`] bits are ignored).
+    #[must_use]
+    pub fn with_group_fwd_mask(mut self, mask: u16) -> Self {
+        self.group_fwd_mask = mask & !GROUP_FWD_RESTRICTED;
+        self
     }
 
     /// Tables for `n` plain downlinks, all up (no uplink, no hairpin, no anti-spoofing),
@@ -389,7 +410,9 @@ impl Tables {
 ///
 /// In every mode but `xconnect`: runts, frames outside the VLANs the port carries (see
 /// [`vlan`]), multicast or all-zero sources and (on a port with an anti-spoofing list)
-/// unlisted sources are dropped; the source is learned in the frame's VLAN; a frame
+/// unlisted sources are dropped; the source is learned in the frame's VLAN; frames to a
+/// reserved group address are dropped unless the group forward mask relays them (then
+/// they are multicast like any other; `passthru` relays them all); a frame
 /// never leaves by its ingress port unless that port has hairpin (reflective relay) on,
 /// and never leaves by a port that does not carry its VLAN. Then, by mode:
 ///
@@ -475,6 +498,14 @@ fn switch(
         tables.fdb.learn(vid, src, ingress, now);
         None
     };
+
+    // 802.1Q: a bridge does not relay frames for its own link (STP, pause, LACP, 802.1X,
+    // LLDP). On a port that keeps host traffic the XDP program hands them to the host.
+    if let Some(bit) = dst.reserved_group()
+        && tables.group_fwd_mask & (1 << bit) == 0
+    {
+        return Action::Drop(DropReason::Reserved);
+    }
 
     if edge && !from_uplink {
         return match tables.uplink {
@@ -673,6 +704,61 @@ mod tests {
         let mut policies = vec![PortPolicy::default(); 3];
         policies[2].role = Role::Uplink;
         tables_of(mode, &policies, 1024).unwrap()
+    }
+
+    /// The reserved group address `01:80:c2:00:00:0n`.
+    fn reserved(n: u8) -> Mac {
+        Mac([0x01, 0x80, 0xc2, 0, 0, n])
+    }
+
+    #[test]
+    fn reserved_group_addresses_are_never_relayed_by_default() {
+        for mode in [Mode::Veb, Mode::Vepa, Mode::Private] {
+            let t = edge(mode);
+            // STP, pause, LACP, 802.1X, LLDP, and the rest of the block: from a downlink
+            // (never up to the uplink) and from the uplink (never down to a VM).
+            for n in 0..0x10 {
+                for ingress in [0, 2] {
+                    assert_eq!(
+                        act(&t, &frame(reserved(n), A), ingress, 1),
+                        Action::Drop(DropReason::Reserved),
+                        "{mode} {} from port {ingress}",
+                        reserved(n)
+                    );
+                }
+            }
+            // Just past the block: ordinary multicast.
+            assert!(matches!(
+                act(&t, &frame(reserved(0x10), B), 1, 1),
+                Action::Flood(_) | Action::Forward(2)
+            ));
+        }
+    }
+
+    #[test]
+    fn the_group_forward_mask_relays_the_chosen_ones_but_never_pause_or_lacp() {
+        let t = veb(3).with_group_fwd_mask(1 << 0x0e | 1 << 0x03 | GROUP_FWD_RESTRICTED);
+        let others = Action::Flood(PortSet::EMPTY.with(1).with(2));
+        assert_eq!(act(&t, &frame(reserved(0x0e), A), 0, 1), others, "LLDP");
+        assert_eq!(act(&t, &frame(reserved(0x03), A), 0, 1), others, "802.1X");
+        for n in [0x00, 0x01, 0x02, 0x0d] {
+            assert_eq!(
+                act(&t, &frame(reserved(n), A), 0, 1),
+                Action::Drop(DropReason::Reserved),
+                "{}",
+                reserved(n)
+            );
+        }
+        // A relayed frame is checked like any other: a spoofed source is still dropped.
+        let mut policies = vec![PortPolicy::default(); 2];
+        policies[0].allowed_sources = vec![A];
+        let t = tables_of(Mode::Veb, &policies, 16)
+            .unwrap()
+            .with_group_fwd_mask(1 << 0x0e);
+        assert_eq!(
+            act(&t, &frame(reserved(0x0e), B), 0, 1),
+            Action::Drop(DropReason::Spoofed)
+        );
     }
 
     #[test]

@@ -11,11 +11,20 @@
 //!
 //! - an untagged frame belongs to the port's access or native VLAN; a trunk without a
 //!   native VLAN drops it;
+//! - a priority-tagged frame (an 802.1Q tag with VLAN 0, which carries only a priority)
+//!   is an untagged one, on access ports and trunks alike (802.1Q 6.9.1, as the Linux
+//!   bridge and Open vSwitch do), unless a second tag follows it;
 //! - an 802.1Q-tagged frame belongs to the VLAN of its tag if the port is a trunk that
-//!   carries it (a priority tag, VLAN 0, counts as untagged);
-//! - everything else is dropped (`vlan`): any tagged frame on an access port, whatever
-//!   its tags (no VLAN hopping by double tagging), a tag for a VLAN the trunk does not
-//!   carry, and 802.1ad service tags (hairpin is not a provider bridge).
+//!   carries it;
+//! - everything else is dropped (`vlan`): a frame tagged with a VLAN on an access port,
+//!   a priority tag in front of another tag (no VLAN hopping by double tagging), a tag
+//!   for a VLAN the trunk does not carry, and 802.1ad service tags (hairpin is not a
+//!   provider bridge).
+//!
+//! On egress a priority tag goes where the frame leaves untagged (access ports, a
+//! trunk's native VLAN), as in the Linux bridge and Open vSwitch (whose
+//! `priority-tags` is off by default); where it leaves tagged, the VLAN is filled in
+//! and the priority kept.
 use std::fmt;
 
 use super::{DropReason, PortId, PortSet, VlanId};
@@ -218,15 +227,20 @@ impl VlanTable {
         let pvid = self.pvid[usize::from(ingress)];
         match ethertype {
             TPID_8021Q => {
-                if !self.trunk.contains(ingress) {
-                    return Err(DropReason::Vlan);
-                }
-                let Some(tag) = frame.get(14..16) else {
+                let Some(tag) = frame.get(14..18) else {
                     return Err(DropReason::Runt);
                 };
                 let tci = u16::from_be_bytes([tag[0], tag[1]]);
                 let vid = match tci & 0xfff {
-                    0 => pvid.ok_or(DropReason::Vlan)?,
+                    0 => {
+                        // A priority tag: untagged, unless another tag hides behind it.
+                        let inner = u16::from_be_bytes([tag[2], tag[3]]);
+                        if matches!(inner, TPID_8021Q | TPID_8021AD | TPID_QINQ_LEGACY) {
+                            return Err(DropReason::Vlan);
+                        }
+                        pvid.ok_or(DropReason::Vlan)?
+                    }
+                    _ if !self.trunk.contains(ingress) => return Err(DropReason::Vlan),
                     v => v,
                 };
                 if self.members[usize::from(vid)].contains(ingress) {
@@ -353,6 +367,52 @@ mod tests {
                 tci: Some(0x6000)
             })
         );
+    }
+
+    #[test]
+    fn priority_tagged_frames_on_access_ports_are_the_access_vlans() {
+        let t = table();
+        // Priority 5 on access port 0 (VLAN 10): in VLAN 10, the priority kept.
+        let c = t.classify(&tagged(TPID_8021Q, 0xa000), 0);
+        assert_eq!(
+            c,
+            Ok(Classified {
+                vid: 10,
+                tci: Some(0xa000)
+            })
+        );
+        let c = c.unwrap();
+        // Untagged out of an access port of VLAN 10 (port 0 itself, the only one here),
+        // the priority tag gone; tagged out of a trunk with the VLAN filled in and the
+        // priority kept.
+        assert_eq!(t.retag(c, 0), Retag::Pop);
+        assert_eq!(t.retag(c, 2), Retag::Rewrite(0xa00a));
+        // The frame as it leaves the trunk.
+        let frame = tagged(TPID_8021Q, 0xa000);
+        let mut tag = [0; TAG_LEN];
+        let out = retagged_parts(&frame, t.retag(c, 2), &mut tag).concat();
+        assert_eq!(out, tagged(TPID_8021Q, 0xa00a));
+        let out = retagged_parts(&frame, t.retag(c, 0), &mut tag).concat();
+        assert_eq!(out, untagged());
+        // On a port without a setting (VLAN 1) too.
+        assert_eq!(
+            t.classify(&tagged(TPID_8021Q, 0x2000), 3),
+            Ok(Classified {
+                vid: 1,
+                tci: Some(0x2000)
+            })
+        );
+    }
+
+    #[test]
+    fn a_priority_tag_never_hides_a_second_tag() {
+        let t = table();
+        for inner in [TPID_8021Q, TPID_8021AD, TPID_QINQ_LEGACY] {
+            let mut hop = tagged(inner, 20);
+            hop.splice(12..12, [0x81, 0x00, 0x00, 0x00]);
+            assert_eq!(t.classify(&hop, 0), Err(DropReason::Vlan), "{inner:#x}");
+            assert_eq!(t.classify(&hop, 2), Err(DropReason::Vlan), "{inner:#x}");
+        }
     }
 
     #[test]

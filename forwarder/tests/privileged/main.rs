@@ -11,11 +11,17 @@ mod edge;
 mod learning;
 mod lifecycle;
 mod observe;
+mod reserved;
 mod runtime;
 mod vlan;
 mod xdp_counters;
 
-use std::{process::Stdio, thread, time::Duration};
+use std::{
+    path::PathBuf,
+    process::{Child, Stdio},
+    thread,
+    time::Duration,
+};
 
 use hairpin::{
     control::{
@@ -113,6 +119,7 @@ pub struct TestConfig {
     pub fdb_capacity: usize,
     pub fdb_max_age: u32,
     pub busy_poll: bool,
+    pub group_fwd_mask: u16,
 }
 
 impl Default for TestConfig {
@@ -125,6 +132,7 @@ impl Default for TestConfig {
             fdb_capacity: d.fdb_capacity,
             fdb_max_age: d.fdb_max_age,
             busy_poll: false,
+            group_fwd_mask: d.group_fwd_mask,
         }
     }
 }
@@ -150,6 +158,7 @@ impl TestConfig {
                 .collect(),
             fdb_capacity: self.fdb_capacity,
             fdb_max_age: self.fdb_max_age,
+            group_fwd_mask: self.group_fwd_mask,
             datapath: DatapathConfig {
                 busy_poll: self.busy_poll,
                 ..DatapathConfig::default()
@@ -232,6 +241,62 @@ pub fn iperf(
     let _ = server_proc.kill();
     let _ = server_proc.wait();
     result
+}
+
+/// tcpdump writing everything `ifname` of `ns` sees to a file, until dropped.
+#[derive(Debug)]
+pub struct Capture {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Capture {
+    pub fn start(ns: &Netns, ifname: &str, file: PathBuf) -> Self {
+        let mut cmd = ns.command("tcpdump");
+        cmd.args(["-i", ifname, "-nn", "-U", "-w"])
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("starting tcpdump");
+        // tcpdump opens the interface within a moment; nothing is sent before that.
+        thread::sleep(Duration::from_millis(700));
+        Self { child, file }
+    }
+
+    /// Stops the capture and returns it decoded, one line per frame, link level shown.
+    /// Frames sent just before are given a second to be written (a loaded machine
+    /// delays tcpdump, not the frames).
+    pub fn finish(mut self) -> Vec<String> {
+        thread::sleep(Duration::from_secs(1));
+        let _ = send_signal(&self.child, libc::SIGINT);
+        let _ = self.child.wait();
+        let out = std::process::Command::new("tcpdump")
+            .args(["-nn", "-e", "-r"])
+            .arg(&self.file)
+            .stderr(Stdio::null())
+            .output()
+            .expect("reading the capture");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+fn send_signal(child: &Child, signal: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: signals a child we spawned and have not reaped.
+    if unsafe { libc::kill(child.id() as libc::pid_t, signal) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Sends raw Ethernet frames out of `ifname` in `ns` through an AF_PACKET socket.

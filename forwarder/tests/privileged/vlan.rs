@@ -2,73 +2,13 @@
 //! the trunk carries each VLAN with its tag (captured by tcpdump on the trunk's peer);
 //! tagged frames from the trunk reach their VLAN's access ports untagged; tagged and
 //! double-tagged frames from an access port are dropped (no VLAN hopping).
-use std::{
-    path::PathBuf,
-    process::{Child, Stdio},
-    thread,
-    time::Duration,
-};
-
 use hairpin::{
     control::port::Interface,
     switch::{DropReason, PortPolicy, vlan::PortVlans},
     wire::Mac,
 };
 
-use crate::{TestConfig, Topology, finish, ping, send_raw};
-
-/// tcpdump writing everything `eth0` of `ns` sees to a file, until dropped.
-struct Capture {
-    child: Child,
-    file: PathBuf,
-}
-
-impl Capture {
-    fn start(ns: &hairpin::netlab::Netns, file: PathBuf) -> Self {
-        let mut cmd = ns.command("tcpdump");
-        cmd.args(["-i", "eth0", "-nn", "-U", "-w"])
-            .arg(&file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd.spawn().expect("starting tcpdump");
-        // tcpdump opens the interface within a moment; nothing is sent before that.
-        thread::sleep(Duration::from_millis(700));
-        Self { child, file }
-    }
-
-    /// Stops the capture and returns it decoded, one line per frame, link level shown.
-    fn finish(mut self) -> Vec<String> {
-        thread::sleep(Duration::from_millis(300));
-        let _ = send_signal(&self.child, libc::SIGINT);
-        let _ = self.child.wait();
-        let out = std::process::Command::new("tcpdump")
-            .args(["-nn", "-e", "-r"])
-            .arg(&self.file)
-            .stderr(Stdio::null())
-            .output()
-            .expect("reading the capture");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.file);
-    }
-}
-
-fn send_signal(child: &Child, signal: libc::c_int) -> std::io::Result<()> {
-    // SAFETY: signals a child we spawned and have not reaped.
-    if unsafe { libc::kill(child.id() as libc::pid_t, signal) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
+use crate::{Capture, TestConfig, Topology, finish, ping, send_raw};
 
 fn mac_of(topo: &Topology, vm: usize) -> Mac {
     topo.vms[vm]
@@ -117,8 +57,8 @@ fn vlans_separate_ports_tag_the_trunk_and_stop_hopping() {
     let trunk_file = std::env::temp_dir().join(format!("{}-trunk.pcap", topo.sw.name()));
     let access_file = std::env::temp_dir().join(format!("{}-p2.pcap", topo.sw.name()));
     let datapath = topo.start(config);
-    let trunk = Capture::start(&topo.vms[3], trunk_file);
-    let access = Capture::start(&topo.vms[2], access_file);
+    let trunk = Capture::start(&topo.vms[3], "eth0", trunk_file);
+    let access = Capture::start(&topo.vms[2], "eth0", access_file);
 
     ping(&topo.vms[0], &topo.addr(1), 3).expect("same VLAN: vm0 and vm1 talk");
     ping(&topo.vms[0], &topo.addr(2), 1).expect_err("VLAN 10 never reaches VLAN 20");
@@ -140,7 +80,14 @@ fn vlans_separate_ports_tag_the_trunk_and_stop_hopping() {
         tagged_broadcast(vm0, &[(0x8100, 10), (0x8100, 20)]),
         tagged_broadcast(vm0, &[(0x88a8, 10), (0x8100, 20)]),
     ];
+    // A priority tag (VLAN 0, priority 5) on the access port is the port's VLAN: the
+    // frame leaves the trunk tagged 10 with its priority. One hiding a second tag is a
+    // hop like the others.
+    let mut priority = tagged_broadcast(vm0, &[(0x8100, 0xa000)]);
+    priority[16..18].copy_from_slice(&[0x88, 0xb6]);
+    let hidden = tagged_broadcast(vm0, &[(0x8100, 0), (0x8100, 20)]);
     send_raw(&topo.vms[0], "eth0", &hops);
+    send_raw(&topo.vms[0], "eth0", &[priority, hidden]);
     let on_trunk = trunk.finish();
     let on_p2 = access.finish();
     let s = finish(datapath);
@@ -170,7 +117,7 @@ fn vlans_separate_ports_tag_the_trunk_and_stop_hopping() {
     );
     // Nothing leaves the trunk untagged (it has no native VLAN), and vm0's tagged
     // frames never get out.
-    for line in &on_trunk {
+    for line in on_trunk.iter().filter(|l| !l.starts_with('\t')) {
         if line.contains(&trunk_text) || line.contains(&host_text) {
             continue; // frames the trunk's peer or the switch host sent themselves
         }
@@ -180,6 +127,12 @@ fn vlans_separate_ports_tag_the_trunk_and_stop_hopping() {
             "a hopping frame got through: {line}"
         );
     }
+    assert!(
+        on_trunk
+            .iter()
+            .any(|l| l.contains(&vm0_text) && l.contains("vlan 10, p 5") && l.contains("0x88b6")),
+        "the priority-tagged frame did not leave the trunk in VLAN 10, priority 5: {on_trunk:#?}"
+    );
     // p2 got the trunk's VLAN 20 frame, untagged, and nothing of VLAN 10.
     let from_trunk: Vec<_> = on_p2.iter().filter(|l| l.contains(&trunk_text)).collect();
     assert_eq!(from_trunk.len(), 1, "{on_p2:#?}");
@@ -188,8 +141,8 @@ fn vlans_separate_ports_tag_the_trunk_and_stop_hopping() {
         !on_p2.iter().any(|l| l.contains(&vm0_text)),
         "VLAN 10 reached p2: {on_p2:#?}"
     );
-    // The counters agree: the four hopping attempts were dropped on p0.
+    // The counters agree: the five hopping attempts were dropped on p0.
     let p0 = s.port_total(0);
-    assert_eq!(p0.drops[DropReason::Vlan as usize], 4, "{p0:?}");
+    assert_eq!(p0.drops[DropReason::Vlan as usize], 5, "{p0:?}");
     assert_eq!(s.port_total(3).drops[DropReason::Vlan as usize], 0);
 }
