@@ -31,10 +31,10 @@ use super::{
     config::port_config,
     config_file,
     drop_log::DropLog,
-    protocol::{self, Request, Response, ResponseLine, Stats},
+    protocol::{self, PortSpec, Request, Response, ResponseLine, Stats},
     state::RuntimePorts,
 };
-use crate::{sys::EventFd, wire::Mac};
+use crate::{switch::PortId, sys::EventFd, wire::Mac};
 
 /// Where `hairpin run` serves and the client commands connect by default.
 pub const DEFAULT_SOCKET: &str = "/run/hairpin/hairpin.sock";
@@ -307,6 +307,13 @@ struct Control {
     state: Option<RuntimePorts>,
 }
 
+/// Checks `spec` and adds its port at run time.
+fn add_port(bridge: &mut Bridge, spec: &PortSpec) -> Result<PortId, BridgeError> {
+    port_config(spec)
+        .map_err(BridgeError::Refused)
+        .and_then(|config| bridge.add_port(config))
+}
+
 /// Adds the run-time ports kept in `dir` again; returns the state, which from now on
 /// follows the bridge's run-time ports. A port that cannot be added (its interface
 /// gone with its pod, say) is dropped with a warning, and so is a state file hairpin
@@ -319,10 +326,7 @@ fn restore(bridge: &mut Bridge, dir: &Path) -> RuntimePorts {
     });
     for spec in specs {
         let name = spec.name.clone();
-        let added = port_config(&spec)
-            .map_err(BridgeError::Refused)
-            .and_then(|config| bridge.add_port(config));
-        match added {
+        match add_port(bridge, &spec) {
             Ok(id) => {
                 tracing::info!(
                     "{name}: run-time port restored from {}, as port {id}",
@@ -433,21 +437,16 @@ impl Control {
         };
         let bridge = &mut self.bridge;
         match request {
-            Request::PortAdd(spec) => {
-                let added = port_config(&spec)
-                    .map_err(BridgeError::Refused)
-                    .and_then(|config| bridge.add_port(config));
-                match added {
-                    Ok(id) => {
-                        let message = format!("{}: attached as port {id}", spec.name);
-                        if let Some(state) = &mut self.state {
-                            state.added(spec);
-                        }
-                        Response::Done { message }
+            Request::PortAdd(spec) => match add_port(bridge, &spec) {
+                Ok(id) => {
+                    let message = format!("{}: attached as port {id}", spec.name);
+                    if let Some(state) = &mut self.state {
+                        state.added(spec);
                     }
-                    Err(e) => error(format!("{e:#}")),
+                    Response::Done { message }
                 }
-            }
+                Err(e) => error(format!("{e:#}")),
+            },
             Request::PortDel { name } => done(
                 bridge
                     .remove_port(&name)
