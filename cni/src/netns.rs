@@ -1,5 +1,5 @@
 //! Work inside a pod's network namespace.
-use std::{fs::File, path::Path, thread};
+use std::{fs::File, path::Path};
 
 use crate::failure::Failure;
 
@@ -15,14 +15,6 @@ pub fn within<T: Send>(
     netns: &File,
     f: impl FnOnce() -> Result<T, Failure> + Send,
 ) -> Result<T, Failure> {
-    thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                hairpin::enter_netns(netns)
-                    .map_err(|e| Failure::io("entering the pod's network namespace", e))?;
-                f()
-            })
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
+    hairpin::in_netns(netns, f)
+        .map_err(|e| Failure::io("entering the pod's network namespace", e))?
 }

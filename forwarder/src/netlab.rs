@@ -118,15 +118,7 @@ impl Netns {
             source,
         };
         let file = File::open(&path).map_err(enter_err)?;
-        thread::scope(|scope| {
-            scope
-                .spawn(|| {
-                    sys::enter_netns(&file).map_err(enter_err)?;
-                    Ok(f())
-                })
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        sys::in_netns(&file, f).map_err(enter_err)
     }
 }
 

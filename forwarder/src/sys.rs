@@ -128,8 +128,26 @@ pub fn af_xdp_available() -> io::Result<()> {
     Ok(())
 }
 
+/// Runs `f` on a thread of its own that has entered the network namespace open at `ns`,
+/// and returns its result. Sockets, ioctls and netlink calls made by `f` act inside the
+/// namespace; the calling thread stays where it is.
+pub fn in_netns<T: Send>(
+    ns: &(impl std::os::fd::AsRawFd + Sync),
+    f: impl FnOnce() -> T + Send,
+) -> io::Result<T> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                enter_netns(ns)?;
+                Ok(f())
+            })
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// Moves the calling thread into the network namespace open at `ns`.
-pub fn enter_netns(ns: &impl std::os::fd::AsRawFd) -> io::Result<()> {
+fn enter_netns(ns: &impl std::os::fd::AsRawFd) -> io::Result<()> {
     // SAFETY: `setns` only reads the descriptor; it affects the calling thread alone.
     if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
         return Err(io::Error::last_os_error());
