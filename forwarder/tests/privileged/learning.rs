@@ -113,9 +113,16 @@ fn a_flood_of_random_sources_leaves_the_table_bounded() {
         "bounded and nearly full: {}",
         fdb.len()
     );
+    // Every source hairpin received either found room (256 at most) or was refused and
+    // counted; those the kernel dropped on a loaded machine never reached the table.
+    let received = datapath.snapshot().port_total(0).rx_packets;
     assert!(
-        fdb.full_events() > 4000,
-        "refusals counted: {}",
+        received > 1000,
+        "too few frames reached hairpin: {received}"
+    );
+    assert!(
+        fdb.full_events() + 256 + 16 >= received,
+        "refusals counted: {} of {received} received",
         fdb.full_events()
     );
     // The bridge still works for real stations whose buckets have room, and floods the
