@@ -15,6 +15,8 @@ use std::{
 
 use crate::sys;
 
+pub mod ovs;
+
 pub use crate::sys::PacketSocket;
 
 /// An error building or using a lab.
@@ -47,6 +49,12 @@ pub enum LabError {
         /// The error from the kernel.
         #[source]
         source: io::Error,
+    },
+    /// Something the lab started did not become ready in time.
+    #[error("{what}")]
+    NotReady {
+        /// What, and where to look.
+        what: String,
     },
 }
 

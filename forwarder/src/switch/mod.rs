@@ -85,7 +85,8 @@ pub enum DropReason {
     /// Source MAC is multicast or all-zero (never learned, never forwarded, as in the
     /// Linux bridge).
     BadSourceMac,
-    /// The destination was learned on the ingress port: the frame stays on its segment.
+    /// The destination was learned on the ingress port (for a frame the adjacent switch
+    /// reflected, on its source's port): the frame stays on its segment.
     SameSegment,
     /// Nowhere to send it (a flood with no other port).
     NoEgress,
@@ -420,7 +421,7 @@ impl Tables {
 ///   flood to every other port of the VLAN.
 /// - `vepa`: from a downlink, everything goes to the uplink. From the uplink, unicast
 ///   goes to the downlink that owns the destination (flooded to the VLAN's downlinks when
-///   unknown); broadcast and multicast go to every downlink of the VLAN but the one the
+///   unknown) unless the source lives there too; broadcast and multicast go to every downlink of the VLAN but the one the
 ///   source lives on (a frame the adjacent switch reflected never returns to its sender).
 ///   A source seen on the uplink is not learned there when it lives on a downlink: that
 ///   is a reflected frame, not a station that moved.
@@ -526,6 +527,9 @@ fn switch(
     let hairpin = tables.hairpin.contains(ingress);
     match known {
         Some(port) if port == ingress && !hairpin => Action::Drop(DropReason::SameSegment),
+        // A reflection does not go back down to its source's own port, which had it
+        // already (as a reflected flood skips that port).
+        Some(port) if src_home == Some(port) => Action::Drop(DropReason::SameSegment),
         // An entry not yet flushed for a port that went down or away.
         Some(port) if !tables.ports.contains(port) => Action::Drop(DropReason::PortDown),
         // Only a static entry can name a port outside the VLAN.
@@ -566,6 +570,8 @@ fn flood(ports: PortSet) -> Action {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     const A: Mac = Mac([0x02, 0, 0, 0, 0, 0x0a]);
@@ -785,6 +791,14 @@ mod tests {
         assert_eq!(
             act(&t, &frame(Mac::BROADCAST, A), 2, 1),
             Action::Flood(PortSet::EMPTY.with(1))
+        );
+        // So does a reflected frame between two stations behind A's port: that segment
+        // had it already (found by the differential test against a bridge).
+        let d = Mac([0x02, 0, 0, 0, 0, 0x0d]);
+        act(&t, &frame(B, d), 0, 1); // d behind vm1 too
+        assert_eq!(
+            act(&t, &frame(d, A), 2, 1),
+            Action::Drop(DropReason::SameSegment)
         );
         // Reflections do not teach the table that A moved to the uplink.
         assert_eq!(t.fdb.lookup(0, A), Some(0));
@@ -1018,84 +1032,174 @@ mod tests {
         assert!(tables_of(Mode::Passthru, &three, 16).is_err());
     }
 
-    #[test]
-    fn random_frames_respect_every_modes_invariants() {
-        // A deterministic property test: xorshift-generated frames, ports, modes, roles.
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for case in 0..64u64 {
-            let ports = 1 + (next() % 8) as usize;
-            let mode = [Mode::Veb, Mode::Vepa, Mode::Private][(case % 3) as usize];
-            let mut policies = vec![PortPolicy::default(); ports];
-            let uplink = (next() % ports as u64) as usize;
+    /// A MAC from a pool of 24, so that frames meet stations seen before: unicast or
+    /// multicast (the first byte's low bit), all-zero now and then.
+    fn any_mac() -> impl Strategy<Value = Mac> {
+        (0u8..4, 0u8..6).prop_map(|(first, last)| Mac([first, 0, 0, 0, 0, last]))
+    }
+
+    /// One port's VLAN setting: none, access to VLAN 1-3, or a trunk of some of VLANs 1-3
+    /// with or without VLAN 1 native.
+    fn any_port_vlans() -> impl Strategy<Value = Option<PortVlans>> {
+        prop_oneof![
+            Just(None),
+            (1..=3u16).prop_map(|v| Some(PortVlans::Access(v))),
+            (any::<[bool; 3]>(), any::<bool>()).prop_map(|(carried, native)| {
+                Some(PortVlans::Trunk {
+                    tagged: (1..=3).filter(|&v| carried[usize::from(v) - 1]).collect(),
+                    native: native.then_some(1),
+                })
+            }),
+        ]
+    }
+
+    /// A bridge for the property tests.
+    #[derive(Clone, Debug)]
+    struct Bridge {
+        mode: Mode,
+        /// Which port is the uplink.
+        uplink: usize,
+        /// One per port.
+        policies: Vec<PortPolicy>,
+    }
+
+    prop_compose! {
+        /// 1-8 ports in `veb`, `vepa` or `private` mode, one of them the uplink, about a
+        /// quarter with hairpin on; VLAN-unaware in half the cases, a random VLAN setting
+        /// per port in the other half.
+        fn any_bridge()(ports in 1..=8usize)(
+            mode in prop_oneof![Just(Mode::Veb), Just(Mode::Vepa), Just(Mode::Private)],
+            uplink in 0..ports,
+            hairpin in prop::collection::vec(prop::bool::weighted(0.25), ports),
+            vlans in prop_oneof![
+                Just(vec![None; ports]),
+                prop::collection::vec(any_port_vlans(), ports),
+            ],
+        ) -> Bridge {
+            let mut policies: Vec<PortPolicy> = hairpin
+                .into_iter()
+                .zip(vlans)
+                .map(|(hairpin, vlans)| PortPolicy {
+                    hairpin,
+                    vlans,
+                    ..PortPolicy::default()
+                })
+                .collect();
             policies[uplink].role = Role::Uplink;
-            for p in &mut policies {
-                p.hairpin = next() % 4 == 0;
-                // Half the cases VLAN-aware: access 1-3, or a trunk of some of 1-3.
-                if case % 2 == 1 {
-                    p.vlans = match next() % 3 {
-                        0 => None,
-                        1 => Some(PortVlans::Access(1 + (next() % 3) as VlanId)),
-                        _ => Some(PortVlans::Trunk {
-                            tagged: (1..=3).filter(|_| next() % 2 == 0).collect(),
-                            native: (next() % 2 == 0).then_some(1),
-                        }),
-                    };
-                }
-            }
-            let t = tables_of(mode, &policies, 256).unwrap();
-            let carries = |p: PortId, vid: VlanId| {
-                !t.vlans.is_aware() || t.vlans.vlans_of(p).any(|v| v == vid)
+            Bridge { mode, uplink, policies }
+        }
+    }
+
+    /// One frame arriving at the bridge.
+    #[derive(Clone, Debug)]
+    struct Arrival {
+        dst: Mac,
+        src: Mac,
+        /// The VLAN of its 802.1Q tag (0: a priority tag), if it has one.
+        vid: Option<VlanId>,
+        /// Its length: the 60-byte frame (64 tagged) is cut there.
+        len: usize,
+        /// The port it arrives on, of however many the bridge has.
+        ingress: prop::sample::Index,
+        now: u32,
+    }
+
+    impl Arrival {
+        fn bytes(&self) -> Vec<u8> {
+            let mut f = match self.vid {
+                Some(vid) => tagged(self.dst, self.src, vid),
+                None => frame(self.dst, self.src),
             };
-            for _ in 0..500 {
-                let r = next();
-                let len = (r % 80) as usize;
-                let pick = |x: u64| Mac([(x as u8) & 0x03, 0, 0, 0, 0, (x >> 8) as u8 % 6]);
-                let mut f = if r % 3 == 0 {
-                    tagged(pick(r >> 8), pick(r >> 24), ((r >> 4) % 4) as VlanId)
-                } else {
-                    frame(pick(r >> 8), pick(r >> 24))
-                };
-                f.truncate(len);
-                let ingress = ((r >> 40) % ports as u64) as PortId;
+            f.truncate(self.len);
+            f
+        }
+    }
+
+    prop_compose! {
+        /// A frame between MACs of the pool, tagged with VLAN 0-3 one time in three, cut
+        /// to 0-79 bytes (whole, a bare header or a runt), at one of four instants.
+        fn any_arrival()(
+            dst in any_mac(),
+            src in any_mac(),
+            vid in prop::option::weighted(1.0 / 3.0, 0..4u16),
+            len in 0..80usize,
+            ingress in any::<prop::sample::Index>(),
+            now in 0..4u32,
+        ) -> Arrival {
+            Arrival { dst, src, vid, len, ingress, now }
+        }
+    }
+
+    proptest! {
+        // A case runs up to 200 frames through one bridge, so that later frames find the
+        // stations earlier ones taught it; 256 cases take well under a second in a debug
+        // build.
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the bridge and the frames: a frame is admitted only in a VLAN its port
+        /// carries and leaves only by ports of that VLAN, never back by its ingress port
+        /// unless that has hairpin on, never by a port the bridge does not have; in `vepa`
+        /// and `private` mode a downlink's frame goes to the uplink alone, and a flood
+        /// never goes back up the uplink (unless it has hairpin on).
+        #[test]
+        fn random_frames_respect_every_modes_invariants(
+            bridge in any_bridge(),
+            arrivals in prop::collection::vec(any_arrival(), 1..200),
+        ) {
+            let Bridge { mode, uplink, policies } = &bridge;
+            let (mode, uplink, ports) = (*mode, *uplink as PortId, policies.len());
+            let t = tables_of(mode, policies, 256).expect("a valid bridge");
+            // Which VLANs a port carries, from the policies rather than the tables.
+            let aware = policies.iter().any(|p| p.vlans.is_some());
+            let carries = |p: PortId, vid: VlanId| {
+                !aware
+                    || policies[usize::from(p)]
+                        .vlans
+                        .clone()
+                        .unwrap_or(PortVlans::Access(vlan::DEFAULT_VLAN))
+                        .vlans()
+                        .any(|v| v == vid)
+            };
+            for a in &arrivals {
+                let ingress = a.ingress.index(ports) as PortId;
                 let back_ok = policies[usize::from(ingress)].hairpin;
-                let to_uplink_only = mode != Mode::Veb && usize::from(ingress) != uplink;
-                let verdict = decide(&t, &f, ingress, (r >> 50) as u32 % 4);
+                let to_uplink_only = mode != Mode::Veb && ingress != uplink;
+                let verdict = decide(&t, &a.bytes(), ingress, a.now);
                 let vid = verdict.vlan.vid;
                 if !matches!(verdict.action, Action::Drop(_)) {
-                    assert!(carries(ingress, vid), "{mode}: admitted outside its VLANs");
+                    prop_assert!(carries(ingress, vid), "{mode}: admitted outside its VLANs");
                 }
                 match verdict.action {
                     Action::Forward(p) => {
-                        assert!(carries(p, vid), "{mode}: forwarded out of VLAN {vid}");
-                        assert!((p as usize) < ports);
-                        assert!(
+                        prop_assert!(usize::from(p) < ports, "{mode}: to port {p} of {ports}");
+                        prop_assert!(carries(p, vid), "{mode}: forwarded out of VLAN {vid}");
+                        prop_assert!(
                             p != ingress || back_ok,
                             "{mode}: back to ingress without hairpin"
                         );
-                        assert!(
-                            !to_uplink_only || usize::from(p) == uplink,
-                            "{mode}: downlink frame not to uplink"
+                        prop_assert!(
+                            !to_uplink_only || p == uplink,
+                            "{mode}: downlink frame not to the uplink"
                         );
                     }
                     Action::Flood(set) => {
-                        assert!(
+                        prop_assert!(
+                            set.iter().all(|p| usize::from(p) < ports),
+                            "{mode}: flooded to {set:?} of {ports} ports"
+                        );
+                        prop_assert!(
                             set.iter().all(|p| carries(p, vid)),
                             "{mode}: flooded out of VLAN {vid}"
                         );
-                        assert!(!to_uplink_only, "{mode}: a downlink frame flooded");
-                        assert!(!set.contains(ingress) || back_ok);
-                        assert!(set.len() <= ports);
-                        assert!(set.iter().all(|p| (p as usize) < ports));
+                        prop_assert!(!to_uplink_only, "{mode}: a downlink frame flooded");
+                        prop_assert!(
+                            !set.contains(ingress) || back_ok,
+                            "{mode}: flooded back to ingress without hairpin"
+                        );
                         if mode != Mode::Veb {
-                            assert!(
-                                !set.contains(uplink as PortId) || back_ok,
-                                "{mode}: flood back up"
+                            prop_assert!(
+                                !set.contains(uplink) || back_ok,
+                                "{mode}: flooded back up the uplink"
                             );
                         }
                     }

@@ -302,6 +302,8 @@ pub fn retagged_parts<'a>(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     fn untagged() -> Vec<u8> {
@@ -495,5 +497,207 @@ mod tests {
             retagged_parts(&frame, Retag::Keep, &mut tag).concat(),
             frame
         );
+    }
+
+    /// A port as the model sees it.
+    struct ModelPort {
+        /// The VLAN its untagged frames belong to, and that it sends untagged.
+        untagged: Option<VlanId>,
+        /// The VLANs it takes tagged (a trunk's, its native VLAN included); none on an
+        /// access port.
+        tagged: Vec<VlanId>,
+    }
+
+    impl ModelPort {
+        /// A port with `setting`, on a VLAN-aware bridge.
+        fn new(setting: &Option<PortVlans>) -> Self {
+            match setting {
+                // No setting: an access port of VLAN 1.
+                None => Self {
+                    untagged: Some(1),
+                    tagged: vec![],
+                },
+                Some(PortVlans::Access(v)) => Self {
+                    untagged: Some(*v),
+                    tagged: vec![],
+                },
+                Some(PortVlans::Trunk { tagged, native }) => Self {
+                    untagged: *native,
+                    tagged: tagged.iter().copied().chain(*native).collect(),
+                },
+            }
+        }
+
+        fn carries(&self, vid: VlanId) -> bool {
+            self.untagged == Some(vid) || self.tagged.contains(&vid)
+        }
+    }
+
+    /// The two bytes of `frame` at `at`, if it has them.
+    fn be16(frame: &[u8], at: usize) -> Option<u16> {
+        frame
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    /// The model of ingress: the VLAN `frame` belongs to on `port`, or why it is dropped.
+    fn model_ingress(port: &ModelPort, frame: &[u8]) -> Result<VlanId, DropReason> {
+        match be16(frame, 12) {
+            Some(0x8100) => {
+                // A tag is four bytes, its TCI and the inner EtherType: a frame cut short
+                // of them is a runt.
+                let (Some(tci), Some(inner)) = (be16(frame, 14), be16(frame, 16)) else {
+                    return Err(DropReason::Runt);
+                };
+                match tci & 0x0fff {
+                    // A priority tag hiding a second tag is VLAN hopping.
+                    0 if matches!(inner, 0x8100 | 0x88a8 | 0x9100) => Err(DropReason::Vlan),
+                    // Otherwise it makes an untagged frame.
+                    0 => port.untagged.ok_or(DropReason::Vlan),
+                    vid if port.tagged.contains(&vid) => Ok(vid),
+                    _ => Err(DropReason::Vlan),
+                }
+            }
+            // Service tags.
+            Some(0x88a8 | 0x9100) => Err(DropReason::Vlan),
+            _ => port.untagged.ok_or(DropReason::Vlan),
+        }
+    }
+
+    /// The TCI of the 802.1Q tag `frame` came with, if it came with one.
+    fn arrived_tci(frame: &[u8]) -> Option<u16> {
+        be16(frame, 12)
+            .filter(|&tpid| tpid == 0x8100)
+            .and(be16(frame, 14))
+    }
+
+    /// The model of egress: `frame` (admitted: whole tag included), of VLAN `vid`, as it
+    /// leaves `port` (which carries `vid`): untagged where the port sends the VLAN
+    /// untagged, else with a tag for `vid` that keeps the priority (and DEI bit) of the
+    /// tag it came with.
+    fn model_egress(port: &ModelPort, frame: &[u8], vid: VlanId) -> Vec<u8> {
+        let arrived_tci = arrived_tci(frame);
+        let rest = if arrived_tci.is_some() {
+            &frame[16..]
+        } else {
+            &frame[12..]
+        };
+        let mut out = frame[..12].to_vec();
+        if port.untagged != Some(vid) {
+            let tci = arrived_tci.map_or(vid, |tci| (tci & 0xf000) | vid);
+            out.extend_from_slice(&[0x81, 0x00]);
+            out.extend_from_slice(&tci.to_be_bytes());
+        }
+        out.extend_from_slice(rest);
+        out
+    }
+
+    /// A port's VLAN setting: none, access to one of VLANs 1-4, or a trunk of some of
+    /// them with or without a native VLAN (which may be one of its tagged ones too).
+    fn any_setting() -> impl Strategy<Value = Option<PortVlans>> {
+        prop_oneof![
+            Just(None),
+            (1..=4u16).prop_map(|v| Some(PortVlans::Access(v))),
+            (any::<[bool; 4]>(), proptest::option::of(1..=4u16)).prop_map(|(carried, native)| {
+                Some(PortVlans::Trunk {
+                    tagged: (1..=4).filter(|&v| carried[usize::from(v) - 1]).collect(),
+                    native,
+                })
+            }),
+        ]
+    }
+
+    /// A tag: mostly 802.1Q, sometimes a service tag; any priority and DEI bit; VLAN 0
+    /// (a priority tag), one of the ports' 1-4, or 5, which no port carries.
+    fn any_tag() -> impl Strategy<Value = [u8; TAG_LEN]> {
+        (
+            prop_oneof![
+                4 => Just(TPID_8021Q),
+                1 => Just(TPID_8021AD),
+                1 => Just(TPID_QINQ_LEGACY),
+            ],
+            0u16..0x10,
+            0u16..=5,
+        )
+            .prop_map(|(tpid, pcp_dei, vid)| {
+                let [a, b] = tpid.to_be_bytes();
+                let [c, d] = (pcp_dei << 12 | vid).to_be_bytes();
+                [a, b, c, d]
+            })
+    }
+
+    prop_compose! {
+        /// A frame with no tag, one or two in front of its EtherType and a short payload;
+        /// one in five cut anywhere after the Ethernet header.
+        fn any_frame()(
+            macs in any::<[u8; 12]>(),
+            tags in proptest::collection::vec(any_tag(), 0..=2),
+            ethertype in prop_oneof![Just(0x0800u16), Just(0x0806), Just(0x86dd)],
+            payload in proptest::collection::vec(any::<u8>(), 0..32),
+            cut in proptest::option::weighted(0.2, any::<proptest::sample::Index>()),
+        ) -> Vec<u8> {
+            let mut f = macs.to_vec();
+            f.extend(tags.iter().flatten());
+            f.extend_from_slice(&ethertype.to_be_bytes());
+            f.extend(payload);
+            if let Some(cut) = cut {
+                f.truncate(14 + cut.index(f.len() - 13));
+            }
+            f
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// For any ports' settings and any frame, from any port to any port: `classify`
+        /// admits the frame into the VLAN the model does (or drops it for the same
+        /// reason), `members` agrees with the model on who carries that VLAN, and
+        /// `retag` with `retagged_parts` give the bytes the model pushes, pops or rewrites.
+        #[test]
+        fn classify_and_retag_agree_with_a_plain_model(
+            settings in proptest::collection::vec(any_setting(), 1..=4),
+            frame in any_frame(),
+        ) {
+            let t = VlanTable::new(&settings);
+            let all = PortSet::first(settings.len());
+            let aware = settings.iter().any(Option::is_some);
+            let model: Vec<ModelPort> = settings.iter().map(ModelPort::new).collect();
+            for ingress in 0..settings.len() {
+                let got = t.classify(&frame, ingress as PortId);
+                if !aware {
+                    // Every frame passes as it came, in VLAN 0, to every port.
+                    prop_assert_eq!(got, Ok(Classified::default()));
+                    prop_assert_eq!(t.members(0, all), all);
+                    for egress in all.iter() {
+                        prop_assert_eq!(t.retag(Classified::default(), egress), Retag::Keep);
+                    }
+                    continue;
+                }
+                let expected = model_ingress(&model[ingress], &frame);
+                prop_assert_eq!(got.map(|c| c.vid), expected, "from port {}", ingress);
+                let (Ok(c), Ok(vid)) = (got, expected) else {
+                    continue;
+                };
+                prop_assert_eq!(c.tci, arrived_tci(&frame));
+                for (egress, port) in model.iter().enumerate() {
+                    let egress = egress as PortId;
+                    prop_assert_eq!(t.members(vid, all).contains(egress), port.carries(vid));
+                    if !port.carries(vid) {
+                        continue;
+                    }
+                    let mut tag = [0; TAG_LEN];
+                    let out = retagged_parts(&frame, t.retag(c, egress), &mut tag).concat();
+                    prop_assert_eq!(
+                        out,
+                        model_egress(port, &frame, vid),
+                        "VLAN {} from port {} to port {}",
+                        vid,
+                        ingress,
+                        egress
+                    );
+                }
+            }
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 mod cni;
 mod datapath;
+mod differential;
 mod edge;
 mod learning;
 mod lifecycle;
@@ -251,16 +252,30 @@ pub struct Capture {
 }
 
 impl Capture {
+    /// Starts capturing and waits until tcpdump has opened the interface.
     pub fn start(ns: &Netns, ifname: &str, file: PathBuf) -> Self {
+        let capture = Self::spawn(ns, ifname, file, &[]);
+        Self::settle();
+        capture
+    }
+
+    /// Starts tcpdump with `args` and returns at once: for several captures started
+    /// together, followed by one [`Capture::settle`].
+    pub fn spawn(ns: &Netns, ifname: &str, file: PathBuf, args: &[&str]) -> Self {
         let mut cmd = ns.command("tcpdump");
-        cmd.args(["-i", ifname, "-nn", "-U", "-w"])
+        cmd.args(["-i", ifname, "-nn", "-U"])
+            .args(args)
+            .arg("-w")
             .arg(&file)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = cmd.spawn().expect("starting tcpdump");
-        // tcpdump opens the interface within a moment; nothing is sent before that.
-        thread::sleep(Duration::from_millis(700));
         Self { child, file }
+    }
+
+    /// Gives tcpdump a moment to open its interface; nothing is sent before that.
+    pub fn settle() {
+        thread::sleep(Duration::from_millis(700));
     }
 
     /// Stops the capture and returns it decoded, one line per frame, link level shown.
@@ -268,8 +283,7 @@ impl Capture {
     /// delays tcpdump, not the frames).
     pub fn finish(mut self) -> Vec<String> {
         thread::sleep(Duration::from_secs(1));
-        let _ = send_signal(&self.child, libc::SIGINT);
-        let _ = self.child.wait();
+        self.stop();
         let out = std::process::Command::new("tcpdump")
             .args(["-nn", "-e", "-r"])
             .arg(&self.file)
@@ -280,6 +294,25 @@ impl Capture {
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// Stops the capture at once and returns its frames, bytes as on the wire (libpcap
+    /// puts back the 802.1Q tag the kernel moved out of the frame). The caller gives
+    /// tcpdump time to write the last frames first.
+    pub fn frames(mut self) -> Vec<Vec<u8>> {
+        self.stop();
+        let file = std::fs::File::open(&self.file).expect("opening the capture");
+        let mut reader = pcap_file::pcap::PcapReader::new(file).expect("a pcap file");
+        let mut frames = Vec::new();
+        while let Some(packet) = reader.next_packet() {
+            frames.push(packet.expect("a pcap record").data.into_owned());
+        }
+        frames
+    }
+
+    fn stop(&mut self) {
+        let _ = send_signal(&self.child, libc::SIGINT);
+        let _ = self.child.wait();
     }
 }
 
