@@ -9,6 +9,7 @@ mod cni;
 mod datapath;
 mod differential;
 mod edge;
+mod faults;
 mod learning;
 mod lifecycle;
 mod observe;

@@ -1,0 +1,307 @@
+//! The fault matrix: hairpin under what goes wrong on a real host. A flood of a million
+//! random source MACs; the process stopped and continued (SIGSTOP/SIGCONT) and a
+//! station's link flapping while frames flow. Each runs the `hairpin` binary as an
+//! operator would and keeps a ledger: every frame a station sent is either delivered or
+//! counted as dropped somewhere, by hairpin or by the kernel.
+use std::{
+    process::Stdio,
+    thread,
+    time::{Duration, Instant},
+};
+
+use hairpin::{control::port::Interface, netlab::Netns, wire::Mac};
+use serde_json::Value;
+
+use crate::{
+    Topology, ping,
+    runtime::{ask_json, port, start, take_log},
+};
+
+fn mac_of(ns: &Netns, ifname: &str) -> Mac {
+    ns.enter(|| Interface::lookup(ifname).unwrap().mac).unwrap()
+}
+
+/// The kernel's counters of `ifname` in `ns` (`ip -s -j link`): (rx packets, rx
+/// dropped, tx packets, tx dropped).
+fn link_stats(ns: &Netns, ifname: &str) -> [u64; 4] {
+    let out = ns.ip(&["-s", "-j", "link", "show", "dev", ifname]).unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &json[0]["stats64"];
+    let n = |v: &Value| v.as_u64().unwrap();
+    [
+        n(&s["rx"]["packets"]),
+        n(&s["rx"]["dropped"]),
+        n(&s["tx"]["packets"]),
+        n(&s["tx"]["dropped"]),
+    ]
+}
+
+/// A frame from `src` to `dst` with a local experimental EtherType.
+fn frame(dst: Mac, src: Mac) -> Vec<u8> {
+    let mut f = Vec::with_capacity(64);
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&[0x88, 0xb5]);
+    f.resize(64, 0);
+    f
+}
+
+/// The resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS: {status}"))
+}
+
+/// The pid of the `hairpin` process under `ip netns exec` (the lab's child execs into
+/// it, so they are the same process).
+fn hairpin_pid(topo: &mut Topology) -> u32 {
+    topo.lab.process(0).unwrap().child().id()
+}
+
+#[test]
+fn pausing_hairpin_and_flapping_a_link_lose_only_counted_frames() {
+    let mut topo = Topology::new("ledg", &[1, 1]);
+    // Only hairpin sends on p1: no IPv6 chatter from the switch's own stack as B's
+    // link comes back.
+    for scope in ["all", "default"] {
+        let key = format!("net.ipv6.conf.{scope}.disable_ipv6=1");
+        topo.sw.run("sysctl", &["-qw", &key]).unwrap();
+    }
+    let (socket, log) = start(&mut topo, "ledg", &["--ports", "p0,p1"], Stdio::null());
+    ping(&topo.vms[0], &topo.addr(1), 2).unwrap();
+    let (a, b) = (mac_of(&topo.vms[0], "eth0"), mac_of(&topo.vms[1], "eth0"));
+
+    let base_ports = ask_json(&socket, &["show", "ports"]);
+    let base = (
+        link_stats(&topo.vms[0], "eth0"),
+        link_stats(&topo.vms[1], "eth0"),
+        link_stats(&topo.sw, "p1"),
+    );
+    // 20 000 frames A -> B over about two seconds, while hairpin is stopped for half a
+    // second and B's link goes down and up three times.
+    const FRAMES: u64 = 20_000;
+    let sent = thread::scope(|s| {
+        let sender = s.spawn(|| {
+            topo.vms[0]
+                .enter(|| {
+                    let socket = hairpin::netlab::PacketSocket::open(
+                        Interface::lookup("eth0").unwrap().ifindex,
+                    )
+                    .unwrap();
+                    let f = frame(b, a);
+                    for i in 0..FRAMES {
+                        socket.send(&f).unwrap();
+                        if i % 100 == 99 {
+                            thread::sleep(Duration::from_millis(10));
+                        }
+                    }
+                })
+                .unwrap();
+        });
+        let hairpin = topo.lab.process(0).unwrap();
+        thread::sleep(Duration::from_millis(300));
+        hairpin.signal(libc::SIGSTOP).unwrap();
+        thread::sleep(Duration::from_millis(500));
+        hairpin.signal(libc::SIGCONT).unwrap();
+        thread::sleep(Duration::from_millis(200));
+        for _ in 0..3 {
+            topo.vms[1].ip(&["link", "set", "eth0", "down"]).unwrap();
+            thread::sleep(Duration::from_millis(150));
+            topo.vms[1].ip(&["link", "set", "eth0", "up"]).unwrap();
+            thread::sleep(Duration::from_millis(150));
+        }
+        sender.join().unwrap();
+        link_stats(&topo.vms[0], "eth0")[2] - base.0[2]
+    });
+    // The last frames through.
+    thread::sleep(Duration::from_secs(1));
+    assert_eq!(sent, FRAMES, "A's link sent them all");
+
+    // The ledger, step by step: A's frames reached hairpin's socket or were counted by
+    // the kernel for it (no free frame to receive into while hairpin was stopped);
+    // what hairpin received it sent on to B or counted as dropped (B's port down);
+    // what it sent, B received but for the frames in flight when B's end went down,
+    // which the kernel counts on p1.
+    let ports = ask_json(&socket, &["show", "ports"]);
+    let counter = |name: &str, what: &str| {
+        let of = |v: &Value| port(v, name)["counters"][what].as_u64().unwrap_or(0);
+        of(&ports) - of(&base_ports)
+    };
+    let drops = |kernel: bool| {
+        let of = |v: &Value| -> u64 {
+            port(v, "p0")["counters"]["drops"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(name, _)| name.starts_with("kernel_") == kernel)
+                .map(|(_, n)| n.as_u64().unwrap())
+                .sum()
+        };
+        of(&ports) - of(&base_ports)
+    };
+    let (received, kernel, dropped) = (counter("p0", "rx_packets"), drops(true), drops(false));
+    let forwarded = counter("p1", "tx_packets");
+    let delivered = link_stats(&topo.vms[1], "eth0")[0] - base.1[0];
+    let in_flight_dropped = link_stats(&topo.sw, "p1")[3] - base.2[3];
+    eprintln!(
+        "sent {sent}: hairpin received {received}, the kernel counted {kernel} for it; \
+         hairpin forwarded {forwarded} and dropped {dropped} ({}); B received \
+         {delivered}; the kernel dropped {in_flight_dropped} on p1",
+        port(&ports, "p0")["counters"]["drops"]
+    );
+    assert!(kernel > 0, "the pause cost frames, counted");
+    assert!(dropped > 0, "the flaps cost frames, counted");
+    assert_eq!(received + kernel, sent, "every frame received or counted");
+    assert_eq!(
+        received,
+        forwarded + dropped,
+        "every frame forwarded or counted"
+    );
+    let lost = forwarded.checked_sub(delivered).unwrap_or_else(|| {
+        panic!("B received {delivered} frames, more than the {forwarded} hairpin sent")
+    });
+    // Frames hairpin sent on p1 in the moment before it saw B's carrier go: the kernel
+    // dropped and counted every one (nothing else sends on p1).
+    assert_eq!(
+        lost, in_flight_dropped,
+        "frames lost after hairpin sent them, against the kernel's count"
+    );
+
+    // hairpin carries on: B is reached again, and nothing went wrong inside.
+    ping(&topo.vms[0], &topo.addr(1), 3).unwrap();
+    assert!(
+        topo.lab
+            .process(0)
+            .unwrap()
+            .child()
+            .try_wait()
+            .unwrap()
+            .is_none(),
+        "hairpin still runs"
+    );
+    let log = take_log(&log);
+    assert!(!log.contains("ERROR") && !log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn a_million_random_sources_leave_memory_bounded_and_stations_working() {
+    // A small table and a short age, so that the flood fills it and ages out in the test.
+    let mut topo = Topology::new("mflood", &[1, 1, 1]);
+    let (socket, log) = start(
+        &mut topo,
+        "mflood",
+        &[
+            "--ports",
+            "p0,p1,p2",
+            "--fdb-size",
+            "4096",
+            "--fdb-age",
+            "3",
+        ],
+        Stdio::null(),
+    );
+    let pid = hairpin_pid(&mut topo);
+    ping(&topo.vms[0], &topo.addr(1), 2).unwrap();
+    ping(&topo.vms[2], &topo.addr(0), 1).unwrap();
+    let flooder = mac_of(&topo.vms[2], "eth0");
+    let rss_before = rss_kib(pid);
+
+    // vm2 sends a million frames from random sources to its own address: each is
+    // learned (or refused, the table full) and dropped as staying on its segment, so
+    // the flood costs the table, not the other stations' links. A and B keep pinging.
+    const FRAMES: u32 = 1_000_000;
+    let (pings, rss_during) = thread::scope(|s| {
+        let flood = s.spawn(|| {
+            topo.vms[2]
+                .enter(|| {
+                    let socket = hairpin::netlab::PacketSocket::open(
+                        Interface::lookup("eth0").unwrap().ifindex,
+                    )
+                    .unwrap();
+                    let mut f = frame(flooder, flooder);
+                    let mut x = 0x9e37_79b9_u32;
+                    for _ in 0..FRAMES {
+                        // A different locally administered unicast source each time.
+                        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        f[6..12].copy_from_slice(&[0x02, 0x5f, 0, 0, 0, 0]);
+                        f[8..12].copy_from_slice(&x.to_be_bytes());
+                        // A full AF_PACKET queue is not the test: retry.
+                        while socket.send(&f).is_err() {
+                            thread::yield_now();
+                        }
+                    }
+                })
+                .unwrap();
+        });
+        let mut ok = 0;
+        let mut peak = 0;
+        while !flood.is_finished() {
+            if ping(&topo.vms[0], &topo.addr(1), 1).is_ok() {
+                ok += 1;
+            }
+            peak = peak.max(rss_kib(pid));
+            thread::sleep(Duration::from_millis(100));
+        }
+        flood.join().unwrap();
+        (ok, peak)
+    });
+    let stats = ask_json(&socket, &["show", "stats"]);
+    eprintln!(
+        "RSS {rss_before} KiB before, {rss_during} KiB at most during the flood; \
+         {pings} pings answered during it; MAC table: {} entries, {} refused; p2: {}",
+        stats["fdb_entries"],
+        stats["fdb_full"],
+        port(&stats, "p2")["counters"]
+    );
+    // Bounded: the table and every buffer are allocated at start.
+    assert!(
+        rss_during < rss_before + 8 * 1024,
+        "memory grew from {rss_before} to {rss_during} KiB"
+    );
+    assert!(pings > 0, "A and B kept talking during the flood");
+    ping(&topo.vms[0], &topo.addr(1), 3).unwrap();
+    // The table stayed within its size and refused the rest, counted (entries may have
+    // aged since: the flood takes longer than the age).
+    let entries = stats["fdb_entries"].as_u64().unwrap();
+    assert!(entries <= 4096, "{entries} entries in a table of 4096");
+    assert!(
+        stats["fdb_full"].as_u64().unwrap() > 100_000,
+        "refusals counted: {}",
+        stats["fdb_full"]
+    );
+    let fdb = |socket| {
+        ask_json(socket, &["show", "fdb"])["entries"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+
+    // Once the flood's entries age out, a new station is learned again.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while fdb(&socket) > 16 {
+        assert!(
+            Instant::now() < deadline,
+            "the flood's entries did not age out"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+    topo.vms[2]
+        .ip(&["link", "set", "eth0", "address", "02:5e:00:00:00:01"])
+        .unwrap();
+    ping(&topo.vms[2], &topo.addr(0), 2).unwrap();
+    let entries = ask_json(&socket, &["show", "fdb"]);
+    assert!(
+        entries["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["mac"] == "02:5e:00:00:00:01"),
+        "the new station is learned: {entries}"
+    );
+    let log = take_log(&log);
+    assert!(!log.contains("ERROR") && !log.contains("panicked"), "{log}");
+}
