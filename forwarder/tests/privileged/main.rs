@@ -15,6 +15,7 @@ mod lifecycle;
 mod observe;
 mod reserved;
 mod runtime;
+mod soak;
 mod vlan;
 mod xdp_counters;
 
