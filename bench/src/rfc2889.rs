@@ -28,7 +28,13 @@ use hairpin::{
     wire::Mac,
 };
 
-use super::{Args, Dut, Harness, THREE_PORTS, sink::ProbeSink, start_dut};
+use crate::{
+    Args,
+    devices::{Dut, THREE_PORTS, start_dut},
+    generator,
+    harness::{Harness, Topology},
+    sink::ProbeSink,
+};
 
 /// Most addresses the capacity search tries.
 pub const MAX_ADDRESSES: u32 = 1 << 17;
@@ -48,7 +54,7 @@ pub struct Rig<'a> {
     /// Counts the test frames delivered back to the generator's port.
     pub g0: ProbeSink,
     /// Counts learning frames (they flood there) and broadcasts.
-    pub s0: ProbeSink,
+    pub s0: &'a mut ProbeSink,
     /// The monitor: floods.
     pub m0: ProbeSink,
     pub gen_mac: Mac,
@@ -96,9 +102,71 @@ fn address(base: Mac, i: u32) -> Mac {
     Mac(m)
 }
 
+/// Runs every test on each of `learners`, printing each device's findings as it
+/// goes; `s0` is the sink on s0, `core` the forwarder's.
+pub fn measure(
+    topology: &mut Topology,
+    harness: &mut Harness,
+    s0: &mut ProbeSink,
+    learners: &[Dut],
+    args: &Args,
+    core: usize,
+) -> Result<Vec<(Dut, Findings)>> {
+    println!(
+        "hairpin-bench: RFC 2889 on {}",
+        learners
+            .iter()
+            .map(|d| d.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    // The sinks on the generator's port (frames switched back to it) and on the
+    // monitor (floods).
+    let (g0_sink, _) = topology
+        .gen_ns
+        .enter(|| ProbeSink::attach("g0", args.sink_xdp))??;
+    let (m0_sink, _) = topology
+        .sink_ns
+        .enter(|| ProbeSink::attach("m0", args.sink_xdp))??;
+    let mut rig = Rig {
+        lab: &mut topology.lab,
+        dut: &topology.dut_ns,
+        sink_ns: &topology.sink_ns,
+        args,
+        core,
+        g0: g0_sink,
+        s0,
+        m0: m0_sink,
+        gen_mac: topology.gen_mac,
+        s0_mac: topology.sink_mac,
+        lossy: 0,
+    };
+    harness.frame = generator::udp_frame(topology.gen_mac, topology.sink_mac, 60);
+    let mut rows = Vec::new();
+    for &kind in learners {
+        harness.context = format!("{} rfc2889|64|1", kind.name());
+        let f = rig.run(kind, harness)?;
+        println!(
+            "  {:<17} address caching capacity: {}; learning rate: {}; broadcast: {} zero-loss, {:.3} Mpps under overload; {} lossy trial(s)",
+            kind.name(),
+            f.capacity.map_or("n/a".to_owned(), |c| c.to_string()),
+            f.learning_rate.map_or("n/a".to_owned(), |(r, n)| format!(
+                "{:.3} M addresses/s ({n} addresses)",
+                r / 1e6
+            )),
+            f.broadcast_zero_loss
+                .map_or("n/a".to_owned(), |r| format!("{:.3} Mpps", r / 1e6)),
+            f.broadcast_overload / 1e6,
+            f.lossy,
+        );
+        rows.push((kind, f));
+    }
+    Ok(rows)
+}
+
 impl Rig<'_> {
     /// Runs every test on `kind`.
-    pub fn run(&mut self, kind: Dut, harness: &mut Harness<'_>) -> Result<Findings> {
+    pub fn run(&mut self, kind: Dut, harness: &mut Harness) -> Result<Findings> {
         self.lossy = 0;
         let capacity = self.capacity(kind, harness)?;
         let learning_rate = match capacity {
@@ -116,14 +184,14 @@ impl Rig<'_> {
     }
 
     /// Teaches a fresh switch `n` addresses at `share`, then sends a frame to each.
-    fn probe(&mut self, kind: Dut, harness: &mut Harness<'_>, n: u32, share: u32) -> Result<Probe> {
+    fn probe(&mut self, kind: Dut, harness: &mut Harness, n: u32, share: u32) -> Result<Probe> {
         let stop = start_dut(self.lab, self.dut, kind, self.args, self.core, THREE_PORTS)?;
         let result = self.teach_and_test(harness, n, share);
         stop(self.lab, self.dut)?;
         result
     }
 
-    fn teach_and_test(&mut self, harness: &mut Harness<'_>, n: u32, share: u32) -> Result<Probe> {
+    fn teach_and_test(&mut self, harness: &mut Harness, n: u32, share: u32) -> Result<Probe> {
         // Let the switch settle (OVS assigns its queues, hairpin fills its rings).
         thread::sleep(Duration::from_millis(300));
         self.s0.reset()?;
@@ -149,7 +217,7 @@ impl Rig<'_> {
 
     /// RFC 2889 5.7: the largest number of addresses a fresh switch learns without
     /// forgetting any.
-    fn capacity(&mut self, kind: Dut, harness: &mut Harness<'_>) -> Result<Option<u32>> {
+    fn capacity(&mut self, kind: Dut, harness: &mut Harness) -> Result<Option<u32>> {
         let (mut lo, mut hi) = (0u32, MAX_ADDRESSES);
         for _ in 0..self.args.rfc2889_steps {
             if lo >= hi {
@@ -188,7 +256,7 @@ impl Rig<'_> {
     fn learning_rate(
         &mut self,
         kind: Dut,
-        harness: &mut Harness<'_>,
+        harness: &mut Harness,
         n: u32,
     ) -> Result<Option<(f64, u32)>> {
         let (mut lo, mut hi) = (0u32, hairpin_common::GEN_SHARE_ONE);
@@ -225,7 +293,7 @@ impl Rig<'_> {
     }
 
     /// RFC 2889 5.9: broadcast frames into d0, counted at both s0 and m0.
-    fn broadcast(&mut self, kind: Dut, harness: &mut Harness<'_>) -> Result<(Option<f64>, f64)> {
+    fn broadcast(&mut self, kind: Dut, harness: &mut Harness) -> Result<(Option<f64>, f64)> {
         let unicast = std::mem::take(&mut harness.frame);
         let mut frame = unicast.clone();
         frame[..6].copy_from_slice(&Mac::BROADCAST.0);
@@ -233,7 +301,7 @@ impl Rig<'_> {
         let stop = start_dut(self.lab, self.dut, kind, self.args, self.core, THREE_PORTS)?;
         let seconds = Duration::from_secs_f64(self.args.seconds);
         let all = hairpin_common::GEN_SHARE_ONE;
-        let mut sinks = [&mut self.s0, &mut self.m0];
+        let mut sinks = [&mut *self.s0, &mut self.m0];
         let result = (|| -> Result<_> {
             harness.trial(Duration::from_millis(200), all, &mut sinks)?;
             let overload = harness.trial(seconds, all, &mut sinks)?;

@@ -22,6 +22,8 @@ pub struct Ovs {
     ns: Netns,
     dir: PathBuf,
     db: String,
+    /// Keep `dir` when dropped: an error points at the logs in it.
+    keep: bool,
 }
 
 impl Ovs {
@@ -38,6 +40,7 @@ impl Ovs {
             ns: ns.clone(),
             db: format!("unix:{}", dir.join("db.sock").display()),
             dir,
+            keep: false,
         };
         let mut create = ovs.command("ovsdb-tool");
         create
@@ -128,7 +131,14 @@ impl Ovs {
         self.dir.join(name)
     }
 
-    fn not_ready(&self, daemon: &str, last: LabError) -> LabError {
+    /// Leaves the directory with the logs in place when this value goes: for an error
+    /// that points there.
+    pub fn keep_logs(mut self) {
+        self.keep = true;
+    }
+
+    fn not_ready(mut self, daemon: &str, last: LabError) -> LabError {
+        self.keep = true;
         LabError::NotReady {
             what: format!(
                 "{daemon} did not answer within {} s (logs in {}; last: {last})",
@@ -140,8 +150,10 @@ impl Ovs {
 }
 
 impl Drop for Ovs {
-    /// Removes the directory; the daemons stop with the lab.
+    /// Removes the directory (unless told to keep it); the daemons stop with the lab.
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }

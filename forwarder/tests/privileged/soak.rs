@@ -174,7 +174,7 @@ fn soak() {
                     s2.send(&frame(m3, m2, None)).unwrap();
                     s3.send(&frame(m2, m3, Some(20))).unwrap();
                 }
-                let f = if round % 2 == 0 {
+                let f = if round.is_multiple_of(2) {
                     (&s2, frame(Mac::BROADCAST, roamer, None))
                 } else {
                     (&s3, frame(Mac::BROADCAST, roamer, Some(20)))

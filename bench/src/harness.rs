@@ -1,0 +1,330 @@
+//! The test bed and its trials: the cores the generator and the forwarder run on
+//! ([`Cores`]), the namespaces and veths of the lab ([`Topology`]), the generator
+//! ([`Generator`]), and the [`Harness`] that runs one trial at an offered load and
+//! logs it ([`Trial`]).
+use std::{thread, time::Duration};
+
+use anyhow::{Result, bail};
+use hairpin::{
+    control::port::Interface,
+    netlab::{Lab, Netns},
+    wire::Mac,
+};
+
+use crate::{Args, generator, sink::ProbeSink};
+
+/// The traffic generator `--generator` picks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum GeneratorKind {
+    /// `BPF_PROG_TEST_RUN` live frames with an `XDP_TX` program.
+    Live,
+    /// An AF_XDP socket transmitting from its UMEM.
+    AfXdp,
+}
+
+/// The cores the generator and the forwarder under test are pinned to.
+#[derive(Clone, Copy, Debug)]
+pub struct Cores {
+    pub generator: usize,
+    pub forwarder: usize,
+}
+
+impl Cores {
+    /// The first two cores of this process's CPU set (the same core twice if it has
+    /// only one).
+    pub fn pick() -> Result<Self> {
+        let cores: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let (generator, forwarder) = match cores.as_slice() {
+            [] => bail!("cannot read this process's CPU set"),
+            [only] => (*only, *only),
+            [a, b, ..] => (*a, *b),
+        };
+        Ok(Self {
+            generator,
+            forwarder,
+        })
+    }
+}
+
+/// The lab: namespaces gen, dut and sink, the veths g0–d0 and d1–s0, and RFC 2889's
+/// d2–m0.
+#[derive(Debug)]
+pub struct Topology {
+    pub lab: Lab,
+    pub gen_ns: Netns,
+    pub dut_ns: Netns,
+    pub sink_ns: Netns,
+    /// g0's MAC address: the test frames' source.
+    pub gen_mac: Mac,
+    /// s0's MAC address: the test frames' destination.
+    pub sink_mac: Mac,
+}
+
+impl Topology {
+    /// Builds the lab (after removing what killed runs left behind).
+    pub fn build() -> Result<Self> {
+        Lab::sweep_stale();
+        let mut lab = Lab::new("bench");
+        let gen_ns = lab.add_ns("gen")?;
+        let dut = lab.add_ns("dut")?;
+        let sink = lab.add_ns("sink")?;
+        // No IPv6 chatter (router solicitations, MLD reports): the sinks count every frame.
+        for ns in [&gen_ns, &dut, &sink] {
+            for scope in ["all", "default"] {
+                ns.run(
+                    "sysctl",
+                    &["-qw", &format!("net.ipv6.conf.{scope}.disable_ipv6=1")],
+                )?;
+            }
+        }
+        lab.veth((&gen_ns, "g0"), (&dut, "d0"), 1)?;
+        lab.veth((&dut, "d1"), (&sink, "s0"), 1)?;
+        // RFC 2889's third port, to a monitor that counts floods.
+        lab.veth((&dut, "d2"), (&sink, "m0"), 1)?;
+        // Live frames arrive on d0 as xdp_frames, which a veth takes only in NAPI mode: on
+        // when an XDP program is attached (hairpin), or with GRO on (the Linux bridge).
+        dut.run("ethtool", &["-K", "d0", "gro", "on"])?;
+        let gen_mac = gen_ns.enter(|| Interface::lookup("g0").map(|i| i.mac))??;
+        let sink_mac = sink.enter(|| Interface::lookup("s0").map(|i| i.mac))??;
+        Ok(Self {
+            lab,
+            gen_ns,
+            dut_ns: dut,
+            sink_ns: sink,
+            gen_mac,
+            sink_mac,
+        })
+    }
+}
+
+/// The traffic generator, ready to transmit out of g0.
+pub struct Generator {
+    pub kind: GeneratorKind,
+    pub live: generator::LiveFrames,
+    /// g0's index, in the gen namespace.
+    ifindex: u32,
+}
+
+impl Generator {
+    /// Loads the live-frames program, spread over `--flows` flows, to transmit out of g0
+    /// in `gen_ns`.
+    pub fn load(gen_ns: &Netns, args: &Args) -> Result<Self> {
+        let mut live = generator::LiveFrames::load()?;
+        live.set_flows(args.flows)?;
+        let ifindex = gen_ns.enter(|| Interface::lookup("g0").map(|i| i.ifindex))??;
+        Ok(Self {
+            kind: args.generator,
+            live,
+            ifindex,
+        })
+    }
+}
+
+/// What one trial sent and what arrived.
+pub struct Trial {
+    pub sent: u64,
+    pub received: u64,
+    pub seconds: f64,
+    /// Frames that arrived after a later frame of their flow.
+    pub reordered: u64,
+    /// Frames that arrived with the generator's probe.
+    pub probed: u64,
+    /// One-way latency of the frames that arrived (ns); empty without probes.
+    pub latency: hdrhistogram::Histogram<u64>,
+}
+
+/// The latency percentiles reported.
+const PERCENTILES: [(&str, f64); 4] =
+    [("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99.9", 99.9)];
+
+impl Trial {
+    /// `p50/p90/p99/p99.9/max` in µs, or `n/a` without probes.
+    pub fn latency_text(&self) -> String {
+        if self.latency.is_empty() {
+            return "n/a".to_owned();
+        }
+        let us = |ns: u64| format!("{:.1}", ns as f64 / 1e3);
+        let mut parts: Vec<String> = PERCENTILES
+            .iter()
+            .map(|&(name, q)| format!("{name} {}", us(self.latency.value_at_quantile(q / 100.0))))
+            .collect();
+        parts.push(format!("max {} us", us(self.latency.max())));
+        parts.join(", ")
+    }
+
+    fn percentiles_json(&self) -> serde_json::Value {
+        if self.latency.is_empty() {
+            return serde_json::Value::Null;
+        }
+        let mut out = serde_json::Map::new();
+        for (name, q) in PERCENTILES {
+            out.insert(
+                name.to_owned(),
+                self.latency.value_at_quantile(q / 100.0).into(),
+            );
+        }
+        out.insert("max".to_owned(), self.latency.max().into());
+        out.insert("samples".to_owned(), self.latency.len().into());
+        out.into()
+    }
+
+    pub fn mpps(&self) -> f64 {
+        self.received as f64 / self.seconds / 1e6
+    }
+
+    pub fn offered(&self) -> f64 {
+        self.sent as f64 / self.seconds
+    }
+}
+
+/// The share of the frames sent that did not arrive, in percent.
+pub fn loss(t: &Trial) -> f64 {
+    if t.sent == 0 {
+        0.0
+    } else {
+        100.0 * (1.0 - t.received as f64 / t.sent as f64).max(0.0)
+    }
+}
+
+/// The median of `values` (the upper one of an even count; 0 if there are none).
+pub fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs trials: the generator sends [`Harness::frame`] from its namespace, the sinks
+/// count what arrives, and every trial is logged for the report.
+pub struct Harness {
+    gen_ns: Netns,
+    pub generator: Generator,
+    /// The frame the generator sends.
+    pub frame: Vec<u8>,
+    core: usize,
+    /// "device|size|round" of the trials now running, for the log.
+    pub context: String,
+    /// Every trial, for the JSON report.
+    pub log: Vec<serde_json::Value>,
+}
+
+impl Harness {
+    /// A harness that sends from `generator` in `gen_ns`, pinned to `core`; no frame yet.
+    pub fn new(gen_ns: &Netns, generator: Generator, core: usize) -> Self {
+        Self {
+            gen_ns: gen_ns.clone(),
+            generator,
+            frame: Vec::new(),
+            core,
+            context: String::new(),
+            log: Vec::new(),
+        }
+    }
+
+    /// One trial: the generator runs for about `duration` sending `share` runs in 1024
+    /// (all of them: flat out), and the sink counts what arrived.
+    pub fn trial(
+        &mut self,
+        duration: Duration,
+        share: u32,
+        sinks: &mut [&mut ProbeSink],
+    ) -> Result<Trial> {
+        for sink in sinks.iter_mut() {
+            sink.reset()?;
+        }
+        let (frame, core, g) = (&self.frame, self.core, &mut self.generator);
+        let (sent, seconds) = self.gen_ns.enter(|| -> Result<(u64, f64)> {
+            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+            Ok(match g.kind {
+                GeneratorKind::Live => {
+                    let p = g.live.blast(g.ifindex, frame, duration, share)?;
+                    (p.frames, p.seconds)
+                }
+                GeneratorKind::AfXdp => {
+                    let s = generator::blast("g0", frame, duration)?;
+                    (s.frames, s.elapsed.as_secs_f64())
+                }
+            })
+        })??;
+        // Frames still in flight land within a moment.
+        thread::sleep(Duration::from_millis(50));
+        // Every sink must get every frame: the trial delivered what the poorest got.
+        let mut readings = Vec::with_capacity(sinks.len());
+        for sink in sinks.iter() {
+            readings.push(sink.reading()?);
+        }
+        let received = readings.iter().map(|r| r.frames).min().unwrap_or(0);
+        let reading = readings.swap_remove(0);
+        let t = Trial {
+            sent,
+            received,
+            seconds,
+            reordered: reading.reordered,
+            probed: reading.probed,
+            latency: reading.latency,
+        };
+        let mut context = self.context.split('|');
+        self.log.push(serde_json::json!({
+            "device": context.next(),
+            "size": context.next().and_then(|s| s.parse::<usize>().ok()),
+            "round": context.next().and_then(|s| s.parse::<usize>().ok()),
+            "share_of_1024": share,
+            "sent": t.sent,
+            "received": t.received,
+            "seconds": t.seconds,
+            "offered_mpps": t.offered() / 1e6,
+            "delivered_mpps": t.mpps(),
+            "loss_percent": loss(&t),
+            "reordered": t.reordered,
+            "probed": t.probed,
+            "latency_ns": t.percentiles_json(),
+        }));
+        Ok(t)
+    }
+
+    /// Sends at least `frames` frames at `share` runs in 1024 (the live generator only);
+    /// returns the seconds it took.
+    pub fn send_frames(&mut self, frames: u64, share: u32) -> Result<f64> {
+        let (frame, core, g) = (&self.frame, self.core, &mut self.generator);
+        if g.kind != GeneratorKind::Live {
+            bail!("RFC 2889 needs the live generator (many source addresses)");
+        }
+        self.gen_ns.enter(|| -> Result<f64> {
+            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+            Ok(g.live
+                .blast_frames(g.ifindex, frame, frames, share)?
+                .seconds)
+        })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_takes_the_upper_middle() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), 2.0);
+        assert_eq!(median([4.0, 1.0, 3.0, 2.0].into_iter()), 3.0);
+        assert_eq!(median(std::iter::empty()), 0.0);
+    }
+
+    #[test]
+    fn loss_is_the_missing_share() {
+        let trial = |sent, received| Trial {
+            sent,
+            received,
+            seconds: 1.0,
+            reordered: 0,
+            probed: 0,
+            latency: hdrhistogram::Histogram::new(3).unwrap(),
+        };
+        assert_eq!(loss(&trial(0, 0)), 0.0);
+        assert!((loss(&trial(1000, 990)) - 1.0).abs() < 1e-9);
+        // More received than sent (a stray frame) is no loss, never a gain.
+        assert_eq!(loss(&trial(10, 11)), 0.0);
+    }
+}
