@@ -50,6 +50,13 @@ enum Task {
         /// Only tests whose name contains this.
         filter: Option<String>,
     },
+    /// Set up, then run the soak (mixed traffic, port churn; memory, descriptors, UMEM
+    /// frames and counters checked once a minute): docs/reliability.md.
+    Soak {
+        /// How long.
+        #[arg(long, default_value_t = 10)]
+        minutes: u32,
+    },
 }
 
 fn main() {
@@ -76,6 +83,10 @@ fn run(cli: Cli) -> Result<()> {
         Task::Test { filter } => {
             setup::run()?;
             test(filter.as_deref())
+        }
+        Task::Soak { minutes } => {
+            setup::run()?;
+            soak(minutes)
         }
     }
 }
@@ -215,6 +226,32 @@ fn run_hairpin(hairpin: &Path, args: &[String]) -> Result<()> {
     cmd.args(&args);
     step(&format!("running hairpin {}", args.join(" ")));
     status(&mut cmd)
+}
+
+/// The soak test (ignored in the suite) against a debug build, whose workers check
+/// their UMEM ledger on every turn.
+fn soak(minutes: u32) -> Result<()> {
+    if !is_root() {
+        bail!(
+            "the soak builds network namespaces and attaches XDP: run `sudo -E cargo xtask soak`"
+        );
+    }
+    build(false)?;
+    step(&format!("soak: {minutes} minutes of mixed traffic"));
+    status(
+        cargo()
+            .args([
+                "test",
+                "--package",
+                "hairpin",
+                "--features",
+                "privileged-tests",
+            ])
+            .args(["--test", "privileged", "soak::soak", "--"])
+            .args(["--ignored", "--exact", "--nocapture"])
+            .env("HAIRPIN_EBPF_OBJ", ebpf_object())
+            .env("HAIRPIN_SOAK_MINUTES", minutes.to_string()),
+    )
 }
 
 fn test(filter: Option<&str>) -> Result<()> {

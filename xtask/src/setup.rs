@@ -23,6 +23,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iputils-ping", "ping in the demo and tests"),
     ("iperf3", "TCP streams in the demo and tests"),
     ("tcpdump", "captures in the tests"),
+    (
+        "openvswitch-switch",
+        "Open vSwitch: the VLAN reference bridge of the differential test, and a peer in the benchmark",
+    ),
     ("ethtool", "checksum offload off on lab veths"),
     (
         "systemd",
@@ -42,10 +46,6 @@ const PACKAGES: &[(&str, &str)] = &[
 const BENCH_PEERS: &[(&str, &str)] = &[
     ("dpdk-dev", "dpdk-testpmd, a peer in the benchmark"),
     ("librte-net-af-xdp23", "DPDK's AF_XDP poll-mode driver"),
-    (
-        "openvswitch-switch",
-        "Open vSwitch's userspace datapath, a peer in the benchmark",
-    ),
     ("fonts-dejavu-core", "the text of the benchmark's charts"),
 ];
 
