@@ -174,9 +174,21 @@ fn start_testpmd(lab: &mut Lab, dut: &Netns, io: bool, args: &Args, core: usize)
     cmd.args(["-c", &script])
         .stdout(log_target(args.dut_log.as_deref())?)
         .stderr(log_target(args.dut_log.as_deref())?);
+    spawn_attached(lab, dut, cmd, "testpmd", &["d0", "d1"])
+}
+
+/// Starts `cmd` as a process of the lab and waits until every one of `ports` has an XDP
+/// program; the returned stop ends it.
+fn spawn_attached(
+    lab: &mut Lab,
+    dut: &Netns,
+    cmd: std::process::Command,
+    what: &str,
+    ports: &[&str],
+) -> Result<Stop> {
     lab.spawn(cmd)?;
-    if !dut.wait_for_xdp(&["d0", "d1"], Duration::from_secs(20)) {
-        bail!("testpmd did not attach within 20 s");
+    if !dut.wait_for_xdp(ports, Duration::from_secs(20)) {
+        bail!("{what} did not attach within 20 s");
     }
     let index = lab.process_count() - 1;
     Ok(Box::new(move |lab, _| stop_processes(lab, index)))
@@ -213,12 +225,7 @@ fn start_hairpin(
         .args(args.hairpin_args.split_whitespace())
         .stdout(log_target(args.dut_log.as_deref())?)
         .stderr(log_target(args.dut_log.as_deref())?);
-    lab.spawn(cmd)?;
-    if !dut.wait_for_xdp(ports, Duration::from_secs(20)) {
-        bail!("hairpin did not attach within 20 s");
-    }
-    let index = lab.process_count() - 1;
-    Ok(Box::new(move |lab, _| stop_processes(lab, index)))
+    spawn_attached(lab, dut, cmd, "hairpin", ports)
 }
 
 /// Open vSwitch ([`Ovs`]: its database in a directory of its own), the userspace
@@ -235,15 +242,7 @@ fn start_ovs(
     let ovs = Ovs::start(lab, dut)?;
     let mask = format!("other_config:pmd-cpu-mask={:#x}", 1u64 << core);
     ovs.vsctl(&["set", "Open_vSwitch", ".", &mask])?;
-    ovs.vsctl(&[
-        "add-br",
-        "br0",
-        "--",
-        "set",
-        "bridge",
-        "br0",
-        "datapath_type=netdev",
-    ])?;
+    ovs.add_userspace_bridge("br0")?;
     for &port in ports {
         ovs.vsctl(&[
             "add-port",

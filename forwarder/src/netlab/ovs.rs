@@ -108,6 +108,19 @@ impl Ovs {
         run(cmd)
     }
 
+    /// Adds bridge `name` on the userspace (`netdev`) datapath.
+    pub fn add_userspace_bridge(&self, name: &str) -> Result<Output, LabError> {
+        self.vsctl(&[
+            "add-br",
+            name,
+            "--",
+            "set",
+            "bridge",
+            name,
+            "datapath_type=netdev",
+        ])
+    }
+
     /// Runs `ovs-ofctl args`.
     pub fn ofctl(&self, args: &[&str]) -> Result<Output, LabError> {
         let mut cmd = self.command("ovs-ofctl");

@@ -382,16 +382,7 @@ impl Rig {
             Reference::Ovs => {
                 assert!(!case.edge(), "OVS is the reference for veb only");
                 let ovs = Ovs::start(&mut lab, &reference).unwrap();
-                ovs.vsctl(&[
-                    "add-br",
-                    "br0",
-                    "--",
-                    "set",
-                    "bridge",
-                    "br0",
-                    "datapath_type=netdev",
-                ])
-                .unwrap();
+                ovs.add_userspace_bridge("br0").unwrap();
                 for (q, port) in qs.iter().zip(&case.ports) {
                     assert!(!port.hairpin, "OVS has no hairpin flag per port");
                     let mut args = vec!["add-port", "br0", q, "--", "set", "port", q];
