@@ -10,6 +10,7 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
 
+mod fuzz;
 mod setup;
 
 /// Build, run and test hairpin.
@@ -22,7 +23,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Install what the build needs (Debian packages, nightly rust-src, bpf-linker), if missing.
+    /// Install what the build needs (Debian packages, nightly rust-src, bpf-linker,
+    /// cargo-fuzz), if missing.
     Setup,
     /// Build the XDP object and the `hairpin` binary with the object embedded.
     Build {
@@ -45,10 +47,19 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, then run the whole suite: unit tests, then the privileged integration tests.
+    /// Set up, then run the whole suite: unit tests, every fuzz target briefly, the
+    /// privileged integration tests, the quick benchmark.
     Test {
-        /// Only tests whose name contains this.
+        /// Only tests whose name contains this (then no fuzzing and no benchmark).
         filter: Option<String>,
+    },
+    /// Run the fuzz targets of fuzz/ (cargo-fuzz, nightly), each from its saved corpus.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = fuzz::DEFAULT_SECONDS)]
+        seconds: u64,
+        /// Only this target (decide, vlan_retag, config_file, port_spec, netlink).
+        target: Option<String>,
     },
     /// Set up, then run the soak (mixed traffic, port churn; memory, descriptors, UMEM
     /// frames and counters checked once a minute): docs/reliability.md.
@@ -88,6 +99,7 @@ fn run(cli: Cli) -> Result<()> {
             setup::run()?;
             soak(minutes)
         }
+        Task::Fuzz { seconds, target } => fuzz::run(seconds, target.as_deref()),
     }
 }
 
@@ -132,27 +144,12 @@ fn ebpf_object() -> PathBuf {
     workspace().join("target/bpfel-unknown-none/release/hairpin-ebpf")
 }
 
-/// Builds the XDP object (nightly, `bpfel-unknown-none`) and then `hairpin` with it
-/// embedded, and `hairpin-cni` beside it; returns hairpin's path.
-fn build(release: bool) -> Result<PathBuf> {
-    step("building the XDP program (nightly, bpfel-unknown-none)");
-    let mut ebpf = Command::new("rustup");
-    ebpf.args([
-        "run",
-        "nightly",
-        "cargo",
-        "build",
-        "--package",
-        "hairpin-ebpf",
-    ])
-    .args([
-        "-Z",
-        "build-std=core",
-        "--target",
-        "bpfel-unknown-none",
-        "--release",
-    ])
-    .current_dir(workspace());
+/// A `cargo` command for the nightly toolchain (`rustup run nightly cargo`), in the
+/// workspace root.
+fn nightly_cargo() -> Command {
+    let mut cmd = Command::new("rustup");
+    cmd.args(["run", "nightly", "cargo"])
+        .current_dir(workspace());
     // The outer (stable) cargo's variables would pin the inner one to its toolchain.
     for var in [
         "RUSTUP_TOOLCHAIN",
@@ -162,8 +159,23 @@ fn build(release: bool) -> Result<PathBuf> {
         "RUSTC_WORKSPACE_WRAPPER",
         "CARGO",
     ] {
-        ebpf.env_remove(var);
+        cmd.env_remove(var);
     }
+    cmd
+}
+
+/// Builds the XDP object (nightly, `bpfel-unknown-none`) and then `hairpin` with it
+/// embedded, and `hairpin-cni` beside it; returns hairpin's path.
+fn build(release: bool) -> Result<PathBuf> {
+    step("building the XDP program (nightly, bpfel-unknown-none)");
+    let mut ebpf = nightly_cargo();
+    ebpf.args(["build", "--package", "hairpin-ebpf"]).args([
+        "-Z",
+        "build-std=core",
+        "--target",
+        "bpfel-unknown-none",
+        "--release",
+    ]);
     status(&mut ebpf).context("building the XDP program (is `cargo xtask setup` done?)")?;
 
     let profile = if release { "release" } else { "debug" };
@@ -289,6 +301,10 @@ fn test(filter: Option<&str>) -> Result<()> {
             "kubernetes",
         ],
     )?;
+    if filter.is_none() {
+        fuzz::run(fuzz::TEST_SECONDS, None)
+            .context("the fuzz targets, briefly, from their saved corpora")?;
+    }
     suite(
         "privileged integration tests (root, network namespaces)",
         &["--test", "privileged"],

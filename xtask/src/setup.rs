@@ -50,6 +50,7 @@ const BENCH_PEERS: &[(&str, &str)] = &[
 ];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 const LLVM_PREFIX: &str = "/usr/lib/llvm-22";
 
 /// Runs every step.
@@ -58,6 +59,7 @@ pub fn run() -> Result<()> {
     packages()?;
     kubernetes_validate()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     step("setup: done");
     Ok(())
 }
@@ -223,5 +225,35 @@ fn bpf_linker() -> Result<()> {
             ])
             .args(["--no-default-features", "--features", "llvm-22"])
             .env("LLVM_PREFIX", LLVM_PREFIX),
+    )
+}
+
+/// cargo-fuzz's version line, if it is installed.
+pub fn cargo_fuzz_version() -> Option<String> {
+    output(
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+            .args(["fuzz", "--version"]),
+    )
+    .map(|v| v.trim().to_owned())
+}
+
+/// cargo-fuzz, which builds and runs the fuzz targets of `fuzz/` (`cargo xtask fuzz`, and
+/// briefly in `cargo xtask test`).
+fn cargo_fuzz() -> Result<()> {
+    if let Some(version) = cargo_fuzz_version() {
+        step(&format!("setup: {version}: present"));
+        return Ok(());
+    }
+    step(&format!(
+        "setup: cargo-fuzz {CARGO_FUZZ_VERSION}: installing (runs the fuzz targets)"
+    ));
+    status(
+        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())).args([
+            "install",
+            "cargo-fuzz",
+            "--version",
+            CARGO_FUZZ_VERSION,
+            "--locked",
+        ]),
     )
 }

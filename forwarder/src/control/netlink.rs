@@ -175,16 +175,7 @@ impl Netlink {
                 }
                 Err(e) => return Err(e),
             };
-            for frame in frames(datagram) {
-                match frame {
-                    Ok(frame) => out.extend(change_from(frame.kind, frame.payload)),
-                    Err(e) => {
-                        // The rest of this datagram cannot be delimited; later ones can.
-                        tracing::warn!("netlink: skipping the rest of a notification: {e}");
-                        break;
-                    }
-                }
-            }
+            changes_in(datagram, &mut out);
         }
         Ok(out)
     }
@@ -227,12 +218,9 @@ impl Netlink {
         // whatever the index says; the filter below is what counts.
         message.header.index = ifindex;
         let replies = self.request(&RouteNetlinkMessage::GetAddress(message), NLM_F_DUMP)?;
-        Ok(replies
-            .iter()
-            .filter(|reply| reply.kind == libc::RTM_NEWADDR)
-            .filter_map(|reply| parse_address(&reply.payload))
-            .filter(|message| message.header.index == ifindex)
-            .filter_map(|message| address_from(&message))
+        Ok(addresses_in(&replies)
+            .filter(|&(index, _)| index == ifindex)
+            .map(|(_, ip)| ip)
             .collect())
     }
 
@@ -412,6 +400,29 @@ fn links_in(replies: &[Reply]) -> impl Iterator<Item = Link> + '_ {
         .filter_map(|message| link_from(&message))
 }
 
+/// The addresses among `replies`, each with its interface's index.
+fn addresses_in(replies: &[Reply]) -> impl Iterator<Item = (u32, IpAddr)> + '_ {
+    replies
+        .iter()
+        .filter(|reply| reply.kind == libc::RTM_NEWADDR)
+        .filter_map(|reply| parse_address(&reply.payload))
+        .filter_map(|message| Some((message.header.index, address_from(&message)?)))
+}
+
+/// Adds the changes the notifications in `datagram` report to `out`.
+fn changes_in(datagram: &[u8], out: &mut Vec<Change>) {
+    for frame in frames(datagram) {
+        match frame {
+            Ok(frame) => out.extend(change_from(frame.kind, frame.payload)),
+            Err(e) => {
+                // The rest of this datagram cannot be delimited; later ones can.
+                tracing::warn!("netlink: skipping the rest of a notification: {e}");
+                break;
+            }
+        }
+    }
+}
+
 /// The change a notification reports, if it is one this module follows.
 fn change_from(kind: u16, payload: &[u8]) -> Option<Change> {
     match kind {
@@ -540,6 +551,35 @@ fn address_from(message: &AddressMessage) -> Option<IpAddr> {
         IpAddr::V6(_) => AddressFamily::Inet6,
     };
     (message.header.family == family).then_some(ip)
+}
+
+/// The decoders [`Netlink`] runs on what the kernel sends, without its sockets, for the
+/// fuzz targets (`fuzz/fuzz_targets/netlink.rs`). Not an API: hidden from the
+/// documentation, it changes with this module.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::{io, net::IpAddr};
+
+    use super::{Change, Link, Replies};
+
+    /// The changes a datagram from the multicast socket reports, as
+    /// [`Netlink::changes`](super::Netlink::changes) decodes them.
+    pub fn notifications(datagram: &[u8]) -> Vec<Change> {
+        let mut out = Vec::new();
+        super::changes_in(datagram, &mut out);
+        out
+    }
+
+    /// A datagram answering request `seq`, read as the requests read it: whether it
+    /// completes the answer (or the error that ends it), then the links and the
+    /// addresses (interface index, address) of the messages it adds.
+    pub fn reply(datagram: &[u8], seq: u32) -> (io::Result<bool>, Vec<Link>, Vec<(u32, IpAddr)>) {
+        let mut replies = Replies::default();
+        let complete = super::absorb(datagram, seq, &mut replies);
+        let links = super::links_in(&replies.messages).collect();
+        let addresses = super::addresses_in(&replies.messages).collect();
+        (complete, links, addresses)
+    }
 }
 
 #[cfg(test)]

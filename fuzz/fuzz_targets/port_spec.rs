@@ -1,0 +1,284 @@
+//! The ports as the command line gives them, two ways that must agree:
+//!
+//! - `run --ports vf0,vf1 --uplink eth0 --vlan vf0=10 --trunk eth0=10,20 --native
+//!   eth0=1 --allow vf0=MAC --static-mac vf0=MAC --hairpin eth0` (`PortArg`, `PortMac`,
+//!   `BridgeSpec::from_options`);
+//! - `port add NAME [--uplink] [--vlan V] [--trunk LIST] [--native V] [--hairpin]
+//!   [--allow MAC]... [--static-mac MAC]...` (`port_config`, also the control socket's
+//!   and hairpin-cni's way in).
+//!
+//! The input is one such command line, without the `hairpin` (words split at
+//! whitespace, `--option value` or `--option=value`). Nothing panics; a bridge `run`
+//! accepts has ports that `port add` and the config file accept as they are; and `port
+//! add` accepts a port exactly when `run` accepts the same port with the same options.
+#![no_main]
+
+use std::{path::Path, sync::Arc};
+
+use hairpin::{
+    control::{
+        bridge::{BridgeConfig, PortConfig},
+        config::{BridgeSpec, PortArg, PortMac, PortOptions, port_config},
+        config_file,
+        protocol::PortSpec,
+    },
+    switch::{Fdb, Mode, PortSet, Tables, TablesError},
+    wire::Mac,
+};
+use hairpin_fuzz::{port_spec, to_toml};
+use libfuzzer_sys::fuzz_target;
+
+/// `hairpin run`'s port options, as clap would hand them over.
+#[derive(Debug, Default)]
+struct Run {
+    mode: Mode,
+    ports: Vec<String>,
+    uplink: Option<String>,
+    hairpin: Vec<String>,
+    allow: Vec<PortMac>,
+    static_macs: Vec<PortMac>,
+    vlan: Vec<PortArg>,
+    trunk: Vec<PortArg>,
+    native: Vec<PortArg>,
+}
+
+impl Run {
+    /// The options in `words`; `None` where clap would refuse the command line.
+    fn parse(words: &[(&str, Option<&str>)]) -> Option<Self> {
+        let mut run = Self::default();
+        for &(option, value) in words {
+            let value = value?;
+            let list = || value.split(',').map(str::to_owned);
+            match option {
+                "--mode" => {
+                    run.mode = match value {
+                        "veb" => Mode::Veb,
+                        "vepa" => Mode::Vepa,
+                        "private" => Mode::Private,
+                        "xconnect" => Mode::Xconnect,
+                        "passthru" => Mode::Passthru,
+                        _ => return None,
+                    }
+                }
+                "--ports" => run.ports.extend(list()),
+                "--uplink" if run.uplink.is_none() => run.uplink = Some(value.to_owned()),
+                "--hairpin" => run.hairpin.extend(list()),
+                "--allow" => run.allow.push(port_mac(value)?),
+                "--static-mac" => run.static_macs.push(port_mac(value)?),
+                "--vlan" => run.vlan.push(port_arg(value)?),
+                "--trunk" => run.trunk.push(port_arg(value)?),
+                "--native" => run.native.push(port_arg(value)?),
+                _ => return None,
+            }
+        }
+        Some(run)
+    }
+
+    fn spec(&self) -> Result<BridgeSpec, String> {
+        BridgeSpec::from_options(
+            self.mode,
+            &PortOptions {
+                ports: &self.ports,
+                uplink: self.uplink.as_deref(),
+                hairpin: &self.hairpin,
+                allow: &self.allow,
+                static_macs: &self.static_macs,
+                vlan: &self.vlan,
+                trunk: &self.trunk,
+                native: &self.native,
+            },
+        )
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// A `PORT=MAC` value; it prints back as it parsed.
+fn port_mac(text: &str) -> Option<PortMac> {
+    let parsed: PortMac = text.parse().ok()?;
+    let again: PortMac = format!("{}={}", parsed.port, parsed.mac).parse().unwrap();
+    assert_eq!(again, parsed);
+    Some(parsed)
+}
+
+/// A `PORT=VALUE` value; it is split at its first `=`.
+fn port_arg(text: &str) -> Option<PortArg> {
+    let parsed: PortArg = text.parse().ok()?;
+    assert_eq!(format!("{}={}", parsed.port, parsed.value), text);
+    Some(parsed)
+}
+
+/// The words of `text`, as (option, value) pairs: `--option=value`, or `--option` and the
+/// word after it unless that is an option too.
+fn options<'a>(words: &[&'a str], flags: &[&str]) -> Option<Vec<(&'a str, Option<&'a str>)>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let word = words[i];
+        if !word.starts_with("--") {
+            return None;
+        }
+        i += 1;
+        match word.split_once('=') {
+            Some((option, value)) => out.push((option, Some(value))),
+            None if flags.contains(&word) => out.push((word, None)),
+            None => {
+                out.push((word, words.get(i).copied()));
+                i += 1;
+            }
+        }
+    }
+    Some(out)
+}
+
+/// `run`: every port of a bridge it accepts is one `port add` accepts as it is, and the
+/// config file, given the same settings, loads the same bridge.
+fn run(words: &[&str]) {
+    let Some(run) = options(words, &[]).and_then(|o| Run::parse(&o)) else {
+        return;
+    };
+    let Ok(spec) = run.spec() else {
+        return;
+    };
+    assert_eq!(spec.ports.len(), spec.policies.len());
+    let ports = spec.clone().into_ports();
+    for port in &ports {
+        assert_eq!(
+            port_config(&port_spec(port)).as_ref(),
+            Ok(port),
+            "port add {:?}",
+            port.name
+        );
+    }
+    let slots: Vec<_> = ports.iter().map(|p| Some(p.policy.clone())).collect();
+    let tables = Tables::new(run.mode, &slots, PortSet::first(slots.len().min(64)), {
+        Arc::new(Fdb::with_capacity(16))
+    });
+    match tables {
+        Ok(_) => {}
+        // What the command line leaves to the bridge to check.
+        Err(TablesError::PortCount { .. } | TablesError::UntouchedVlans(_)) => return,
+        Err(e) => panic!("run accepted a bridge hairpin cannot build: {e}"),
+    }
+    // The config file says the same (it refuses what the bridge would, and a name
+    // given twice, which the bridge refuses when it attaches the second one).
+    let unique = ports
+        .iter()
+        .enumerate()
+        .all(|(i, p)| ports[..i].iter().all(|q| q.name != p.name));
+    if ports.is_empty() || !unique {
+        return;
+    }
+    let config = BridgeConfig {
+        mode: run.mode,
+        ports,
+        ..BridgeConfig::default()
+    };
+    let text = to_toml(&config);
+    match config_file::parse(&text, Path::new("fuzz.toml")) {
+        Ok(loaded) => assert_eq!(loaded, config, "as a file:\n{text}"),
+        Err(e) => panic!("run accepts it but the config file does not: {e}\n{text}"),
+    }
+}
+
+/// `port add NAME ...`: accepted exactly when `run` accepts the one port with the same
+/// options, and then the same port.
+fn port_add(name: &str, words: &[&str]) {
+    let Some(options) = options(words, &["--uplink", "--hairpin"]) else {
+        return;
+    };
+    let mut spec = PortSpec {
+        name: name.to_owned(),
+        ..PortSpec::default()
+    };
+    for (option, value) in options {
+        // clap: `--vlan` and `--native` are numbers, each option but the lists once.
+        let number = || value.and_then(|v| v.parse::<u32>().ok());
+        match (option, value) {
+            ("--uplink", None) if !spec.uplink => spec.uplink = true,
+            ("--hairpin", None) if !spec.hairpin => spec.hairpin = true,
+            ("--vlan", Some(_)) if spec.vlan.is_none() && number().is_some() => {
+                spec.vlan = number();
+            }
+            ("--trunk", Some(list)) if spec.trunk.is_none() => spec.trunk = Some(list.to_owned()),
+            ("--native", Some(_)) if spec.native.is_none() && number().is_some() => {
+                spec.native = number();
+            }
+            ("--allow", Some(mac)) => spec.allow.push(mac.to_owned()),
+            ("--static-mac", Some(mac)) => spec.static_macs.push(mac.to_owned()),
+            _ => return,
+        }
+    }
+    let added: Result<PortConfig, String> = port_config(&spec);
+    if let Ok(port) = &added {
+        assert_eq!(port.name, spec.name);
+        assert_eq!(port_config(&port_spec(port)).as_ref(), Ok(port));
+    }
+    // The same port on `run`'s command line, where a name holding `=` or `,` cannot be
+    // written, and one static MAC given twice is refused (`port add` keeps both).
+    if name.contains(['=', ',']) {
+        return;
+    }
+    let statics: Vec<Option<Mac>> = spec.static_macs.iter().map(|m| m.parse().ok()).collect();
+    let duplicate_static = statics
+        .iter()
+        .enumerate()
+        .any(|(i, m)| m.is_some() && statics[..i].contains(m));
+    let as_run = Run {
+        ports: if spec.uplink {
+            vec![]
+        } else {
+            vec![name.to_owned()]
+        },
+        uplink: spec.uplink.then(|| name.to_owned()),
+        hairpin: if spec.hairpin {
+            vec![name.to_owned()]
+        } else {
+            vec![]
+        },
+        vlan: spec.vlan.iter().map(|v| arg(name, v)).collect(),
+        trunk: spec.trunk.iter().map(|l| arg(name, l)).collect(),
+        native: spec.native.iter().map(|v| arg(name, v)).collect(),
+        ..Run::default()
+    };
+    let macs = |list: &[String]| -> Option<Vec<PortMac>> {
+        list.iter()
+            .map(|m| format!("{name}={m}").parse().ok())
+            .collect()
+    };
+    let run = macs(&spec.allow)
+        .zip(macs(&spec.static_macs))
+        .and_then(|(allow, static_macs)| {
+            // An empty trunk list is no `PORT=VALUE` (clap refuses it).
+            (!spec.trunk.as_ref().is_some_and(String::is_empty)).then_some(Run {
+                allow,
+                static_macs,
+                ..as_run
+            })
+        })
+        .map(|run| run.spec().map(BridgeSpec::into_ports));
+    match (added, run) {
+        (Ok(port), Some(Ok(ports))) => assert_eq!(ports, [port], "port add and run"),
+        (Err(_), None | Some(Err(_))) => {}
+        (Ok(_), Some(Err(_))) if duplicate_static => {}
+        (added, run) => panic!("port add says {added:?}, run says {run:?}"),
+    }
+}
+
+fn arg(port: &str, value: &impl ToString) -> PortArg {
+    PortArg {
+        port: port.to_owned(),
+        value: value.to_string(),
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.as_slice() {
+        ["run", rest @ ..] => run(rest),
+        ["port", "add", name, rest @ ..] => port_add(name, rest),
+        _ => {}
+    }
+});

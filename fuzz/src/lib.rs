@@ -1,0 +1,191 @@
+//! What hairpin's fuzz targets share: a reader that turns the fuzzer's bytes into
+//! choices, and the conversions their round trips need (a port's configuration back into
+//! a `port add` request, a whole configuration back into TOML).
+//!
+//! The targets, in `fuzz_targets/`:
+//!
+//! - `decide`: random bridges (mode, ports, roles, VLANs, hairpin, anti-spoofing, static
+//!   MACs, ports down) switch random frames; every verdict keeps the invariants of
+//!   [`hairpin::switch::decide`].
+//! - `vlan_retag`: VLAN classification and retagging against a model of 802.1Q written
+//!   in the target.
+//! - `config_file`: `hairpin run --config` files; one that loads prints back to TOML that
+//!   loads the same, and each port is one `port add` would accept.
+//! - `port_spec`: the command line's port options (`run --ports ... --vlan PORT=VID`)
+//!   and `port add`, which must agree with each other and with the config file.
+//! - `netlink`: the kernel's link and address messages, as notifications and as
+//!   replies.
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+
+use hairpin::{
+    control::{bridge::BridgeConfig, bridge::PortConfig, protocol::PortSpec, xdp::XdpAttachMode},
+    datapath::ZeroCopy,
+    switch::{Role, VlanId, vlan::PortVlans},
+};
+
+/// The fuzzer's bytes, read front to back; zeros once they run out, so every input is a
+/// complete one.
+#[derive(Debug)]
+pub struct Input<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Input<'a> {
+    /// A reader of `data`.
+    pub fn new(data: &'a [u8]) -> Self {
+        Self { data }
+    }
+
+    /// The next byte, 0 past the end.
+    pub fn byte(&mut self) -> u8 {
+        match self.data.split_first() {
+            Some((&b, rest)) => {
+                self.data = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+
+    /// The next two bytes, big-endian.
+    pub fn u16(&mut self) -> u16 {
+        u16::from_be_bytes([self.byte(), self.byte()])
+    }
+
+    /// The next `n` bytes, or as many as are left.
+    pub fn take(&mut self, n: usize) -> &'a [u8] {
+        let (head, rest) = self.data.split_at(n.min(self.data.len()));
+        self.data = rest;
+        head
+    }
+
+    /// Whether every byte has been read.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+/// A VLAN list as `--trunk` and `trunk = "..."` take it: runs of consecutive VLANs as
+/// ranges (`10,20-22`).
+pub fn vlan_list(vlans: &[VlanId]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < vlans.len() {
+        let start = vlans[i];
+        let mut end = start;
+        while vlans.get(i + 1) == Some(&(end + 1)) {
+            end += 1;
+            i += 1;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            write!(out, "{start}").unwrap();
+        } else {
+            write!(out, "{start}-{end}").unwrap();
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The `port add` request (`hairpin port add`, the control socket) for `port`.
+pub fn port_spec(port: &PortConfig) -> PortSpec {
+    let (vlan, trunk, native) = match &port.policy.vlans {
+        None => (None, None, None),
+        Some(PortVlans::Access(v)) => (Some(u32::from(*v)), None, None),
+        Some(PortVlans::Trunk { tagged, native }) => {
+            (None, Some(vlan_list(tagged)), native.map(u32::from))
+        }
+    };
+    PortSpec {
+        name: port.name.clone(),
+        uplink: port.policy.role == Role::Uplink,
+        vlan,
+        trunk,
+        native,
+        hairpin: port.policy.hairpin,
+        allow: port
+            .policy
+            .allowed_sources
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+        static_macs: port.static_macs.iter().map(ToString::to_string).collect(),
+    }
+}
+
+/// `text` as a TOML basic string, quoted.
+pub fn toml_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => write!(out, "\\u{:04X}", u32::from(c)).unwrap(),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `config` as a config file (README.md, "The config file"), every key written out.
+pub fn to_toml(config: &BridgeConfig) -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    writeln!(w, "mode = \"{}\"", config.mode).unwrap();
+    writeln!(w, "group_fwd_mask = {}", config.group_fwd_mask).unwrap();
+    writeln!(w, "[datapath]").unwrap();
+    if let Some(queues) = config.queues {
+        writeln!(w, "queues = {queues}").unwrap();
+    }
+    if let Some(cores) = &config.cores {
+        writeln!(w, "cores = {cores:?}").unwrap();
+    }
+    let xdp_mode = match config.xdp_mode {
+        XdpAttachMode::Auto => "auto",
+        XdpAttachMode::Native => "native",
+        XdpAttachMode::Generic => "generic",
+    };
+    let zero_copy = match config.datapath.zero_copy {
+        ZeroCopy::Auto => "auto",
+        ZeroCopy::On => "on",
+        ZeroCopy::Off => "off",
+    };
+    writeln!(w, "xdp_mode = \"{xdp_mode}\"").unwrap();
+    writeln!(w, "zero_copy = \"{zero_copy}\"").unwrap();
+    writeln!(w, "ring_size = {}", config.datapath.ring_size).unwrap();
+    writeln!(w, "frame_size = {}", config.datapath.frame_size).unwrap();
+    writeln!(w, "busy_poll = {}", config.datapath.busy_poll).unwrap();
+    if let Some(frames) = config.datapath.umem_frames {
+        writeln!(w, "umem_frames = {frames}").unwrap();
+    }
+    writeln!(w, "[fdb]").unwrap();
+    writeln!(w, "size = {}", config.fdb_capacity).unwrap();
+    writeln!(w, "age = {}", config.fdb_max_age).unwrap();
+    for port in &config.ports {
+        let spec = port_spec(port);
+        writeln!(w, "[[port]]").unwrap();
+        writeln!(w, "name = {}", toml_string(&spec.name)).unwrap();
+        let role = if spec.uplink { "uplink" } else { "downlink" };
+        writeln!(w, "role = \"{role}\"").unwrap();
+        writeln!(w, "hairpin = {}", spec.hairpin).unwrap();
+        writeln!(w, "allowed_macs = {:?}", spec.allow).unwrap();
+        writeln!(w, "static_macs = {:?}", spec.static_macs).unwrap();
+        if let Some(vlan) = spec.vlan {
+            writeln!(w, "vlan = {vlan}").unwrap();
+        }
+        if let Some(trunk) = &spec.trunk {
+            writeln!(w, "trunk = \"{trunk}\"").unwrap();
+        }
+        if let Some(native) = spec.native {
+            writeln!(w, "native = {native}").unwrap();
+        }
+    }
+    out
+}
