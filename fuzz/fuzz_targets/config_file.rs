@@ -3,11 +3,11 @@
 //! accepts as it is, and which, written back as TOML, loads as the same bridge.
 #![no_main]
 
-use std::{path::Path, sync::Arc};
+use std::path::Path;
 
 use hairpin::{
-    control::{config::port_config, config_file},
-    switch::{Fdb, PortSet, Tables, vlan::PortVlans},
+    control::{bridge::check_config, config::port_config, config_file},
+    switch::vlan::PortVlans,
 };
 use hairpin_fuzz::{port_spec, to_toml};
 use libfuzzer_sys::fuzz_target;
@@ -32,18 +32,8 @@ fuzz_target!(|data: &[u8]| {
         let back = port_config(&port_spec(port));
         assert_eq!(back.as_ref(), Ok(port), "port add of {:?}", port.name);
     }
-    let slots: Vec<_> = config
-        .ports
-        .iter()
-        .map(|p| Some(p.policy.clone()))
-        .collect();
-    Tables::new(
-        config.mode,
-        &slots,
-        PortSet::first(slots.len()),
-        Arc::new(Fdb::with_capacity(16)),
-    )
-    .expect("a bridge the file accepts can be built");
+    // What the file accepts, a bridge starts with: the same check `Bridge::start` makes.
+    check_config(&config).expect("a bridge the file accepts can be built");
     let again = to_toml(&config);
     match config_file::parse(&again, Path::new("again.toml")) {
         Ok(reloaded) => assert_eq!(reloaded, config, "written back:\n{again}"),

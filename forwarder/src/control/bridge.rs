@@ -1303,7 +1303,11 @@ pub fn check_config(config: &BridgeConfig) -> Result<(), BridgeError> {
             return Err(refused(format!("port {} is given twice", p.name)));
         }
         for &mac in &p.static_macs {
-            if let Some((_, other)) = statics.iter().find(|(m, _)| *m == mac) {
+            // The same MAC twice on one port is one station, as `port add` takes it.
+            if let Some((_, other)) = statics
+                .iter()
+                .find(|&&(m, owner)| m == mac && owner != p.name)
+            {
                 return Err(refused(format!(
                     "static MAC {mac} is given on ports {other} and {}: one station lives on one port",
                     p.name

@@ -331,7 +331,7 @@ impl BridgeSpec {
                 }
             }
         }
-        let mut static_macs = Vec::new();
+        let mut static_macs: Vec<(PortId, Mac)> = Vec::new();
         for PortMac { port, mac } in options.static_macs {
             let i = slot("--static-mac", port)?;
             if !mac.is_learnable() {
@@ -341,10 +341,15 @@ impl BridgeSpec {
                     mac: *mac,
                 });
             }
-            if let Some((other, _)) = static_macs.iter().find(|(_, m)| m == mac) {
+            if let Some(&(other, _)) = static_macs.iter().find(|(_, m)| m == mac) {
+                if usize::from(other) == i {
+                    // The same station given twice for one port, as `port add` and the
+                    // config file take it.
+                    continue;
+                }
                 return Err(SpecError::StaticTwice {
                     mac: *mac,
-                    first: ports[usize::from(*other)].clone(),
+                    first: ports[usize::from(other)].clone(),
                     second: port.clone(),
                 });
             }
@@ -403,6 +408,45 @@ mod tests {
             vec![Mac([2, 0, 0, 0, 0, 1])]
         );
         assert_eq!(spec.static_macs, vec![(1, Mac([2, 0, 0, 0, 0, 2]))]);
+    }
+
+    #[test]
+    fn a_static_mac_repeated_on_one_port_is_one_station_and_on_two_is_refused() {
+        let ports = names(&["vm1", "vm2"]);
+        let options = |statics: &[&str]| {
+            let statics: Vec<PortMac> = statics.iter().map(|s| s.parse().unwrap()).collect();
+            BridgeSpec::from_options(
+                Mode::Veb,
+                &PortOptions {
+                    ports: &ports,
+                    static_macs: &statics,
+                    ..PortOptions::default()
+                },
+            )
+        };
+        let spec = options(&["vm1=02:00:00:00:00:01", "vm1=02:00:00:00:00:01"]).unwrap();
+        assert_eq!(spec.static_macs, vec![(0, Mac([2, 0, 0, 0, 0, 1]))]);
+        assert!(matches!(
+            options(&["vm1=02:00:00:00:00:01", "vm2=02:00:00:00:00:01"]),
+            Err(SpecError::StaticTwice { .. })
+        ));
+
+        // The bridge's own check agrees (config files and reloads go through it).
+        let bridge = |statics: [&[Mac]; 2]| crate::control::bridge::BridgeConfig {
+            ports: ["vm1", "vm2"]
+                .iter()
+                .zip(statics)
+                .map(|(name, macs)| crate::control::bridge::PortConfig {
+                    name: (*name).to_owned(),
+                    policy: crate::switch::PortPolicy::default(),
+                    static_macs: macs.to_vec(),
+                })
+                .collect(),
+            ..crate::control::bridge::BridgeConfig::default()
+        };
+        let m = Mac([2, 0, 0, 0, 0, 1]);
+        assert!(crate::control::bridge::check_config(&bridge([&[m, m], &[]])).is_ok());
+        assert!(crate::control::bridge::check_config(&bridge([&[m], &[m]])).is_err());
     }
 
     #[test]
