@@ -20,7 +20,6 @@
 use std::{collections::BTreeMap, fmt::Write as _, thread, time::Duration};
 
 use hairpin::{
-    control::port::Interface,
     netlab::{Lab, Netns, PacketSocket, ovs::Ovs},
     switch::{Mode, PortPolicy, Role, vlan::PortVlans},
     wire::Mac,
@@ -486,10 +485,7 @@ fn run(case: &Case, frames: &[Frame]) -> (Deliveries, Deliveries) {
         .enter(|| {
             let open = |side: &str| -> Vec<PacketSocket> {
                 (0..n)
-                    .map(|i| {
-                        let index = Interface::lookup(&format!("{side}{i}")).unwrap().ifindex;
-                        PacketSocket::open(index).expect("AF_PACKET socket")
-                    })
+                    .map(|i| crate::packet_socket(&format!("{side}{i}")))
                     .collect()
             };
             let (h, r) = (open("h"), open("r"));

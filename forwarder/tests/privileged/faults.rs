@@ -13,7 +13,7 @@ use hairpin::{control::port::Interface, netlab::Netns, wire::Mac};
 use serde_json::Value;
 
 use crate::{
-    Topology, ping,
+    Topology, packet_socket, ping,
     runtime::{ask_json, port, start, take_log},
 };
 
@@ -88,10 +88,7 @@ fn pausing_hairpin_and_flapping_a_link_lose_only_counted_frames() {
         let sender = s.spawn(|| {
             topo.vms[0]
                 .enter(|| {
-                    let socket = hairpin::netlab::PacketSocket::open(
-                        Interface::lookup("eth0").unwrap().ifindex,
-                    )
-                    .unwrap();
+                    let socket = packet_socket("eth0");
                     let f = frame(b, a);
                     for i in 0..FRAMES {
                         socket.send(&f).unwrap();
@@ -218,10 +215,7 @@ fn a_million_random_sources_leave_memory_bounded_and_stations_working() {
         let flood = s.spawn(|| {
             topo.vms[2]
                 .enter(|| {
-                    let socket = hairpin::netlab::PacketSocket::open(
-                        Interface::lookup("eth0").unwrap().ifindex,
-                    )
-                    .unwrap();
+                    let socket = packet_socket("eth0");
                     let mut f = frame(flooder, flooder);
                     let mut x = 0x9e37_79b9_u32;
                     for _ in 0..FRAMES {

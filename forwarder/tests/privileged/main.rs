@@ -334,12 +334,17 @@ fn send_signal(child: &Child, signal: libc::c_int) -> std::io::Result<()> {
     Ok(())
 }
 
+/// An AF_PACKET socket on `ifname` of the calling thread's namespace (call it inside
+/// [`Netns::enter`]).
+pub fn packet_socket(ifname: &str) -> hairpin::netlab::PacketSocket {
+    let index = Interface::lookup(ifname).unwrap().ifindex;
+    hairpin::netlab::PacketSocket::open(index).expect("AF_PACKET socket")
+}
+
 /// Sends raw Ethernet frames out of `ifname` in `ns` through an AF_PACKET socket.
 pub fn send_raw(ns: &Netns, ifname: &str, frames: &[Vec<u8>]) {
     ns.enter(|| {
-        let socket =
-            hairpin::netlab::PacketSocket::open(Interface::lookup(ifname).unwrap().ifindex)
-                .expect("AF_PACKET socket");
+        let socket = packet_socket(ifname);
         for frame in frames {
             socket.send(frame).expect("sending a raw frame");
         }

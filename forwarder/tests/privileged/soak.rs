@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hairpin::{control::port::Interface, netlab::PacketSocket, wire::Mac};
+use hairpin::{control::port::Interface, wire::Mac};
 use serde_json::Value;
 
 use crate::{
@@ -160,13 +160,7 @@ fn soak() {
         // VLAN 20: vm2 (untagged, access) and vm3 (tagged, trunk) exchange frames; the
         // roaming station sends from one port, then the other, every 200 ms.
         let vlan = s.spawn(move || {
-            let open = |i: usize| {
-                topo.vms[i]
-                    .enter(|| {
-                        PacketSocket::open(Interface::lookup("eth0").unwrap().ifindex).unwrap()
-                    })
-                    .unwrap()
-            };
+            let open = |i: usize| topo.vms[i].enter(|| crate::packet_socket("eth0")).unwrap();
             let (s2, s3) = (open(2), open(3));
             let mut round = 0u64;
             while !stop.load(Ordering::Relaxed) {
