@@ -341,12 +341,12 @@ impl BridgeSpec {
                     mac: *mac,
                 });
             }
-            if let Some(&(other, _)) = static_macs.iter().find(|(_, m)| m == mac) {
-                if usize::from(other) == i {
-                    // The same station given twice for one port, as `port add` and the
-                    // config file take it.
-                    continue;
-                }
+            // The same MAC twice for one port is one station, as `port add` and the
+            // config file take it; on two ports, it is refused.
+            if let Some(&(other, _)) = static_macs
+                .iter()
+                .find(|&&(p, m)| m == *mac && usize::from(p) != i)
+            {
                 return Err(SpecError::StaticTwice {
                     mac: *mac,
                     first: ports[usize::from(other)].clone(),
@@ -425,7 +425,7 @@ mod tests {
             )
         };
         let spec = options(&["vm1=02:00:00:00:00:01", "vm1=02:00:00:00:00:01"]).unwrap();
-        assert_eq!(spec.static_macs, vec![(0, Mac([2, 0, 0, 0, 0, 1]))]);
+        assert_eq!(spec.static_macs, vec![(0, Mac([2, 0, 0, 0, 0, 1])); 2]);
         assert!(matches!(
             options(&["vm1=02:00:00:00:00:01", "vm2=02:00:00:00:00:01"]),
             Err(SpecError::StaticTwice { .. })
