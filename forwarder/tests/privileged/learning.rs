@@ -131,9 +131,11 @@ fn a_flood_of_random_sources_leaves_the_table_bounded() {
     let (s, panicked) = datapath.stop();
     assert_eq!(panicked, 0);
     assert!(s.fdb_entries <= 256, "{}", s.fdb_entries);
+    // The counter operators see has every refusal (against the frames received, as
+    // above: a loaded machine drops part of the burst before hairpin sees it).
     assert!(
-        s.fdb_full > 4000,
-        "the counter operators see: {}",
+        s.fdb_full + 256 + 16 >= received,
+        "the counter operators see: {} of {received} received",
         s.fdb_full
     );
 }
