@@ -704,7 +704,7 @@ fn counters_text(s: &Stats) -> String {
         .ports
         .iter()
         .map(|p| (p.name.as_str(), &p.counters))
-        .chain(s.departed.iter().map(|(n, c)| (n.as_str(), c)));
+        .chain(s.departed.iter().map(|d| (d.name.as_str(), &d.counters)));
     for (name, c) in rows {
         let drops: Vec<String> = c.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
         out += &format!(

@@ -257,7 +257,12 @@ struct PortDelta<'a> {
 /// counters frozen, so its departure is no restart.
 fn baseline<'a>(earlier: &'a Stats, now: &Stats, port: &PortInfo) -> Option<&'a PortCounters> {
     let before = earlier.ports.iter().find(|p| p.name == port.name)?;
-    let departures = |s: &Stats| s.departed.iter().filter(|(n, _)| *n == port.name).count();
+    let departures = |s: &Stats| {
+        s.departed
+            .iter()
+            .find(|d| d.name == port.name)
+            .map_or(0, |d| d.removals)
+    };
     let reattached = port.state != "absent" && departures(now) != departures(earlier);
     (before.slot == port.slot && !reattached).then_some(&before.counters)
 }
@@ -524,7 +529,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::control::protocol::{ResponseLine, VERSION};
+    use crate::control::protocol::{DepartedPort, ResponseLine, VERSION};
 
     const SECOND: Duration = Duration::from_secs(1);
 
@@ -705,8 +710,11 @@ mod tests {
             .push(port("vf3", 3, counters((10, 1000), (0, 0), &[])));
         // vf1 was removed and added again, and has since counted more than before.
         now.ports[0].counters = counters((8_000, 12_000_000), (0, 0), &[]);
-        now.departed
-            .push(("vf1".to_owned(), counters((6_000, 9_000_000), (0, 0), &[])));
+        now.departed.push(DepartedPort {
+            name: "vf1".to_owned(),
+            removals: 1,
+            counters: counters((6_000, 9_000_000), (0, 0), &[]),
+        });
         let f = frame(&earlier, &now, SECOND);
         assert_eq!(
             row(&f, "vf2")[2..6],
@@ -721,7 +729,11 @@ mod tests {
         assert_eq!(row(&f, "vf1")[2..4], ["8.00", "kpps"], "{f}");
         // A port that went absent keeps its counters: its departure is no restart.
         let mut gone = now.clone();
-        gone.departed = vec![("gone".to_owned(), counters((9, 900), (0, 0), &[]))];
+        gone.departed = vec![DepartedPort {
+            name: "gone".to_owned(),
+            removals: 1,
+            counters: counters((9, 900), (0, 0), &[]),
+        }];
         assert_eq!(row(&frame(&earlier, &gone, SECOND), "gone")[2], "0");
     }
 

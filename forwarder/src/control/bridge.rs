@@ -21,9 +21,10 @@ use std::{net::IpAddr, sync::Arc, time::Instant};
 use hairpin_common::{PortConf, port_flags};
 
 use super::{
+    departed::Departures,
     netlink::{Change, Link, Netlink},
     port::{Interface, PortError},
-    protocol::{FdbEntry, PortCounters, PortInfo, QueueCounters, Stats, WorkerStats},
+    protocol::{DepartedPort, FdbEntry, PortCounters, PortInfo, QueueCounters, Stats, WorkerStats},
     xdp::{AttachedMode, Steering, XdpAttachMode, XdpError},
 };
 use crate::{
@@ -189,7 +190,7 @@ pub struct Bridge {
     /// The CPU clock, for cycles.
     cpu_hz: Option<u64>,
     /// Ports removed while running, with their counters.
-    departed: Vec<(String, PortQueueSnapshot)>,
+    departed: Departures,
 }
 
 impl Bridge {
@@ -248,7 +249,7 @@ impl Bridge {
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default(),
             cpu_hz: cpu_hz(),
-            departed: Vec::new(),
+            departed: Departures::default(),
             config,
         };
         for (id, iface) in ifaces.into_iter().enumerate() {
@@ -438,7 +439,7 @@ impl Bridge {
             total.accumulate(&q);
             total
         });
-        self.departed.push((attached.iface.name, counters));
+        self.departed.record(&attached.iface.name, &counters);
     }
 
     /// Builds tables from the slots as they are and gives them to the workers.
@@ -1161,8 +1162,12 @@ impl Bridge {
             ports: self.port_infos(&s),
             departed: self
                 .departed
-                .iter()
-                .map(|(name, c)| (name.clone(), counters(c)))
+                .rows()
+                .map(|d| DepartedPort {
+                    name: d.name.clone(),
+                    removals: d.removals,
+                    counters: counters(&d.counters),
+                })
                 .collect(),
             workers: (0..s.busy_ns.len())
                 .map(|w| WorkerStats {

@@ -8,6 +8,7 @@
 pub mod bridge;
 pub mod config;
 pub mod config_file;
+pub mod departed;
 pub mod drop_log;
 pub mod metrics;
 pub mod netlink;

@@ -204,6 +204,14 @@ pub struct QueueCounters {
     pub drops: u64,
 }
 
+/// Ports removed while running under one name: how often, and their counters summed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DepartedPort {
+    pub name: String,
+    pub removals: u64,
+    pub counters: PortCounters,
+}
+
 /// A port's counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortCounters {
@@ -252,8 +260,9 @@ pub struct Stats {
     pub uptime_s: f64,
     /// The ports.
     pub ports: Vec<PortInfo>,
-    /// Ports removed while running, with their final counters.
-    pub departed: Vec<(String, PortCounters)>,
+    /// Ports removed while running, with their final counters, summed by name (the
+    /// oldest names summed into one row, `(earlier)`, so the list stays bounded).
+    pub departed: Vec<DepartedPort>,
     /// One per worker (RX queue index).
     pub workers: Vec<WorkerStats>,
     /// The CPU clock (Hz) that turns busy time into cycles, when the kernel tells it.

@@ -11,7 +11,7 @@ use std::{
 };
 
 use hairpin::{control::port::Interface, netlab::Netns};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::{Topology, ping};
 
@@ -230,10 +230,12 @@ fn ports_come_and_go_under_traffic_without_disturbing_the_others() {
         "free frames {free_before} before, {free_after} after"
     );
     let stats = ask_json(&socket, &["show", "stats"]);
+    let departed = stats["departed"].as_array().unwrap();
+    assert_eq!(departed.len(), 1, "one row for p2's removals: {stats}");
     assert_eq!(
-        stats["departed"].as_array().unwrap().len(),
-        20,
-        "each removal's counters kept: {stats}"
+        (&departed[0]["name"], &departed[0]["removals"]),
+        (&json!("p2"), &json!(20)),
+        "each removal counted: {stats}"
     );
     let log = take_log(&log);
     assert_eq!(log.matches("p2: removed").count(), 20, "{log}");

@@ -68,7 +68,7 @@ fn sample(pid: u32, socket: &std::path::Path, minute: u64) -> (Sample, Value) {
     )
 }
 
-/// Frames received and sent by every port, present and departed (`[name, counters]`),
+/// Frames received and sent by every port, present and departed,
 /// from `show stats`.
 fn port_totals(stats: &Value) -> (u64, u64) {
     let ports = stats["ports"]
@@ -76,7 +76,11 @@ fn port_totals(stats: &Value) -> (u64, u64) {
         .unwrap()
         .iter()
         .map(|p| &p["counters"]);
-    let departed = stats["departed"].as_array().unwrap().iter().map(|d| &d[1]);
+    let departed = stats["departed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["counters"]);
     ports.chain(departed).fold((0, 0), |(rx, tx), c| {
         (
             rx + c["rx_packets"].as_u64().unwrap(),
