@@ -1,8 +1,9 @@
 //! The fault matrix: hairpin under what goes wrong on a real host. A flood of a million
-//! random source MACs; the process stopped and continued (SIGSTOP/SIGCONT) and a
-//! station's link flapping while frames flow. Each runs the `hairpin` binary as an
-//! operator would and keeps a ledger: every frame a station sent is either delivered or
-//! counted as dropped somewhere, by hairpin or by the kernel.
+//! random source MACs; an egress port whose peer stops draining; the process stopped
+//! and continued (SIGSTOP/SIGCONT) and a station's link flapping while frames flow.
+//! Each runs the `hairpin` binary as an operator would and keeps a ledger: every frame
+//! a station sent is either delivered or counted as dropped somewhere, by hairpin or by
+//! the kernel.
 use std::{
     process::Stdio,
     thread,
@@ -295,6 +296,169 @@ fn a_million_random_sources_leave_memory_bounded_and_stations_working() {
             .iter()
             .any(|e| e["mac"] == "02:5e:00:00:00:01"),
         "the new station is learned: {entries}"
+    );
+    let log = take_log(&log);
+    assert!(!log.contains("ERROR") && !log.contains("panicked"), "{log}");
+}
+
+/// Free and total UMEM frames of the first worker.
+fn umem_frames(socket: &std::path::Path) -> (u64, u64) {
+    let w = &ask_json(socket, &["show", "stats"])["workers"][0];
+    (
+        w["free_frames"].as_u64().unwrap(),
+        w["total_frames"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn a_stalled_egress_port_costs_only_its_own_frames() {
+    let mut topo = Topology::new("stall", &[1, 1, 1]);
+    for scope in ["all", "default"] {
+        let key = format!("net.ipv6.conf.{scope}.disable_ipv6=1");
+        topo.sw.run("sysctl", &["-qw", &key]).unwrap();
+    }
+    let (socket, log) = start(&mut topo, "stall", &["--ports", "p0,p1,p2"], Stdio::null());
+    ping(&topo.vms[0], &topo.addr(1), 2).unwrap();
+    ping(&topo.vms[2], &topo.addr(0), 1).unwrap();
+    let (a, b, c) = (
+        mac_of(&topo.vms[0], "eth0"),
+        mac_of(&topo.vms[1], "eth0"),
+        mac_of(&topo.vms[2], "eth0"),
+    );
+    let (free_before, total) = umem_frames(&socket);
+
+    // C's end stops draining, as a NIC's does under pause frames. A veth sender waits
+    // (the peer's queue full) instead of dropping when a qdisc is on it and the peer
+    // receives through NAPI (GRO on, and no TSO on the sending end so that frames are
+    // eligible). The peer's NAPI is told to defer its interrupts (here: the sender's
+    // wake-ups) for 2 s after each poll, so it takes the next frames only then.
+    topo.sw
+        .run(
+            "tc",
+            &[
+                "qdisc", "add", "dev", "p2", "root", "pfifo", "limit", "1000",
+            ],
+        )
+        .unwrap();
+    topo.sw.run("ethtool", &["-K", "p2", "tso", "off"]).unwrap();
+    topo.vms[2]
+        .run("ethtool", &["-K", "eth0", "gro", "on"])
+        .unwrap();
+    let hold = |defer: u32, timeout_ns: u64| {
+        let script = format!(
+            "echo {defer} > /sys/class/net/eth0/napi_defer_hard_irqs && \
+             echo {timeout_ns} > /sys/class/net/eth0/gro_flush_timeout"
+        );
+        topo.vms[2].run("sh", &["-c", &script]).unwrap();
+    };
+    hold(1_000_000, 2_000_000_000);
+
+    let base_ports = ask_json(&socket, &["show", "ports"]);
+    let base = [
+        link_stats(&topo.vms[0], "eth0"),
+        link_stats(&topo.vms[2], "eth0"),
+        link_stats(&topo.sw, "p2"),
+    ];
+    // A sends 100 000 frames to C, far more than C takes; at the same time B sends
+    // 20 000 to A.
+    const TO_C: u64 = 100_000;
+    const TO_A: u64 = 20_000;
+    let send = |ns: &Netns, f: Vec<u8>, count: u64, pause_ms: u64| {
+        ns.enter(|| {
+            let socket = packet_socket("eth0");
+            for i in 0..count {
+                socket.send(&f).unwrap();
+                if i % 100 == 99 {
+                    thread::sleep(Duration::from_millis(pause_ms));
+                }
+            }
+        })
+        .unwrap();
+    };
+    thread::scope(|s| {
+        s.spawn(|| send(&topo.vms[0], frame(c, a), TO_C, 2));
+        s.spawn(|| send(&topo.vms[1], frame(a, b), TO_A, 10));
+    });
+    thread::sleep(Duration::from_millis(500));
+    let ports = ask_json(&socket, &["show", "ports"]);
+    let counter = |name: &str, what: &str| {
+        let of = |v: &Value| port(v, name)["counters"][what].as_u64().unwrap_or(0);
+        of(&ports) - of(&base_ports)
+    };
+    let dropped = |name: &str, reason: &str| {
+        let of = |v: &Value| {
+            port(v, name)["counters"]["drops"][reason]
+                .as_u64()
+                .unwrap_or(0)
+        };
+        of(&ports) - of(&base_ports)
+    };
+    let to_a = link_stats(&topo.vms[0], "eth0")[0] - base[0][0];
+    let (stalled, forwarded_c) = (dropped("p2", "tx_ring_full"), counter("p2", "tx_packets"));
+    eprintln!(
+        "A received {to_a} of B's {TO_A}; hairpin received {} from A and sent C {forwarded_c}, \
+         {stalled} dropped on C's full ring; p0: {}, p1: {}, p2: {}",
+        counter("p0", "rx_packets"),
+        port(&ports, "p0")["counters"]["drops"],
+        port(&ports, "p1")["counters"]["drops"],
+        port(&ports, "p2")["counters"]["drops"],
+    );
+    assert!(
+        stalled > 0,
+        "C's port stalled: its ring filled and frames were dropped"
+    );
+    // The others did not notice: every one of B's frames reached A.
+    assert_eq!(
+        counter("p1", "rx_packets"),
+        TO_A,
+        "hairpin received all of B's"
+    );
+    assert_eq!(counter("p0", "tx_packets"), TO_A, "and sent them all to A");
+    assert_eq!(to_a, TO_A, "A received every one of B's frames");
+    // A's frames for C: received or counted by the kernel; then sent to C or dropped
+    // for its full ring, counted.
+    let kernel: u64 = [
+        "kernel_rx_ring_full",
+        "kernel_fill_ring_empty",
+        "kernel_rx_dropped",
+    ]
+    .iter()
+    .map(|r| dropped("p0", r))
+    .sum();
+    assert_eq!(
+        counter("p0", "rx_packets") + kernel,
+        TO_C,
+        "every frame of A received or counted"
+    );
+    assert_eq!(
+        counter("p0", "rx_packets"),
+        forwarded_c + stalled,
+        "every frame for C sent or counted"
+    );
+
+    // Let C drain again: what hairpin sent it arrives, and the frames held in C's ring
+    // come back to the pool.
+    hold(0, 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let delivered_c = loop {
+        let delivered = link_stats(&topo.vms[2], "eth0")[0] - base[1][0];
+        if delivered >= forwarded_c || Instant::now() > deadline {
+            break delivered;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let lost = link_stats(&topo.sw, "p2")[3] - base[2][3];
+    assert_eq!(
+        forwarded_c - delivered_c,
+        lost,
+        "C received all hairpin sent it but what the kernel counted dropped"
+    );
+    thread::sleep(Duration::from_millis(300));
+    let (free_after, total_after) = umem_frames(&socket);
+    assert_eq!(total_after, total, "no frame lost or made");
+    assert!(
+        free_after.abs_diff(free_before) < 3 * 64,
+        "free frames {free_before} before, {free_after} after"
     );
     let log = take_log(&log);
     assert!(!log.contains("ERROR") && !log.contains("panicked"), "{log}");
