@@ -100,6 +100,21 @@ pub mod maps {
     pub const XSKS: &str = "XSKS";
     /// `PerCpuArray<QueueStats>`, indexed by [`super::xsk_index`].
     pub const QUEUE_STATS: &str = "QUEUE_STATS";
+    /// `Array<fdb::Bucket>` (`BPF_F_MMAPABLE`): the MAC table itself, which hairpin
+    /// maps into its memory; one element per bucket, sized at load.
+    pub const FDB: &str = "FDB";
+    /// `Array<FastConf>`, one element: the fast path's bridge-wide settings.
+    pub const FAST_CONF: &str = "FAST_CONF";
+    /// `Array<SlotConf>`, by port slot: each port's fast-path settings.
+    pub const SLOT_CONF: &str = "SLOT_CONF";
+    /// `DevMapHash`, by port slot: the ports the fast path may send to.
+    pub const EGRESS: &str = "EGRESS";
+    /// `HashMap<u64, u8>`, keyed by [`super::allowed_key`]: the source MACs a port with
+    /// an anti-spoofing list may send from.
+    pub const ALLOWED: &str = "ALLOWED";
+    /// `PerCpuArray<FastTx>`, by [`super::xsk_index`] of (egress slot, ingress queue):
+    /// what the fast path sent.
+    pub const FAST_TX: &str = "FAST_TX";
     /// `Array<u32>`: the generator's share of runs that transmit, out of
     /// [`super::GEN_SHARE_ONE`].
     pub const GEN_CONFIG: &str = "GEN_CONFIG";
@@ -143,6 +158,179 @@ pub struct PortConf {
     pub group_fwd_mask: u16,
 }
 
+/// The MAC table's memory layout, shared by the workers (`switch::fdb`) and the XDP
+/// program's fast path, which read and write the same buckets (the `FDB` map, mapped
+/// into hairpin's memory).
+///
+/// The table is an array of 64-byte buckets, each four slots of two words:
+///
+/// - `key`: `1 << 63 | vlan << 48 | mac`, or 0 for an empty slot;
+/// - `val`: `stamp << 32 | flags << 8 | (port + 1)`, or 0 while a slot is being filled
+///   or emptied.
+///
+/// A key lives in the one bucket its Fibonacci hash picks ([`bucket_index`]).
+pub mod fdb {
+    /// Slots per bucket.
+    pub const SLOTS: usize = 4;
+    /// Set in every key, so that a valid key is never 0.
+    pub const VALID: u64 = 1 << 63;
+    /// `val` flag: a configured entry, never aged or moved.
+    pub const FLAG_STATIC: u64 = 1 << 8;
+
+    /// One bucket as the XDP program sees it: `[key, val]` per slot.
+    pub type Bucket = [[u64; 2]; SLOTS];
+
+    /// The key of `mac` (its six bytes as the low 48 bits) in `vlan`.
+    #[inline(always)]
+    pub const fn key(vlan: u16, mac: u64) -> u64 {
+        VALID | ((vlan as u64 & 0xfff) << 48) | (mac & 0xffff_ffff_ffff)
+    }
+
+    /// The key of the six bytes of `mac` in `vlan`.
+    #[inline(always)]
+    pub const fn key_of(vlan: u16, mac: [u8; 6]) -> u64 {
+        key(
+            vlan,
+            u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]]),
+        )
+    }
+
+    /// A `val`: `port` seen at `stamp` (table seconds), with `flags`.
+    #[inline(always)]
+    pub const fn encode(port: u8, stamp: u32, flags: u64) -> u64 {
+        ((stamp as u64) << 32) | flags | (port as u64 + 1)
+    }
+
+    /// The port of a `val`, or `None` for 0 (a slot being filled or emptied).
+    #[inline(always)]
+    pub const fn port_of(val: u64) -> Option<u8> {
+        match val & 0xff {
+            0 => None,
+            p => Some((p - 1) as u8),
+        }
+    }
+
+    /// The stamp (table seconds) of a `val`.
+    #[inline(always)]
+    pub const fn stamp_of(val: u64) -> u32 {
+        (val >> 32) as u32
+    }
+
+    /// `val` with its stamp replaced by `stamp`.
+    #[inline(always)]
+    pub const fn restamped(val: u64, stamp: u32) -> u64 {
+        (val & 0xffff_ffff) | ((stamp as u64) << 32)
+    }
+
+    /// The bucket of `key` in a table of `1 << (64 - shift)` buckets (`shift` 64: one
+    /// bucket). Fibonacci hashing: the multiply spreads the key, the top bits pick.
+    #[inline(always)]
+    pub const fn bucket_index(key: u64, shift: u32) -> u64 {
+        match key.wrapping_mul(0x9e37_79b9_7f4a_7c15).checked_shr(shift) {
+            Some(i) => i,
+            None => 0,
+        }
+    }
+}
+
+/// The fast path's bridge-wide settings (`FAST_CONF`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FastConf {
+    /// [`fast_mode`]: which rule applies, or [`fast_mode::OFF`].
+    pub mode: u32,
+    /// The MAC table's bucket shift ([`fdb::bucket_index`]).
+    pub shift: u32,
+    /// 1 when the bridge is VLAN-aware.
+    pub vlan_aware: u32,
+    /// The uplink's slot ([`NO_SLOT`]: none).
+    pub uplink: u32,
+    /// `CLOCK_MONOTONIC` (ns) at table second 0, for stamping entries.
+    pub epoch_ns: u64,
+}
+
+/// A slot number that names no port.
+pub const NO_SLOT: u32 = u32::MAX;
+
+/// Values of [`FastConf::mode`].
+pub mod fast_mode {
+    /// No fast path: every frame goes to the workers.
+    pub const OFF: u32 = 0;
+    /// `veb`.
+    pub const VEB: u32 = 1;
+    /// `vepa`.
+    pub const VEPA: u32 = 2;
+    /// `private`.
+    pub const PRIVATE: u32 = 3;
+    /// `passthru`.
+    pub const PASSTHRU: u32 = 4;
+}
+
+/// One port's fast-path settings (`SLOT_CONF`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SlotConf {
+    /// [`slot_flags`] bits.
+    pub flags: u32,
+    /// The VLAN of the port's untagged frames (its access or native VLAN; 0: none).
+    pub pvid: u16,
+    /// Padding.
+    pub _pad: u16,
+    /// The VLANs the port carries, bit `v % 64` of word `v / 64`.
+    pub members: [u64; 64],
+}
+
+impl Default for SlotConf {
+    fn default() -> Self {
+        Self {
+            flags: 0,
+            pvid: 0,
+            _pad: 0,
+            members: [0; 64],
+        }
+    }
+}
+
+impl SlotConf {
+    /// Whether the port carries VLAN `vid`.
+    #[inline(always)]
+    pub fn carries(&self, vid: u16) -> bool {
+        let vid = usize::from(vid & 0xfff);
+        self.members[vid / 64] & (1 << (vid % 64)) != 0
+    }
+}
+
+/// Bits of [`SlotConf::flags`].
+pub mod slot_flags {
+    /// A configured port.
+    pub const CONFIGURED: u32 = 1 << 0;
+    /// Reflective relay: frames may leave by the port they came in on.
+    pub const HAIRPIN: u32 = 1 << 1;
+    /// The uplink.
+    pub const UPLINK: u32 = 1 << 2;
+    /// Only the sources in `ALLOWED` may send from this port.
+    pub const ANTI_SPOOF: u32 = 1 << 3;
+    /// A trunk: takes tagged frames.
+    pub const TRUNK: u32 = 1 << 4;
+}
+
+/// The key of (port slot, source MAC) in `ALLOWED`.
+#[inline(always)]
+pub const fn allowed_key(slot: u32, mac: [u8; 6]) -> u64 {
+    ((slot as u64) << 48)
+        | u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]])
+}
+
+/// What the fast path sent out of one (egress port, ingress queue), per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FastTx {
+    /// Frames.
+    pub packets: u64,
+    /// Their bytes, as sent (tags pushed or popped).
+    pub bytes: u64,
+}
+
 /// Indices of the sink's counters in `SINK_STATS`.
 pub mod sink_stat {
     /// Every frame.
@@ -179,6 +367,11 @@ pub struct QueueStats {
     pub passed: u64,
     /// Frames dropped (`XDP_DROP`). Reserved: the program drops nothing today.
     pub dropped: u64,
+    /// Frames the fast path sent straight to their egress port (not in `steered`).
+    pub fast: u64,
+    /// Frames whose fate the fast path knew, but whose egress port took none
+    /// (not a fast-path port, or down): given to the workers instead (in `steered`).
+    pub fast_fallback: u64,
 }
 
 impl QueueStats {
@@ -189,6 +382,8 @@ impl QueueStats {
         self.steered = self.steered.wrapping_add(other.steered);
         self.passed = self.passed.wrapping_add(other.passed);
         self.dropped = self.dropped.wrapping_add(other.dropped);
+        self.fast = self.fast.wrapping_add(other.fast);
+        self.fast_fallback = self.fast_fallback.wrapping_add(other.fast_fallback);
     }
 }
 
@@ -199,6 +394,12 @@ mod pod {
     unsafe impl aya::Pod for super::PortConf {}
     // SAFETY: `QueueStats` is `repr(C)`, `Copy`, and made only of `u64`s: no padding.
     unsafe impl aya::Pod for super::QueueStats {}
+    // SAFETY: `repr(C)`, `Copy`, integers only, no padding (checked in the tests).
+    unsafe impl aya::Pod for super::FastConf {}
+    // SAFETY: `repr(C)`, `Copy`, integers only; `_pad` makes the padding explicit.
+    unsafe impl aya::Pod for super::SlotConf {}
+    // SAFETY: `repr(C)`, `Copy`, two `u64`s.
+    unsafe impl aya::Pod for super::FastTx {}
 }
 
 #[cfg(test)]
@@ -248,6 +449,9 @@ mod tests {
     #[test]
     fn map_value_layouts_are_stable() {
         assert_eq!(core::mem::size_of::<PortConf>(), 16);
-        assert_eq!(core::mem::size_of::<QueueStats>(), 40);
+        assert_eq!(core::mem::size_of::<QueueStats>(), 56);
+        assert_eq!(core::mem::size_of::<FastConf>(), 24);
+        assert_eq!(core::mem::size_of::<SlotConf>(), 520);
+        assert_eq!(core::mem::size_of::<fdb::Bucket>(), 64);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! For every frame on a port hairpin serves it looks up the port's [`PortConf`] by
 //! ingress ifindex, counts the frame in the per-CPU [`QueueStats`] of its (port, queue),
-//! and redirects it into the AF_XDP socket bound to that queue in `XSKS`. A frame goes
+//! and sends it straight to its egress port when its fate is certain (the fast path,
+//! [`fast`]) or else redirects it into the AF_XDP socket bound to that queue in `XSKS`. A frame goes
 //! to the kernel's stack (`XDP_PASS`) when its port is not served, when no socket is
 //! bound to its queue, or when it is addressed to the host's own MAC on that port (or is an
 //! ARP request or IPv6 neighbour solicitation for one of the host's addresses there).
@@ -14,6 +15,12 @@
 //! embeds the object and loads it with aya.
 #![no_std]
 #![no_main]
+// The fast path's compare-and-swap on the shared MAC table: the BPF target has no
+// `AtomicU64::compare_exchange`, but LLVM lowers the intrinsic to BPF_CMPXCHG.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
+
+mod fast;
 
 use aya_ebpf::{
     bindings::xdp_action,
@@ -65,13 +72,19 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
     let len = (ctx.data_end() - ctx.data()) as u64;
     let stats = QUEUE_STATS.get_ptr_mut(index);
 
+    let mut fast = fast::Fast::No;
     let action = if port.flags & port_flags::STEER == 0 || is_for_host(&ctx, port) {
         xdp_action::XDP_PASS
     } else {
-        // On a miss (no socket bound at `index`) the helper returns the low bits of the
-        // flags: XDP_PASS, so the kernel keeps the frame.
-        XSKS.redirect(index, u64::from(xdp_action::XDP_PASS))
-            .unwrap_or(xdp_action::XDP_PASS)
+        fast = fast::try_forward(&ctx, port.slot, queue);
+        if matches!(fast, fast::Fast::Sent) {
+            xdp_action::XDP_REDIRECT
+        } else {
+            // On a miss (no socket bound at `index`) the helper returns the low bits of
+            // the flags: XDP_PASS, so the kernel keeps the frame.
+            XSKS.redirect(index, u64::from(xdp_action::XDP_PASS))
+                .unwrap_or(xdp_action::XDP_PASS)
+        }
     };
 
     if let Some(stats) = stats {
@@ -80,9 +93,14 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
         let stats = unsafe { &mut *stats };
         stats.rx_packets += 1;
         stats.rx_bytes += len;
-        match action {
-            xdp_action::XDP_REDIRECT => stats.steered += 1,
-            xdp_action::XDP_DROP => stats.dropped += 1,
+        match (action, fast) {
+            (_, fast::Fast::Sent) => stats.fast += 1,
+            (xdp_action::XDP_REDIRECT, fast::Fast::Fallback) => {
+                stats.fast_fallback += 1;
+                stats.steered += 1;
+            }
+            (xdp_action::XDP_REDIRECT, _) => stats.steered += 1,
+            (xdp_action::XDP_DROP, _) => stats.dropped += 1,
             _ => stats.passed += 1,
         }
     }

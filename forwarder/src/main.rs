@@ -17,7 +17,7 @@ use hairpin::control::{
     preflight,
     protocol::{PortInfo, PortSpec, Request, Response, Stats},
     service::{self, DEFAULT_SOCKET, Service, ServiceOptions},
-    xdp::{Steering, XdpAttachMode},
+    xdp::{FastPath, Steering, XdpAttachMode},
 };
 use hairpin::{
     datapath::{DatapathConfig, ZeroCopy},
@@ -243,6 +243,10 @@ struct RunArgs {
     /// XDP attach mode: native falls back to generic under `auto`.
     #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
     xdp_mode: XdpAttachMode,
+    /// Kernel fast path: learned unicast forwarded inside the XDP program, straight to
+    /// ports whose drivers take redirected frames; everything else by the workers.
+    #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
+    fast_path: FastPath,
     /// AF_XDP zero-copy: `auto` uses it where the driver can.
     #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
     zero_copy: ZeroCopy,
@@ -522,6 +526,7 @@ fn config_from_options(args: &RunArgs) -> Result<BridgeConfig> {
             umem_frames: args.umem_frames,
         },
         group_fwd_mask: args.group_fwd_mask,
+        fast_path: args.fast_path,
     })
 }
 
@@ -771,7 +776,7 @@ fn counters_text(s: &Stats) -> String {
 fn watch(names: &[String], mode: XdpAttachMode) -> Result<()> {
     preflight::check()?;
     let ports = lookup_ports(names)?;
-    let mut steering = Steering::load()?;
+    let mut steering = Steering::load(1)?; // No MAC table: the smallest map.
     for (slot, port) in (0u32..).zip(&ports) {
         steering.configure_port(
             port,

@@ -18,14 +18,15 @@
 //! appears; a port added at run time is forgotten instead.
 use std::{net::IpAddr, sync::Arc, time::Instant};
 
-use hairpin_common::{PortConf, port_flags};
+use hairpin_common::{FastConf, NO_SLOT, PortConf, SlotConf, fast_mode, port_flags, slot_flags};
 
 use super::{
     departed::Departures,
+    netdev::{Netdev, XDP_ACT_NDO_XMIT},
     netlink::{Change, Link, Netlink},
     port::{Interface, PortError},
     protocol::{DepartedPort, FdbEntry, PortCounters, PortInfo, QueueCounters, Stats, WorkerStats},
-    xdp::{AttachedMode, Steering, XdpAttachMode, XdpError},
+    xdp::{AttachedMode, FastPath, Steering, XdpAttachMode, XdpError, monotonic_ns},
 };
 use crate::{
     datapath::{
@@ -83,6 +84,8 @@ pub struct BridgeConfig {
     /// Bit `n`: relay frames to the reserved group address `01:80:c2:00:00:0n` (none by
     /// default; as the Linux bridge's `group_fwd_mask`).
     pub group_fwd_mask: u16,
+    /// The kernel fast path.
+    pub fast_path: FastPath,
 }
 
 /// Largest MAC table: 16 M entries (1 GiB of buckets).
@@ -100,6 +103,7 @@ impl Default for BridgeConfig {
             cores: None,
             datapath: DatapathConfig::default(),
             group_fwd_mask: 0,
+            fast_path: FastPath::Off,
         }
     }
 }
@@ -125,6 +129,9 @@ pub enum BridgeError {
     /// rtnetlink.
     #[error("reading the kernel's links and addresses (rtnetlink)")]
     Netlink(#[source] std::io::Error),
+    /// The netdev generic netlink family, which the fast path asks.
+    #[error("asking the kernel's netdev family for devices' XDP features (kernel 6.3 or later)")]
+    Netdev(#[source] std::io::Error),
 }
 
 fn refused(message: impl Into<String>) -> BridgeError {
@@ -183,6 +190,8 @@ pub struct Bridge {
     datapath: Datapath,
     steering: Steering,
     netlink: Netlink,
+    /// The devices' XDP features, with the fast path on.
+    netdev: Option<Netdev>,
     host: Option<HostAddresses>,
     epoch: Instant,
     /// When it started, since the Unix epoch.
@@ -205,7 +214,9 @@ impl Bridge {
             .collect::<Result<Vec<_>, _>>()?;
         let workers = worker_count(&config, &ifaces)?;
         let cores = pick_cores(config.cores.as_deref(), workers)?;
-        let fdb = Arc::new(Fdb::with_capacity(config.fdb_capacity));
+        // The MAC table lives in the XDP program's map, which the fast path reads.
+        let steering = Steering::load(Fdb::buckets_for(config.fdb_capacity))?;
+        let fdb = Arc::new(steering.shared_fdb()?);
         let slots: Vec<Option<Slot>> = config
             .ports
             .iter()
@@ -227,8 +238,11 @@ impl Bridge {
             )?
             .with_group_fwd_mask(config.group_fwd_mask),
         );
-        let steering = Steering::load()?;
         let netlink = Netlink::open().map_err(BridgeError::Netlink)?;
+        let netdev = match config.fast_path {
+            FastPath::Off => None,
+            FastPath::On => Some(Netdev::open().map_err(BridgeError::Netdev)?),
+        };
         let datapath = Datapath::start(
             cores,
             config.ports.len(),
@@ -243,6 +257,7 @@ impl Bridge {
             datapath,
             steering,
             netlink,
+            netdev,
             host: None,
             epoch: Instant::now(),
             started: std::time::SystemTime::now()
@@ -451,6 +466,76 @@ impl Bridge {
         }
         self.datapath.set_tables(&tables)?;
         self.tables = tables;
+        self.publish_fast()
+    }
+
+    /// Gives the XDP program's fast path the tables as they are now: each port's VLANs,
+    /// hairpin, role and anti-spoofing list, and the ports it may send to (attached,
+    /// up, and with a driver that takes redirected frames).
+    fn publish_fast(&mut self) -> Result<(), BridgeError> {
+        let Some(netdev) = self.netdev.as_mut() else {
+            return Ok(());
+        };
+        let tables = &self.tables;
+        let uplink = self.slots.iter().position(|s| {
+            s.as_ref()
+                .is_some_and(|s| s.config.policy.role == Role::Uplink)
+        });
+        let mode = match self.config.mode {
+            Mode::Veb => fast_mode::VEB,
+            Mode::Vepa => fast_mode::VEPA,
+            Mode::Private => fast_mode::PRIVATE,
+            Mode::Passthru => fast_mode::PASSTHRU,
+            Mode::Xconnect => fast_mode::OFF,
+        };
+        for id in 0..MAX_PORTS as PortId {
+            let slot = self.slots.get(usize::from(id)).and_then(Option::as_ref);
+            let mut conf = SlotConf::default();
+            let mut allowed = Vec::new();
+            let mut egress = None;
+            if let Some(slot) = slot {
+                let policy = &slot.config.policy;
+                conf.flags = slot_flags::CONFIGURED;
+                if policy.hairpin {
+                    conf.flags |= slot_flags::HAIRPIN;
+                }
+                if policy.role == Role::Uplink {
+                    conf.flags |= slot_flags::UPLINK;
+                }
+                if !policy.allowed_sources.is_empty() {
+                    conf.flags |= slot_flags::ANTI_SPOOF;
+                    allowed = policy.allowed_sources.iter().map(|m| m.0).collect();
+                }
+                if tables.vlans.is_trunk(id) {
+                    conf.flags |= slot_flags::TRUNK;
+                }
+                conf.pvid = tables.vlans.pvid(id).unwrap_or(0);
+                for vid in tables.vlans.vlans_of(id) {
+                    let v = usize::from(vid);
+                    conf.members[v / 64] |= 1 << (v % 64);
+                }
+                if let Some(a) = slot.attached.as_ref().filter(|a| a.oper_up) {
+                    match netdev.xdp_features(a.iface.ifindex) {
+                        Ok(f) if f & XDP_ACT_NDO_XMIT != 0 => egress = Some(a.iface.ifindex),
+                        Ok(_) => tracing::debug!(
+                            "{}: takes no redirected frames; the workers send to it",
+                            a.iface.name
+                        ),
+                        Err(e) => tracing::warn!("{}: XDP features: {e}", a.iface.name),
+                    }
+                }
+            }
+            self.steering
+                .set_fast_slot(u32::from(id), &conf, &allowed, egress)?;
+        }
+        let epoch_ns = monotonic_ns().saturating_sub(self.epoch.elapsed().as_nanos() as u64);
+        self.steering.set_fast_conf(FastConf {
+            mode,
+            shift: self.fdb.shift(),
+            vlan_aware: u32::from(tables.vlans.is_aware()),
+            uplink: uplink.map_or(NO_SLOT, |u| u as u32),
+            epoch_ns,
+        })?;
         Ok(())
     }
 
@@ -708,6 +793,7 @@ impl Bridge {
                 c.cores.clone(),
                 c.datapath.clone(),
                 c.group_fwd_mask,
+                c.fast_path,
             )
         };
         if fixed(&new) != fixed(&self.config) {

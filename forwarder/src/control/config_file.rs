@@ -7,6 +7,7 @@
 //! queues = 2
 //! cores = [2, 3]
 //! xdp_mode = "auto"          # auto | native | generic
+//! fast_path = "off"          # on | off: learned unicast forwarded inside XDP
 //! zero_copy = "auto"         # auto | on | off
 //! ring_size = 2048
 //! frame_size = 2048
@@ -46,7 +47,7 @@ use serde::Deserialize;
 use crate::{
     control::{
         bridge::{BridgeConfig, MAX_FDB_SIZE, PortConfig},
-        xdp::XdpAttachMode,
+        xdp::{FastPath, XdpAttachMode},
     },
     datapath::{DatapathConfig, ZeroCopy},
     switch::{
@@ -109,6 +110,7 @@ struct FileDatapath {
     queues: Option<u32>,
     cores: Option<Vec<usize>>,
     xdp_mode: Option<XdpAttachMode>,
+    fast_path: Option<FastPath>,
     zero_copy: Option<ZeroCopy>,
     ring_size: Option<u32>,
     frame_size: Option<u32>,
@@ -313,6 +315,7 @@ pub fn parse(text: &str, path: &Path) -> Result<BridgeConfig, ConfigFileError> {
             umem_frames: d.umem_frames,
         },
         group_fwd_mask: file.group_fwd_mask,
+        fast_path: d.fast_path.unwrap_or_default(),
     })
 }
 

@@ -11,6 +11,7 @@ pub mod config_file;
 pub mod departed;
 pub mod drop_log;
 pub mod metrics;
+pub mod netdev;
 pub mod netlink;
 pub mod port;
 pub mod preflight;

@@ -3,16 +3,22 @@
 //! [`Steering`] owns the loaded program, its maps and every attachment. Attachments are
 //! bpf_links: when the process ends in any way, SIGKILL included, the kernel closes the
 //! link and the port goes back to plain kernel forwarding.
-use std::os::fd::AsRawFd;
+use std::{
+    collections::BTreeMap,
+    os::fd::{AsFd as _, AsRawFd},
+    ptr::NonNull,
+};
 
 use aya::{
-    Ebpf,
-    maps::{HashMap, MapData, PerCpuArray, XskMap},
+    Ebpf, EbpfLoader,
+    maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray, XskMap},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
-use hairpin_common::{PROGRAM_NAME, PortConf, QueueStats, maps, xsk_index};
+use hairpin_common::{
+    FastConf, FastTx, PROGRAM_NAME, PortConf, QueueStats, SlotConf, allowed_key, maps, xsk_index,
+};
 
-use crate::control::port::Interface;
+use crate::{control::port::Interface, switch::fdb::SharedMemory};
 
 /// The XDP object `cargo xtask build` embedded (empty for a plain `cargo build`).
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hairpin.bpf.o"));
@@ -89,6 +95,15 @@ pub enum XdpError {
         /// The queue.
         queue: u32,
     },
+    /// The MAC table is too large for the XDP program's map.
+    #[error("a MAC table of {0} buckets is too large")]
+    FdbTooLarge(usize),
+    /// Mapping the MAC table's map into memory failed.
+    #[error("mapping the XDP program's MAC table into memory")]
+    MapFdb(#[source] std::io::Error),
+    /// The fast path's egress map refused a device.
+    #[error("adding ifindex {0} to the fast path's egress map")]
+    Egress(u32, #[source] aya::maps::xdp::XdpMapError),
     /// Updating or reading a map failed.
     #[error("{action} map {name}")]
     Map {
@@ -113,6 +128,18 @@ pub enum XdpAttachMode {
     Native,
     /// Generic (skb) XDP only.
     Generic,
+}
+
+/// The kernel fast path (`--fast-path on|off`): learned unicast forwarded inside the
+/// XDP program, everything else by the workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FastPath {
+    /// Frames whose fate is certain go straight to their egress port from XDP.
+    On,
+    /// Every frame goes through the AF_XDP workers.
+    #[default]
+    Off,
 }
 
 /// The mode an attachment ended up in.
@@ -150,14 +177,34 @@ pub struct Steering {
     host_ipv6: HashMap<MapData, [u8; 16], u8>,
     xsks: XskMap<MapData>,
     stats: PerCpuArray<MapData, QueueStats>,
+    fast: FastMaps,
     /// By ifindex.
     links: Vec<(u32, String, XdpLinkId)>,
 }
 
+/// The fast path's maps (see `ebpf/src/fast.rs`).
+struct FastMaps {
+    /// The MAC table's buckets, mapped by [`Steering::fdb_memory`].
+    fdb: MapData,
+    buckets: usize,
+    conf: Array<MapData, FastConf>,
+    slots: Array<MapData, SlotConf>,
+    egress: DevMapHash<MapData>,
+    allowed: HashMap<MapData, u64, u8>,
+    /// What `allowed` holds, by slot, to take out what a port no longer lists.
+    allowed_now: BTreeMap<u32, Vec<u64>>,
+    tx: PerCpuArray<MapData, FastTx>,
+}
+
 impl Steering {
-    /// Loads the embedded XDP program into the kernel, without attaching it anywhere.
-    pub fn load() -> Result<Self, XdpError> {
-        let mut ebpf = Ebpf::load(embedded_object()?).map_err(XdpError::Load)?;
+    /// Loads the embedded XDP program into the kernel, without attaching it anywhere,
+    /// with room for a MAC table of `fdb_buckets` buckets.
+    pub fn load(fdb_buckets: usize) -> Result<Self, XdpError> {
+        let buckets = u32::try_from(fdb_buckets).map_err(|_| XdpError::FdbTooLarge(fdb_buckets))?;
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries(maps::FDB, buckets)
+            .load(embedded_object()?)
+            .map_err(XdpError::Load)?;
         program_of(&mut ebpf)?.load().map_err(XdpError::Program)?;
 
         let mut take = |name: &'static str| {
@@ -171,8 +218,38 @@ impl Steering {
         );
         let host_ipv4 = take(maps::HOST_IPV4)?;
         let host_ipv6 = take(maps::HOST_IPV6)?;
+        let fdb = take(maps::FDB)?;
+        let (conf, slots, egress, allowed, tx) = (
+            take(maps::FAST_CONF)?,
+            take(maps::SLOT_CONF)?,
+            take(maps::EGRESS)?,
+            take(maps::ALLOWED)?,
+            take(maps::FAST_TX)?,
+        );
         let typed = |name| move |source| XdpError::MapType { name, source };
+        let fdb = match fdb {
+            aya::maps::Map::Array(data) => data,
+            _ => {
+                return Err(XdpError::MapType {
+                    name: maps::FDB,
+                    source: aya::maps::MapError::InvalidName {
+                        name: maps::FDB.to_owned(),
+                    },
+                });
+            }
+        };
+        let fast = FastMaps {
+            fdb,
+            buckets: fdb_buckets,
+            conf: Array::try_from(conf).map_err(typed(maps::FAST_CONF))?,
+            slots: Array::try_from(slots).map_err(typed(maps::SLOT_CONF))?,
+            egress: DevMapHash::try_from(egress).map_err(typed(maps::EGRESS))?,
+            allowed: HashMap::try_from(allowed).map_err(typed(maps::ALLOWED))?,
+            allowed_now: BTreeMap::new(),
+            tx: PerCpuArray::try_from(tx).map_err(typed(maps::FAST_TX))?,
+        };
         Ok(Self {
+            fast,
             ports: HashMap::try_from(ports).map_err(typed(maps::PORTS))?,
             host_ipv4: HashMap::try_from(host_ipv4).map_err(typed(maps::HOST_IPV4))?,
             host_ipv6: HashMap::try_from(host_ipv6).map_err(typed(maps::HOST_IPV6))?,
@@ -343,6 +420,115 @@ impl Steering {
         Ok(total)
     }
 
+    /// The MAC table's buckets (the `FDB` map), mapped into this process: the memory the
+    /// workers' table lives in, so that the fast path reads the same one.
+    #[allow(unsafe_code)]
+    pub fn fdb_memory(&self) -> Result<Box<dyn SharedMemory>, XdpError> {
+        let len = crate::switch::fdb::Fdb::bytes_for(self.fast.buckets);
+        let fd = self.fast.fdb.fd().as_fd();
+        // SAFETY: a shared, read-write mapping of an mmapable array map's values (the
+        // program declares `BPF_F_MMAPABLE`), of no more than its size; the kernel
+        // checks both, and the mapping keeps the map alive until `munmap`.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(XdpError::MapFdb(std::io::Error::last_os_error()));
+        }
+        let ptr = NonNull::new(ptr.cast()).ok_or_else(|| {
+            XdpError::MapFdb(std::io::Error::other("mmap returned a null mapping"))
+        })?;
+        Ok(Box::new(MappedFdb { ptr, len }))
+    }
+
+    /// The workers' MAC table, in the program's `FDB` map (empty), so that the fast
+    /// path reads the same table.
+    #[allow(unsafe_code)]
+    pub fn shared_fdb(&self) -> Result<crate::switch::Fdb, XdpError> {
+        let memory = self.fdb_memory()?;
+        // SAFETY: a fresh array map is zeroed, and its mapping page-aligned and of the
+        // size asked for (checked again by `in_shared`); the XDP program touches its
+        // words only with aligned 8-byte loads and compare-and-swaps that follow the
+        // layout (`ebpf/src/fast.rs`).
+        unsafe { crate::switch::Fdb::in_shared(memory, self.fast.buckets) }
+            .map_err(|e| XdpError::MapFdb(std::io::Error::other(e)))
+    }
+
+    /// Sets the fast path's bridge-wide settings.
+    pub fn set_fast_conf(&mut self, conf: FastConf) -> Result<(), XdpError> {
+        self.fast
+            .conf
+            .set(0, conf, 0)
+            .map_err(map_error("updating", maps::FAST_CONF))
+    }
+
+    /// Sets port `slot`'s fast-path settings, its anti-spoofing list, and whether (and
+    /// to which device) the fast path may send to it.
+    pub fn set_fast_slot(
+        &mut self,
+        slot: u32,
+        conf: &SlotConf,
+        allowed: &[[u8; 6]],
+        egress: Option<u32>,
+    ) -> Result<(), XdpError> {
+        let fast = &mut self.fast;
+        // Egress first off, settings last on: a frame never meets half of a change.
+        if egress.is_none() {
+            match fast.egress.remove(slot) {
+                Err(e) if !absent(&e) => return Err(map_error("updating", maps::EGRESS)(e)),
+                _ => {}
+            }
+        }
+        fast.slots
+            .set(slot, conf, 0)
+            .map_err(map_error("updating", maps::SLOT_CONF))?;
+        let wanted: Vec<u64> = allowed.iter().map(|m| allowed_key(slot, *m)).collect();
+        let had = fast.allowed_now.remove(&slot).unwrap_or_default();
+        for key in had.iter().filter(|k| !wanted.contains(k)) {
+            match fast.allowed.remove(key) {
+                Err(e) if !absent(&e) => return Err(map_error("updating", maps::ALLOWED)(e)),
+                _ => {}
+            }
+        }
+        for key in &wanted {
+            fast.allowed
+                .insert(key, 1, 0)
+                .map_err(map_error("updating", maps::ALLOWED))?;
+        }
+        if !wanted.is_empty() {
+            fast.allowed_now.insert(slot, wanted);
+        }
+        if let Some(ifindex) = egress {
+            fast.egress
+                .insert(slot, ifindex, None, 0)
+                .map_err(|e| XdpError::Egress(ifindex, e))?;
+        }
+        Ok(())
+    }
+
+    /// What the fast path sent out of port `slot` for frames received on `queue`,
+    /// summed over CPUs.
+    pub fn fast_tx(&self, slot: u32, queue: u32) -> Result<FastTx, XdpError> {
+        let index = xsk_index(slot, queue).ok_or(XdpError::OutOfRange { slot, queue })?;
+        let per_cpu = self
+            .fast
+            .tx
+            .get(&index, 0)
+            .map_err(map_error("reading", maps::FAST_TX))?;
+        Ok(per_cpu.iter().fold(FastTx::default(), |mut t, c| {
+            t.packets += c.packets;
+            t.bytes += c.bytes;
+            t
+        }))
+    }
+
     /// Detaches from every port now (dropping `Steering` does the same).
     pub fn detach_all(&mut self) {
         let Ok(program) = program_of(&mut self.ebpf) else {
@@ -367,6 +553,65 @@ impl std::fmt::Debug for Steering {
 impl Drop for Steering {
     fn drop(&mut self) {
         self.detach_all();
+    }
+}
+
+/// `CLOCK_MONOTONIC` now, in ns: the XDP program's clock (`bpf_ktime_get_ns`).
+#[allow(unsafe_code)]
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// Whether `e` says only that the key was not there (which aya reports either way).
+fn absent(e: &aya::maps::MapError) -> bool {
+    match e {
+        aya::maps::MapError::KeyNotFound => true,
+        aya::maps::MapError::SyscallError(s) => s.io_error.raw_os_error() == Some(libc::ENOENT),
+        _ => false,
+    }
+}
+
+/// The error of a map operation, named.
+fn map_error(action: &'static str, name: &'static str) -> impl Fn(aya::maps::MapError) -> XdpError {
+    move |source| XdpError::Map {
+        action,
+        name,
+        source,
+    }
+}
+
+/// The `FDB` map's values, mapped into this process.
+#[derive(Debug)]
+struct MappedFdb {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory, accessed only through atomics by the
+// table that owns this value.
+#[allow(unsafe_code)]
+unsafe impl Send for MappedFdb {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl Sync for MappedFdb {}
+
+impl SharedMemory for MappedFdb {
+    fn region(&self) -> (NonNull<u8>, usize) {
+        (self.ptr, self.len)
+    }
+}
+
+impl Drop for MappedFdb {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `fdb_memory`, unmapped once, when its table goes.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 

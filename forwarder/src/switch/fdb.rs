@@ -1,6 +1,7 @@
 //! The MAC table (forwarding database): bounded, shared by every worker, lock-free.
 //!
-//! The table is an array of 64-byte buckets, each holding four slots of two words:
+//! The table is an array of 64-byte buckets, each holding four slots of two words; the
+//! layout is [`hairpin_common::fdb`]'s, which hairpin's XDP program reads too:
 //!
 //! - `key`: `1 << 63 | vlan << 48 | mac`, or 0 for an empty slot;
 //! - `val`: `stamp << 32 | flags << 8 | (port + 1)`, or 0 while a slot is being filled
@@ -19,7 +20,20 @@
 //! old), so a steady flow does not bounce the cache line between cores. Aging
 //! ([`Fdb::age`]) runs on the control thread: it empties a slot by swapping its `val` to 0
 //! first (so a racing learner's compare-and-swap fails and retries) and then its `key`.
-use std::sync::atomic::{AtomicU64, Ordering};
+//!
+//! The buckets live in the table's own memory ([`Fdb::with_capacity`]) or in memory it
+//! shares with the XDP program's fast path ([`Fdb::in_shared`]), which looks entries up
+//! there and refreshes the stamps of the sources it forwards for, by the same
+//! compare-and-swap as a learn: one table, so a move, an age or a flush is seen by both
+//! paths at once. That shared region is this module's only `unsafe`.
+#![allow(unsafe_code)]
+use std::{
+    fmt,
+    ptr::NonNull,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use hairpin_common::fdb::{FLAG_STATIC, SLOTS, VALID, bucket_index, encode, port_of, stamp_of};
 
 use crate::wire::Mac;
 
@@ -29,20 +43,78 @@ pub type PortId = u8;
 /// A VLAN id, 0..=4095 (0 for untagged traffic).
 pub type VlanId = u16;
 
-const SLOTS: usize = 4;
-const VALID: u64 = 1 << 63;
-const FLAG_STATIC: u64 = 1 << 8;
-
 #[derive(Debug, Default)]
+#[repr(C)]
 struct Slot {
     key: AtomicU64,
     val: AtomicU64,
 }
 
+/// [`hairpin_common::fdb::Bucket`] with atomic words (the same size and layout).
 #[derive(Debug, Default)]
-#[repr(align(64))]
+#[repr(C, align(64))]
 struct Bucket {
     slots: [Slot; SLOTS],
+}
+
+const _: () = assert!(size_of::<Bucket>() == size_of::<hairpin_common::fdb::Bucket>());
+
+/// Memory another party maps too, where a table may live: the region stays mapped for
+/// as long as this value lives.
+pub trait SharedMemory: Send + Sync + fmt::Debug {
+    /// The region's start and its length in bytes.
+    fn region(&self) -> (NonNull<u8>, usize);
+}
+
+/// Where the buckets are.
+#[derive(Debug)]
+enum Storage {
+    Owned(Box<[Bucket]>),
+    Shared {
+        /// Keeps the region mapped.
+        #[allow(dead_code)]
+        memory: Box<dyn SharedMemory>,
+        buckets: NonNull<Bucket>,
+        len: usize,
+    },
+}
+
+// SAFETY: the shared region is only ever accessed through `AtomicU64`s (see
+// `Fdb::in_shared`'s contract), which are `Sync`; `memory` keeps it mapped.
+unsafe impl Send for Storage {}
+// SAFETY: as above.
+unsafe impl Sync for Storage {}
+
+impl Storage {
+    fn buckets(&self) -> &[Bucket] {
+        match self {
+            Self::Owned(b) => b,
+            // SAFETY: `in_shared` checked that `len` buckets fit the region at
+            // `buckets`, aligned, and the region outlives `self` (held in `memory`).
+            Self::Shared { buckets, len, .. } => unsafe {
+                std::slice::from_raw_parts(buckets.as_ptr(), *len)
+            },
+        }
+    }
+}
+
+/// Shared memory [`Fdb::in_shared`] cannot use.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedMemoryError {
+    /// The bucket count is not a power of two.
+    #[error("{0} buckets: not a power of two")]
+    NotPowerOfTwo(usize),
+    /// The region is smaller than the buckets.
+    #[error("the region has {have} bytes, the table needs {need}")]
+    TooSmall {
+        /// Bytes in the region.
+        have: usize,
+        /// Bytes the buckets take.
+        need: usize,
+    },
+    /// The region does not start on a bucket boundary.
+    #[error("the region is not 64-byte aligned")]
+    Misaligned,
 }
 
 /// What a call to [`Fdb::learn`] did.
@@ -81,29 +153,14 @@ pub struct Entry {
 /// The MAC table. See the module documentation for the design.
 #[derive(Debug)]
 pub struct Fdb {
-    buckets: Box<[Bucket]>,
+    buckets: Storage,
     shift: u32,
     full: AtomicU64,
     moves: AtomicU64,
 }
 
 const fn key(vlan: VlanId, mac: Mac) -> u64 {
-    VALID | ((vlan as u64 & 0xfff) << 48) | mac.to_u64()
-}
-
-const fn encode(port: PortId, now: u32, flags: u64) -> u64 {
-    ((now as u64) << 32) | flags | (port as u64 + 1)
-}
-
-const fn port_of(val: u64) -> Option<PortId> {
-    match val & 0xff {
-        0 => None,
-        p => Some((p - 1) as PortId),
-    }
-}
-
-const fn stamp_of(val: u64) -> u32 {
-    (val >> 32) as u32
+    hairpin_common::fdb::key(vlan, mac.to_u64())
 }
 
 /// The `val` of `slot`, whose key is `key`, once a learner that has claimed the key has
@@ -125,14 +182,69 @@ impl Fdb {
     /// A table with room for at least `capacity` entries (rounded up to a power of two,
     /// at least one bucket).
     pub fn with_capacity(capacity: usize) -> Self {
-        let buckets = capacity.div_ceil(SLOTS).max(1).next_power_of_two();
+        let buckets = Self::buckets_for(capacity);
         let shift = 64 - buckets.trailing_zeros();
         Self {
-            buckets: (0..buckets).map(|_| Bucket::default()).collect(),
+            buckets: Storage::Owned((0..buckets).map(|_| Bucket::default()).collect()),
             shift,
             full: AtomicU64::new(0),
             moves: AtomicU64::new(0),
         }
+    }
+
+    /// The bucket count [`Fdb::with_capacity`] and [`Fdb::in_shared`] give a table of
+    /// at least `capacity` entries: a power of two, at least one.
+    pub fn buckets_for(capacity: usize) -> usize {
+        capacity.div_ceil(SLOTS).max(1).next_power_of_two()
+    }
+
+    /// Bytes of `buckets` buckets.
+    pub const fn bytes_for(buckets: usize) -> usize {
+        buckets * size_of::<Bucket>()
+    }
+
+    /// An empty table of `buckets` buckets (a power of two) in `memory`, which another
+    /// party (the XDP program) reads and writes too.
+    ///
+    /// # Safety
+    ///
+    /// The region must start 64-byte aligned, hold at least [`Fdb::bytes_for`]`(buckets)`
+    /// bytes, all zero, and stay mapped while `memory` lives; whoever else touches it
+    /// must do so only with aligned 8-byte loads, stores and compare-and-swaps that
+    /// follow the layout's rules ([`hairpin_common::fdb`]).
+    pub unsafe fn in_shared(
+        memory: Box<dyn SharedMemory>,
+        buckets: usize,
+    ) -> Result<Self, SharedMemoryError> {
+        let (start, len) = memory.region();
+        if !buckets.is_power_of_two() {
+            return Err(SharedMemoryError::NotPowerOfTwo(buckets));
+        }
+        if len < Self::bytes_for(buckets) {
+            return Err(SharedMemoryError::TooSmall {
+                have: len,
+                need: Self::bytes_for(buckets),
+            });
+        }
+        if start.as_ptr().align_offset(align_of::<Bucket>()) != 0 {
+            return Err(SharedMemoryError::Misaligned);
+        }
+        Ok(Self {
+            buckets: Storage::Shared {
+                buckets: start.cast(),
+                len: buckets,
+                memory,
+            },
+            shift: 64 - buckets.trailing_zeros(),
+            full: AtomicU64::new(0),
+            moves: AtomicU64::new(0),
+        })
+    }
+
+    /// The shift that picks a bucket from a key's hash ([`bucket_index`]), which the
+    /// XDP program is told.
+    pub fn shift(&self) -> u32 {
+        self.shift
     }
 
     /// A table as [`Fdb::with_capacity`], ready to share between tables and workers.
@@ -142,17 +254,11 @@ impl Fdb {
 
     /// How many entries the table can hold at most.
     pub fn capacity(&self) -> usize {
-        self.buckets.len() * SLOTS
+        self.buckets.buckets().len() * SLOTS
     }
 
     fn bucket(&self, key: u64) -> &Bucket {
-        // Fibonacci hashing: the multiply spreads the key, the top bits pick the bucket.
-        // A one-bucket table shifts by 64, which `checked_shr` turns into index 0.
-        let index = key
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            .checked_shr(self.shift)
-            .unwrap_or(0);
-        &self.buckets[index as usize]
+        &self.buckets.buckets()[bucket_index(key, self.shift) as usize]
     }
 
     /// The port `mac` was learned on in `vlan`, if it was.
@@ -276,7 +382,7 @@ impl Fdb {
     /// fails and retries), then `key`.
     fn remove_where(&self, statics: bool, doomed: impl Fn(u64, u64) -> bool) -> usize {
         let mut removed = 0;
-        for slot in self.buckets.iter().flat_map(|b| &b.slots) {
+        for slot in self.buckets.buckets().iter().flat_map(|b| &b.slots) {
             let val = slot.val.load(Ordering::Acquire);
             if val == 0 || (val & FLAG_STATIC != 0 && !statics) {
                 continue;
@@ -309,6 +415,7 @@ impl Fdb {
     /// A snapshot of the entries (for display; not atomic as a whole).
     pub fn entries(&self) -> Vec<Entry> {
         self.buckets
+            .buckets()
             .iter()
             .flat_map(|b| &b.slots)
             .filter_map(|slot| {
@@ -332,6 +439,7 @@ impl Fdb {
     /// How many entries the table holds now.
     pub fn len(&self) -> usize {
         self.buckets
+            .buckets()
             .iter()
             .flat_map(|b| &b.slots)
             .filter(|s| s.val.load(Ordering::Relaxed) != 0)

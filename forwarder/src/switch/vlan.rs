@@ -211,6 +211,17 @@ impl VlanTable {
         }
     }
 
+    /// The VLAN of `port`'s untagged frames (none on a VLAN-unaware bridge, or a trunk
+    /// without a native VLAN).
+    pub fn pvid(&self, port: PortId) -> Option<VlanId> {
+        self.pvid.get(usize::from(port)).copied().flatten()
+    }
+
+    /// Whether `port` takes tagged frames (a trunk).
+    pub fn is_trunk(&self, port: PortId) -> bool {
+        self.trunk.contains(port)
+    }
+
     /// Every VLAN `port` carries (none on a VLAN-unaware bridge).
     pub fn vlans_of(&self, port: PortId) -> impl Iterator<Item = VlanId> + '_ {
         (0..4096u16).filter(move |&v| self.aware && self.members[usize::from(v)].contains(port))

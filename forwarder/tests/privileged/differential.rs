@@ -20,6 +20,7 @@
 use std::{collections::BTreeMap, fmt::Write as _, thread, time::Duration};
 
 use hairpin::{
+    control::xdp::FastPath,
     netlab::{Lab, Netns, PacketSocket, ovs::Ovs},
     switch::{Mode, PortPolicy, Role, vlan::PortVlans},
     wire::Mac,
@@ -115,7 +116,7 @@ struct Port {
 }
 
 /// A topology, a mode and a reference.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Case {
     /// Names the lab (a few letters).
     tag: &'static str,
@@ -129,6 +130,8 @@ struct Case {
     /// Between two frames: the reference learns on its own time (OVS in its upcall
     /// handlers), and each frame must meet the table the previous one left.
     gap: Duration,
+    /// hairpin's kernel fast path.
+    fast_path: FastPath,
 }
 
 impl Case {
@@ -333,6 +336,14 @@ fn bridge_port_flag(ns: &Netns, port: &str, flag: &str) {
         .unwrap();
 }
 
+/// With the fast path on, lets hairpin's port whose far end is `peer` (in `ns`) take
+/// redirected frames: a veth does only while its peer receives through NAPI (GRO on).
+fn fast_path_peer(case: &Case, ns: &Netns, peer: &str) {
+    if case.fast_path == FastPath::On {
+        ns.run("ethtool", &["-K", peer, "gro", "on"]).unwrap();
+    }
+}
+
 impl Rig {
     fn new(case: &Case) -> Self {
         let mut lab = lab(case.tag);
@@ -359,8 +370,10 @@ impl Rig {
                 lab.veth((&stations, &h), (&tor, "t1"), 1).unwrap();
                 linux_bridge(&tor, &["t0".into(), "t1".into()], 0);
                 bridge_port_flag(&tor, "t0", "hairpin");
+                fast_path_peer(case, &tor, "t0");
             } else {
                 lab.veth((&stations, &h), (&hairpin, &p), 1).unwrap();
+                fast_path_peer(case, &stations, &h);
             }
         }
         let qs: Vec<String> = (0..n).map(|i| format!("q{i}")).collect();
@@ -434,8 +447,8 @@ fn ovs_vlan_settings(port: &Port) -> Vec<String> {
 }
 
 /// Runs `case`: the same frames through both sides; returns the deliveries of hairpin
-/// and of the reference.
-fn run(case: &Case, frames: &[Frame]) -> (Deliveries, Deliveries) {
+/// and of the reference, and how many frames hairpin's fast path sent.
+fn run(case: &Case, frames: &[Frame]) -> (Deliveries, Deliveries, u64) {
     let rig = Rig::new(case);
     let n = case.ports.len();
     let names: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
@@ -459,6 +472,7 @@ fn run(case: &Case, frames: &[Frame]) -> (Deliveries, Deliveries) {
         mode: case.mode,
         policies,
         group_fwd_mask: case.group_fwd_mask,
+        fast_path: case.fast_path,
         ..TestConfig::default()
     };
     let bridge = start_in(&rig.hairpin, &ports, config);
@@ -505,13 +519,30 @@ fn run(case: &Case, frames: &[Frame]) -> (Deliveries, Deliveries) {
     let collect =
         |captures: Vec<Capture>| deliveries(captures.into_iter().map(Capture::frames).collect());
     let (ours, theirs) = (collect(ours), collect(theirs));
+    let fast: u64 = ports
+        .iter()
+        .flat_map(|p| bridge.xdp_stats(p))
+        .map(|q| q.fast)
+        .sum();
     finish(bridge);
     drop(rig);
-    (ours, theirs)
+    (ours, theirs, fast)
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().take(22).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `case` with hairpin's fast path off, then on.
+fn both(case: Case) {
+    compare(Case {
+        fast_path: FastPath::Off,
+        ..case.clone()
+    });
+    compare(Case {
+        fast_path: FastPath::On,
+        ..case
+    });
 }
 
 /// Runs `case` and fails with every frame whose delivery differs.
@@ -528,7 +559,14 @@ fn compare(case: Case) {
             );
         }
     }
-    let (ours, theirs) = run(&case, &frames);
+    let (ours, theirs, fast) = run(&case, &frames);
+    eprintln!(
+        "{} (fast path {:?}): {fast} frames by the fast path",
+        case.tag, case.fast_path
+    );
+    if case.fast_path == FastPath::On {
+        assert!(fast > 0, "the fast path was on, but sent nothing");
+    }
     let mut report = String::new();
     let mut differ = 0;
     let mut classes: BTreeMap<String, (usize, usize)> = BTreeMap::new();
@@ -606,7 +644,7 @@ fn plain(n: usize) -> Vec<Port> {
 fn veb_delivers_as_the_linux_bridge_does() {
     let mut ports = plain(4);
     ports[1].hairpin = true;
-    compare(Case {
+    both(Case {
         tag: "dveb",
         mode: Mode::Veb,
         ports,
@@ -615,12 +653,13 @@ fn veb_delivers_as_the_linux_bridge_does() {
         frames: 240,
         seed: 1,
         gap: Duration::from_millis(4),
+        fast_path: FastPath::Off,
     });
 }
 
 #[test]
 fn veb_relays_the_reserved_addresses_its_mask_allows_as_the_linux_bridge_does() {
-    compare(Case {
+    both(Case {
         tag: "dmask",
         mode: Mode::Veb,
         ports: plain(3),
@@ -629,12 +668,13 @@ fn veb_relays_the_reserved_addresses_its_mask_allows_as_the_linux_bridge_does() 
         frames: 120,
         seed: 2,
         gap: Duration::from_millis(4),
+        fast_path: FastPath::Off,
     });
 }
 
 #[test]
 fn vepa_with_reflective_relay_delivers_as_a_bridge_does() {
-    compare(Case {
+    both(Case {
         tag: "dvepa",
         mode: Mode::Vepa,
         ports: plain(4),
@@ -643,12 +683,13 @@ fn vepa_with_reflective_relay_delivers_as_a_bridge_does() {
         frames: 200,
         seed: 3,
         gap: Duration::from_millis(4),
+        fast_path: FastPath::Off,
     });
 }
 
 #[test]
 fn private_with_reflective_relay_delivers_as_isolated_bridge_ports_do() {
-    compare(Case {
+    both(Case {
         tag: "dpriv",
         mode: Mode::Private,
         ports: plain(4),
@@ -657,6 +698,7 @@ fn private_with_reflective_relay_delivers_as_isolated_bridge_ports_do() {
         frames: 200,
         seed: 4,
         gap: Duration::from_millis(4),
+        fast_path: FastPath::Off,
     });
 }
 
@@ -666,7 +708,7 @@ fn vlans_push_pop_and_retag_as_open_vswitch_does() {
         vlans: Some(v),
         ..Port::default()
     };
-    compare(Case {
+    both(Case {
         tag: "dvlan",
         mode: Mode::Veb,
         ports: vec![
@@ -688,5 +730,6 @@ fn vlans_push_pop_and_retag_as_open_vswitch_does() {
         frames: 240,
         seed: 5,
         gap: Duration::from_millis(20),
+        fast_path: FastPath::Off,
     });
 }

@@ -31,6 +31,7 @@ use hairpin::{
         bridge::{Bridge, BridgeConfig, PortConfig},
         port::Interface,
         preflight,
+        xdp::FastPath,
     },
     datapath::{DatapathConfig, Snapshot},
     netlab::{Lab, LabError, Netns},
@@ -123,6 +124,7 @@ pub struct TestConfig {
     pub fdb_max_age: u32,
     pub busy_poll: bool,
     pub group_fwd_mask: u16,
+    pub fast_path: FastPath,
 }
 
 impl Default for TestConfig {
@@ -136,6 +138,7 @@ impl Default for TestConfig {
             fdb_max_age: d.fdb_max_age,
             busy_poll: false,
             group_fwd_mask: d.group_fwd_mask,
+            fast_path: d.fast_path,
         }
     }
 }
@@ -162,6 +165,7 @@ impl TestConfig {
             fdb_capacity: self.fdb_capacity,
             fdb_max_age: self.fdb_max_age,
             group_fwd_mask: self.group_fwd_mask,
+            fast_path: self.fast_path,
             datapath: DatapathConfig {
                 busy_poll: self.busy_poll,
                 ..DatapathConfig::default()

@@ -1,0 +1,320 @@
+//! The fast path: frames whose fate is already certain go straight to their egress port
+//! (`bpf_redirect_map` over `EGRESS`), without a trip through the AF_XDP workers.
+//!
+//! It reads the workers' own MAC table (the `FDB` map, which hairpin maps into its
+//! memory; layout in `hairpin_common::fdb`), so it never disagrees with them. A frame
+//! takes it only when all of this holds; anything else goes to the workers as before:
+//!
+//! - a unicast destination (multicast, broadcast and reserved group addresses never do);
+//! - the frame's VLAN is clear: untagged or priority-tagged on a port with an untagged
+//!   VLAN, or tagged with a VLAN of a trunk (no 802.1ad or stacked tags);
+//! - its source is a learnable address, allowed by the port's anti-spoofing list, and
+//!   already in the table *on this very port* (so learning and moves stay with the
+//!   workers); its stamp is refreshed here, so a station seen only here does not age;
+//! - the mode's rule gives one egress port, which carries the VLAN: `veb` the
+//!   destination's port (not the ingress unless it has hairpin on); `vepa`/`private` a
+//!   downlink's frames to the uplink, the uplink's to the destination's downlink;
+//!   `passthru` the other port;
+//! - the egress port is in `EGRESS` (up, and able to take redirected frames); when it is
+//!   not, the frame goes to the workers, counted as `fast_fallback`.
+//!
+//! The 802.1Q tag is pushed, popped or rewritten here as the workers would
+//! (`switch::vlan`), with `bpf_xdp_adjust_head`.
+use core::intrinsics::{AtomicOrdering, atomic_cxchg};
+
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_head},
+    macros::map,
+    maps::{Array, DevMapHash, HashMap, PerCpuArray},
+    programs::XdpContext,
+};
+use hairpin_common::{
+    FastConf, FastTx, MAX_PORTS, NO_SLOT, SlotConf, allowed_key, fast_mode,
+    fdb::{self, FLAG_STATIC},
+    slot_flags, xsk_index,
+};
+
+/// The MAC table, one element per bucket; user space sets its size at load.
+#[map]
+static FDB: Array<fdb::Bucket> =
+    Array::with_max_entries(1, aya_ebpf::bindings::BPF_F_MMAPABLE as u32);
+
+#[map]
+static FAST_CONF: Array<FastConf> = Array::with_max_entries(1, 0);
+
+#[map]
+static SLOT_CONF: Array<SlotConf> = Array::with_max_entries(MAX_PORTS, 0);
+
+#[map]
+static EGRESS: DevMapHash = DevMapHash::with_max_entries(MAX_PORTS, 0);
+
+#[map]
+static ALLOWED: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
+
+#[map]
+static FAST_TX: PerCpuArray<FastTx> =
+    PerCpuArray::with_max_entries(hairpin_common::MAX_PORT_QUEUES, 0);
+
+/// The 802.1Q customer tag's EtherType, and the tags the fast path leaves alone.
+const TPID_8021Q: u16 = 0x8100;
+const TPID_8021AD: u16 = 0x88a8;
+const TPID_QINQ_LEGACY: u16 = 0x9100;
+
+/// What the fast path decided.
+pub enum Fast {
+    /// Not for the fast path: the workers decide.
+    No,
+    /// Sent to its egress port, counted: return `XDP_REDIRECT`.
+    Sent,
+    /// Its egress port takes no redirected frames: the workers get it.
+    Fallback,
+}
+
+/// What a frame's tag needs on its way out.
+#[derive(Clone, Copy)]
+enum Retag {
+    Keep,
+    Push(u16),
+    Pop,
+    Rewrite(u16),
+}
+
+/// Tries the fast path for the frame in `ctx`, received on port `slot`, queue `queue`.
+#[inline(always)]
+pub fn try_forward(ctx: &XdpContext, slot: u32, queue: u32) -> Fast {
+    let Some(conf) = FAST_CONF.get(0) else {
+        return Fast::No;
+    };
+    if conf.mode == fast_mode::OFF {
+        return Fast::No;
+    }
+    let Some(ingress) = SLOT_CONF.get(slot) else {
+        return Fast::No;
+    };
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + 18 > end {
+        return Fast::No;
+    }
+    // SAFETY: the bounds check above covers the first 18 bytes: both MACs, the
+    // EtherType and, when tagged, the tag's TCI and the next EtherType.
+    let head = unsafe { &*(start as *const [u8; 18]) };
+    let dst = [head[0], head[1], head[2], head[3], head[4], head[5]];
+    let src = [head[6], head[7], head[8], head[9], head[10], head[11]];
+    // Group destinations (broadcast, multicast, reserved) flood or stop: the workers'.
+    // So do group or all-zero sources, which are dropped there.
+    if dst[0] & 1 != 0 || src[0] & 1 != 0 || src == [0; 6] {
+        return Fast::No;
+    }
+    if ingress.flags & slot_flags::ANTI_SPOOF != 0
+        // SAFETY: a plain lookup in a hash map of u8 values.
+        && unsafe { ALLOWED.get(&allowed_key(slot, src)) }.is_none()
+    {
+        return Fast::No;
+    }
+
+    let passthru = conf.mode == fast_mode::PASSTHRU;
+    let (vid, tci) = if passthru || conf.vlan_aware == 0 {
+        (0, None)
+    } else {
+        match classify(head, ingress) {
+            Some(c) => c,
+            None => return Fast::No,
+        }
+    };
+
+    let egress = if passthru {
+        // Two ports: slots 0 and 1.
+        slot ^ 1
+    } else {
+        // The source must live here already: learning and moves are the workers'.
+        // (Ports are plain numbers with NO_SLOT for none: an `Option` whose payload is
+        // left undefined can make LLVM read an unset register, which the verifier
+        // refuses.)
+        if lookup(conf, vid, src, true) != slot {
+            return Fast::No;
+        }
+        let edge = conf.mode == fast_mode::VEPA || conf.mode == fast_mode::PRIVATE;
+        if edge && conf.uplink != slot {
+            // A downlink's frames all go to the uplink.
+            conf.uplink
+        } else if edge || conf.mode == fast_mode::VEB {
+            let to = lookup(conf, vid, dst, false);
+            let back = to == slot && (edge || ingress.flags & slot_flags::HAIRPIN == 0);
+            // Unknown, or staying on its segment (from the uplink: behind it): the
+            // workers'.
+            if to == NO_SLOT || back {
+                return Fast::No;
+            }
+            to
+        } else {
+            return Fast::No;
+        }
+    };
+    let Some(out) = SLOT_CONF.get(egress) else {
+        return Fast::No;
+    };
+    if out.flags & slot_flags::CONFIGURED == 0 || (vid != 0 && !out.carries(vid)) {
+        return Fast::No;
+    }
+    let retag = if vid == 0 {
+        Retag::Keep
+    } else {
+        let tagged = out.pvid != vid;
+        match (tci, tagged) {
+            (None, false) => Retag::Keep,
+            (None, true) => Retag::Push(vid),
+            (Some(_), false) => Retag::Pop,
+            (Some(t), true) if t & 0xfff == vid => Retag::Keep,
+            (Some(t), true) => Retag::Rewrite((t & 0xf000) | vid),
+        }
+    };
+    // Redirect first: on a miss nothing has been changed and the workers get the frame
+    // as it came. The redirect takes effect when the program returns, after the retag.
+    if EGRESS.redirect(egress, 0).is_err() {
+        return Fast::Fallback;
+    }
+    if !apply(ctx, retag) {
+        // No room for a tag: the workers have their own way (and count it).
+        return Fast::Fallback;
+    }
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    if let Some(index) = xsk_index(egress, queue)
+        && let Some(tx) = FAST_TX.get_ptr_mut(index)
+    {
+        // SAFETY: a per-CPU element, touched only by this CPU while this program runs.
+        let tx = unsafe { &mut *tx };
+        tx.packets += 1;
+        tx.bytes += len;
+    }
+    Fast::Sent
+}
+
+/// The frame's VLAN and tag as the workers' `VlanTable::classify` finds them, or `None`
+/// where they would drop it (the workers then do, and count it).
+#[inline(always)]
+fn classify(head: &[u8; 18], ingress: &SlotConf) -> Option<(u16, Option<u16>)> {
+    let ethertype = u16::from_be_bytes([head[12], head[13]]);
+    let (vid, tci) = match ethertype {
+        TPID_8021Q => {
+            let tci = u16::from_be_bytes([head[14], head[15]]);
+            let vid = match tci & 0xfff {
+                0 => {
+                    let inner = u16::from_be_bytes([head[16], head[17]]);
+                    if matches!(inner, TPID_8021Q | TPID_8021AD | TPID_QINQ_LEGACY) {
+                        return None;
+                    }
+                    ingress.pvid
+                }
+                _ if ingress.flags & slot_flags::TRUNK == 0 => return None,
+                v => v,
+            };
+            (vid, Some(tci))
+        }
+        TPID_8021AD | TPID_QINQ_LEGACY => return None,
+        _ => (ingress.pvid, None),
+    };
+    (vid != 0 && ingress.carries(vid)).then_some((vid, tci))
+}
+
+/// The port `mac` lives on in `vid` ([`NO_SLOT`]: none), from the shared MAC table. With `refresh`, a
+/// learned entry's stamp is brought up to now (at most once a second, by
+/// compare-and-swap, exactly as a worker's learn does).
+#[inline(always)]
+fn lookup(conf: &FastConf, vid: u16, mac: [u8; 6], refresh: bool) -> u32 {
+    let key = fdb::key_of(vid, mac);
+    let index = fdb::bucket_index(key, conf.shift) as u32;
+    let Some(bucket) = FDB.get_ptr_mut(index) else {
+        return NO_SLOT;
+    };
+    for i in 0..fdb::SLOTS {
+        // SAFETY: `bucket` points at a live element of the array map; each word is
+        // 8-byte aligned, and an aligned 8-byte load is single-copy atomic in BPF, as
+        // hairpin's atomic accesses to the same words expect.
+        let (k, v) = unsafe {
+            let slot = &raw mut (*bucket)[i];
+            (&raw mut (*slot)[0], &raw mut (*slot)[1])
+        };
+        // SAFETY: as above.
+        if unsafe { k.read_volatile() } != key {
+            continue;
+        }
+        // SAFETY: as above.
+        let val = unsafe { v.read_volatile() };
+        let port = val & 0xff;
+        if port == 0 {
+            return NO_SLOT;
+        }
+        if refresh && val & FLAG_STATIC == 0 {
+            // SAFETY: a helper without arguments.
+            let now_ns = unsafe { bpf_ktime_get_ns() };
+            let now = (now_ns.saturating_sub(conf.epoch_ns) / 1_000_000_000) as u32;
+            if now > fdb::stamp_of(val) {
+                // A failure means a worker or the ager got there first: theirs stands.
+                // SAFETY: `v` is a valid, aligned word of the map (above); BPF's
+                // compare-and-swap is the same one hairpin's workers use.
+                let _ = unsafe {
+                    atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
+                        v,
+                        val,
+                        fdb::restamped(val, now),
+                    )
+                };
+            }
+        }
+        return port as u32 - 1;
+    }
+    NO_SLOT
+}
+
+/// Applies `retag` to the frame; false when there is no room to push a tag.
+#[inline(always)]
+fn apply(ctx: &XdpContext, retag: Retag) -> bool {
+    match retag {
+        Retag::Keep => true,
+        Retag::Rewrite(tci) => {
+            let start = ctx.data();
+            if start + 16 > ctx.data_end() {
+                return false;
+            }
+            // SAFETY: the bounds check covers bytes 14..16, the tag's TCI.
+            unsafe { *((start + 14) as *mut [u8; 2]) = tci.to_be_bytes() };
+            true
+        }
+        Retag::Push(tci) => {
+            // SAFETY: the helper checks the headroom and fails without changing the
+            // frame when there is too little.
+            if unsafe { bpf_xdp_adjust_head(ctx.ctx, -4) } != 0 {
+                return false;
+            }
+            let start = ctx.data();
+            if start + 16 > ctx.data_end() {
+                return false;
+            }
+            // SAFETY: the bounds check covers the 16 bytes written: the MACs move four
+            // bytes forward (to the new start) and the tag follows them.
+            unsafe {
+                let macs = *((start + 4) as *const [u8; 12]);
+                *(start as *mut [u8; 12]) = macs;
+                let mut tag = [0u8; 4];
+                tag[..2].copy_from_slice(&TPID_8021Q.to_be_bytes());
+                tag[2..].copy_from_slice(&tci.to_be_bytes());
+                *((start + 12) as *mut [u8; 4]) = tag;
+            }
+            true
+        }
+        Retag::Pop => {
+            let start = ctx.data();
+            if start + 16 > ctx.data_end() {
+                return false;
+            }
+            // SAFETY: the bounds check covers the MACs and the tag; the MACs move four
+            // bytes back, over the tag, and the head then drops the first four bytes.
+            unsafe {
+                let macs = *(start as *const [u8; 12]);
+                *((start + 4) as *mut [u8; 12]) = macs;
+                bpf_xdp_adjust_head(ctx.ctx, 4) == 0
+            }
+        }
+    }
+}
