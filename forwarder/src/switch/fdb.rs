@@ -461,6 +461,57 @@ mod tests {
         Mac([0x02, 0, b[0], b[1], b[2], b[3]])
     }
 
+    /// Heap memory standing in for the XDP program's map.
+    #[derive(Debug)]
+    struct Region(Box<[Bucket]>);
+
+    impl SharedMemory for Region {
+        fn region(&self) -> (NonNull<u8>, usize) {
+            (
+                NonNull::from(&self.0[0]).cast(),
+                self.0.len() * size_of::<Bucket>(),
+            )
+        }
+    }
+
+    #[test]
+    fn a_shared_table_is_laid_out_as_the_xdp_program_reads_it() {
+        let region = Region((0..16).map(|_| Bucket::default()).collect());
+        let words = NonNull::from(&region.0[0]).cast::<[[u64; 2]; SLOTS]>();
+        // SAFETY: the region is 16 zeroed, aligned buckets that outlive the table.
+        let fdb = unsafe { Fdb::in_shared(Box::new(region), 16) }.unwrap();
+        assert_eq!(fdb.capacity(), 64);
+        fdb.learn(7, mac(1), 5, 100);
+        // Read the words as the XDP program does: hash, bucket, slot, port.
+        let key = hairpin_common::fdb::key_of(7, mac(1).0);
+        let index = bucket_index(key, fdb.shift()) as usize;
+        // SAFETY: `index` is below 16 (the shift of a 16-bucket table); the table is
+        // quiescent while this test reads.
+        let bucket = unsafe { *words.as_ptr().add(index) };
+        let slot = bucket
+            .iter()
+            .find(|s| s[0] == key)
+            .expect("the key in its bucket");
+        assert_eq!(port_of(slot[1]), Some(5));
+        assert_eq!(stamp_of(slot[1]), 100);
+    }
+
+    #[test]
+    fn shared_memory_that_does_not_fit_is_refused() {
+        let memory = || Box::new(Region((0..4).map(|_| Bucket::default()).collect()));
+        // SAFETY: every call is refused before the region is used.
+        unsafe {
+            assert!(matches!(
+                Fdb::in_shared(memory(), 8),
+                Err(SharedMemoryError::TooSmall { .. })
+            ));
+            assert!(matches!(
+                Fdb::in_shared(memory(), 3),
+                Err(SharedMemoryError::NotPowerOfTwo(3))
+            ));
+        }
+    }
+
     #[test]
     fn learns_looks_up_and_keeps_vlans_apart() {
         let fdb = Fdb::with_capacity(64);
