@@ -210,6 +210,17 @@ pub mod fdb {
         }
     }
 
+    /// The port of a `val` as a slot number, [`super::NO_SLOT`] for 0: for the XDP
+    /// program, where an `Option` payload left undefined on `None` can make LLVM read
+    /// an unset register, which the verifier refuses.
+    #[inline(always)]
+    pub const fn slot_of(val: u64) -> u32 {
+        match val & 0xff {
+            0 => super::NO_SLOT,
+            p => p as u32 - 1,
+        }
+    }
+
     /// The stamp (table seconds) of a `val`.
     #[inline(always)]
     pub const fn stamp_of(val: u64) -> u32 {

@@ -241,8 +241,8 @@ fn lookup(conf: &FastConf, vid: u16, mac: [u8; 6], refresh: bool) -> u32 {
         }
         // SAFETY: as above.
         let val = unsafe { v.read_volatile() };
-        let port = val & 0xff;
-        if port == 0 {
+        let port = fdb::slot_of(val);
+        if port == NO_SLOT {
             return NO_SLOT;
         }
         if refresh && val & FLAG_STATIC == 0 {
@@ -262,7 +262,7 @@ fn lookup(conf: &FastConf, vid: u16, mac: [u8; 6], refresh: bool) -> u32 {
                 };
             }
         }
-        return port as u32 - 1;
+        return port;
     }
     NO_SLOT
 }
