@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::{
     Topology, packet_socket, ping,
-    runtime::{ask_json, port, start, take_log},
+    runtime::{ask_json, frames, port, start, take_log},
 };
 
 fn mac_of(ns: &Netns, ifname: &str) -> Mac {
@@ -301,15 +301,6 @@ fn a_million_random_sources_leave_memory_bounded_and_stations_working() {
     assert!(!log.contains("ERROR") && !log.contains("panicked"), "{log}");
 }
 
-/// Free and total UMEM frames of the first worker.
-fn umem_frames(socket: &std::path::Path) -> (u64, u64) {
-    let w = &ask_json(socket, &["show", "stats"])["workers"][0];
-    (
-        w["free_frames"].as_u64().unwrap(),
-        w["total_frames"].as_u64().unwrap(),
-    )
-}
-
 #[test]
 fn a_stalled_egress_port_costs_only_its_own_frames() {
     let mut topo = Topology::new("stall", &[1, 1, 1]);
@@ -325,7 +316,7 @@ fn a_stalled_egress_port_costs_only_its_own_frames() {
         mac_of(&topo.vms[1], "eth0"),
         mac_of(&topo.vms[2], "eth0"),
     );
-    let (free_before, total) = umem_frames(&socket);
+    let (free_before, total) = frames(&socket);
 
     // C's end stops draining, as a NIC's does under pause frames. A veth sender waits
     // (the peer's queue full) instead of dropping when a qdisc is on it and the peer
@@ -454,7 +445,7 @@ fn a_stalled_egress_port_costs_only_its_own_frames() {
         "C received all hairpin sent it but what the kernel counted dropped"
     );
     thread::sleep(Duration::from_millis(300));
-    let (free_after, total_after) = umem_frames(&socket);
+    let (free_after, total_after) = frames(&socket);
     assert_eq!(total_after, total, "no frame lost or made");
     assert!(
         free_after.abs_diff(free_before) < 3 * 64,

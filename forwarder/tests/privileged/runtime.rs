@@ -164,7 +164,7 @@ fn mac_of(ns: &Netns) -> String {
 }
 
 /// Free and total UMEM frames of the first worker.
-fn frames(socket: &Path) -> (u64, u64) {
+pub(crate) fn frames(socket: &Path) -> (u64, u64) {
     let stats = ask_json(socket, &["show", "stats"]);
     let w = &stats["workers"][0];
     (
