@@ -9,7 +9,10 @@ use std::{
 };
 
 use anyhow::{Context as _, Result, bail};
-use hairpin::netlab::{Lab, Netns, ovs::Ovs};
+use hairpin::{
+    control::xdp::XdpAttachMode,
+    netlab::{Lab, Netns, ovs::Ovs},
+};
 
 use crate::Args;
 
@@ -28,6 +31,12 @@ pub enum Dut {
     VebVlan,
     /// `vepa` with VLANs: d0 an access port of VLAN 10, d1 a trunk uplink.
     VepaVlan,
+    /// `veb` with the kernel fast path on (`--fast-path on`).
+    VebFast,
+    /// `vepa` with the kernel fast path on.
+    VepaFast,
+    /// `veb vlan` with the kernel fast path on: the tag pushed inside XDP.
+    VebVlanFast,
     /// dpdk-testpmd, AF_XDP poll-mode driver, `io` forwarding.
     TestpmdIo,
     /// dpdk-testpmd, AF_XDP poll-mode driver, `mac` forwarding.
@@ -39,7 +48,7 @@ pub enum Dut {
 }
 
 impl Dut {
-    const ALL: [Self; 11] = [
+    const ALL: [Self; 14] = [
         Self::Direct,
         Self::Bridge,
         Self::OvsFlows,
@@ -51,6 +60,9 @@ impl Dut {
         Self::Vepa,
         Self::VebVlan,
         Self::VepaVlan,
+        Self::VebFast,
+        Self::VepaFast,
+        Self::VebVlanFast,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +74,9 @@ impl Dut {
             Self::Vepa => "hairpin vepa",
             Self::VebVlan => "hairpin veb vlan",
             Self::VepaVlan => "hairpin vepa vlan",
+            Self::VebFast => "hairpin veb fast",
+            Self::VepaFast => "hairpin vepa fast",
+            Self::VebVlanFast => "hairpin veb vlan fast",
             Self::TestpmdIo => "testpmd io",
             Self::TestpmdMac => "testpmd mac",
             Self::OvsFlows => "ovs afxdp flows",
@@ -69,9 +84,33 @@ impl Dut {
         }
     }
 
+    /// Whether this is hairpin with its kernel fast path on.
+    pub fn fast_path(self) -> bool {
+        matches!(self, Self::VebFast | Self::VepaFast | Self::VebVlanFast)
+    }
+
+    /// How the sink on s0 attaches for this device: natively where the device sends
+    /// xdp_frames (the fast path redirects them, and a veth takes redirected frames only
+    /// when its peer runs XDP natively or has GRO on), else `default` (`--sink-xdp`).
+    pub fn sink_mode(self, default: XdpAttachMode) -> XdpAttachMode {
+        if self.fast_path() {
+            XdpAttachMode::Native
+        } else {
+            default
+        }
+    }
+
+    /// The VLAN the sink's port s0 is in, tagged (d1 is then a trunk).
+    pub fn sink_vlan(self) -> Option<u16> {
+        matches!(self, Self::VebVlan | Self::VepaVlan | Self::VebVlanFast).then_some(10)
+    }
+
     /// Whether RFC 2889's learning tests apply: a learning switch on any number of ports.
     pub fn learns(self) -> bool {
-        matches!(self, Self::Veb | Self::Bridge | Self::OvsNormal)
+        matches!(
+            self,
+            Self::Veb | Self::VebFast | Self::Bridge | Self::OvsNormal
+        )
     }
 
     /// The program this device needs, if it is not part of this workspace.
@@ -137,9 +176,14 @@ pub fn start_dut(
             start_testpmd(lab, dut, kind == Dut::TestpmdIo, args, core)
         }
         Dut::OvsFlows | Dut::OvsNormal => start_ovs(lab, dut, kind == Dut::OvsNormal, core, ports),
-        Dut::Xconnect | Dut::Veb | Dut::Vepa | Dut::VebVlan | Dut::VepaVlan => {
-            start_hairpin(lab, dut, kind, args, core, ports)
-        }
+        Dut::Xconnect
+        | Dut::Veb
+        | Dut::Vepa
+        | Dut::VebVlan
+        | Dut::VepaVlan
+        | Dut::VebFast
+        | Dut::VepaFast
+        | Dut::VebVlanFast => start_hairpin(lab, dut, kind, args, core, ports),
     }
 }
 
@@ -207,20 +251,24 @@ fn start_hairpin(
     let list = ports.join(",");
     let run_args: Vec<&str> = match kind {
         Dut::Xconnect => vec!["--mode", "xconnect", "--ports", "d0,d1"],
-        Dut::Veb => vec!["--mode", "veb", "--ports", &list],
-        Dut::Vepa => vec!["--mode", "vepa", "--ports", "d0", "--uplink", "d1"],
-        Dut::VebVlan => [&["--mode", "veb", "--ports", "d0,d1"][..], &VLANS].concat(),
+        Dut::Veb | Dut::VebFast => vec!["--mode", "veb", "--ports", &list],
+        Dut::Vepa | Dut::VepaFast => vec!["--mode", "vepa", "--ports", "d0", "--uplink", "d1"],
+        Dut::VebVlan | Dut::VebVlanFast => {
+            [&["--mode", "veb", "--ports", "d0,d1"][..], &VLANS].concat()
+        }
         _ => [
             &["--mode", "vepa", "--ports", "d0", "--uplink", "d1"][..],
             &VLANS,
         ]
         .concat(),
     };
+    let fast = kind.fast_path();
     let mut cmd = dut.command(&args.hairpin.to_string_lossy());
     // A control socket of its own: the bench runs beside any other hairpin.
     let socket = format!("/run/hairpin/bench-{}.sock", std::process::id());
     cmd.arg("run")
         .args(&run_args)
+        .args(["--fast-path", if fast { "on" } else { "off" }])
         .args(["--cores", &core.to_string(), "--socket", &socket])
         .args(args.hairpin_args.split_whitespace())
         .stdout(log_target(args.dut_log.as_deref())?)

@@ -4,10 +4,11 @@
 //! logs it ([`Trial`]).
 use std::{thread, time::Duration};
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use hairpin::{
     control::port::Interface,
-    netlab::{Lab, Netns},
+    netlab::{Lab, Netns, PacketSocket},
+    switch::vlan::{TAG_LEN, TPID_8021Q},
     wire::Mac,
 };
 
@@ -299,6 +300,30 @@ impl Harness {
                 .seconds)
         })?
     }
+}
+
+/// Sends one frame from `src` to each of `n` addresses out of `s0`, tagged with `vlan`
+/// if given, paced so the switch's receive rings never overflow.
+pub fn send_to_each(n: u32, dst: impl Fn(u32) -> Mac, src: Mac, vlan: Option<u16>) -> Result<()> {
+    let socket =
+        PacketSocket::open(Interface::lookup("s0")?.ifindex).context("AF_PACKET socket")?;
+    let mut frame = [0u8; 64];
+    frame[6..12].copy_from_slice(&src.0);
+    let mut at = 12;
+    if let Some(vid) = vlan {
+        frame[at..at + 2].copy_from_slice(&TPID_8021Q.to_be_bytes());
+        frame[at + 2..at + 4].copy_from_slice(&vid.to_be_bytes());
+        at += TAG_LEN;
+    }
+    frame[at..at + 2].copy_from_slice(&[0x88, 0xb5]); // local experimental EtherType
+    for i in 0..n {
+        frame[..6].copy_from_slice(&dst(i).0);
+        socket.send(&frame).context("sending a test frame")?;
+        if i % 64 == 63 {
+            thread::sleep(Duration::from_micros(400));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -115,8 +115,15 @@ fn measure_round(
     core: usize,
 ) -> Result<Outcome> {
     let Topology {
-        lab, dut_ns: dut, ..
+        lab,
+        dut_ns: dut,
+        sink_ns,
+        gen_mac,
+        sink_mac,
+        ..
     } = topology;
+    // In the sink's namespace: the kernel finds s0 by its index there.
+    sink_ns.enter(|| s0.set_mode(kind.sink_mode(args.sink_xdp)))??;
     // The direct path counts on d0 itself; every other device on s0.
     let mut direct = match kind {
         Dut::Direct => Some(
@@ -130,6 +137,12 @@ fn measure_round(
         None => s0,
     };
     let stop = start_dut(lab, dut, kind, args, core, TWO_PORTS)?;
+    // RFC 2544's learning frames (section 23): the sink announces its address, so a
+    // learning switch forwards the test frames to it instead of flooding them (and
+    // hairpin's fast path, which takes only known destinations, can take them).
+    let (to, from) = (*gen_mac, *sink_mac);
+    let vlan = kind.sink_vlan();
+    sink_ns.enter(|| crate::harness::send_to_each(1, |_| to, from, vlan))??;
     let seconds = Duration::from_secs_f64(args.seconds);
     // Let the forwarder settle (and the bridge learn) before measuring.
     let all = hairpin_common::GEN_SHARE_ONE;

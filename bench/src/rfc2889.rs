@@ -21,10 +21,9 @@
 //! test frame reached g0: otherwise a lost frame could pass for a forgotten address.
 use std::{thread, time::Duration};
 
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use hairpin::{
-    control::port::Interface,
-    netlab::{Lab, Netns, PacketSocket},
+    netlab::{Lab, Netns},
     wire::Mac,
 };
 
@@ -32,7 +31,7 @@ use crate::{
     Args,
     devices::{Dut, THREE_PORTS, start_dut},
     generator,
-    harness::{Harness, Topology},
+    harness::{self, Harness, Topology},
     sink::ProbeSink,
 };
 
@@ -205,7 +204,7 @@ impl Rig<'_> {
         self.m0.reset()?;
         let (base, src) = (self.gen_mac, self.s0_mac);
         self.sink_ns
-            .enter(|| send_to_each(n, |i| address(base, i), src))??;
+            .enter(|| harness::send_to_each(n, |i| address(base, i), src, None))??;
         thread::sleep(Duration::from_millis(200));
         Ok(Probe {
             taught,
@@ -312,22 +311,4 @@ impl Rig<'_> {
         harness.frame = unicast;
         result
     }
-}
-
-/// Sends one frame from `src` to each of `n` addresses out of `s0`, paced so the
-/// switch's receive rings never overflow.
-fn send_to_each(n: u32, dst: impl Fn(u32) -> Mac, src: Mac) -> Result<()> {
-    let socket =
-        PacketSocket::open(Interface::lookup("s0")?.ifindex).context("AF_PACKET socket")?;
-    let mut frame = [0u8; 60];
-    frame[6..12].copy_from_slice(&src.0);
-    frame[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental EtherType
-    for i in 0..n {
-        frame[..6].copy_from_slice(&dst(i).0);
-        socket.send(&frame).context("sending a test frame")?;
-        if i % 64 == 63 {
-            thread::sleep(Duration::from_micros(400));
-        }
-    }
-    Ok(())
 }

@@ -11,7 +11,10 @@ use anyhow::{Context as _, Result};
 use aya::{
     Ebpf,
     maps::{Array, PerCpuArray, PerCpuValues},
-    programs::{Xdp, xdp::XdpMode},
+    programs::{
+        Xdp,
+        xdp::{XdpLinkId, XdpMode},
+    },
 };
 use hairpin::control::{port::Interface, xdp::XdpAttachMode};
 use hairpin_common::{SINK_PROGRAM_NAME, maps, probe, sink_stat};
@@ -20,6 +23,10 @@ use hdrhistogram::Histogram;
 /// The sink's program, attached to one interface until dropped.
 pub struct ProbeSink {
     ebpf: Ebpf,
+    ifindex: u32,
+    mode: XdpAttachMode,
+    /// The attachment (`None` only between a failed re-attach and the drop).
+    link: Option<XdpLinkId>,
 }
 
 /// What the sink saw since its last reset.
@@ -45,15 +52,43 @@ impl ProbeSink {
             .context("the eBPF object has no sink program")?
             .try_into()?;
         program.load()?;
+        let link = Self::attach_program(program, iface.ifindex, mode)?;
+        let sink = Self {
+            ebpf,
+            ifindex: iface.ifindex,
+            mode,
+            link: Some(link),
+        };
+        Ok((sink, iface))
+    }
+
+    fn attach_program(program: &mut Xdp, ifindex: u32, mode: XdpAttachMode) -> Result<XdpLinkId> {
         let xdp_mode = match mode {
             XdpAttachMode::Native => XdpMode::Driver,
             XdpAttachMode::Generic => XdpMode::Skb,
             XdpAttachMode::Auto => XdpMode::default(),
         };
         program
-            .attach_to_if_index(iface.ifindex, xdp_mode)
-            .with_context(|| format!("attaching the sink to {ifname}"))?;
-        Ok((Self { ebpf }, iface))
+            .attach_to_if_index(ifindex, xdp_mode)
+            .with_context(|| format!("attaching the sink to interface {ifindex}"))
+    }
+
+    /// Attaches the sink again in `mode`, unless it already is; its counters stay.
+    pub fn set_mode(&mut self, mode: XdpAttachMode) -> Result<()> {
+        if mode == self.mode {
+            return Ok(());
+        }
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(SINK_PROGRAM_NAME)
+            .context("the eBPF object has no sink program")?
+            .try_into()?;
+        if let Some(link) = self.link.take() {
+            program.detach(link)?;
+        }
+        self.link = Some(Self::attach_program(program, self.ifindex, mode)?);
+        self.mode = mode;
+        Ok(())
     }
 
     fn per_cpu(&self, name: &str) -> Result<PerCpuArray<&aya::maps::MapData, u64>> {

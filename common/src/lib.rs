@@ -380,6 +380,8 @@ pub struct QueueStats {
     pub dropped: u64,
     /// Frames the fast path sent straight to their egress port (not in `steered`).
     pub fast: u64,
+    /// Bytes of those frames, as received.
+    pub fast_bytes: u64,
     /// Frames whose fate the fast path knew, but whose egress port took none
     /// (not a fast-path port, or down): given to the workers instead (in `steered`).
     pub fast_fallback: u64,
@@ -394,6 +396,7 @@ impl QueueStats {
         self.passed = self.passed.wrapping_add(other.passed);
         self.dropped = self.dropped.wrapping_add(other.dropped);
         self.fast = self.fast.wrapping_add(other.fast);
+        self.fast_bytes = self.fast_bytes.wrapping_add(other.fast_bytes);
         self.fast_fallback = self.fast_fallback.wrapping_add(other.fast_fallback);
     }
 }
@@ -460,7 +463,7 @@ mod tests {
     #[test]
     fn map_value_layouts_are_stable() {
         assert_eq!(core::mem::size_of::<PortConf>(), 16);
-        assert_eq!(core::mem::size_of::<QueueStats>(), 56);
+        assert_eq!(core::mem::size_of::<QueueStats>(), 64);
         assert_eq!(core::mem::size_of::<FastConf>(), 24);
         assert_eq!(core::mem::size_of::<SlotConf>(), 520);
         assert_eq!(core::mem::size_of::<fdb::Bucket>(), 64);

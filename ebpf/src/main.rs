@@ -94,7 +94,10 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
         stats.rx_packets += 1;
         stats.rx_bytes += len;
         match (action, fast) {
-            (_, fast::Fast::Sent) => stats.fast += 1,
+            (_, fast::Fast::Sent) => {
+                stats.fast += 1;
+                stats.fast_bytes += len;
+            }
             (xdp_action::XDP_REDIRECT, fast::Fast::Fallback) => {
                 stats.fast_fallback += 1;
                 stats.steered += 1;

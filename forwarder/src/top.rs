@@ -206,11 +206,12 @@ fn header(now: &Stats, secs: f64, restarted: bool) -> String {
     line + "\n"
 }
 
-/// One row per port: packets and bits per second each way, drops per second by reason.
+/// One row per port: packets and bits per second each way, the share of received frames
+/// the kernel fast path forwarded, drops per second by reason.
 fn port_table(earlier: &Stats, now: &Stats, secs: f64) -> String {
     let mut out = format!(
-        "{:<15} {:<6} {:>10} {:>12} {:>10} {:>12}  drops/s\n",
-        "port", "state", "rx pkt/s", "rx bit/s", "tx pkt/s", "tx bit/s"
+        "{:<15} {:<6} {:>10} {:>12} {:>10} {:>12} {:>5}  drops/s\n",
+        "port", "state", "rx pkt/s", "rx bit/s", "tx pkt/s", "tx bit/s", "fast"
     );
     for port in &now.ports {
         let d = port_delta(baseline(earlier, now, port), &port.counters);
@@ -220,14 +221,23 @@ fn port_table(earlier: &Stats, now: &Stats, secs: f64) -> String {
             .filter(|&(_, &n)| n > 0)
             .map(|(reason, &n)| format!("{reason}={}", si(n as f64 / secs, "")))
             .collect();
+        let fast = if d.fast_rx_packets == 0 {
+            "-".to_owned()
+        } else {
+            format!(
+                "{:.0}%",
+                100.0 * d.fast_rx_packets as f64 / d.rx_packets.max(1) as f64
+            )
+        };
         out += &format!(
-            "{:<15} {:<6} {:>10} {:>12} {:>10} {:>12}  {}\n",
+            "{:<15} {:<6} {:>10} {:>12} {:>10} {:>12} {:>5}  {}\n",
             port.name,
             port.state,
             si(d.rx_packets as f64 / secs, "pps"),
             si(d.rx_bytes as f64 * 8.0 / secs, "bit/s"),
             si(d.tx_packets as f64 / secs, "pps"),
             si(d.tx_bytes as f64 * 8.0 / secs, "bit/s"),
+            fast,
             if drops.is_empty() {
                 "-".to_owned()
             } else {
@@ -248,6 +258,8 @@ struct PortDelta<'a> {
     rx_bytes: u64,
     tx_packets: u64,
     tx_bytes: u64,
+    /// Of `rx_packets`, those the kernel fast path forwarded.
+    fast_rx_packets: u64,
     drops: BTreeMap<&'a str, u64>,
 }
 
@@ -277,6 +289,7 @@ fn port_delta<'a>(before: Option<&PortCounters>, now: &'a PortCounters) -> PortD
         rx_bytes: now.rx_bytes - before.rx_bytes,
         tx_packets: now.tx_packets - before.tx_packets,
         tx_bytes: now.tx_bytes - before.tx_bytes,
+        fast_rx_packets: now.fast_rx_packets - before.fast_rx_packets,
         drops: now
             .drops
             .iter()
@@ -294,6 +307,7 @@ fn went_back(before: &PortCounters, now: &PortCounters) -> bool {
         || now.rx_bytes < before.rx_bytes
         || now.tx_packets < before.tx_packets
         || now.tx_bytes < before.tx_bytes
+        || now.fast_rx_packets < before.fast_rx_packets
         || before
             .drops
             .iter()
@@ -621,6 +635,8 @@ mod tests {
             vec![worker(0, 5_005_000, 2_501_000_000)],
         );
         now.ports[2].state = "absent".to_owned();
+        // A quarter of vf1's frames in the interval took the kernel fast path.
+        now.ports[0].counters.fast_rx_packets = 1_250_000;
         (earlier, now)
     }
 
@@ -630,23 +646,24 @@ mod tests {
         let f = frame(&earlier, &now, 5 * SECOND);
         // 5 M frames of 1500 B in 5 s: 1 Mpps, 12 Gbit/s; half of that sent.
         assert_eq!(
-            row(&f, "vf1")[..10],
+            row(&f, "vf1")[..11],
             [
-                "vf1", "up", "1.00", "Mpps", "12.0", "Gbit/s", "500", "kpps", "6.00", "Gbit/s"
+                "vf1", "up", "1.00", "Mpps", "12.0", "Gbit/s", "500", "kpps", "6.00", "Gbit/s",
+                "25%"
             ],
             "{f}"
         );
         assert_eq!(
             row(&f, "vf2"),
             [
-                "vf2", "up", "0", "pps", "0", "bit/s", "0", "pps", "0", "bit/s", "-"
+                "vf2", "up", "0", "pps", "0", "bit/s", "0", "pps", "0", "bit/s", "-", "-"
             ],
             "{f}"
         );
         assert_eq!(
             row(&f, "gone"),
             [
-                "gone", "absent", "0", "pps", "0", "bit/s", "0", "pps", "0", "bit/s", "-"
+                "gone", "absent", "0", "pps", "0", "bit/s", "0", "pps", "0", "bit/s", "-", "-"
             ],
             "{f}"
         );
@@ -662,12 +679,12 @@ mod tests {
         let f = frame(&earlier, &now, 5 * SECOND);
         // Both reasons are new on vf1, so they count from zero: 2000 and 10 in 5 s.
         assert_eq!(
-            row(&f, "vf1")[10..],
+            row(&f, "vf1")[11..],
             ["tx_ring_full=400", "vlan=2.00"],
             "{f}"
         );
         // vf2 has dropped before, but not in the interval.
-        assert_eq!(row(&f, "vf2")[10], "-", "{f}");
+        assert_eq!(row(&f, "vf2")[11], "-", "{f}");
     }
 
     #[test]

@@ -311,7 +311,7 @@ impl Bridge {
         let zero_copy = sockets.zero_copy();
         // The slot is marked attached before anything else, so that undoing a failure
         // half-way finds what to undo.
-        let baseline = self.datapath.snapshot().port_queues(id).to_vec();
+        let baseline = self.port_queues(&self.datapath.snapshot(), id);
         let slot = self.slot_mut(id);
         slot.baseline = baseline;
         slot.attached = Some(Attached {
@@ -446,7 +446,7 @@ impl Bridge {
             self.fdb.remove_port(id);
         }
         let counters = since(
-            self.datapath.snapshot().port_queues(id),
+            &self.port_queues(&self.datapath.snapshot(), id),
             &self.slot(id).baseline,
         )
         .into_iter()
@@ -1184,7 +1184,7 @@ impl Bridge {
             .map(|(id, slot)| {
                 let p = &slot.config.policy;
                 let a = slot.attached.as_ref();
-                let queues = since(snapshot.port_queues(id), &slot.baseline);
+                let queues = since(&self.port_queues(snapshot, id), &slot.baseline);
                 let total = queues
                     .iter()
                     .fold(PortQueueSnapshot::default(), |mut t, q| {
@@ -1281,6 +1281,27 @@ impl Bridge {
         self.datapath.snapshot()
     }
 
+    /// Port slot `id`'s counters, queue (worker) by queue: the workers' own with, when
+    /// the fast path is on, what it received on the port and sent out of it merged in.
+    /// The XDP program's counters are the slot's, not the port's: like the workers',
+    /// they count from the slot's [`Slot::baseline`].
+    fn port_queues(&self, snapshot: &Snapshot, id: PortId) -> Vec<PortQueueSnapshot> {
+        let mut queues = snapshot.port_queues(id).to_vec();
+        if self.config.fast_path == FastPath::On {
+            let slot = u32::from(id);
+            for (queue, q) in (0u32..).zip(&mut queues) {
+                // Unreadable counters (never expected) count as none, as the kernel's
+                // socket statistics do.
+                let rx = self.steering.queue_stats(slot, queue).unwrap_or_default();
+                // Sent frames are counted by the queue they arrived on, which is the
+                // worker of that number (a port has no more queues than workers).
+                let tx = self.steering.fast_tx(slot, queue).unwrap_or_default();
+                q.add_fast((rx.fast, rx.fast_bytes), (tx.packets, tx.bytes));
+            }
+        }
+        queues
+    }
+
     /// The MAC table.
     pub fn fdb(&self) -> &Fdb {
         &self.fdb
@@ -1372,6 +1393,8 @@ fn counters(s: &PortQueueSnapshot) -> PortCounters {
         tx_bytes: s.tx_bytes,
         flood_copies: s.flood_copies,
         handoff_out: s.handoff_out,
+        fast_rx_packets: s.fast_rx_packets,
+        fast_tx_packets: s.fast_tx_packets,
         drops: s
             .drop_counts()
             .filter(|(_, n)| *n > 0)

@@ -338,6 +338,22 @@ fn ports(e: &mut DescriptorEncoder<'_>, ports: &[PortInfo]) -> Result<(), std::f
     )?;
     family(
         e,
+        "hairpin_port_fast_rx_packets",
+        "Of the frames received on the port, those the kernel fast path forwarded.",
+        MetricType::Counter,
+        each(|p| p.counters.fast_rx_packets),
+        counter,
+    )?;
+    family(
+        e,
+        "hairpin_port_fast_tx_packets",
+        "Of the frames sent on the port, those the kernel fast path sent.",
+        MetricType::Counter,
+        each(|p| p.counters.fast_tx_packets),
+        counter,
+    )?;
+    family(
+        e,
         "hairpin_port_flood_copies",
         "Extra copies made to flood frames received on the port.",
         MetricType::Counter,

@@ -227,6 +227,12 @@ pub struct PortCounters {
     pub flood_copies: u64,
     /// Frames handed to another worker.
     pub handoff_out: u64,
+    /// Of `rx_packets`, the frames the kernel fast path forwarded (`--fast-path`).
+    #[serde(default)]
+    pub fast_rx_packets: u64,
+    /// Of `tx_packets`, the frames the kernel fast path sent.
+    #[serde(default)]
+    pub fast_tx_packets: u64,
     /// Drops by reason (hairpin's and the kernel's), only those that happened.
     pub drops: std::collections::BTreeMap<String, u64>,
 }

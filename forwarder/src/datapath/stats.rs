@@ -130,6 +130,14 @@ pub struct PortQueueSnapshot {
     pub kernel_fill_ring_empty: u64,
     /// Kernel: other RX drops.
     pub kernel_rx_dropped: u64,
+    /// Of `rx_packets`, the frames the kernel fast path forwarded (no worker saw them).
+    pub fast_rx_packets: u64,
+    /// Of `rx_bytes`, theirs.
+    pub fast_rx_bytes: u64,
+    /// Of `tx_packets`, the frames the kernel fast path sent.
+    pub fast_tx_packets: u64,
+    /// Of `tx_bytes`, theirs.
+    pub fast_tx_bytes: u64,
 }
 
 impl PortQueueSnapshot {
@@ -147,7 +155,21 @@ impl PortQueueSnapshot {
             kernel_rx_ring_full: c.kernel_rx_ring_full.get(),
             kernel_fill_ring_empty: c.kernel_fill_ring_empty.get(),
             kernel_rx_dropped: c.kernel_rx_dropped.get(),
+            ..Self::default()
         }
+    }
+
+    /// Merges in what the kernel fast path received (`rx`) and sent (`tx`), each as
+    /// (frames, bytes): counted in the totals and apart.
+    pub fn add_fast(&mut self, rx: (u64, u64), tx: (u64, u64)) {
+        self.rx_packets += rx.0;
+        self.rx_bytes += rx.1;
+        self.tx_packets += tx.0;
+        self.tx_bytes += tx.1;
+        self.fast_rx_packets += rx.0;
+        self.fast_rx_bytes += rx.1;
+        self.fast_tx_packets += tx.0;
+        self.fast_tx_bytes += tx.1;
     }
 
     /// Adds `other` into `self`.
@@ -165,6 +187,10 @@ impl PortQueueSnapshot {
         self.kernel_rx_ring_full += other.kernel_rx_ring_full;
         self.kernel_fill_ring_empty += other.kernel_fill_ring_empty;
         self.kernel_rx_dropped += other.kernel_rx_dropped;
+        self.fast_rx_packets += other.fast_rx_packets;
+        self.fast_rx_bytes += other.fast_rx_bytes;
+        self.fast_tx_packets += other.fast_tx_packets;
+        self.fast_tx_bytes += other.fast_tx_bytes;
     }
 
     /// What was counted since `base` (an earlier snapshot of the same counters).
@@ -186,6 +212,10 @@ impl PortQueueSnapshot {
                 .kernel_fill_ring_empty
                 .wrapping_sub(base.kernel_fill_ring_empty),
             kernel_rx_dropped: self.kernel_rx_dropped.wrapping_sub(base.kernel_rx_dropped),
+            fast_rx_packets: self.fast_rx_packets.wrapping_sub(base.fast_rx_packets),
+            fast_rx_bytes: self.fast_rx_bytes.wrapping_sub(base.fast_rx_bytes),
+            fast_tx_packets: self.fast_tx_packets.wrapping_sub(base.fast_tx_packets),
+            fast_tx_bytes: self.fast_tx_bytes.wrapping_sub(base.fast_tx_bytes),
         }
     }
 

@@ -9,6 +9,7 @@ mod cni;
 mod datapath;
 mod differential;
 mod edge;
+mod fast_path;
 mod faults;
 mod learning;
 mod lifecycle;
