@@ -40,7 +40,8 @@ pub struct Series<'a, T> {
 }
 
 fn color(i: usize) -> RGBColor {
-    const PALETTE: [RGBColor; 11] = [
+    // One colour per device (14): the last three are the fast-path devices'.
+    const PALETTE: [RGBColor; 14] = [
         RGBColor(0, 0, 0),
         RGBColor(128, 128, 128),
         RGBColor(31, 119, 180),
@@ -52,6 +53,9 @@ fn color(i: usize) -> RGBColor {
         RGBColor(44, 160, 44),
         RGBColor(227, 119, 194),
         RGBColor(188, 189, 34),
+        RGBColor(0, 90, 50),
+        RGBColor(120, 0, 120),
+        RGBColor(0, 0, 160),
     ];
     PALETTE[i % PALETTE.len()]
 }

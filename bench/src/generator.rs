@@ -240,6 +240,11 @@ impl LiveFrames {
         use aya::programs::{TestRun as _, TestRunAttrs, TestRunOptions};
         self.set_share(share)?;
         self.reset_sequence()?;
+        // The frame's first 16 bytes, which the program writes into every frame it sends.
+        for (i, word) in (3..).zip(frame[..16].chunks_exact(4)) {
+            let word: [u8; 4] = word.try_into().expect("4 bytes");
+            self.configure(i, u32::from_ne_bytes(word))?;
+        }
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
         // egress_ifindex.
         let len = u32::try_from(frame.len()).context("frame too long")?;

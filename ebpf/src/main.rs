@@ -113,9 +113,10 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
 /// The generator's settings: `[0]` transmit this many runs out of every 1024; `[1]`
 /// spread frames over this many flows (0 or 1: one); `[2]` give frames this many
 /// distinct source MACs, the frame's own with its last three bytes replaced by the
-/// sequence number modulo the count (0: the frame's own only).
+/// sequence number modulo the count (0: the frame's own only); `[3..7]` the frame's
+/// first 16 bytes, which it writes into every frame it sends (all zero: none).
 #[map]
-static GEN_CONFIG: Array<u32> = Array::with_max_entries(3, 0);
+static GEN_CONFIG: Array<u32> = Array::with_max_entries(7, 0);
 
 /// The generator's per-CPU state: `[0]` the pacing accumulator, `[1]` frames sent, `[2]`
 /// the next sequence number.
@@ -152,6 +153,18 @@ pub fn hairpin_gen(ctx: XdpContext) -> u32 {
     let start = ctx.data();
     if start + probe::OFFSET + probe::LEN > ctx.data_end() {
         return xdp_action::XDP_ABORTED;
+    }
+    // In live-frames mode a page comes back to the generator with whatever its receivers
+    // did to it, and a forwarder that pushes an 802.1Q tag in place (hairpin's fast path)
+    // moves the MACs over the frame's first bytes: they are written again every time.
+    let mut head = [0u8; 16];
+    for i in 0..4 {
+        let word = GEN_CONFIG.get(3 + i as u32).map_or(0, |w| *w);
+        head[4 * i..4 * i + 4].copy_from_slice(&word.to_ne_bytes());
+    }
+    if head != [0; 16] {
+        // SAFETY: the bounds check above covers the frame's first 16 bytes.
+        unsafe { *(start as *mut [u8; 16]) = head };
     }
     let flow = (*seq % flows) as u16;
     let mut stamp = [0u8; probe::LEN];

@@ -245,6 +245,7 @@ struct RunArgs {
     xdp_mode: XdpAttachMode,
     /// Kernel fast path: learned unicast forwarded inside the XDP program, straight to
     /// ports whose drivers take redirected frames; everything else by the workers.
+    /// `auto` sends only to ports in AF_XDP copy mode (see README, Fast path).
     #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
     fast_path: FastPath,
     /// AF_XDP zero-copy: `auto` uses it where the driver can.

@@ -16,7 +16,11 @@
 //! configuration whose interface disappears (deleted, or moved to another namespace)
 //! stays configured, *absent*, and is attached again when an interface of that name
 //! appears; a port added at run time is forgotten instead.
-use std::{net::IpAddr, sync::Arc, time::Instant};
+use std::{
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use hairpin_common::{FastConf, NO_SLOT, PortConf, SlotConf, fast_mode, port_flags, slot_flags};
 
@@ -192,10 +196,14 @@ pub struct Bridge {
     netlink: Netlink,
     /// The devices' XDP features, with the fast path on.
     netdev: Option<Netdev>,
+    /// The ports the fast path sends to, by slot, as last published.
+    fast_egress: Vec<Option<u32>>,
+    /// When the ports' drivers were last asked.
+    fast_checked: Instant,
     host: Option<HostAddresses>,
     epoch: Instant,
     /// When it started, since the Unix epoch.
-    started: std::time::Duration,
+    started: Duration,
     /// The CPU clock, for cycles.
     cpu_hz: Option<u64>,
     /// Ports removed while running, with their counters.
@@ -242,6 +250,11 @@ impl Bridge {
         let netdev = match config.fast_path {
             FastPath::Off => None,
             FastPath::On => Some(Netdev::open().map_err(BridgeError::Netdev)?),
+            // A kernel without the netdev family (before 6.3) cannot say which ports
+            // take redirected frames: `auto` then leaves every frame to the workers.
+            FastPath::Auto => Netdev::open()
+                .inspect_err(|e| tracing::info!("fast path off: {e}"))
+                .ok(),
         };
         let datapath = Datapath::start(
             cores,
@@ -258,6 +271,8 @@ impl Bridge {
             steering,
             netlink,
             netdev,
+            fast_egress: vec![None; MAX_PORTS],
+            fast_checked: Instant::now(),
             host: None,
             epoch: Instant::now(),
             started: std::time::SystemTime::now()
@@ -473,7 +488,7 @@ impl Bridge {
     /// hairpin, role and anti-spoofing list, and the ports it may send to (attached,
     /// up, and with a driver that takes redirected frames).
     fn publish_fast(&mut self) -> Result<(), BridgeError> {
-        let Some(netdev) = self.netdev.as_mut() else {
+        let Some(egress) = self.fast_egress_now() else {
             return Ok(());
         };
         let tables = &self.tables;
@@ -492,7 +507,6 @@ impl Bridge {
             let slot = self.slots.get(usize::from(id)).and_then(Option::as_ref);
             let mut conf = SlotConf::default();
             let mut allowed = Vec::new();
-            let mut egress = None;
             if let Some(slot) = slot {
                 let policy = &slot.config.policy;
                 conf.flags = slot_flags::CONFIGURED;
@@ -514,20 +528,11 @@ impl Bridge {
                     let v = usize::from(vid);
                     conf.members[v / 64] |= 1 << (v % 64);
                 }
-                if let Some(a) = slot.attached.as_ref().filter(|a| a.oper_up) {
-                    match netdev.xdp_features(a.iface.ifindex) {
-                        Ok(f) if f & XDP_ACT_NDO_XMIT != 0 => egress = Some(a.iface.ifindex),
-                        Ok(_) => tracing::debug!(
-                            "{}: takes no redirected frames; the workers send to it",
-                            a.iface.name
-                        ),
-                        Err(e) => tracing::warn!("{}: XDP features: {e}", a.iface.name),
-                    }
-                }
             }
             self.steering
-                .set_fast_slot(u32::from(id), &conf, &allowed, egress)?;
+                .set_fast_slot(u32::from(id), &conf, &allowed, egress[usize::from(id)])?;
         }
+        self.fast_egress = egress;
         let epoch_ns = monotonic_ns().saturating_sub(self.epoch.elapsed().as_nanos() as u64);
         self.steering.set_fast_conf(FastConf {
             mode,
@@ -537,6 +542,66 @@ impl Bridge {
             epoch_ns,
         })?;
         Ok(())
+    }
+
+    /// The ports the fast path may send to now, by slot (`None` with the fast path
+    /// off): attached, up, allowed by `--fast-path` (`auto`: copy mode only), and with a
+    /// driver that takes redirected frames, which the kernel says (a veth's changes with
+    /// its peer's XDP program or GRO).
+    fn fast_egress_now(&mut self) -> Option<Vec<Option<u32>>> {
+        let netdev = self.netdev.as_mut()?;
+        let fast_path = self.config.fast_path;
+        let mut egress = vec![None; MAX_PORTS];
+        for (id, slot) in self.slots.iter().enumerate() {
+            let Some(a) = slot
+                .as_ref()
+                .and_then(|s| s.attached.as_ref())
+                .filter(|a| a.oper_up && fast_path.sends_to(a.zero_copy))
+            else {
+                continue;
+            };
+            match netdev.xdp_features(a.iface.ifindex) {
+                Ok(f) if f & XDP_ACT_NDO_XMIT != 0 => egress[id] = Some(a.iface.ifindex),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("{}: XDP features: {e}", a.iface.name),
+            }
+        }
+        Some(egress)
+    }
+
+    /// Follows the ports' drivers: a port whose driver now takes redirected frames, or
+    /// no longer does (a veth whose peer lost its XDP program or GRO), is given to the
+    /// fast path or taken from it. Asked every tick: the kernel sends no link event
+    /// for it. At most once a second.
+    fn follow_fast_egress(&mut self) {
+        if self.fast_checked.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.fast_checked = Instant::now();
+        let Some(now) = self.fast_egress_now() else {
+            return;
+        };
+        if now == self.fast_egress {
+            return;
+        }
+        for (id, (was, is)) in self.fast_egress.iter().zip(&now).enumerate() {
+            if was.is_some() != is.is_some()
+                && let Some(name) = self.slots[id].as_ref().map(|s| &s.config.name)
+            {
+                if is.is_some() {
+                    tracing::info!(
+                        "{name}: takes redirected frames now; the fast path sends to it"
+                    );
+                } else {
+                    tracing::info!(
+                        "{name}: takes no redirected frames now; the workers send to it"
+                    );
+                }
+            }
+        }
+        if let Err(e) = self.publish_fast() {
+            tracing::error!("updating the fast path: {e}");
+        }
     }
 
     fn build_tables(&self, slots: &[Option<Slot>]) -> Result<Tables, TablesError> {
@@ -1025,6 +1090,7 @@ impl Bridge {
             }
             Err(e) => tracing::warn!("reading link changes: {e}"),
         }
+        self.follow_fast_egress();
         let aged = self.fdb.age(self.now(), self.config.fdb_max_age);
         if aged > 0 {
             tracing::debug!("aged out {aged} MAC table entries");
@@ -1287,7 +1353,7 @@ impl Bridge {
     /// they count from the slot's [`Slot::baseline`].
     fn port_queues(&self, snapshot: &Snapshot, id: PortId) -> Vec<PortQueueSnapshot> {
         let mut queues = snapshot.port_queues(id).to_vec();
-        if self.config.fast_path == FastPath::On {
+        if self.netdev.is_some() {
             let slot = u32::from(id);
             for (queue, q) in (0u32..).zip(&mut queues) {
                 // Unreadable counters (never expected) count as none, as the kernel's

@@ -7,7 +7,7 @@
 //! queues = 2
 //! cores = [2, 3]
 //! xdp_mode = "auto"          # auto | native | generic
-//! fast_path = "off"          # on | off: learned unicast forwarded inside XDP
+//! fast_path = "auto"         # auto | on | off: learned unicast forwarded inside XDP
 //! zero_copy = "auto"         # auto | on | off
 //! ring_size = 2048
 //! frame_size = 2048

@@ -130,16 +130,33 @@ pub enum XdpAttachMode {
     Generic,
 }
 
-/// The kernel fast path (`--fast-path on|off`): learned unicast forwarded inside the
-/// XDP program, everything else by the workers.
+/// The kernel fast path (`--fast-path auto|on|off`): learned unicast forwarded inside
+/// the XDP program, everything else by the workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FastPath {
-    /// Frames whose fate is certain go straight to their egress port from XDP.
+    /// To the ports whose AF_XDP sockets run in copy mode, where the workers' transmit
+    /// builds an skb for every frame (the fast path measured 5x the workers there); a
+    /// port bound zero-copy is left to the workers, whose transmit is cheap there.
+    #[default]
+    Auto,
+    /// Frames whose fate is certain go straight to their egress port from XDP, whatever
+    /// the port's socket mode.
     On,
     /// Every frame goes through the AF_XDP workers.
-    #[default]
     Off,
+}
+
+impl FastPath {
+    /// Whether the fast path may send to a port whose sockets are bound zero-copy
+    /// (`zero_copy`) or not.
+    pub fn sends_to(self, zero_copy: bool) -> bool {
+        match self {
+            Self::Auto => !zero_copy,
+            Self::On => true,
+            Self::Off => false,
+        }
+    }
 }
 
 /// The mode an attachment ended up in.

@@ -1,5 +1,6 @@
 //! The kernel fast path seen through the counters: a known flow takes it and is counted
-//! on both ports, and a station that moves is followed by the very next frame.
+//! on both ports, a station that moves is followed by the very next frame, and a port
+//! that stops taking redirected frames goes back to the workers.
 use std::{
     thread,
     time::{Duration, Instant},
@@ -48,20 +49,19 @@ fn counters(bridge: &hairpin::control::bridge::Bridge) -> Vec<PortCounters> {
     bridge.ports().into_iter().map(|p| p.counters).collect()
 }
 
-/// Waits until port `port` has sent `more` frames by the fast path beyond `before`, or
-/// 5 s; returns the counters then.
-fn wait_fast_tx(
+/// Waits until counter `f` of port `port` has counted `more` beyond `before`, or 5 s;
+/// returns the counters then.
+fn wait_for(
     bridge: &hairpin::control::bridge::Bridge,
     before: &[PortCounters],
     port: usize,
+    f: fn(&PortCounters) -> u64,
     more: u64,
 ) -> Vec<PortCounters> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let now = counters(bridge);
-        if now[port].fast_tx_packets - before[port].fast_tx_packets >= more
-            || Instant::now() > deadline
-        {
+        if delta(before, &now, port, f) >= more || Instant::now() > deadline {
             return now;
         }
         thread::sleep(Duration::from_millis(20));
@@ -76,7 +76,7 @@ fn a_known_flow_takes_the_fast_path_and_follows_a_moved_station() {
     for vm in &topo.vms {
         vm.run("ethtool", &["-K", "eth0", "gro", "on"]).unwrap();
     }
-    let bridge = topo.start(TestConfig {
+    let mut bridge = topo.start(TestConfig {
         fast_path: FastPath::On,
         ..TestConfig::default()
     });
@@ -87,7 +87,7 @@ fn a_known_flow_takes_the_fast_path_and_follows_a_moved_station() {
     // A known flow: vm1 to vm0, all by the fast path, counted on both ports.
     let before = counters(&bridge);
     send_raw(&topo.vms[1], "eth0", &frames(wanderer, sender, BURST));
-    let after = wait_fast_tx(&bridge, &before, 0, u64::from(BURST));
+    let after = wait_for(&bridge, &before, 0, |c| c.fast_tx_packets, u64::from(BURST));
     assert_eq!(
         delta(&before, &after, 0, |c| c.fast_tx_packets),
         u64::from(BURST),
@@ -117,7 +117,7 @@ fn a_known_flow_takes_the_fast_path_and_follows_a_moved_station() {
     }
     let before = counters(&bridge);
     send_raw(&topo.vms[1], "eth0", &frames(wanderer, sender, BURST));
-    let after = wait_fast_tx(&bridge, &before, 2, u64::from(BURST));
+    let after = wait_for(&bridge, &before, 2, |c| c.fast_tx_packets, u64::from(BURST));
     assert_eq!(
         delta(&before, &after, 2, |c| c.fast_tx_packets),
         u64::from(BURST),
@@ -127,6 +127,26 @@ fn a_known_flow_takes_the_fast_path_and_follows_a_moved_station() {
         delta(&before, &after, 0, |c| c.fast_tx_packets),
         0,
         "none to the old one: {after:?}"
+    );
+
+    // vm2's end stops taking redirected frames (GRO off): within a second the bridge
+    // gives its port back to the workers, and the flow goes on, none of it lost.
+    topo.vms[2]
+        .run("ethtool", &["-K", "eth0", "gro", "off"])
+        .unwrap();
+    thread::sleep(Duration::from_millis(1100));
+    bridge.tick();
+    let before = counters(&bridge);
+    send_raw(&topo.vms[1], "eth0", &frames(wanderer, sender, BURST));
+    let after = wait_for(&bridge, &before, 2, |c| c.tx_packets, u64::from(BURST));
+    assert!(
+        delta(&before, &after, 2, |c| c.tx_packets) >= u64::from(BURST),
+        "the workers sent the flow: {after:?}"
+    );
+    assert_eq!(
+        delta(&before, &after, 2, |c| c.fast_tx_packets),
+        0,
+        "the fast path sent none of it: {after:?}"
     );
 
     // The ledger of the whole run: every frame the fast path received went out.
