@@ -571,8 +571,8 @@ impl Bridge {
 
     /// Follows the ports' drivers: a port whose driver now takes redirected frames, or
     /// no longer does (a veth whose peer lost its XDP program or GRO), is given to the
-    /// fast path or taken from it. Asked every tick: the kernel sends no link event
-    /// for it. At most once a second.
+    /// fast path or taken from it. Called every tick, it asks at most once a second:
+    /// the kernel sends no link event for it.
     fn follow_fast_egress(&mut self) {
         if self.fast_checked.elapsed() < Duration::from_secs(1) {
             return;
