@@ -107,7 +107,7 @@ impl Default for BridgeConfig {
             cores: None,
             datapath: DatapathConfig::default(),
             group_fwd_mask: 0,
-            fast_path: FastPath::Off,
+            fast_path: FastPath::default(),
         }
     }
 }
