@@ -16,7 +16,9 @@
 //!   downlink's frames to the uplink, the uplink's to the destination's downlink;
 //!   `passthru` the other port;
 //! - the egress port is in `EGRESS` (up, and able to take redirected frames); when it is
-//!   not, the frame goes to the workers, counted as `fast_fallback`.
+//!   not, the frame goes to the workers, counted as `fast_fallback`;
+//! - the frame is in one buffer: a jumbo frame of several (multi-buffer XDP) goes to the
+//!   workers, since not every driver takes them redirected (`NDO_XMIT_SG`).
 //!
 //! The 802.1Q tag is pushed, popped or rewritten here as the workers would
 //! (`switch::vlan`), with `bpf_xdp_adjust_head`.
@@ -79,13 +81,14 @@ enum Retag {
     Rewrite(u16),
 }
 
-/// Tries the fast path for the frame in `ctx`, received on port `slot`, queue `queue`.
+/// Tries the fast path for the frame in `ctx`, received on port `slot`, queue `queue`;
+/// `fragmented`: it has more buffers than the first.
 #[inline(always)]
-pub fn try_forward(ctx: &XdpContext, slot: u32, queue: u32) -> Fast {
+pub fn try_forward(ctx: &XdpContext, slot: u32, queue: u32, fragmented: bool) -> Fast {
     let Some(conf) = FAST_CONF.get(0) else {
         return Fast::No;
     };
-    if conf.mode == fast_mode::OFF {
+    if conf.mode == fast_mode::OFF || fragmented {
         return Fast::No;
     }
     let Some(ingress) = SLOT_CONF.get(slot) else {

@@ -8,6 +8,11 @@
 //! bound to its queue, or when it is addressed to the host's own MAC on that port (or is an
 //! ARP request or IPv6 neighbour solicitation for one of the host's addresses there).
 //!
+//! The program takes multi-buffer frames (`xdp.frags`): a jumbo frame on a port of MTU
+//! 9000 arrives as a first buffer and fragments, and reaches the AF_XDP socket whole (as
+//! a chain of descriptors). Every decision here reads the first buffer only; counters
+//! count the whole frame.
+//!
 //! Two more programs serve the benchmark (`bench/`): `hairpin_gen`, its traffic
 //! generator, and `hairpin_sink`, its counting, latency-measuring sink.
 //!
@@ -24,7 +29,7 @@ mod fast;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::bpf_ktime_get_ns,
+    helpers::{bpf_ktime_get_ns, bpf_xdp_get_buff_len},
     macros::{map, xdp},
     maps::{Array, HashMap, PerCpuArray, XskMap},
     programs::XdpContext,
@@ -56,7 +61,7 @@ static QUEUE_STATS: PerCpuArray<QueueStats> = PerCpuArray::with_max_entries(MAX_
 /// Length of an Ethernet destination MAC.
 const MAC_LEN: usize = 6;
 
-#[xdp]
+#[xdp(frags)]
 pub fn hairpin(ctx: XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
     // SAFETY: the map holds plain `PortConf` values that user space updates whole; a
@@ -69,14 +74,17 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
     let Some(index) = xsk_index(port.slot, queue) else {
         return xdp_action::XDP_PASS;
     };
-    let len = (ctx.data_end() - ctx.data()) as u64;
+    // The whole frame, fragments included.
+    // SAFETY: the helper reads the program's own context.
+    let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+    let fragmented = len > (ctx.data_end() - ctx.data()) as u64;
     let stats = QUEUE_STATS.get_ptr_mut(index);
 
     let mut fast = fast::Fast::No;
     let action = if port.flags & port_flags::STEER == 0 || is_for_host(&ctx, port) {
         xdp_action::XDP_PASS
     } else {
-        fast = fast::try_forward(&ctx, port.slot, queue);
+        fast = fast::try_forward(&ctx, port.slot, queue, fragmented);
         if matches!(fast, fast::Fast::Sent) {
             xdp_action::XDP_REDIRECT
         } else {
@@ -208,7 +216,8 @@ static SINK_FLOWS: Array<u64> = Array::with_max_entries(probe::MAX_FLOWS, 0);
 /// The benchmark's sink: counts every frame, and for a frame with the generator's
 /// [`probe`] (untagged, or under one 802.1Q tag) records its one-way latency (same host,
 /// same clock) and whether it arrived after a later frame of its flow; then drops it.
-#[xdp]
+/// Jumbo frames too (`xdp.frags`): it reads the first buffer only.
+#[xdp(frags)]
 pub fn hairpin_sink(ctx: XdpContext) -> u32 {
     count(sink_stat::FRAMES);
     let start = ctx.data();

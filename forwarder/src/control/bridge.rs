@@ -35,7 +35,8 @@ use super::{
 use crate::{
     datapath::{
         Datapath, DatapathConfig, DatapathError, PortQueues, Snapshot, pick_cores,
-        stats::PortQueueSnapshot, xsk::HEADROOM,
+        stats::PortQueueSnapshot,
+        xsk::{HEADROOM, MAX_CHAIN},
     },
     switch::{
         Fdb, GROUP_FWD_RESTRICTED, MAX_PORTS, Mode, PortId, PortPolicy, PortSet, Role, Tables,
@@ -168,6 +169,8 @@ struct Attached {
     iface: Interface,
     xdp: AttachedMode,
     zero_copy: bool,
+    /// Its sockets take frames longer than a UMEM frame, as chains.
+    multi_buffer: bool,
     oper_up: bool,
     mtu: u32,
 }
@@ -324,6 +327,7 @@ impl Bridge {
         };
         let sockets = self.datapath.open(&queues)?;
         let zero_copy = sockets.zero_copy();
+        let multi_buffer = sockets.multi_buffer();
         // The slot is marked attached before anything else, so that undoing a failure
         // half-way finds what to undo.
         let baseline = self.port_queues(&self.datapath.snapshot(), id);
@@ -333,6 +337,7 @@ impl Bridge {
             iface: iface.clone(),
             xdp: AttachedMode::Generic,
             zero_copy,
+            multi_buffer,
             oper_up: link.oper_up,
             mtu: link.mtu,
         });
@@ -676,19 +681,20 @@ impl Bridge {
             .map(|i| i as PortId)
     }
 
-    /// Logs once when the interface's MTU is more than a UMEM frame carries.
+    /// Warns when the interface's MTU is more than hairpin carries on it (at attach and
+    /// at every MTU change): no frame vanishes without a word.
     fn check_mtu(&self, id: PortId, mtu: u32) {
-        let largest = self.config.datapath.frame_size - HEADROOM;
-        let carried = largest - ETHERNET_HEADER_LEN as u32;
-        if mtu > carried {
-            tracing::warn!(
-                "{}: MTU {mtu} is more than a {}-byte UMEM frame carries: the largest frame that \
-                 passes is {largest} bytes (MTU {carried}, {} with a VLAN tag); longer ones are \
-                 dropped by the kernel and counted as kernel_rx_dropped",
-                self.slot(id).config.name,
-                self.config.datapath.frame_size,
-                carried - vlan::TAG_LEN as u32,
-            );
+        let Some(a) = self.slot(id).attached.as_ref() else {
+            return;
+        };
+        if let Some(warning) = mtu_warning(
+            &a.iface.name,
+            mtu,
+            self.config.datapath.frame_size,
+            a.multi_buffer,
+            a.zero_copy,
+        ) {
+            tracing::warn!("{warning}");
         }
     }
 
@@ -1552,4 +1558,96 @@ fn worker_count(config: &BridgeConfig, ifaces: &[Interface]) -> Result<usize, Br
         .into());
     }
     Ok(queues as usize)
+}
+/// The largest frame (Ethernet header included, FCS not) hairpin carries through a
+/// port: a chain of [`MAX_CHAIN`] UMEM frames where its sockets take chains, else one.
+pub fn largest_frame(frame_size: u32, multi_buffer: bool) -> u32 {
+    let buffers = if multi_buffer { MAX_CHAIN as u32 } else { 1 };
+    buffers * (frame_size - HEADROOM)
+}
+
+/// What to tell the operator when port `name`'s MTU is more than hairpin carries on it,
+/// if it is.
+fn mtu_warning(
+    name: &str,
+    mtu: u32,
+    frame_size: u32,
+    multi_buffer: bool,
+    zero_copy: bool,
+) -> Option<String> {
+    let largest = largest_frame(frame_size, multi_buffer);
+    let carried = largest - ETHERNET_HEADER_LEN as u32;
+    if mtu <= carried {
+        return None;
+    }
+    let (why, counted) = if multi_buffer {
+        (
+            format!("a frame takes at most {MAX_CHAIN} UMEM frames of {frame_size} bytes"),
+            "oversize",
+        )
+    } else if zero_copy {
+        (
+            format!(
+                "its zero-copy sockets take no multi-buffer frames: one UMEM frame of \
+                 {frame_size} bytes (--frame-size 4096 carries more, --zero-copy off all)"
+            ),
+            "kernel_rx_dropped",
+        )
+    } else {
+        (
+            format!(
+                "this kernel has no AF_XDP multi-buffer (Linux 6.6): one UMEM frame of \
+                 {frame_size} bytes"
+            ),
+            "kernel_rx_dropped",
+        )
+    };
+    Some(format!(
+        "{name}: MTU {mtu} is more than hairpin carries ({why}): the largest frame that passes \
+         is {largest} bytes (MTU {carried}, {} with a VLAN tag); longer ones are dropped and \
+         counted as {counted}",
+        carried - vlan::TAG_LEN as u32,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_frame_is_a_whole_chain_of_umem_frames_or_one() {
+        assert_eq!(largest_frame(2048, false), 1792);
+        assert_eq!(largest_frame(2048, true), 16 * 1792);
+        assert_eq!(largest_frame(4096, true), 16 * 3840);
+    }
+
+    #[test]
+    fn an_mtu_over_what_passes_is_told_with_the_largest_frame_and_why() {
+        // MTU 9000 with multi-buffer sockets: carried, no word.
+        assert_eq!(mtu_warning("p0", 9000, 2048, true, false), None);
+        assert_eq!(mtu_warning("p0", 1778, 2048, false, false), None);
+        // One byte over one UMEM frame, copy mode on an old kernel.
+        let w = mtu_warning("p0", 1779, 2048, false, false).unwrap();
+        assert!(
+            w.starts_with("p0: MTU 1779 is more than hairpin carries"),
+            "{w}"
+        );
+        assert!(
+            w.contains("largest frame that passes is 1792 bytes (MTU 1778, 1774 with a VLAN tag)"),
+            "{w}"
+        );
+        assert!(
+            w.contains("no AF_XDP multi-buffer") && w.ends_with("kernel_rx_dropped"),
+            "{w}"
+        );
+        // Zero-copy: says how to carry more.
+        let w = mtu_warning("eth1", 9000, 2048, false, true).unwrap();
+        assert!(
+            w.contains("zero-copy") && w.contains("--zero-copy off"),
+            "{w}"
+        );
+        // Past a whole chain.
+        let w = mtu_warning("p1", 65000, 2048, true, false).unwrap();
+        assert!(w.contains("28672 bytes") && w.ends_with("oversize"), "{w}");
+    }
 }

@@ -25,7 +25,7 @@ use crate::switch::DropReason;
 pub const INTERVAL: Duration = Duration::from_secs(10);
 
 /// Reasons worth a warning, with what they mean.
-const TROUBLE: [(&str, &str); 11] = [
+const TROUBLE: [(&str, &str); 12] = [
     (DropReason::Runt.name(), "shorter than an Ethernet header"),
     (
         DropReason::BadSourceMac.name(),
@@ -46,6 +46,10 @@ const TROUBLE: [(&str, &str); 11] = [
     ),
     (DropReason::NoFreeFrame.name(), "no free UMEM frame"),
     (DropReason::NoHeadroom.name(), "no room to push a VLAN tag"),
+    (
+        DropReason::Oversize.name(),
+        "longer than hairpin carries (see the MTU warning at start)",
+    ),
     (
         "kernel_rx_ring_full",
         "the socket's RX ring was full: hairpin fell behind",

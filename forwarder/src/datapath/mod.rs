@@ -230,6 +230,7 @@ pub struct PortSockets {
     /// One per queue, queue `q` at index `q`.
     sockets: Vec<Socket>,
     zero_copy: bool,
+    sg: bool,
 }
 
 impl PortSockets {
@@ -241,6 +242,11 @@ impl PortSockets {
     /// Whether they bound zero-copy.
     pub fn zero_copy(&self) -> bool {
         self.zero_copy
+    }
+
+    /// Whether they take frames longer than a UMEM frame, as chains (`XDP_USE_SG`).
+    pub fn multi_buffer(&self) -> bool {
+        self.sg
     }
 }
 
@@ -308,6 +314,8 @@ pub struct Datapath {
     config: DatapathConfig,
     cores: Vec<usize>,
     panicked: usize,
+    /// The kernel takes `XDP_USE_SG` (until a bind says otherwise: Linux before 6.6).
+    sg: AtomicBool,
 }
 
 impl Datapath {
@@ -333,6 +341,7 @@ impl Datapath {
             config: config.clone(),
             cores,
             panicked: 0,
+            sg: AtomicBool::new(true),
         };
         datapath.spawn_workers(&tables, &reply_to)?;
         Ok(datapath)
@@ -368,6 +377,7 @@ impl Datapath {
                 epoch,
                 busy_poll: self.config.busy_poll,
                 latency: latency::Recorder::new(Arc::clone(&histogram)),
+                max_chain: 1,
             };
             worker.prime();
             let core = self.cores[w];
@@ -427,6 +437,7 @@ impl Datapath {
                 queue,
                 zero_copy,
                 shared_with,
+                sg: self.multi_buffer(zero_copy),
             };
             let created = match self.bind(&self.umems[w], bind) {
                 Err(e)
@@ -439,7 +450,15 @@ impl Datapath {
                         port.name
                     );
                     zero_copy = false;
-                    self.bind(&self.umems[w], Bind { zero_copy, ..bind })
+                    let sg = self.multi_buffer(false);
+                    self.bind(
+                        &self.umems[w],
+                        Bind {
+                            zero_copy,
+                            sg,
+                            ..bind
+                        },
+                    )
                 }
                 other => other,
             };
@@ -468,18 +487,46 @@ impl Datapath {
             id: port.id,
             sockets,
             zero_copy,
+            sg: self.multi_buffer(zero_copy),
         })
+    }
+
+    /// Whether sockets bound `zero_copy` (or not) take chains: copy-mode sockets do,
+    /// where the kernel can (`XDP_USE_SG`, Linux 6.6). Zero-copy ones do not yet: each
+    /// driver joins at most its own number of buffers (`xdp_zc_max_segs`), which hairpin
+    /// does not read yet, so a zero-copy port carries frames of one UMEM frame.
+    fn multi_buffer(&self, zero_copy: bool) -> bool {
+        !zero_copy && self.sg.load(Ordering::Relaxed)
     }
 
     /// Creates and binds one socket. The kernel releases a closed socket's hold on its
     /// queue from a work item: right after another process (or an earlier run, or a port
     /// just removed) let go of this queue, binding can fail with EBUSY for a moment.
+    ///
+    /// A kernel that does not know `XDP_USE_SG` (before 6.6) refuses it with EINVAL: the
+    /// socket is bound without it, and so is every socket after it.
     fn bind(&self, umem: &Umem, bind: Bind) -> std::io::Result<Socket> {
         let deadline = Instant::now() + BIND_BUSY_WAIT;
         loop {
             match Socket::new(umem, self.config.ring_size, bind) {
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
                     thread::sleep(Duration::from_millis(20));
+                }
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EINVAL)
+                        && bind.sg
+                        && bind.shared_with.is_none() =>
+                {
+                    let without = self.bind(umem, Bind { sg: false, ..bind });
+                    if without.is_ok() {
+                        tracing::warn!(
+                            "AF_XDP multi-buffer (XDP_USE_SG) is not available ({e}): frames \
+                             longer than a UMEM frame ({} bytes) are dropped",
+                            umem.room()
+                        );
+                        self.sg.store(false, Ordering::Relaxed);
+                    }
+                    return without;
                 }
                 other => return other,
             }
@@ -490,6 +537,7 @@ impl Datapath {
     /// returns once all have.
     pub fn attach(&mut self, port: &PortQueues, sockets: PortSockets) -> Result<(), DatapathError> {
         debug_assert_eq!(port.id, sockets.id);
+        let sockets_sg = sockets.sg;
         let mut sockets = sockets.sockets.into_iter();
         for w in 0..self.workers.len() {
             let socket = sockets.next().map(Box::new);
@@ -502,6 +550,7 @@ impl Datapath {
                     id: port.id,
                     queues: port.queues,
                     socket,
+                    sg: sockets_sg,
                 },
             );
         }

@@ -5,6 +5,8 @@
 //! 1. takes up to [`BATCH`] frames from each of its sockets' RX rings, asks
 //!    [`decide`] what to do with each, and queues it for its egress port — the same
 //!    descriptor, no copy — or hands a copy to the worker owning the egress queue;
+//!    a jumbo frame is a chain of buffers ([`xsk::frames`]), decided on its first
+//!    buffer (where a tag is pushed or popped too) and queued as the same chain;
 //! 2. takes the frames other workers handed it;
 //! 3. puts everything queued on the TX rings in one batch per port, then kicks the
 //!    kernel where it asks;
@@ -43,7 +45,7 @@ use super::{
     holders::Holders,
     latency::Recorder,
     stats::WorkerCounters,
-    xsk::{self, Desc, Kick, Socket, Umem},
+    xsk::{self, Desc, Kick, MAX_CHAIN, Socket, Umem},
 };
 use crate::{
     switch::{
@@ -53,8 +55,12 @@ use crate::{
     sys,
 };
 
-/// Descriptors taken from a ring at once.
+/// Frames taken from a ring at once.
 pub const BATCH: usize = 64;
+
+/// Descriptors taken from an RX ring at once at most: a batch, and the rest of a chain
+/// that began in it.
+const RX_BATCH: usize = BATCH + MAX_CHAIN;
 
 /// Idle turns before the worker sleeps in `poll`.
 const SPIN_TURNS: u32 = 512;
@@ -82,11 +88,13 @@ pub(super) enum Command {
     /// Decide with these tables from now on.
     Tables(Arc<Tables>),
     /// Port `id`, with `queues` RX queues, joins; `socket` is this worker's socket on it,
-    /// if the port has this worker's queue.
+    /// if the port has this worker's queue. `sg`: the worker's sockets take chains
+    /// (`XDP_USE_SG`; the same for every socket of a UMEM).
     Attach {
         id: PortId,
         queues: u32,
         socket: Option<Box<Socket>>,
+        sg: bool,
     },
     /// Port `id` leaves: close this worker's socket on it, if any.
     Detach { id: PortId },
@@ -116,6 +124,8 @@ pub(super) struct WorkerPort {
     pub tx_backlog: bool,
     /// Since when the port has been leaving (see the module docs).
     pub closing: Option<Instant>,
+    /// Dropping the rest of a chain far longer than [`MAX_CHAIN`].
+    pub discarding: bool,
 }
 
 impl WorkerPort {
@@ -129,6 +139,7 @@ impl WorkerPort {
             in_tx: 0,
             tx_backlog: false,
             closing: None,
+            discarding: false,
         }
     }
 }
@@ -172,6 +183,9 @@ pub(super) struct Worker {
     pub busy_poll: bool,
     /// Time from reading the RX rings to submitting the TX rings, per busy turn.
     pub latency: Recorder,
+    /// The longest chain its sockets take: [`MAX_CHAIN`] when they were bound with
+    /// `XDP_USE_SG`, else 1.
+    pub max_chain: usize,
 }
 
 impl Worker {
@@ -190,7 +204,7 @@ impl Worker {
         // A second handle to the UMEM, so frame data can be read while `self` is
         // borrowed mutably to queue it.
         let umem = Arc::clone(&self.umem);
-        let mut batch = [Desc::default(); BATCH];
+        let mut batch = [Desc::default(); RX_BATCH];
         let mut pollfds = self.pollfds();
         let mut idle = 0u32;
         let mut turns = 0u32;
@@ -276,9 +290,17 @@ impl Worker {
             self.seq += 1;
             match command {
                 Command::Tables(tables) => self.tables = tables,
-                Command::Attach { id, queues, socket } => {
+                Command::Attach {
+                    id,
+                    queues,
+                    socket,
+                    sg,
+                } => {
                     self.queues[usize::from(id)] = queues;
                     if let Some(socket) = socket {
+                        // Every socket of a UMEM takes chains or none does.
+                        self.max_chain = if sg { MAX_CHAIN } else { 1 };
+                        self.mailboxes[self.index].set_max_chain(self.max_chain);
                         self.ports.push(WorkerPort::new(id, *socket));
                         let i = self.ports.len() - 1;
                         self.refill(i);
@@ -348,12 +370,11 @@ impl Worker {
             self.index
         );
         let reclaimed = chunks.len();
-        self.pool.extend(chunks.into_iter().map(|chunk| {
-            self.umem.reset(Desc {
-                addr: chunk,
-                len: 0,
-            })
-        }));
+        self.pool.extend(
+            chunks
+                .into_iter()
+                .map(|chunk| self.umem.reset(Desc::new(chunk, 0))),
+        );
         // Counted as gone so the ledger balances also if the kernel kept one.
         self.total_frames -= held - reclaimed.min(held);
         self.counters.total_frames.set(self.total_frames as u64);
@@ -362,130 +383,197 @@ impl Worker {
         true
     }
 
-    /// Takes one RX batch from `ports[i]` and decides every frame in it.
+    /// Takes one RX batch from `ports[i]` and decides every frame in it; returns how
+    /// many descriptors it took.
     #[inline]
     fn receive(
         &mut self,
         umem: &Umem,
         i: usize,
-        batch: &mut [Desc; BATCH],
+        batch: &mut [Desc; RX_BATCH],
         now: u32,
         wake: &mut u64,
     ) -> usize {
         let port = &mut self.ports[i];
         let rx = &mut port.socket.rx;
-        let n = (rx.available() as usize).min(BATCH);
-        if n == 0 {
+        let ready = (rx.available() as usize).min(RX_BATCH);
+        if ready == 0 {
             return 0;
         }
-        for (j, slot) in batch[..n].iter_mut().enumerate() {
-            *slot = xsk::from_xdp(rx.get(j as u32));
-            self.holders.take(slot.addr);
+        // Whole frames only: the kernel publishes a chain's buffers together, and one
+        // not yet whole waits for the next turn.
+        let (mut n, mut whole) = (0, 0);
+        while n < ready {
+            batch[n] = xsk::from_xdp(rx.get(n as u32));
+            n += 1;
+            if !batch[n - 1].more {
+                whole = n;
+                if n >= BATCH {
+                    break;
+                }
+            }
         }
-        rx.release(n as u32);
-        port.in_fill -= n;
-        let ingress = port.id;
         let counters = Arc::clone(&self.counters);
-        let c = counters.port(ingress);
-        if port.closing.is_some() {
-            c.drops[DropReason::PortDown as usize].add(n as u64);
-            self.pool.extend_from_slice(&batch[..n]);
-            return n;
+        let c = counters.port(port.id);
+        let taken = if port.discarding || (whole == 0 && n == RX_BATCH) {
+            // A chain longer than a whole RX batch (far over MAX_CHAIN): dropped buffer by
+            // buffer as it comes, counted once, at its end.
+            let end = batch[..n].iter().position(|d| !d.more).map_or(n, |p| p + 1);
+            port.discarding = batch[end - 1].more;
+            if !port.discarding {
+                c.drop(DropReason::Oversize);
+            }
+            whole = 0;
+            end
+        } else {
+            whole
+        };
+        if taken == 0 {
+            return 0; // a chain not yet whole
         }
-        let mut bytes = 0;
-        for &desc in &batch[..n] {
-            // SAFETY: `desc` came off this worker's RX ring, so it is a frame of `umem`
-            // that the kernel has handed over; nothing writes it until it is queued again.
-            let data = unsafe { umem.data(desc) };
-            bytes += data.len() as u64;
+        for desc in &batch[..taken] {
+            self.holders.take(desc.addr);
+        }
+        rx.release(taken as u32);
+        port.in_fill -= taken;
+        let ingress = port.id;
+        if whole == 0 {
+            self.pool.extend_from_slice(&batch[..taken]);
+            return taken;
+        }
+        if port.closing.is_some() {
+            let frames = batch[..taken].iter().filter(|d| !d.more).count();
+            c.drops[DropReason::PortDown as usize].add(frames as u64);
+            self.pool.extend_from_slice(&batch[..taken]);
+            return taken;
+        }
+        let (mut frames, mut bytes) = (0, 0);
+        for chain in xsk::frames(&batch[..whole]) {
+            frames += 1;
+            bytes += chain.iter().map(|d| u64::from(d.len)).sum::<u64>();
+            if chain.len() > self.max_chain {
+                c.drop(DropReason::Oversize);
+                self.pool.extend_from_slice(chain);
+                continue;
+            }
+            // SAFETY: the chain came off this worker's RX ring, so its buffers are frames
+            // of `umem` that the kernel has handed over; nothing writes them until they
+            // are queued again.
+            let data = unsafe { umem.data(chain[0]) };
             let verdict = decide(&self.tables, data, ingress, now);
             match verdict.action {
-                Action::Forward(egress) => self.send(umem, desc, egress, verdict.vlan, wake),
+                Action::Forward(egress) => self.send(umem, chain, egress, verdict.vlan, wake),
                 Action::Flood(ports) => {
                     let mut rest = ports.iter().peekable();
                     while let Some(egress) = rest.next() {
                         if rest.peek().is_none() {
                             // The last port gets the received frame itself, once every
                             // copy is made.
-                            self.send(umem, desc, egress, verdict.vlan, wake);
-                        } else if self.copy_to(umem, data, egress, verdict.vlan, wake) {
+                            self.send(umem, chain, egress, verdict.vlan, wake);
+                        } else if self.copy_to(umem, chain, egress, verdict.vlan, wake) {
                             c.flood_copies.add(1);
                         }
                     }
                 }
                 Action::Drop(reason) => {
                     c.drop(reason);
-                    self.pool.push(desc);
+                    self.pool.extend_from_slice(chain);
                 }
             }
         }
-        c.rx_packets.add(n as u64);
+        c.rx_packets.add(frames);
         c.rx_bytes.add(bytes);
-        n
+        whole
     }
 
-    /// Queues the frame `desc`, of VLAN `vlan`, for `egress`: retagged in place on the
+    /// Queues the frame `chain`, of VLAN `vlan`, for `egress`: retagged in place on the
     /// local TX batch, or as a copy handed to the worker that owns the port's queue.
     #[inline]
-    fn send(&mut self, umem: &Umem, desc: Desc, egress: PortId, vlan: Classified, wake: &mut u64) {
+    fn send(
+        &mut self,
+        umem: &Umem,
+        chain: &[Desc],
+        egress: PortId,
+        vlan: Classified,
+        wake: &mut u64,
+    ) {
         match self.routes[egress as usize] {
             Route::Local(j) => {
                 let retag = self.tables.vlans.retag(vlan, egress);
-                // SAFETY: the worker owns `desc` (off its RX ring, on no other queue), and
-                // no slice of it is alive.
-                match unsafe { retag_in_place(umem, desc, retag) } {
-                    Some(out) => self.ports[j].pending.push(out),
+                // SAFETY: the worker owns the chain (off its RX ring, on no other queue),
+                // and no slice of it is alive.
+                match unsafe { retag_in_place(umem, chain[0], retag) } {
+                    Some(first) => {
+                        let pending = &mut self.ports[j].pending;
+                        pending.push(first);
+                        pending.extend_from_slice(&chain[1..]);
+                    }
                     None => {
                         self.counters.port(egress).drop(DropReason::NoHeadroom);
-                        self.pool.push(desc);
+                        self.pool.extend_from_slice(chain);
                     }
                 }
             }
             Route::Remote(_) => {
-                // SAFETY: as above; the slice is dropped before the frame goes back.
-                let data = unsafe { umem.data(desc) };
-                self.copy_to(umem, data, egress, vlan, wake);
-                self.pool.push(desc);
+                self.copy_to(umem, chain, egress, vlan, wake);
+                self.pool.extend_from_slice(chain);
             }
             Route::Gone => {
                 self.counters.port(egress).drop(DropReason::PortDown);
-                self.pool.push(desc);
+                self.pool.extend_from_slice(chain);
             }
         }
     }
 
-    /// Queues a copy of `data`, of VLAN `vlan`, retagged for `egress`. Returns whether a
-    /// copy was queued.
+    /// Queues a copy of the frame `chain`, of VLAN `vlan`, retagged for `egress`.
+    /// Returns whether a copy was queued.
     fn copy_to(
         &mut self,
         umem: &Umem,
-        data: &[u8],
+        chain: &[Desc],
         egress: PortId,
         vlan: Classified,
         wake: &mut u64,
     ) -> bool {
         let c = self.counters.port(egress);
         let mut tag = [0; TAG_LEN];
-        let parts = vlan::retagged_parts(data, self.tables.vlans.retag(vlan, egress), &mut tag);
+        // SAFETY: the worker owns the chain (see `receive`); these slices end before
+        // it is queued or freed.
+        let first = unsafe { umem.data(chain[0]) };
+        let head = vlan::retagged_parts(first, self.tables.vlans.retag(vlan, egress), &mut tag);
+        let mut parts: [&[u8]; MAX_CHAIN + 2] = [&[]; MAX_CHAIN + 2];
+        parts[..3].copy_from_slice(&head);
+        for (part, &buffer) in parts[3..].iter_mut().zip(&chain[1..]) {
+            // SAFETY: as above.
+            *part = unsafe { umem.data(buffer) };
+        }
+        let parts = &parts[..chain.len() + 2];
         match self.routes[egress as usize] {
             Route::Local(j) => {
-                let Some(frame) = self.pool.pop() else {
+                let len = parts.iter().map(|p| p.len()).sum();
+                let buffers = umem.buffers_for(len);
+                if buffers > self.max_chain {
+                    c.drop(DropReason::Oversize);
+                    return false;
+                }
+                if buffers > self.pool.len() {
                     c.drop(DropReason::NoFreeFrame);
                     return false;
-                };
-                // SAFETY: `frame` came from the free pool, so it is a frame of `umem`
-                // that nothing else holds.
-                if let Some(copy) = unsafe { umem.write(frame, &parts) } {
-                    self.ports[j].pending.push(copy);
-                    true
-                } else {
-                    self.pool.push(frame);
-                    c.drop(DropReason::NoFreeFrame);
-                    false
                 }
+                let at = self.pool.len() - buffers;
+                let mut copy = [Desc::default(); MAX_CHAIN];
+                let copy = &mut copy[..buffers];
+                copy.copy_from_slice(&self.pool[at..]);
+                self.pool.truncate(at);
+                // SAFETY: the frames came from the free pool, so they are frames of
+                // `umem` that nothing else holds.
+                unsafe { umem.write_chain(copy, parts) };
+                self.ports[j].pending.extend_from_slice(copy);
+                true
             }
             Route::Remote(w) => {
-                if self.mailboxes[w].send(&parts, egress) {
+                let mailbox = &self.mailboxes[w];
+                if mailbox.send(parts, egress, mailbox.max_chain()) {
                     c.handoff_out.add(1);
                     *wake |= 1 << w;
                     true
@@ -504,29 +592,34 @@ impl Worker {
     /// Queues the frames other workers handed over.
     fn take_handoffs(&mut self) -> usize {
         let mailbox = &self.mailboxes[self.index];
+        let mut chain = [Desc::default(); MAX_CHAIN];
         let mut n = 0;
         while n < BATCH * 4 {
-            let Some((desc, egress)) = mailbox.inbound.pop() else {
+            let Some((first, egress)) = mailbox.inbound.pop() else {
                 break;
             };
+            // SAFETY: `first` came off this worker's inbound queue: the chain is ours.
+            let buffers = unsafe { mailbox.chain(first, &mut chain) };
+            let chain = &chain[..buffers];
             n += 1;
-            self.lent -= 1;
+            self.lent -= buffers;
             match self.routes[egress as usize] {
                 Route::Local(j) => {
                     self.counters.port(egress).handoff_in.add(1);
-                    self.ports[j].pending.push(desc);
+                    self.ports[j].pending.extend_from_slice(chain);
                 }
                 // A port that left while the frame was on its way.
                 Route::Remote(_) | Route::Gone => {
                     self.counters.port(egress).drop(DropReason::PortDown);
-                    self.pool.push(desc);
+                    self.pool.extend_from_slice(chain);
                 }
             }
         }
         n
     }
 
-    /// Puts the pending batches on the TX rings.
+    /// Puts the pending batches on the TX rings: whole frames only, a chain never split
+    /// between two turns.
     fn submit(&mut self) -> usize {
         let mut sent = 0;
         for port in &mut self.ports {
@@ -535,33 +628,42 @@ impl Worker {
             }
             let c = self.counters.port(port.id);
             if port.closing.is_some() {
-                c.drops[DropReason::PortDown as usize].add(port.pending.len() as u64);
+                let frames = xsk::frames(&port.pending).count();
+                c.drops[DropReason::PortDown as usize].add(frames as u64);
                 self.pool.append(&mut port.pending);
                 continue;
             }
             let want = port.pending.len();
             let tx = &mut port.socket.tx;
-            let n = want.min(tx.free(want as u32) as usize);
+            let mut n = want.min(tx.free(want as u32) as usize);
+            if n < want {
+                // Back to the end of the last whole frame that fits.
+                n = port.pending[..n]
+                    .iter()
+                    .rposition(|d| !d.more)
+                    .map_or(0, |p| p + 1);
+            }
             if n > 0 {
                 // Every pending descriptor is a frame of this worker's UMEM, held by
                 // nothing else since it left the RX ring, the pool or a mailbox.
-                let mut bytes = 0;
+                let (mut frames, mut bytes) = (0, 0);
                 for &desc in &port.pending[..n] {
                     tx.push(xsk::to_xdp(desc));
                     self.holders.give(desc.addr, port.id);
                     bytes += u64::from(desc.len);
+                    frames += u64::from(!desc.more);
                 }
                 tx.publish();
                 port.in_tx += n;
                 port.tx_backlog = true;
-                c.tx_packets.add(n as u64);
+                c.tx_packets.add(frames);
                 c.tx_bytes.add(bytes);
-                sent += n;
+                sent += frames as usize;
             }
-            for desc in port.pending.drain(n..) {
+            for _ in xsk::frames(&port.pending[n..]) {
                 c.drop(DropReason::TxRingFull);
-                self.pool.push(desc);
             }
+            self.pool.extend(port.pending.drain(n..));
             port.pending.clear();
         }
         sent
@@ -611,7 +713,7 @@ impl Worker {
             // popped tag moved within its chunk.
             let addr = comp.get(j);
             self.holders.take(addr);
-            self.pool.push(self.umem.reset(Desc { addr, len: 0 }));
+            self.pool.push(self.umem.reset(Desc::new(addr, 0)));
         }
         comp.release(n);
         self.ports[i].in_tx -= n as usize;
@@ -737,6 +839,7 @@ unsafe fn retag_in_place(umem: &Umem, desc: Desc, retag: Retag) -> Option<Desc> 
             Some(Desc {
                 addr: desc.addr + u64::from(tag),
                 len: desc.len - tag,
+                more: desc.more,
             })
         }
         Retag::Rewrite(tci) => {
@@ -767,10 +870,7 @@ mod tests {
     fn snapshot(umem: &Umem) -> Vec<u8> {
         let mut bytes = Vec::new();
         for frame in umem.all_frames() {
-            let chunk = Desc {
-                addr: umem.chunk(frame.addr),
-                len: umem.frame_size(),
-            };
+            let chunk = Desc::new(umem.chunk(frame.addr), umem.frame_size());
             // SAFETY: the test owns every frame of its UMEM (no socket uses it), and no
             // slice of it is alive.
             bytes.extend_from_slice(unsafe { umem.data(chunk) });
@@ -785,17 +885,11 @@ mod tests {
     /// the frame it gave back changed (none at all when it gave none).
     fn retag_at(umem: &Umem, offset: u32, frame: &[u8], retag: Retag) -> Option<Vec<u8>> {
         for chunk in umem.all_frames() {
-            let chunk = Desc {
-                addr: umem.chunk(chunk.addr),
-                len: umem.frame_size(),
-            };
+            let chunk = Desc::new(umem.chunk(chunk.addr), umem.frame_size());
             // SAFETY: as in `snapshot`.
             unsafe { umem.data_mut(chunk) }.fill(0xa5);
         }
-        let desc = Desc {
-            addr: CHUNK + u64::from(offset),
-            len: frame.len() as u32,
-        };
+        let desc = Desc::new(CHUNK + u64::from(offset), frame.len() as u32);
         // SAFETY: as in `snapshot`.
         unsafe { umem.data_mut(desc) }.copy_from_slice(frame);
         let before = snapshot(umem);

@@ -14,6 +14,11 @@
 //! frames (copies) at the same offset, so every frame has room for tags in front. A
 //! descriptor may start anywhere in its chunk, and the completion ring returns the
 //! address that was transmitted: [`Umem::chunk`] maps it back to the chunk.
+//!
+//! A frame longer than a chunk holds (a jumbo frame) is a *chain*: several descriptors
+//! in a row on a ring, every one but the last marked [`Desc::more`] (the kernel's
+//! `XDP_PKT_CONTD`), on sockets bound with `XDP_USE_SG` ([`Bind::sg`]). The kernel
+//! splits what it receives into chunk-sized buffers and joins what it transmits.
 #![allow(unsafe_code)]
 
 use std::{
@@ -27,13 +32,41 @@ use std::{
 /// where received frames start, and where hairpin starts the frames it writes.
 pub const HEADROOM: u32 = 256;
 
-/// One frame: where its data starts in the UMEM, and how long it is.
+/// The most buffers hairpin takes as one frame (a chain): what a copy-mode TX ring joins
+/// into one frame at most is the kernel's `MAX_SKB_FRAGS` (17 unless the kernel was built
+/// otherwise), one less to stay clear of the edge. At 2048-byte chunks that is frames of
+/// up to 28 672 bytes; longer chains are dropped (`oversize`).
+pub const MAX_CHAIN: usize = 16;
+
+/// One buffer: where its data starts in the UMEM, how long it is, and whether the frame
+/// goes on in the next descriptor.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Desc {
     /// Byte offset of the first byte of data from the start of the UMEM.
     pub addr: u64,
     /// Bytes of data.
     pub len: u32,
+    /// Another buffer of the same frame follows (`XDP_PKT_CONTD`): this one is not the
+    /// frame's last.
+    pub more: bool,
+}
+
+impl Desc {
+    /// A frame's only (or last) buffer.
+    #[inline]
+    pub const fn new(addr: u64, len: u32) -> Self {
+        Self {
+            addr,
+            len,
+            more: false,
+        }
+    }
+}
+
+/// The frames of `descs` (a run of whole chains): each frame's buffers, in order.
+#[inline]
+pub fn frames(descs: &[Desc]) -> impl Iterator<Item = &[Desc]> {
+    descs.split_inclusive(|d| !d.more)
 }
 
 /// A UMEM: `frames` chunks of `frame_size` bytes in one anonymous mapping.
@@ -98,10 +131,7 @@ impl Umem {
     /// Every chunk, as an empty frame at [`HEADROOM`]: the initial free pool.
     pub fn all_frames(&self) -> Vec<Desc> {
         (0..u64::from(self.frames))
-            .map(|i| Desc {
-                addr: i * u64::from(self.frame_size) + u64::from(HEADROOM),
-                len: 0,
-            })
+            .map(|i| Desc::new(i * u64::from(self.frame_size) + u64::from(HEADROOM), 0))
             .collect()
     }
 
@@ -114,10 +144,13 @@ impl Umem {
     /// `desc` reset to an empty frame at its chunk's [`HEADROOM`].
     #[inline]
     pub fn reset(&self, desc: Desc) -> Desc {
-        Desc {
-            addr: self.chunk(desc.addr) + u64::from(HEADROOM),
-            len: 0,
-        }
+        Desc::new(self.chunk(desc.addr) + u64::from(HEADROOM), 0)
+    }
+
+    /// Bytes a frame's buffer holds at most: from [`HEADROOM`] to the end of its chunk.
+    #[inline]
+    pub fn room(&self) -> u32 {
+        self.frame_size - HEADROOM
     }
 
     /// Whether `desc` lies inside one chunk of this UMEM.
@@ -170,30 +203,50 @@ impl Umem {
         }
     }
 
-    /// Copies `parts`, one after the other, into the chunk of `frame` at [`HEADROOM`]
-    /// and returns the frame holding them, or `None` if they do not fit.
+    /// How many buffers a frame of `len` bytes takes (at least one).
+    #[inline]
+    pub fn buffers_for(&self, len: usize) -> usize {
+        len.div_ceil(self.room() as usize).max(1)
+    }
+
+    /// Copies `parts`, one after the other, into the frames of `chain` (exactly
+    /// [`Umem::buffers_for`] their length of them), each filled from [`HEADROOM`] to the
+    /// end of its chunk but the last, and makes `chain` the chain holding them: every
+    /// buffer but the last marked [`Desc::more`].
     ///
     /// # Safety
     ///
-    /// As [`Umem::data_mut`], for the whole chunk of `frame`.
-    #[inline]
-    pub unsafe fn write(&self, frame: Desc, parts: &[&[u8]]) -> Option<Desc> {
+    /// As [`Umem::data_mut`], for the whole chunk of every frame of `chain`.
+    pub unsafe fn write_chain(&self, chain: &mut [Desc], parts: &[&[u8]]) {
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        if len > (self.frame_size - HEADROOM) as usize {
-            return None;
+        assert_eq!(
+            chain.len(),
+            self.buffers_for(len),
+            "a chain of the wrong length"
+        );
+        let room = self.room() as usize;
+        let mut parts = parts.iter().copied().filter(|p| !p.is_empty());
+        let mut part: &[u8] = &[];
+        let mut left = len;
+        for buffer in chain.iter_mut() {
+            let take = left.min(room);
+            left -= take;
+            *buffer = Desc {
+                addr: self.chunk(buffer.addr) + u64::from(HEADROOM),
+                len: take as u32,
+                more: left > 0,
+            };
+            // SAFETY: the caller owns the chunk exclusively; the buffer fits in it.
+            let mut to = unsafe { self.data_mut(*buffer) };
+            while !to.is_empty() {
+                if part.is_empty() {
+                    part = parts.next().expect("the parts hold `len` bytes");
+                }
+                let n = part.len().min(to.len());
+                to[..n].copy_from_slice(&part[..n]);
+                (part, to) = (&part[n..], &mut to[n..]);
+            }
         }
-        let desc = Desc {
-            addr: self.chunk(frame.addr) + u64::from(HEADROOM),
-            len: len as u32,
-        };
-        // SAFETY: the caller owns the chunk exclusively; `desc` fits in it.
-        let mut out = unsafe { self.data_mut(desc) };
-        for part in parts {
-            let (head, rest) = out.split_at_mut(part.len());
-            head.copy_from_slice(part);
-            out = rest;
-        }
-        Some(desc)
     }
 
     /// `desc` grown by `bytes` at the front, if its chunk has that much headroom left.
@@ -202,6 +255,7 @@ impl Umem {
         (desc.addr - self.chunk(desc.addr) >= u64::from(bytes)).then_some(Desc {
             addr: desc.addr - u64::from(bytes),
             len: desc.len + bytes,
+            more: desc.more,
         })
     }
 
@@ -393,6 +447,9 @@ pub struct Bind {
     pub zero_copy: bool,
     /// The UMEM's first socket, for every socket after it.
     pub shared_with: Option<RawFd>,
+    /// Take frames longer than a chunk as chains (`XDP_USE_SG`, Linux 6.6 and later).
+    /// Ignored when sharing: a sharing socket does what the UMEM's first socket does.
+    pub sg: bool,
 }
 
 /// An AF_XDP socket bound to one queue, with its RX, TX, fill and completion rings.
@@ -466,11 +523,12 @@ impl Socket {
             &off.cr,
         )?;
 
+        let sg = if bind.sg { libc::XDP_USE_SG } else { 0 };
         let flags = match bind.shared_with {
             // The kernel refuses mode flags on a sharing socket: it inherits them.
             Some(_) => libc::XDP_SHARED_UMEM,
-            None if bind.zero_copy => libc::XDP_USE_NEED_WAKEUP | libc::XDP_ZEROCOPY,
-            None => libc::XDP_USE_NEED_WAKEUP | libc::XDP_COPY,
+            None if bind.zero_copy => libc::XDP_USE_NEED_WAKEUP | libc::XDP_ZEROCOPY | sg,
+            None => libc::XDP_USE_NEED_WAKEUP | libc::XDP_COPY | sg,
         };
         let addr = libc::sockaddr_xdp {
             sxdp_family: libc::AF_XDP as u16,
@@ -600,16 +658,17 @@ pub fn to_xdp(desc: Desc) -> libc::xdp_desc {
     libc::xdp_desc {
         addr: desc.addr,
         len: desc.len,
-        options: 0,
+        options: if desc.more { libc::XDP_PKT_CONTD } else { 0 },
     }
 }
 
-/// The frame an RX ring entry describes.
+/// The buffer an RX ring entry describes.
 #[inline]
 pub fn from_xdp(entry: libc::xdp_desc) -> Desc {
     Desc {
         addr: entry.addr,
         len: entry.len,
+        more: entry.options & libc::XDP_PKT_CONTD != 0,
     }
 }
 
@@ -624,51 +683,62 @@ mod tests {
         assert_eq!(frames.len(), 4);
         assert_eq!(frames[1].addr, 2048 + u64::from(HEADROOM));
         assert_eq!(umem.chunk(frames[1].addr + 100), 2048);
-        let grown = umem
-            .grow_front(
-                Desc {
-                    addr: 2048 + 10,
-                    len: 60,
-                },
-                4,
-            )
-            .unwrap();
-        assert_eq!(
-            grown,
-            Desc {
-                addr: 2048 + 6,
-                len: 64
-            }
-        );
-        assert_eq!(
-            umem.grow_front(
-                Desc {
-                    addr: 2048 + 2,
-                    len: 60
-                },
-                4
-            ),
-            None
-        );
-        assert_eq!(
-            umem.reset(grown),
-            Desc {
-                addr: 2048 + 256,
-                len: 0
-            }
-        );
+        let grown = umem.grow_front(Desc::new(2048 + 10, 60), 4).unwrap();
+        assert_eq!(grown, Desc::new(2048 + 6, 64));
+        assert_eq!(umem.grow_front(Desc::new(2048 + 2, 60), 4), None);
+        assert_eq!(umem.reset(grown), Desc::new(2048 + 256, 0));
     }
 
     #[test]
-    fn written_frames_read_back_and_oversized_ones_are_refused() {
-        let umem = Umem::new(2, 2048).unwrap();
-        let frame = umem.all_frames()[1];
+    fn a_chain_fills_each_frame_but_the_last_and_reads_back_whole() {
+        let umem = Umem::new(4, 2048).unwrap();
+        let room = umem.room() as usize;
+        let jumbo: Vec<u8> = (0..2 * room + 10).map(|i| (i % 251) as u8).collect();
+        let parts: [&[u8]; 3] = [&jumbo[..12], b"", &jumbo[12..]];
+        assert_eq!(umem.buffers_for(jumbo.len()), 3);
+        assert_eq!(umem.buffers_for(0), 1);
+        assert_eq!(umem.buffers_for(room), 1);
+        // Frames anywhere in their chunks; the chain starts each at the headroom.
+        let mut chain = [
+            umem.all_frames()[3],
+            umem.all_frames()[0],
+            umem.all_frames()[2],
+        ];
+        chain[0].addr += 40;
         // SAFETY: the test owns every frame of its UMEM; no socket uses it.
-        let desc = unsafe { umem.write(frame, &[b"hel", b"", b"lo"]) }.unwrap();
+        unsafe { umem.write_chain(&mut chain, &parts) };
+        let shape: Vec<(u64, u32, bool)> = chain.iter().map(|d| (d.addr, d.len, d.more)).collect();
+        assert_eq!(
+            shape,
+            [
+                (3 * 2048 + 256, room as u32, true),
+                (256, room as u32, true),
+                (2 * 2048 + 256, 10, false)
+            ]
+        );
         // SAFETY: as above.
-        assert_eq!(unsafe { umem.data(desc) }, b"hello");
-        // SAFETY: as above.
-        assert!(unsafe { umem.write(frame, &[&[0; 1800]]) }.is_none());
+        let back: Vec<u8> = chain
+            .iter()
+            .flat_map(|&d| unsafe { umem.data(d) }.to_vec())
+            .collect();
+        assert_eq!(back, jumbo);
+        // Read back as frames: one, of three buffers; a frame after it stands alone.
+        let mut ring = chain.to_vec();
+        ring.push(Desc::new(2048 + 256, 60));
+        let frames: Vec<usize> = frames(&ring).map(<[Desc]>::len).collect();
+        assert_eq!(frames, [3, 1]);
+        // An XDP descriptor carries `more` as XDP_PKT_CONTD, both ways.
+        assert_eq!(to_xdp(chain[0]).options, libc::XDP_PKT_CONTD);
+        assert_eq!(to_xdp(chain[2]).options, 0);
+        assert_eq!(from_xdp(to_xdp(chain[0])), chain[0]);
+        assert_eq!(from_xdp(to_xdp(chain[2])), chain[2]);
+    }
+
+    #[test]
+    fn chunks_are_powers_of_two_of_2048_bytes_or_more() {
         assert!(Umem::new(1, 3000).is_err());
+        assert!(Umem::new(1, 1024).is_err());
+        assert!(Umem::new(0, 2048).is_err());
+        assert_eq!(Umem::new(1, 4096).unwrap().room(), 4096 - HEADROOM);
     }
 }

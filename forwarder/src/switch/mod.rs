@@ -115,11 +115,15 @@ pub enum DropReason {
     /// Addressed to a reserved group address (`01:80:c2:00:00:0x`: STP, pause, LACP,
     /// 802.1X, LLDP, ...) that the bridge's group forward mask does not relay.
     Reserved,
+    /// Longer than hairpin carries: more UMEM frames than it joins into one frame
+    /// (`MAX_CHAIN`), or more than one where the sockets take no chains (zero-copy, or
+    /// a kernel without AF_XDP multi-buffer).
+    Oversize,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 15] = [
         Self::Runt,
         Self::BadSourceMac,
         Self::SameSegment,
@@ -134,6 +138,7 @@ impl DropReason {
         Self::NoHeadroom,
         Self::PortDown,
         Self::Reserved,
+        Self::Oversize,
     ];
 
     /// How many reasons there are.
@@ -156,6 +161,7 @@ impl DropReason {
             Self::NoHeadroom => "no_headroom",
             Self::PortDown => "port_down",
             Self::Reserved => "reserved",
+            Self::Oversize => "oversize",
         }
     }
 }

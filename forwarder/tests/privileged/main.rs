@@ -11,6 +11,7 @@ mod differential;
 mod edge;
 mod fast_path;
 mod faults;
+mod jumbo;
 mod learning;
 mod lifecycle;
 mod observe;
@@ -219,6 +220,17 @@ pub fn iperf(
     seconds: u32,
     flows: u32,
 ) -> Result<(), LabError> {
+    iperf_report(topo, client, server, seconds, flows).map(drop)
+}
+
+/// [`iperf`], returning the client's report.
+pub fn iperf_report(
+    topo: &Topology,
+    client: usize,
+    server: usize,
+    seconds: u32,
+    flows: u32,
+) -> Result<String, LabError> {
     let addr = topo.addr(server);
     let mut daemon = topo.vms[server].command("iperf3");
     daemon.args(["-s", "-1", "-B", &addr]).stdout(Stdio::null());
@@ -245,7 +257,7 @@ pub fn iperf(
                 "3000",
             ],
         )
-        .map(drop);
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned());
     let _ = server_proc.kill();
     let _ = server_proc.wait();
     result
