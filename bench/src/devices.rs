@@ -113,6 +113,16 @@ impl Dut {
         )
     }
 
+    /// Whether it carries frames longer than 1518 bytes on veths of MTU 9000. Open
+    /// vSwitch's and DPDK's AF_XDP ports attach single-buffer XDP programs, which a veth
+    /// refuses beyond about 3500 bytes of MTU: they are not measured at jumbo sizes.
+    pub fn carries_jumbo(self) -> bool {
+        !matches!(
+            self,
+            Self::TestpmdIo | Self::TestpmdMac | Self::OvsFlows | Self::OvsNormal
+        )
+    }
+
     /// The program this device needs, if it is not part of this workspace.
     fn program(self) -> Option<&'static str> {
         match self {

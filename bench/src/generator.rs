@@ -1,8 +1,11 @@
-//! An AF_XDP traffic generator: the same small UDP frame, as fast as the kernel takes it.
+//! The traffic generators: XDP live frames ([`LiveFrames`], the default), an AF_XDP
+//! socket ([`blast`], `--generator af-xdp`), and for frames longer than live frames
+//! carry, an AF_XDP socket sending chains ([`Chains`]).
 //!
-//! Every UMEM frame is written once; the loop then only moves descriptors: reserve a
-//! batch on the TX ring, kick the kernel, reap completions. In copy mode (veth) the
-//! `sendto` kick does the transmitting, so the loop's core is the generator's ceiling.
+//! The AF_XDP ones write every UMEM frame once; the loop then only moves descriptors:
+//! reserve a batch on the TX ring, kick the kernel, reap completions. In copy mode (veth)
+//! the `sendto` kick does the transmitting, so the loop's core is the generator's
+//! ceiling.
 use std::{
     io::Write as _,
     os::fd::AsRawFd as _,
@@ -274,6 +277,173 @@ impl LiveFrames {
             seconds: ns * f64::from(runs) / 1e9,
         })
     }
+}
+
+/// The longest frame live frames send: the kernel runs `BPF_PROG_TEST_RUN` in live-frames
+/// mode on one page only (4096 bytes less its headroom and `skb_shared_info`); longer
+/// frames go out of [`Chains`].
+pub const LIVE_FRAME_MAX: usize = 3000;
+
+/// UMEM frame size of [`Chains`]: a 9018-byte frame is a chain of three.
+const CHAIN_FRAME_SIZE: u32 = 4096;
+
+/// Chains in flight at most.
+const CHAINS: usize = 512;
+
+/// A multi-buffer AF_XDP generator (hairpin's own `xsk` layer, `XDP_USE_SG`, copy mode):
+/// each frame a chain of UMEM frames, each stamped with the generator's [`probe`] as the
+/// live generator's program stamps it (flow 0). Paced by the clock: `share` in 1024 of
+/// the rate it last reached flat out with the same frame (measured first if unknown).
+///
+/// [`probe`]: hairpin_common::probe
+#[derive(Debug, Default)]
+pub struct Chains {
+    /// (frame length, frames per second flat out).
+    full_rate: Option<(usize, f64)>,
+}
+
+impl Chains {
+    /// Transmits `frame` out of interface `ifindex` (of the calling thread's namespace)
+    /// for about `duration`, at `share` in 1024 of its full rate.
+    pub fn blast(
+        &mut self,
+        ifindex: u32,
+        frame: &[u8],
+        duration: Duration,
+        share: u32,
+    ) -> Result<Sent> {
+        let full = match self.full_rate {
+            Some((len, rate)) if len == frame.len() => Some(rate),
+            _ => None,
+        };
+        let share = share.clamp(1, hairpin_common::GEN_SHARE_ONE);
+        let rate = if share == hairpin_common::GEN_SHARE_ONE {
+            None
+        } else {
+            let full = match full {
+                Some(rate) => rate,
+                None => self.calibrate(ifindex, frame)?,
+            };
+            Some(full * f64::from(share) / f64::from(hairpin_common::GEN_SHARE_ONE))
+        };
+        let sent = send_chains(ifindex, frame, duration, rate)?;
+        if rate.is_none() {
+            self.full_rate = Some((frame.len(), sent.frames as f64 / sent.elapsed.as_secs_f64()));
+        }
+        Ok(sent)
+    }
+
+    /// Measures the full rate with a short burst.
+    fn calibrate(&mut self, ifindex: u32, frame: &[u8]) -> Result<f64> {
+        let sent = send_chains(ifindex, frame, Duration::from_millis(200), None)?;
+        let rate = sent.frames as f64 / sent.elapsed.as_secs_f64();
+        self.full_rate = Some((frame.len(), rate));
+        Ok(rate)
+    }
+}
+
+/// Sends `frame` as chains out of `ifindex` queue 0 for `duration`, at most `rate`
+/// frames per second (none: flat out); counts the frames the kernel completed.
+fn send_chains(ifindex: u32, frame: &[u8], duration: Duration, rate: Option<f64>) -> Result<Sent> {
+    use hairpin::datapath::xsk::{self, Bind, Desc, Socket, Umem};
+    use hairpin_common::probe;
+    let umem_frames = (CHAINS * 4) as u32;
+    let umem = Umem::new(umem_frames, CHAIN_FRAME_SIZE).context("the chain generator's UMEM")?;
+    let buffers = umem.buffers_for(frame.len());
+    anyhow::ensure!(
+        buffers <= xsk::MAX_CHAIN && buffers * CHAINS <= umem_frames as usize,
+        "a {}-byte frame is too long for the chain generator",
+        frame.len()
+    );
+    let mut socket = Socket::new(
+        &umem,
+        2048,
+        Bind {
+            ifindex,
+            queue: 0,
+            zero_copy: false,
+            shared_with: None,
+            sg: true,
+        },
+    )
+    .context("binding the chain generator (AF_XDP multi-buffer, Linux 6.6)")?;
+    let all = umem.all_frames();
+    let mut chains: Vec<Vec<Desc>> = all
+        .chunks_exact(buffers)
+        .take(CHAINS)
+        .map(|c| c.to_vec())
+        .collect();
+    for chain in &mut chains {
+        // SAFETY: the UMEM is this function's alone; no frame is on a ring yet.
+        unsafe { umem.write_chain(chain, &[frame]) };
+    }
+    let mut free: Vec<usize> = (0..chains.len()).rev().collect();
+    let mut in_flight = std::collections::VecDeque::new();
+    let (mut seq, mut completed, mut returned) = (0u32, 0u64, 0usize);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    let start = Instant::now();
+    loop {
+        let elapsed = start.elapsed();
+        if elapsed >= duration {
+            break;
+        }
+        let allowed = rate.map_or(u64::MAX, |r| (elapsed.as_secs_f64() * r) as u64 + 1);
+        let mut pushed = false;
+        while u64::from(seq) < allowed
+            && let Some(&i) = free.last()
+            && socket.tx.free(buffers as u32) >= buffers as u32
+        {
+            free.pop();
+            let mut stamp = [0u8; probe::LEN];
+            stamp[..2].copy_from_slice(&probe::MAGIC.to_le_bytes());
+            stamp[4..8].copy_from_slice(&seq.to_le_bytes());
+            stamp[8..].copy_from_slice(&monotonic_ns().to_le_bytes());
+            // SAFETY: the chain is on no ring (it is free); the probe lies in its first
+            // buffer (checked: the frame is longer than a UMEM frame's first bytes).
+            let first = unsafe { umem.data_mut(chains[i][0]) };
+            first[probe::OFFSET..probe::OFFSET + probe::LEN].copy_from_slice(&stamp);
+            for &d in &chains[i] {
+                socket.tx.push(xsk::to_xdp(d));
+            }
+            in_flight.push_back(i);
+            seq = seq.wrapping_add(1);
+            pushed = true;
+            if in_flight.len() % BATCH == 0 {
+                break;
+            }
+        }
+        if pushed {
+            socket.tx.publish();
+        }
+        kick(fd);
+        // Completions come back in order, a buffer at a time: a chain is free once all
+        // of its buffers are.
+        let n = socket.comp.available();
+        socket.comp.release(n);
+        returned += n as usize;
+        while returned >= buffers
+            && let Some(i) = in_flight.pop_front()
+        {
+            returned -= buffers;
+            free.push(i);
+            completed += 1;
+        }
+    }
+    Ok(Sent {
+        frames: completed,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// `CLOCK_MONOTONIC` in ns: the clock `bpf_ktime_get_ns` reads, which the sink compares.
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the live `ts`.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 fn kick(fd: libc::c_int) {

@@ -102,10 +102,30 @@ impl Topology {
     }
 }
 
+impl Topology {
+    /// Sets the MTU of every veth of the lab, both ends.
+    pub fn set_mtu(&self, mtu: u32) -> Result<()> {
+        let mtu = mtu.to_string();
+        for (ns, ifname) in [
+            (&self.gen_ns, "g0"),
+            (&self.dut_ns, "d0"),
+            (&self.dut_ns, "d1"),
+            (&self.sink_ns, "s0"),
+            (&self.dut_ns, "d2"),
+            (&self.sink_ns, "m0"),
+        ] {
+            ns.ip(&["link", "set", ifname, "mtu", &mtu])?;
+        }
+        Ok(())
+    }
+}
+
 /// The traffic generator, ready to transmit out of g0.
 pub struct Generator {
     pub kind: GeneratorKind,
     pub live: generator::LiveFrames,
+    /// For frames longer than live frames carry, whatever `kind` says.
+    pub chains: generator::Chains,
     /// g0's index, in the gen namespace.
     ifindex: u32,
 }
@@ -120,6 +140,7 @@ impl Generator {
         Ok(Self {
             kind: args.generator,
             live,
+            chains: generator::Chains::default(),
             ifindex,
         })
     }
@@ -240,6 +261,10 @@ impl Harness {
         let (sent, seconds) = self.gen_ns.enter(|| -> Result<(u64, f64)> {
             core_affinity::set_for_current(core_affinity::CoreId { id: core });
             Ok(match g.kind {
+                _ if frame.len() > generator::LIVE_FRAME_MAX => {
+                    let s = g.chains.blast(g.ifindex, frame, duration, share)?;
+                    (s.frames, s.elapsed.as_secs_f64())
+                }
                 GeneratorKind::Live => {
                     let p = g.live.blast(g.ifindex, frame, duration, share)?;
                     (p.frames, p.seconds)

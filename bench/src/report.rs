@@ -9,7 +9,7 @@ use crate::{
     Args, charts,
     devices::Dut,
     harness::{Cores, median},
-    rfc2544::Results,
+    rfc2544::{Results, STANDARD_MAX},
     rfc2889::{self, Findings},
 };
 
@@ -199,8 +199,17 @@ impl Report {
                 .with_context(|| format!("writing {}", path.display()))?;
             println!("hairpin-bench: every trial written to {}", path.display());
             if args.check {
-                let names: Vec<&str> = devices.iter().map(|d| d.name()).collect();
-                check_report(path, &names, sizes)?;
+                // Every device at every size, but jumbo sizes only where it carries them.
+                let measured: Vec<(&str, usize)> = sizes
+                    .iter()
+                    .flat_map(|&size| {
+                        devices
+                            .iter()
+                            .filter(move |d| size <= STANDARD_MAX || d.carries_jumbo())
+                            .map(move |d| (d.name(), size))
+                    })
+                    .collect();
+                check_report(path, &measured)?;
                 println!("hairpin-bench: report checked: well-formed");
             }
         }
@@ -264,7 +273,7 @@ fn check_charts(files: &[PathBuf]) -> Result<()> {
 }
 
 /// Reads the JSON report at `path` back and checks its shape (see `--check`).
-fn check_report(path: &Path, devices: &[&str], sizes: &[usize]) -> Result<()> {
+fn check_report(path: &Path, measured: &[(&str, usize)]) -> Result<()> {
     let text = std::fs::read_to_string(path)?;
     let report: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
@@ -275,30 +284,28 @@ fn check_report(path: &Path, devices: &[&str], sizes: &[usize]) -> Result<()> {
         }
     };
     let summary = report["summary"].as_array().context("no summary array")?;
-    for &size in sizes {
-        for &device in devices {
-            let entry = summary
-                .iter()
-                .find(|e| e["device"] == device && e["size"] == size)
-                .with_context(|| format!("no summary for {device} at {size} B"))?;
-            let what = format!("{device} at {size} B");
-            let overload = figure(&entry["overload_mpps_median"], &what)?;
-            if overload == 0.0 {
-                bail!("{what}: forwarded nothing under overload");
-            }
-            if !entry["zero_loss_mpps_median"].is_null() {
-                figure(&entry["zero_loss_mpps_median"], &what)?;
-            }
-            for p in ["p50", "p99", "p99.9", "max"] {
-                figure(
-                    &entry["latency_us_median"][p],
-                    &format!("{what}: latency {p}"),
-                )?;
-            }
+    for &(device, size) in measured {
+        let entry = summary
+            .iter()
+            .find(|e| e["device"] == device && e["size"] == size)
+            .with_context(|| format!("no summary for {device} at {size} B"))?;
+        let what = format!("{device} at {size} B");
+        let overload = figure(&entry["overload_mpps_median"], &what)?;
+        if overload == 0.0 {
+            bail!("{what}: forwarded nothing under overload");
+        }
+        if !entry["zero_loss_mpps_median"].is_null() {
+            figure(&entry["zero_loss_mpps_median"], &what)?;
+        }
+        for p in ["p50", "p99", "p99.9", "max"] {
+            figure(
+                &entry["latency_us_median"][p],
+                &format!("{what}: latency {p}"),
+            )?;
         }
     }
     let trials = report["trials"].as_array().context("no trials array")?;
-    if trials.len() < devices.len() * sizes.len() * 2 {
+    if trials.len() < measured.len() * 2 {
         bail!(
             "{} trials, fewer than two per device and size",
             trials.len()
@@ -373,7 +380,7 @@ mod tests {
             std::thread::current().id()
         ));
         std::fs::write(&path, report.to_string())?;
-        let result = check_report(&path, &["hairpin xconnect"], &[64]);
+        let result = check_report(&path, &[("hairpin xconnect", 64)]);
         std::fs::remove_file(&path)?;
         result
     }

@@ -21,14 +21,25 @@ pub struct Sizes(Vec<usize>);
 
 const RFC2544_SIZES: [usize; 7] = [64, 128, 256, 512, 1024, 1280, 1518];
 
-/// Parses one `--sizes` entry: a frame size from 64 to 1518, or `all`.
+/// The longest frame of an MTU-1500 Ethernet, FCS included.
+pub const STANDARD_MAX: usize = 1518;
+
+/// The lab's MTU for sizes beyond [`STANDARD_MAX`], and the longest frame it carries
+/// (9000 bytes of payload, the header and the FCS).
+pub const JUMBO_MTU: u32 = 9000;
+const JUMBO_MAX: usize = JUMBO_MTU as usize + 18;
+
+/// Parses one `--sizes` entry: a frame size from 64 to 9018 (beyond 1518 the lab runs at
+/// MTU 9000 for it), or `all`.
 pub fn parse_size(text: &str) -> Result<Sizes, String> {
     if text == "all" {
         return Ok(Sizes(RFC2544_SIZES.to_vec()));
     }
     match text.parse::<usize>() {
-        Ok(n) if (64..=1518).contains(&n) => Ok(Sizes(vec![n])),
-        _ => Err(format!("{text:?}: a frame size from 64 to 1518, or `all`")),
+        Ok(n) if (64..=JUMBO_MAX).contains(&n) => Ok(Sizes(vec![n])),
+        _ => Err(format!(
+            "{text:?}: a frame size from 64 to {JUMBO_MAX} (jumbo beyond {STANDARD_MAX}), or `all`"
+        )),
     }
 }
 
@@ -217,11 +228,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_are_rfc_2544_frame_sizes_or_all() {
+    fn sizes_are_rfc_2544_frame_sizes_jumbo_ones_or_all() {
         assert_eq!(parse_size("64").unwrap().0, [64]);
         assert_eq!(parse_size("1518").unwrap().0, [1518]);
+        assert_eq!(parse_size("9018").unwrap().0, [9018]);
         assert_eq!(parse_size("all").unwrap().0, RFC2544_SIZES);
-        for bad in ["63", "1519", "", "big"] {
+        for bad in ["63", "9019", "", "big"] {
             assert!(parse_size(bad).is_err(), "{bad:?}");
         }
     }

@@ -212,7 +212,7 @@ fn jumbo_frames_handed_to_another_worker_arrive_whole() {
     set_mtu(&topo, MTU);
     let bridge = topo.start(TestConfig::default());
     let report = iperf_report(&topo, 0, 1, 2, 16).expect("iperf3 at MTU 9000, 16 flows");
-    let summary = report.lines().filter(|l| l.contains("receiver")).last();
+    let summary = report.lines().rfind(|l| l.contains("receiver"));
     println!("iperf3 TCP at MTU {MTU}, 16 flows over two queues: {summary:?}");
     topo.vms[1]
         .run(
