@@ -4,11 +4,12 @@
 //! and popped off it; the byte counters count whole frames, and nothing is dropped.
 use hairpin::{
     control::{bridge::Bridge, port::Interface, protocol::PortCounters},
-    switch::{DropReason, PortPolicy, vlan::PortVlans},
+    netlab::{LabError, Netns},
+    switch::{DropReason, vlan::PortVlans},
     wire::Mac,
 };
 
-use crate::{Capture, TestConfig, Topology, finish, iperf_report, send_raw};
+use crate::{Capture, TestConfig, Topology, finish, iperf_report, send_raw, vlan_policies};
 
 /// The ports' MTU.
 const MTU: u32 = 9000;
@@ -37,6 +38,19 @@ fn jumbo_broadcast(src: Mac, tag: Option<u16>, seed: u8) -> Vec<u8> {
 /// `frame` with its 802.1Q tag removed (bytes 12..16).
 fn untag(frame: &[u8]) -> Vec<u8> {
     [&frame[..12], &frame[16..]].concat()
+}
+
+/// Pings `addr` from `ns` with 8000 bytes of ICMP that may not be fragmented
+/// (`-M do`): `count` echoes, failing on the first unanswered one.
+fn ping_jumbo(ns: &Netns, addr: &str, count: u32) -> Result<(), LabError> {
+    let count = count.to_string();
+    ns.run(
+        "ping",
+        &[
+            "-c", &count, "-i", "0.05", "-W", "2", "-q", "-s", "8000", "-M", "do", addr,
+        ],
+    )
+    .map(drop)
 }
 
 /// Every port's counters, by slot.
@@ -75,36 +89,12 @@ fn jumbo_frames_cross_whole_with_vlans_and_every_byte_is_counted() {
         },
     ];
     let bridge = topo.start(TestConfig {
-        policies: vlans
-            .iter()
-            .map(|v| PortPolicy {
-                vlans: Some(v.clone()),
-                ..PortPolicy::default()
-            })
-            .collect(),
+        policies: vlan_policies(&vlans),
         ..TestConfig::default()
     });
 
     // 8000 bytes of ICMP that may not be fragmented, both ways.
-    topo.vms[0]
-        .run(
-            "ping",
-            &[
-                "-c",
-                "5",
-                "-i",
-                "0.05",
-                "-W",
-                "2",
-                "-q",
-                "-s",
-                "8000",
-                "-M",
-                "do",
-                &topo.addr(1),
-            ],
-        )
-        .expect("ping -s 8000 -M do through hairpin");
+    ping_jumbo(&topo.vms[0], &topo.addr(1), 5).expect("ping -s 8000 -M do through hairpin");
 
     // TCP at MTU 9000.
     let report = iperf_report(&topo, 0, 1, 2, 1).expect("iperf3 at MTU 9000");
@@ -214,25 +204,7 @@ fn jumbo_frames_handed_to_another_worker_arrive_whole() {
     let report = iperf_report(&topo, 0, 1, 2, 16).expect("iperf3 at MTU 9000, 16 flows");
     let summary = report.lines().rfind(|l| l.contains("receiver"));
     println!("iperf3 TCP at MTU {MTU}, 16 flows over two queues: {summary:?}");
-    topo.vms[1]
-        .run(
-            "ping",
-            &[
-                "-c",
-                "3",
-                "-i",
-                "0.05",
-                "-W",
-                "2",
-                "-q",
-                "-s",
-                "8000",
-                "-M",
-                "do",
-                &topo.addr(0),
-            ],
-        )
-        .expect("ping -s 8000 -M do back");
+    ping_jumbo(&topo.vms[1], &topo.addr(0), 3).expect("ping -s 8000 -M do back");
     let s = finish(bridge);
     let handed = s.per_queue[1][1].handoff_out;
     assert!(handed > 100, "frames for p1 handed from worker 1: {s:?}");

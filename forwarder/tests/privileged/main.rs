@@ -37,7 +37,7 @@ use hairpin::{
     },
     datapath::{DatapathConfig, Snapshot},
     netlab::{Lab, LabError, Netns},
-    switch::{Mode, PortId, PortPolicy},
+    switch::{Mode, PortId, PortPolicy, vlan::PortVlans},
     wire::Mac,
 };
 
@@ -175,6 +175,17 @@ impl TestConfig {
             ..BridgeConfig::default()
         }
     }
+}
+
+/// A policy per port giving it these VLAN settings, and nothing else.
+pub fn vlan_policies(vlans: &[PortVlans]) -> Vec<PortPolicy> {
+    vlans
+        .iter()
+        .map(|v| PortPolicy {
+            vlans: Some(v.clone()),
+            ..PortPolicy::default()
+        })
+        .collect()
 }
 
 /// Starts a bridge in-process on `ports` of namespace `sw` (its sockets and lookups

@@ -4,11 +4,11 @@
 //! double-tagged frames from an access port are dropped (no VLAN hopping).
 use hairpin::{
     control::port::Interface,
-    switch::{DropReason, PortPolicy, vlan::PortVlans},
+    switch::{DropReason, vlan::PortVlans},
     wire::Mac,
 };
 
-use crate::{Capture, TestConfig, Topology, finish, ping, send_raw};
+use crate::{Capture, TestConfig, Topology, finish, ping, send_raw, vlan_policies};
 
 fn mac_of(topo: &Topology, vm: usize) -> Mac {
     topo.vms[vm]
@@ -45,13 +45,7 @@ fn vlans_separate_ports_tag_the_trunk_and_stop_hopping() {
         },
     ];
     let config = TestConfig {
-        policies: vlans
-            .iter()
-            .map(|v| PortPolicy {
-                vlans: Some(v.clone()),
-                ..PortPolicy::default()
-            })
-            .collect(),
+        policies: vlan_policies(&vlans),
         ..TestConfig::default()
     };
     let trunk_file = std::env::temp_dir().join(format!("{}-trunk.pcap", topo.sw.name()));
