@@ -33,7 +33,7 @@ use hairpin::{
         bridge::{Bridge, BridgeConfig, PortConfig},
         port::Interface,
         preflight,
-        xdp::FastPath,
+        xdp::{FastPath, XdpAttachMode},
     },
     datapath::{DatapathConfig, Snapshot},
     netlab::{Lab, LabError, Netns},
@@ -127,6 +127,7 @@ pub struct TestConfig {
     pub busy_poll: bool,
     pub group_fwd_mask: u16,
     pub fast_path: FastPath,
+    pub xdp_mode: XdpAttachMode,
 }
 
 impl Default for TestConfig {
@@ -141,6 +142,7 @@ impl Default for TestConfig {
             busy_poll: false,
             group_fwd_mask: d.group_fwd_mask,
             fast_path: d.fast_path,
+            xdp_mode: d.xdp_mode,
         }
     }
 }
@@ -168,6 +170,7 @@ impl TestConfig {
             fdb_max_age: self.fdb_max_age,
             group_fwd_mask: self.group_fwd_mask,
             fast_path: self.fast_path,
+            xdp_mode: self.xdp_mode,
             datapath: DatapathConfig {
                 busy_poll: self.busy_poll,
                 ..DatapathConfig::default()
