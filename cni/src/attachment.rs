@@ -3,7 +3,7 @@
 //!
 //! ```json
 //! {"cniVersion":"1.0.0","name":"tenant-a","type":"hairpin-cni",
-//!  "socket":"/run/hairpin/hairpin.sock","vlan":10,"spoofchk":true,
+//!  "socket":"/run/hairpin/hairpin.sock","vlan":10,"spoofchk":true,"mtu":9000,
 //!  "ipam":{"type":"host-local","ranges":[[{"subnet":"10.10.0.0/24"}]]}}
 //! ```
 use std::{collections::HashMap, path::PathBuf};
@@ -11,7 +11,8 @@ use std::{collections::HashMap, path::PathBuf};
 use cni_plugin::config::NetworkConfig;
 use hairpin::{
     control::{config::port_config, protocol::PortSpec, service::DEFAULT_SOCKET},
-    wire::Mac,
+    switch::vlan::TAG_LEN,
+    wire::{ETHERNET_HEADER_LEN, Mac},
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -19,7 +20,7 @@ use serde_json::Value;
 use crate::failure::Failure;
 
 /// The keys this plugin reads, and those a runtime or Multus may add that it ignores.
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 10] = [
     "socket",
     "vlan",
     "trunk",
@@ -28,8 +29,12 @@ const KEYS: [&str; 9] = [
     "spoofchk",
     "mac",
     "parent",
+    "mtu",
     "capabilities",
 ];
+
+/// The MTUs a pod's veth may have: IPv4's minimum to the largest a veth takes.
+const MTU_RANGE: std::ops::RangeInclusive<u32> = 68..=65535;
 
 /// One attachment's settings.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -58,6 +63,10 @@ pub struct Attachment {
     /// A parent interface for a macvlan: refused (see [`Attachment::from_config`]).
     #[serde(default)]
     pub parent: Option<String>,
+    /// The MTU of both ends of the pod's veth (else the kernel's 1500). ADD fails when
+    /// hairpin cannot carry frames that long on the port.
+    #[serde(default)]
+    pub mtu: Option<u32>,
 }
 
 fn default_socket() -> PathBuf {
@@ -113,6 +122,15 @@ impl Attachment {
                  sees them (docs/kubernetes.md)"
             )));
         }
+        if let Some(mtu) = attachment.mtu
+            && !MTU_RANGE.contains(&mtu)
+        {
+            return Err(Failure::invalid_config(format!(
+                "mtu {mtu}: a veth's MTU is {} to {}",
+                MTU_RANGE.start(),
+                MTU_RANGE.end()
+            )));
+        }
         if runtime_mac.is_some() {
             attachment.mac = runtime_mac;
         }
@@ -120,6 +138,13 @@ impl Attachment {
         port_config(&attachment.port_spec("check", attachment.mac))
             .map_err(|e| Failure::invalid_config(format!("hairpin would refuse the port: {e}")))?;
         Ok(attachment)
+    }
+
+    /// The longest frame the pod sends at its MTU (Ethernet header included, FCS not;
+    /// with an 802.1Q tag on a trunk), if an MTU is set.
+    pub fn longest_frame(&self) -> Option<u32> {
+        let tag = if self.trunk.is_some() { TAG_LEN } else { 0 };
+        self.mtu.map(|mtu| mtu + (ETHERNET_HEADER_LEN + tag) as u32)
     }
 
     /// The `port add` request for host interface `name`, the pod's MAC being `pod_mac`.
@@ -217,10 +242,22 @@ mod tests {
             json!({"mac": "01:00:5e:00:00:01"}),
             json!({"mac": "nonsense"}),
             json!({"parent": "eth0"}),
+            json!({"mtu": 67}),
+            json!({"mtu": 65536}),
+            json!({"mtu": "9000"}),
         ] {
             let e = parse(keys.clone()).expect_err("invalid");
             assert_eq!(e.code, 7, "{keys}: {}", e.details);
         }
+    }
+
+    #[test]
+    fn the_longest_frame_is_the_mtu_and_the_header_and_a_tag_on_a_trunk() {
+        assert_eq!(parse(json!({})).expect("valid").longest_frame(), None);
+        let access = parse(json!({"mtu": 9000, "vlan": 10})).expect("valid");
+        assert_eq!(access.longest_frame(), Some(9014));
+        let trunk = parse(json!({"mtu": 9000, "trunk": "10,20"})).expect("valid");
+        assert_eq!(trunk.longest_frame(), Some(9018));
     }
 
     #[test]

@@ -39,13 +39,15 @@ pub struct Rtnl {
     handle: Handle,
 }
 
-/// A link's index and MAC.
+/// A link's index, MAC and MTU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LinkId {
     /// Its index.
     pub index: u32,
     /// Its hardware address.
     pub mac: Option<Mac>,
+    /// Its MTU.
+    pub mtu: Option<u32>,
 }
 
 impl Rtnl {
@@ -81,13 +83,14 @@ impl Rtnl {
     }
 
     /// Makes a veth pair: `host` here, up, and `peer` in the namespace open at `netns`
-    /// (down), with `mac` if given.
+    /// (down), with `mac` if given; both ends of MTU `mtu` if given.
     pub fn add_veth(
         &self,
         host: &str,
         peer: &str,
         netns: &File,
         mac: Option<Mac>,
+        mtu: Option<u32>,
     ) -> Result<(), RtnlError> {
         let mut pod_end = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_owned())
@@ -95,7 +98,12 @@ impl Rtnl {
         if let Some(mac) = mac {
             pod_end = pod_end.address(mac.0.to_vec());
         }
-        let message = LinkVeth::new(host, peer)
+        let mut host_end = LinkVeth::new(host, peer);
+        if let Some(mtu) = mtu {
+            pod_end = pod_end.mtu(mtu);
+            host_end = host_end.mtu(mtu);
+        }
+        let message = host_end
             .set_info_data(InfoData::Veth(InfoVeth::Peer(pod_end.build())))
             .up()
             .build();
@@ -195,8 +203,13 @@ fn link_id(message: &LinkMessage) -> LinkId {
         LinkAttribute::Address(bytes) => <[u8; 6]>::try_from(bytes.as_slice()).ok().map(Mac),
         _ => None,
     });
+    let mtu = message.attributes.iter().find_map(|a| match a {
+        LinkAttribute::Mtu(mtu) => Some(*mtu),
+        _ => None,
+    });
     LinkId {
         index: message.header.index,
         mac,
+        mtu,
     }
 }

@@ -174,8 +174,14 @@ fn add(inputs: &Inputs) -> Result<SuccessReply, Failure> {
         ipam: false,
         port: false,
     };
-    rtnl.add_veth(&host, &inputs.ifname, &netns, attachment.mac)
-        .map_err(|e| Failure::io("netlink", e))?;
+    rtnl.add_veth(
+        &host,
+        &inputs.ifname,
+        &netns,
+        attachment.mac,
+        attachment.mtu,
+    )
+    .map_err(|e| Failure::io("netlink", e))?;
     undo.ipam = true;
     let ipam = ipam::delegate("ADD", &inputs.config, &inputs.path)?;
     let pod = netns::within(&netns, || configure_pod(&inputs.ifname, ipam.as_ref()))?;
@@ -185,8 +191,36 @@ fn add(inputs: &Inputs) -> Result<SuccessReply, Failure> {
         .ok_or_else(|| Failure::io(format!("host interface {host}"), "gone"))?;
     undo.port = true;
     hairpin.add_port(attachment.port_spec(&host, pod.mac))?;
+    carries_the_mtu(&hairpin, &host, &attachment)?;
     undo.disarm();
     Ok(result(inputs, netns_path, &host, host_link, pod, ipam))
+}
+
+/// Fails when the pod's MTU makes frames longer than hairpin carries on its port (its
+/// UMEM frame size, multi-buffer in its socket mode and kernel): a jumbo pod would
+/// otherwise lose every long frame.
+fn carries_the_mtu(
+    hairpin: &Hairpin<'_>,
+    host: &str,
+    attachment: &Attachment,
+) -> Result<(), Failure> {
+    let Some(longest) = attachment.longest_frame() else {
+        return Ok(());
+    };
+    let largest = hairpin
+        .port(host)?
+        .and_then(|p| p.largest_frame)
+        .ok_or_else(|| {
+            Failure::hairpin_refused(format!("{host}: hairpin did not say what it carries"))
+        })?;
+    if longest > largest {
+        return Err(Failure::invalid_config(format!(
+            "mtu {}: the pod's frames are up to {longest} bytes, hairpin carries {largest} on \
+             {host} (see \"Jumbo frames\" in hairpin's README)",
+            attachment.mtu.unwrap_or_default()
+        )));
+    }
+    Ok(())
 }
 
 /// Inside the pod: TX checksum offload off, the IPAM addresses and routes, link up.
@@ -345,6 +379,14 @@ fn check(inputs: &Inputs) -> Result<(), Failure> {
             .ok_or_else(|| Failure::check_failed(format!("{ifname} is not in the pod")))?;
         Ok((pod, rtnl.addresses(pod.index).map_err(netlink)?))
     })?;
+    if let Some(mtu) = attachment.mtu
+        && pod.mtu != Some(mtu)
+    {
+        return Err(Failure::check_failed(format!(
+            "{ifname} in the pod has MTU {}, the configuration {mtu}",
+            pod.mtu.map_or("unknown".to_owned(), |m| m.to_string())
+        )));
+    }
     if attachment.spoofchk {
         let mac = pod.mac.map(|m| m.to_string()).unwrap_or_default();
         if port.allowed_macs != [mac.clone()] {

@@ -22,6 +22,7 @@ use hairpin::control::{
 use hairpin::{
     datapath::{DatapathConfig, ZeroCopy},
     switch::Mode,
+    wire::ETHERNET_HEADER_LEN,
 };
 use hairpin_common::PortConf;
 use sd_notify::NotifyState;
@@ -451,9 +452,10 @@ fn ask(client: &Client, request: Request) -> Result<()> {
 
 fn ports_table(ports: &[PortInfo]) -> String {
     let mut out = format!(
-        "{:<15} {:>4} {:<6} {:<8} {:<22} {:>6} {:<8} {:>12} {:>12}  drops\n",
-        "port", "slot", "state", "role", "vlans", "queues", "af_xdp", "rx_pkts", "tx_pkts"
+        "{:<15} {:>4} {:<6} {:<8} {:<22} {:>6} {:<8} {:>6} {:>12} {:>12}  drops\n",
+        "port", "slot", "state", "role", "vlans", "queues", "af_xdp", "mtu", "rx_pkts", "tx_pkts"
     );
+    let mut too_long = Vec::new();
     for p in ports {
         let drops: Vec<String> = p
             .counters
@@ -461,8 +463,16 @@ fn ports_table(ports: &[PortInfo]) -> String {
             .iter()
             .map(|(r, n)| format!("{r}={n}"))
             .collect();
+        let mtu = match (p.mtu, p.largest_frame) {
+            (None, _) => "-".to_owned(),
+            (Some(mtu), Some(largest)) if mtu + ETHERNET_HEADER_LEN as u32 > largest => {
+                too_long.push(format!("{} carries frames up to {largest} bytes", p.name));
+                format!("{mtu}*")
+            }
+            (Some(mtu), _) => mtu.to_string(),
+        };
         out += &format!(
-            "{:<15} {:>4} {:<6} {:<8} {:<22} {:>6} {:<8} {:>12} {:>12}  {}\n",
+            "{:<15} {:>4} {:<6} {:<8} {:<22} {:>6} {:<8} {:>6} {:>12} {:>12}  {}\n",
             p.name,
             p.slot,
             p.state,
@@ -474,6 +484,7 @@ fn ports_table(ports: &[PortInfo]) -> String {
                 (Some(x), true) => format!("{x}/zc"),
                 (Some(x), false) => format!("{x}/copy"),
             },
+            mtu,
             p.counters.rx_packets,
             p.counters.tx_packets,
             if drops.is_empty() {
@@ -481,6 +492,12 @@ fn ports_table(ports: &[PortInfo]) -> String {
             } else {
                 drops.join(",")
             },
+        );
+    }
+    if !too_long.is_empty() {
+        out += &format!(
+            "* MTU more than hairpin carries: {}; longer frames are dropped\n",
+            too_long.join(", ")
         );
     }
     out.trim_end().to_owned()
@@ -828,6 +845,26 @@ mod tests {
         assert!(parse_cores("3-1").is_err());
         assert!(parse_cores("a").is_err());
         assert!(parse_cores("").is_err());
+    }
+
+    #[test]
+    fn the_port_table_marks_an_mtu_longer_than_the_port_carries() {
+        use hairpin::control::protocol::PortCounters;
+        let port = |name: &str, mtu: u32, largest: u32| PortInfo {
+            mtu: Some(mtu),
+            largest_frame: Some(largest),
+            ..PortInfo::example(name, PortCounters::default())
+        };
+        let table = ports_table(&[port("vm0", 9000, 1792), port("vm1", 9000, 28672)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[1].contains(" 9000* "), "{table}");
+        assert!(lines[2].contains(" 9000 "), "{table}");
+        assert_eq!(
+            lines[3],
+            "* MTU more than hairpin carries: vm0 carries frames up to 1792 bytes; \
+             longer frames are dropped"
+        );
+        assert!(!ports_table(&[port("vm1", 1500, 1792)]).contains('*'));
     }
 
     #[test]

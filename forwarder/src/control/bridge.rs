@@ -1291,6 +1291,8 @@ impl Bridge {
                     xdp: a.map(|a| a.xdp.to_string()),
                     zero_copy: a.is_some_and(|a| a.zero_copy),
                     mtu: a.map(|a| a.mtu),
+                    largest_frame: a
+                        .map(|a| largest_frame(self.config.datapath.frame_size, a.multi_buffer)),
                     counters: counters(&total),
                     per_queue: (0u32..)
                         .zip(&queues)

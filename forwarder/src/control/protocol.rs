@@ -181,6 +181,10 @@ pub struct PortInfo {
     pub zero_copy: bool,
     /// The interface's MTU.
     pub mtu: Option<u32>,
+    /// The largest frame hairpin carries through it (Ethernet header included, FCS
+    /// not): one UMEM frame, or a chain of them where its sockets take multi-buffer.
+    #[serde(default)]
+    pub largest_frame: Option<u32>,
     /// Counters since the port was attached.
     pub counters: PortCounters,
     /// The same, queue by queue (RX queue `i` is served by worker `i`).
@@ -324,6 +328,7 @@ impl PortInfo {
             xdp: None,
             zero_copy: false,
             mtu: None,
+            largest_frame: None,
             counters,
             per_queue: Vec::new(),
         }

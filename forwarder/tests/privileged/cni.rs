@@ -430,3 +430,107 @@ fn pods_attached_by_the_cni_plugin_are_switched_isolated_and_detached() {
         serde_json::from_slice(&std::fs::read(state.join("ports.json")).unwrap()).unwrap();
     assert_eq!(saved["ports"], json!([]), "{saved}");
 }
+
+#[test]
+fn pods_of_mtu_9000_carry_jumbo_frames_and_an_mtu_hairpin_cannot_carry_is_refused() {
+    let mut topo = Topology::new("cnimtu", &[1]);
+    let leases = LeaseDir(std::env::temp_dir().join(format!("hp-cnimtu-{}", std::process::id())));
+    let (socket, log) = start(&mut topo, "cnimtu", &["--ports", "p0"], Stdio::null());
+    let mut jumbo = network(
+        "jumbo",
+        30,
+        ("10.10.0.10", "10.10.0.49"),
+        &socket,
+        &leases.0,
+    );
+    jumbo["mtu"] = json!(9000);
+    let pid = std::process::id();
+    let id = |pod: &str| format!("cnimtu{pid}{pod}");
+
+    // Both ends of each pod's veth get the MTU; hairpin carries 9000-byte frames whole.
+    let pods = [
+        topo.lab.add_ns("poda").unwrap(),
+        topo.lab.add_ns("podb").unwrap(),
+    ];
+    let results: Vec<Value> = pods
+        .iter()
+        .zip(["a", "b"])
+        .map(|(pod, name)| cni_ok(&topo.sw, "ADD", pod, &id(name), &jumbo))
+        .collect();
+    let ports = ask_json(&socket, &["show", "ports"]);
+    for result in &results {
+        let port = crate::runtime::port(&ports, &host_end(result));
+        assert_eq!(port["mtu"], 9000, "{port}");
+        assert!(port["largest_frame"].as_u64().unwrap() >= 9014, "{port}");
+    }
+    crate::jumbo::ping_jumbo(&pods[0], &address(&results[1]), 3)
+        .expect("ping -s 8000 -M do between pods of MTU 9000");
+
+    // CHECK holds the pod to its MTU.
+    let mut check = jumbo.clone();
+    check["prevResult"] = results[0].clone();
+    cni_ok(&topo.sw, "CHECK", &pods[0], &id("a"), &check);
+    pods[0]
+        .ip(&["link", "set", "dev", "net1", "mtu", "1500"])
+        .unwrap();
+    let error = cni_err(
+        &topo.sw,
+        "CHECK",
+        &pods[0],
+        &id("a"),
+        check.to_string().as_bytes(),
+    );
+    assert!(
+        error["details"].as_str().unwrap().contains("MTU 1500"),
+        "{error}"
+    );
+
+    // An MTU longer than a chain of UMEM frames: refused, and nothing is left of it.
+    let mut huge = jumbo.clone();
+    huge["mtu"] = json!(65000);
+    let pod = topo.lab.add_ns("podc").unwrap();
+    let error = cni_err(&topo.sw, "ADD", &pod, &id("c"), huge.to_string().as_bytes());
+    assert_eq!(error["code"], 7, "{error}");
+    assert!(
+        error["details"]
+            .as_str()
+            .unwrap()
+            .contains("hairpin carries"),
+        "{error}"
+    );
+    let names: Vec<String> = ask_json(&socket, &["show", "ports"])["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names.len(), 3, "p0 and the two pods only: {names:?}");
+    assert!(
+        pod.ip(&["link", "show", "dev", "net1"]).is_err(),
+        "the refused pod kept its interface"
+    );
+    let leased = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("10.")
+            })
+            .count()
+    };
+    assert_eq!(
+        leased(&leases.0.join("jumbo")),
+        2,
+        "the refused ADD kept its lease"
+    );
+
+    for (pod, name) in pods.iter().zip(["a", "b"]) {
+        cni_ok(&topo.sw, "DEL", pod, &id(name), &jumbo);
+    }
+    assert_eq!(leased(&leases.0.join("jumbo")), 0);
+    let log = take_log(&log);
+    assert!(!log.contains("ERROR"), "hairpin logged errors:\n{log}");
+}

@@ -42,7 +42,7 @@ fn untag(frame: &[u8]) -> Vec<u8> {
 
 /// Pings `addr` from `ns` with 8000 bytes of ICMP that may not be fragmented
 /// (`-M do`): `count` echoes, failing on the first unanswered one.
-fn ping_jumbo(ns: &Netns, addr: &str, count: u32) -> Result<(), LabError> {
+pub(crate) fn ping_jumbo(ns: &Netns, addr: &str, count: u32) -> Result<(), LabError> {
     let count = count.to_string();
     ns.run(
         "ping",
@@ -249,7 +249,7 @@ fn jumbo_frames_cross_generic_xdp() {
     let after = counters(&bridge);
     let seen = capture.frames();
     assert!(
-        seen.iter().any(|f| *f == frame),
+        seen.contains(&frame),
         "the {}-byte broadcast did not reach vm1 whole: lengths {:?}",
         frame.len(),
         seen.iter().map(Vec::len).collect::<Vec<_>>()
