@@ -8,8 +8,10 @@ use anyhow::{Context as _, Result, bail};
 use hairpin::{
     control::port::Interface,
     netlab::{Lab, Netns, PacketSocket},
-    switch::vlan::{TAG_LEN, TPID_8021Q},
-    wire::Mac,
+    wire::{
+        Mac,
+        dot1q::{self, TAG_LEN},
+    },
 };
 
 use crate::{Args, generator, sink::ProbeSink};
@@ -334,10 +336,9 @@ pub fn send_to_each(n: u32, dst: impl Fn(u32) -> Mac, src: Mac, vlan: Option<u16
         PacketSocket::open(Interface::lookup("s0")?.ifindex).context("AF_PACKET socket")?;
     let mut frame = [0u8; 64];
     frame[6..12].copy_from_slice(&src.0);
-    let mut at = 12;
+    let mut at = dot1q::OFFSET;
     if let Some(vid) = vlan {
-        frame[at..at + 2].copy_from_slice(&TPID_8021Q.to_be_bytes());
-        frame[at + 2..at + 4].copy_from_slice(&vid.to_be_bytes());
+        frame[at..at + TAG_LEN].copy_from_slice(&dot1q::tag(vid));
         at += TAG_LEN;
     }
     frame[at..at + 2].copy_from_slice(&[0x88, 0xb5]); // local experimental EtherType

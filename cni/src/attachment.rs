@@ -11,8 +11,7 @@ use std::{collections::HashMap, path::PathBuf};
 use cni_plugin::config::NetworkConfig;
 use hairpin::{
     control::{config::port_config, protocol::PortSpec, service::DEFAULT_SOCKET},
-    switch::vlan::TAG_LEN,
-    wire::{ETHERNET_HEADER_LEN, Mac},
+    wire::{ETHERNET_HEADER_LEN, Mac, dot1q::TAG_LEN},
 };
 use serde::Deserialize;
 use serde_json::Value;

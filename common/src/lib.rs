@@ -469,3 +469,44 @@ mod tests {
         assert_eq!(core::mem::size_of::<fdb::Bucket>(), 64);
     }
 }
+
+/// The layout of an IEEE 802.1Q tag, written once for the XDP program and the workers
+/// (the forwarder's view of it is `wire::Dot1qTag`).
+///
+/// A tag sits right after the two MACs: its TPID where an untagged frame has its
+/// EtherType, then the TCI (priority, DEI, VLAN ID), then the inner EtherType.
+pub mod dot1q {
+    /// The 802.1Q customer tag's TPID.
+    pub const TPID_8021Q: u16 = 0x8100;
+    /// The 802.1ad service tag's TPID.
+    pub const TPID_8021AD: u16 = 0x88a8;
+    /// The pre-standard QinQ TPID some switches still send.
+    pub const TPID_QINQ_LEGACY: u16 = 0x9100;
+    /// Where a tag starts: after the destination and source MACs.
+    pub const OFFSET: usize = 12;
+    /// Bytes of one tag (TPID and TCI).
+    pub const TAG_LEN: usize = 4;
+    /// Where the TCI sits in a tagged frame.
+    pub const TCI_OFFSET: usize = OFFSET + 2;
+    /// Where the inner EtherType sits in a tagged frame.
+    pub const INNER_OFFSET: usize = OFFSET + TAG_LEN;
+    /// Bytes a tagged frame's header takes: MACs, tag, inner EtherType.
+    pub const TAGGED_HEADER_LEN: usize = INNER_OFFSET + 2;
+    /// The TCI's VLAN ID bits.
+    pub const VID_MASK: u16 = 0x0fff;
+
+    /// The four bytes of an 802.1Q tag carrying `tci`.
+    #[inline(always)]
+    pub const fn tag(tci: u16) -> [u8; TAG_LEN] {
+        let tpid = TPID_8021Q.to_be_bytes();
+        let tci = tci.to_be_bytes();
+        [tpid[0], tpid[1], tci[0], tci[1]]
+    }
+
+    /// Whether `ethertype` is the TPID of a tag that may hide another behind it (a
+    /// stacked tag, which hairpin does not forward).
+    #[inline(always)]
+    pub const fn is_stacking(ethertype: u16) -> bool {
+        matches!(ethertype, TPID_8021Q | TPID_8021AD | TPID_QINQ_LEGACY)
+    }
+}

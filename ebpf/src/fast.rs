@@ -31,7 +31,12 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use hairpin_common::{
-    FastConf, FastTx, MAX_PORTS, NO_SLOT, SlotConf, allowed_key, fast_mode,
+    FastConf, FastTx, MAX_PORTS, NO_SLOT, SlotConf, allowed_key,
+    dot1q::{
+        self, INNER_OFFSET, OFFSET, TAG_LEN, TAGGED_HEADER_LEN, TCI_OFFSET, TPID_8021AD,
+        TPID_8021Q, TPID_QINQ_LEGACY, VID_MASK,
+    },
+    fast_mode,
     fdb::{self, FLAG_STATIC},
     slot_flags, xsk_index,
 };
@@ -56,11 +61,6 @@ static ALLOWED: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
 #[map]
 static FAST_TX: PerCpuArray<FastTx> =
     PerCpuArray::with_max_entries(hairpin_common::MAX_PORT_QUEUES, 0);
-
-/// The 802.1Q customer tag's EtherType, and the tags the fast path leaves alone.
-const TPID_8021Q: u16 = 0x8100;
-const TPID_8021AD: u16 = 0x88a8;
-const TPID_QINQ_LEGACY: u16 = 0x9100;
 
 /// What the fast path decided.
 pub enum Fast {
@@ -96,12 +96,12 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, queue: u32, fragmented: bool) ->
     };
     let start = ctx.data();
     let end = ctx.data_end();
-    if start + 18 > end {
+    if start + TAGGED_HEADER_LEN > end {
         return Fast::No;
     }
     // SAFETY: the bounds check above covers the first 18 bytes: both MACs, the
     // EtherType and, when tagged, the tag's TCI and the next EtherType.
-    let head = unsafe { &*(start as *const [u8; 18]) };
+    let head = unsafe { &*(start as *const [u8; TAGGED_HEADER_LEN]) };
     let dst = [head[0], head[1], head[2], head[3], head[4], head[5]];
     let src = [head[6], head[7], head[8], head[9], head[10], head[11]];
     // Group destinations (broadcast, multicast, reserved) flood or stop: the workers'.
@@ -168,8 +168,8 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, queue: u32, fragmented: bool) ->
             (None, false) => Retag::Keep,
             (None, true) => Retag::Push(vid),
             (Some(_), false) => Retag::Pop,
-            (Some(t), true) if t & 0xfff == vid => Retag::Keep,
-            (Some(t), true) => Retag::Rewrite((t & 0xf000) | vid),
+            (Some(t), true) if t & VID_MASK == vid => Retag::Keep,
+            (Some(t), true) => Retag::Rewrite((t & !VID_MASK) | vid),
         }
     };
     // Redirect first: on a miss nothing has been changed and the workers get the frame
@@ -196,15 +196,14 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, queue: u32, fragmented: bool) ->
 /// The frame's VLAN and tag as the workers' `VlanTable::classify` finds them, or `None`
 /// where they would drop it (the workers then do, and count it).
 #[inline(always)]
-fn classify(head: &[u8; 18], ingress: &SlotConf) -> Option<(u16, Option<u16>)> {
-    let ethertype = u16::from_be_bytes([head[12], head[13]]);
-    let (vid, tci) = match ethertype {
+fn classify(head: &[u8; TAGGED_HEADER_LEN], ingress: &SlotConf) -> Option<(u16, Option<u16>)> {
+    let be16 = |at: usize| u16::from_be_bytes([head[at], head[at + 1]]);
+    let (vid, tci) = match be16(OFFSET) {
         TPID_8021Q => {
-            let tci = u16::from_be_bytes([head[14], head[15]]);
-            let vid = match tci & 0xfff {
+            let tci = be16(TCI_OFFSET);
+            let vid = match tci & VID_MASK {
                 0 => {
-                    let inner = u16::from_be_bytes([head[16], head[17]]);
-                    if matches!(inner, TPID_8021Q | TPID_8021AD | TPID_QINQ_LEGACY) {
+                    if dot1q::is_stacking(be16(INNER_OFFSET)) {
                         return None;
                     }
                     ingress.pvid
@@ -277,46 +276,43 @@ fn apply(ctx: &XdpContext, retag: Retag) -> bool {
         Retag::Keep => true,
         Retag::Rewrite(tci) => {
             let start = ctx.data();
-            if start + 16 > ctx.data_end() {
+            if start + INNER_OFFSET > ctx.data_end() {
                 return false;
             }
-            // SAFETY: the bounds check covers bytes 14..16, the tag's TCI.
-            unsafe { *((start + 14) as *mut [u8; 2]) = tci.to_be_bytes() };
+            // SAFETY: the bounds check covers the tag's TCI.
+            unsafe { *((start + TCI_OFFSET) as *mut [u8; 2]) = tci.to_be_bytes() };
             true
         }
         Retag::Push(tci) => {
             // SAFETY: the helper checks the headroom and fails without changing the
             // frame when there is too little.
-            if unsafe { bpf_xdp_adjust_head(ctx.ctx, -4) } != 0 {
+            if unsafe { bpf_xdp_adjust_head(ctx.ctx, -(TAG_LEN as i32)) } != 0 {
                 return false;
             }
             let start = ctx.data();
-            if start + 16 > ctx.data_end() {
+            if start + INNER_OFFSET > ctx.data_end() {
                 return false;
             }
-            // SAFETY: the bounds check covers the 16 bytes written: the MACs move four
-            // bytes forward (to the new start) and the tag follows them.
+            // SAFETY: the bounds check covers the 16 bytes written: the MACs move a
+            // tag's length forward (to the new start) and the tag follows them.
             unsafe {
-                let macs = *((start + 4) as *const [u8; 12]);
-                *(start as *mut [u8; 12]) = macs;
-                let mut tag = [0u8; 4];
-                tag[..2].copy_from_slice(&TPID_8021Q.to_be_bytes());
-                tag[2..].copy_from_slice(&tci.to_be_bytes());
-                *((start + 12) as *mut [u8; 4]) = tag;
+                let macs = *((start + TAG_LEN) as *const [u8; OFFSET]);
+                *(start as *mut [u8; OFFSET]) = macs;
+                *((start + OFFSET) as *mut [u8; TAG_LEN]) = dot1q::tag(tci);
             }
             true
         }
         Retag::Pop => {
             let start = ctx.data();
-            if start + 16 > ctx.data_end() {
+            if start + INNER_OFFSET > ctx.data_end() {
                 return false;
             }
-            // SAFETY: the bounds check covers the MACs and the tag; the MACs move four
-            // bytes back, over the tag, and the head then drops the first four bytes.
+            // SAFETY: the bounds check covers the MACs and the tag; the MACs move a tag's
+            // length back, over the tag, and the head then drops the tag's bytes.
             unsafe {
-                let macs = *(start as *const [u8; 12]);
-                *((start + 4) as *mut [u8; 12]) = macs;
-                bpf_xdp_adjust_head(ctx.ctx, 4) == 0
+                let macs = *(start as *const [u8; OFFSET]);
+                *((start + TAG_LEN) as *mut [u8; OFFSET]) = macs;
+                bpf_xdp_adjust_head(ctx.ctx, TAG_LEN as i32) == 0
             }
         }
     }

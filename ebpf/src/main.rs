@@ -35,7 +35,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use hairpin_common::{
-    MAX_PORT_QUEUES, MAX_PORTS, PortConf, QueueStats, port_flags, probe, sink_stat, xsk_index,
+    MAX_PORT_QUEUES, MAX_PORTS, PortConf, QueueStats, dot1q, port_flags, probe, sink_stat,
+    xsk_index,
 };
 
 #[map]
@@ -227,8 +228,8 @@ pub fn hairpin_sink(ctx: XdpContext) -> u32 {
     }
     // SAFETY: the bounds check above covers the Ethernet header.
     let header = unsafe { &*(start as *const [u8; 14]) };
-    let at = if u16::from_be_bytes([header[12], header[13]]) == 0x8100 {
-        start + probe::OFFSET + 4
+    let at = if u16::from_be_bytes([header[12], header[13]]) == dot1q::TPID_8021Q {
+        start + probe::OFFSET + dot1q::TAG_LEN
     } else {
         start + probe::OFFSET
     };

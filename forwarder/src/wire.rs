@@ -4,6 +4,9 @@
 //! panic or read past the buffer.
 use std::fmt;
 
+/// The 802.1Q tag's layout, shared with the XDP program: TPIDs, offsets, `tag(tci)`.
+pub use hairpin_common::dot1q;
+
 /// Byte ranges of the Ethernet header.
 mod field {
     use std::ops::Range;
@@ -61,6 +64,49 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
     /// The whole frame.
     pub fn as_bytes(&self) -> &[u8] {
         self.buffer.as_ref()
+    }
+}
+
+/// A read-only view of a tagged frame's 802.1Q tag: the TCI and the EtherType behind
+/// it. Whether the frame is tagged at all is its [`EthernetFrame::ethertype`].
+#[derive(Clone, Copy, Debug)]
+pub struct Dot1qTag<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> Dot1qTag<T> {
+    /// Wraps the tagged `frame` after checking it holds the MACs, the tag and the inner
+    /// EtherType.
+    pub fn new_checked(frame: T) -> Result<Self, Runt> {
+        if frame.as_ref().len() < dot1q::TAGGED_HEADER_LEN {
+            return Err(Runt);
+        }
+        Ok(Self { buffer: frame })
+    }
+
+    fn be16(&self, at: usize) -> u16 {
+        let b = self.buffer.as_ref();
+        u16::from_be_bytes([b[at], b[at + 1]])
+    }
+
+    /// The tag's TPID.
+    pub fn tpid(&self) -> u16 {
+        self.be16(dot1q::OFFSET)
+    }
+
+    /// The tag control information: priority, DEI and VLAN ID.
+    pub fn tci(&self) -> u16 {
+        self.be16(dot1q::TCI_OFFSET)
+    }
+
+    /// The VLAN ID (0: a priority tag only).
+    pub fn vid(&self) -> u16 {
+        self.tci() & dot1q::VID_MASK
+    }
+
+    /// The EtherType behind the tag (another TPID when tags are stacked).
+    pub fn inner_ethertype(&self) -> u16 {
+        self.be16(dot1q::INNER_OFFSET)
     }
 }
 
@@ -142,6 +188,23 @@ impl std::str::FromStr for Mac {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tag_is_read_where_it_is_written() {
+        let mut frame = [0u8; 64];
+        frame[dot1q::OFFSET..dot1q::INNER_OFFSET].copy_from_slice(&dot1q::tag(0xa00a));
+        frame[dot1q::INNER_OFFSET..dot1q::TAGGED_HEADER_LEN].copy_from_slice(&[0x08, 0x00]);
+        let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+        assert_eq!(eth.ethertype(), dot1q::TPID_8021Q);
+        let tag = Dot1qTag::new_checked(&frame[..]).unwrap();
+        assert_eq!(tag.tpid(), dot1q::TPID_8021Q);
+        assert_eq!(tag.tci(), 0xa00a);
+        assert_eq!(tag.vid(), 10);
+        assert_eq!(tag.inner_ethertype(), 0x0800);
+        assert!(Dot1qTag::new_checked(&frame[..17]).is_err());
+        assert!(dot1q::is_stacking(dot1q::TPID_8021AD));
+        assert!(!dot1q::is_stacking(0x0800));
+    }
 
     #[test]
     fn mac_round_trips_through_text() {

@@ -26,7 +26,7 @@ use hairpin_common::{FastConf, NO_SLOT, PortConf, SlotConf, fast_mode, port_flag
 
 use super::{
     departed::Departures,
-    netdev::{Netdev, XDP_ACT_NDO_XMIT},
+    netdev::{Netdev, XDP_ACT_NDO_XMIT, XDP_ACT_XSK_ZEROCOPY},
     netlink::{Change, Link, Netlink},
     port::{Interface, PortError},
     protocol::{DepartedPort, FdbEntry, PortCounters, PortInfo, QueueCounters, Stats, WorkerStats},
@@ -34,7 +34,7 @@ use super::{
 };
 use crate::{
     datapath::{
-        Datapath, DatapathConfig, DatapathError, PortQueues, Snapshot, pick_cores,
+        Datapath, DatapathConfig, DatapathError, PortQueues, Snapshot, ZeroCopy, pick_cores,
         stats::PortQueueSnapshot,
         xsk::{HEADROOM, MAX_CHAIN},
     },
@@ -42,7 +42,7 @@ use crate::{
         Fdb, GROUP_FWD_RESTRICTED, MAX_PORTS, Mode, PortId, PortPolicy, PortSet, Role, Tables,
         TablesError, VlanId, fdb::Learned, vlan,
     },
-    wire::{ETHERNET_HEADER_LEN, Mac},
+    wire::{ETHERNET_HEADER_LEN, Mac, dot1q},
 };
 
 /// A port as configured: its name, policy and static MAC entries.
@@ -169,8 +169,9 @@ struct Attached {
     iface: Interface,
     xdp: AttachedMode,
     zero_copy: bool,
-    /// Its sockets take frames longer than a UMEM frame, as chains.
-    multi_buffer: bool,
+    /// The most UMEM frames one of its frames may take (1: its sockets take no
+    /// chains).
+    max_chain: usize,
     oper_up: bool,
     mtu: u32,
 }
@@ -324,10 +325,11 @@ impl Bridge {
             name: iface.name.clone(),
             ifindex: iface.ifindex,
             queues: iface.rx_queues,
+            zc_max_segs: self.zc_max_segs(iface),
         };
         let sockets = self.datapath.open(&queues)?;
         let zero_copy = sockets.zero_copy();
-        let multi_buffer = sockets.multi_buffer();
+        let max_chain = sockets.max_chain();
         // The slot is marked attached before anything else, so that undoing a failure
         // half-way finds what to undo.
         let baseline = self.port_queues(&self.datapath.snapshot(), id);
@@ -337,7 +339,7 @@ impl Bridge {
             iface: iface.clone(),
             xdp: AttachedMode::Generic,
             zero_copy,
-            multi_buffer,
+            max_chain,
             oper_up: link.oper_up,
             mtu: link.mtu,
         });
@@ -683,6 +685,26 @@ impl Bridge {
 
     /// Warns when the interface's MTU is more than hairpin carries on it (at attach and
     /// at every MTU change): no frame vanishes without a word.
+    /// How many buffers `iface`'s driver joins into one frame zero-copy (1 when it binds
+    /// no zero-copy sockets, when zero-copy is off, or when the kernel cannot say).
+    fn zc_max_segs(&mut self, iface: &Interface) -> u32 {
+        if self.config.datapath.zero_copy == ZeroCopy::Off {
+            return 1;
+        }
+        let asked = match self.netdev.as_mut() {
+            Some(netdev) => netdev.device(iface.ifindex),
+            None => Netdev::open().and_then(|mut netdev| netdev.device(iface.ifindex)),
+        };
+        match asked {
+            Ok(d) if d.features & XDP_ACT_XSK_ZEROCOPY != 0 => d.zc_max_segs,
+            Ok(_) => 1,
+            Err(e) => {
+                tracing::debug!("{}: no zero-copy multi-buffer: {e}", iface.name);
+                1
+            }
+        }
+    }
+
     fn check_mtu(&self, id: PortId, mtu: u32) {
         let Some(a) = self.slot(id).attached.as_ref() else {
             return;
@@ -691,7 +713,7 @@ impl Bridge {
             &a.iface.name,
             mtu,
             self.config.datapath.frame_size,
-            a.multi_buffer,
+            a.max_chain,
             a.zero_copy,
         ) {
             tracing::warn!("{warning}");
@@ -1292,7 +1314,7 @@ impl Bridge {
                     zero_copy: a.is_some_and(|a| a.zero_copy),
                     mtu: a.map(|a| a.mtu),
                     largest_frame: a
-                        .map(|a| largest_frame(self.config.datapath.frame_size, a.multi_buffer)),
+                        .map(|a| largest_frame(self.config.datapath.frame_size, a.max_chain)),
                     counters: counters(&total),
                     per_queue: (0u32..)
                         .zip(&queues)
@@ -1562,10 +1584,10 @@ fn worker_count(config: &BridgeConfig, ifaces: &[Interface]) -> Result<usize, Br
     Ok(queues as usize)
 }
 /// The largest frame (Ethernet header included, FCS not) hairpin carries through a
-/// port: a chain of [`MAX_CHAIN`] UMEM frames where its sockets take chains, else one.
-pub fn largest_frame(frame_size: u32, multi_buffer: bool) -> u32 {
-    let buffers = if multi_buffer { MAX_CHAIN as u32 } else { 1 };
-    buffers * (frame_size - HEADROOM)
+/// port whose frames take at most `max_chain` UMEM frames ([`MAX_CHAIN`] in copy mode
+/// with multi-buffer, a zero-copy driver's own limit, else one).
+pub fn largest_frame(frame_size: u32, max_chain: usize) -> u32 {
+    max_chain as u32 * (frame_size - HEADROOM)
 }
 
 /// What to tell the operator when port `name`'s MTU is more than hairpin carries on it,
@@ -1574,23 +1596,28 @@ fn mtu_warning(
     name: &str,
     mtu: u32,
     frame_size: u32,
-    multi_buffer: bool,
+    max_chain: usize,
     zero_copy: bool,
 ) -> Option<String> {
-    let largest = largest_frame(frame_size, multi_buffer);
+    let largest = largest_frame(frame_size, max_chain);
     let carried = largest - ETHERNET_HEADER_LEN as u32;
     if mtu <= carried {
         return None;
     }
-    let (why, counted) = if multi_buffer {
+    let (why, counted) = if max_chain > 1 {
+        let whose = if zero_copy && max_chain < MAX_CHAIN {
+            " (its driver's zero-copy limit)"
+        } else {
+            ""
+        };
         (
-            format!("a frame takes at most {MAX_CHAIN} UMEM frames of {frame_size} bytes"),
+            format!("a frame takes at most {max_chain} UMEM frames of {frame_size} bytes{whose}"),
             "oversize",
         )
     } else if zero_copy {
         (
             format!(
-                "its zero-copy sockets take no multi-buffer frames: one UMEM frame of \
+                "its driver takes no multi-buffer frames zero-copy: one UMEM frame of \
                  {frame_size} bytes (--frame-size 4096 carries more, --zero-copy off all)"
             ),
             "kernel_rx_dropped",
@@ -1608,7 +1635,7 @@ fn mtu_warning(
         "{name}: MTU {mtu} is more than hairpin carries ({why}): the largest frame that passes \
          is {largest} bytes (MTU {carried}, {} with a VLAN tag); longer ones are dropped and \
          counted as {counted}",
-        carried - vlan::TAG_LEN as u32,
+        carried - dot1q::TAG_LEN as u32,
     ))
 }
 
@@ -1618,18 +1645,19 @@ mod tests {
 
     #[test]
     fn the_largest_frame_is_a_whole_chain_of_umem_frames_or_one() {
-        assert_eq!(largest_frame(2048, false), 1792);
-        assert_eq!(largest_frame(2048, true), 16 * 1792);
-        assert_eq!(largest_frame(4096, true), 16 * 3840);
+        assert_eq!(largest_frame(2048, 1), 1792);
+        assert_eq!(largest_frame(2048, MAX_CHAIN), 16 * 1792);
+        assert_eq!(largest_frame(4096, MAX_CHAIN), 16 * 3840);
+        assert_eq!(largest_frame(4096, 5), 5 * 3840);
     }
 
     #[test]
     fn an_mtu_over_what_passes_is_told_with_the_largest_frame_and_why() {
         // MTU 9000 with multi-buffer sockets: carried, no word.
-        assert_eq!(mtu_warning("p0", 9000, 2048, true, false), None);
-        assert_eq!(mtu_warning("p0", 1778, 2048, false, false), None);
+        assert_eq!(mtu_warning("p0", 9000, 2048, MAX_CHAIN, false), None);
+        assert_eq!(mtu_warning("p0", 1778, 2048, 1, false), None);
         // One byte over one UMEM frame, copy mode on an old kernel.
-        let w = mtu_warning("p0", 1779, 2048, false, false).unwrap();
+        let w = mtu_warning("p0", 1779, 2048, 1, false).unwrap();
         assert!(
             w.starts_with("p0: MTU 1779 is more than hairpin carries"),
             "{w}"
@@ -1643,13 +1671,20 @@ mod tests {
             "{w}"
         );
         // Zero-copy: says how to carry more.
-        let w = mtu_warning("eth1", 9000, 2048, false, true).unwrap();
+        let w = mtu_warning("eth1", 9000, 2048, 1, true).unwrap();
         assert!(
             w.contains("zero-copy") && w.contains("--zero-copy off"),
             "{w}"
         );
         // Past a whole chain.
-        let w = mtu_warning("p1", 65000, 2048, true, false).unwrap();
+        let w = mtu_warning("p1", 65000, 2048, MAX_CHAIN, false).unwrap();
         assert!(w.contains("28672 bytes") && w.ends_with("oversize"), "{w}");
+        // A zero-copy driver that joins three buffers: 9000 does not fit in 2048s.
+        let w = mtu_warning("eth2", 9000, 2048, 3, true).unwrap();
+        assert!(
+            w.contains("at most 3 UMEM frames") && w.contains("zero-copy limit"),
+            "{w}"
+        );
+        assert_eq!(mtu_warning("eth2", 9000, 4096, 3, true), None);
     }
 }

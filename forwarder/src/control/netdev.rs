@@ -23,24 +23,38 @@ use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_GENERIC};
 
 /// `NETDEV_XDP_ACT_NDO_XMIT`: the driver takes frames redirected to it.
 pub const XDP_ACT_NDO_XMIT: u64 = 1 << 2;
+/// `NETDEV_XDP_ACT_XSK_ZEROCOPY`: the driver binds AF_XDP sockets zero-copy.
+pub const XDP_ACT_XSK_ZEROCOPY: u64 = 1 << 3;
 
 const FAMILY: &str = "netdev";
 const CMD_DEV_GET: u8 = 1;
 const A_DEV_IFINDEX: u16 = 1;
 const A_DEV_XDP_FEATURES: u16 = 3;
+const A_DEV_XDP_ZC_MAX_SEGS: u16 = 4;
+
+/// What a device does with XDP and AF_XDP, as the kernel says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceXdp {
+    /// `NETDEV_XDP_ACT_*` bits.
+    pub features: u64,
+    /// How many buffers its driver joins into one frame for a zero-copy socket bound
+    /// with `XDP_USE_SG` (1: none; the kernel says only for zero-copy drivers).
+    pub zc_max_segs: u32,
+}
 
 /// An attribute of a `netdev` device message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum DevAttr {
     Ifindex(u32),
     XdpFeatures(u64),
+    XdpZcMaxSegs(u32),
     Other(DefaultNla),
 }
 
 impl Nla for DevAttr {
     fn value_len(&self) -> usize {
         match self {
-            Self::Ifindex(_) => 4,
+            Self::Ifindex(_) | Self::XdpZcMaxSegs(_) => 4,
             Self::XdpFeatures(_) => 8,
             Self::Other(nla) => nla.value_len(),
         }
@@ -50,13 +64,16 @@ impl Nla for DevAttr {
         match self {
             Self::Ifindex(_) => A_DEV_IFINDEX,
             Self::XdpFeatures(_) => A_DEV_XDP_FEATURES,
+            Self::XdpZcMaxSegs(_) => A_DEV_XDP_ZC_MAX_SEGS,
             Self::Other(nla) => nla.kind(),
         }
     }
 
     fn emit_value(&self, buffer: &mut [u8]) {
         match self {
-            Self::Ifindex(v) => buffer[..4].copy_from_slice(&v.to_ne_bytes()),
+            Self::Ifindex(v) | Self::XdpZcMaxSegs(v) => {
+                buffer[..4].copy_from_slice(&v.to_ne_bytes());
+            }
             Self::XdpFeatures(v) => buffer[..8].copy_from_slice(&v.to_ne_bytes()),
             Self::Other(nla) => nla.emit_value(buffer),
         }
@@ -69,7 +86,29 @@ impl<'a, T: AsRef<[u8]> + ?Sized> Parseable<NlaBuffer<&'a T>> for DevAttr {
         Ok(match buf.kind() {
             A_DEV_IFINDEX => Self::Ifindex(parse_u32(value)?),
             A_DEV_XDP_FEATURES => Self::XdpFeatures(parse_u64(value)?),
+            A_DEV_XDP_ZC_MAX_SEGS => Self::XdpZcMaxSegs(parse_u32(value)?),
             _ => Self::Other(DefaultNla::parse(buf)?),
+        })
+    }
+}
+
+impl DeviceXdp {
+    /// From a device answer's attributes (`None` without the features).
+    fn from_attrs(attrs: &[DevAttr]) -> Option<Self> {
+        let features = attrs.iter().find_map(|a| match a {
+            DevAttr::XdpFeatures(f) => Some(*f),
+            _ => None,
+        })?;
+        let zc_max_segs = attrs
+            .iter()
+            .find_map(|a| match a {
+                DevAttr::XdpZcMaxSegs(n) => Some(*n),
+                _ => None,
+            })
+            .unwrap_or(1);
+        Some(Self {
+            features,
+            zc_max_segs,
         })
     }
 }
@@ -159,23 +198,21 @@ impl Netdev {
         Ok(netdev)
     }
 
-    /// The XDP features (`NETDEV_XDP_ACT_*` bits) of device `ifindex`.
-    pub fn xdp_features(&mut self, ifindex: u32) -> io::Result<u64> {
+    /// What device `ifindex` does with XDP.
+    pub fn device(&mut self, ifindex: u32) -> io::Result<DeviceXdp> {
         let mut request = GenlMessage::from_payload(DevMessage {
             cmd: CMD_DEV_GET,
             attrs: vec![DevAttr::Ifindex(ifindex)],
         });
         request.set_resolved_family_id(self.family);
         let answer: GenlMessage<DevMessage> = self.ask(request)?;
-        answer
-            .payload
-            .attrs
-            .iter()
-            .find_map(|a| match a {
-                DevAttr::XdpFeatures(f) => Some(*f),
-                _ => None,
-            })
+        DeviceXdp::from_attrs(&answer.payload.attrs)
             .ok_or_else(|| io::Error::other(format!("no XDP features for ifindex {ifindex}")))
+    }
+
+    /// The XDP features (`NETDEV_XDP_ACT_*` bits) of device `ifindex`.
+    pub fn xdp_features(&mut self, ifindex: u32) -> io::Result<u64> {
+        self.device(ifindex).map(|d| d.features)
     }
 
     /// Sends one request and reads its one answer.
@@ -218,7 +255,11 @@ mod tests {
     fn a_device_request_round_trips() {
         let message = DevMessage {
             cmd: CMD_DEV_GET,
-            attrs: vec![DevAttr::Ifindex(7), DevAttr::XdpFeatures(0x7f)],
+            attrs: vec![
+                DevAttr::Ifindex(7),
+                DevAttr::XdpFeatures(0x7f),
+                DevAttr::XdpZcMaxSegs(5),
+            ],
         };
         let mut buf = vec![0u8; message.buffer_len()];
         message.emit(&mut buf);
@@ -231,6 +272,23 @@ mod tests {
         )
         .unwrap();
         assert_eq!(back, message);
+        assert_eq!(
+            DeviceXdp::from_attrs(&back.attrs),
+            Some(DeviceXdp {
+                features: 0x7f,
+                zc_max_segs: 5
+            })
+        );
+    }
+
+    #[test]
+    fn a_device_that_names_no_zero_copy_segments_joins_none() {
+        let attrs = [DevAttr::Ifindex(7), DevAttr::XdpFeatures(0x3)];
+        assert_eq!(
+            DeviceXdp::from_attrs(&attrs).map(|d| d.zc_max_segs),
+            Some(1)
+        );
+        assert_eq!(DeviceXdp::from_attrs(&[DevAttr::Ifindex(7)]), None);
     }
 
     #[test]

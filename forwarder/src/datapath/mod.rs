@@ -47,7 +47,7 @@ use self::{
     holders::Holders,
     stats::{PortQueueSnapshot, WorkerCounters},
     worker::{Command, Reply, Route, Worker},
-    xsk::{Bind, Socket, Umem},
+    xsk::{Bind, MAX_CHAIN, Socket, Umem},
 };
 use crate::switch::{MAX_PORTS, PortId, Tables};
 
@@ -221,6 +221,9 @@ pub struct PortQueues {
     pub ifindex: u32,
     /// Its RX queues, each served by the worker of the same index.
     pub queues: u32,
+    /// How many buffers its driver joins into one frame on a zero-copy socket
+    /// (`xdp_zc_max_segs`, which the netdev family tells; 1: none).
+    pub zc_max_segs: u32,
 }
 
 /// A port's sockets, made by [`Datapath::open`] and not yet served.
@@ -230,7 +233,11 @@ pub struct PortSockets {
     /// One per queue, queue `q` at index `q`.
     sockets: Vec<Socket>,
     zero_copy: bool,
-    sg: bool,
+    /// Per queue: whether the socket registered its worker's UMEM, and if so whether
+    /// with `XDP_USE_SG` (every later socket on that UMEM inherits it).
+    registered: Vec<Option<bool>>,
+    /// The longest chain the port's sockets take and transmit.
+    max_chain: usize,
 }
 
 impl PortSockets {
@@ -246,7 +253,13 @@ impl PortSockets {
 
     /// Whether they take frames longer than a UMEM frame, as chains (`XDP_USE_SG`).
     pub fn multi_buffer(&self) -> bool {
-        self.sg
+        self.max_chain > 1
+    }
+
+    /// The most UMEM frames one frame of theirs may take: [`MAX_CHAIN`] in copy mode
+    /// with `XDP_USE_SG`, the driver's `xdp_zc_max_segs` zero-copy, else 1.
+    pub fn max_chain(&self) -> usize {
+        self.max_chain
     }
 }
 
@@ -296,6 +309,9 @@ struct WorkerHandle {
     thread: Option<JoinHandle<()>>,
     counters: Arc<WorkerCounters>,
     latency: latency::SharedHistogram,
+    /// Whether its UMEM takes chains: set by the socket that registered it (the first
+    /// in `sockets`), inherited by every socket after it.
+    sg: bool,
     /// The ports it has a socket on, with the socket's descriptor (a new socket shares
     /// the UMEM through any of them).
     sockets: Vec<(PortId, RawFd)>,
@@ -394,6 +410,7 @@ impl Datapath {
                     thread: Some(handle),
                     counters,
                     latency: histogram,
+                    sg: false,
                     sockets: Vec::new(),
                     sent: 0,
                 }),
@@ -428,6 +445,7 @@ impl Datapath {
         }
         let mut zero_copy = self.config.zero_copy != ZeroCopy::Off;
         let mut sockets = Vec::with_capacity(port.queues as usize);
+        let mut registered = Vec::with_capacity(port.queues as usize);
         for queue in 0..port.queues {
             let w = queue as usize;
             // The first socket on a UMEM registers it; the others share it.
@@ -437,7 +455,7 @@ impl Datapath {
                 queue,
                 zero_copy,
                 shared_with,
-                sg: self.multi_buffer(zero_copy),
+                sg: self.takes_chains(zero_copy, port.zc_max_segs),
             };
             let created = match self.bind(&self.umems[w], bind) {
                 Err(e)
@@ -450,19 +468,18 @@ impl Datapath {
                         port.name
                     );
                     zero_copy = false;
-                    let sg = self.multi_buffer(false);
                     self.bind(
                         &self.umems[w],
                         Bind {
                             zero_copy,
-                            sg,
+                            sg: self.takes_chains(false, port.zc_max_segs),
                             ..bind
                         },
                     )
                 }
                 other => other,
             };
-            let socket = created.map_err(|source| DatapathError::Socket {
+            let (socket, sg) = created.map_err(|source| DatapathError::Socket {
                 port: port.name.clone(),
                 queue,
                 mode: match (shared_with, zero_copy) {
@@ -482,30 +499,41 @@ impl Datapath {
                 });
             }
             sockets.push(socket);
+            registered.push(shared_with.is_none().then_some(sg));
         }
+        // Every queue's UMEM must take chains for the port to; zero-copy, the driver
+        // joins (and transmits) no more than its own number of buffers.
+        let umems_sg = (0..sockets.len()).all(|q| registered[q].unwrap_or(self.workers[q].sg));
+        let max_chain = match (umems_sg, zero_copy) {
+            (false, _) => 1,
+            (true, true) => (port.zc_max_segs as usize).clamp(1, MAX_CHAIN),
+            (true, false) => MAX_CHAIN,
+        };
         Ok(PortSockets {
             id: port.id,
             sockets,
             zero_copy,
-            sg: self.multi_buffer(zero_copy),
+            registered,
+            max_chain,
         })
     }
 
-    /// Whether sockets bound `zero_copy` (or not) take chains: copy-mode sockets do,
-    /// where the kernel can (`XDP_USE_SG`, Linux 6.6). Zero-copy ones do not yet: each
-    /// driver joins at most its own number of buffers (`xdp_zc_max_segs`), which hairpin
-    /// does not read yet, so a zero-copy port carries frames of one UMEM frame.
-    fn multi_buffer(&self, zero_copy: bool) -> bool {
-        !zero_copy && self.sg.load(Ordering::Relaxed)
+    /// Whether to ask for chains (`XDP_USE_SG`) on a socket bound `zero_copy` (or not)
+    /// to a device whose driver joins `zc_max_segs` buffers zero-copy: in copy mode
+    /// where the kernel can (Linux 6.6), zero-copy where the driver joins more than one
+    /// (the kernel refuses `XDP_USE_SG` on a driver that joins none).
+    fn takes_chains(&self, zero_copy: bool, zc_max_segs: u32) -> bool {
+        self.sg.load(Ordering::Relaxed) && (!zero_copy || zc_max_segs > 1)
     }
 
-    /// Creates and binds one socket. The kernel releases a closed socket's hold on its
-    /// queue from a work item: right after another process (or an earlier run, or a port
-    /// just removed) let go of this queue, binding can fail with EBUSY for a moment.
+    /// Creates and binds one socket; returns it and whether it took chains. The kernel
+    /// releases a closed socket's hold on its queue from a work item: right after
+    /// another process (or an earlier run, or a port just removed) let go of this queue,
+    /// binding can fail with EBUSY for a moment.
     ///
     /// A kernel that does not know `XDP_USE_SG` (before 6.6) refuses it with EINVAL: the
     /// socket is bound without it, and so is every socket after it.
-    fn bind(&self, umem: &Umem, bind: Bind) -> std::io::Result<Socket> {
+    fn bind(&self, umem: &Umem, bind: Bind) -> std::io::Result<(Socket, bool)> {
         let deadline = Instant::now() + BIND_BUSY_WAIT;
         loop {
             match Socket::new(umem, self.config.ring_size, bind) {
@@ -528,7 +556,7 @@ impl Datapath {
                     }
                     return without;
                 }
-                other => return other,
+                other => return other.map(|socket| (socket, bind.sg)),
             }
         }
     }
@@ -537,11 +565,15 @@ impl Datapath {
     /// returns once all have.
     pub fn attach(&mut self, port: &PortQueues, sockets: PortSockets) -> Result<(), DatapathError> {
         debug_assert_eq!(port.id, sockets.id);
-        let sockets_sg = sockets.sg;
+        let max_chain = sockets.max_chain;
+        let mut registered = sockets.registered.into_iter();
         let mut sockets = sockets.sockets.into_iter();
         for w in 0..self.workers.len() {
             let socket = sockets.next().map(Box::new);
             if let Some(socket) = &socket {
+                if let Some(Some(sg)) = registered.next() {
+                    self.workers[w].sg = sg;
+                }
                 self.workers[w].sockets.push((port.id, socket.as_raw_fd()));
             }
             self.send(
@@ -550,7 +582,7 @@ impl Datapath {
                     id: port.id,
                     queues: port.queues,
                     socket,
-                    sg: sockets_sg,
+                    max_chain,
                 },
             );
         }

@@ -50,9 +50,10 @@ use super::{
 use crate::{
     switch::{
         Action, DropReason, MAX_PORTS, PortId, Tables, decide,
-        vlan::{self, Classified, Retag, TAG_LEN},
+        vlan::{self, Classified, Retag},
     },
     sys,
+    wire::dot1q::{self, TAG_LEN},
 };
 
 /// Frames taken from a ring at once.
@@ -88,13 +89,13 @@ pub(super) enum Command {
     /// Decide with these tables from now on.
     Tables(Arc<Tables>),
     /// Port `id`, with `queues` RX queues, joins; `socket` is this worker's socket on it,
-    /// if the port has this worker's queue. `sg`: the worker's sockets take chains
-    /// (`XDP_USE_SG`; the same for every socket of a UMEM).
+    /// if the port has this worker's queue. `max_chain`: the most buffers a frame of
+    /// the port's may take (1 without `XDP_USE_SG`; a zero-copy driver's own limit).
     Attach {
         id: PortId,
         queues: u32,
         socket: Option<Box<Socket>>,
-        sg: bool,
+        max_chain: usize,
     },
     /// Port `id` leaves: close this worker's socket on it, if any.
     Detach { id: PortId },
@@ -126,11 +127,14 @@ pub(super) struct WorkerPort {
     pub closing: Option<Instant>,
     /// Dropping the rest of a chain far longer than [`MAX_CHAIN`].
     pub discarding: bool,
+    /// The most buffers a frame it receives or sends may take.
+    pub max_chain: usize,
 }
 
 impl WorkerPort {
-    /// A port served through `socket`, nothing on its rings yet.
-    pub fn new(id: PortId, socket: Socket) -> Self {
+    /// A port served through `socket`, whose frames take at most `max_chain` buffers,
+    /// nothing on its rings yet.
+    pub fn new(id: PortId, socket: Socket, max_chain: usize) -> Self {
         Self {
             id,
             socket,
@@ -140,6 +144,7 @@ impl WorkerPort {
             tx_backlog: false,
             closing: None,
             discarding: false,
+            max_chain,
         }
     }
 }
@@ -183,8 +188,8 @@ pub(super) struct Worker {
     pub busy_poll: bool,
     /// Time from reading the RX rings to submitting the TX rings, per busy turn.
     pub latency: Recorder,
-    /// The longest chain its sockets take: [`MAX_CHAIN`] when they were bound with
-    /// `XDP_USE_SG`, else 1.
+    /// The longest chain any of its ports takes ([`WorkerPort::max_chain`]): what its
+    /// mailbox accepts from other workers.
     pub max_chain: usize,
 }
 
@@ -294,14 +299,13 @@ impl Worker {
                     id,
                     queues,
                     socket,
-                    sg,
+                    max_chain,
                 } => {
                     self.queues[usize::from(id)] = queues;
                     if let Some(socket) = socket {
-                        // Every socket of a UMEM takes chains or none does.
-                        self.max_chain = if sg { MAX_CHAIN } else { 1 };
+                        self.max_chain = self.max_chain.max(max_chain);
                         self.mailboxes[self.index].set_max_chain(self.max_chain);
-                        self.ports.push(WorkerPort::new(id, *socket));
+                        self.ports.push(WorkerPort::new(id, *socket, max_chain));
                         let i = self.ports.len() - 1;
                         self.refill(i);
                         changed = true;
@@ -436,7 +440,7 @@ impl Worker {
         }
         rx.release(taken as u32);
         port.in_fill -= taken;
-        let ingress = port.id;
+        let (ingress, max_chain) = (port.id, port.max_chain);
         if whole == 0 {
             self.pool.extend_from_slice(&batch[..taken]);
             return taken;
@@ -451,7 +455,7 @@ impl Worker {
         for chain in xsk::frames(&batch[..whole]) {
             frames += 1;
             bytes += chain.iter().map(|d| u64::from(d.len)).sum::<u64>();
-            if chain.len() > self.max_chain {
+            if chain.len() > max_chain {
                 c.drop(DropReason::Oversize);
                 self.pool.extend_from_slice(chain);
                 continue;
@@ -498,6 +502,11 @@ impl Worker {
         wake: &mut u64,
     ) {
         match self.routes[egress as usize] {
+            // A zero-copy egress may transmit shorter chains than the ingress takes.
+            Route::Local(j) if chain.len() > self.ports[j].max_chain => {
+                self.counters.port(egress).drop(DropReason::Oversize);
+                self.pool.extend_from_slice(chain);
+            }
             Route::Local(j) => {
                 let retag = self.tables.vlans.retag(vlan, egress);
                 // SAFETY: the worker owns the chain (off its RX ring, on no other queue),
@@ -552,7 +561,7 @@ impl Worker {
             Route::Local(j) => {
                 let len = parts.iter().map(|p| p.len()).sum();
                 let buffers = umem.buffers_for(len);
-                if buffers > self.max_chain {
+                if buffers > self.ports[j].max_chain {
                     c.drop(DropReason::Oversize);
                     return false;
                 }
@@ -604,6 +613,10 @@ impl Worker {
             n += 1;
             self.lent -= buffers;
             match self.routes[egress as usize] {
+                Route::Local(j) if chain.len() > self.ports[j].max_chain => {
+                    self.counters.port(egress).drop(DropReason::Oversize);
+                    self.pool.extend_from_slice(chain);
+                }
                 Route::Local(j) => {
                     self.counters.port(egress).handoff_in.add(1);
                     self.ports[j].pending.extend_from_slice(chain);
@@ -819,7 +832,7 @@ impl Worker {
 /// frame (`Pop`, `Rewrite`) is at least 16 bytes long, as classification checked.
 #[inline]
 unsafe fn retag_in_place(umem: &Umem, desc: Desc, retag: Retag) -> Option<Desc> {
-    const MACS: usize = 12;
+    const MACS: usize = dot1q::OFFSET;
     let tag = TAG_LEN as u32;
     match retag {
         Retag::Keep => Some(desc),
@@ -828,8 +841,7 @@ unsafe fn retag_in_place(umem: &Umem, desc: Desc, retag: Retag) -> Option<Desc> 
             // SAFETY: the caller owns the frame, headroom included.
             let bytes = unsafe { umem.data_mut(out) };
             bytes.copy_within(TAG_LEN..TAG_LEN + MACS, 0);
-            bytes[MACS..MACS + 2].copy_from_slice(&vlan::TPID_8021Q.to_be_bytes());
-            bytes[MACS + 2..MACS + 4].copy_from_slice(&tci.to_be_bytes());
+            bytes[MACS..MACS + TAG_LEN].copy_from_slice(&dot1q::tag(tci));
             Some(out)
         }
         Retag::Pop => {
@@ -845,7 +857,7 @@ unsafe fn retag_in_place(umem: &Umem, desc: Desc, retag: Retag) -> Option<Desc> 
         Retag::Rewrite(tci) => {
             // SAFETY: the caller owns the frame.
             let bytes = unsafe { umem.data_mut(desc) };
-            bytes[MACS + 2..MACS + 4].copy_from_slice(&tci.to_be_bytes());
+            bytes[dot1q::TCI_OFFSET..dot1q::INNER_OFFSET].copy_from_slice(&tci.to_be_bytes());
             Some(desc)
         }
     }

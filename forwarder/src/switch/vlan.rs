@@ -28,15 +28,14 @@
 use std::fmt;
 
 use super::{DropReason, PortId, PortSet, VlanId};
+use crate::wire::{
+    Dot1qTag,
+    dot1q::{
+        self, INNER_OFFSET, OFFSET, TAG_LEN, TCI_OFFSET, TPID_8021AD, TPID_8021Q, TPID_QINQ_LEGACY,
+        VID_MASK,
+    },
+};
 
-/// The 802.1Q customer tag's EtherType.
-pub const TPID_8021Q: u16 = 0x8100;
-/// The 802.1ad service tag's EtherType.
-pub const TPID_8021AD: u16 = 0x88a8;
-/// The pre-standard QinQ EtherType some switches still send.
-pub const TPID_QINQ_LEGACY: u16 = 0x9100;
-/// Bytes of one tag.
-pub const TAG_LEN: usize = 4;
 /// The VLAN ports belong to when nothing says otherwise.
 pub const DEFAULT_VLAN: VlanId = 1;
 /// VLAN IDs an operator may use: 0 means "priority tag only" and 4095 is reserved.
@@ -234,19 +233,16 @@ impl VlanTable {
         if !self.aware {
             return Ok(Classified::default());
         }
-        let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+        let ethertype = u16::from_be_bytes([frame[OFFSET], frame[OFFSET + 1]]);
         let pvid = self.pvid[usize::from(ingress)];
         match ethertype {
             TPID_8021Q => {
-                let Some(tag) = frame.get(14..18) else {
-                    return Err(DropReason::Runt);
-                };
-                let tci = u16::from_be_bytes([tag[0], tag[1]]);
-                let vid = match tci & 0xfff {
+                let tag = Dot1qTag::new_checked(frame).map_err(|_| DropReason::Runt)?;
+                let tci = tag.tci();
+                let vid = match tag.vid() {
                     0 => {
                         // A priority tag: untagged, unless another tag hides behind it.
-                        let inner = u16::from_be_bytes([tag[2], tag[3]]);
-                        if matches!(inner, TPID_8021Q | TPID_8021AD | TPID_QINQ_LEGACY) {
+                        if dot1q::is_stacking(tag.inner_ethertype()) {
                             return Err(DropReason::Vlan);
                         }
                         pvid.ok_or(DropReason::Vlan)?
@@ -282,9 +278,9 @@ impl VlanTable {
             (None, false) => Retag::Keep,
             (None, true) => Retag::Push(c.vid),
             (Some(_), false) => Retag::Pop,
-            (Some(tci), true) if tci & 0xfff == c.vid => Retag::Keep,
+            (Some(tci), true) if tci & VID_MASK == c.vid => Retag::Keep,
             // A priority tag: keep its priority, fill in the VLAN.
-            (Some(tci), true) => Retag::Rewrite((tci & 0xf000) | c.vid),
+            (Some(tci), true) => Retag::Rewrite((tci & !VID_MASK) | c.vid),
         }
     }
 }
@@ -299,14 +295,13 @@ pub fn retagged_parts<'a>(
     match retag {
         Retag::Keep => [frame, &[], &[]],
         Retag::Push(tci) => {
-            tag[..2].copy_from_slice(&TPID_8021Q.to_be_bytes());
-            tag[2..].copy_from_slice(&tci.to_be_bytes());
-            [&frame[..12], &tag[..], &frame[12..]]
+            *tag = dot1q::tag(tci);
+            [&frame[..OFFSET], &tag[..], &frame[OFFSET..]]
         }
-        Retag::Pop => [&frame[..12], &frame[16..], &[]],
+        Retag::Pop => [&frame[..OFFSET], &frame[OFFSET + TAG_LEN..], &[]],
         Retag::Rewrite(tci) => {
             tag[..2].copy_from_slice(&tci.to_be_bytes());
-            [&frame[..14], &tag[..2], &frame[16..]]
+            [&frame[..TCI_OFFSET], &tag[..2], &frame[INNER_OFFSET..]]
         }
     }
 }
