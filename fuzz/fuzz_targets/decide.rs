@@ -23,9 +23,12 @@ use hairpin::{
     switch::{
         Action, DropReason, Fdb, GROUP_FWD_RESTRICTED, Mode, PortId, PortPolicy, PortSet, Role,
         Tables, VlanId,
-        vlan::{self, PortVlans, TAG_LEN, TPID_8021Q},
+        vlan::{self, PortVlans},
     },
-    wire::Mac,
+    wire::{
+        Mac,
+        dot1q::{TAG_LEN, TPID_8021Q},
+    },
 };
 use hairpin_fuzz::Input;
 use libfuzzer_sys::fuzz_target;

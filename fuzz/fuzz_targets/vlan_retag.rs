@@ -9,12 +9,12 @@
 //! (`% ports`), length, bytes.
 #![no_main]
 
-use hairpin::switch::{
-    DropReason, PortId, PortSet, VlanId,
-    vlan::{
-        Classified, PortVlans, TAG_LEN, TPID_8021AD, TPID_8021Q, TPID_QINQ_LEGACY, VlanTable,
-        retagged_parts,
+use hairpin::{
+    switch::{
+        DropReason, PortId, PortSet, VlanId,
+        vlan::{Classified, PortVlans, VlanTable, retagged_parts},
     },
+    wire::dot1q::{TAG_LEN, TPID_8021AD, TPID_8021Q, TPID_QINQ_LEGACY},
 };
 use hairpin_fuzz::Input;
 use libfuzzer_sys::fuzz_target;
