@@ -1,6 +1,7 @@
-//! The traffic generators: XDP live frames ([`LiveFrames`], the default), an AF_XDP
-//! socket ([`blast`], `--generator af-xdp`), and for frames longer than live frames
-//! carry, an AF_XDP socket sending chains ([`Chains`]).
+//! The traffic generators: XDP live frames ([`LiveFrames`], the default), the XDP
+//! fan-out ([`Fanout`], where the kernel refuses live frames), an AF_XDP socket
+//! ([`blast`], `--generator af-xdp`), and for frames longer than live frames carry, an
+//! AF_XDP socket sending chains ([`Chains`]).
 //!
 //! The AF_XDP ones write every UMEM frame once; the loop then only moves descriptors:
 //! reserve a batch on the TX ring, kick the kernel, reap completions. In copy mode (veth)
@@ -14,6 +15,7 @@ use std::{
 
 use anyhow::{Context as _, Result, anyhow};
 use hairpin::wire::Mac;
+use hairpin_common::generator as g;
 use xsk_rs::{
     FrameDesc, Socket, Umem,
     config::{BindFlags, LibxdpFlags, QueueSize, SocketConfig, UmemConfig},
@@ -119,54 +121,60 @@ pub fn blast(ifname: &str, frame: &[u8], duration: Duration) -> Result<Sent> {
     })
 }
 
-/// The XDP live-frames generator: hairpin's `hairpin_gen` program (`XDP_TX`) run with
-/// `BPF_PROG_TEST_RUN` and `BPF_F_TEST_XDP_LIVE_FRAMES`, so the kernel transmits the test
-/// frame out of the port as xdp_frames, with no skb per frame.
-///
-/// Each `BPF_PROG_TEST_RUN` call costs some 20 ms of set-up here whatever its length,
-/// so a trial is one long call, and its emission time is the kernel's own measure
-/// (nanoseconds per run times runs), not the wall clock around it. Pacing is done inside
-/// the program: it transmits a share of its runs, evenly spaced.
-pub struct LiveFrames {
+/// The eBPF object of the kernel-side generators ([`LiveFrames`], [`Fanout`]): their
+/// programs, and the settings and per-CPU state they share (`GEN_CONFIG`, `GEN_STATE`,
+/// by [`hairpin_common::generator`]).
+struct GenObject {
     ebpf: aya::Ebpf,
-    /// Nanoseconds per run last seen, to size the next call.
-    ns_per_run: f64,
 }
 
-/// What one paced trial sent.
-#[derive(Clone, Copy, Debug)]
-pub struct Paced {
-    /// Frames transmitted.
-    pub frames: u64,
-    /// Seconds the kernel spent running the program.
-    pub seconds: f64,
-}
-
-impl LiveFrames {
-    /// Loads the generator program.
-    pub fn load() -> Result<Self> {
-        let mut ebpf = aya::Ebpf::load(hairpin::control::xdp::embedded_object()?)?;
-        let program: &mut aya::programs::Xdp = ebpf
-            .program_mut(hairpin_common::GENERATOR_PROGRAM_NAME)
-            .context("the eBPF object has no generator program")?
-            .try_into()?;
-        program.load()?;
+impl GenObject {
+    fn load() -> Result<Self> {
         Ok(Self {
-            ebpf,
-            ns_per_run: 250.0,
+            ebpf: aya::Ebpf::load(hairpin::control::xdp::embedded_object()?)?,
         })
     }
 
-    fn sent(&self) -> Result<u64> {
+    /// Loads the XDP program `name`.
+    fn load_program(&mut self, name: &str) -> Result<()> {
+        let program: &mut aya::programs::Xdp = self
+            .ebpf
+            .program_mut(name)
+            .with_context(|| format!("the eBPF object has no {name} program"))?
+            .try_into()?;
+        program.load().with_context(|| format!("loading {name}"))?;
+        Ok(())
+    }
+
+    fn program(&self, name: &str) -> Result<&aya::programs::Xdp> {
+        Ok(self
+            .ebpf
+            .program(name)
+            .with_context(|| format!("the eBPF object has no {name} program"))?
+            .try_into()?)
+    }
+
+    /// State word `index`, per CPU.
+    fn state_per_cpu(&self, index: u32) -> Result<Vec<u64>> {
         let map = self
             .ebpf
             .map(hairpin_common::maps::GEN_STATE)
             .context("no GEN_STATE map")?;
         let state: aya::maps::PerCpuArray<_, u64> = aya::maps::PerCpuArray::try_from(map)?;
-        Ok(state.get(&1, 0)?.iter().sum())
+        Ok(state.get(&index, 0)?.to_vec())
     }
 
-    /// Sets `GEN_CONFIG[index]`.
+    /// State word `index`, summed over the CPUs.
+    fn state(&self, index: u32) -> Result<u64> {
+        Ok(self.state_per_cpu(index)?.iter().sum())
+    }
+
+    /// State word `index` of the CPU that ran the generator (the only one non-zero).
+    fn state_max(&self, index: u32) -> Result<u64> {
+        Ok(self.state_per_cpu(index)?.into_iter().max().unwrap_or(0))
+    }
+
+    /// Sets config word `index`.
     fn configure(&mut self, index: u32, value: u32) -> Result<()> {
         let map = self
             .ebpf
@@ -177,34 +185,90 @@ impl LiveFrames {
         Ok(())
     }
 
-    fn set_share(&mut self, share: u32) -> Result<()> {
-        self.configure(0, share.clamp(1, hairpin_common::GEN_SHARE_ONE))
-    }
-
-    /// Spreads the frames over `flows` flows (UDP source ports 9000 and up).
-    pub fn set_flows(&mut self, flows: u32) -> Result<()> {
-        self.configure(1, flows.clamp(1, hairpin_common::probe::MAX_FLOWS))
-    }
-
-    /// Gives the frames `n` distinct source MACs (the frame's own with the last three
-    /// bytes 0 to `n - 1`); 0: the frame's own only.
-    pub fn set_sources(&mut self, n: u32) -> Result<()> {
-        self.configure(2, n.min(1 << 24))
-    }
-
-    /// Starts the sequence numbers (and the pacing) again from 0, as the sink's flow
-    /// state is reset for each trial.
-    fn reset_sequence(&mut self) -> Result<()> {
+    /// Zeroes the state: sequence numbers (and the pacing) start again from 0, as the
+    /// sink's flow state is reset for each trial.
+    fn reset(&mut self) -> Result<()> {
         let map = self
             .ebpf
             .map_mut(hairpin_common::maps::GEN_STATE)
             .context("no GEN_STATE map")?;
         let mut state: aya::maps::PerCpuArray<_, u64> = aya::maps::PerCpuArray::try_from(map)?;
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| e)?;
-        for i in [0, 2] {
+        for i in 0..g::STATE_LEN {
             state.set(i, aya::maps::PerCpuValues::try_from(vec![0u64; cpus])?, 0)?;
         }
         Ok(())
+    }
+
+    /// Settings for the next trial: `share` in 1024, at most `limit` frames (0: no
+    /// limit), and the frame's first 16 bytes, which the programs write into every frame
+    /// they send; then the state reset.
+    fn prepare(&mut self, frame: &[u8], share: u32, limit: u64) -> Result<()> {
+        self.configure(g::SHARE, share.clamp(1, hairpin_common::GEN_SHARE_ONE))?;
+        self.configure(g::LIMIT, u32::try_from(limit).context("too many frames")?)?;
+        for (i, word) in (g::HEAD..).zip(frame[..16].chunks_exact(4)) {
+            let word: [u8; 4] = word.try_into().expect("4 bytes");
+            self.configure(i, u32::from_ne_bytes(word))?;
+        }
+        self.reset()
+    }
+}
+
+/// The XDP live-frames generator: hairpin's `hairpin_gen` program (`XDP_TX`) run with
+/// `BPF_PROG_TEST_RUN` and `BPF_F_TEST_XDP_LIVE_FRAMES`, so the kernel transmits the test
+/// frame out of the port as xdp_frames, with no skb per frame.
+///
+/// Each `BPF_PROG_TEST_RUN` call costs some 20 ms of set-up here whatever its length,
+/// so a trial is one long call, and its emission time is the kernel's own measure
+/// (nanoseconds per run times runs), not the wall clock around it. Pacing is done inside
+/// the program: it transmits a share of its runs, evenly spaced.
+pub struct LiveFrames {
+    object: GenObject,
+    /// Nanoseconds per run last seen, to size the next call.
+    ns_per_run: f64,
+}
+
+/// What one paced trial sent.
+#[derive(Clone, Copy, Debug)]
+pub struct Paced {
+    /// Frames transmitted.
+    pub frames: u64,
+    /// Seconds the kernel spent sending them.
+    pub seconds: f64,
+}
+
+impl LiveFrames {
+    /// Loads the generator program.
+    pub fn load() -> Result<Self> {
+        let mut object = GenObject::load()?;
+        object.load_program(hairpin_common::GENERATOR_PROGRAM_NAME)?;
+        Ok(Self {
+            object,
+            ns_per_run: 250.0,
+        })
+    }
+
+    /// Asks the kernel for one live-frames run out of `ifindex` (of the calling thread's
+    /// namespace) that sends nothing: kernels that refuse live-frames test runs say so
+    /// here (EPERM under some BPF LSM policies, EOPNOTSUPP or EINVAL before Linux 5.18).
+    pub fn probe(&mut self, ifindex: u32, frame: &[u8]) -> Result<()> {
+        // A share of 1 in 1024: the first run drops its frame.
+        self.run(ifindex, frame, 1, 1)?;
+        // One run's time says nothing of a long call's.
+        self.ns_per_run = 250.0;
+        Ok(())
+    }
+
+    /// Spreads the frames over `flows` flows (UDP source ports 9000 and up).
+    pub fn set_flows(&mut self, flows: u32) -> Result<()> {
+        self.object
+            .configure(g::FLOWS, flows.clamp(1, hairpin_common::probe::MAX_FLOWS))
+    }
+
+    /// Gives the frames `n` distinct source MACs (the frame's own with the last three
+    /// bytes 0 to `n - 1`); 0: the frame's own only.
+    pub fn set_sources(&mut self, n: u32) -> Result<()> {
+        self.object.configure(g::SOURCES, n.min(1 << 24))
     }
 
     /// Transmits `frame` out of interface `ifindex` (of the calling thread's namespace)
@@ -241,13 +305,7 @@ impl LiveFrames {
 
     fn run(&mut self, ifindex: u32, frame: &[u8], runs: u32, share: u32) -> Result<Paced> {
         use aya::programs::{TestRun as _, TestRunAttrs, TestRunOptions};
-        self.set_share(share)?;
-        self.reset_sequence()?;
-        // The frame's first 16 bytes, which the program writes into every frame it sends.
-        for (i, word) in (3..).zip(frame[..16].chunks_exact(4)) {
-            let word: [u8; 4] = word.try_into().expect("4 bytes");
-            self.configure(i, u32::from_ne_bytes(word))?;
-        }
+        self.object.prepare(frame, share, 0)?;
         // struct xdp_md: data, data_end, data_meta, ingress_ifindex, rx_queue_index,
         // egress_ifindex.
         let len = u32::try_from(frame.len()).context("frame too long")?;
@@ -255,12 +313,9 @@ impl LiveFrames {
         for (i, v) in [0, len, 0, ifindex, 0, 0].into_iter().enumerate() {
             ctx[4 * i..4 * i + 4].copy_from_slice(&v.to_ne_bytes());
         }
-        let program: &aya::programs::Xdp = self
-            .ebpf
-            .program(hairpin_common::GENERATOR_PROGRAM_NAME)
-            .context("the eBPF object has no generator program")?
-            .try_into()?;
-        let before = self.sent()?;
+        let program = self
+            .object
+            .program(hairpin_common::GENERATOR_PROGRAM_NAME)?;
         let result = program.test_run(TestRunOptions {
             data_in: Some(frame),
             ctx_in: Some(&ctx),
@@ -268,7 +323,7 @@ impl LiveFrames {
             attrs: TestRunAttrs::new().xdp_live_frames(64),
             ..TestRunOptions::default()
         })?;
-        let frames = self.sent()? - before;
+        let frames = self.object.state(g::SENT)?;
         // The kernel reports the mean time per run.
         let ns = (result.duration.as_nanos() as f64).max(1.0);
         self.ns_per_run = ns;
@@ -276,6 +331,161 @@ impl LiveFrames {
             frames,
             seconds: ns * f64::from(runs) / 1e9,
         })
+    }
+}
+
+/// The fan-out generator, for kernels that refuse live frames: a frame circulates
+/// between the two ends of a veth pair (`a0` → `a1` → `a0` ...); each time it reaches
+/// `a1`, `hairpin_fanout` there broadcasts it through the `FANOUT` devmap to `copies`
+/// entries of the generator's port and one of `a0`, and `hairpin_gen_egress` paces and
+/// stamps each copy bound for the port. The kernel copies each frame (a page and a
+/// memcpy) and sends it as an xdp_frame: no skb, no system call per frame. Everything
+/// runs in the softirq of the core that sent the first frames (the generator's).
+///
+/// Its clock is the program's own: the time from the first frame it sent to the last.
+pub struct Fanout {
+    object: GenObject,
+    /// `a0`'s index: where the circulating frame is sent in.
+    inject: u32,
+    /// The attachment to `a1`, kept while the generator lives.
+    _link: aya::programs::xdp::XdpLinkId,
+}
+
+impl std::fmt::Debug for Fanout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fanout")
+            .field("inject", &self.inject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fanout {
+    /// Loads the programs in the calling thread's namespace, attaches `hairpin_fanout` to
+    /// `turn` (natively: the copies must be xdp_frames), and fills the devmap: `copies`
+    /// entries of `port`, then `inject` (the other end of `turn`'s veth), the way back.
+    pub fn load(port: u32, inject: u32, turn: u32, copies: u32) -> Result<Self> {
+        use aya::programs::xdp::XdpMode;
+        anyhow::ensure!(
+            (1..g::FANOUT_ENTRIES).contains(&copies),
+            "the fan-out makes 1 to {} copies a turn",
+            g::FANOUT_ENTRIES - 1
+        );
+        let mut object = GenObject::load()?;
+        object.load_program(hairpin_common::GEN_EGRESS_PROGRAM_NAME)?;
+        object.load_program(hairpin_common::FANOUT_PROGRAM_NAME)?;
+        let egress = object
+            .program(hairpin_common::GEN_EGRESS_PROGRAM_NAME)?
+            .fd()?
+            .try_clone()?;
+        {
+            let map = object
+                .ebpf
+                .map_mut(hairpin_common::maps::FANOUT)
+                .context("no FANOUT map")?;
+            let mut devmap: aya::maps::DevMap<_> = aya::maps::DevMap::try_from(map)?;
+            for i in 0..copies {
+                devmap
+                    .set(i, port, Some(&egress), 0)
+                    .context("a devmap entry with an egress program (Linux 5.8)")?;
+            }
+            devmap.set(copies, inject, None, 0)?;
+        }
+        let program: &mut aya::programs::Xdp = object
+            .ebpf
+            .program_mut(hairpin_common::FANOUT_PROGRAM_NAME)
+            .context("no fan-out program")?
+            .try_into()?;
+        let link = program
+            .attach_to_if_index(turn, XdpMode::Driver)
+            .context("attaching the fan-out program natively")?;
+        // Stopped until a trial starts: a stray frame must not start it.
+        object.configure(g::STOP, 1)?;
+        Ok(Self {
+            object,
+            inject,
+            _link: link,
+        })
+    }
+
+    /// Spreads the frames over `flows` flows (UDP source ports 9000 and up).
+    pub fn set_flows(&mut self, flows: u32) -> Result<()> {
+        self.object
+            .configure(g::FLOWS, flows.clamp(1, hairpin_common::probe::MAX_FLOWS))
+    }
+
+    /// Gives the frames `n` distinct source MACs; 0: the frame's own only.
+    pub fn set_sources(&mut self, n: u32) -> Result<()> {
+        self.object.configure(g::SOURCES, n.min(1 << 24))
+    }
+
+    /// Sends `frame` for about `duration`, `share` in 1024 of the copies, from the
+    /// calling thread's core (which runs the fan-out from then on).
+    pub fn blast(&mut self, frame: &[u8], duration: Duration, share: u32) -> Result<Paced> {
+        self.start(frame, share, 0)?;
+        std::thread::sleep(duration);
+        self.stop()
+    }
+
+    /// Sends exactly `frames` frames, `share` in 1024 of the copies.
+    pub fn blast_frames(&mut self, frame: &[u8], frames: u64, share: u32) -> Result<Paced> {
+        self.start(frame, share, frames)?;
+        let mut last = (0, Instant::now());
+        loop {
+            std::thread::sleep(Duration::from_millis(2));
+            let turns = self.object.state_max(g::TURNS)?;
+            if self.object.state_max(g::ENDED)? > 0 {
+                break;
+            }
+            if turns != last.0 {
+                last = (turns, Instant::now());
+            } else if last.1.elapsed() > Duration::from_millis(200) {
+                break;
+            }
+        }
+        self.stop()
+    }
+
+    fn start(&mut self, frame: &[u8], share: u32, limit: u64) -> Result<()> {
+        self.object.configure(g::STOP, 0)?;
+        self.object.prepare(frame, share, limit)?;
+        let socket = hairpin::netlab::PacketSocket::open(self.inject)
+            .context("an AF_PACKET socket to start the fan-out")?;
+        socket.send(frame).context("starting the fan-out")
+    }
+
+    /// Stops the circulating frame and waits until it has ended (or stopped turning:
+    /// one lost on the way is over too).
+    fn stop(&mut self) -> Result<Paced> {
+        self.object.configure(g::STOP, 1)?;
+        let mut turns = u64::MAX;
+        for _ in 0..500 {
+            if self.object.state_max(g::ENDED)? > 0 {
+                break;
+            }
+            let now = self.object.state_max(g::TURNS)?;
+            if now == turns {
+                break;
+            }
+            turns = now;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let frames = self.object.state(g::SENT)?;
+        anyhow::ensure!(
+            self.object.state(g::TURNS)? > 0,
+            "the fan-out generator never turned: the frames sent into interface {} did not reach its program",
+            self.inject
+        );
+        let span = self
+            .object
+            .state_max(g::LAST_NS)?
+            .saturating_sub(self.object.state_max(g::FIRST_NS)?);
+        // The span covers the gaps between the frames: one fewer than the frames.
+        let seconds = if frames > 1 {
+            span as f64 / 1e9 * frames as f64 / (frames - 1) as f64
+        } else {
+            0.0
+        };
+        Ok(Paced { frames, seconds })
     }
 }
 

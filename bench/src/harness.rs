@@ -19,10 +19,33 @@ use crate::{Args, generator, sink::ProbeSink};
 /// The traffic generator `--generator` picks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum GeneratorKind {
+    /// Live frames where the kernel allows them, else the fan-out.
+    Auto,
     /// `BPF_PROG_TEST_RUN` live frames with an `XDP_TX` program.
     Live,
-    /// An AF_XDP socket transmitting from its UMEM.
+    /// A frame circulating through an XDP program that broadcasts copies through a
+    /// devmap (for kernels that refuse live frames).
+    Fanout,
+    /// An AF_XDP socket transmitting from its UMEM (no pacing, no probes).
     AfXdp,
+}
+
+impl GeneratorKind {
+    /// Its name in the report and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Live => "live-frames",
+            Self::Fanout => "fanout",
+            Self::AfXdp => "af-xdp",
+        }
+    }
+
+    /// Whether it paces (offers less than its full rate): the zero-loss search and the
+    /// latency trial need it.
+    pub fn paces(self) -> bool {
+        self != Self::AfXdp
+    }
 }
 
 /// The cores the generator and the forwarder under test are pinned to.
@@ -88,6 +111,8 @@ impl Topology {
         lab.veth((&dut, "d1"), (&sink, "s0"), 1)?;
         // RFC 2889's third port, to a monitor that counts floods.
         lab.veth((&dut, "d2"), (&sink, "m0"), 1)?;
+        // The fan-out generator's turning pair, both ends in the generator's namespace.
+        lab.veth((&gen_ns, "a0"), (&gen_ns, "a1"), 1)?;
         // Live frames arrive on d0 as xdp_frames, which a veth takes only in NAPI mode: on
         // when an XDP program is attached (hairpin), or with GRO on (the Linux bridge).
         dut.run("ethtool", &["-K", "d0", "gro", "on"])?;
@@ -122,10 +147,28 @@ impl Topology {
     }
 }
 
+/// Copies the fan-out generator sends out of g0 per turn of its circulating frame: as
+/// many as a veth's NAPI takes in one poll (64), so d0's receive ring (256) never
+/// overflows between its polls, and the bursts are as long as the live-frames
+/// generator's batches. More circulating frames or copies overrun d0's ring (measured in
+/// docs/performance.md).
+const FANOUT_COPIES: u32 = 64;
+
+/// The kernel-side generator a run uses.
+enum Kernel {
+    Live(generator::LiveFrames),
+    Fanout(generator::Fanout),
+    /// `--generator af-xdp`.
+    None,
+}
+
 /// The traffic generator, ready to transmit out of g0.
 pub struct Generator {
+    /// The generator in use (never `Auto`).
     pub kind: GeneratorKind,
-    pub live: generator::LiveFrames,
+    /// Why live frames were not used, when `--generator auto` fell back.
+    pub fallback: Option<String>,
+    kernel: Kernel,
     /// For frames longer than live frames carry, whatever `kind` says.
     pub chains: generator::Chains,
     /// g0's index, in the gen namespace.
@@ -133,18 +176,71 @@ pub struct Generator {
 }
 
 impl Generator {
-    /// Loads the live-frames program, spread over `--flows` flows, to transmit out of g0
-    /// in `gen_ns`.
-    pub fn load(gen_ns: &Netns, args: &Args) -> Result<Self> {
-        let mut live = generator::LiveFrames::load()?;
-        live.set_flows(args.flows)?;
+    /// Loads the generator `--generator` names (`auto`: live frames if the kernel runs
+    /// them, else the fan-out), spread over `--flows` flows, to transmit out of g0 in
+    /// `gen_ns`; `core` is the generator's.
+    pub fn load(topology: &Topology, args: &Args, core: usize) -> Result<Self> {
+        let gen_ns = &topology.gen_ns;
         let ifindex = gen_ns.enter(|| Interface::lookup("g0").map(|i| i.ifindex))??;
+        let probe = generator::udp_frame(topology.gen_mac, topology.sink_mac, 60);
+        let live = || -> Result<generator::LiveFrames> {
+            gen_ns.enter(|| -> Result<_> {
+                core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                let mut live = generator::LiveFrames::load()?;
+                live.probe(ifindex, &probe)?;
+                Ok(live)
+            })?
+        };
+        let fanout = || -> Result<generator::Fanout> {
+            gen_ns.enter(|| -> Result<_> {
+                let index = |name| Interface::lookup(name).map(|i| i.ifindex);
+                generator::Fanout::load(ifindex, index("a0")?, index("a1")?, FANOUT_COPIES)
+                    .context("the fan-out generator (XDP broadcast through a devmap, Linux 5.15)")
+            })?
+        };
+        let (kernel, fallback) = match args.generator {
+            GeneratorKind::Auto => match live() {
+                Ok(live) => (Kernel::Live(live), None),
+                Err(refused) => match fanout() {
+                    Ok(fanout) => (Kernel::Fanout(fanout), Some(format!("{refused:#}"))),
+                    Err(e) => bail!(
+                        "no generator that paces can run here: the kernel refuses live frames ({refused:#}), and {e:#}; `--generator af-xdp` measures overload only"
+                    ),
+                },
+            },
+            GeneratorKind::Live => (Kernel::Live(live()?), None),
+            GeneratorKind::Fanout => (Kernel::Fanout(fanout()?), None),
+            GeneratorKind::AfXdp => (Kernel::None, None),
+        };
+        let kind = match kernel {
+            Kernel::Live(_) => GeneratorKind::Live,
+            Kernel::Fanout(_) => GeneratorKind::Fanout,
+            Kernel::None => GeneratorKind::AfXdp,
+        };
+        let mut kernel = kernel;
+        match &mut kernel {
+            Kernel::Live(live) => live.set_flows(args.flows)?,
+            Kernel::Fanout(fanout) => fanout.set_flows(args.flows)?,
+            Kernel::None => {}
+        }
         Ok(Self {
-            kind: args.generator,
-            live,
+            kind,
+            fallback,
+            kernel,
             chains: generator::Chains::default(),
             ifindex,
         })
+    }
+
+    /// Gives the frames `n` distinct source MACs; 0: the frame's own only.
+    pub fn set_sources(&mut self, n: u32) -> Result<()> {
+        match &mut self.kernel {
+            Kernel::Live(live) => live.set_sources(n),
+            Kernel::Fanout(fanout) => fanout.set_sources(n),
+            Kernel::None => bail!(
+                "RFC 2889 needs many source addresses: a kernel-side generator (live frames or the fan-out)"
+            ),
+        }
     }
 }
 
@@ -259,19 +355,24 @@ impl Harness {
         for sink in sinks.iter_mut() {
             sink.reset()?;
         }
+        let refused_before = self.refused_by_d0()?;
         let (frame, core, g) = (&self.frame, self.core, &mut self.generator);
         let (sent, seconds) = self.gen_ns.enter(|| -> Result<(u64, f64)> {
             core_affinity::set_for_current(core_affinity::CoreId { id: core });
-            Ok(match g.kind {
+            Ok(match &mut g.kernel {
                 _ if frame.len() > generator::LIVE_FRAME_MAX => {
                     let s = g.chains.blast(g.ifindex, frame, duration, share)?;
                     (s.frames, s.elapsed.as_secs_f64())
                 }
-                GeneratorKind::Live => {
-                    let p = g.live.blast(g.ifindex, frame, duration, share)?;
+                Kernel::Live(live) => {
+                    let p = live.blast(g.ifindex, frame, duration, share)?;
                     (p.frames, p.seconds)
                 }
-                GeneratorKind::AfXdp => {
+                Kernel::Fanout(fanout) => {
+                    let p = fanout.blast(frame, duration, share)?;
+                    (p.frames, p.seconds)
+                }
+                Kernel::None => {
                     let s = generator::blast("g0", frame, duration)?;
                     (s.frames, s.elapsed.as_secs_f64())
                 }
@@ -279,6 +380,9 @@ impl Harness {
         })??;
         // Frames still in flight land within a moment.
         thread::sleep(Duration::from_millis(50));
+        // Frames the generator handed to g0 that never entered d0 were never offered.
+        let refused = self.refused_by_d0()? - refused_before;
+        let sent = sent.saturating_sub(refused);
         // Every sink must get every frame: the trial delivered what the poorest got.
         let mut readings = Vec::with_capacity(sinks.len());
         for sink in sinks.iter() {
@@ -301,6 +405,7 @@ impl Harness {
             "round": context.next().and_then(|s| s.parse::<usize>().ok()),
             "share_of_1024": share,
             "sent": t.sent,
+            "refused_by_d0": refused,
             "received": t.received,
             "seconds": t.seconds,
             "offered_mpps": t.offered() / 1e6,
@@ -313,18 +418,31 @@ impl Harness {
         Ok(t)
     }
 
-    /// Sends at least `frames` frames at `share` runs in 1024 (the live generator only);
+    /// xdp_frames g0 could not hand to d0 (its receive ring full), so far: the veth
+    /// counts them on g0 (`ethtool -S`, `tx_queue_N_xdp_xmit_errors`).
+    fn refused_by_d0(&self) -> Result<u64> {
+        let out = self.gen_ns.run("ethtool", &["-S", "g0"])?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| line.trim().split_once(':'))
+            .filter(|(name, _)| name.starts_with("tx_queue_") && name.ends_with("_xdp_xmit_errors"))
+            .filter_map(|(_, n)| n.trim().parse::<u64>().ok())
+            .sum())
+    }
+
+    /// Sends at least `frames` frames at `share` in 1024 (a kernel-side generator only);
     /// returns the seconds it took.
     pub fn send_frames(&mut self, frames: u64, share: u32) -> Result<f64> {
         let (frame, core, g) = (&self.frame, self.core, &mut self.generator);
-        if g.kind != GeneratorKind::Live {
-            bail!("RFC 2889 needs the live generator (many source addresses)");
-        }
         self.gen_ns.enter(|| -> Result<f64> {
             core_affinity::set_for_current(core_affinity::CoreId { id: core });
-            Ok(g.live
-                .blast_frames(g.ifindex, frame, frames, share)?
-                .seconds)
+            Ok(match &mut g.kernel {
+                Kernel::Live(live) => live.blast_frames(g.ifindex, frame, frames, share)?.seconds,
+                Kernel::Fanout(fanout) => fanout.blast_frames(frame, frames, share)?.seconds,
+                Kernel::None => {
+                    bail!("RFC 2889 needs a kernel-side generator (live frames or the fan-out)")
+                }
+            })
         })?
     }
 }

@@ -89,9 +89,11 @@ struct Args {
     /// gives hairpin's worker its core to spin on, as PMD-based forwarders run.
     #[arg(long, default_value = "--busy-poll", allow_hyphen_values = true)]
     hairpin_args: String,
-    /// Traffic generator: XDP live frames (fast, no skb per frame) or an AF_XDP socket
-    /// (copy mode on veth: one skb per frame, the slower ceiling).
-    #[arg(long, value_enum, default_value_t = GeneratorKind::Live)]
+    /// Traffic generator: XDP live frames (fast, no skb per frame), the XDP fan-out (no
+    /// skb per frame either, for kernels that refuse live-frames test runs), or an AF_XDP
+    /// socket (copy mode on veth: one skb per frame, no pacing). `auto` probes live
+    /// frames once and falls back to the fan-out.
+    #[arg(long, value_enum, default_value_t = GeneratorKind::Auto)]
     generator: GeneratorKind,
     /// How the sink's XDP program on s0 attaches (the direct path always counts natively
     /// on d0, where frames arrive as xdp_frames). Generic (skb) mode is the cheaper sink for
@@ -159,7 +161,7 @@ fn apply_presets(args: &mut Args) {
         args.seconds = 0.5;
         args.search_steps = 6;
     }
-    if args.generator == GeneratorKind::AfXdp {
+    if !args.generator.paces() {
         // The AF_XDP generator has no rate control: overload trials only.
         args.search_steps = 0;
     }
@@ -205,14 +207,23 @@ impl Bench {
     fn set_up(args: Args) -> Result<Self> {
         let cores = Cores::pick()?;
         let topology = Topology::build()?;
-        let generator = Generator::load(&topology.gen_ns, &args)?;
+        let generator = Generator::load(&topology, &args, cores.generator)?;
+        if let Some(why) = &generator.fallback {
+            println!(
+                "hairpin-bench: the kernel refuses live frames ({why}): using the fan-out generator"
+            );
+        }
         let (s0, _) = topology
             .sink_ns
             .enter(|| ProbeSink::attach("s0", args.sink_xdp))??;
         let sizes = rfc2544::frame_sizes(&args);
         println!(
-            "hairpin-bench: frame sizes {sizes:?}, {} round(s) of {:.1} s trials per device; {:?} generator on core {}, forwarder on core {}",
-            args.rounds, args.seconds, args.generator, cores.generator, cores.forwarder
+            "hairpin-bench: frame sizes {sizes:?}, {} round(s) of {:.1} s trials per device; {} generator on core {}, forwarder on core {}",
+            args.rounds,
+            args.seconds,
+            generator.kind.name(),
+            cores.generator,
+            cores.forwarder
         );
         let devices = devices::selected(&args);
         Ok(Self {
@@ -255,8 +266,12 @@ impl Bench {
                 &self.args,
                 self.cores.forwarder,
             )?;
-            self.report
-                .add_size(size, &results, self.args.latency_load)?;
+            self.report.add_size(
+                size,
+                &results,
+                self.args.latency_load,
+                self.args.loss_tolerance,
+            )?;
         }
         self.topology.set_mtu(1500)?;
         Ok(())
@@ -293,6 +308,7 @@ impl Bench {
             self.cores,
             &self.devices,
             &self.sizes,
+            &self.harness.generator,
             &self.harness.log,
         )
     }

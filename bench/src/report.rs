@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result, bail};
 use crate::{
     Args, charts,
     devices::Dut,
-    harness::{Cores, median},
+    harness::{Cores, Generator, loss, median},
     rfc2544::{Results, STANDARD_MAX},
     rfc2889::{self, Findings},
 };
@@ -41,21 +41,46 @@ impl Report {
 
     /// Prints the table of one frame size's results (medians over the rounds) and
     /// records them.
-    pub fn add_size(&mut self, size: usize, results: &Results, latency_load: f64) -> Result<()> {
+    ///
+    /// A device is marked generator-bound when it took all the generator offered under
+    /// overload (lost no more than `loss_tolerance` percent) or forwarded as much as the
+    /// direct path: its figure is the generator's limit, a floor for the device's.
+    pub fn add_size(
+        &mut self,
+        size: usize,
+        results: &Results,
+        latency_load: f64,
+        loss_tolerance: f64,
+    ) -> Result<()> {
         println!();
         let load = (latency_load * 100.0).round();
         println!(
             "| {size} B | zero-loss Mpps (median) | Gbit/s at zero loss | under overload Mpps (median) | zero-loss by round | latency at {load}% p50 / p99 / p99.9 / max us (median) |"
         );
         println!("| --- | ---: | ---: | ---: | --- | ---: |");
-        for (dut_kind, outcomes) in results {
-            let overload = median(outcomes.iter().map(|o| o.overload.mpps()));
-            let zero: Vec<f64> = outcomes
+        let zero_loss = |outcomes: &[crate::rfc2544::Outcome]| -> Vec<f64> {
+            outcomes
                 .iter()
                 .filter_map(|o| o.zero_loss)
                 .map(|r| r / 1e6)
-                .collect();
+                .collect()
+        };
+        let direct = results
+            .iter()
+            .find(|(d, _)| *d == Dut::Direct)
+            .map(|(_, outcomes)| zero_loss(outcomes))
+            .filter(|zero| !zero.is_empty())
+            .map(|zero| median(zero.into_iter()));
+        let mut bound_any = false;
+        for (dut_kind, outcomes) in results {
+            let overload = median(outcomes.iter().map(|o| o.overload.mpps()));
+            let zero = zero_loss(outcomes);
             let zero_median = (!zero.is_empty()).then(|| median(zero.iter().copied()));
+            let overload_loss = median(outcomes.iter().map(|o| loss(&o.overload)));
+            let generator_bound = *dut_kind != Dut::Direct
+                && (overload_loss <= loss_tolerance
+                    || matches!((zero_median, direct), (Some(z), Some(d)) if z >= d));
+            bound_any |= generator_bound;
             let each: Vec<String> = zero.iter().map(|r| format!("{r:.3}")).collect();
             let fmt = |v: Option<f64>, digits: usize| {
                 v.map_or("n/a".to_owned(), |v| format!("{v:.digits$}"))
@@ -90,8 +115,9 @@ impl Report {
                 _ => self.latencies.push((size, vec![(*dut_kind, merged)])),
             }
             println!(
-                "| {} | {} | {} | {overload:.3} | {} | {} |",
+                "| {}{} | {} | {} | {overload:.3} | {} | {} |",
                 dut_kind.name(),
+                if generator_bound { " ‡" } else { "" },
                 fmt(zero_median, 3),
                 fmt(gbps, 2),
                 each.join(", "),
@@ -103,11 +129,19 @@ impl Report {
                 "zero_loss_mpps_median": zero_median,
                 "overload_mpps_median": overload,
                 "zero_loss_mpps_by_round": zero,
+                "overload_loss_percent_median": overload_loss,
+                "generator_bound": generator_bound,
                 "latency_load": latency_load,
                 "latency_us_median": {
                     "p50": latency[0], "p99": latency[1], "p99.9": latency[2], "max": latency[3],
                 },
             }));
+        }
+        if bound_any {
+            println!();
+            println!(
+                "‡ generator-bound: took all the generator offered under overload, or as much as the direct path; the figure is the generator's limit, a floor for the device's."
+            );
         }
         println!();
         Ok(())
@@ -161,6 +195,7 @@ impl Report {
         cores: Cores,
         devices: &[Dut],
         sizes: &[usize],
+        generator: &Generator,
         trials: &[serde_json::Value],
     ) -> Result<()> {
         let mut json = args.json.clone();
@@ -183,7 +218,8 @@ impl Report {
         if let Some(path) = &json {
             let report = serde_json::json!({
                 "machine": machine(),
-                "generator": format!("{:?}", args.generator),
+                "generator": generator.kind.name(),
+                "generator_fallback": generator.fallback,
                 "generator_core": cores.generator,
                 "forwarder_core": cores.forwarder,
                 "rounds": args.rounds,
@@ -283,6 +319,15 @@ fn check_report(path: &Path, measured: &[(&str, usize)]) -> Result<()> {
             _ => bail!("{what}: {v} is not a finite non-negative number"),
         }
     };
+    if !report["generator"]
+        .as_str()
+        .is_some_and(|g| ["live-frames", "fanout", "af-xdp"].contains(&g))
+    {
+        bail!(
+            "the report does not name its generator: {}",
+            report["generator"]
+        );
+    }
     let summary = report["summary"].as_array().context("no summary array")?;
     for &(device, size) in measured {
         let entry = summary
@@ -302,6 +347,23 @@ fn check_report(path: &Path, measured: &[(&str, usize)]) -> Result<()> {
                 &entry["latency_us_median"][p],
                 &format!("{what}: latency {p}"),
             )?;
+        }
+        let bound = entry["generator_bound"]
+            .as_bool()
+            .with_context(|| format!("{what}: generator_bound missing"))?;
+        // The direct path is the ceiling: a device above it must say it is
+        // generator-bound.
+        let direct = summary
+            .iter()
+            .find(|e| e["device"] == Dut::Direct.name() && e["size"] == size)
+            .and_then(|e| e["zero_loss_mpps_median"].as_f64());
+        if let (Some(d), Some(z)) = (direct, entry["zero_loss_mpps_median"].as_f64())
+            && z > d
+            && !bound
+        {
+            bail!(
+                "{what}: {z:.3} Mpps, above the direct path's {d:.3}, yet not marked generator-bound"
+            );
         }
     }
     let trials = report["trials"].as_array().context("no trials array")?;
@@ -362,11 +424,13 @@ mod tests {
         });
         serde_json::json!({
             "machine": { "kernel": "6.1.0", "cpu": "some CPU" },
+            "generator": "fanout",
             "summary": [{
                 "size": 64,
                 "device": "hairpin xconnect",
                 "zero_loss_mpps_median": null,
                 "overload_mpps_median": 1.5,
+                "generator_bound": false,
                 "latency_us_median": { "p50": 10.0, "p99": 20.0, "p99.9": 30.0, "max": 40.0 },
             }],
             "trials": [trial.clone(), trial],
@@ -398,6 +462,28 @@ mod tests {
         let mut idle = report();
         idle["summary"][0]["overload_mpps_median"] = 0.0.into();
         assert!(check(&idle).is_err());
+    }
+
+    #[test]
+    fn a_device_above_the_direct_path_must_say_it_is_generator_bound() {
+        let mut r = report();
+        let mut direct = r["summary"][0].clone();
+        direct["device"] = Dut::Direct.name().into();
+        direct["zero_loss_mpps_median"] = 2.0.into();
+        r["summary"].as_array_mut().unwrap().push(direct);
+        r["summary"][0]["zero_loss_mpps_median"] = 2.5.into();
+        assert!(check(&r).is_err(), "above the ceiling, unmarked");
+        r["summary"][0]["generator_bound"] = true.into();
+        check(&r).unwrap();
+        r["summary"][0]["generator_bound"] = serde_json::Value::Null;
+        assert!(check(&r).is_err(), "the mark is required");
+    }
+
+    #[test]
+    fn a_report_must_name_its_generator() {
+        let mut r = report();
+        r["generator"] = "Auto".into();
+        assert!(check(&r).is_err());
     }
 
     #[test]

@@ -194,9 +194,9 @@ impl Rig<'_> {
         // Let the switch settle (OVS assigns its queues, hairpin fills its rings).
         thread::sleep(Duration::from_millis(300));
         self.s0.reset()?;
-        harness.generator.live.set_sources(n)?;
+        harness.generator.set_sources(n)?;
         let taught = harness.send_frames(u64::from(n), share);
-        harness.generator.live.set_sources(0)?;
+        harness.generator.set_sources(0)?;
         let teach_seconds = taught?;
         thread::sleep(Duration::from_millis(100));
         let taught = self.s0.reading()?.frames;

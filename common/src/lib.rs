@@ -23,8 +23,59 @@ pub const PROGRAM_NAME: &str = "hairpin";
 /// Name of the benchmark generator's XDP program (`XDP_TX`, run in live-frames mode).
 pub const GENERATOR_PROGRAM_NAME: &str = "hairpin_gen";
 
-/// The generator sends `GEN_CONFIG[0]` runs out of this many.
+/// Name of the fan-out generator's XDP program: on the fan-out veth's receiving end, it
+/// broadcasts each frame it receives through the `FANOUT` devmap.
+pub const FANOUT_PROGRAM_NAME: &str = "hairpin_fanout";
+
+/// Name of the fan-out generator's devmap egress program: paces, stamps and counts each
+/// copy bound for the generator's port, as `hairpin_gen` does each run.
+pub const GEN_EGRESS_PROGRAM_NAME: &str = "hairpin_gen_egress";
+
+/// The generator sends `GEN_CONFIG[generator::SHARE]` frames out of this many.
 pub const GEN_SHARE_ONE: u32 = 1024;
+
+/// The benchmark generator's settings (`GEN_CONFIG`, `u32`s user space writes) and
+/// per-CPU state (`GEN_STATE`, `u64`s the programs keep): the indices of each.
+pub mod generator {
+    /// Config: transmit this many frames out of every [`super::GEN_SHARE_ONE`] the
+    /// generator could send, evenly spaced.
+    pub const SHARE: u32 = 0;
+    /// Config: spread frames over this many flows (0 or 1: one).
+    pub const FLOWS: u32 = 1;
+    /// Config: give frames this many distinct source MACs, the frame's own with its last
+    /// three bytes replaced by the sequence number modulo the count (0: its own only).
+    pub const SOURCES: u32 = 2;
+    /// Config: four words, the frame's first 16 bytes, written into every frame sent (all
+    /// zero: none).
+    pub const HEAD: u32 = 3;
+    /// Config: send no more than this many frames (0: no limit).
+    pub const LIMIT: u32 = 7;
+    /// Config: non-zero stops the fan-out generator's circulating frames.
+    pub const STOP: u32 = 8;
+    /// Config: how many words.
+    pub const CONFIG_LEN: u32 = 9;
+
+    /// State: the pacing accumulator.
+    pub const ACC: u32 = 0;
+    /// State: frames sent.
+    pub const SENT: u32 = 1;
+    /// State: the next sequence number.
+    pub const SEQ: u32 = 2;
+    /// State: when the first frame was sent (`bpf_ktime_get_ns`).
+    pub const FIRST_NS: u32 = 3;
+    /// State: when the last frame was sent.
+    pub const LAST_NS: u32 = 4;
+    /// State: the fan-out's circulating frames that ended (stopped, or at the limit).
+    pub const ENDED: u32 = 5;
+    /// State: fan-out turns (each sends up to the devmap's copies).
+    pub const TURNS: u32 = 6;
+    /// State: how many words.
+    pub const STATE_LEN: u32 = 7;
+
+    /// Entries of the fan-out devmap (`FANOUT`): copies to the generator's port in the
+    /// first ones, the circulating frame's own way back in the last one used.
+    pub const FANOUT_ENTRIES: u32 = 65;
+}
 
 /// Name of the benchmark sink's XDP program: counts, reads the probe, drops.
 pub const SINK_PROGRAM_NAME: &str = "hairpin_sink";
@@ -40,7 +91,7 @@ pub mod probe {
     pub const LEN: usize = 16;
     /// The probe's first two bytes.
     pub const MAGIC: u16 = 0x6870;
-    /// Most flows the generator spreads frames over (`GEN_CONFIG[1]`).
+    /// Most flows the generator spreads frames over (`GEN_CONFIG[generator::FLOWS]`).
     pub const MAX_FLOWS: u32 = 256;
     /// Buckets of the sink's latency histogram.
     pub const LATENCY_BUCKETS: u32 = 1024;
@@ -115,12 +166,12 @@ pub mod maps {
     /// `PerCpuArray<FastTx>`, by [`super::xsk_index`] of (egress slot, ingress queue):
     /// what the fast path sent.
     pub const FAST_TX: &str = "FAST_TX";
-    /// `Array<u32>`: the generator's share of runs that transmit, out of
-    /// [`super::GEN_SHARE_ONE`].
+    /// `Array<u32>`: the generator's settings, by [`super::generator`].
     pub const GEN_CONFIG: &str = "GEN_CONFIG";
-    /// `PerCpuArray<u64>`: the generator's pacing accumulator, frames sent, and next
-    /// sequence number.
+    /// `PerCpuArray<u64>`: the generator's state, by [`super::generator`].
     pub const GEN_STATE: &str = "GEN_STATE";
+    /// `DevMap`: where the fan-out generator sends each frame it receives.
+    pub const FANOUT: &str = "FANOUT";
     /// `PerCpuArray<u64>`: the sink's counters, by [`super::sink_stat`].
     pub const SINK_STATS: &str = "SINK_STATS";
     /// `PerCpuArray<u64>`: the sink's latency histogram, by [`super::probe::bucket`].

@@ -13,8 +13,7 @@
 //! a chain of descriptors). Every decision here reads the first buffer only; counters
 //! count the whole frame.
 //!
-//! Two more programs serve the benchmark (`bench/`): `hairpin_gen`, its traffic
-//! generator, and `hairpin_sink`, its counting, latency-measuring sink.
+//! The benchmark's (`bench/`) traffic generators and sink are in [`bench`].
 //!
 //! Built by `cargo xtask build` for `bpfel-unknown-none`; the user-space forwarder
 //! embeds the object and loads it with aya.
@@ -25,19 +24,17 @@
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
 
+mod bench;
 mod fast;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{bpf_ktime_get_ns, bpf_xdp_get_buff_len},
+    helpers::bpf_xdp_get_buff_len,
     macros::{map, xdp},
-    maps::{Array, HashMap, PerCpuArray, XskMap},
+    maps::{HashMap, PerCpuArray, XskMap},
     programs::XdpContext,
 };
-use hairpin_common::{
-    MAX_PORT_QUEUES, MAX_PORTS, PortConf, QueueStats, dot1q, port_flags, probe, sink_stat,
-    xsk_index,
-};
+use hairpin_common::{MAX_PORT_QUEUES, MAX_PORTS, PortConf, QueueStats, port_flags, xsk_index};
 
 #[map]
 static PORTS: HashMap<u32, PortConf> = HashMap::with_max_entries(MAX_PORTS, 0);
@@ -118,164 +115,6 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
     }
     action
 }
-
-/// The generator's settings: `[0]` transmit this many runs out of every 1024; `[1]`
-/// spread frames over this many flows (0 or 1: one); `[2]` give frames this many
-/// distinct source MACs, the frame's own with its last three bytes replaced by the
-/// sequence number modulo the count (0: the frame's own only); `[3..7]` the frame's
-/// first 16 bytes, which it writes into every frame it sends (all zero: none).
-#[map]
-static GEN_CONFIG: Array<u32> = Array::with_max_entries(7, 0);
-
-/// The generator's per-CPU state: `[0]` the pacing accumulator, `[1]` frames sent, `[2]`
-/// the next sequence number.
-#[map]
-static GEN_STATE: PerCpuArray<u64> = PerCpuArray::with_max_entries(3, 0);
-
-/// The benchmark's traffic generator: sends the test frame back out of the port it is
-/// run on. Run with `BPF_PROG_TEST_RUN` in live-frames mode, it transmits without an skb
-/// per frame (as xdp-trafficgen does). To offer less than its full rate it transmits
-/// `GEN_CONFIG[0]` runs in 1024, evenly spaced (an error accumulator, as Bresenham's line
-/// does), and drops the others, so a paced stream has no bursts. Every frame it sends
-/// carries a [`probe`]: its flow (sequence number modulo `GEN_CONFIG[1]`, also the UDP
-/// source port's offset from 9000), its sequence number and the time it was sent.
-#[xdp]
-pub fn hairpin_gen(ctx: XdpContext) -> u32 {
-    let share = GEN_CONFIG.get(0).map_or(GEN_SHARE_ONE, |s| u64::from(*s));
-    let flows = GEN_CONFIG.get(1).map_or(1, |f| u64::from(*f)).max(1);
-    let sources = GEN_CONFIG.get(2).map_or(0, |n| u64::from(*n));
-    let (Some(acc), Some(sent), Some(seq)) = (
-        GEN_STATE.get_ptr_mut(0),
-        GEN_STATE.get_ptr_mut(1),
-        GEN_STATE.get_ptr_mut(2),
-    ) else {
-        return xdp_action::XDP_ABORTED;
-    };
-    // SAFETY: per-CPU array elements, touched only by this CPU while this program runs on
-    // it; `get_ptr_mut` returned valid, aligned pointers into the map.
-    let (acc, sent, seq) = unsafe { (&mut *acc, &mut *sent, &mut *seq) };
-    *acc += share;
-    if *acc < GEN_SHARE_ONE {
-        return xdp_action::XDP_DROP;
-    }
-    *acc -= GEN_SHARE_ONE;
-    let start = ctx.data();
-    if start + probe::OFFSET + probe::LEN > ctx.data_end() {
-        return xdp_action::XDP_ABORTED;
-    }
-    // In live-frames mode a page comes back to the generator with whatever its receivers
-    // did to it, and a forwarder that pushes an 802.1Q tag in place (hairpin's fast path)
-    // moves the MACs over the frame's first bytes: they are written again every time.
-    let mut head = [0u8; 16];
-    for i in 0..4 {
-        let word = GEN_CONFIG.get(3 + i as u32).map_or(0, |w| *w);
-        head[4 * i..4 * i + 4].copy_from_slice(&word.to_ne_bytes());
-    }
-    if head != [0; 16] {
-        // SAFETY: the bounds check above covers the frame's first 16 bytes.
-        unsafe { *(start as *mut [u8; 16]) = head };
-    }
-    let flow = (*seq % flows) as u16;
-    let mut stamp = [0u8; probe::LEN];
-    stamp[..2].copy_from_slice(&probe::MAGIC.to_le_bytes());
-    stamp[2..4].copy_from_slice(&flow.to_le_bytes());
-    stamp[4..8].copy_from_slice(&(*seq as u32).to_le_bytes());
-    // SAFETY: a helper without arguments.
-    stamp[8..].copy_from_slice(&unsafe { bpf_ktime_get_ns() }.to_le_bytes());
-    // SAFETY: the bounds check above proves the probe and the UDP source port (bytes
-    // 34..36) lie inside the frame, which this program may write.
-    unsafe {
-        *((start + probe::OFFSET) as *mut [u8; probe::LEN]) = stamp;
-        *((start + 34) as *mut [u8; 2]) = (9000 + flow).to_be_bytes();
-    }
-    if sources > 0 {
-        let index = (*seq % sources) as u32;
-        let [_, a, b, c] = index.to_be_bytes();
-        // SAFETY: bytes 9..12, the end of the source MAC, lie inside the frame (checked
-        // above).
-        unsafe { *((start + 9) as *mut [u8; 3]) = [a, b, c] };
-    }
-    *seq += 1;
-    *sent += 1;
-    xdp_action::XDP_TX
-}
-
-/// The sink's per-CPU counters, by `hairpin_common::sink_stat`.
-#[map]
-static SINK_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(sink_stat::COUNT, 0);
-
-/// The sink's per-CPU latency histogram, by `probe::bucket`.
-#[map]
-static SINK_LATENCY: PerCpuArray<u64> = PerCpuArray::with_max_entries(probe::LATENCY_BUCKETS, 0);
-
-/// Per flow, one more than the highest sequence number the sink has seen (0: none).
-/// Shared by CPUs with plain loads and stores: exact while the sink runs on one CPU at
-/// a time, as a veth's NAPI does.
-#[map]
-static SINK_FLOWS: Array<u64> = Array::with_max_entries(probe::MAX_FLOWS, 0);
-
-/// The benchmark's sink: counts every frame, and for a frame with the generator's
-/// [`probe`] (untagged, or under one 802.1Q tag) records its one-way latency (same host,
-/// same clock) and whether it arrived after a later frame of its flow; then drops it.
-/// Jumbo frames too (`xdp.frags`): it reads the first buffer only.
-#[xdp(frags)]
-pub fn hairpin_sink(ctx: XdpContext) -> u32 {
-    count(sink_stat::FRAMES);
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + 14 > end {
-        return xdp_action::XDP_DROP;
-    }
-    // SAFETY: the bounds check above covers the Ethernet header.
-    let header = unsafe { &*(start as *const [u8; 14]) };
-    let at = if u16::from_be_bytes([header[12], header[13]]) == dot1q::TPID_8021Q {
-        start + probe::OFFSET + dot1q::TAG_LEN
-    } else {
-        start + probe::OFFSET
-    };
-    if at + probe::LEN > end {
-        return xdp_action::XDP_DROP;
-    }
-    // SAFETY: the bounds check above covers the probe.
-    let stamp = unsafe { *(at as *const [u8; probe::LEN]) };
-    if u16::from_le_bytes([stamp[0], stamp[1]]) != probe::MAGIC {
-        return xdp_action::XDP_DROP;
-    }
-    count(sink_stat::PROBED);
-    let flow = u32::from(u16::from_le_bytes([stamp[2], stamp[3]]));
-    let seq = u64::from(u32::from_le_bytes([stamp[4], stamp[5], stamp[6], stamp[7]]));
-    let mut sent = [0u8; 8];
-    sent.copy_from_slice(&stamp[8..]);
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let latency = now.saturating_sub(u64::from_le_bytes(sent));
-    if let Some(bucket) = SINK_LATENCY.get_ptr_mut(probe::bucket(latency)) {
-        // SAFETY: a per-CPU element, touched only by this CPU while this program runs.
-        unsafe { *bucket += 1 };
-    }
-    if let Some(last) = SINK_FLOWS.get_ptr_mut(flow) {
-        // SAFETY: a valid element of the array; see the map's note on concurrency.
-        let last = unsafe { &mut *last };
-        if seq + 1 <= *last {
-            count(sink_stat::REORDERED);
-        } else {
-            *last = seq + 1;
-        }
-    }
-    xdp_action::XDP_DROP
-}
-
-/// Adds one to the sink's per-CPU counter `index`.
-#[inline(always)]
-fn count(index: u32) {
-    if let Some(c) = SINK_STATS.get_ptr_mut(index) {
-        // SAFETY: a per-CPU element, touched only by this CPU while this program runs.
-        unsafe { *c += 1 };
-    }
-}
-
-/// The generator's share denominator: `GEN_CONFIG[0] == 1024` sends every run.
-const GEN_SHARE_ONE: u64 = hairpin_common::GEN_SHARE_ONE as u64;
 
 /// Whether the frame belongs to the host's own stack, on a port that keeps host traffic:
 /// addressed to the host's MAC, an ARP request for one of the host's IPv4 addresses
