@@ -223,7 +223,8 @@ fn carries_the_mtu(
     Ok(())
 }
 
-/// Inside the pod: TX checksum offload off, the IPAM addresses and routes, link up.
+/// Inside the pod: the IPAM addresses and routes, link up. Offloads stay as the kernel
+/// sets them: hairpin finishes the checksums the pod's stack leaves partial.
 fn configure_pod(ifname: &str, ipam: Option<&SuccessReply>) -> Result<LinkId, Failure> {
     let rtnl = rtnl()?;
     let netlink = |e| Failure::io("netlink in the pod", e);
@@ -231,8 +232,6 @@ fn configure_pod(ifname: &str, ipam: Option<&SuccessReply>) -> Result<LinkId, Fa
         .link(ifname)
         .map_err(netlink)?
         .ok_or_else(|| Failure::io(format!("{ifname} in the pod"), "not there after creation"))?;
-    hairpin::set_tx_checksum(ifname, false)
-        .map_err(|e| Failure::io(format!("turning TX checksum offload off on {ifname}"), e))?;
     if let Some(ipam) = ipam {
         for ip in &ipam.ips {
             rtnl.add_address(link.index, ip.address.ip(), ip.address.prefix())

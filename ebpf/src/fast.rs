@@ -18,20 +18,25 @@
 //! - the egress port is in `EGRESS` (up, and able to take redirected frames); when it is
 //!   not, the frame goes to the workers, counted as `fast_fallback`;
 //! - the frame is in one buffer: a jumbo frame of several (multi-buffer XDP) goes to the
-//!   workers, since not every driver takes them redirected (`NDO_XMIT_SG`).
+//!   workers, since not every driver takes them redirected (`NDO_XMIT_SG`);
+//! - a TCP or UDP segment whose checksum an offload left partial
+//!   (`hairpin_common::csum`) is finished here first; the workers take those this
+//!   program does not read far enough to finish (IPv4 with options, segments longer
+//!   than [`MAX_SEGMENT`] or not within the frame).
 //!
 //! The 802.1Q tag is pushed, popped or rewritten here as the workers would
 //! (`switch::vlan`), with `bpf_xdp_adjust_head`.
 use core::intrinsics::{AtomicOrdering, atomic_cxchg};
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_xdp_adjust_head},
+    helpers::{bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_load_bytes},
     macros::map,
     maps::{Array, DevMapHash, HashMap, PerCpuArray},
     programs::XdpContext,
 };
 use hairpin_common::{
     FastConf, FastTx, MAX_PORTS, NO_SLOT, SlotConf, allowed_key,
+    csum::{self, IPV4_LEN, IPV6_LEN},
     dot1q::{
         self, INNER_OFFSET, OFFSET, TAG_LEN, TAGGED_HEADER_LEN, TCI_OFFSET, TPID_8021AD,
         TPID_8021Q, TPID_QINQ_LEGACY, VID_MASK,
@@ -66,8 +71,9 @@ static FAST_TX: PerCpuArray<FastTx> =
 pub enum Fast {
     /// Not for the fast path: the workers decide.
     No,
-    /// Sent to its egress port, counted: return `XDP_REDIRECT`.
-    Sent,
+    /// Sent to its egress port, counted: return `XDP_REDIRECT`. `finished`: its partial
+    /// checksum was finished on the way.
+    Sent { finished: bool },
     /// Its egress port takes no redirected frames: the workers get it.
     Fallback,
 }
@@ -172,6 +178,13 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, queue: u32, fragmented: bool) ->
             (Some(t), true) => Retag::Rewrite((t & !VID_MASK) | vid),
         }
     };
+    // A checksum an offload left for the device to finish is finished here (or, where
+    // this program cannot, by the workers).
+    let finished = match finish_checksum(ctx) {
+        Csum::NotPartial => false,
+        Csum::Finished => true,
+        Csum::Unable => return Fast::No,
+    };
     // Redirect first: on a miss nothing has been changed and the workers get the frame
     // as it came. The redirect takes effect when the program returns, after the retag.
     if EGRESS.redirect(egress, 0).is_err() {
@@ -190,7 +203,7 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, queue: u32, fragmented: bool) ->
         tx.packets += 1;
         tx.bytes += len;
     }
-    Fast::Sent
+    Fast::Sent { finished }
 }
 
 /// The frame's VLAN and tag as the workers' `VlanTable::classify` finds them, or `None`
@@ -316,4 +329,154 @@ fn apply(ctx: &XdpContext, retag: Retag) -> bool {
             }
         }
     }
+}
+
+/// What [`finish_checksum`] did.
+enum Csum {
+    /// No partial checksum: nothing to do.
+    NotPartial,
+    /// The partial checksum is now whole.
+    Finished,
+    /// A partial checksum (or one that may be) this program does not finish: the
+    /// workers' job.
+    Unable,
+}
+
+/// Longest TCP or UDP segment whose checksum the fast path finishes (a page's worth:
+/// longer frames come in several buffers, which the fast path leaves to the workers).
+const MAX_SEGMENT: usize = 4096;
+
+/// Finishes the TCP or UDP checksum of the frame (untagged, or under one 802.1Q tag) if
+/// its field holds only its pseudo-header's sum, an offload's partial checksum
+/// ([`csum`]): sums the segment (its field included, which already holds the
+/// pseudo-header's sum) and writes the complement. A whole checksum that happens to
+/// equal the pseudo-header sum comes out the same, so no verification is needed.
+#[inline(always)]
+fn finish_checksum(ctx: &XdpContext) -> Csum {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    if start + TAGGED_HEADER_LEN > end {
+        return Csum::NotPartial;
+    }
+    // SAFETY: the bounds check above covers the first 18 bytes.
+    let head = unsafe { &*(start as *const [u8; TAGGED_HEADER_LEN]) };
+    let be16 = |at: usize| u16::from_be_bytes([head[at], head[at + 1]]);
+    let (ethertype, l3) = if be16(OFFSET) == TPID_8021Q {
+        (be16(INNER_OFFSET), start + TAGGED_HEADER_LEN)
+    } else {
+        (be16(OFFSET), start + OFFSET + 2)
+    };
+    let l4 = match ethertype {
+        csum::ETH_P_IP => {
+            if l3 + IPV4_LEN > end {
+                return Csum::NotPartial;
+            }
+            // SAFETY: the bounds check above covers the IPv4 header's first 20 bytes.
+            match csum::ipv4(unsafe { &*(l3 as *const [u8; IPV4_LEN]) }) {
+                // Options: the segment is not read here.
+                Some(l4) if l4.offset != IPV4_LEN => return Csum::Unable,
+                Some(l4) => l4,
+                None => return Csum::NotPartial,
+            }
+        }
+        csum::ETH_P_IPV6 => {
+            if l3 + IPV6_LEN > end {
+                return Csum::NotPartial;
+            }
+            // SAFETY: the bounds check above covers the IPv6 header.
+            match csum::ipv6(unsafe { &*(l3 as *const [u8; IPV6_LEN]) }) {
+                Some(l4) => l4,
+                None => return Csum::NotPartial,
+            }
+        }
+        _ => return Csum::NotPartial,
+    };
+    let segment = l3 + l4.offset;
+    let field = segment + l4.field;
+    if field + 2 > end {
+        return Csum::NotPartial;
+    }
+    // SAFETY: the bounds check above covers the two bytes of the checksum field.
+    let value = u16::from_be_bytes(unsafe { *(field as *const [u8; 2]) });
+    if !csum::same(value, l4.pseudo) {
+        return Csum::NotPartial;
+    }
+    let len = l4.len;
+    // (Each read checks its own bounds: a check of the whole segment up front would let
+    // the compiler drop those, and the verifier follows only checks it sees.)
+    if len > MAX_SEGMENT {
+        return Csum::Unable;
+    }
+    // The segment's one's-complement sum, in memory order: 512-byte and 64-byte blocks
+    // by the kernel's `csum_partial` (bpf_csum_diff), then the last bytes. (Two short
+    // loops and a copy, not a loop of words: the verifier walks every path through
+    // loops, and each loop multiplies the paths.)
+    let mut sum: u64 = 0;
+    let mut at = 0usize;
+    for _ in 0..MAX_SEGMENT / 512 {
+        if len - at < 512 {
+            break;
+        }
+        let Some(part) = block::<512>(segment + at, end) else {
+            return Csum::Unable;
+        };
+        sum += part;
+        at += 512;
+    }
+    for _ in 0..512 / 64 {
+        if len - at < 64 {
+            break;
+        }
+        let Some(part) = block::<64>(segment + at, end) else {
+            return Csum::Unable;
+        };
+        sum += part;
+        at += 64;
+    }
+    // The last 0 to 63 bytes, copied by the kernel (which checks the bounds) into a
+    // zeroed block: the zeros pad them as RFC 1071 pads an odd byte.
+    // `black_box`: the compiler must not fold the bounds below into what it knows of
+    // `len`, or the verifier, which sees only the register, finds the size unbounded.
+    let rest = core::hint::black_box((len - at) as u32);
+    if rest >= 64 {
+        return Csum::Unable;
+    }
+    if rest > 0 {
+        let mut tail = [0u32; 16];
+        let offset = (segment - start + at) as u32;
+        // SAFETY: the helper copies at most `rest` (< 64) bytes into the 64-byte
+        // `tail`, and fails if they are not all in the frame.
+        let copied = unsafe { bpf_xdp_load_bytes(ctx.ctx, offset, tail.as_mut_ptr().cast(), rest) };
+        if copied != 0 {
+            return Csum::Unable;
+        }
+        // SAFETY: the helper reads the 64 bytes of `tail`, on this program's stack.
+        let part = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, tail.as_mut_ptr(), 64, 0) };
+        if part < 0 {
+            return Csum::Unable;
+        }
+        sum += u64::from(part as u32);
+    }
+    let mut checksum = !csum::fold(sum);
+    // UDP writes a zero checksum as all ones (zero means none).
+    if checksum == 0 && l4.field == 6 {
+        checksum = 0xffff;
+    }
+    // SAFETY: the bounds check before reading the field covers these two bytes.
+    unsafe { *(field as *mut [u8; 2]) = checksum.to_ne_bytes() };
+    Csum::Finished
+}
+
+/// The one's-complement sum of the `N` bytes at `at` (a multiple of four), by the
+/// kernel's `csum_partial`; `None` when they are not all in the frame.
+#[inline(always)]
+fn block<const N: usize>(at: usize, end: usize) -> Option<u64> {
+    if at + N > end {
+        return None;
+    }
+    // SAFETY: the bounds check above covers the N bytes the helper reads; the `from`
+    // side is empty.
+    let sum = unsafe { bpf_csum_diff(core::ptr::null_mut(), 0, at as *mut u32, N as u32, 0) };
+    // A negative value is an error (never for these sizes); the sum is its low 32 bits.
+    (sum >= 0).then_some(u64::from(sum as u32))
 }

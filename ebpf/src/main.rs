@@ -83,7 +83,7 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
         xdp_action::XDP_PASS
     } else {
         fast = fast::try_forward(&ctx, port.slot, queue, fragmented);
-        if matches!(fast, fast::Fast::Sent) {
+        if matches!(fast, fast::Fast::Sent { .. }) {
             xdp_action::XDP_REDIRECT
         } else {
             // On a miss (no socket bound at `index`) the helper returns the low bits of
@@ -100,9 +100,12 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
         stats.rx_packets += 1;
         stats.rx_bytes += len;
         match (action, fast) {
-            (_, fast::Fast::Sent) => {
+            (_, fast::Fast::Sent { finished }) => {
                 stats.fast += 1;
                 stats.fast_bytes += len;
+                if finished {
+                    stats.checksums_finished += 1;
+                }
             }
             (xdp_action::XDP_REDIRECT, fast::Fast::Fallback) => {
                 stats.fast_fallback += 1;

@@ -26,4 +26,4 @@ mod sys;
 pub mod top;
 pub mod wire;
 
-pub use sys::{in_netns, set_affinity, set_tx_checksum};
+pub use sys::{in_netns, set_affinity};

@@ -513,7 +513,9 @@ fn lookup_ports(names: &[String]) -> Result<Vec<Interface>> {
 /// The bridge the command line describes.
 fn config_from_options(args: &RunArgs) -> Result<BridgeConfig> {
     if args.ports.is_empty() && args.uplink.is_none() {
-        bail!("give the ports to bridge (--ports, --uplink) or a --config file");
+        // A switch with no port yet: qemu's scripts, libvirt's hook and hairpin-cni add
+        // them (`hairpin port add`) as VMs and pods come.
+        tracing::info!("no port given: waiting for `hairpin port add`");
     }
     let spec = BridgeSpec::from_options(
         args.mode,
@@ -720,8 +722,8 @@ fn print_stats(service: &Service, printer: &Printer) {
 /// table, latency and workers.
 fn counters_text(s: &Stats) -> String {
     let mut out = format!(
-        "{:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9}  drops\n",
-        "port", "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "flood_cp", "handoff"
+        "{:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>9}  drops\n",
+        "port", "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "flood_cp", "handoff", "csum_fin"
     );
     let rows = s
         .ports
@@ -731,13 +733,14 @@ fn counters_text(s: &Stats) -> String {
     for (name, c) in rows {
         let drops: Vec<String> = c.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
         out += &format!(
-            "{name:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9}  {}\n",
+            "{name:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>9}  {}\n",
             c.rx_packets,
             c.rx_bytes,
             c.tx_packets,
             c.tx_bytes,
             c.flood_copies,
             c.handoff_out,
+            c.checksums_finished,
             if drops.is_empty() {
                 "-".to_owned()
             } else {

@@ -220,10 +220,9 @@ impl Lab {
     /// Creates a veth pair `a.1` (in `a.0`) <-> `b.1` (in `b.0`) with `queues` RX and TX
     /// queues on each end, and sets both up.
     ///
-    /// TX checksum offload is turned off on both ends: a veth hands its peer TCP and UDP
-    /// frames whose checksum is left for "hardware" to fill in, and a frame that crosses
-    /// AF_XDP leaves the kernel without that ever happening. Real VFs and NICs compute
-    /// checksums on the wire; for veth and tap ports do as here (`ethtool -K IF tx off`).
+    /// Offloads stay as the kernel sets them, as on a real host: with TX checksumming
+    /// on, the stacks hand each other TCP and UDP segments whose checksum is left
+    /// partial, and hairpin finishes them (`wire::checksum`).
     pub fn veth(&self, a: (&Netns, &str), b: (&Netns, &str), queues: u32) -> Result<(), LabError> {
         let q = queues.to_string();
         a.0.ip(&[
@@ -247,7 +246,6 @@ impl Lab {
             &q,
         ])?;
         for (ns, ifname) in [a, b] {
-            ns.run("ethtool", &["-K", ifname, "tx", "off"])?;
             ns.ip(&["link", "set", ifname, "up"])?;
         }
         Ok(())

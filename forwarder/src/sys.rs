@@ -7,7 +7,7 @@
 
 use std::{
     io, mem,
-    os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd},
+    os::fd::{FromRawFd as _, OwnedFd},
     ptr,
 };
 
@@ -83,37 +83,6 @@ pub fn ethtool_rx_channels(sock: libc::c_int, name: &str) -> io::Result<u32> {
         return Err(io::Error::last_os_error());
     }
     Ok(channels.rx_count + channels.combined_count)
-}
-
-/// `struct ethtool_value`: a command and one value.
-#[repr(C)]
-struct EthtoolValue {
-    cmd: u32,
-    data: u32,
-}
-
-const ETHTOOL_STXCSUM: u32 = 0x17;
-
-/// Turns TX checksum offload of interface `name` (in the calling thread's namespace) on
-/// or off, by `ETHTOOL_STXCSUM` (`ethtool -K NAME tx on|off`).
-///
-/// A veth hands its peer TCP and UDP frames whose checksum is left for "hardware" to
-/// fill in; a frame that crosses hairpin instead of the peer's stack never gets it.
-/// Interfaces that send into hairpin through a veth need it off.
-pub fn set_tx_checksum(name: &str, on: bool) -> io::Result<()> {
-    let sock = control_socket()?;
-    let mut value = EthtoolValue {
-        cmd: ETHTOOL_STXCSUM,
-        data: u32::from(on),
-    };
-    let mut req = ifreq_for(name)?;
-    req.ifr_ifru.ifru_data = ptr::from_mut(&mut value).cast();
-    // SAFETY: `req` names the interface and points at a live `ethtool_value` the
-    // kernel reads; both outlive the call.
-    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCETHTOOL, &mut req) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 /// Whether this kernel has AF_XDP sockets, by opening (and closing) one.

@@ -7,6 +7,8 @@ use std::fmt;
 /// The 802.1Q tag's layout, shared with the XDP program: TPIDs, offsets, `tag(tci)`.
 pub use hairpin_common::dot1q;
 
+pub mod checksum;
+
 /// Byte ranges of the Ethernet header.
 mod field {
     use std::ops::Range;

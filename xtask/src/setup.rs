@@ -24,6 +24,11 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iperf3", "TCP streams in the demo and tests"),
     ("tcpdump", "captures in the tests"),
     (
+        "busybox-static",
+        "busybox httpd, the file server of the tests' verified TCP transfers",
+    ),
+    ("curl", "the client of the tests' verified TCP transfers"),
+    (
         "openvswitch-switch",
         "Open vSwitch: the VLAN reference bridge of the differential test, and a peer in the benchmark",
     ),

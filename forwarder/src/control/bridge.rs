@@ -1393,6 +1393,7 @@ impl Bridge {
                 // worker of that number (a port has no more queues than workers).
                 let tx = self.steering.fast_tx(slot, queue).unwrap_or_default();
                 q.add_fast((rx.fast, rx.fast_bytes), (tx.packets, tx.bytes));
+                q.checksums_finished += rx.checksums_finished;
             }
         }
         queues
@@ -1488,6 +1489,7 @@ fn counters(s: &PortQueueSnapshot) -> PortCounters {
         tx_packets: s.tx_packets,
         tx_bytes: s.tx_bytes,
         flood_copies: s.flood_copies,
+        checksums_finished: s.checksums_finished,
         handoff_out: s.handoff_out,
         fast_rx_packets: s.fast_rx_packets,
         fast_tx_packets: s.fast_tx_packets,

@@ -170,12 +170,6 @@ pub fn parse(text: &str, path: &Path) -> Result<BridgeConfig, ConfigFileError> {
         key,
         message,
     };
-    if file.port.is_empty() {
-        return Err(invalid(
-            "port".into(),
-            "no [[port]] tables: list the ports to bridge".into(),
-        ));
-    }
     let mode = file.mode;
     let mut ports: Vec<PortConfig> = Vec::with_capacity(file.port.len());
     for (i, port) in file.port.iter().enumerate() {
@@ -392,14 +386,21 @@ mod tests {
     }
 
     #[test]
+    fn a_file_with_no_port_is_a_switch_waiting_for_port_add() {
+        let c = parse("mode = \"veb\"").unwrap();
+        assert!(c.ports.is_empty());
+        // VEPA still needs its uplink from the start.
+        assert_eq!(
+            err("mode = \"vepa\""),
+            "hairpin.toml: mode: vepa mode needs an uplink port"
+        );
+    }
+
+    #[test]
     fn errors_name_the_file_and_the_key() {
         assert!(err("mode = \"hub\"\n[[port]]\nname = \"a\"").starts_with("hairpin.toml: "));
         assert!(err("mode = \"hub\"\n[[port]]\nname = \"a\"").contains("unknown variant `hub`"));
         assert!(err("[[port]]\nname = \"a\"\ncolour = \"red\"").contains("unknown field `colour`"));
-        assert_eq!(
-            err("mode = \"veb\""),
-            "hairpin.toml: port: no [[port]] tables: list the ports to bridge"
-        );
         assert_eq!(
             err("[[port]]\nname = \"a\"\nallowed_macs = [\"02:00:00:00:00\"]"),
             "hairpin.toml: port[0].allowed_macs[0]: \"02:00:00:00:00\" is not a MAC address (expected six hex bytes like 02:00:00:00:00:01)"

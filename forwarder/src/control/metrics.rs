@@ -360,6 +360,14 @@ fn ports(e: &mut DescriptorEncoder<'_>, ports: &[PortInfo]) -> Result<(), std::f
         each(|p| p.counters.flood_copies),
         counter,
     )?;
+    family(
+        e,
+        "hairpin_port_checksums_finished",
+        "Frames received on the port with a TCP or UDP checksum an offload left partial, finished by hairpin.",
+        MetricType::Counter,
+        each(|p| p.counters.checksums_finished),
+        counter,
+    )?;
     let count = |p: &PortInfo, reason: &str| p.counters.drops.get(reason).copied().unwrap_or(0);
     family(
         e,

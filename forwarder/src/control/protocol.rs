@@ -229,6 +229,10 @@ pub struct PortCounters {
     pub tx_bytes: u64,
     /// Extra copies made to flood.
     pub flood_copies: u64,
+    /// Frames received with a TCP or UDP checksum an offload left partial, which
+    /// hairpin finished.
+    #[serde(default)]
+    pub checksums_finished: u64,
     /// Frames handed to another worker.
     pub handoff_out: u64,
     /// Of `rx_packets`, the frames the kernel fast path forwarded (`--fast-path`).

@@ -47,6 +47,9 @@ pub struct PortQueueCounters {
     pub tx_bytes: Counter,
     /// Extra copies made to flood a frame (one per egress port beyond the first).
     pub flood_copies: Counter,
+    /// Frames received with a TCP or UDP checksum an offload left partial, finished
+    /// here (`wire::checksum`; the fast path's own are merged into the snapshot).
+    pub checksums_finished: Counter,
     /// Frames handed to the worker owning the egress queue.
     pub handoff_out: Counter,
     /// Frames another worker handed here for this port.
@@ -118,6 +121,8 @@ pub struct PortQueueSnapshot {
     pub tx_bytes: u64,
     /// Flood copies.
     pub flood_copies: u64,
+    /// Partial checksums finished.
+    pub checksums_finished: u64,
     /// Frames handed to another worker.
     pub handoff_out: u64,
     /// Frames handed over by another worker.
@@ -149,6 +154,7 @@ impl PortQueueSnapshot {
             tx_packets: c.tx_packets.get(),
             tx_bytes: c.tx_bytes.get(),
             flood_copies: c.flood_copies.get(),
+            checksums_finished: c.checksums_finished.get(),
             handoff_out: c.handoff_out.get(),
             handoff_in: c.handoff_in.get(),
             drops: std::array::from_fn(|i| c.drops[i].get()),
@@ -179,6 +185,7 @@ impl PortQueueSnapshot {
         self.tx_packets += other.tx_packets;
         self.tx_bytes += other.tx_bytes;
         self.flood_copies += other.flood_copies;
+        self.checksums_finished += other.checksums_finished;
         self.handoff_out += other.handoff_out;
         self.handoff_in += other.handoff_in;
         for (a, b) in self.drops.iter_mut().zip(other.drops) {
@@ -202,6 +209,9 @@ impl PortQueueSnapshot {
             tx_packets: self.tx_packets.wrapping_sub(base.tx_packets),
             tx_bytes: self.tx_bytes.wrapping_sub(base.tx_bytes),
             flood_copies: self.flood_copies.wrapping_sub(base.flood_copies),
+            checksums_finished: self
+                .checksums_finished
+                .wrapping_sub(base.checksums_finished),
             handoff_out: self.handoff_out.wrapping_sub(base.handoff_out),
             handoff_in: self.handoff_in.wrapping_sub(base.handoff_in),
             drops: std::array::from_fn(|i| self.drops[i].wrapping_sub(base.drops[i])),

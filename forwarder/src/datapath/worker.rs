@@ -53,7 +53,10 @@ use crate::{
         vlan::{self, Classified, Retag},
     },
     sys,
-    wire::dot1q::{self, TAG_LEN},
+    wire::{
+        checksum,
+        dot1q::{self, TAG_LEN},
+    },
 };
 
 /// Frames taken from a ring at once.
@@ -465,6 +468,9 @@ impl Worker {
             // are queued again.
             let data = unsafe { umem.data(chain[0]) };
             let verdict = decide(&self.tables, data, ingress, now);
+            if !matches!(verdict.action, Action::Drop(_)) && finish_checksum(umem, chain) {
+                c.checksums_finished.add(1);
+            }
             match verdict.action {
                 Action::Forward(egress) => self.send(umem, chain, egress, verdict.vlan, wake),
                 Action::Flood(ports) => {
@@ -819,6 +825,23 @@ impl Worker {
         sys::poll(pollfds, SLEEP_MS);
         mailbox.woke();
     }
+}
+
+/// Finishes the TCP or UDP checksum of the frame `chain` if an offload left it partial
+/// (`wire::checksum`); true when it did.
+#[inline]
+fn finish_checksum(umem: &Umem, chain: &[Desc]) -> bool {
+    let mut rest: [&[u8]; MAX_CHAIN] = [&[]; MAX_CHAIN];
+    for (slot, &desc) in rest.iter_mut().zip(&chain[1..]) {
+        // SAFETY: the chain came off this worker's RX ring and is on no ring now; its
+        // buffers are frames of `umem` that only this worker touches.
+        *slot = unsafe { umem.data(desc) };
+    }
+    // SAFETY: as above; the first buffer is a different frame from the others, and
+    // nothing else reads it while this runs.
+    let first = unsafe { umem.data_mut(chain[0]) };
+    let others = (chain.len() - 1).min(MAX_CHAIN);
+    checksum::finish_partial(first, &rest[..others]) == checksum::Finish::Finished
 }
 
 /// Applies `retag` to frame `desc` where it lies: a pushed tag goes into the headroom

@@ -229,8 +229,8 @@ fn pods_attached_by_the_cni_plugin_are_switched_isolated_and_detached() {
     ping(a, &addr[2], 3).unwrap();
     ping(b, &addr[2], 3).unwrap();
     ping(d, &addr[4], 3).unwrap();
-    // TCP too: the pods' TX checksum offload is off, so their segments cross hairpin
-    // with checksums the receiver accepts.
+    // TCP too: the pods keep their offloads, so their stacks leave checksums partial,
+    // and hairpin finishes them.
     // (One client, and gone after 10 s idle whatever happens.)
     let mut server = b
         .command("iperf3")

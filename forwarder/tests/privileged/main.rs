@@ -15,6 +15,7 @@ mod jumbo;
 mod learning;
 mod lifecycle;
 mod observe;
+mod offloads;
 mod reserved;
 mod runtime;
 mod soak;

@@ -13,7 +13,7 @@ use std::{
 use hairpin::{control::port::Interface, netlab::Netns};
 use serde_json::{Value, json};
 
-use crate::{Topology, ping};
+use crate::{Topology, iperf, ping};
 
 pub(crate) const HAIRPIN: &str = env!("CARGO_BIN_EXE_hairpin");
 
@@ -171,6 +171,32 @@ pub(crate) fn frames(socket: &Path) -> (u64, u64) {
         w["free_frames"].as_u64().unwrap(),
         w["total_frames"].as_u64().unwrap(),
     )
+}
+
+#[test]
+fn a_switch_started_with_no_port_waits_for_port_add() {
+    // As qemu's scripts, libvirt's hook and hairpin-cni use it: nothing at start, ports
+    // added as VMs and pods come, TCP between them (default offloads) and gone again.
+    let mut topo = Topology::new("empty", &[1, 1]);
+    let (socket, log) = start(&mut topo, "empty", &[], Stdio::null());
+    let ports = ask_json(&socket, &["show", "ports"]);
+    assert_eq!(ports["ports"].as_array().unwrap().len(), 0, "{ports}");
+    for name in ["p0", "p1"] {
+        ask(&socket, &["port", "add", name]).unwrap();
+    }
+    ping(&topo.vms[0], &topo.addr(1), 3).unwrap();
+    iperf(&topo, 0, 1, 1, 1).unwrap();
+    for name in ["p0", "p1"] {
+        ask(&socket, &["port", "del", name]).unwrap();
+    }
+    ping(&topo.vms[0], &topo.addr(1), 1).expect_err("no port, no path");
+    let ports = ask_json(&socket, &["show", "ports"]);
+    assert_eq!(ports["ports"].as_array().unwrap().len(), 0, "{ports}");
+    let text = take_log(&log);
+    assert!(
+        text.contains("no port given: waiting for `hairpin port add`"),
+        "{text}"
+    );
 }
 
 #[test]
