@@ -93,8 +93,15 @@ fn mac<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Mac>, D::Error> 
 impl Attachment {
     /// Reads and checks the settings in `config`: an unknown key is code 2, a bad value
     /// (or settings hairpin would refuse) code 7.
+    /// The pod's MAC comes from `runtimeConfig.mac`, else `MAC=` in `CNI_ARGS` (what
+    /// podman passes for `--mac-address`), else the `mac` key.
     pub fn from_config(config: &NetworkConfig) -> Result<Self, Failure> {
-        Self::from_keys(&config.specific, runtime_mac(config)?)
+        let args = std::env::var("CNI_ARGS").ok();
+        let mac = match runtime_mac(config)? {
+            Some(mac) => Some(mac),
+            None => args_mac(args.as_deref())?,
+        };
+        Self::from_keys(&config.specific, mac)
     }
 
     fn from_keys(keys: &HashMap<String, Value>, runtime_mac: Option<Mac>) -> Result<Self, Failure> {
@@ -177,6 +184,29 @@ fn runtime_mac(config: &NetworkConfig) -> Result<Option<Mac>, Failure> {
     Ok(Some(mac))
 }
 
+/// `MAC=` in `CNI_ARGS` (`K=V` pairs joined by `;`, as runtimes pass them; the keys
+/// this plugin does not read are ignored).
+fn args_mac(args: Option<&str>) -> Result<Option<Mac>, Failure> {
+    let Some(text) = args
+        .into_iter()
+        .flat_map(|a| a.split(';'))
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(key, _)| key.trim() == "MAC")
+        .map(|(_, value)| value.trim())
+    else {
+        return Ok(None);
+    };
+    let mac: Mac = text
+        .parse()
+        .map_err(|e| Failure::invalid_config(format!("CNI_ARGS MAC={text}: {e}")))?;
+    if !mac.is_learnable() {
+        return Err(Failure::invalid_config(format!(
+            "CNI_ARGS MAC={mac}: not a station's MAC (multicast or all-zero)"
+        )));
+    }
+    Ok(Some(mac))
+}
+
 /// The host end of a pod's veth: `hp` and 13 hex digits of a hash of the container ID
 /// and the interface name, so DEL finds it from its inputs alone. (FNV-1a: stable
 /// across builds, unlike std's hasher.)
@@ -202,6 +232,27 @@ mod tests {
             panic!("an object")
         };
         Attachment::from_keys(&map.into_iter().collect(), None)
+    }
+
+    #[test]
+    fn cni_args_give_the_mac_podman_asks_for() {
+        let mac = |args| args_mac(Some(args));
+        assert_eq!(
+            mac("IgnoreUnknown=1;K8S_POD_NAME=web;MAC=02:00:00:00:00:0a").unwrap(),
+            Some("02:00:00:00:00:0a".parse().unwrap())
+        );
+        assert_eq!(mac("IgnoreUnknown=1;IP=10.0.0.5").unwrap(), None);
+        assert_eq!(args_mac(None).unwrap(), None);
+        assert_eq!(mac("").unwrap(), None);
+        for bad in [
+            "MAC=02:00",
+            "MAC=01:00:5e:00:00:01",
+            "MAC=00:00:00:00:00:00",
+        ] {
+            let e = mac(bad).unwrap_err();
+            assert_eq!(e.code, crate::failure::code::INVALID_CONFIG, "{bad}");
+            assert!(e.to_string().contains("CNI_ARGS MAC="), "{e}");
+        }
     }
 
     #[test]

@@ -130,6 +130,14 @@ impl Rtnl {
         }
     }
 
+    /// Sets the alias (`ip link set NAME alias TEXT`) of link `name`.
+    pub fn set_alias(&self, name: &str, alias: &str) -> Result<(), RtnlError> {
+        let message = LinkUnspec::new_with_name(name).alias(alias).build();
+        self.runtime
+            .block_on(self.handle.link().set(message).execute())
+            .map_err(context(|| format!("setting {name}'s alias")))
+    }
+
     /// Sets link `index` up.
     pub fn set_up(&self, index: u32) -> Result<(), RtnlError> {
         let message = LinkUnspec::new_with_index(index).up().build();

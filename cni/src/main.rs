@@ -20,6 +20,7 @@ mod netns;
 use std::{
     env,
     io::Read as _,
+    net::IpAddr,
     path::{Path, PathBuf},
     process::exit,
     str::FromStr as _,
@@ -182,6 +183,9 @@ fn add(inputs: &Inputs) -> Result<SuccessReply, Failure> {
         attachment.mtu,
     )
     .map_err(|e| Failure::io("netlink", e))?;
+    // Which pod the port is, for `hairpin show ports` and `ip link`.
+    rtnl.set_alias(&host, &pod_alias(&inputs.container_id, &inputs.ifname))
+        .map_err(|e| Failure::io("netlink", e))?;
     undo.ipam = true;
     let ipam = ipam::delegate("ADD", &inputs.config, &inputs.path)?;
     let pod = netns::within(&netns, || configure_pod(&inputs.ifname, ipam.as_ref()))?;
@@ -194,6 +198,12 @@ fn add(inputs: &Inputs) -> Result<SuccessReply, Failure> {
     carries_the_mtu(&hairpin, &host, &attachment)?;
     undo.disarm();
     Ok(result(inputs, netns_path, &host, host_link, pod, ipam))
+}
+
+/// The host end's alias: the container and its interface, which its name (a hash of
+/// both) does not show.
+fn pod_alias(container_id: &str, ifname: &str) -> String {
+    format!("cni {container_id} {ifname}")
 }
 
 /// Fails when the pod's MTU makes frames longer than hairpin carries on its port (its
@@ -360,13 +370,7 @@ fn check(inputs: &Inputs) -> Result<(), Failure> {
             "host interface {host} is gone"
         )));
     }
-    let prev: Option<SuccessReply> = inputs
-        .config
-        .prev_result
-        .clone()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| Failure::invalid_config(format!("prevResult: {e}")))?;
+    let prev = prev_addresses(inputs.config.prev_result.as_ref())?;
     let netns = netns::open(netns_path(inputs)?)?;
     let ifname = &inputs.ifname;
     let (pod, addresses) = netns::within(&netns, || {
@@ -395,8 +399,7 @@ fn check(inputs: &Inputs) -> Result<(), Failure> {
             )));
         }
     }
-    for ip in prev.iter().flat_map(|p| &p.ips) {
-        let want = (ip.address.ip(), ip.address.prefix());
+    for want in prev {
         if !addresses.contains(&want) {
             return Err(Failure::check_failed(format!(
                 "{}/{} is not on {ifname} in the pod",
@@ -408,6 +411,80 @@ fn check(inputs: &Inputs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The addresses of CHECK's `prevResult`, read leniently: a runtime written in Go
+/// re-encodes the result it was given, leaving out what is empty (an interface's
+/// `sandbox`, `dns`), so only `ips[].address` is read.
+fn prev_addresses(prev: Option<&serde_json::Value>) -> Result<Vec<(IpAddr, u8)>, Failure> {
+    let bad = |what: String| Failure::invalid_config(format!("prevResult: {what}"));
+    let Some(ips) = prev.and_then(|p| p.get("ips")) else {
+        return Ok(Vec::new());
+    };
+    let ips = ips
+        .as_array()
+        .ok_or_else(|| bad(format!("ips is not a list: {ips}")))?;
+    ips.iter()
+        .map(|ip| {
+            let text = ip
+                .get("address")
+                .and_then(serde_json::Value::as_str)
+                .ok_or_else(|| bad(format!("an address is missing: {ip}")))?;
+            let (addr, prefix) = text
+                .split_once('/')
+                .ok_or_else(|| bad(format!("{text} is not an address/prefix")))?;
+            match (addr.parse::<IpAddr>(), prefix.parse::<u8>()) {
+                (Ok(addr), Ok(prefix)) => Ok((addr, prefix)),
+                _ => Err(bad(format!("{text} is not an address/prefix"))),
+            }
+        })
+        .collect()
+}
+
 fn on_off(on: bool) -> &'static str {
     if on { "on" } else { "off" }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_prev_result_re_encoded_by_a_go_runtime_is_read() {
+        // As podman (Go) hands it back for CHECK: no `sandbox` on the host interface,
+        // no `dns`, no `routes`.
+        let prev = json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [
+                {"name": "hp0123456789abc", "mac": "02:00:00:00:00:01"},
+                {"name": "eth0", "mac": "02:00:00:00:00:02", "sandbox": "/run/netns/x"}
+            ],
+            "ips": [
+                {"address": "10.88.0.5/16", "gateway": "10.88.0.1", "interface": 1},
+                {"address": "fd00::5/64", "interface": 1}
+            ]
+        });
+        assert_eq!(
+            prev_addresses(Some(&prev)).unwrap(),
+            [
+                ("10.88.0.5".parse().unwrap(), 16),
+                ("fd00::5".parse().unwrap(), 64)
+            ]
+        );
+        assert_eq!(prev_addresses(Some(&json!({}))).unwrap(), []);
+        assert_eq!(prev_addresses(None).unwrap(), []);
+    }
+
+    #[test]
+    fn a_malformed_prev_result_is_invalid_configuration() {
+        for prev in [
+            json!({"ips": "10.0.0.1/24"}),
+            json!({"ips": [{"gateway": "10.0.0.1"}]}),
+            json!({"ips": [{"address": "10.0.0.1"}]}),
+            json!({"ips": [{"address": "ten/24"}]}),
+        ] {
+            let e = prev_addresses(Some(&prev)).unwrap_err();
+            assert_eq!(e.code, failure::code::INVALID_CONFIG, "{prev}");
+        }
+    }
 }

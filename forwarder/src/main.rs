@@ -500,6 +500,12 @@ fn ports_table(ports: &[PortInfo]) -> String {
             too_long.join(", ")
         );
     }
+    // Who a port is, where its interface says (hairpin-cni names the pod there).
+    for p in ports {
+        if let Some(alias) = &p.alias {
+            out += &format!("{}: {alias}\n", p.name);
+        }
+    }
     out.trim_end().to_owned()
 }
 
@@ -868,6 +874,20 @@ mod tests {
              longer frames are dropped"
         );
         assert!(!ports_table(&[port("vm1", 1500, 1792)]).contains('*'));
+    }
+
+    #[test]
+    fn the_port_table_says_which_pod_a_port_is() {
+        use hairpin::control::protocol::PortCounters;
+        let pod = PortInfo {
+            alias: Some("cni 0123abcd eth0".to_owned()),
+            ..PortInfo::example("hp0123456789abc", PortCounters::default())
+        };
+        let plain = PortInfo::example("vm1", PortCounters::default());
+        let table = ports_table(&[pod, plain]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert_eq!(lines[3], "hp0123456789abc: cni 0123abcd eth0");
     }
 
     #[test]

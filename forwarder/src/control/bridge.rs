@@ -174,6 +174,8 @@ struct Attached {
     max_chain: usize,
     oper_up: bool,
     mtu: u32,
+    /// The interface's alias (hairpin-cni names the pod there).
+    alias: Option<String>,
 }
 
 /// The host's addresses on the uplink, whose ARP requests and neighbour solicitations
@@ -342,6 +344,7 @@ impl Bridge {
             max_chain,
             oper_up: link.oper_up,
             mtu: link.mtu,
+            alias: link.alias.clone(),
         });
         for (queue, fd) in sockets.fds() {
             self.steering.bind_socket(u32::from(id), queue, &fd)?;
@@ -1198,6 +1201,10 @@ impl Bridge {
             let (was_up, old_mtu) = (attached.oper_up, attached.mtu);
             attached.oper_up = link.oper_up;
             attached.mtu = link.mtu;
+            // Not every link notification carries the alias: one without keeps it.
+            if link.alias.is_some() {
+                attached.alias.clone_from(&link.alias);
+            }
             if was_up != link.oper_up {
                 if let Err(e) = self.publish() {
                     tracing::error!("{name}: {e}");
@@ -1309,6 +1316,7 @@ impl Bridge {
                     }
                     .to_owned(),
                     ifindex: a.map(|a| a.iface.ifindex),
+                    alias: a.and_then(|a| a.alias.clone()),
                     queues: a.map_or(0, |a| a.iface.rx_queues),
                     xdp: a.map(|a| a.xdp.to_string()),
                     zero_copy: a.is_some_and(|a| a.zero_copy),

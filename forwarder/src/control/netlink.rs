@@ -48,6 +48,9 @@ pub struct Link {
     pub max_mtu: Option<u32>,
     /// The XDP program attached to it (`IFLA_XDP_PROG_ID`), if any.
     pub xdp_prog_id: Option<u32>,
+    /// Its alias (`ip link set NAME alias TEXT`; hairpin-cni names the pod there), if
+    /// it has one.
+    pub alias: Option<String>,
 }
 
 /// Something that changed, read from the multicast groups.
@@ -116,12 +119,13 @@ const IFINFOMSG_LEN: usize = 16;
 const IFADDRMSG_LEN: usize = 8;
 
 /// The link attributes [`Link`] is made of: only these are decoded.
-const LINK_ATTRIBUTES: [u16; 5] = [
+const LINK_ATTRIBUTES: [u16; 6] = [
     libc::IFLA_IFNAME,
     libc::IFLA_MTU,
     libc::IFLA_ADDRESS,
     libc::IFLA_MAX_MTU,
     libc::IFLA_XDP,
+    libc::IFLA_IFALIAS,
 ];
 /// The address attributes an address is read from.
 const ADDRESS_ATTRIBUTES: [u16; 2] = [libc::IFA_ADDRESS, libc::IFA_LOCAL];
@@ -501,10 +505,12 @@ fn parse_address(payload: &[u8]) -> Option<AddressMessage> {
 /// MTU, which the kernel always sends.
 fn link_from(message: &LinkMessage) -> Option<Link> {
     let (mut name, mut mtu, mut mac, mut max_mtu, mut xdp_prog_id) = (None, None, None, None, None);
+    let mut alias = None;
     for attribute in &message.attributes {
         match attribute {
             LinkAttribute::IfName(value) => name = Some(value.clone()),
             LinkAttribute::Mtu(value) => mtu = Some(*value),
+            LinkAttribute::IfAlias(value) => alias = Some(value.clone()).filter(|a| !a.is_empty()),
             LinkAttribute::Address(bytes) => mac = <[u8; 6]>::try_from(bytes.as_slice()).ok(),
             // 0 is what devices without a limit (lo, tun) report.
             LinkAttribute::MaxMtu(value) => max_mtu = Some(*value).filter(|&max| max > 0),
@@ -529,6 +535,7 @@ fn link_from(message: &LinkMessage) -> Option<Link> {
         oper_up: flags.intersects(LinkFlags::LowerUp | LinkFlags::Running),
         max_mtu,
         xdp_prog_id,
+        alias,
     })
 }
 
@@ -677,8 +684,17 @@ mod tests {
                 oper_up: true,
                 max_mtu: Some(65535),
                 xdp_prog_id: None,
+                alias: None,
             }
         );
+        // An alias (hairpin-cni names the pod there); an empty one is none.
+        let mut aliased = veth_attributes();
+        aliased.push(LinkAttribute::IfAlias("cni c0ffee net1".to_owned()));
+        let link = link_from(&link_message(up, aliased)).unwrap();
+        assert_eq!(link.alias.as_deref(), Some("cni c0ffee net1"));
+        let mut empty = veth_attributes();
+        empty.push(LinkAttribute::IfAlias(String::new()));
+        assert_eq!(link_from(&link_message(up, empty)).unwrap().alias, None);
         // Up, but no carrier (a veth whose peer is down).
         let no_carrier = link_from(&link_message(LinkFlags::Up, veth_attributes())).unwrap();
         assert!(no_carrier.admin_up && !no_carrier.oper_up);

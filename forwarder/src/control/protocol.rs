@@ -156,6 +156,10 @@ pub enum Response {
 pub struct PortInfo {
     /// Its name.
     pub name: String,
+    /// Its interface's alias, if it has one: hairpin-cni writes the pod's container ID
+    /// and interface there (`cni CONTAINER_ID IFNAME`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
     /// Its slot in the bridge.
     pub slot: u8,
     /// `up`, `down` (no carrier: frames for it are dropped) or `absent` (configured, no
@@ -320,6 +324,7 @@ impl PortInfo {
     pub fn example(name: &str, counters: PortCounters) -> Self {
         Self {
             name: name.into(),
+            alias: None,
             slot: 0,
             state: "up".into(),
             role: "downlink".into(),

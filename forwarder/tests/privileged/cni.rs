@@ -64,8 +64,14 @@ fn netns(pod: &Netns) -> PathBuf {
 }
 
 fn cni(node: &Netns, command: &str, pod: &Path, id: &str, stdin: &[u8]) -> Output {
+    cni_args(node, command, pod, id, stdin, "")
+}
+
+/// [`cni`] with `CNI_ARGS` (as podman passes `--mac-address`: `...;MAC=...`).
+fn cni_args(node: &Netns, command: &str, pod: &Path, id: &str, stdin: &[u8], args: &str) -> Output {
     let mut child = node
         .command(plugin().to_str().unwrap())
+        .env("CNI_ARGS", args)
         .env("CNI_COMMAND", command)
         .env("CNI_CONTAINERID", id)
         .env("CNI_NETNS", pod)
@@ -533,4 +539,81 @@ fn pods_of_mtu_9000_carry_jumbo_frames_and_an_mtu_hairpin_cannot_carry_is_refuse
     assert_eq!(leased(&leases.0.join("jumbo")), 0);
     let log = take_log(&log);
     assert!(!log.contains("ERROR"), "hairpin logged errors:\n{log}");
+}
+
+#[test]
+fn a_runtime_s_mac_its_go_encoded_prev_result_and_its_pod_s_name_are_kept() {
+    // What podman (Go, CNI backend) does: `--mac-address` as `MAC=` in CNI_ARGS, and
+    // for CHECK the ADD result as Go re-encodes it (no empty `sandbox`, no `dns`).
+    let mut topo = Topology::new("cnipod", &[1]);
+    let leases = LeaseDir(std::env::temp_dir().join(format!("hp-cnipod-{}", std::process::id())));
+    let (socket, log) = start(&mut topo, "cnipod", &["--ports", "p0"], Stdio::null());
+    let config = network(
+        "podnet",
+        10,
+        ("10.10.0.10", "10.10.0.19"),
+        &socket,
+        &leases.0,
+    );
+    let pod = topo.lab.add_ns("poda").unwrap();
+    let id = format!("cnipod{}", std::process::id());
+    let mac = "02:00:00:00:0a:0a";
+    let args = format!("IgnoreUnknown=1;K8S_POD_NAME=web;MAC={mac}");
+    let run = |command: &str, config: &Value| {
+        let out = cni_args(
+            &topo.sw,
+            command,
+            &netns(&pod),
+            &id,
+            config.to_string().as_bytes(),
+            &args,
+        );
+        assert!(
+            out.status.success(),
+            "{command}: {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let result: Value = serde_json::from_slice(&run("ADD", &config)).unwrap();
+    assert_eq!(
+        result["interfaces"][1]["mac"]
+            .as_str()
+            .map(str::to_lowercase)
+            .as_deref(),
+        Some(mac),
+        "{result}"
+    );
+    let in_pod = pod
+        .enter(|| {
+            hairpin::control::port::Interface::lookup("net1")
+                .unwrap()
+                .mac
+        })
+        .unwrap();
+    assert_eq!(in_pod.to_string(), mac);
+    let host = host_end(&result);
+    let ports = ask_json(&socket, &["show", "ports"]);
+    let port = crate::runtime::port(&ports, &host);
+    assert_eq!(port["alias"], format!("cni {id} net1"), "{ports}");
+    assert_eq!(port["allowed_macs"], json!([mac]), "{ports}");
+    let table = ask(&socket, &["show", "ports"]).unwrap();
+    assert!(table.contains(&format!("{host}: cni {id} net1")), "{table}");
+
+    // CHECK with the result as a Go runtime hands it back.
+    let mut prev = result.clone();
+    prev["interfaces"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("sandbox");
+    prev.as_object_mut().unwrap().remove("dns");
+    let mut check = config.clone();
+    check["prevResult"] = prev;
+    run("CHECK", &check);
+
+    run("DEL", &config);
+    assert!(!has_port(&socket, &host));
+    take_log(&log);
 }
