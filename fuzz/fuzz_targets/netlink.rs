@@ -58,6 +58,9 @@ fn link_message(link: &Link) -> Vec<u8> {
     if let Some(max) = link.max_mtu {
         attributes.push(LinkAttribute::MaxMtu(max));
     }
+    if let Some(alias) = &link.alias {
+        attributes.push(LinkAttribute::IfAlias(alias.clone()));
+    }
     if let Some(id) = link.xdp_prog_id {
         attributes.push(LinkAttribute::Xdp(vec![LinkXdp::ProgId(id)]));
     }

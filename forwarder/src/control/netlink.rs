@@ -510,7 +510,11 @@ fn link_from(message: &LinkMessage) -> Option<Link> {
         match attribute {
             LinkAttribute::IfName(value) => name = Some(value.clone()),
             LinkAttribute::Mtu(value) => mtu = Some(*value),
-            LinkAttribute::IfAlias(value) => alias = Some(value.clone()).filter(|a| !a.is_empty()),
+            // Text up to its first NUL, as the kernel stores it; empty is none.
+            LinkAttribute::IfAlias(value) => {
+                let text = value.split('\0').next().unwrap_or_default();
+                alias = (!text.is_empty()).then(|| text.to_owned());
+            }
             LinkAttribute::Address(bytes) => mac = <[u8; 6]>::try_from(bytes.as_slice()).ok(),
             // 0 is what devices without a limit (lo, tun) report.
             LinkAttribute::MaxMtu(value) => max_mtu = Some(*value).filter(|&max| max > 0),
@@ -692,9 +696,17 @@ mod tests {
         aliased.push(LinkAttribute::IfAlias("cni c0ffee net1".to_owned()));
         let link = link_from(&link_message(up, aliased)).unwrap();
         assert_eq!(link.alias.as_deref(), Some("cni c0ffee net1"));
-        let mut empty = veth_attributes();
-        empty.push(LinkAttribute::IfAlias(String::new()));
-        assert_eq!(link_from(&link_message(up, empty)).unwrap().alias, None);
+        for none in ["", "\0\0\0"] {
+            let mut empty = veth_attributes();
+            empty.push(LinkAttribute::IfAlias(none.to_owned()));
+            assert_eq!(link_from(&link_message(up, empty)).unwrap().alias, None);
+        }
+        let mut nul = veth_attributes();
+        nul.push(LinkAttribute::IfAlias("pod\0rest".to_owned()));
+        assert_eq!(
+            link_from(&link_message(up, nul)).unwrap().alias.as_deref(),
+            Some("pod")
+        );
         // Up, but no carrier (a veth whose peer is down).
         let no_carrier = link_from(&link_message(LinkFlags::Up, veth_attributes())).unwrap();
         assert!(no_carrier.admin_up && !no_carrier.oper_up);
