@@ -374,6 +374,11 @@ pub mod slot_flags {
     pub const ANTI_SPOOF: u32 = 1 << 3;
     /// A trunk: takes tagged frames.
     pub const TRUNK: u32 = 1 << 4;
+    /// Its XDP program runs in generic (skb) mode, where a partial checksum is still
+    /// the skb's (`CHECKSUM_PARTIAL`) and a redirect keeps it so: the egress would
+    /// finish a checksum the fast path finished too, and spoil it. The fast path leaves
+    /// such frames to the workers.
+    pub const GENERIC: u32 = 1 << 5;
 }
 
 /// The key of (port slot, source MAC) in `ALLOWED`.
@@ -557,6 +562,21 @@ mod tests {
         assert_eq!((l4.offset, l4.len, l4.field, l4.pseudo), (40, 20, 16, 29));
         ip6[6] = 0; // a hop-by-hop header first: not read
         assert_eq!(csum::ipv6(&ip6), None);
+        // A segment too short for its header has no checksum field to finish.
+        let mut short = [
+            0x45, 0, 0, 30, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        assert_eq!(csum::ipv4(&short), None, "10 bytes of TCP");
+        short[9] = 17;
+        assert!(csum::ipv4(&short).is_some(), "10 bytes of UDP");
+        // UDP's zero is no checksum, never a partial one, whatever the pseudo sum.
+        let udp = csum::L4 {
+            offset: 20,
+            len: 8,
+            field: csum::UDP_FIELD,
+            pseudo: 0xffff,
+        };
+        assert!(!csum::is_partial(0, &udp) && csum::is_partial(0xffff, &udp));
         assert!(csum::same(0, 0xffff) && csum::same(0x1234, 0x1234));
         assert!(!csum::same(0x1234, 0x1235));
         assert_eq!(csum::fold(0x1_fffe), 0xffff);
@@ -660,6 +680,22 @@ pub mod csum {
         }
     }
 
+    /// Where UDP's checksum field sits (TCP's is at 16).
+    pub const UDP_FIELD: usize = 6;
+
+    /// The shortest header of the protocol whose checksum field is at `field`.
+    #[inline(always)]
+    const fn min_header(field: usize) -> usize {
+        if field == UDP_FIELD { 8 } else { 20 }
+    }
+
+    /// Whether `value`, the checksum field of `l4`, is an offload's partial checksum:
+    /// the pseudo-header's sum. A UDP field of 0 means no checksum at all.
+    #[inline(always)]
+    pub const fn is_partial(value: u16, l4: &L4) -> bool {
+        !(value == 0 && l4.field == UDP_FIELD) && same(value, l4.pseudo)
+    }
+
     /// Folds a one's-complement sum to 16 bits.
     #[inline(always)]
     pub const fn fold(mut sum: u64) -> u16 {
@@ -696,6 +732,9 @@ pub mod csum {
             return None;
         };
         let len = total - ihl;
+        if len < min_header(field) {
+            return None;
+        }
         let sum =
             word(ip, 12) + word(ip, 14) + word(ip, 16) + word(ip, 18) + ip[9] as u64 + len as u64;
         Some(L4 {
@@ -716,6 +755,9 @@ pub mod csum {
             return None;
         };
         let len = word(ip, 4) as usize;
+        if len < min_header(field) {
+            return None;
+        }
         let mut sum = ip[6] as u64 + len as u64;
         let mut at = 8;
         while at < IPV6_LEN {

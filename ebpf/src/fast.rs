@@ -20,9 +20,11 @@
 //! - the frame is in one buffer: a jumbo frame of several (multi-buffer XDP) goes to the
 //!   workers, since not every driver takes them redirected (`NDO_XMIT_SG`);
 //! - a TCP or UDP segment whose checksum an offload left partial
-//!   (`hairpin_common::csum`) is finished here first; the workers take those this
-//!   program does not read far enough to finish (IPv4 with options, segments longer
-//!   than [`MAX_SEGMENT`] or not within the frame).
+//!   (`hairpin_common::csum`) is finished here, written once the redirect is sure; the
+//!   workers take those this program does not read far enough to finish (IPv4 with
+//!   options, segments longer than [`MAX_SEGMENT`] or not within the frame) and those
+//!   from a port in generic XDP mode (still the sender's `CHECKSUM_PARTIAL` skb, which
+//!   the egress would finish a second time).
 //!
 //! The 802.1Q tag is pushed, popped or rewritten here as the workers would
 //! (`switch::vlan`), with `bpf_xdp_adjust_head`.
@@ -179,16 +181,27 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, queue: u32, fragmented: bool) ->
         }
     };
     // A checksum an offload left for the device to finish is finished here (or, where
-    // this program cannot, by the workers).
-    let finished = match finish_checksum(ctx) {
-        Csum::NotPartial => false,
-        Csum::Finished => true,
-        Csum::Unable => return Fast::No,
+    // this program cannot, by the workers). In generic mode the frame is still the
+    // sender's skb, marked CHECKSUM_PARTIAL, which a redirect keeps: the egress would
+    // finish the finished checksum again, so the workers take those.
+    let finish = match finish_checksum(ctx) {
+        Csum::NotPartial => None,
+        Csum::Finish { field, checksum } if ingress.flags & slot_flags::GENERIC == 0 => {
+            Some((field, checksum))
+        }
+        Csum::Finish { .. } | Csum::Unable => return Fast::No,
     };
     // Redirect first: on a miss nothing has been changed and the workers get the frame
     // as it came. The redirect takes effect when the program returns, after the retag.
     if EGRESS.redirect(egress, 0).is_err() {
         return Fast::Fallback;
+    }
+    if let Some((field, checksum)) = finish {
+        if field + 2 > ctx.data_end() {
+            return Fast::Fallback;
+        }
+        // SAFETY: the bounds check above covers the checksum field's two bytes.
+        unsafe { *(field as *mut [u8; 2]) = checksum.to_ne_bytes() };
     }
     if !apply(ctx, retag) {
         // No room for a tag: the workers have their own way (and count it).
@@ -203,7 +216,9 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, queue: u32, fragmented: bool) ->
         tx.packets += 1;
         tx.bytes += len;
     }
-    Fast::Sent { finished }
+    Fast::Sent {
+        finished: finish.is_some(),
+    }
 }
 
 /// The frame's VLAN and tag as the workers' `VlanTable::classify` finds them, or `None`
@@ -331,12 +346,13 @@ fn apply(ctx: &XdpContext, retag: Retag) -> bool {
     }
 }
 
-/// What [`finish_checksum`] did.
+/// What [`finish_checksum`] found.
 enum Csum {
     /// No partial checksum: nothing to do.
     NotPartial,
-    /// The partial checksum is now whole.
-    Finished,
+    /// A partial checksum, and the whole one to write in its place (memory order) at
+    /// `field`, an address in the frame.
+    Finish { field: usize, checksum: u16 },
     /// A partial checksum (or one that may be) this program does not finish: the
     /// workers' job.
     Unable,
@@ -346,11 +362,12 @@ enum Csum {
 /// longer frames come in several buffers, which the fast path leaves to the workers).
 const MAX_SEGMENT: usize = 4096;
 
-/// Finishes the TCP or UDP checksum of the frame (untagged, or under one 802.1Q tag) if
-/// its field holds only its pseudo-header's sum, an offload's partial checksum
-/// ([`csum`]): sums the segment (its field included, which already holds the
-/// pseudo-header's sum) and writes the complement. A whole checksum that happens to
-/// equal the pseudo-header sum comes out the same, so no verification is needed.
+/// The whole TCP or UDP checksum of the frame (untagged, or under one 802.1Q tag) if its
+/// field holds only its pseudo-header's sum, an offload's partial checksum ([`csum`]):
+/// the complement of the segment's sum (its field included, which already holds the
+/// pseudo-header's sum). Nothing is written here: the caller writes it once the frame
+/// is surely leaving by the fast path. A whole checksum that happens to equal the
+/// pseudo-header sum comes out the same, so no verification is needed.
 #[inline(always)]
 fn finish_checksum(ctx: &XdpContext) -> Csum {
     let start = ctx.data();
@@ -398,7 +415,7 @@ fn finish_checksum(ctx: &XdpContext) -> Csum {
     }
     // SAFETY: the bounds check above covers the two bytes of the checksum field.
     let value = u16::from_be_bytes(unsafe { *(field as *const [u8; 2]) });
-    if !csum::same(value, l4.pseudo) {
+    if !csum::is_partial(value, &l4) {
         return Csum::NotPartial;
     }
     let len = l4.len;
@@ -459,12 +476,10 @@ fn finish_checksum(ctx: &XdpContext) -> Csum {
     }
     let mut checksum = !csum::fold(sum);
     // UDP writes a zero checksum as all ones (zero means none).
-    if checksum == 0 && l4.field == 6 {
+    if checksum == 0 && l4.field == csum::UDP_FIELD {
         checksum = 0xffff;
     }
-    // SAFETY: the bounds check before reading the field covers these two bytes.
-    unsafe { *(field as *mut [u8; 2]) = checksum.to_ne_bytes() };
-    Csum::Finished
+    Csum::Finish { field, checksum }
 }
 
 /// The one's-complement sum of the `N` bytes at `at` (a multiple of four), by the

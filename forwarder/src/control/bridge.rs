@@ -391,6 +391,8 @@ impl Bridge {
         };
         let attached = self.slot_mut(id).attached.as_mut().expect("marked above");
         attached.xdp = xdp;
+        // The fast path's view of the port depends on its XDP mode.
+        self.publish()?;
         let policy = &self.slot(id).config.policy;
         tracing::info!(
             "{}: attached as port {id}: {:?}{}{}{}, {} RX queue(s), XDP {xdp}, AF_XDP {}{}",
@@ -532,6 +534,14 @@ impl Bridge {
                 }
                 if tables.vlans.is_trunk(id) {
                     conf.flags |= slot_flags::TRUNK;
+                }
+                // Until attached, as generic: nothing runs the program for it yet.
+                if slot
+                    .attached
+                    .as_ref()
+                    .is_none_or(|a| a.xdp == AttachedMode::Generic)
+                {
+                    conf.flags |= slot_flags::GENERIC;
                 }
                 conf.pvid = tables.vlans.pvid(id).unwrap_or(0);
                 for vid in tables.vlans.vlans_of(id) {

@@ -43,7 +43,7 @@ pub fn finish_partial(first: &mut [u8], rest: &[&[u8]]) -> Finish {
     let Some(value) = first.get(field..field + 2) else {
         return Finish::NotPartial;
     };
-    if !csum::same(u16::from_be_bytes([value[0], value[1]]), l4.pseudo) {
+    if !csum::is_partial(u16::from_be_bytes([value[0], value[1]]), &l4) {
         return Finish::NotPartial;
     }
     // The segment's bytes, the field as it is, across the chain's buffers.
@@ -73,7 +73,7 @@ pub fn finish_partial(first: &mut [u8], rest: &[&[u8]]) -> Finish {
     }
     // The field held the pseudo-header's sum, so the segment's sum already counts it:
     // its complement is the checksum. UDP writes a zero checksum as 0xffff (0 means none).
-    let udp = l4.field == 6;
+    let udp = l4.field == csum::UDP_FIELD;
     let finished = match whole {
         [0, 0] if udp => [0xff, 0xff],
         other => other,
