@@ -124,11 +124,22 @@ pub fn blast(ifname: &str, frame: &[u8], duration: Duration) -> Result<Sent> {
 /// The eBPF object of the kernel-side generators ([`LiveFrames`], [`Fanout`]): their
 /// programs, and the settings and per-CPU state they share (`GEN_CONFIG`, `GEN_STATE`,
 /// by [`hairpin_common::generator`]).
-struct GenObject {
+pub struct GenObject {
     ebpf: aya::Ebpf,
 }
 
 impl GenObject {
+    /// Spreads the frames over `flows` flows (UDP source ports 9000 and up).
+    pub fn set_flows(&mut self, flows: u32) -> Result<()> {
+        self.configure(g::FLOWS, flows.clamp(1, hairpin_common::probe::MAX_FLOWS))
+    }
+
+    /// Gives the frames `n` distinct source MACs (the frame's own with the last three
+    /// bytes 0 to `n - 1`); 0: the frame's own only.
+    pub fn set_sources(&mut self, n: u32) -> Result<()> {
+        self.configure(g::SOURCES, n.min(1 << 24))
+    }
+
     fn load() -> Result<Self> {
         Ok(Self {
             ebpf: aya::Ebpf::load(hairpin::control::xdp::embedded_object()?)?,
@@ -259,16 +270,9 @@ impl LiveFrames {
         Ok(())
     }
 
-    /// Spreads the frames over `flows` flows (UDP source ports 9000 and up).
-    pub fn set_flows(&mut self, flows: u32) -> Result<()> {
-        self.object
-            .configure(g::FLOWS, flows.clamp(1, hairpin_common::probe::MAX_FLOWS))
-    }
-
-    /// Gives the frames `n` distinct source MACs (the frame's own with the last three
-    /// bytes 0 to `n - 1`); 0: the frame's own only.
-    pub fn set_sources(&mut self, n: u32) -> Result<()> {
-        self.object.configure(g::SOURCES, n.min(1 << 24))
+    /// Its settings shared with the other kernel-side generator.
+    pub fn settings(&mut self) -> &mut GenObject {
+        &mut self.object
     }
 
     /// Transmits `frame` out of interface `ifindex` (of the calling thread's namespace)
@@ -407,15 +411,9 @@ impl Fanout {
         })
     }
 
-    /// Spreads the frames over `flows` flows (UDP source ports 9000 and up).
-    pub fn set_flows(&mut self, flows: u32) -> Result<()> {
-        self.object
-            .configure(g::FLOWS, flows.clamp(1, hairpin_common::probe::MAX_FLOWS))
-    }
-
-    /// Gives the frames `n` distinct source MACs; 0: the frame's own only.
-    pub fn set_sources(&mut self, n: u32) -> Result<()> {
-        self.object.configure(g::SOURCES, n.min(1 << 24))
+    /// Its settings shared with the other kernel-side generator.
+    pub fn settings(&mut self) -> &mut GenObject {
+        &mut self.object
     }
 
     /// Sends `frame` for about `duration`, `share` in 1024 of the copies, from the

@@ -217,27 +217,33 @@ impl Generator {
             Kernel::Fanout(_) => GeneratorKind::Fanout,
             Kernel::None => GeneratorKind::AfXdp,
         };
-        let mut kernel = kernel;
-        match &mut kernel {
-            Kernel::Live(live) => live.set_flows(args.flows)?,
-            Kernel::Fanout(fanout) => fanout.set_flows(args.flows)?,
-            Kernel::None => {}
-        }
-        Ok(Self {
+        let mut generator = Self {
             kind,
             fallback,
             kernel,
             chains: generator::Chains::default(),
             ifindex,
-        })
+        };
+        if let Some(settings) = generator.settings() {
+            settings.set_flows(args.flows)?;
+        }
+        Ok(generator)
+    }
+
+    /// The kernel-side generator's settings, if one runs.
+    fn settings(&mut self) -> Option<&mut generator::GenObject> {
+        match &mut self.kernel {
+            Kernel::Live(live) => Some(live.settings()),
+            Kernel::Fanout(fanout) => Some(fanout.settings()),
+            Kernel::None => None,
+        }
     }
 
     /// Gives the frames `n` distinct source MACs; 0: the frame's own only.
     pub fn set_sources(&mut self, n: u32) -> Result<()> {
-        match &mut self.kernel {
-            Kernel::Live(live) => live.set_sources(n),
-            Kernel::Fanout(fanout) => fanout.set_sources(n),
-            Kernel::None => bail!(
+        match self.settings() {
+            Some(settings) => settings.set_sources(n),
+            None => bail!(
                 "RFC 2889 needs many source addresses: a kernel-side generator (live frames or the fan-out)"
             ),
         }

@@ -88,12 +88,25 @@ fn cni_args(node: &Netns, command: &str, pod: &Path, id: &str, stdin: &[u8], arg
 
 /// A run that must succeed; its stdout as JSON (`null` when empty, as for DEL).
 fn cni_ok(node: &Netns, command: &str, pod: &Netns, id: &str, config: &Value) -> Value {
-    let out = cni(
+    cni_ok_args(node, command, pod, id, config, "")
+}
+
+/// [`cni_ok`] with `CNI_ARGS`.
+fn cni_ok_args(
+    node: &Netns,
+    command: &str,
+    pod: &Netns,
+    id: &str,
+    config: &Value,
+    args: &str,
+) -> Value {
+    let out = cni_args(
         node,
         command,
         &netns(pod),
         id,
         config.to_string().as_bytes(),
+        args,
     );
     assert!(
         out.status.success(),
@@ -559,25 +572,9 @@ fn a_runtime_s_mac_its_go_encoded_prev_result_and_its_pod_s_name_are_kept() {
     let id = format!("cnipod{}", std::process::id());
     let mac = "02:00:00:00:0a:0a";
     let args = format!("IgnoreUnknown=1;K8S_POD_NAME=web;MAC={mac}");
-    let run = |command: &str, config: &Value| {
-        let out = cni_args(
-            &topo.sw,
-            command,
-            &netns(&pod),
-            &id,
-            config.to_string().as_bytes(),
-            &args,
-        );
-        assert!(
-            out.status.success(),
-            "{command}: {}\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
-    let result: Value = serde_json::from_slice(&run("ADD", &config)).unwrap();
+    let run =
+        |command: &str, config: &Value| cni_ok_args(&topo.sw, command, &pod, &id, config, &args);
+    let result = run("ADD", &config);
     assert_eq!(
         result["interfaces"][1]["mac"]
             .as_str()
