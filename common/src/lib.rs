@@ -336,8 +336,9 @@ pub struct SlotConf {
     pub flags: u32,
     /// The VLAN of the port's untagged frames (its access or native VLAN; 0: none).
     pub pvid: u16,
-    /// Padding.
-    pub _pad: u16,
+    /// The port's MTU (0: unknown). A longer frame is an offload's large segment, which
+    /// the fast path leaves to the workers to cut.
+    pub mtu: u16,
     /// The VLANs the port carries, bit `v % 64` of word `v / 64`.
     pub members: [u64; 64],
 }
@@ -347,7 +348,7 @@ impl Default for SlotConf {
         Self {
             flags: 0,
             pvid: 0,
-            _pad: 0,
+            mtu: 0,
             members: [0; 64],
         }
     }

@@ -107,6 +107,11 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, queue: u32, fragmented: bool) ->
     if start + TAGGED_HEADER_LEN > end {
         return Fast::No;
     }
+    // Longer than the sender could put on the wire (an Ethernet header and one tag): an
+    // offload's large segment, which the workers cut to the MTU.
+    if ingress.mtu != 0 && end - start > usize::from(ingress.mtu) + TAGGED_HEADER_LEN {
+        return Fast::No;
+    }
     // SAFETY: the bounds check above covers the first 18 bytes: both MACs, the
     // EtherType and, when tagged, the tag's TCI and the next EtherType.
     let head = unsafe { &*(start as *const [u8; TAGGED_HEADER_LEN]) };

@@ -1,10 +1,16 @@
 //! What `wire::checksum::finish_partial` costs per frame, on one core: for a frame
 //! whose checksum is whole (the header read and the pseudo-header sum every TCP or UDP
 //! frame pays) and for one an offload left partial (the segment summed), at three
-//! sizes. `cargo bench -p hairpin --bench checksum`; figures in docs/performance.md.
+//! sizes; and what `wire::segment::Cutter` costs to cut a large TCP segment (an
+//! offload's, as a guest's TSO hands it over) into segments of MTU 1500, copies into
+//! fresh buffers included. `cargo bench -p hairpin --bench checksum`; figures in
+//! docs/performance.md.
 use std::{hint::black_box, time::Instant};
 
-use hairpin::wire::checksum::{Finish, finish_partial};
+use hairpin::wire::{
+    checksum::{Finish, finish_partial},
+    segment::{Cutter, MAX_HEADERS},
+};
 use hairpin_common::csum;
 
 /// A TCP/IPv4 frame of `len` bytes whose checksum field holds the pseudo-header's sum,
@@ -58,4 +64,47 @@ fn main() {
         let partial_ns = ns_per_frame(&mut partial, Some(field));
         println!("| {len} B | {whole_ns:.1} | {partial_ns:.1} |");
     }
+    println!();
+    println!("| large segment | segments of MTU 1500 | ns per large segment | ns per segment |");
+    println!("| ---: | ---: | ---: | ---: |");
+    for len in [2 * 1514, 16 * 1024, 65_000] {
+        let frame = partial_frame(len);
+        let (ns, segments) = ns_per_cut(&frame);
+        println!(
+            "| {len} B | {segments} | {ns:.0} | {:.0} |",
+            ns / segments as f64
+        );
+    }
+}
+
+/// Nanoseconds to cut `frame` (as 1792-byte buffers, hairpin's default UMEM frames)
+/// into segments for MTU 1500, each copied into a buffer as the workers do; and the
+/// segments made.
+fn ns_per_cut(frame: &[u8]) -> (f64, usize) {
+    const ROUNDS: u32 = 2_000;
+    let parts: Vec<&[u8]> = frame.chunks(1792).collect();
+    let mut out = vec![0u8; 2048];
+    let mut best = f64::MAX;
+    let mut segments = 0;
+    for _ in 0..5 {
+        let start = Instant::now();
+        for _ in 0..ROUNDS {
+            let mut cutter = Cutter::new(parts[0], &parts[1..], 1500).unwrap();
+            let hlen = cutter.header_len();
+            let (mut headers, mut payload) = ([0; MAX_HEADERS], Vec::with_capacity(4));
+            segments = 0;
+            while cutter.next_into(&mut headers, &mut payload).is_some() {
+                out[..hlen].copy_from_slice(&headers[..hlen]);
+                let mut at = hlen;
+                for p in &payload {
+                    out[at..at + p.len()].copy_from_slice(p);
+                    at += p.len();
+                }
+                black_box(&out);
+                segments += 1;
+            }
+        }
+        best = best.min(start.elapsed().as_nanos() as f64 / f64::from(ROUNDS));
+    }
+    (best, segments)
 }

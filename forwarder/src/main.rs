@@ -728,8 +728,16 @@ fn print_stats(service: &Service, printer: &Printer) {
 /// table, latency and workers.
 fn counters_text(s: &Stats) -> String {
     let mut out = format!(
-        "{:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>9}  drops\n",
-        "port", "rx_pkts", "rx_bytes", "tx_pkts", "tx_bytes", "flood_cp", "handoff", "csum_fin"
+        "{:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>9} {:>9}  drops\n",
+        "port",
+        "rx_pkts",
+        "rx_bytes",
+        "tx_pkts",
+        "tx_bytes",
+        "flood_cp",
+        "handoff",
+        "csum_fin",
+        "tso_cut"
     );
     let rows = s
         .ports
@@ -739,7 +747,7 @@ fn counters_text(s: &Stats) -> String {
     for (name, c) in rows {
         let drops: Vec<String> = c.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
         out += &format!(
-            "{name:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>9}  {}\n",
+            "{name:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>9} {:>9}  {}\n",
             c.rx_packets,
             c.rx_bytes,
             c.tx_packets,
@@ -747,6 +755,7 @@ fn counters_text(s: &Stats) -> String {
             c.flood_copies,
             c.handoff_out,
             c.checksums_finished,
+            c.segmented,
             if drops.is_empty() {
                 "-".to_owned()
             } else {

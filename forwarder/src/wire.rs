@@ -8,6 +8,7 @@ use std::fmt;
 pub use hairpin_common::dot1q;
 
 pub mod checksum;
+pub mod segment;
 
 /// Byte ranges of the Ethernet header.
 mod field {

@@ -29,6 +29,15 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("curl", "the client of the tests' verified TCP transfers"),
     (
+        "qemu-system-x86",
+        "the tests' VMs (TCG, virtio-net with qemu's default offloads)",
+    ),
+    (
+        "linux-image-amd64",
+        "the tests' guest kernel and its virtio-net and 802.1Q modules",
+    ),
+    ("cpio", "packs the tests' guest initramfs"),
+    (
         "openvswitch-switch",
         "Open vSwitch: the VLAN reference bridge of the differential test, and a peer in the benchmark",
     ),

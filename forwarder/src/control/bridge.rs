@@ -328,6 +328,7 @@ impl Bridge {
             ifindex: iface.ifindex,
             queues: iface.rx_queues,
             zc_max_segs: self.zc_max_segs(iface),
+            mtu: link.mtu,
         };
         let sockets = self.datapath.open(&queues)?;
         let zero_copy = sockets.zero_copy();
@@ -544,6 +545,9 @@ impl Bridge {
                     conf.flags |= slot_flags::GENERIC;
                 }
                 conf.pvid = tables.vlans.pvid(id).unwrap_or(0);
+                if let Some(a) = &slot.attached {
+                    conf.mtu = u16::try_from(a.mtu).unwrap_or(u16::MAX);
+                }
                 for vid in tables.vlans.vlans_of(id) {
                     let v = usize::from(vid);
                     conf.members[v / 64] |= 1 << (v % 64);
@@ -1232,6 +1236,14 @@ impl Bridge {
             if old_mtu != link.mtu {
                 tracing::info!("{name}: MTU {old_mtu} -> {}", link.mtu);
                 self.check_mtu(id, link.mtu);
+                // The workers and the fast path both cut or leave frames by it.
+                let told = self
+                    .datapath
+                    .set_mtu(id, link.mtu)
+                    .map_err(BridgeError::from);
+                if let Err(e) = told.and_then(|()| self.publish()) {
+                    tracing::error!("{name}: {e}");
+                }
             }
         } else if let Some(id) = self.find(&link.name)
             && self.slot(id).attached.is_none()
@@ -1508,6 +1520,7 @@ fn counters(s: &PortQueueSnapshot) -> PortCounters {
         tx_bytes: s.tx_bytes,
         flood_copies: s.flood_copies,
         checksums_finished: s.checksums_finished,
+        segmented: s.segmented,
         handoff_out: s.handoff_out,
         fast_rx_packets: s.fast_rx_packets,
         fast_tx_packets: s.fast_tx_packets,

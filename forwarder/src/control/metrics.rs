@@ -368,6 +368,14 @@ fn ports(e: &mut DescriptorEncoder<'_>, ports: &[PortInfo]) -> Result<(), std::f
         each(|p| p.counters.checksums_finished),
         counter,
     )?;
+    family(
+        e,
+        "hairpin_port_segmented",
+        "Large TCP segments received on the port (an offload's, longer than its MTU), cut by hairpin into segments the MTU admits.",
+        MetricType::Counter,
+        each(|p| p.counters.segmented),
+        counter,
+    )?;
     let count = |p: &PortInfo, reason: &str| p.counters.drops.get(reason).copied().unwrap_or(0);
     family(
         e,

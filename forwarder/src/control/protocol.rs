@@ -237,6 +237,10 @@ pub struct PortCounters {
     /// hairpin finished.
     #[serde(default)]
     pub checksums_finished: u64,
+    /// Large TCP segments received (an offload's, longer than the port's MTU) that
+    /// hairpin cut into segments the MTU admits.
+    #[serde(default)]
+    pub segmented: u64,
     /// Frames handed to another worker.
     pub handoff_out: u64,
     /// Of `rx_packets`, the frames the kernel fast path forwarded (`--fast-path`).

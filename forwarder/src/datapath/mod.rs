@@ -224,6 +224,8 @@ pub struct PortQueues {
     /// How many buffers its driver joins into one frame on a zero-copy socket
     /// (`xdp_zc_max_segs`, which the netdev family tells; 1: none).
     pub zc_max_segs: u32,
+    /// Its MTU: the workers cut larger TCP segments to it ([`crate::wire::segment`]).
+    pub mtu: u32,
 }
 
 /// A port's sockets, made by [`Datapath::open`] and not yet served.
@@ -583,10 +585,19 @@ impl Datapath {
                     queues: port.queues,
                     socket,
                     max_chain,
+                    mtu: port.mtu,
                 },
             );
         }
         self.wait_all("take a new port's socket").map(drop)
+    }
+
+    /// Port `id`'s MTU is now `mtu`; returns once every worker knows.
+    pub fn set_mtu(&mut self, id: PortId, mtu: u32) -> Result<(), DatapathError> {
+        for w in 0..self.workers.len() {
+            self.send(w, Command::Mtu { id, mtu });
+        }
+        self.wait_all("take a port's MTU").map(drop)
     }
 
     /// Tells every worker to let port `id` go: nothing more is sent to it, its sockets

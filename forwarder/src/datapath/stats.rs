@@ -50,6 +50,9 @@ pub struct PortQueueCounters {
     /// Frames received with a TCP or UDP checksum an offload left partial, finished
     /// here (`wire::checksum`; the fast path's own are merged into the snapshot).
     pub checksums_finished: Counter,
+    /// Large TCP segments (an offload's, longer than the port's MTU) received and cut
+    /// into segments the MTU admits (`wire::segment`).
+    pub segmented: Counter,
     /// Frames handed to the worker owning the egress queue.
     pub handoff_out: Counter,
     /// Frames another worker handed here for this port.
@@ -123,6 +126,8 @@ pub struct PortQueueSnapshot {
     pub flood_copies: u64,
     /// Partial checksums finished.
     pub checksums_finished: u64,
+    /// Large TCP segments cut to the port's MTU.
+    pub segmented: u64,
     /// Frames handed to another worker.
     pub handoff_out: u64,
     /// Frames handed over by another worker.
@@ -155,6 +160,7 @@ impl PortQueueSnapshot {
             tx_bytes: c.tx_bytes.get(),
             flood_copies: c.flood_copies.get(),
             checksums_finished: c.checksums_finished.get(),
+            segmented: c.segmented.get(),
             handoff_out: c.handoff_out.get(),
             handoff_in: c.handoff_in.get(),
             drops: std::array::from_fn(|i| c.drops[i].get()),
@@ -186,6 +192,7 @@ impl PortQueueSnapshot {
         self.tx_bytes += other.tx_bytes;
         self.flood_copies += other.flood_copies;
         self.checksums_finished += other.checksums_finished;
+        self.segmented += other.segmented;
         self.handoff_out += other.handoff_out;
         self.handoff_in += other.handoff_in;
         for (a, b) in self.drops.iter_mut().zip(other.drops) {
@@ -212,6 +219,7 @@ impl PortQueueSnapshot {
             checksums_finished: self
                 .checksums_finished
                 .wrapping_sub(base.checksums_finished),
+            segmented: self.segmented.wrapping_sub(base.segmented),
             handoff_out: self.handoff_out.wrapping_sub(base.handoff_out),
             handoff_in: self.handoff_in.wrapping_sub(base.handoff_in),
             drops: std::array::from_fn(|i| self.drops[i].wrapping_sub(base.drops[i])),

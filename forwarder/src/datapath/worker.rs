@@ -44,7 +44,7 @@ use super::{
     handoff::Mailbox,
     holders::Holders,
     latency::Recorder,
-    stats::WorkerCounters,
+    stats::{PortQueueCounters, WorkerCounters},
     xsk::{self, Desc, Kick, MAX_CHAIN, Socket, Umem},
 };
 use crate::{
@@ -54,8 +54,9 @@ use crate::{
     },
     sys,
     wire::{
-        checksum,
+        ETHERNET_HEADER_LEN, checksum,
         dot1q::{self, TAG_LEN},
+        segment::{Cutter, MAX_HEADERS},
     },
 };
 
@@ -93,13 +94,17 @@ pub(super) enum Command {
     Tables(Arc<Tables>),
     /// Port `id`, with `queues` RX queues, joins; `socket` is this worker's socket on it,
     /// if the port has this worker's queue. `max_chain`: the most buffers a frame of
-    /// the port's may take (1 without `XDP_USE_SG`; a zero-copy driver's own limit).
+    /// the port's may take (1 without `XDP_USE_SG`; a zero-copy driver's own limit);
+    /// `mtu`: its MTU.
     Attach {
         id: PortId,
         queues: u32,
         socket: Option<Box<Socket>>,
         max_chain: usize,
+        mtu: u32,
     },
+    /// Port `id`'s MTU changed.
+    Mtu { id: PortId, mtu: u32 },
     /// Port `id` leaves: close this worker's socket on it, if any.
     Detach { id: PortId },
 }
@@ -132,12 +137,14 @@ pub(super) struct WorkerPort {
     pub discarding: bool,
     /// The most buffers a frame it receives or sends may take.
     pub max_chain: usize,
+    /// Its MTU: a TCP segment longer is an offload's, cut to it ([`Worker::cut`]).
+    pub mtu: u32,
 }
 
 impl WorkerPort {
-    /// A port served through `socket`, whose frames take at most `max_chain` buffers,
-    /// nothing on its rings yet.
-    pub fn new(id: PortId, socket: Socket, max_chain: usize) -> Self {
+    /// A port of MTU `mtu` served through `socket`, whose frames take at most
+    /// `max_chain` buffers, nothing on its rings yet.
+    pub fn new(id: PortId, socket: Socket, max_chain: usize, mtu: u32) -> Self {
         Self {
             id,
             socket,
@@ -148,6 +155,7 @@ impl WorkerPort {
             closing: None,
             discarding: false,
             max_chain,
+            mtu,
         }
     }
 }
@@ -303,17 +311,24 @@ impl Worker {
                     queues,
                     socket,
                     max_chain,
+                    mtu,
                 } => {
                     self.queues[usize::from(id)] = queues;
                     if let Some(socket) = socket {
                         self.max_chain = self.max_chain.max(max_chain);
                         self.mailboxes[self.index].set_max_chain(self.max_chain);
-                        self.ports.push(WorkerPort::new(id, *socket, max_chain));
+                        self.ports
+                            .push(WorkerPort::new(id, *socket, max_chain, mtu));
                         let i = self.ports.len() - 1;
                         self.refill(i);
                         changed = true;
                     }
                     self.route();
+                }
+                Command::Mtu { id, mtu } => {
+                    for port in self.ports.iter_mut().filter(|p| p.id == id) {
+                        port.mtu = mtu;
+                    }
                 }
                 Command::Detach { id } => {
                     self.queues[usize::from(id)] = 0;
@@ -444,6 +459,8 @@ impl Worker {
         rx.release(taken as u32);
         port.in_fill -= taken;
         let (ingress, max_chain) = (port.id, port.max_chain);
+        // Longer than the sender could put on the wire (an Ethernet header, one tag).
+        let (mtu, longest) = (port.mtu, port.mtu as usize + ETHERNET_HEADER_LEN + TAG_LEN);
         if whole == 0 {
             self.pool.extend_from_slice(&batch[..taken]);
             return taken;
@@ -457,43 +474,123 @@ impl Worker {
         let (mut frames, mut bytes) = (0, 0);
         for chain in xsk::frames(&batch[..whole]) {
             frames += 1;
-            bytes += chain.iter().map(|d| u64::from(d.len)).sum::<u64>();
+            let len = chain.iter().map(|d| d.len as usize).sum::<usize>();
+            bytes += len as u64;
+            if len > longest {
+                // A large segment an offload left for the device to cut.
+                self.cut(umem, chain, ingress, c, mtu, now, wake);
+                self.pool.extend_from_slice(chain);
+                continue;
+            }
             if chain.len() > max_chain {
                 c.drop(DropReason::Oversize);
                 self.pool.extend_from_slice(chain);
                 continue;
             }
-            // SAFETY: the chain came off this worker's RX ring, so its buffers are frames
-            // of `umem` that the kernel has handed over; nothing writes them until they
-            // are queued again.
-            let data = unsafe { umem.data(chain[0]) };
-            let verdict = decide(&self.tables, data, ingress, now);
-            if !matches!(verdict.action, Action::Drop(_)) && finish_checksum(umem, chain) {
-                c.checksums_finished.add(1);
-            }
-            match verdict.action {
-                Action::Forward(egress) => self.send(umem, chain, egress, verdict.vlan, wake),
-                Action::Flood(ports) => {
-                    let mut rest = ports.iter().peekable();
-                    while let Some(egress) = rest.next() {
-                        if rest.peek().is_none() {
-                            // The last port gets the received frame itself, once every
-                            // copy is made.
-                            self.send(umem, chain, egress, verdict.vlan, wake);
-                        } else if self.copy_to(umem, chain, egress, verdict.vlan, wake) {
-                            c.flood_copies.add(1);
-                        }
-                    }
-                }
-                Action::Drop(reason) => {
-                    c.drop(reason);
-                    self.pool.extend_from_slice(chain);
-                }
-            }
+            self.forward(umem, chain, ingress, c, now, wake);
         }
         c.rx_packets.add(frames);
         c.rx_bytes.add(bytes);
         whole
+    }
+
+    /// Decides the frame `chain`, received on `ingress` (counted in `c`), and queues it
+    /// (or its copies) or drops it.
+    #[inline(always)]
+    fn forward(
+        &mut self,
+        umem: &Umem,
+        chain: &[Desc],
+        ingress: PortId,
+        c: &PortQueueCounters,
+        now: u32,
+        wake: &mut u64,
+    ) {
+        // SAFETY: the chain came off this worker's RX ring (or was written from its pool),
+        // so its buffers are frames of `umem` the worker owns; nothing writes them until
+        // they are queued again.
+        let data = unsafe { umem.data(chain[0]) };
+        let verdict = decide(&self.tables, data, ingress, now);
+        if !matches!(verdict.action, Action::Drop(_)) && finish_checksum(umem, chain) {
+            c.checksums_finished.add(1);
+        }
+        match verdict.action {
+            Action::Forward(egress) => self.send(umem, chain, egress, verdict.vlan, wake),
+            Action::Flood(ports) => {
+                let mut rest = ports.iter().peekable();
+                while let Some(egress) = rest.next() {
+                    if rest.peek().is_none() {
+                        // The last port gets the received frame itself, once every
+                        // copy is made.
+                        self.send(umem, chain, egress, verdict.vlan, wake);
+                    } else if self.copy_to(umem, chain, egress, verdict.vlan, wake) {
+                        c.flood_copies.add(1);
+                    }
+                }
+            }
+            Action::Drop(reason) => {
+                c.drop(reason);
+                self.pool.extend_from_slice(chain);
+            }
+        }
+    }
+
+    /// Cuts the large TCP segment `chain`, received on `ingress` of MTU `mtu`, into
+    /// segments the MTU admits, written into frames of the pool, and forwards each
+    /// ([`crate::wire::segment`]). What cannot be cut (not TCP, or no frame free) is
+    /// dropped and counted. The caller frees `chain`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    fn cut(
+        &mut self,
+        umem: &Umem,
+        chain: &[Desc],
+        ingress: PortId,
+        c: &PortQueueCounters,
+        mtu: u32,
+        now: u32,
+        wake: &mut u64,
+    ) {
+        // SAFETY: the chain came off this worker's RX ring; it is only read here, and
+        // the segments are written into other frames, from the pool.
+        let first = unsafe { umem.data(chain[0]) };
+        let mut rest: [&[u8]; RX_BATCH] = [&[]; RX_BATCH];
+        for (part, &buffer) in rest.iter_mut().zip(&chain[1..]) {
+            // SAFETY: as above.
+            *part = unsafe { umem.data(buffer) };
+        }
+        let rest = &rest[..chain.len() - 1];
+        let Ok(mut cutter) = Cutter::new(first, rest, mtu as usize) else {
+            c.drop(DropReason::Oversize);
+            return;
+        };
+        c.segmented.add(1);
+        let hlen = cutter.header_len();
+        let (mut headers, mut payload) = ([0; MAX_HEADERS], Vec::with_capacity(4));
+        while cutter.next_into(&mut headers, &mut payload).is_some() {
+            let mut parts: [&[u8]; MAX_CHAIN + 1] = [&[]; MAX_CHAIN + 1];
+            let len = hlen + payload.iter().map(|p| p.len()).sum::<usize>();
+            let buffers = umem.buffers_for(len);
+            if buffers > MAX_CHAIN || payload.len() > MAX_CHAIN {
+                c.drop(DropReason::Oversize);
+                return;
+            }
+            if buffers > self.pool.len() {
+                c.drop(DropReason::NoFreeFrame);
+                return;
+            }
+            parts[0] = &headers[..hlen];
+            parts[1..=payload.len()].copy_from_slice(&payload);
+            let at = self.pool.len() - buffers;
+            let mut segment = [Desc::default(); MAX_CHAIN];
+            let segment = &mut segment[..buffers];
+            segment.copy_from_slice(&self.pool[at..]);
+            self.pool.truncate(at);
+            // SAFETY: the frames came from the free pool: frames of `umem` that nothing
+            // else holds.
+            unsafe { umem.write_chain(segment, &parts[..=payload.len()]) };
+            self.forward(umem, segment, ingress, c, now, wake);
+        }
     }
 
     /// Queues the frame `chain`, of VLAN `vlan`, for `egress`: retagged in place on the

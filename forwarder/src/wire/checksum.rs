@@ -35,7 +35,7 @@ pub enum Finish {
 /// offload left it partial. Frames untagged or under one 802.1Q tag, IPv4 (options
 /// too, no fragments) or IPv6 (TCP or UDP right after its header).
 pub fn finish_partial(first: &mut [u8], rest: &[&[u8]]) -> Finish {
-    let Some((l3, l4)) = segment(first) else {
+    let Some((l3, l4)) = transport(first) else {
         return Finish::NotPartial;
     };
     let start = l3 + l4.offset;
@@ -82,8 +82,9 @@ pub fn finish_partial(first: &mut [u8], rest: &[&[u8]]) -> Finish {
     Finish::Finished
 }
 
-/// Where the frame's IP header starts and the TCP or UDP segment it heads.
-fn segment(frame: &[u8]) -> Option<(usize, L4)> {
+/// Where the frame's IP header starts, and the TCP or UDP segment it heads (untagged or
+/// under one 802.1Q tag).
+pub(crate) fn transport(frame: &[u8]) -> Option<(usize, L4)> {
     let be16 = |at: usize| {
         frame
             .get(at..at + 2)
@@ -173,7 +174,7 @@ mod tests {
     /// pseudo-header's sum, folded, not complemented.
     fn partial(complete: &[u8]) -> Vec<u8> {
         let mut f = complete.to_vec();
-        let (l3, l4) = segment(&f).expect("a TCP or UDP frame");
+        let (l3, l4) = transport(&f).expect("a TCP or UDP frame");
         let at = l3 + l4.offset + l4.field;
         f[at..at + 2].copy_from_slice(&l4.pseudo.to_be_bytes());
         f

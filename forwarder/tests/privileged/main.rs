@@ -11,6 +11,7 @@ mod differential;
 mod edge;
 mod fast_path;
 mod faults;
+mod guest;
 mod jumbo;
 mod learning;
 mod lifecycle;
@@ -20,6 +21,7 @@ mod reserved;
 mod runtime;
 mod soak;
 mod vlan;
+mod vms;
 mod xdp_counters;
 
 use std::{

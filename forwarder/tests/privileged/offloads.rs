@@ -23,14 +23,14 @@ use crate::{TestConfig, Topology, iperf, ping, start_in, vlan_policies};
 /// The far host's address, behind hairpin B.
 const FAR: &str = "198.18.0.20";
 
-/// A busybox httpd serving `dir` in `ns` on port 8000, until dropped.
-struct Httpd(std::process::Child);
+/// A busybox httpd serving `dir` in `ns` on `port`, until dropped.
+pub(crate) struct Httpd(std::process::Child);
 
 impl Httpd {
-    fn start(ns: &Netns, dir: &Path) -> Self {
+    pub(crate) fn start(ns: &Netns, dir: &Path, port: u16) -> Self {
         let child = ns
             .command("busybox")
-            .args(["httpd", "-f", "-p", "8000", "-h"])
+            .args(["httpd", "-f", "-p", &port.to_string(), "-h"])
             .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -48,9 +48,8 @@ impl Drop for Httpd {
     }
 }
 
-/// Fetches `http://addr:8000/payload` from inside `ns` and returns its SHA-256.
-fn fetch_sha256(ns: &Netns, addr: &str) -> Result<String, LabError> {
-    let url = format!("http://{addr}:8000/payload");
+/// Fetches `url` from inside `ns` and returns its SHA-256.
+pub(crate) fn fetch_sha256(ns: &Netns, url: &str) -> Result<String, LabError> {
     let out = ns.run(
         "bash",
         &[
@@ -148,8 +147,8 @@ fn tcp_with_default_offloads_crosses_the_workers_the_fast_path_and_a_trunk() {
             (&far, &topo.vms[0], FAR.to_owned()),
             (&topo.vms[0], &far, topo.addr(0)),
         ] {
-            let _httpd = Httpd::start(server, &dir);
-            let got = fetch_sha256(client, &addr).unwrap();
+            let _httpd = Httpd::start(server, &dir, 8000);
+            let got = fetch_sha256(client, &format!("http://{addr}:8000/payload")).unwrap();
             assert_eq!(got, want, "{pass}: the file from {addr} arrived whole");
         }
         iperf(&topo, 0, 1, 2, 1).unwrap();
