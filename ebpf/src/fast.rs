@@ -107,16 +107,22 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, queue: u32, fragmented: bool) ->
     if start + TAGGED_HEADER_LEN > end {
         return Fast::No;
     }
-    // Longer than the sender could put on the wire (an Ethernet header and one tag): an
-    // offload's large segment, which the workers cut to the MTU.
-    if ingress.mtu != 0 && end - start > usize::from(ingress.mtu) + TAGGED_HEADER_LEN {
-        return Fast::No;
-    }
     // SAFETY: the bounds check above covers the first 18 bytes: both MACs, the
     // EtherType and, when tagged, the tag's TCI and the next EtherType.
     let head = unsafe { &*(start as *const [u8; TAGGED_HEADER_LEN]) };
     let dst = [head[0], head[1], head[2], head[3], head[4], head[5]];
     let src = [head[6], head[7], head[8], head[9], head[10], head[11]];
+    // Longer than its sender could put on the wire (an Ethernet header, and its tag if
+    // it has one): an offload's large segment, which the workers cut to the MTU.
+    let tag = if u16::from_be_bytes([head[OFFSET], head[OFFSET + 1]]) == TPID_8021Q {
+        TAG_LEN
+    } else {
+        0
+    };
+    // The Ethernet header ends with the EtherType at OFFSET.
+    if ingress.mtu != 0 && end - start > usize::from(ingress.mtu) + OFFSET + 2 + tag {
+        return Fast::No;
+    }
     // Group destinations (broadcast, multicast, reserved) flood or stop: the workers'.
     // So do group or all-zero sources, which are dropped there.
     if dst[0] & 1 != 0 || src[0] & 1 != 0 || src == [0; 6] {

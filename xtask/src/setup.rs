@@ -38,10 +38,21 @@ const PACKAGES: &[(&str, &str)] = &[
     ),
     ("cpio", "packs the tests' guest initramfs"),
     (
+        "podman",
+        "the container runtime of the tests (its CNI backend runs hairpin-cni)",
+    ),
+    (
+        "runc",
+        "podman's OCI runtime in the tests (crun refuses some cgroup layouts)",
+    ),
+    (
         "openvswitch-switch",
         "Open vSwitch: the VLAN reference bridge of the differential test, and a peer in the benchmark",
     ),
-    ("ethtool", "checksum offload off on lab veths"),
+    (
+        "ethtool",
+        "GRO on lab veths the fast path sends into, and the tests' offload checks",
+    ),
     (
         "systemd",
         "systemd-analyze, which checks contrib/hairpin.service in the tests",

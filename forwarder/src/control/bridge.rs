@@ -1236,12 +1236,11 @@ impl Bridge {
             if old_mtu != link.mtu {
                 tracing::info!("{name}: MTU {old_mtu} -> {}", link.mtu);
                 self.check_mtu(id, link.mtu);
-                // The workers and the fast path both cut or leave frames by it.
-                let told = self
-                    .datapath
-                    .set_mtu(id, link.mtu)
-                    .map_err(BridgeError::from);
-                if let Err(e) = told.and_then(|()| self.publish()) {
+                // The workers cut frames by it, the fast path leaves longer ones to them.
+                if let Err(e) = self.datapath.set_mtu(id, link.mtu) {
+                    tracing::error!("{name}: {e}");
+                }
+                if let Err(e) = self.publish() {
                     tracing::error!("{name}: {e}");
                 }
             }

@@ -49,14 +49,14 @@ use super::{
 };
 use crate::{
     switch::{
-        Action, DropReason, MAX_PORTS, PortId, Tables, decide,
+        Action, DropReason, MAX_PORTS, PortId, Tables, Verdict, decide,
         vlan::{self, Classified, Retag},
     },
     sys,
     wire::{
         ETHERNET_HEADER_LEN, checksum,
         dot1q::{self, TAG_LEN},
-        segment::{Cutter, MAX_HEADERS},
+        segment::{Cutter, MAX_HEADERS, Uncuttable},
     },
 };
 
@@ -458,9 +458,7 @@ impl Worker {
         }
         rx.release(taken as u32);
         port.in_fill -= taken;
-        let (ingress, max_chain) = (port.id, port.max_chain);
-        // Longer than the sender could put on the wire (an Ethernet header, one tag).
-        let (mtu, longest) = (port.mtu, port.mtu as usize + ETHERNET_HEADER_LEN + TAG_LEN);
+        let (ingress, max_chain, mtu) = (port.id, port.max_chain, port.mtu as usize);
         if whole == 0 {
             self.pool.extend_from_slice(&batch[..taken]);
             return taken;
@@ -476,9 +474,12 @@ impl Worker {
             frames += 1;
             let len = chain.iter().map(|d| d.len as usize).sum::<usize>();
             bytes += len as u64;
-            if len > longest {
-                // A large segment an offload left for the device to cut.
-                self.cut(umem, chain, ingress, c, mtu, now, wake);
+            // Longer than its sender could put on the wire: an offload's large segment
+            // (an MTU of 0 says nothing).
+            if mtu != 0
+                && len > mtu + ETHERNET_HEADER_LEN
+                && self.cut(umem, chain, len, ingress, c, mtu, now, wake)
+            {
                 self.pool.extend_from_slice(chain);
                 continue;
             }
@@ -514,6 +515,19 @@ impl Worker {
         if !matches!(verdict.action, Action::Drop(_)) && finish_checksum(umem, chain) {
             c.checksums_finished.add(1);
         }
+        self.dispatch(umem, chain, verdict, c, wake);
+    }
+
+    /// Queues the frame `chain` (or its copies) as `verdict` says, or drops it.
+    #[inline(always)]
+    fn dispatch(
+        &mut self,
+        umem: &Umem,
+        chain: &[Desc],
+        verdict: Verdict,
+        c: &PortQueueCounters,
+        wake: &mut u64,
+    ) {
         match verdict.action {
             Action::Forward(egress) => self.send(umem, chain, egress, verdict.vlan, wake),
             Action::Flood(ports) => {
@@ -535,36 +549,54 @@ impl Worker {
         }
     }
 
-    /// Cuts the large TCP segment `chain`, received on `ingress` of MTU `mtu`, into
-    /// segments the MTU admits, written into frames of the pool, and forwards each
-    /// ([`crate::wire::segment`]). What cannot be cut (not TCP, or no frame free) is
-    /// dropped and counted. The caller frees `chain`.
+    /// Cuts the frame `chain` of `len` bytes, received on `ingress` of MTU `mtu`, if
+    /// it is a large TCP segment (longer than the MTU admits: an Ethernet header, and a
+    /// tag if it has one), into segments the MTU admits, written into frames of the
+    /// pool, and queues them as the large one's verdict says ([`crate::wire::segment`]).
+    /// Returns whether it took the frame (cut, or dropped and counted); `false` leaves
+    /// it to be forwarded as it came (not TCP, or no longer than its tag allows). The
+    /// caller frees `chain` either way.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     fn cut(
         &mut self,
         umem: &Umem,
         chain: &[Desc],
+        len: usize,
         ingress: PortId,
         c: &PortQueueCounters,
-        mtu: u32,
+        mtu: usize,
         now: u32,
         wake: &mut u64,
-    ) {
+    ) -> bool {
         // SAFETY: the chain came off this worker's RX ring; it is only read here, and
         // the segments are written into other frames, from the pool.
         let first = unsafe { umem.data(chain[0]) };
+        let tagged =
+            first.get(dot1q::OFFSET..dot1q::OFFSET + 2) == Some(&dot1q::TPID_8021Q.to_be_bytes());
+        if tagged && len <= mtu + ETHERNET_HEADER_LEN + TAG_LEN {
+            return false;
+        }
         let mut rest: [&[u8]; RX_BATCH] = [&[]; RX_BATCH];
         for (part, &buffer) in rest.iter_mut().zip(&chain[1..]) {
             // SAFETY: as above.
             *part = unsafe { umem.data(buffer) };
         }
         let rest = &rest[..chain.len() - 1];
-        let Ok(mut cutter) = Cutter::new(first, rest, mtu as usize) else {
-            c.drop(DropReason::Oversize);
-            return;
+        let mut cutter = match Cutter::new(first, rest, mtu) {
+            Ok(cutter) => cutter,
+            Err(Uncuttable::NotTcp) => return false,
+            Err(Uncuttable::Truncated | Uncuttable::NoRoom) => {
+                c.drop(DropReason::Oversize);
+                return true;
+            }
         };
-        c.segmented.add(1);
+        // Decided once, for every segment: they share its Ethernet header and tag.
+        let verdict = decide(&self.tables, first, ingress, now);
+        if let Action::Drop(reason) = verdict.action {
+            c.drop(reason);
+            return true;
+        }
         let hlen = cutter.header_len();
         let (mut headers, mut payload) = ([0; MAX_HEADERS], Vec::with_capacity(4));
         while cutter.next_into(&mut headers, &mut payload).is_some() {
@@ -573,11 +605,11 @@ impl Worker {
             let buffers = umem.buffers_for(len);
             if buffers > MAX_CHAIN || payload.len() > MAX_CHAIN {
                 c.drop(DropReason::Oversize);
-                return;
+                return true;
             }
             if buffers > self.pool.len() {
                 c.drop(DropReason::NoFreeFrame);
-                return;
+                return true;
             }
             parts[0] = &headers[..hlen];
             parts[1..=payload.len()].copy_from_slice(&payload);
@@ -589,8 +621,10 @@ impl Worker {
             // SAFETY: the frames came from the free pool: frames of `umem` that nothing
             // else holds.
             unsafe { umem.write_chain(segment, &parts[..=payload.len()]) };
-            self.forward(umem, segment, ingress, c, now, wake);
+            self.dispatch(umem, segment, verdict, c, wake);
         }
+        c.segmented.add(1);
+        true
     }
 
     /// Queues the frame `chain`, of VLAN `vlan`, for `egress`: retagged in place on the

@@ -17,6 +17,7 @@ mod learning;
 mod lifecycle;
 mod observe;
 mod offloads;
+mod podman;
 mod reserved;
 mod runtime;
 mod soak;
