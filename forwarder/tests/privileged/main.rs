@@ -386,3 +386,20 @@ pub fn send_raw(ns: &Netns, ifname: &str, frames: &[Vec<u8>]) {
     })
     .unwrap();
 }
+
+/// The SHA-256 of `bytes`, as sha256sum prints it.
+pub fn sha256(bytes: &[u8]) -> String {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
+}

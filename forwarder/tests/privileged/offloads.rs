@@ -94,17 +94,7 @@ fn tcp_with_default_offloads_crosses_the_workers_the_fast_path_and_a_trunk() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     std::fs::write(dir.join("payload"), &payload).unwrap();
-    let want = {
-        let out = std::process::Command::new("sha256sum")
-            .arg(dir.join("payload"))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_owned()
-    };
+    let want = crate::sha256(&payload);
 
     let access = vlan_policies(&[
         PortVlans::Access(10),

@@ -171,17 +171,7 @@ fn podman_containers_on_hairpin_cni_keep_their_mac_reach_their_vlan_only_and_lea
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 9) as u8)
         .collect();
     std::fs::write(Path::new(&rootfs).join("www/blob"), &blob).unwrap();
-    let want = {
-        let out = Command::new("sha256sum")
-            .arg(Path::new(&rootfs).join("www/blob"))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_owned()
-    };
+    let want = crate::sha256(&blob);
 
     let mac = "02:aa:00:00:10:01";
     let c1 = podman.ok(&[

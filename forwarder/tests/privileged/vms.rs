@@ -66,23 +66,6 @@ fn sums(reports: &[(&str, &Report)]) -> HashMap<String, String> {
         .collect()
 }
 
-/// The SHA-256 of `bytes`, as sha256sum prints it.
-fn sha256(bytes: &[u8]) -> String {
-    use std::io::Write as _;
-    let mut child = std::process::Command::new("sha256sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(bytes).unwrap();
-    let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 /// A port's counter from `show ports --json`.
 fn counter(ports: &Value, name: &str, key: &str) -> u64 {
     port(ports, name)["counters"][key].as_u64().unwrap_or(0)
@@ -155,7 +138,7 @@ fn two_vms_and_a_container_with_default_offloads_move_files_every_way() {
     );
     let (ra, rb) = (vm_a.report(TIMEOUT), vm_b.report(TIMEOUT));
     let mut sums = sums(&[(a, &ra), (b, &rb)]);
-    sums.insert(pod.clone(), sha256(&blob));
+    sums.insert(pod.clone(), crate::sha256(&blob));
     ra.assert_fetched(&sums);
     rb.assert_fetched(&sums);
     for (vm, r) in [(a, &ra), (b, &rb)] {
