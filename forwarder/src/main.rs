@@ -768,11 +768,18 @@ fn counters_text(s: &Stats) -> String {
         .iter()
         .map(|w| format!("{}/{}", w.free_frames, w.total_frames))
         .collect();
+    let promised: Vec<String> = s
+        .workers
+        .iter()
+        .map(|w| format!("{}/{}", w.promised_frames, w.budget_frames))
+        .collect();
     out += &format!(
-        "mac table: {} entries ({} full-bucket misses); free UMEM frames per worker: {}\n",
+        "mac table: {} entries ({} full-bucket misses); free UMEM frames per worker: {}; \
+         promised to fill rings: {}\n",
         s.fdb_entries,
         s.fdb_full,
-        free.join(" ")
+        free.join(" "),
+        promised.join(" ")
     );
     let l = &s.latency_ns;
     let us = |ns: u64| ns as f64 / 1000.0;

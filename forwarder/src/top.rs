@@ -576,6 +576,8 @@ mod tests {
             sleeps: 0,
             free_frames: 4000,
             total_frames: 4096,
+            promised_frames: 128,
+            budget_frames: 3500,
         }
     }
 

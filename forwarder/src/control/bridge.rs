@@ -330,6 +330,13 @@ impl Bridge {
             zc_max_segs: self.zc_max_segs(iface),
             mtu: link.mtu,
         };
+        let attached = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|s| s.attached.is_some())
+            .count();
+        self.datapath.admit(&queues, attached)?;
         let sockets = self.datapath.open(&queues)?;
         let zero_copy = sockets.zero_copy();
         let max_chain = sockets.max_chain();
@@ -1390,6 +1397,8 @@ impl Bridge {
                     sleeps: s.sleeps[w],
                     free_frames: s.free_frames[w],
                     total_frames: s.total_frames[w],
+                    promised_frames: s.promised_frames[w],
+                    budget_frames: s.budget_frames[w],
                 })
                 .collect(),
             cpu_hz: self.cpu_hz,

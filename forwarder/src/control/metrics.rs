@@ -247,6 +247,22 @@ impl Exposition {
         )?;
         family(
             e,
+            "hairpin_worker_umem_promised_frames",
+            "UMEM frames a worker promised to its ports' fill rings (quotas that grow with a port's traffic).",
+            MetricType::Gauge,
+            each(|w| w.promised_frames),
+            gauge_u,
+        )?;
+        family(
+            e,
+            "hairpin_worker_umem_budget_frames",
+            "UMEM frames a worker may promise to fill rings in all; a port is refused when fewer than 64 are left.",
+            MetricType::Gauge,
+            each(|w| w.budget_frames),
+            gauge_u,
+        )?;
+        family(
+            e,
             "hairpin_worker_umem_frames",
             "UMEM frames a worker owns.",
             MetricType::Gauge,

@@ -320,6 +320,14 @@ pub struct WorkerStats {
     pub free_frames: u64,
     /// UMEM frames it owns.
     pub total_frames: u64,
+    /// UMEM frames promised to its ports' fill rings (each port's quota grows with its
+    /// traffic and shrinks when idle).
+    #[serde(default)]
+    pub promised_frames: u64,
+    /// UMEM frames it may promise in all (its frames less a reserve for frames in
+    /// flight); a port is refused when fewer than 64 are left.
+    #[serde(default)]
+    pub budget_frames: u64,
 }
 
 impl PortInfo {

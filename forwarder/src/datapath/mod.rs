@@ -24,6 +24,7 @@
 //! plane ([`crate::control`]) owns those.
 #![allow(unsafe_code)]
 
+pub mod budget;
 pub mod handoff;
 mod holders;
 pub mod latency;
@@ -43,6 +44,7 @@ use std::{
 };
 
 use self::{
+    budget::Budget,
     handoff::Mailbox,
     holders::Holders,
     stats::{PortQueueSnapshot, WorkerCounters},
@@ -109,12 +111,15 @@ impl DatapathConfig {
         3 * u64::from(self.ring_size)
     }
 
-    /// Frames of each worker's UMEM when `ports` ports are known at start.
+    /// Frames of each worker's UMEM when `ports` ports are known at start: full rings
+    /// for [`DEFAULT_PORTS_PER_UMEM`] busy ports, a starting quota for each port
+    /// ([`budget::MIN_QUOTA`]; ports added later share what busy ports leave), a ring's
+    /// worth for flood copies and the credits lent to other workers.
     pub fn umem_frames_for(&self, ports: usize) -> u64 {
         self.umem_frames.map_or_else(
             || {
-                // Plus a ring's worth for flood copies and the credits lent to others.
-                ports.max(DEFAULT_PORTS_PER_UMEM) as u64 * self.frames_per_port()
+                DEFAULT_PORTS_PER_UMEM as u64 * self.frames_per_port()
+                    + (ports * budget::MIN_QUOTA) as u64
                     + u64::from(self.ring_size)
                     + handoff::CREDITS as u64
             },
@@ -190,6 +195,29 @@ pub enum DatapathError {
         has: u32,
         /// Workers running.
         workers: usize,
+    },
+    /// A worker's UMEM has no frames left to promise a new port.
+    #[error(
+        "{port} cannot be served without taking frames the running ports need: worker \
+         {worker}'s UMEM has {frames} frames, of which {promised} (of the {total} ports may \
+         have) are promised to the fill rings of its {ports} port(s), and a port needs \
+         {min} to start; give each worker more frames (--umem-frames, or umem_frames in \
+         the config file: {min} per idle port, up to --ring-size per busy one) or remove \
+         idle ports",
+        min = budget::MIN_QUOTA
+    )]
+    NoFrames {
+        /// The port refused.
+        port: String,
+        /// The worker without room.
+        worker: usize,
+        /// Frames it promised, and may promise in all.
+        promised: usize,
+        total: usize,
+        /// Its UMEM's frames.
+        frames: u64,
+        /// Ports attached.
+        ports: usize,
     },
     /// Starting a worker thread or its wake-up eventfd failed.
     #[error("starting worker {worker}")]
@@ -274,6 +302,10 @@ pub struct Snapshot {
     pub free_frames: Vec<u64>,
     /// Frames each worker owns.
     pub total_frames: Vec<u64>,
+    /// Frames each worker promised its ports' fill rings, and may promise in all
+    /// ([`budget`]).
+    pub promised_frames: Vec<u64>,
+    pub budget_frames: Vec<u64>,
     /// Workers that panicked (always 0 unless something is badly wrong).
     pub panicked_workers: usize,
     /// Nanoseconds each worker spent in busy turns.
@@ -374,6 +406,7 @@ impl Datapath {
         let epoch = Instant::now();
         for (w, umem) in self.umems.iter().enumerate() {
             let pool = umem.all_frames();
+            let frames = pool.len();
             let counters = Arc::new(WorkerCounters::new(MAX_PORTS));
             let histogram = latency::shared();
             let mut worker = Worker {
@@ -396,6 +429,11 @@ impl Datapath {
                 busy_poll: self.config.busy_poll,
                 latency: latency::Recorder::new(Arc::clone(&histogram)),
                 max_chain: 1,
+                budget: Budget::new(
+                    frames,
+                    Budget::reserve(frames, self.config.ring_size as usize, handoff::CREDITS),
+                ),
+                ring: self.config.ring_size as usize,
             };
             worker.prime();
             let core = self.cores[w];
@@ -563,6 +601,29 @@ impl Datapath {
         }
     }
 
+    /// Checks that every worker serving one of `port`'s queues can give it a quota
+    /// without taking frames promised to the `attached` ports it serves
+    /// ([`budget`]): the reason, naming the option to change, if not.
+    pub fn admit(&self, port: &PortQueues, attached: usize) -> Result<(), DatapathError> {
+        for (w, worker) in self.workers.iter().enumerate().take(port.queues as usize) {
+            let (promised, total) = (
+                worker.counters.promised_frames.get() as usize,
+                worker.counters.budget_frames.get() as usize,
+            );
+            if !Budget::room(total, promised) {
+                return Err(DatapathError::NoFrames {
+                    port: port.name.clone(),
+                    worker: w,
+                    promised,
+                    total,
+                    frames: worker.counters.total_frames.get(),
+                    ports: attached,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Hands `port`'s sockets to their workers and tells every worker how to reach it;
     /// returns once all have.
     pub fn attach(&mut self, port: &PortQueues, sockets: PortSockets) -> Result<(), DatapathError> {
@@ -676,6 +737,16 @@ impl Datapath {
                 .iter()
                 .map(|w| w.counters.total_frames.get())
                 .collect(),
+            promised_frames: self
+                .workers
+                .iter()
+                .map(|w| w.counters.promised_frames.get())
+                .collect(),
+            budget_frames: self
+                .workers
+                .iter()
+                .map(|w| w.counters.budget_frames.get())
+                .collect(),
             panicked_workers: self.panicked
                 + self
                     .workers
@@ -762,7 +833,11 @@ fn validate_sizes(config: &DatapathConfig, ports: usize) -> Result<(), DatapathE
         return Err(size_err(
             "UMEM frames",
             frames,
-            &format!("at most {MAX_UMEM_FRAMES} per worker"),
+            &format!(
+                "at most {MAX_UMEM_FRAMES} per worker (asked for {ports} port(s) at start with \
+                 --ring-size {}): lower --umem-frames or --ring-size",
+                config.ring_size
+            ),
         ));
     }
     Ok(())

@@ -85,6 +85,10 @@ pub struct WorkerCounters {
     pub free_frames: Counter,
     /// UMEM frames the worker owns in all.
     pub total_frames: Counter,
+    /// Gauge: frames promised to its ports' fill rings (`datapath::budget`).
+    pub promised_frames: Counter,
+    /// Gauge: frames it may promise in all.
+    pub budget_frames: Counter,
     /// Times the worker went to sleep for lack of work.
     pub sleeps: Counter,
     /// Nanoseconds spent in turns that did work.
@@ -99,6 +103,8 @@ impl WorkerCounters {
             ports: (0..ports).map(|_| PortQueueCounters::default()).collect(),
             free_frames: Counter::default(),
             total_frames: Counter::default(),
+            promised_frames: Counter::default(),
+            budget_frames: Counter::default(),
             sleeps: Counter::default(),
             busy_ns: Counter::default(),
         }

@@ -41,6 +41,7 @@ use std::{
 };
 
 use super::{
+    budget::Budget,
     handoff::Mailbox,
     holders::Holders,
     latency::Recorder,
@@ -139,12 +140,19 @@ pub(super) struct WorkerPort {
     pub max_chain: usize,
     /// Its MTU: a TCP segment longer is an offload's, cut to it ([`Worker::cut`]).
     pub mtu: u32,
+    /// Frames its fill and RX rings may hold together ([`Budget`]).
+    pub quota: usize,
+    /// Its RX ring held a quarter of its quota or more at once since its last refill:
+    /// the kernel drains its fill ring faster than a turn refills it.
+    pub hungry: bool,
+    /// Frames received since the last look at idle ports.
+    pub window: usize,
 }
 
 impl WorkerPort {
     /// A port of MTU `mtu` served through `socket`, whose frames take at most
-    /// `max_chain` buffers, nothing on its rings yet.
-    pub fn new(id: PortId, socket: Socket, max_chain: usize, mtu: u32) -> Self {
+    /// `max_chain` buffers, with a quota of `quota` frames, nothing on its rings yet.
+    pub fn new(id: PortId, socket: Socket, max_chain: usize, mtu: u32, quota: usize) -> Self {
         Self {
             id,
             socket,
@@ -156,6 +164,9 @@ impl WorkerPort {
             discarding: false,
             max_chain,
             mtu,
+            quota,
+            hungry: false,
+            window: 0,
         }
     }
 }
@@ -202,6 +213,10 @@ pub(super) struct Worker {
     /// The longest chain any of its ports takes ([`WorkerPort::max_chain`]): what its
     /// mailbox accepts from other workers.
     pub max_chain: usize,
+    /// How its frames are shared between its ports' fill rings.
+    pub budget: Budget,
+    /// Entries of every ring: the most a port's quota grows to.
+    pub ring: usize,
 }
 
 impl Worker {
@@ -213,6 +228,7 @@ impl Worker {
         self.lend_credits();
         self.counters.total_frames.set(self.total_frames as u64);
         self.counters.free_frames.set(self.pool.len() as u64);
+        self.publish_budget();
     }
 
     /// Runs until the stop flag is set.
@@ -231,6 +247,7 @@ impl Worker {
             }
             if turns.is_multiple_of(KERNEL_STATS_TURNS) {
                 self.read_kernel_stats();
+                self.rebalance();
             }
             let start = Instant::now();
             let now = start.duration_since(self.epoch).as_secs() as u32;
@@ -317,8 +334,11 @@ impl Worker {
                     if let Some(socket) = socket {
                         self.max_chain = self.max_chain.max(max_chain);
                         self.mailboxes[self.index].set_max_chain(self.max_chain);
+                        let free_slots = MAX_PORTS.saturating_sub(self.ports.len() + 1);
+                        let quota = self.budget.admit(free_slots, self.ring);
+                        self.publish_budget();
                         self.ports
-                            .push(WorkerPort::new(id, *socket, max_chain, mtu));
+                            .push(WorkerPort::new(id, *socket, max_chain, mtu, quota));
                         let i = self.ports.len() - 1;
                         self.refill(i);
                         changed = true;
@@ -379,6 +399,8 @@ impl Worker {
             return false;
         };
         let port = self.ports.remove(i);
+        self.budget.release(port.quota);
+        self.publish_budget();
         let (id, held) = (port.id, port.in_fill + port.in_tx);
         for desc in port.pending {
             self.pool.push(desc);
@@ -418,10 +440,12 @@ impl Worker {
     ) -> usize {
         let port = &mut self.ports[i];
         let rx = &mut port.socket.rx;
-        let ready = (rx.available() as usize).min(RX_BATCH);
-        if ready == 0 {
+        let available = rx.available() as usize;
+        if available == 0 {
             return 0;
         }
+        port.hungry |= available * 4 >= port.quota;
+        let ready = available.min(RX_BATCH);
         // Whole frames only: the kernel publishes a chain's buffers together, and one
         // not yet whole waits for the next turn.
         let (mut n, mut whole) = (0, 0);
@@ -458,6 +482,7 @@ impl Worker {
         }
         rx.release(taken as u32);
         port.in_fill -= taken;
+        port.window += taken;
         let (ingress, max_chain, mtu) = (port.id, port.max_chain, port.mtu as usize);
         if whole == 0 {
             self.pool.extend_from_slice(&batch[..taken]);
@@ -879,9 +904,23 @@ impl Worker {
         if port.closing.is_some() {
             return;
         }
+        // A quarter of its quota waited on its RX ring at once: it may need more.
+        if port.hungry {
+            let before = port.quota;
+            self.budget.grow(&mut port.quota, self.ring);
+            if port.quota != before {
+                self.counters
+                    .promised_frames
+                    .set(self.budget.promised() as u64);
+            }
+        }
+        port.hungry = false;
         let fill = &mut port.socket.fill;
-        let n = (fill.free(BATCH as u32) as usize).min(self.pool.len());
-        if n == 0 || (n < BATCH && port.in_fill > 0) {
+        let want = port.quota.saturating_sub(port.in_fill);
+        let n = (fill.free(BATCH as u32) as usize)
+            .min(self.pool.len())
+            .min(want);
+        if n == 0 || (n < BATCH.min(port.quota / 2) && port.in_fill > 0) {
             return; // not worth a ring operation yet
         }
         // Pool frames are frames of this worker's UMEM that nothing else holds.
@@ -895,6 +934,33 @@ impl Worker {
             // Zero-copy drivers sleep until poked; copy mode never sets the flag.
             port.socket.wake_rx();
         }
+    }
+
+    /// Halves the quota of every port that received nothing since the last look, and
+    /// doubles that of every port that received its quota's worth or more: a steady
+    /// stream deserves a deep fill ring, to ride out the turns the worker is late
+    /// ([`Budget`]).
+    fn rebalance(&mut self) {
+        for port in &mut self.ports {
+            if port.closing.is_some() {
+                continue;
+            }
+            if port.window == 0 {
+                self.budget.shrink(&mut port.quota, port.in_fill);
+            } else if port.window >= port.quota {
+                self.budget.grow(&mut port.quota, self.ring);
+            }
+            port.window = 0;
+        }
+        self.publish_budget();
+    }
+
+    /// Tells the control plane how much of the budget is promised.
+    fn publish_budget(&self) {
+        self.counters
+            .promised_frames
+            .set(self.budget.promised() as u64);
+        self.counters.budget_frames.set(self.budget.total() as u64);
     }
 
     /// Publishes free frames for other workers to hand frames over in.
