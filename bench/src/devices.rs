@@ -283,7 +283,31 @@ fn start_hairpin(
         .args(args.hairpin_args.split_whitespace())
         .stdout(log_target(args.dut_log.as_deref())?)
         .stderr(log_target(args.dut_log.as_deref())?);
-    spawn_attached(lab, dut, cmd, "hairpin", ports)
+    let stop = spawn_attached(lab, dut, cmd, "hairpin", ports)?;
+    // xconnect has exactly its two ports.
+    if kind != Dut::Xconnect {
+        add_idle_ports(lab, dut, args, &socket)?;
+    }
+    Ok(stop)
+}
+
+/// `--idle-ports N`: N veth pairs in the DUT's namespace, one end of each added to the
+/// running hairpin (the lab removes them with the namespace). Not for xconnect, which
+/// has exactly two ports.
+fn add_idle_ports(lab: &Lab, dut: &Netns, args: &Args, socket: &str) -> Result<()> {
+    for i in 0..args.idle_ports {
+        let (a, b) = (format!("idle{i}a"), format!("idle{i}b"));
+        // Made for the first device, kept for the next (the namespace outlives them).
+        if dut.ip(&["link", "show", &a]).is_err() {
+            lab.veth((dut, &a), (dut, &b), 1)?;
+        }
+        let out = dut.run(
+            &args.hairpin.to_string_lossy(),
+            &["port", "add", &a, "--socket", socket],
+        );
+        out.with_context(|| format!("adding idle port {a}"))?;
+    }
+    Ok(())
 }
 
 /// Open vSwitch ([`Ovs`]: its database in a directory of its own), the userspace

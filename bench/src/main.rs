@@ -89,6 +89,11 @@ struct Args {
     /// gives hairpin's worker its core to spin on, as PMD-based forwarders run.
     #[arg(long, default_value = "--busy-poll", allow_hyphen_values = true)]
     hairpin_args: String,
+    /// Idle ports attached to hairpin beside the two measured (veth pairs in the DUT's
+    /// namespace that carry nothing, added with `hairpin port add` once it runs): what
+    /// a bridge full of quiet ports costs the busy ones. Every mode but xconnect.
+    #[arg(long, default_value_t = 0)]
+    idle_ports: usize,
     /// Traffic generator: XDP live frames (fast, no skb per frame), the XDP fan-out (no
     /// skb per frame either, for kernels that refuse live-frames test runs), or an AF_XDP
     /// socket (copy mode on veth: one skb per frame, no pacing). `auto` probes live

@@ -227,6 +227,7 @@ impl Report {
                 "search_steps": args.search_steps,
                 "loss_tolerance_percent": args.loss_tolerance,
                 "hairpin_args": args.hairpin_args,
+                "idle_ports": args.idle_ports,
                 "summary": self.summary,
                 "rfc2889": self.rfc2889,
                 "trials": trials,

@@ -915,13 +915,18 @@ impl Worker {
             }
         }
         port.hungry = false;
-        let fill = &mut port.socket.fill;
+        // Not worth a ring operation yet (an idle port's ring is not even read).
         let want = port.quota.saturating_sub(port.in_fill);
+        let worth = BATCH.min(port.quota / 2);
+        if want == 0 || (want < worth && port.in_fill > 0) {
+            return;
+        }
+        let fill = &mut port.socket.fill;
         let n = (fill.free(BATCH as u32) as usize)
             .min(self.pool.len())
             .min(want);
-        if n == 0 || (n < BATCH.min(port.quota / 2) && port.in_fill > 0) {
-            return; // not worth a ring operation yet
+        if n == 0 || (n < worth && port.in_fill > 0) {
+            return;
         }
         // Pool frames are frames of this worker's UMEM that nothing else holds.
         for desc in self.pool.drain(self.pool.len() - n..) {

@@ -335,6 +335,61 @@ fn ports_added_until_the_frames_run_out_never_starve_the_running_ones() {
 }
 
 #[test]
+fn sixty_four_ports_at_start_with_defaults_all_carry_a_flood() {
+    // The bridge's full size from a config file, every option at its default: vm0 on
+    // p0, and 63 more veth pairs whose far ends stay in the switch namespace.
+    let mut topo = Topology::new("full", &[1]);
+    let mut config = String::from("mode = \"veb\"\n");
+    config += "[[port]]\nname = \"p0\"\n";
+    for i in 1..64 {
+        let (a, b) = (format!("y{i}a"), format!("y{i}b"));
+        topo.lab.veth((&topo.sw, &a), (&topo.sw, &b), 1).unwrap();
+        config += &format!("[[port]]\nname = \"{a}\"\n");
+    }
+    let file = std::env::temp_dir().join(format!("{}-full.toml", topo.sw.name()));
+    std::fs::write(&file, config).unwrap();
+    let file_arg = file.display().to_string();
+    let (socket, log) = start(&mut topo, "full", &["--config", &file_arg], Stdio::null());
+    let _ = std::fs::remove_file(&file);
+    let ports = ask_json(&socket, &["show", "ports"]);
+    assert_eq!(ports["ports"].as_array().unwrap().len(), 64, "{ports}");
+
+    // Broadcasts from vm0 (pings to its subnet's broadcast address, which nobody
+    // answers) reach every other port.
+    let before = ask_json(&socket, &["show", "ports"]);
+    let _ = topo.vms[0].run(
+        "ping",
+        &["-b", "-c", "3", "-i", "0.2", "-W", "1", "198.18.0.255"],
+    );
+    let after = ask_json(&socket, &["show", "ports"]);
+    let sent = |v: &Value, name: &str| {
+        port(v, name)["counters"]["tx_packets"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    for i in 1..64 {
+        let name = format!("y{i}a");
+        assert!(
+            sent(&after, &name) >= sent(&before, &name) + 3,
+            "{name} was sent the flood: {}",
+            port(&after, &name)
+        );
+    }
+    let stats = ask_json(&socket, &["show", "stats"]);
+    let w = &stats["workers"][0];
+    let (promised, budget) = (
+        w["promised_frames"].as_u64().unwrap(),
+        w["budget_frames"].as_u64().unwrap(),
+    );
+    assert!(
+        promised <= budget,
+        "every port fits the default budget: {w}"
+    );
+    let log = take_log(&log);
+    assert!(!log.contains("ERROR") && !log.contains("panicked"), "{log}");
+}
+
+#[test]
 fn a_deleted_port_is_detached_and_comes_back_by_name() {
     let mut topo = Topology::new("gone", &[1, 1, 1]);
     let (socket, log) = start(&mut topo, "gone", &["--ports", "p0,p1,p2"], Stdio::null());
