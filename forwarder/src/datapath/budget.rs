@@ -4,8 +4,9 @@
 //! there stays until a frame arrives in it: frames parked in an idle port's fill ring
 //! cannot be taken back. So a port is given no more than it has shown it needs. Each
 //! port has a quota, the frames its fill and RX rings may hold together: it starts at
-//! up to [`START_QUOTA`] (enough for a burst into a port that was idle), as much as the
-//! budget has beyond [`MIN_QUOTA`] for every port slot still free; it doubles (up to
+//! up to [`START_QUOTA`] (enough for a burst into a port that was idle), as much as half
+//! the budget has beyond [`MIN_QUOTA`] for every port slot still free (the other half
+//! is for busy ports to grow into); it doubles (up to
 //! its ring) when a quarter of it waited on the RX ring at once, or when the port
 //! received a quota's worth between two looks (every 4096 turns of its worker), and
 //! halves back (never below [`MIN_QUOTA`] nor what it holds) when the port received
@@ -61,14 +62,14 @@ impl Budget {
     }
 
     /// A new port's quota, with `free_slots` port slots left after it: up to
-    /// [`START_QUOTA`] (and its ring, `max`) out of what the budget has beyond
-    /// [`MIN_QUOTA`] for each free slot, and at least [`MIN_QUOTA`], promised even past
-    /// the total (the control plane checked [`Budget::room`]; a port that grew meanwhile
-    /// is the only way past it, and then no port grows until the promises fit again).
+    /// [`START_QUOTA`] (and its ring, `max`) out of what half the budget has beyond
+    /// [`MIN_QUOTA`] for each free slot (the other half is for busy ports to grow
+    /// into: frames a port that stays idle was given at its start stay with it), and at
+    /// least [`MIN_QUOTA`], promised even past the total (the control plane checked
+    /// [`Budget::room`]; a port that grew meanwhile is the only way past it, and then no
+    /// port grows until the promises fit again).
     pub fn admit(&mut self, free_slots: usize, max: usize) -> usize {
-        let spare = self
-            .total
-            .saturating_sub(self.promised + free_slots * MIN_QUOTA);
+        let spare = (self.total / 2).saturating_sub(self.promised + free_slots * MIN_QUOTA);
         let quota = spare.min(START_QUOTA).min(max).max(MIN_QUOTA);
         self.promised += quota;
         quota
@@ -110,8 +111,14 @@ mod tests {
         assert_eq!(quotas[63], MIN_QUOTA);
         assert!(quotas.windows(2).all(|w| w[0] >= w[1]), "{quotas:?}");
         assert!(b.promised() <= b.total(), "all 64 fit: {quotas:?}");
+        // Half the budget stays for busy ports to grow into, whoever came first.
+        let mut busy = quotas[63];
+        for _ in 0..6 {
+            b.grow(&mut busy, 2048);
+        }
+        assert_eq!(busy, 2048, "promised {} of {}", b.promised(), b.total());
         assert_eq!(
-            Budget::new(1000, 0).admit(0, 256),
+            Budget::new(2000, 0).admit(0, 256),
             256,
             "never past its ring"
         );
