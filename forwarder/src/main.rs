@@ -258,7 +258,9 @@ struct RunArgs {
     /// UMEM frame size in bytes (2048 or 4096).
     #[arg(long, conflicts_with = "config", default_value_t = DatapathConfig::default().frame_size)]
     frame_size: u32,
-    /// UMEM frames per worker (default: full rings for max(ports, 4) ports).
+    /// UMEM frames per worker (default: full rings for max(ports, 4) ports where that
+    /// fits, else full rings for 4 and 64 frames a port), shared by the ports' fill rings
+    /// as their traffic asks.
     #[arg(long, conflicts_with = "config")]
     umem_frames: Option<u32>,
     /// Relay frames to the reserved group addresses 01:80:c2:00:00:0N whose bit N is set

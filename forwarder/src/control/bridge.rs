@@ -289,7 +289,7 @@ impl Bridge {
             config,
         };
         for (id, iface) in ifaces.into_iter().enumerate() {
-            bridge.attach(id as PortId, iface)?;
+            bridge.attach(id as PortId, iface, Admission::Check)?;
         }
         Ok(bridge)
     }
@@ -299,8 +299,14 @@ impl Bridge {
         self.datapath.cores()
     }
 
-    /// Attaches `iface` as port `id`, whose slot holds its configuration.
-    fn attach(&mut self, id: PortId, iface: Interface) -> Result<(), BridgeError> {
+    /// Attaches `iface` as port `id`, whose slot holds its configuration; `admission`
+    /// says whether a worker without frames to promise refuses it.
+    fn attach(
+        &mut self,
+        id: PortId,
+        iface: Interface,
+        admission: Admission,
+    ) -> Result<(), BridgeError> {
         let link = self
             .netlink
             .link_by_name(&iface.name)
@@ -309,7 +315,7 @@ impl Bridge {
             .ok_or_else(|| PortError::NoSuchDevice {
                 name: iface.name.clone(),
             })?;
-        let result = self.attach_steps(id, &iface, &link);
+        let result = self.attach_steps(id, &iface, &link, admission);
         if result.is_err() {
             self.detach(id);
         }
@@ -321,6 +327,7 @@ impl Bridge {
         id: PortId,
         iface: &Interface,
         link: &Link,
+        admission: Admission,
     ) -> Result<(), BridgeError> {
         let queues = PortQueues {
             id,
@@ -336,7 +343,9 @@ impl Bridge {
             .flatten()
             .filter(|s| s.attached.is_some())
             .count();
-        self.datapath.admit(&queues, attached)?;
+        if admission == Admission::Check {
+            self.datapath.admit(&queues, attached)?;
+        }
         let sockets = self.datapath.open(&queues)?;
         let zero_copy = sockets.zero_copy();
         let max_chain = sockets.max_chain();
@@ -810,7 +819,7 @@ impl Bridge {
             attached: None,
             baseline: Vec::new(),
         });
-        if let Err(e) = self.attach(id, iface) {
+        if let Err(e) = self.attach(id, iface, Admission::Check) {
             self.forget(id);
             return Err(e);
         }
@@ -1255,7 +1264,10 @@ impl Bridge {
             && self.slot(id).attached.is_none()
         {
             match Interface::lookup(&link.name) {
-                Ok(iface) => match self.attach(id, iface) {
+                // Admitted when it was added: back, it is not refused for frames a
+                // neighbour grew into meanwhile (its quota is promised past the budget,
+                // and no port grows until the promises fit again).
+                Ok(iface) => match self.attach(id, iface, Admission::Skip) {
                     Ok(()) => tracing::info!("{}: back: attached again", link.name),
                     Err(e) => tracing::warn!("{}: back, but attaching it failed: {e}", link.name),
                 },
@@ -1624,6 +1636,15 @@ fn worker_count(config: &BridgeConfig, ifaces: &[Interface]) -> Result<usize, Br
     }
     Ok(queues as usize)
 }
+
+/// Whether attaching a port checks that its workers can promise it frames
+/// ([`Datapath::admit`]): for a port being added, not for one coming back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Admission {
+    Check,
+    Skip,
+}
+
 /// The largest frame (Ethernet header included, FCS not) hairpin carries through a
 /// port whose frames take at most `max_chain` UMEM frames ([`MAX_CHAIN`] in copy mode
 /// with multi-buffer, a zero-copy driver's own limit, else one).

@@ -87,8 +87,8 @@ pub struct DatapathConfig {
     pub frame_size: u32,
     /// Workers never sleep: they spin on their rings, each owning its core.
     pub busy_poll: bool,
-    /// Frames in each worker's UMEM; by default enough for full rings on
-    /// `max(ports, DEFAULT_PORTS_PER_UMEM)` ports.
+    /// Frames in each worker's UMEM; by default [`DatapathConfig::umem_frames_for`]
+    /// the ports at start.
     pub umem_frames: Option<u32>,
 }
 
@@ -112,16 +112,21 @@ impl DatapathConfig {
     }
 
     /// Frames of each worker's UMEM when `ports` ports are known at start: full rings
-    /// for [`DEFAULT_PORTS_PER_UMEM`] busy ports, a starting quota for each port
-    /// ([`budget::MIN_QUOTA`]; ports added later share what busy ports leave), a ring's
-    /// worth for flood copies and the credits lent to other workers.
+    /// for every port, at least [`DEFAULT_PORTS_PER_UMEM`], where that fits a UMEM;
+    /// else full rings for [`DEFAULT_PORTS_PER_UMEM`] busy ports and the least quota
+    /// for each port ([`budget::MIN_QUOTA`]). Plus a ring's worth for flood copies and
+    /// the credits lent to other workers. Ports share them by the [`budget`].
     pub fn umem_frames_for(&self, ports: usize) -> u64 {
-        self.umem_frames.map_or_else(
-            || {
-                DEFAULT_PORTS_PER_UMEM as u64 * self.frames_per_port()
-                    + (ports * budget::MIN_QUOTA) as u64
-                    + u64::from(self.ring_size)
-                    + handoff::CREDITS as u64
+        let extra = u64::from(self.ring_size) + handoff::CREDITS as u64;
+        let full = ports.max(DEFAULT_PORTS_PER_UMEM) as u64 * self.frames_per_port() + extra;
+        let least = DEFAULT_PORTS_PER_UMEM as u64 * self.frames_per_port()
+            + (ports * budget::MIN_QUOTA) as u64
+            + extra;
+        self.umem_frames.map_or(
+            if full <= u64::from(MAX_UMEM_FRAMES) {
+                full
+            } else {
+                least
             },
             u64::from,
         )
@@ -200,10 +205,10 @@ pub enum DatapathError {
     #[error(
         "{port} cannot be served without taking frames the running ports need: worker \
          {worker}'s UMEM has {frames} frames, of which {promised} (of the {total} ports may \
-         have) are promised to the fill rings of its {ports} port(s), and a port needs \
-         {min} to start; give each worker more frames (--umem-frames, or umem_frames in \
-         the config file: {min} per idle port, up to --ring-size per busy one) or remove \
-         idle ports",
+         have) are promised to the fill rings of its ports (the bridge has {ports}), and a \
+         port needs {min} to start; give each worker more frames (--umem-frames, or \
+         umem_frames in the config file: {min} to 512 per quiet port, up to --ring-size \
+         per busy one) or remove idle ports",
         min = budget::MIN_QUOTA
     )]
     NoFrames {
