@@ -295,15 +295,17 @@ fn start_hairpin(
 /// running hairpin (the lab removes them with the namespace). Not for xconnect, which
 /// has exactly two ports.
 fn add_idle_ports(lab: &Lab, dut: &Netns, args: &Args, socket: &str) -> Result<()> {
-    for i in 0..args.idle_ports {
-        let (a, b) = (format!("idle{i}a"), format!("idle{i}b"));
-        // Made for the first device, kept for the next (the namespace outlives them).
-        if dut.ip(&["link", "show", &a]).is_err() {
-            lab.veth((dut, &a), (dut, &b), 1)?;
-        }
+    let names: Vec<(String, String)> = (0..args.idle_ports)
+        .map(|i| (format!("idle{i}a"), format!("idle{i}b")))
+        .collect();
+    // Made for the first device, kept for the next (the namespace outlives them).
+    if args.idle_ports > 0 && dut.ip(&["link", "show", &names[0].0]).is_err() {
+        lab.veth_pairs(dut, &names)?;
+    }
+    for (a, _) in &names {
         let out = dut.run(
             &args.hairpin.to_string_lossy(),
-            &["port", "add", &a, "--socket", socket],
+            &["port", "add", a, "--socket", socket],
         );
         out.with_context(|| format!("adding idle port {a}"))?;
     }

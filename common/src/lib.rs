@@ -5,8 +5,9 @@
 //! the map value types implement [`aya::Pod`].
 #![no_std]
 
-/// Upper bound on the ports one hairpin instance serves.
-pub const MAX_PORTS: u32 = 64;
+/// Upper bound on the ports one hairpin instance serves (the Linux bridge's
+/// `BR_MAX_PORTS`).
+pub const MAX_PORTS: u32 = 1024;
 
 /// Upper bound on the RX queues hairpin serves per port.
 pub const MAX_QUEUES: u32 = 64;
@@ -14,8 +15,11 @@ pub const MAX_QUEUES: u32 = 64;
 /// Most host IPv4 addresses the XDP program answers ARP for (`HOST_IPV4`).
 pub const MAX_HOST_ADDRESSES: u32 = 64;
 
-/// Entries in the per-(port, queue) maps: `XSKS` and `QUEUE_STATS`.
-pub const MAX_PORT_QUEUES: u32 = MAX_PORTS * MAX_QUEUES;
+/// Entries in the per-(port, queue) maps, `XSKS` and `QUEUE_STATS`: every port's RX
+/// queues together. Each port has a range of [`PortConf::queues`] entries from
+/// [`PortConf::queue_base`], so a thousand single-queue ports fit beside a few dozen
+/// with 64 queues, while the per-CPU counters stay small (72 bytes an entry, per CPU).
+pub const MAX_PORT_QUEUES: u32 = 4096;
 
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "hairpin";
@@ -163,8 +167,7 @@ pub mod maps {
     /// `HashMap<u64, u8>`, keyed by [`super::allowed_key`]: the source MACs a port with
     /// an anti-spoofing list may send from.
     pub const ALLOWED: &str = "ALLOWED";
-    /// `PerCpuArray<FastTx>`, by [`super::xsk_index`] of (egress slot, ingress queue):
-    /// what the fast path sent.
+    /// `PerCpuArray<FastTx>`, by egress slot: what the fast path sent.
     pub const FAST_TX: &str = "FAST_TX";
     /// `Array<u32>`: the generator's settings, by [`super::generator`].
     pub const GEN_CONFIG: &str = "GEN_CONFIG";
@@ -180,23 +183,27 @@ pub mod maps {
     pub const SINK_FLOWS: &str = "SINK_FLOWS";
 }
 
-/// The slot of (port, queue) in the XSKMAP and the per-queue counters.
+/// The entry of a port's `queue` in the XSKMAP and the per-queue counters: `queue`
+/// of the `queues` entries from `base`.
 ///
-/// Returns `None` when either is out of range, so no caller can index past the maps.
+/// Returns `None` when the queue is not one of the port's or the range is beyond the
+/// maps, so no caller can index past them.
 #[inline(always)]
-pub const fn xsk_index(port_slot: u32, queue: u32) -> Option<u32> {
-    if port_slot < MAX_PORTS && queue < MAX_QUEUES {
-        Some(port_slot * MAX_QUEUES + queue)
-    } else {
-        None
+pub const fn xsk_index(base: u32, queues: u32, queue: u32) -> Option<u32> {
+    if queue < queues && queue < MAX_QUEUES && base < MAX_PORT_QUEUES {
+        let index = base + queue;
+        if index < MAX_PORT_QUEUES {
+            return Some(index);
+        }
     }
+    None
 }
 
 /// What the XDP program does with the frames of one port.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PortConf {
-    /// The port's slot, `0..MAX_PORTS`: the first half of its [`xsk_index`].
+    /// The port's slot, `0..MAX_PORTS`.
     pub slot: u32,
     /// [`port_flags`] bits.
     pub flags: u32,
@@ -207,6 +214,18 @@ pub struct PortConf {
     /// group address `01:80:c2:00:00:0n` (LLDP, STP, ...) to the host's stack, which
     /// runs the link's protocols; bit `n` set lets hairpin relay them.
     pub group_fwd_mask: u16,
+    /// The port's first entry in the per-(port, queue) maps ([`xsk_index`]).
+    pub queue_base: u32,
+    /// How many entries it has there: the RX queues hairpin serves on it.
+    pub queues: u32,
+}
+
+impl PortConf {
+    /// The entry of this port's `queue` in `XSKS` and `QUEUE_STATS`.
+    #[inline(always)]
+    pub const fn queue_index(&self, queue: u32) -> Option<u32> {
+        xsk_index(self.queue_base, self.queues, queue)
+    }
 }
 
 /// The MAC table's memory layout, shared by the workers (`switch::fdb`) and the XDP
@@ -216,7 +235,7 @@ pub struct PortConf {
 /// The table is an array of 64-byte buckets, each four slots of two words:
 ///
 /// - `key`: `1 << 63 | vlan << 48 | mac`, or 0 for an empty slot;
-/// - `val`: `stamp << 32 | flags << 8 | (port + 1)`, or 0 while a slot is being filled
+/// - `val`: `stamp << 32 | flags << 16 | (port + 1)`, or 0 while a slot is being filled
 ///   or emptied.
 ///
 /// A key lives in the one bucket its Fibonacci hash picks ([`bucket_index`]).
@@ -226,7 +245,11 @@ pub mod fdb {
     /// Set in every key, so that a valid key is never 0.
     pub const VALID: u64 = 1 << 63;
     /// `val` flag: a configured entry, never aged or moved.
-    pub const FLAG_STATIC: u64 = 1 << 8;
+    pub const FLAG_STATIC: u64 = 1 << 16;
+    /// The bits of a `val` that hold its port (plus one).
+    const PORT_BITS: u64 = 0xffff;
+
+    const _: () = assert!(super::MAX_PORTS as u64 <= PORT_BITS);
 
     /// One bucket as the XDP program sees it: `[key, val]` per slot.
     pub type Bucket = [[u64; 2]; SLOTS];
@@ -248,16 +271,16 @@ pub mod fdb {
 
     /// A `val`: `port` seen at `stamp` (table seconds), with `flags`.
     #[inline(always)]
-    pub const fn encode(port: u8, stamp: u32, flags: u64) -> u64 {
+    pub const fn encode(port: u16, stamp: u32, flags: u64) -> u64 {
         ((stamp as u64) << 32) | flags | (port as u64 + 1)
     }
 
     /// The port of a `val`, or `None` for 0 (a slot being filled or emptied).
     #[inline(always)]
-    pub const fn port_of(val: u64) -> Option<u8> {
-        match val & 0xff {
+    pub const fn port_of(val: u64) -> Option<u16> {
+        match val & PORT_BITS {
             0 => None,
-            p => Some((p - 1) as u8),
+            p => Some((p - 1) as u16),
         }
     }
 
@@ -266,7 +289,7 @@ pub mod fdb {
     /// an unset register, which the verifier refuses.
     #[inline(always)]
     pub const fn slot_of(val: u64) -> u32 {
-        match val & 0xff {
+        match val & PORT_BITS {
             0 => super::NO_SLOT,
             p => p as u32 - 1,
         }
@@ -389,7 +412,7 @@ pub const fn allowed_key(slot: u32, mac: [u8; 6]) -> u64 {
         | u64::from_be_bytes([0, 0, mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]])
 }
 
-/// What the fast path sent out of one (egress port, ingress queue), per CPU.
+/// What the fast path sent out of one egress port, per CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FastTx {
@@ -467,7 +490,8 @@ impl QueueStats {
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: `PortConf` is `repr(C)`, `Copy`, made only of integers and byte arrays, and
-    // has no padding bytes the compiler could leave uninitialised (`_pad` is explicit).
+    // has no padding bytes the compiler could leave uninitialised (its size is checked
+    // in the tests).
     unsafe impl aya::Pod for super::PortConf {}
     // SAFETY: `QueueStats` is `repr(C)`, `Copy`, and made only of `u64`s: no padding.
     unsafe impl aya::Pod for super::QueueStats {}
@@ -484,15 +508,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn xsk_index_is_dense_and_bounded() {
-        assert_eq!(xsk_index(0, 0), Some(0));
-        assert_eq!(xsk_index(1, 0), Some(MAX_QUEUES));
+    fn xsk_index_stays_in_the_ports_range_and_the_maps() {
+        assert_eq!(xsk_index(0, 1, 0), Some(0));
+        assert_eq!(xsk_index(7, 4, 3), Some(10));
+        assert_eq!(xsk_index(7, 4, 4), None, "not one of the port's queues");
+        assert_eq!(xsk_index(7, 0, 0), None, "a port with no range");
         assert_eq!(
-            xsk_index(MAX_PORTS - 1, MAX_QUEUES - 1),
+            xsk_index(MAX_PORT_QUEUES - 1, 1, 0),
             Some(MAX_PORT_QUEUES - 1)
         );
-        assert_eq!(xsk_index(MAX_PORTS, 0), None);
-        assert_eq!(xsk_index(0, MAX_QUEUES), None);
+        assert_eq!(xsk_index(MAX_PORT_QUEUES - 1, 2, 1), None);
+        assert_eq!(xsk_index(MAX_PORT_QUEUES, 1, 0), None);
+        assert_eq!(xsk_index(0, MAX_QUEUES + 1, MAX_QUEUES), None);
+    }
+
+    #[test]
+    fn a_table_value_holds_every_port() {
+        for port in [0u16, 255, 256, MAX_PORTS as u16 - 1] {
+            let val = fdb::encode(port, 77, fdb::FLAG_STATIC);
+            assert_eq!(fdb::port_of(val), Some(port));
+            assert_eq!(fdb::slot_of(val), u32::from(port));
+            assert_eq!(fdb::stamp_of(val), 77);
+            assert_ne!(val & fdb::FLAG_STATIC, 0);
+        }
+        assert_eq!(fdb::port_of(0), None);
     }
 
     #[test]
@@ -585,7 +624,7 @@ mod tests {
 
     #[test]
     fn map_value_layouts_are_stable() {
-        assert_eq!(core::mem::size_of::<PortConf>(), 16);
+        assert_eq!(core::mem::size_of::<PortConf>(), 24);
         assert_eq!(core::mem::size_of::<QueueStats>(), 72);
         assert_eq!(core::mem::size_of::<FastConf>(), 24);
         assert_eq!(core::mem::size_of::<SlotConf>(), 520);

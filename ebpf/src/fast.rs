@@ -45,7 +45,7 @@ use hairpin_common::{
     },
     fast_mode,
     fdb::{self, FLAG_STATIC},
-    slot_flags, xsk_index,
+    slot_flags,
 };
 
 /// The MAC table, one element per bucket; user space sets its size at load.
@@ -66,8 +66,7 @@ static EGRESS: DevMapHash = DevMapHash::with_max_entries(MAX_PORTS, 0);
 static ALLOWED: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
 
 #[map]
-static FAST_TX: PerCpuArray<FastTx> =
-    PerCpuArray::with_max_entries(hairpin_common::MAX_PORT_QUEUES, 0);
+static FAST_TX: PerCpuArray<FastTx> = PerCpuArray::with_max_entries(MAX_PORTS, 0);
 
 /// What the fast path decided.
 pub enum Fast {
@@ -89,10 +88,10 @@ enum Retag {
     Rewrite(u16),
 }
 
-/// Tries the fast path for the frame in `ctx`, received on port `slot`, queue `queue`;
-/// `fragmented`: it has more buffers than the first.
+/// Tries the fast path for the frame in `ctx`, received on port `slot`; `fragmented`:
+/// it has more buffers than the first.
 #[inline(always)]
-pub fn try_forward(ctx: &XdpContext, slot: u32, queue: u32, fragmented: bool) -> Fast {
+pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
     let Some(conf) = FAST_CONF.get(0) else {
         return Fast::No;
     };
@@ -219,9 +218,7 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, queue: u32, fragmented: bool) ->
         return Fast::Fallback;
     }
     let len = (ctx.data_end() - ctx.data()) as u64;
-    if let Some(index) = xsk_index(egress, queue)
-        && let Some(tx) = FAST_TX.get_ptr_mut(index)
-    {
+    if let Some(tx) = FAST_TX.get_ptr_mut(egress) {
         // SAFETY: a per-CPU element, touched only by this CPU while this program runs.
         let tx = unsafe { &mut *tx };
         tx.packets += 1;

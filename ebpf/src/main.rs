@@ -34,7 +34,7 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, XskMap},
     programs::XdpContext,
 };
-use hairpin_common::{MAX_PORT_QUEUES, MAX_PORTS, PortConf, QueueStats, port_flags, xsk_index};
+use hairpin_common::{MAX_PORT_QUEUES, MAX_PORTS, PortConf, QueueStats, port_flags};
 
 #[map]
 static PORTS: HashMap<u32, PortConf> = HashMap::with_max_entries(MAX_PORTS, 0);
@@ -69,7 +69,7 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_PASS;
     };
     let queue = ctx.rx_queue_index();
-    let Some(index) = xsk_index(port.slot, queue) else {
+    let Some(index) = port.queue_index(queue) else {
         return xdp_action::XDP_PASS;
     };
     // The whole frame, fragments included.
@@ -82,7 +82,7 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
     let action = if port.flags & port_flags::STEER == 0 || is_for_host(&ctx, port) {
         xdp_action::XDP_PASS
     } else {
-        fast = fast::try_forward(&ctx, port.slot, queue, fragmented);
+        fast = fast::try_forward(&ctx, port.slot, fragmented);
         if matches!(fast, fast::Fast::Sent { .. }) {
             xdp_action::XDP_REDIRECT
         } else {

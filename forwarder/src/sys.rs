@@ -246,6 +246,16 @@ pub fn set_affinity(cores: &[usize]) -> io::Result<()> {
     Ok(())
 }
 
+/// The host's memory in bytes (`MemTotal` in `/proc/meminfo`).
+pub fn memory_total() -> io::Result<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo")?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| io::Error::other("no MemTotal in /proc/meminfo"))
+}
+
 /// Waits until one of `fds` is ready or `timeout_ms` passes; EINTR counts as a wake-up.
 pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) {
     // SAFETY: `fds` is a live, correctly sized array of `pollfd` for the whole call.

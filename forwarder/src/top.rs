@@ -558,7 +558,7 @@ mod tests {
         }
     }
 
-    fn port(name: &str, slot: u8, counters: PortCounters) -> PortInfo {
+    fn port(name: &str, slot: u16, counters: PortCounters) -> PortInfo {
         PortInfo {
             slot,
             ifindex: Some(10 + u32::from(slot)),

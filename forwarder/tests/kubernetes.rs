@@ -19,8 +19,12 @@ use hairpin::{
     control::{
         bridge::BridgeConfig, config_file, preflight::CAPABILITIES, service::DEFAULT_SOCKET,
     },
+    datapath::{DEFAULT_PORTS_PER_UMEM, KERNEL_BYTES_PER_FRAME, budget::Budget, handoff},
     switch::{Mode, Role, vlan::PortVlans},
 };
+
+/// Pods a node of each pool is sized for, beside the uplink.
+const PODS_PER_NODE: usize = 250;
 use serde_json::{Value, json};
 
 /// The oldest Kubernetes the manifests are written for; the validator's newest is checked too.
@@ -428,6 +432,39 @@ fn each_pools_config_parses_and_its_umems_fit_the_memory_limit() {
         assert!(
             umems + (64 << 20) <= limit,
             "{daemonset}: {umems} bytes of UMEM and 64 MiB besides exceed the limit {limit}"
+        );
+        // Worker 0 serves every pod (a veth has one queue): its budget admits the
+        // uplink and 250 pods, however busy the first ones are, as hairpin's own
+        // budget decides.
+        let ring = config.datapath.ring_size as usize;
+        let frames = frames as usize;
+        let mut budget = Budget::new(
+            frames,
+            Budget::reserve(frames, ring, handoff::CREDITS),
+            DEFAULT_PORTS_PER_UMEM * config.datapath.frames_per_port() as usize,
+        );
+        let mut quotas = Vec::new();
+        while Budget::room(budget.total(), budget.promised()) && quotas.len() <= PODS_PER_NODE {
+            quotas.push(budget.admit(ring));
+            if quotas.len() <= 2 {
+                // The uplink and the first pod busy: their rings full.
+                let last = quotas.last_mut().unwrap();
+                for _ in 0..8 {
+                    budget.grow(last, ring);
+                }
+            }
+        }
+        assert_eq!(
+            quotas.len(),
+            PODS_PER_NODE + 1,
+            "{config_map}: {frames} frames admit {} of the uplink and {PODS_PER_NODE} pods",
+            quotas.len()
+        );
+        // Their sockets' share of the kernel's memory, outside the limit: the docs say.
+        let kernel = (PODS_PER_NODE as u64 + 1) * frames as u64 * KERNEL_BYTES_PER_FRAME;
+        assert!(
+            kernel < 1 << 30,
+            "{config_map}: {kernel} bytes of kernel memory"
         );
     }
 }

@@ -17,12 +17,17 @@
 //! stays configured, *absent*, and is attached again when an interface of that name
 //! appears; a port added at run time is forgotten instead.
 use std::{
+    collections::HashMap,
     net::IpAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use hairpin_common::{FastConf, NO_SLOT, PortConf, SlotConf, fast_mode, port_flags, slot_flags};
+
+/// A slot's entry in the fast path's maps: its settings, its allowed sources, and its
+/// ifindex where the fast path may send to it.
+type FastSlot = (SlotConf, Vec<[u8; 6]>, Option<u32>);
 
 use super::{
     departed::Departures,
@@ -204,6 +209,11 @@ pub struct Bridge {
     netdev: Option<Netdev>,
     /// The ports the fast path sends to, by slot, as last published.
     fast_egress: Vec<Option<u32>>,
+    /// What the fast path's maps hold for each slot, as last published: only what
+    /// changed is written again.
+    fast_slots: Vec<Option<FastSlot>>,
+    /// The XDP features of the attached devices, by ifindex, as the kernel last said.
+    xdp_features: HashMap<u32, u64>,
     /// When the ports' drivers were last asked.
     fast_checked: Instant,
     host: Option<HostAddresses>,
@@ -278,6 +288,8 @@ impl Bridge {
             netlink,
             netdev,
             fast_egress: vec![None; MAX_PORTS],
+            fast_slots: vec![None; MAX_PORTS],
+            xdp_features: HashMap::new(),
             fast_checked: Instant::now(),
             host: None,
             epoch: Instant::now(),
@@ -347,6 +359,8 @@ impl Bridge {
             self.datapath.admit(&queues, attached)?;
         }
         let sockets = self.datapath.open(&queues)?;
+        self.steering
+            .reserve_queues(u32::from(id), iface.rx_queues)?;
         let zero_copy = sockets.zero_copy();
         let max_chain = sockets.max_chain();
         // The slot is marked attached before anything else, so that undoing a failure
@@ -461,6 +475,7 @@ impl Bridge {
             return;
         };
         let ifindex = attached.iface.ifindex;
+        self.xdp_features.remove(&ifindex);
         if let Err(e) = self.steering.forget_port(ifindex) {
             tracing::warn!("{}: {e}", attached.iface.name);
         }
@@ -470,6 +485,7 @@ impl Bridge {
                 tracing::warn!("{}: {e}", attached.iface.name);
             }
         }
+        self.steering.release_queues(u32::from(id));
         if self.host.as_ref().is_some_and(|h| h.ifindex == ifindex) {
             let host = self.host.take().expect("checked");
             for addr in host.current {
@@ -517,7 +533,7 @@ impl Bridge {
     /// hairpin, role and anti-spoofing list, and the ports it may send to (attached,
     /// up, and with a driver that takes redirected frames).
     fn publish_fast(&mut self) -> Result<(), BridgeError> {
-        let Some(egress) = self.fast_egress_now() else {
+        let Some(egress) = self.fast_egress_now(false) else {
             return Ok(());
         };
         let tables = &self.tables;
@@ -569,8 +585,15 @@ impl Bridge {
                     conf.members[v / 64] |= 1 << (v % 64);
                 }
             }
-            self.steering
-                .set_fast_slot(u32::from(id), &conf, &allowed, egress[usize::from(id)])?;
+            let now = Some((conf, allowed, egress[usize::from(id)]));
+            let published = &mut self.fast_slots[usize::from(id)];
+            if *published != now {
+                let (conf, allowed, egress) = now.as_ref().expect("just made");
+                *published = None; // until written whole
+                self.steering
+                    .set_fast_slot(u32::from(id), conf, allowed, *egress)?;
+                *published = now;
+            }
         }
         self.fast_egress = egress;
         let epoch_ns = monotonic_ns().saturating_sub(self.epoch.elapsed().as_nanos() as u64);
@@ -587,8 +610,9 @@ impl Bridge {
     /// The ports the fast path may send to now, by slot (`None` with the fast path
     /// off): attached, up, allowed by `--fast-path` (`auto`: copy mode only), and with a
     /// driver that takes redirected frames, which the kernel says (a veth's changes with
-    /// its peer's XDP program or GRO).
-    fn fast_egress_now(&mut self) -> Option<Vec<Option<u32>>> {
+    /// its peer's XDP program or GRO). The kernel is asked about every port if
+    /// `ask_all`, else only about ports it was not asked about yet.
+    fn fast_egress_now(&mut self, ask_all: bool) -> Option<Vec<Option<u32>>> {
         let netdev = self.netdev.as_mut()?;
         let fast_path = self.config.fast_path;
         let mut egress = vec![None; MAX_PORTS];
@@ -600,9 +624,18 @@ impl Bridge {
             else {
                 continue;
             };
-            match netdev.xdp_features(a.iface.ifindex) {
-                Ok(f) if f & XDP_ACT_NDO_XMIT != 0 => egress[id] = Some(a.iface.ifindex),
-                Ok(_) => {}
+            let ifindex = a.iface.ifindex;
+            let features = match self.xdp_features.get(&ifindex) {
+                Some(&f) if !ask_all => Ok(f),
+                _ => netdev.xdp_features(ifindex),
+            };
+            match features {
+                Ok(f) => {
+                    self.xdp_features.insert(ifindex, f);
+                    if f & XDP_ACT_NDO_XMIT != 0 {
+                        egress[id] = Some(ifindex);
+                    }
+                }
                 Err(e) => tracing::warn!("{}: XDP features: {e}", a.iface.name),
             }
         }
@@ -618,7 +651,7 @@ impl Bridge {
             return;
         }
         self.fast_checked = Instant::now();
-        let Some(now) = self.fast_egress_now() else {
+        let Some(now) = self.fast_egress_now(true) else {
             return;
         };
         if now == self.fast_egress {
@@ -1435,14 +1468,15 @@ impl Bridge {
         let mut queues = snapshot.port_queues(id).to_vec();
         if self.netdev.is_some() {
             let slot = u32::from(id);
+            // What the fast path sent out of the port is counted per port: it is
+            // reported with the first queue's.
+            // Unreadable counters (never expected) count as none, as the kernel's
+            // socket statistics do.
+            let tx = self.steering.fast_tx(slot).unwrap_or_default();
+            let mut sent = (tx.packets, tx.bytes);
             for (queue, q) in (0u32..).zip(&mut queues) {
-                // Unreadable counters (never expected) count as none, as the kernel's
-                // socket statistics do.
                 let rx = self.steering.queue_stats(slot, queue).unwrap_or_default();
-                // Sent frames are counted by the queue they arrived on, which is the
-                // worker of that number (a port has no more queues than workers).
-                let tx = self.steering.fast_tx(slot, queue).unwrap_or_default();
-                q.add_fast((rx.fast, rx.fast_bytes), (tx.packets, tx.bytes));
+                q.add_fast((rx.fast, rx.fast_bytes), std::mem::take(&mut sent));
                 q.checksums_finished += rx.checksums_finished;
             }
         }

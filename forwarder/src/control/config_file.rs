@@ -12,7 +12,7 @@
 //! ring_size = 2048
 //! frame_size = 2048
 //! busy_poll = false
-//! umem_frames = 27136        # per worker; default: full rings for max(ports, 4) ports where that fits
+//! umem_frames = 27392        # per worker; default: full rings for 4 busy ports + 64 per port
 //!
 //! [fdb]
 //! size = 65536

@@ -161,7 +161,7 @@ pub struct PortInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
     /// Its slot in the bridge.
-    pub slot: u8,
+    pub slot: u16,
     /// `up`, `down` (no carrier: frames for it are dropped) or `absent` (configured, no
     /// such interface now; attached again when it appears).
     pub state: String,

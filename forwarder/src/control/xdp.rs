@@ -15,7 +15,8 @@ use aya::{
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use hairpin_common::{
-    FastConf, FastTx, PROGRAM_NAME, PortConf, QueueStats, SlotConf, allowed_key, maps, xsk_index,
+    FastConf, FastTx, MAX_PORT_QUEUES, PROGRAM_NAME, PortConf, QueueStats, SlotConf, allowed_key,
+    maps, xsk_index,
 };
 
 use crate::{control::port::Interface, switch::fdb::SharedMemory};
@@ -87,14 +88,30 @@ pub enum XdpError {
         #[source]
         source: aya::programs::ProgramError,
     },
-    /// A (port, queue) is beyond the maps' bounds.
-    #[error("port slot {slot} queue {queue} is beyond the XDP maps ({max_ports} ports x {max_queues} queues)", max_ports = hairpin_common::MAX_PORTS, max_queues = hairpin_common::MAX_QUEUES)]
+    /// A queue that is not one of the port's entries in the XDP maps.
+    #[error("port slot {slot} has no queue {queue} in the XDP maps")]
     OutOfRange {
         /// The port's slot.
         slot: u32,
         /// The queue.
         queue: u32,
     },
+    /// The per-queue maps have no room left for a port's RX queues.
+    #[error(
+        "no room for {queues} more RX queue(s) in the XDP maps: the ports attached hold {used} \
+         of their {max} entries (a port takes one per RX queue; fewer queues per port, e.g. \
+         `ethtool -L`, leave room for more ports)",
+        max = hairpin_common::MAX_PORT_QUEUES
+    )]
+    NoQueueRoom {
+        /// The port's RX queues.
+        queues: u32,
+        /// Entries the other ports hold.
+        used: u32,
+    },
+    /// The CPU count could not be read.
+    #[error("reading the number of possible CPUs")]
+    Cpus(#[source] std::io::Error),
     /// The MAC table is too large for the XDP program's map.
     #[error("a MAC table of {0} buckets is too large")]
     FdbTooLarge(usize),
@@ -195,6 +212,7 @@ pub struct Steering {
     xsks: XskMap<MapData>,
     stats: PerCpuArray<MapData, QueueStats>,
     fast: FastMaps,
+    queue_ranges: QueueRanges,
     /// By ifindex.
     links: Vec<(u32, String, XdpLinkId)>,
 }
@@ -211,6 +229,54 @@ struct FastMaps {
     /// What `allowed` holds, by slot, to take out what a port no longer lists.
     allowed_now: BTreeMap<u32, Vec<u64>>,
     tx: PerCpuArray<MapData, FastTx>,
+}
+
+/// Which entries of the per-(port, queue) maps (`XSKS`, `QUEUE_STATS`) each port slot
+/// holds: a range of one entry per RX queue, first fit in `0..MAX_PORT_QUEUES`.
+#[derive(Debug, Default)]
+struct QueueRanges {
+    /// By slot: (first entry, entries).
+    by_slot: BTreeMap<u32, (u32, u32)>,
+}
+
+impl QueueRanges {
+    /// Gives `slot` a range of `queues` entries (in place of any it had), returning its
+    /// first entry.
+    fn reserve(&mut self, slot: u32, queues: u32) -> Result<u32, XdpError> {
+        self.by_slot.remove(&slot);
+        let mut taken: Vec<(u32, u32)> = self.by_slot.values().copied().collect();
+        taken.sort_unstable();
+        let mut next = 0;
+        for (base, n) in taken.iter().copied().chain([(MAX_PORT_QUEUES, 0)]) {
+            if base - next >= queues {
+                self.by_slot.insert(slot, (next, queues));
+                return Ok(next);
+            }
+            next = base + n;
+        }
+        Err(XdpError::NoQueueRoom {
+            queues,
+            used: taken.iter().map(|&(_, n)| n).sum(),
+        })
+    }
+
+    /// Frees `slot`'s range.
+    fn release(&mut self, slot: u32) {
+        self.by_slot.remove(&slot);
+    }
+
+    /// The entry of `slot`'s `queue`.
+    fn index(&self, slot: u32, queue: u32) -> Result<u32, XdpError> {
+        self.by_slot
+            .get(&slot)
+            .and_then(|&(base, n)| xsk_index(base, n, queue))
+            .ok_or(XdpError::OutOfRange { slot, queue })
+    }
+
+    /// `slot`'s (first entry, entries), or none.
+    fn of(&self, slot: u32) -> (u32, u32) {
+        self.by_slot.get(&slot).copied().unwrap_or((0, 0))
+    }
 }
 
 impl Steering {
@@ -273,12 +339,52 @@ impl Steering {
             xsks: XskMap::try_from(xsks).map_err(typed(maps::XSKS))?,
             stats: PerCpuArray::try_from(stats).map_err(typed(maps::QUEUE_STATS))?,
             ebpf,
+            queue_ranges: QueueRanges::default(),
             links: Vec::new(),
         })
     }
 
-    /// Tells the program how to treat frames arriving on `iface`.
-    pub fn configure_port(&mut self, iface: &Interface, conf: PortConf) -> Result<(), XdpError> {
+    /// Gives port `slot` one entry per RX queue in the per-queue maps (`XSKS`,
+    /// `QUEUE_STATS`), its counters there zeroed; refused when the maps are full.
+    pub fn reserve_queues(&mut self, slot: u32, queues: u32) -> Result<(), XdpError> {
+        if self
+            .queue_ranges
+            .by_slot
+            .get(&slot)
+            .is_some_and(|&(_, n)| n == queues)
+        {
+            return Ok(());
+        }
+        let base = self.queue_ranges.reserve(slot, queues)?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| XdpError::Cpus(e))?;
+        let zeroing = |source| XdpError::Map {
+            action: "zeroing",
+            name: maps::QUEUE_STATS,
+            source,
+        };
+        for index in base..base + queues {
+            let zero = aya::maps::PerCpuValues::try_from(vec![QueueStats::default(); cpus])
+                .map_err(|e| zeroing(aya::maps::MapError::IoError(e)))?;
+            self.stats.set(index, zero, 0).map_err(zeroing)?;
+        }
+        Ok(())
+    }
+
+    /// Frees port `slot`'s entries in the per-queue maps (after its sockets are
+    /// unbound).
+    pub fn release_queues(&mut self, slot: u32) {
+        self.queue_ranges.release(slot);
+    }
+
+    /// Tells the program how to treat frames arriving on `iface`; `conf`'s queue range
+    /// is its slot's ([`Self::reserve_queues`], for its RX queues, if not yet).
+    pub fn configure_port(
+        &mut self,
+        iface: &Interface,
+        mut conf: PortConf,
+    ) -> Result<(), XdpError> {
+        self.reserve_queues(conf.slot, iface.rx_queues)?;
+        (conf.queue_base, conf.queues) = self.queue_ranges.of(conf.slot);
         self.ports
             .insert(iface.ifindex, conf, 0)
             .map_err(|source| XdpError::Map {
@@ -382,7 +488,7 @@ impl Steering {
         queue: u32,
         socket: &impl AsRawFd,
     ) -> Result<(), XdpError> {
-        let index = xsk_index(slot, queue).ok_or(XdpError::OutOfRange { slot, queue })?;
+        let index = self.queue_ranges.index(slot, queue)?;
         self.xsks
             .set(index, socket.as_raw_fd(), 0)
             .map_err(|source| XdpError::Map {
@@ -394,7 +500,7 @@ impl Steering {
 
     /// Clears (port slot, queue) in the socket map.
     pub fn unbind_socket(&mut self, slot: u32, queue: u32) -> Result<(), XdpError> {
-        let index = xsk_index(slot, queue).ok_or(XdpError::OutOfRange { slot, queue })?;
+        let index = self.queue_ranges.index(slot, queue)?;
         match self.xsks.unset(index) {
             Ok(()) | Err(aya::maps::MapError::KeyNotFound) => Ok(()),
             Err(source) => Err(XdpError::Map {
@@ -424,7 +530,7 @@ impl Steering {
 
     /// The program's counters for (port slot, queue), summed over CPUs.
     pub fn queue_stats(&self, slot: u32, queue: u32) -> Result<QueueStats, XdpError> {
-        let index = xsk_index(slot, queue).ok_or(XdpError::OutOfRange { slot, queue })?;
+        let index = self.queue_ranges.index(slot, queue)?;
         let per_cpu = self.stats.get(&index, 0).map_err(|source| XdpError::Map {
             action: "reading",
             name: maps::QUEUE_STATS,
@@ -530,14 +636,12 @@ impl Steering {
         Ok(())
     }
 
-    /// What the fast path sent out of port `slot` for frames received on `queue`,
-    /// summed over CPUs.
-    pub fn fast_tx(&self, slot: u32, queue: u32) -> Result<FastTx, XdpError> {
-        let index = xsk_index(slot, queue).ok_or(XdpError::OutOfRange { slot, queue })?;
+    /// What the fast path sent out of port `slot`, summed over CPUs.
+    pub fn fast_tx(&self, slot: u32) -> Result<FastTx, XdpError> {
         let per_cpu = self
             .fast
             .tx
-            .get(&index, 0)
+            .get(&slot, 0)
             .map_err(map_error("reading", maps::FAST_TX))?;
         Ok(per_cpu.iter().fold(FastTx::default(), |mut t, c| {
             t.packets += c.packets;
@@ -657,4 +761,46 @@ fn program_of(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
         })?
         .try_into()
         .map_err(XdpError::Program)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_ranges_fit_first_reuse_holes_and_refuse_when_full() {
+        let mut r = QueueRanges::default();
+        assert_eq!(r.reserve(0, 4).unwrap(), 0);
+        assert_eq!(r.reserve(1, 1).unwrap(), 4);
+        assert_eq!(r.reserve(2, 2).unwrap(), 5);
+        assert_eq!(r.index(1, 0).unwrap(), 4);
+        assert!(r.index(1, 1).is_err(), "not one of slot 1's queues");
+        assert!(r.index(9, 0).is_err(), "a slot with no range");
+        r.release(0);
+        assert_eq!(r.reserve(3, 3).unwrap(), 0, "the hole slot 0 left");
+        assert_eq!(r.reserve(4, 2).unwrap(), 7, "too big for the one left");
+        assert_eq!(r.reserve(5, 1).unwrap(), 3);
+        // Fill the rest; one more entry is refused and names what is taken.
+        let left = MAX_PORT_QUEUES - 9;
+        assert_eq!(r.reserve(6, left).unwrap(), 9);
+        match r.reserve(7, 1) {
+            Err(XdpError::NoQueueRoom { queues: 1, used }) => {
+                assert_eq!(used, MAX_PORT_QUEUES);
+            }
+            other => panic!("{other:?}"),
+        }
+        // A slot asking again for a different size gives its old range back first.
+        assert_eq!(r.reserve(6, 1).unwrap(), 9);
+        assert_eq!(r.of(6), (9, 1));
+    }
+
+    #[test]
+    fn a_full_bridge_of_single_queue_ports_fits_beside_48_of_64_queues() {
+        let mut r = QueueRanges::default();
+        for slot in 0..hairpin_common::MAX_PORTS {
+            let queues = if slot < 48 { 64 } else { 1 };
+            r.reserve(slot, queues)
+                .unwrap_or_else(|e| panic!("slot {slot}: {e}"));
+        }
+    }
 }

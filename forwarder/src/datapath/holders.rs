@@ -6,7 +6,7 @@
 //! driver's receive buffers, frames stuck on the TX ring of a device that was deleted.
 //! This record names those frames, so that every one of them returns to the free pool.
 //!
-//! One byte per chunk, written by the owning worker only: a plain store when a frame is
+//! Two bytes per chunk, written by the owning worker only: a plain store when a frame is
 //! given or taken back, no atomics.
 use crate::switch::PortId;
 
@@ -14,7 +14,7 @@ use crate::switch::PortId;
 #[derive(Debug)]
 pub struct Holders {
     /// Per chunk: 0 while the worker has it, else the holding port's id + 1.
-    by_chunk: Box<[u8]>,
+    by_chunk: Box<[PortId]>,
     /// log2 of the chunk size.
     shift: u32,
 }

@@ -29,6 +29,7 @@ pub mod handoff;
 mod holders;
 pub mod latency;
 pub mod stats;
+mod visits;
 mod worker;
 pub mod xsk;
 
@@ -51,7 +52,10 @@ use self::{
     worker::{Command, Reply, Route, Worker},
     xsk::{Bind, MAX_CHAIN, Socket, Umem},
 };
-use crate::switch::{MAX_PORTS, PortId, Tables};
+use crate::{
+    switch::{MAX_PORTS, PortId, Tables},
+    sys,
+};
 
 /// How long to retry binding a queue that the kernel still holds for a closed socket.
 const BIND_BUSY_WAIT: Duration = Duration::from_secs(3);
@@ -112,22 +116,17 @@ impl DatapathConfig {
     }
 
     /// Frames of each worker's UMEM when `ports` ports are known at start: full rings
-    /// for every port, at least [`DEFAULT_PORTS_PER_UMEM`], where that fits a UMEM;
-    /// else full rings for [`DEFAULT_PORTS_PER_UMEM`] busy ports and the least quota
-    /// for each port ([`budget::MIN_QUOTA`]). Plus a ring's worth for flood copies and
-    /// the credits lent to other workers. Ports share them by the [`budget`].
+    /// for [`DEFAULT_PORTS_PER_UMEM`] busy ports (the budget's growth part), the least
+    /// quota for each port ([`budget::MIN_QUOTA`]), at least as many as the busy ones,
+    /// and a ring's worth for flood copies and the credits lent to other workers. Ports
+    /// share them by the [`budget`]. No more: every socket on the UMEM costs the kernel
+    /// [`KERNEL_BYTES_PER_FRAME`] for each of its frames.
     pub fn umem_frames_for(&self, ports: usize) -> u64 {
         let extra = u64::from(self.ring_size) + handoff::CREDITS as u64;
-        let full = ports.max(DEFAULT_PORTS_PER_UMEM) as u64 * self.frames_per_port() + extra;
-        let least = DEFAULT_PORTS_PER_UMEM as u64 * self.frames_per_port()
-            + (ports * budget::MIN_QUOTA) as u64
-            + extra;
         self.umem_frames.map_or(
-            if full <= u64::from(MAX_UMEM_FRAMES) {
-                full
-            } else {
-                least
-            },
+            DEFAULT_PORTS_PER_UMEM as u64 * self.frames_per_port()
+                + (ports.max(DEFAULT_PORTS_PER_UMEM) * budget::MIN_QUOTA) as u64
+                + extra,
             u64::from,
         )
     }
@@ -223,6 +222,29 @@ pub enum DatapathError {
         frames: u64,
         /// Ports attached.
         ports: usize,
+    },
+    /// A worker's sockets would take more kernel memory than the host can spare.
+    #[error(
+        "{port} refused: with it, the {sockets} AF_XDP sockets of worker {worker} would \
+         hold about {mib} MiB of kernel memory (each socket about {per} bytes for every one \
+         of the worker's {frames} UMEM frames), past a quarter of this host's memory \
+         ({limit_mib} MiB); a smaller UMEM (--umem-frames, --ring-size, or umem_frames and \
+         ring_size in the config file) lets more ports in",
+        per = KERNEL_BYTES_PER_FRAME
+    )]
+    KernelMemory {
+        /// The port refused.
+        port: String,
+        /// The worker.
+        worker: usize,
+        /// Its sockets, this port's included.
+        sockets: usize,
+        /// Its UMEM's frames.
+        frames: u64,
+        /// The kernel memory they would hold.
+        mib: u64,
+        /// What it may hold.
+        limit_mib: u64,
     },
     /// Starting a worker thread or its wake-up eventfd failed.
     #[error("starting worker {worker}")]
@@ -371,7 +393,18 @@ pub struct Datapath {
     panicked: usize,
     /// The kernel takes `XDP_USE_SG` (until a bind says otherwise: Linux before 6.6).
     sg: AtomicBool,
+    /// The most kernel memory a worker's sockets may hold in their buffer pools
+    /// ([`KERNEL_BYTES_PER_FRAME`]): a quarter of the host's memory.
+    kernel_memory_limit: u64,
 }
+
+/// Kernel memory an AF_XDP socket holds for each frame of the UMEM it shares: every
+/// socket bound to another device or queue gets a buffer pool of its own, with a
+/// descriptor for every frame of the UMEM (`xp_create_and_assign_umem`). Measured on
+/// Linux 6.18 (copy mode, the host's `MemAvailable` with 100 ports): 120 to 180 bytes.
+/// So a worker's sockets cost the kernel ports x frames x this: a UMEM shared by many
+/// ports must stay small.
+pub const KERNEL_BYTES_PER_FRAME: u64 = 128;
 
 impl Datapath {
     /// Starts one worker per core of `cores` (worker `q` serves RX queue `q` of every
@@ -397,6 +430,7 @@ impl Datapath {
             cores,
             panicked: 0,
             sg: AtomicBool::new(true),
+            kernel_memory_limit: sys::memory_total().unwrap_or(u64::MAX) / 4,
         };
         datapath.spawn_workers(&tables, &reply_to)?;
         Ok(datapath)
@@ -437,8 +471,12 @@ impl Datapath {
                 budget: Budget::new(
                     frames,
                     Budget::reserve(frames, self.config.ring_size as usize, handoff::CREDITS),
+                    DEFAULT_PORTS_PER_UMEM * self.config.frames_per_port() as usize,
                 ),
                 ring: self.config.ring_size as usize,
+                visits: visits::Visits::default(),
+                closing: 0,
+                stats_cursor: 0,
             };
             worker.prime();
             let core = self.cores[w];
@@ -623,6 +661,19 @@ impl Datapath {
                     total,
                     frames: worker.counters.total_frames.get(),
                     ports: attached,
+                });
+            }
+            let frames = u64::from(self.umems[w].frames());
+            let sockets = worker.sockets.len() + 1;
+            let bytes = sockets as u64 * frames * KERNEL_BYTES_PER_FRAME;
+            if bytes > self.kernel_memory_limit {
+                return Err(DatapathError::KernelMemory {
+                    port: port.name.clone(),
+                    worker: w,
+                    sockets,
+                    frames,
+                    mib: bytes >> 20,
+                    limit_mib: self.kernel_memory_limit >> 20,
                 });
             }
         }

@@ -2,7 +2,8 @@
 //!
 //! This file holds only the per-frame path. Each turn of [`Worker::run`]:
 //!
-//! 1. takes up to [`BATCH`] frames from each of its sockets' RX rings, asks
+//! 1. takes up to [`BATCH`] frames from the RX ring of each socket it visits this turn
+//!    (the ones with recent work and a few others in rotation, [`Visits`]), asks
 //!    [`decide`] what to do with each, and queues it for its egress port — the same
 //!    descriptor, no copy — or hands a copy to the worker owning the egress queue;
 //!    a jumbo frame is a chain of buffers ([`xsk::frames`]), decided on its first
@@ -46,6 +47,7 @@ use super::{
     holders::Holders,
     latency::Recorder,
     stats::{PortQueueCounters, WorkerCounters},
+    visits::Visits,
     xsk::{self, Desc, Kick, MAX_CHAIN, Socket, Umem},
 };
 use crate::{
@@ -76,6 +78,10 @@ const SLEEP_MS: i32 = 20;
 
 /// Turns between reads of the kernel's socket statistics (a syscall per socket).
 const KERNEL_STATS_TURNS: u32 = 4096;
+
+/// Sockets whose kernel statistics one read covers, in rotation: a worker with hundreds
+/// of ports does not stop for hundreds of syscalls at once.
+const KERNEL_STATS_SOCKETS: usize = 64;
 
 /// Frames the kernel may take per TX kick in copy mode is bounded; kicks per turn are too.
 const MAX_KICKS: usize = 16;
@@ -217,11 +223,18 @@ pub(super) struct Worker {
     pub budget: Budget,
     /// Entries of every ring: the most a port's quota grows to.
     pub ring: usize,
+    /// Which ports each turn looks at.
+    pub visits: Visits,
+    /// Ports closing now.
+    pub closing: usize,
+    /// The next port whose kernel statistics are read.
+    pub stats_cursor: usize,
 }
 
 impl Worker {
     /// Fills every fill ring before the first frame can arrive.
     pub fn prime(&mut self) {
+        self.visits.reset(self.ports.len());
         for i in 0..self.ports.len() {
             self.refill(i);
         }
@@ -244,16 +257,19 @@ impl Worker {
             turns = turns.wrapping_add(1);
             if self.apply_commands() | self.finish_closing() {
                 pollfds = self.pollfds();
+                self.visits.reset(self.ports.len());
             }
             if turns.is_multiple_of(KERNEL_STATS_TURNS) {
-                self.read_kernel_stats();
+                self.read_kernel_stats(KERNEL_STATS_SOCKETS);
                 self.rebalance();
             }
             let start = Instant::now();
             let now = start.duration_since(self.epoch).as_secs() as u32;
             let mut work = 0;
             let mut wake = 0u64;
-            for i in 0..self.ports.len() {
+            self.visits.plan();
+            for k in 0..self.visits.turn().len() {
+                let i = self.visits.turn()[k];
                 work += self.receive(&umem, i, &mut batch, now, &mut wake);
             }
             let received = work;
@@ -272,8 +288,8 @@ impl Worker {
             }
             self.kick();
             work += self.complete();
-            for i in 0..self.ports.len() {
-                self.refill(i);
+            for k in 0..self.visits.turn().len() {
+                self.refill(self.visits.turn()[k]);
             }
             self.lend_credits();
             self.check_ledger();
@@ -282,7 +298,12 @@ impl Worker {
                 self.counters.busy_ns.add(start.elapsed().as_nanos() as u64);
             }
 
-            if work > 0 || self.ports.iter().any(|p| p.tx_backlog) {
+            let ports = &self.ports;
+            self.visits.settle(|i| {
+                let p = &ports[i];
+                p.in_tx > 0 || p.tx_backlog || p.closing.is_some()
+            });
+            if work > 0 || self.visits.awake().iter().any(|&i| ports[i].tx_backlog) {
                 idle = 0;
             } else {
                 idle += 1;
@@ -293,11 +314,17 @@ impl Worker {
                     self.latency.flush(Instant::now());
                     if !self.busy_poll {
                         self.sleep(&mut pollfds);
+                        // The sockets that woke it are visited at once.
+                        for (i, fd) in pollfds[..self.ports.len()].iter().enumerate() {
+                            if fd.revents != 0 {
+                                self.visits.wake(i);
+                            }
+                        }
                     }
                 }
             }
         }
-        self.read_kernel_stats();
+        self.read_kernel_stats(self.ports.len());
         self.latency.flush(Instant::now());
     }
 
@@ -334,8 +361,7 @@ impl Worker {
                     if let Some(socket) = socket {
                         self.max_chain = self.max_chain.max(max_chain);
                         self.mailboxes[self.index].set_max_chain(self.max_chain);
-                        let free_slots = MAX_PORTS.saturating_sub(self.ports.len() + 1);
-                        let quota = self.budget.admit(free_slots, self.ring);
+                        let quota = self.budget.admit(self.ring);
                         self.publish_budget();
                         self.ports
                             .push(WorkerPort::new(id, *socket, max_chain, mtu, quota));
@@ -355,6 +381,9 @@ impl Worker {
                     self.route();
                     if let Some(port) = self.ports.iter_mut().find(|p| p.id == id) {
                         // Acknowledged once the socket is closed (`finish_closing`).
+                        if port.closing.is_none() {
+                            self.closing += 1;
+                        }
                         port.closing = Some(Instant::now());
                         continue;
                     }
@@ -376,9 +405,13 @@ impl Worker {
 
     /// Recomputes where frames for each port go from here.
     pub fn route(&mut self) {
+        let mut local = [None; MAX_PORTS];
+        for (i, p) in self.ports.iter().enumerate() {
+            local[usize::from(p.id)] = Some(i);
+        }
         for (id, route) in self.routes.iter_mut().enumerate() {
             let queues = self.queues[id] as usize;
-            *route = match self.ports.iter().position(|p| usize::from(p.id) == id) {
+            *route = match local[id] {
                 Some(i) if self.ports[i].closing.is_none() => Route::Local(i),
                 Some(_) => Route::Gone,
                 None if queues > 0 => Route::Remote(self.index % queues),
@@ -390,6 +423,9 @@ impl Worker {
     /// Closes the sockets of ports that have been leaving long enough, taking back every
     /// frame they held; returns whether any closed.
     fn finish_closing(&mut self) -> bool {
+        if self.closing == 0 {
+            return false;
+        }
         let Some(i) = self.ports.iter().position(|p| {
             p.closing.is_some_and(|since| {
                 let waited = since.elapsed();
@@ -399,6 +435,7 @@ impl Worker {
             return false;
         };
         let port = self.ports.remove(i);
+        self.closing -= 1;
         self.budget.release(port.quota);
         self.publish_budget();
         let (id, held) = (port.id, port.in_fill + port.in_tx);
@@ -483,6 +520,7 @@ impl Worker {
         rx.release(taken as u32);
         port.in_fill -= taken;
         port.window += taken;
+        self.visits.wake(i);
         let (ingress, max_chain, mtu) = (port.id, port.max_chain, port.mtu as usize);
         if whole == 0 {
             self.pool.extend_from_slice(&batch[..taken]);
@@ -678,6 +716,7 @@ impl Worker {
                         let pending = &mut self.ports[j].pending;
                         pending.push(first);
                         pending.extend_from_slice(&chain[1..]);
+                        self.visits.wake(j);
                     }
                     None => {
                         self.counters.port(egress).drop(DropReason::NoHeadroom);
@@ -740,6 +779,7 @@ impl Worker {
                 // `umem` that nothing else holds.
                 unsafe { umem.write_chain(copy, parts) };
                 self.ports[j].pending.extend_from_slice(copy);
+                self.visits.wake(j);
                 true
             }
             Route::Remote(w) => {
@@ -782,6 +822,7 @@ impl Worker {
                 Route::Local(j) => {
                     self.counters.port(egress).handoff_in.add(1);
                     self.ports[j].pending.extend_from_slice(chain);
+                    self.visits.wake(j);
                 }
                 // A port that left while the frame was on its way.
                 Route::Remote(_) | Route::Gone => {
@@ -797,7 +838,8 @@ impl Worker {
     /// between two turns.
     fn submit(&mut self) -> usize {
         let mut sent = 0;
-        for port in &mut self.ports {
+        for &i in self.visits.awake() {
+            let port = &mut self.ports[i];
             if port.pending.is_empty() {
                 continue;
             }
@@ -846,7 +888,8 @@ impl Worker {
 
     /// Kicks the kernel to transmit what the TX rings hold, where it asks for a kick.
     fn kick(&mut self) {
-        for i in 0..self.ports.len() {
+        for k in 0..self.visits.awake().len() {
+            let i = self.visits.awake()[k];
             let port = &mut self.ports[i];
             if !port.tx_backlog {
                 continue;
@@ -871,7 +914,8 @@ impl Worker {
     /// Reaps TX completions into the free pool.
     fn complete(&mut self) -> usize {
         let mut n = 0;
-        for i in 0..self.ports.len() {
+        for k in 0..self.visits.awake().len() {
+            let i = self.visits.awake()[k];
             if self.ports[i].in_tx > 0 {
                 n += self.reap(i);
             }
@@ -1002,9 +1046,12 @@ impl Worker {
         }
     }
 
-    /// Copies the kernel's per-socket drop counters into ours.
-    fn read_kernel_stats(&self) {
-        for port in &self.ports {
+    /// Copies the kernel's per-socket drop counters of the next `count` ports into
+    /// ours.
+    fn read_kernel_stats(&mut self, count: usize) {
+        let n = self.ports.len();
+        for k in 0..count.min(n) {
+            let port = &self.ports[(self.stats_cursor + k) % n];
             if let Ok(k) = port.socket.statistics() {
                 let c = self.counters.port(port.id);
                 c.kernel_rx_ring_full.set(k.rx_ring_full);
@@ -1014,11 +1061,12 @@ impl Worker {
                     .set(k.rx_dropped.saturating_sub(k.rx_fill_ring_empty_descs));
             }
         }
+        self.stats_cursor = (self.stats_cursor + count) % n.max(1);
     }
 
     /// Sleeps until a socket has frames, another worker hands some over, or the timeout.
     fn sleep(&mut self, pollfds: &mut [libc::pollfd]) {
-        self.read_kernel_stats();
+        self.read_kernel_stats(KERNEL_STATS_SOCKETS);
         let mailbox = &self.mailboxes[self.index];
         if !mailbox.prepare_sleep() {
             return;

@@ -4,7 +4,7 @@
 //! layout is [`hairpin_common::fdb`]'s, which hairpin's XDP program reads too:
 //!
 //! - `key`: `1 << 63 | vlan << 48 | mac`, or 0 for an empty slot;
-//! - `val`: `stamp << 32 | flags << 8 | (port + 1)`, or 0 while a slot is being filled
+//! - `val`: `stamp << 32 | flags << 16 | (port + 1)`, or 0 while a slot is being filled
 //!   or emptied.
 //!
 //! A key hashes to one bucket and lives in one of its four slots, or not at all: there is
@@ -38,7 +38,7 @@ use hairpin_common::fdb::{FLAG_STATIC, SLOTS, VALID, bucket_index, encode, port_
 use crate::wire::Mac;
 
 /// Index of a port in the bridge, `0..MAX_PORTS`.
-pub type PortId = u8;
+pub type PortId = u16;
 
 /// A VLAN id, 0..=4095 (0 for untagged traffic).
 pub type VlanId = u16;
@@ -605,7 +605,7 @@ mod tests {
     fn concurrent_learners_agree() {
         let fdb = Fdb::with_capacity(4096);
         std::thread::scope(|s| {
-            for port in 0..4u8 {
+            for port in 0..4u16 {
                 let fdb = &fdb;
                 s.spawn(move || {
                     for n in 0..1000u32 {

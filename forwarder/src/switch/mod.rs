@@ -13,58 +13,91 @@ use vlan::{Classified, PortVlans, VlanTable};
 
 use crate::wire::{EthernetFrame, Mac};
 
-/// Most ports one bridge serves: a [`PortSet`] is a 64-bit mask.
+/// Most ports one bridge serves.
 pub const MAX_PORTS: usize = hairpin_common::MAX_PORTS as usize;
 
-/// A set of ports.
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct PortSet(u64);
+/// Words of a [`PortSet`].
+const WORDS: usize = MAX_PORTS / 64;
+
+/// A set of ports: a bit per port, [`MAX_PORTS`] bits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PortSet([u64; WORDS]);
+
+impl Default for PortSet {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
 
 impl PortSet {
     /// No ports.
-    pub const EMPTY: Self = Self(0);
+    pub const EMPTY: Self = Self([0; WORDS]);
 
     /// Ports `0..n`.
     pub fn first(n: usize) -> Self {
         debug_assert!(n <= MAX_PORTS);
-        Self(if n >= 64 { u64::MAX } else { (1u64 << n) - 1 })
+        let mut set = Self::EMPTY;
+        for (i, word) in set.0.iter_mut().enumerate() {
+            let below = n.saturating_sub(i * 64);
+            *word = if below >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << below) - 1
+            };
+        }
+        set
     }
 
     /// This set with `port` added.
     #[must_use]
-    pub const fn with(self, port: PortId) -> Self {
-        Self(self.0 | (1 << port))
+    pub const fn with(mut self, port: PortId) -> Self {
+        self.0[port as usize / 64] |= 1 << (port % 64);
+        self
     }
 
     /// This set without `port`.
     #[must_use]
-    pub const fn without(self, port: PortId) -> Self {
-        Self(self.0 & !(1 << port))
+    pub const fn without(mut self, port: PortId) -> Self {
+        self.0[port as usize / 64] &= !(1 << (port % 64));
+        self
     }
 
     /// Whether `port` is in the set.
-    pub const fn contains(self, port: PortId) -> bool {
-        self.0 & (1 << port) != 0
+    #[inline]
+    pub const fn contains(&self, port: PortId) -> bool {
+        self.0[port as usize / 64] & (1 << (port % 64)) != 0
+    }
+
+    /// The ports in both sets.
+    #[must_use]
+    #[inline]
+    pub fn and(mut self, other: &Self) -> Self {
+        for (a, b) in self.0.iter_mut().zip(&other.0) {
+            *a &= b;
+        }
+        self
     }
 
     /// How many ports.
-    pub const fn len(self) -> usize {
-        self.0.count_ones() as usize
+    pub fn len(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
 
     /// Whether the set is empty.
-    pub const fn is_empty(self) -> bool {
-        self.0 == 0
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
     }
 
     /// The ports, lowest first.
-    pub fn iter(self) -> impl Iterator<Item = PortId> {
-        let mut bits = self.0;
-        std::iter::from_fn(move || {
-            (bits != 0).then(|| {
-                let port = bits.trailing_zeros() as PortId;
-                bits &= bits - 1;
-                port
+    pub fn iter(&self) -> impl Iterator<Item = PortId> + '_ {
+        (0u16..).zip(&self.0).flat_map(|(i, &word)| {
+            let mut bits = word;
+            std::iter::from_fn(move || {
+                (bits != 0).then(|| {
+                    let port = i * 64 + bits.trailing_zeros() as PortId;
+                    bits &= bits - 1;
+                    port
+                })
             })
         })
     }
@@ -238,7 +271,7 @@ pub enum TablesError {
         /// The mode.
         mode: Mode,
         /// What it needs.
-        need: &'static str,
+        need: String,
         /// What it got.
         got: usize,
     },
@@ -324,7 +357,7 @@ impl Tables {
         if slots.len() > MAX_PORTS {
             return Err(TablesError::PortCount {
                 mode,
-                need: "at most 64",
+                need: format!("at most {MAX_PORTS}"),
                 got: slots.len(),
             });
         }
@@ -334,7 +367,8 @@ impl Tables {
             let need = match mode {
                 Mode::Xconnect => "exactly 2",
                 _ => "exactly 2 (one downlink and the uplink)",
-            };
+            }
+            .to_owned();
             return Err(TablesError::PortCount {
                 mode,
                 need,
@@ -381,7 +415,7 @@ impl Tables {
         }
         Ok(Self {
             mode,
-            ports: PortSet(up.0 & configured_set.0),
+            ports: up.and(&configured_set),
             uplink,
             downlinks,
             hairpin,
@@ -489,7 +523,7 @@ fn switch(
     let from_uplink = tables.uplink == Some(ingress);
     let edge = matches!(tables.mode, Mode::Vepa | Mode::Private);
     // Only ports that are up: a port without carrier, or on its way out, is sent nothing.
-    let members = PortSet(tables.vlans.members(vid, tables.ports).0 & tables.ports.0);
+    let members = tables.vlans.members(vid, &tables.ports).and(&tables.ports);
 
     // Where the source lives. On a VEPA uplink, a source that lives on a local downlink
     // is a reflection and is not learned there.
@@ -543,7 +577,7 @@ fn switch(
         Some(port) => Action::Forward(port),
         None => {
             let mut targets = if edge { tables.downlinks } else { tables.ports };
-            targets = PortSet(targets.0 & members.0);
+            targets = targets.and(&members);
             if !hairpin {
                 targets = targets.without(ingress);
             }
@@ -708,7 +742,7 @@ mod tests {
             Tables::with_ports(Mode::Veb, 0, 16).is_ok(),
             "a bridge may start empty and get its ports at run time"
         );
-        assert!(Tables::with_ports(Mode::Veb, 65, 16).is_err());
+        assert!(Tables::with_ports(Mode::Veb, MAX_PORTS + 1, 16).is_err());
     }
 
     /// vm1 (port 0) and vm2 (port 1) are downlinks, port 2 the uplink.
@@ -1217,10 +1251,18 @@ mod tests {
 
     #[test]
     fn port_sets_iterate_in_order() {
-        let s = PortSet::EMPTY.with(5).with(0).with(63);
-        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 5, 63]);
-        assert_eq!(s.len(), 3);
-        assert_eq!(PortSet::first(64).len(), 64);
+        let s = PortSet::EMPTY.with(5).with(0).with(63).with(64).with(1023);
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![0, 5, 63, 64, 1023]);
+        assert_eq!(s.len(), 5);
+        assert!(s.contains(1023) && !s.contains(1022));
+        assert_eq!(s.without(64).len(), 4);
+        for n in [0, 1, 63, 64, 65, 1000, MAX_PORTS] {
+            let first = PortSet::first(n);
+            assert_eq!(first.len(), n);
+            assert_eq!(first.iter().last(), n.checked_sub(1).map(|p| p as PortId));
+        }
         assert_eq!(PortSet::first(0), PortSet::EMPTY);
+        assert!(PortSet::EMPTY.is_empty());
+        assert_eq!(s.and(&PortSet::first(64)).len(), 3);
     }
 }

@@ -151,10 +151,21 @@ pub struct VlanTable {
     pvid: Vec<Option<VlanId>>,
     /// Per port: whether it accepts tagged frames at all (a trunk).
     trunk: PortSet,
-    /// Per VLAN: the ports that carry it.
-    members: Box<[PortSet]>,
-    /// Per VLAN: the ports that send it untagged.
-    untagged: Box<[PortSet]>,
+    /// Per VLAN id (4096, when aware): its index in `sets`, 0 for a VLAN no port
+    /// carries. A port set is 128 bytes; a few VLANs in use keep the table small.
+    index: Box<[u16]>,
+    /// Per VLAN in use, after an empty first: the ports that carry it, and those that
+    /// send it untagged.
+    sets: Vec<VlanPorts>,
+    /// The VLAN id of each of `sets`.
+    vids: Vec<VlanId>,
+}
+
+/// The ports of one VLAN.
+#[derive(Clone, Copy, Debug, Default)]
+struct VlanPorts {
+    members: PortSet,
+    untagged: PortSet,
 }
 
 impl VlanTable {
@@ -166,12 +177,14 @@ impl VlanTable {
             aware,
             pvid: vec![None; ports.len()],
             trunk: PortSet::EMPTY,
-            members: vec![PortSet::EMPTY; 4096].into_boxed_slice(),
-            untagged: vec![PortSet::EMPTY; 4096].into_boxed_slice(),
+            index: Box::default(),
+            sets: vec![VlanPorts::default()],
+            vids: vec![0],
         };
         if !aware {
             return table;
         }
+        table.index = vec![0; 4096].into_boxed_slice();
         for (i, setting) in ports.iter().enumerate() {
             let port = i as PortId;
             let setting = setting.clone().unwrap_or(PortVlans::Access(DEFAULT_VLAN));
@@ -184,15 +197,37 @@ impl VlanTable {
             };
             table.pvid[i] = untagged;
             for v in setting.vlans() {
-                let v = usize::from(v);
-                table.members[v] = table.members[v].with(port);
+                let set = table.set_mut(v);
+                set.members = set.members.with(port);
             }
             if let Some(v) = untagged {
-                let v = usize::from(v);
-                table.untagged[v] = table.untagged[v].with(port);
+                let set = table.set_mut(v);
+                set.untagged = set.untagged.with(port);
             }
         }
         table
+    }
+
+    /// VLAN `vid`'s ports, made when first asked for.
+    fn set_mut(&mut self, vid: VlanId) -> &mut VlanPorts {
+        let v = usize::from(vid & 0xfff);
+        if self.index[v] == 0 {
+            self.index[v] = self.sets.len() as u16;
+            self.sets.push(VlanPorts::default());
+            self.vids.push(vid & 0xfff);
+        }
+        &mut self.sets[usize::from(self.index[v])]
+    }
+
+    /// VLAN `vid`'s ports (none when no port carries it or the bridge is unaware).
+    #[inline]
+    fn set(&self, vid: VlanId) -> &VlanPorts {
+        let i = self
+            .index
+            .get(usize::from(vid & 0xfff))
+            .copied()
+            .unwrap_or(0);
+        &self.sets[usize::from(i)]
     }
 
     /// Whether any port has a VLAN setting.
@@ -202,9 +237,9 @@ impl VlanTable {
 
     /// The ports that carry `vid` (every port on a VLAN-unaware bridge).
     #[inline]
-    pub fn members(&self, vid: VlanId, all: PortSet) -> PortSet {
+    pub fn members<'a>(&'a self, vid: VlanId, all: &'a PortSet) -> &'a PortSet {
         if self.aware {
-            self.members[usize::from(vid & 0xfff)]
+            &self.set(vid).members
         } else {
             all
         }
@@ -222,8 +257,14 @@ impl VlanTable {
     }
 
     /// Every VLAN `port` carries (none on a VLAN-unaware bridge).
-    pub fn vlans_of(&self, port: PortId) -> impl Iterator<Item = VlanId> + '_ {
-        (0..4096u16).filter(move |&v| self.aware && self.members[usize::from(v)].contains(port))
+    pub fn vlans_of(&self, port: PortId) -> impl Iterator<Item = VlanId> {
+        let mut vids: Vec<VlanId> = (self.vids.iter().zip(&self.sets))
+            .skip(1)
+            .filter(|(_, set)| set.members.contains(port))
+            .map(|(&vid, _)| vid)
+            .collect();
+        vids.sort_unstable();
+        vids.into_iter()
     }
 
     /// The VLAN of `frame` (at least an Ethernet header long) received on `ingress`, or
@@ -250,7 +291,7 @@ impl VlanTable {
                     _ if !self.trunk.contains(ingress) => return Err(DropReason::Vlan),
                     v => v,
                 };
-                if self.members[usize::from(vid)].contains(ingress) {
+                if self.set(vid).members.contains(ingress) {
                     Ok(Classified {
                         vid,
                         tci: Some(tci),
@@ -273,7 +314,7 @@ impl VlanTable {
         if !self.aware {
             return Retag::Keep;
         }
-        let tagged = !self.untagged[usize::from(c.vid)].contains(egress);
+        let tagged = !self.set(c.vid).untagged.contains(egress);
         match (c.tci, tagged) {
             (None, false) => Retag::Keep,
             (None, true) => Retag::Push(c.vid),
@@ -470,10 +511,10 @@ mod tests {
             tci: Some(tci),
         };
         assert_eq!(
-            t.members(10, PortSet::first(4)),
+            *t.members(10, &PortSet::first(4)),
             PortSet::EMPTY.with(0).with(2)
         );
-        assert_eq!(t.members(1, PortSet::first(4)), PortSet::EMPTY.with(3));
+        assert_eq!(*t.members(1, &PortSet::first(4)), PortSet::EMPTY.with(3));
         assert_eq!(t.retag(plain(10), 0), Retag::Keep);
         assert_eq!(t.retag(plain(10), 2), Retag::Push(10));
         assert_eq!(t.retag(tag(10, 0x200a), 0), Retag::Pop);
@@ -674,7 +715,7 @@ mod tests {
                 if !aware {
                     // Every frame passes as it came, in VLAN 0, to every port.
                     prop_assert_eq!(got, Ok(Classified::default()));
-                    prop_assert_eq!(t.members(0, all), all);
+                    prop_assert_eq!(*t.members(0, &all), all);
                     for egress in all.iter() {
                         prop_assert_eq!(t.retag(Classified::default(), egress), Retag::Keep);
                     }
@@ -688,7 +729,7 @@ mod tests {
                 prop_assert_eq!(c.tci, arrived_tci(&frame));
                 for (egress, port) in model.iter().enumerate() {
                     let egress = egress as PortId;
-                    prop_assert_eq!(t.members(vid, all).contains(egress), port.carries(vid));
+                    prop_assert_eq!(t.members(vid, &all).contains(egress), port.carries(vid));
                     if !port.carries(vid) {
                         continue;
                     }

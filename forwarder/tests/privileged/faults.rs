@@ -48,7 +48,7 @@ fn frame(dst: Mac, src: Mac) -> Vec<u8> {
 }
 
 /// The resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> u64 {
+pub(crate) fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
@@ -59,7 +59,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// The pid of the `hairpin` process under `ip netns exec` (the lab's child execs into
 /// it, so they are the same process).
-fn hairpin_pid(topo: &mut Topology) -> u32 {
+pub(crate) fn hairpin_pid(topo: &mut Topology) -> u32 {
     topo.lab.process(0).unwrap().child().id()
 }
 

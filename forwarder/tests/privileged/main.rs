@@ -5,6 +5,7 @@
 //! and the lab removes itself on every path, panics included. A test that cannot run
 //! here (not root, no AF_XDP) fails with the reason; none passes by skipping.
 
+mod capacity;
 mod cni;
 mod datapath;
 mod differential;

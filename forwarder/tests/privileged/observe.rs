@@ -16,10 +16,10 @@ use crate::{
 };
 
 /// Where hairpin serves metrics inside the test's switch namespace (its own loopback).
-const METRICS: &str = "127.0.0.1:9417";
+pub(crate) const METRICS: &str = "127.0.0.1:9417";
 
 /// `GET path` on the metrics endpoint, from inside `ns`: (status line, body).
-fn get(ns: &Netns, path: &str) -> (String, String) {
+pub(crate) fn get(ns: &Netns, path: &str) -> (String, String) {
     let request = format!("GET {path} HTTP/1.1\r\nHost: {METRICS}\r\nConnection: close\r\n\r\n");
     let response = ns
         .enter(move || {
