@@ -62,8 +62,9 @@ static SLOT_CONF: Array<SlotConf> = Array::with_max_entries(MAX_PORTS, 0);
 #[map]
 static EGRESS: DevMapHash = DevMapHash::with_max_entries(MAX_PORTS, 0);
 
+/// 16 sources per port of a full bridge (more where fewer ports list them).
 #[map]
-static ALLOWED: HashMap<u64, u8> = HashMap::with_max_entries(4096, 0);
+static ALLOWED: HashMap<u64, u8> = HashMap::with_max_entries(16_384, 0);
 
 #[map]
 static FAST_TX: PerCpuArray<FastTx> = PerCpuArray::with_max_entries(MAX_PORTS, 0);

@@ -19,7 +19,7 @@ use hairpin::{
     control::{
         bridge::BridgeConfig, config_file, preflight::CAPABILITIES, service::DEFAULT_SOCKET,
     },
-    datapath::{DEFAULT_PORTS_PER_UMEM, KERNEL_BYTES_PER_FRAME, budget::Budget, handoff},
+    datapath::{KERNEL_BYTES_PER_FRAME, budget::Budget, handoff},
     switch::{Mode, Role, vlan::PortVlans},
 };
 
@@ -441,7 +441,7 @@ fn each_pools_config_parses_and_its_umems_fit_the_memory_limit() {
         let mut budget = Budget::new(
             frames,
             Budget::reserve(frames, ring, handoff::CREDITS),
-            DEFAULT_PORTS_PER_UMEM * config.datapath.frames_per_port() as usize,
+            config.datapath.growth_frames(config.ports.len()),
         );
         let mut quotas = Vec::new();
         while Budget::room(budget.total(), budget.promised()) && quotas.len() <= PODS_PER_NODE {

@@ -75,7 +75,8 @@ fuzz_target!(|data: &[u8]| {
     let mut statics = Vec::new();
     for i in 0..n {
         let (flags, vlans) = (input.byte(), input.byte());
-        let id = i as u8;
+        let id = i as PortId;
+        let n8 = i as u8;
         if flags & 0b10 != 0 && !patch && uplink != Some(i) {
             slots.push(None);
             continue;
@@ -90,7 +91,7 @@ fuzz_target!(|data: &[u8]| {
             }),
         };
         if flags & 0b1000 != 0 {
-            statics.push((id, station(0x20 + id)));
+            statics.push((id, station(0x20 + n8)));
         }
         slots.push(Some(PortPolicy {
             role: if uplink == Some(i) {
@@ -100,7 +101,7 @@ fuzz_target!(|data: &[u8]| {
             },
             hairpin: flags & 1 != 0,
             allowed_sources: if flags & 0b100 != 0 {
-                vec![station(id), station(0x10 + id)]
+                vec![station(n8), station(0x10 + n8)]
             } else {
                 Vec::new()
             },

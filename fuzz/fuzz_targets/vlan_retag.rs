@@ -155,7 +155,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(got, expected, "classified on port {ingress}");
         let Ok(c) = got else { continue };
         let members: Vec<usize> = (0..n).filter(|&p| ports[p].carries(c.vid)).collect();
-        let set = table.members(c.vid, all);
+        let set = table.members(c.vid, &all);
         assert_eq!(
             set.iter().map(usize::from).collect::<Vec<_>>(),
             members,

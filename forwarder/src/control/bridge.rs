@@ -485,7 +485,6 @@ impl Bridge {
                 tracing::warn!("{}: {e}", attached.iface.name);
             }
         }
-        self.steering.release_queues(u32::from(id));
         if self.host.as_ref().is_some_and(|h| h.ifindex == ifindex) {
             let host = self.host.take().expect("checked");
             for addr in host.current {
@@ -515,6 +514,8 @@ impl Bridge {
             total
         });
         self.departed.record(&attached.iface.name, &counters);
+        // Last: its counters in the XDP program's maps were read just above.
+        self.steering.release_queues(u32::from(id));
     }
 
     /// Builds tables from the slots as they are and gives them to the workers.
@@ -636,7 +637,11 @@ impl Bridge {
                         egress[id] = Some(ifindex);
                     }
                 }
-                Err(e) => tracing::warn!("{}: XDP features: {e}", a.iface.name),
+                Err(e) => {
+                    // Asked again next time, not taken from an older answer.
+                    self.xdp_features.remove(&ifindex);
+                    tracing::warn!("{}: XDP features: {e}", a.iface.name);
+                }
             }
         }
         Some(egress)

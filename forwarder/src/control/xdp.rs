@@ -240,10 +240,10 @@ struct QueueRanges {
 }
 
 impl QueueRanges {
-    /// Gives `slot` a range of `queues` entries (in place of any it had), returning its
-    /// first entry.
+    /// Gives `slot` a range of `queues` entries (in place of any it had, which it keeps
+    /// if there is no room), returning its first entry.
     fn reserve(&mut self, slot: u32, queues: u32) -> Result<u32, XdpError> {
-        self.by_slot.remove(&slot);
+        let had = self.by_slot.remove(&slot);
         let mut taken: Vec<(u32, u32)> = self.by_slot.values().copied().collect();
         taken.sort_unstable();
         let mut next = 0;
@@ -253,6 +253,9 @@ impl QueueRanges {
                 return Ok(next);
             }
             next = base + n;
+        }
+        if let Some(had) = had {
+            self.by_slot.insert(slot, had);
         }
         Err(XdpError::NoQueueRoom {
             queues,
@@ -356,6 +359,14 @@ impl Steering {
             return Ok(());
         }
         let base = self.queue_ranges.reserve(slot, queues)?;
+        self.zero_stats(base, queues).inspect_err(|_| {
+            // Not given after all: the next attempt zeroes them again.
+            self.queue_ranges.release(slot);
+        })
+    }
+
+    /// Zeroes the per-queue counters of entries `base..base + queues`.
+    fn zero_stats(&mut self, base: u32, queues: u32) -> Result<(), XdpError> {
         let cpus = aya::util::nr_cpus().map_err(|(_, e)| XdpError::Cpus(e))?;
         let zeroing = |source| XdpError::Map {
             action: "zeroing",
@@ -613,13 +624,16 @@ impl Steering {
             .set(slot, conf, 0)
             .map_err(map_error("updating", maps::SLOT_CONF))?;
         let wanted: Vec<u64> = allowed.iter().map(|m| allowed_key(slot, *m)).collect();
-        let had = fast.allowed_now.remove(&slot).unwrap_or_default();
+        // Forgotten only once out of the map: a failure half-way leaves them to remove
+        // next time.
+        let had = fast.allowed_now.get(&slot).cloned().unwrap_or_default();
         for key in had.iter().filter(|k| !wanted.contains(k)) {
             match fast.allowed.remove(key) {
                 Err(e) if !absent(&e) => return Err(map_error("updating", maps::ALLOWED)(e)),
                 _ => {}
             }
         }
+        fast.allowed_now.remove(&slot);
         for key in &wanted {
             fast.allowed
                 .insert(key, 1, 0)
@@ -789,7 +803,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        // A slot asking again for a different size gives its old range back first.
+        // A slot asking again for a different size gives its old range back first,
+        // and keeps it when the new one does not fit.
+        assert!(r.reserve(5, 2).is_err());
+        assert_eq!(r.of(5), (3, 1));
         assert_eq!(r.reserve(6, 1).unwrap(), 9);
         assert_eq!(r.of(6), (9, 1));
     }

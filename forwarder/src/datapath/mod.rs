@@ -115,6 +115,15 @@ impl DatapathConfig {
         3 * u64::from(self.ring_size)
     }
 
+    /// The budget's growth part ([`budget`]) of each worker's UMEM when `ports` ports
+    /// are known at start: full rings for [`DEFAULT_PORTS_PER_UMEM`] busy ports, and at
+    /// least a full quota (a ring) for every port known at start. The rest of the UMEM
+    /// is 64 frames for each port to come.
+    pub fn growth_frames(&self, ports: usize) -> usize {
+        (DEFAULT_PORTS_PER_UMEM * self.frames_per_port() as usize)
+            .max(ports * self.ring_size as usize)
+    }
+
     /// Frames of each worker's UMEM when `ports` ports are known at start: full rings
     /// for [`DEFAULT_PORTS_PER_UMEM`] busy ports (the budget's growth part), the least
     /// quota for each port ([`budget::MIN_QUOTA`]), at least as many as the busy ones,
@@ -225,9 +234,9 @@ pub enum DatapathError {
     },
     /// A worker's sockets would take more kernel memory than the host can spare.
     #[error(
-        "{port} refused: with it, the {sockets} AF_XDP sockets of worker {worker} would \
-         hold about {mib} MiB of kernel memory (each socket about {per} bytes for every one \
-         of the worker's {frames} UMEM frames), past a quarter of this host's memory \
+        "{port} refused: with it, the bridge's {sockets} AF_XDP sockets would hold about \
+         {mib} MiB of kernel memory (each socket about {per} bytes for every one of its \
+         worker's {frames} UMEM frames), past a quarter of this host's memory \
          ({limit_mib} MiB); a smaller UMEM (--umem-frames, --ring-size, or umem_frames and \
          ring_size in the config file) lets more ports in",
         per = KERNEL_BYTES_PER_FRAME
@@ -235,11 +244,9 @@ pub enum DatapathError {
     KernelMemory {
         /// The port refused.
         port: String,
-        /// The worker.
-        worker: usize,
-        /// Its sockets, this port's included.
+        /// The bridge's sockets, this port's included.
         sockets: usize,
-        /// Its UMEM's frames.
+        /// Each worker's UMEM frames.
         frames: u64,
         /// The kernel memory they would hold.
         mib: u64,
@@ -418,6 +425,14 @@ impl Datapath {
     ) -> Result<Self, DatapathError> {
         validate_sizes(config, ports)?;
         let umems = make_umems(cores.len(), ports, config)?;
+        let frames = config.umem_frames_for(ports);
+        tracing::info!(
+            "{} worker(s), each with a UMEM of {frames} frames ({} MiB, locked); each port's \
+             socket on it holds about {} MiB of kernel memory",
+            cores.len(),
+            (frames * u64::from(config.frame_size)) >> 20,
+            (frames * KERNEL_BYTES_PER_FRAME) >> 20,
+        );
         let mailboxes = make_mailboxes(&umems)?;
         let (reply_to, replies) = mpsc::channel();
         let mut datapath = Self {
@@ -432,7 +447,7 @@ impl Datapath {
             sg: AtomicBool::new(true),
             kernel_memory_limit: sys::memory_total().unwrap_or(u64::MAX) / 4,
         };
-        datapath.spawn_workers(&tables, &reply_to)?;
+        datapath.spawn_workers(&tables, &reply_to, ports)?;
         Ok(datapath)
     }
 
@@ -441,7 +456,9 @@ impl Datapath {
         &mut self,
         tables: &Arc<Tables>,
         reply_to: &mpsc::Sender<Reply>,
+        ports: usize,
     ) -> Result<(), DatapathError> {
+        let growth = self.config.growth_frames(ports);
         let epoch = Instant::now();
         for (w, umem) in self.umems.iter().enumerate() {
             let pool = umem.all_frames();
@@ -471,7 +488,7 @@ impl Datapath {
                 budget: Budget::new(
                     frames,
                     Budget::reserve(frames, self.config.ring_size as usize, handoff::CREDITS),
-                    DEFAULT_PORTS_PER_UMEM * self.config.frames_per_port() as usize,
+                    growth,
                 ),
                 ring: self.config.ring_size as usize,
                 visits: visits::Visits::default(),
@@ -663,19 +680,24 @@ impl Datapath {
                     ports: attached,
                 });
             }
-            let frames = u64::from(self.umems[w].frames());
-            let sockets = worker.sockets.len() + 1;
-            let bytes = sockets as u64 * frames * KERNEL_BYTES_PER_FRAME;
-            if bytes > self.kernel_memory_limit {
-                return Err(DatapathError::KernelMemory {
-                    port: port.name.clone(),
-                    worker: w,
-                    sockets,
-                    frames,
-                    mib: bytes >> 20,
-                    limit_mib: self.kernel_memory_limit >> 20,
-                });
-            }
+        }
+        // Every worker's sockets count, this port's new ones too.
+        let (mut sockets, mut bytes) = (0, 0);
+        for (w, worker) in self.workers.iter().enumerate() {
+            let new = usize::from(w < port.queues as usize);
+            sockets += worker.sockets.len() + new;
+            bytes += (worker.sockets.len() + new) as u64
+                * u64::from(self.umems[w].frames())
+                * KERNEL_BYTES_PER_FRAME;
+        }
+        if bytes > self.kernel_memory_limit {
+            return Err(DatapathError::KernelMemory {
+                port: port.name.clone(),
+                sockets,
+                frames: u64::from(self.umems[0].frames()),
+                mib: bytes >> 20,
+                limit_mib: self.kernel_memory_limit >> 20,
+            });
         }
         Ok(())
     }

@@ -914,6 +914,34 @@ mod tests {
     }
 
     #[test]
+    fn ports_far_apart_in_the_slots_flood_learn_and_keep_their_vlans() {
+        // Four ports in slots of different words of the port set, the last slot among
+        // them; the slots between are free. Two carry VLAN 10, two VLAN 20.
+        let ids: [PortId; 4] = [3, 64, 700, MAX_PORTS as PortId - 1];
+        let mut slots = vec![None; MAX_PORTS];
+        for (k, &id) in ids.iter().enumerate() {
+            slots[usize::from(id)] = Some(PortPolicy {
+                vlans: Some(PortVlans::Access(if k % 2 == 0 { 10 } else { 20 })),
+                ..PortPolicy::default()
+            });
+        }
+        let up = ids.iter().fold(PortSet::EMPTY, |s, &p| s.with(p));
+        let t = Tables::new(Mode::Veb, &slots, up, Arc::new(Fdb::with_capacity(64))).unwrap();
+        assert_eq!(
+            act(&t, &frame(Mac::BROADCAST, A), 3, 1),
+            Action::Flood(PortSet::EMPTY.with(700)),
+            "VLAN 10's other port only"
+        );
+        assert_eq!(
+            act(&t, &frame(Mac::BROADCAST, B), MAX_PORTS as PortId - 1, 1),
+            Action::Flood(PortSet::EMPTY.with(64))
+        );
+        assert_eq!(act(&t, &frame(A, C), 700, 1), Action::Forward(3));
+        assert_eq!(t.fdb.lookup(10, C), Some(700));
+        assert_eq!(act(&t, &frame(B, C), 64, 1), Action::Forward(1023));
+    }
+
+    #[test]
     fn hairpin_ports_reflect_frames_back_where_they_came_from() {
         // One port, hairpin on: the adjacent switch of a VEPA host (reflective relay).
         let t = tables_of(
