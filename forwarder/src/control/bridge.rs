@@ -611,10 +611,17 @@ impl Bridge {
     /// The ports the fast path may send to now, by slot (`None` with the fast path
     /// off): attached, up, allowed by `--fast-path` (`auto`: copy mode only), and with a
     /// driver that takes redirected frames, which the kernel says (a veth's changes with
-    /// its peer's XDP program or GRO). The kernel is asked about every port if
-    /// `ask_all`, else only about ports it was not asked about yet.
+    /// its peer's XDP program or GRO). The kernel is asked about every device at once
+    /// if `ask_all`, else only about ports it was not asked about yet.
     fn fast_egress_now(&mut self, ask_all: bool) -> Option<Vec<Option<u32>>> {
         let netdev = self.netdev.as_mut()?;
+        if ask_all {
+            // One dump for every port; a device it missed is asked on its own below.
+            match netdev.all_xdp_features() {
+                Ok(all) => self.xdp_features = all.into_iter().collect(),
+                Err(e) => tracing::warn!("XDP features of the devices: {e}"),
+            }
+        }
         let fast_path = self.config.fast_path;
         let mut egress = vec![None; MAX_PORTS];
         for (id, slot) in self.slots.iter().enumerate() {
@@ -627,8 +634,8 @@ impl Bridge {
             };
             let ifindex = a.iface.ifindex;
             let features = match self.xdp_features.get(&ifindex) {
-                Some(&f) if !ask_all => Ok(f),
-                _ => netdev.xdp_features(ifindex),
+                Some(&f) => Ok(f),
+                None => netdev.xdp_features(ifindex),
             };
             match features {
                 Ok(f) => {

@@ -12,8 +12,8 @@
 use std::io;
 
 use netlink_packet_core::{
-    DecodeError, DefaultNla, Emitable, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload, Nla,
-    NlaBuffer, NlasIterator, Parseable, ParseableParametrized, parse_u32, parse_u64,
+    DecodeError, DefaultNla, Emitable, NLM_F_DUMP, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload,
+    Nla, NlaBuffer, NlasIterator, Parseable, ParseableParametrized, parse_u32, parse_u64,
 };
 use netlink_packet_generic::{
     GenlFamily, GenlHeader, GenlMessage,
@@ -215,6 +215,61 @@ impl Netdev {
         self.device(ifindex).map(|d| d.features)
     }
 
+    /// The XDP features of every device of this network namespace, by ifindex: one
+    /// request, however many devices.
+    pub fn all_xdp_features(&mut self) -> io::Result<Vec<(u32, u64)>> {
+        let mut request = GenlMessage::from_payload(DevMessage {
+            cmd: CMD_DEV_GET,
+            attrs: Vec::new(),
+        });
+        request.set_resolved_family_id(self.family);
+        request.finalize();
+        let mut message = NetlinkMessage::from(request);
+        self.seq = self.seq.wrapping_add(1);
+        message.header.flags = NLM_F_REQUEST | NLM_F_DUMP;
+        message.header.sequence_number = self.seq;
+        message.finalize();
+        let mut buf = vec![0u8; message.buffer_len()];
+        message.serialize(&mut buf);
+        self.socket.send(&buf, 0)?;
+        let mut devices = Vec::new();
+        loop {
+            let (bytes, _) = self.socket.recv_from_full()?;
+            // A dump answers with several messages to a read, DONE after the last.
+            let mut at = 0;
+            while let Some(len) = bytes
+                .get(at..at + 4)
+                .map(|l| u32::from_ne_bytes(l.try_into().expect("4 bytes")) as usize)
+                .filter(|&len| len >= 16 && at + len <= bytes.len())
+            {
+                let answer =
+                    NetlinkMessage::<GenlMessage<DevMessage>>::deserialize(&bytes[at..at + len])
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                at += len.next_multiple_of(4);
+                if answer.header.sequence_number != self.seq {
+                    continue;
+                }
+                match answer.payload {
+                    NetlinkPayload::InnerMessage(inner) => {
+                        let attrs = &inner.payload.attrs;
+                        let ifindex = attrs.iter().find_map(|a| match a {
+                            DevAttr::Ifindex(i) => Some(*i),
+                            _ => None,
+                        });
+                        if let (Some(ifindex), Some(device)) =
+                            (ifindex, DeviceXdp::from_attrs(attrs))
+                        {
+                            devices.push((ifindex, device.features));
+                        }
+                    }
+                    NetlinkPayload::Done(_) => return Ok(devices),
+                    NetlinkPayload::Error(e) => return Err(e.to_io()),
+                    _ => {}
+                }
+            }
+        }
+    }
+
     /// Sends one request and reads its one answer.
     fn ask<F>(&mut self, mut request: GenlMessage<F>) -> io::Result<GenlMessage<F>>
     where
@@ -300,5 +355,10 @@ mod tests {
         };
         let features = netdev.xdp_features(1).unwrap();
         assert_eq!(features & XDP_ACT_NDO_XMIT, 0, "{features:#x}");
+        // The dump names it too, with the same features, each device once.
+        let all = netdev.all_xdp_features().unwrap();
+        assert!(all.contains(&(1, features)), "{all:?}");
+        let ifindexes: std::collections::BTreeSet<u32> = all.iter().map(|d| d.0).collect();
+        assert_eq!(ifindexes.len(), all.len(), "{all:?}");
     }
 }

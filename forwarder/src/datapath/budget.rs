@@ -8,8 +8,9 @@
 //!
 //! The budget — the worker's UMEM less a reserve for frames in flight (on TX rings,
 //! flood copies, handoffs, segments being cut) — has two parts, as the UMEM was sized
-//! (`DatapathConfig::umem_frames_for`): a *growth* part, full rings for a few busy
-//! ports, and the rest, [`MIN_QUOTA`] for each port the UMEM was sized for. Beyond
+//! (`DatapathConfig::umem_frames_for`, `growth_frames`): a *growth* part, full rings
+//! for a few busy ports and a ring for each port known at start, and the rest,
+//! [`MIN_QUOTA`] for each port to come. Beyond
 //! [`MIN_QUOTA`], quotas come out of the growth part only, so every port the UMEM was
 //! sized for is admitted however busy the others are:
 //!

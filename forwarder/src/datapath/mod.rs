@@ -176,7 +176,16 @@ pub enum DatapathError {
         source: std::io::Error,
     },
     /// Creating or binding an AF_XDP socket failed.
-    #[error("binding an AF_XDP socket to {port} queue {queue} ({mode})")]
+    #[error(
+        "binding an AF_XDP socket to {port} queue {queue} ({mode}){hint}",
+        hint = if source.raw_os_error() == Some(libc::EMFILE) {
+            ": hairpin has as many files open as it may (a socket per port and worker, \
+             an XDP link per port): raise its limit (`ulimit -n` before `hairpin run`, \
+             LimitNOFILE= in its unit)"
+        } else {
+            ""
+        }
+    )]
     Socket {
         /// The port.
         port: String,

@@ -143,8 +143,11 @@ fn a_hundred_ports_at_start_with_defaults_carry_a_flood_to_all() {
         body.len() / 1024,
         rss_kb(&mut topo),
     );
+    // The devices' XDP features are asked every second, in one dump: at least once.
+    std::thread::sleep(Duration::from_millis(1100));
     let log = take_log(&log);
     assert!(!log.contains("ERROR") && !log.contains("panicked"), "{log}");
+    assert!(!log.contains("XDP features"), "{log}");
 }
 
 #[test]
