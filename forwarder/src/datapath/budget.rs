@@ -27,8 +27,9 @@
 //! sized for are admitted while the budget has [`MIN_QUOTA`] left; a port it cannot
 //! give that is refused by the control plane before it is attached ([`Budget::room`]).
 
-/// The frames a port keeps at least, and is refused without: one RX batch.
-pub const MIN_QUOTA: usize = super::worker::BATCH;
+/// The frames a port keeps at least, and is refused without: one RX batch (the
+/// workers check that the two agree).
+pub const MIN_QUOTA: usize = 64;
 
 /// The frames a port starts with where the budget allows.
 pub const START_QUOTA: usize = 512;

@@ -66,6 +66,9 @@ use crate::{
 /// Frames taken from a ring at once.
 pub const BATCH: usize = 64;
 
+// A port's least quota is one RX batch.
+const _: () = assert!(super::budget::MIN_QUOTA == BATCH);
+
 /// Descriptors taken from an RX ring at once at most: a batch, and the rest of a chain
 /// that began in it.
 const RX_BATCH: usize = BATCH + MAX_CHAIN;
