@@ -212,8 +212,6 @@ pub struct Bridge {
     /// What the fast path's maps hold for each slot, as last published: only what
     /// changed is written again.
     fast_slots: Vec<Option<FastSlot>>,
-    /// The XDP features of the attached devices, by ifindex, as the kernel last said.
-    xdp_features: HashMap<u32, u64>,
     /// When the ports' drivers were last asked.
     fast_checked: Instant,
     host: Option<HostAddresses>,
@@ -289,7 +287,6 @@ impl Bridge {
             netdev,
             fast_egress: vec![None; MAX_PORTS],
             fast_slots: vec![None; MAX_PORTS],
-            xdp_features: HashMap::new(),
             fast_checked: Instant::now(),
             host: None,
             epoch: Instant::now(),
@@ -475,7 +472,6 @@ impl Bridge {
             return;
         };
         let ifindex = attached.iface.ifindex;
-        self.xdp_features.remove(&ifindex);
         if let Err(e) = self.steering.forget_port(ifindex) {
             tracing::warn!("{}: {e}", attached.iface.name);
         }
@@ -534,7 +530,7 @@ impl Bridge {
     /// hairpin, role and anti-spoofing list, and the ports it may send to (attached,
     /// up, and with a driver that takes redirected frames).
     fn publish_fast(&mut self) -> Result<(), BridgeError> {
-        let Some(egress) = self.fast_egress_now(false) else {
+        let Some(egress) = self.fast_egress_now() else {
             return Ok(());
         };
         let tables = &self.tables;
@@ -611,17 +607,18 @@ impl Bridge {
     /// The ports the fast path may send to now, by slot (`None` with the fast path
     /// off): attached, up, allowed by `--fast-path` (`auto`: copy mode only), and with a
     /// driver that takes redirected frames, which the kernel says (a veth's changes with
-    /// its peer's XDP program or GRO). The kernel is asked about every device at once
-    /// if `ask_all`, else only about ports it was not asked about yet.
-    fn fast_egress_now(&mut self, ask_all: bool) -> Option<Vec<Option<u32>>> {
+    /// its peer's XDP program or GRO, which hairpin's own attaching and detaching
+    /// change too). The kernel is asked about every device at once, in one dump; a
+    /// port the dump missed, on its own.
+    fn fast_egress_now(&mut self) -> Option<Vec<Option<u32>>> {
         let netdev = self.netdev.as_mut()?;
-        if ask_all {
-            // One dump for every port; a device it missed is asked on its own below.
-            match netdev.all_xdp_features() {
-                Ok(all) => self.xdp_features = all.into_iter().collect(),
-                Err(e) => tracing::warn!("XDP features of the devices: {e}"),
+        let known: HashMap<u32, u64> = match netdev.all_xdp_features() {
+            Ok(all) => all.into_iter().collect(),
+            Err(e) => {
+                tracing::warn!("XDP features of the devices: {e}");
+                HashMap::new()
             }
-        }
+        };
         let fast_path = self.config.fast_path;
         let mut egress = vec![None; MAX_PORTS];
         for (id, slot) in self.slots.iter().enumerate() {
@@ -633,22 +630,14 @@ impl Bridge {
                 continue;
             };
             let ifindex = a.iface.ifindex;
-            let features = match self.xdp_features.get(&ifindex) {
+            let features = match known.get(&ifindex) {
                 Some(&f) => Ok(f),
                 None => netdev.xdp_features(ifindex),
             };
             match features {
-                Ok(f) => {
-                    self.xdp_features.insert(ifindex, f);
-                    if f & XDP_ACT_NDO_XMIT != 0 {
-                        egress[id] = Some(ifindex);
-                    }
-                }
-                Err(e) => {
-                    // Asked again next time, not taken from an older answer.
-                    self.xdp_features.remove(&ifindex);
-                    tracing::warn!("{}: XDP features: {e}", a.iface.name);
-                }
+                Ok(f) if f & XDP_ACT_NDO_XMIT != 0 => egress[id] = Some(ifindex),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("{}: XDP features: {e}", a.iface.name),
             }
         }
         Some(egress)
@@ -663,7 +652,7 @@ impl Bridge {
             return;
         }
         self.fast_checked = Instant::now();
-        let Some(now) = self.fast_egress_now(true) else {
+        let Some(now) = self.fast_egress_now() else {
             return;
         };
         if now == self.fast_egress {
