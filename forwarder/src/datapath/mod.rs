@@ -125,7 +125,7 @@ impl DatapathConfig {
     }
 
     /// Frames of each worker's UMEM when `ports` ports are known at start: full rings
-    /// for [`DEFAULT_PORTS_PER_UMEM`] busy ports (the budget's growth part), the least
+    /// for [`DEFAULT_PORTS_PER_UMEM`] busy ports (the least growth part), the least
     /// quota for each port ([`budget::MIN_QUOTA`]), at least as many as the busy ones,
     /// and a ring's worth for flood copies and the credits lent to other workers. Ports
     /// share them by the [`budget`]. No more: every socket on the UMEM costs the kernel
@@ -409,7 +409,7 @@ pub struct Datapath {
     panicked: usize,
     /// The kernel takes `XDP_USE_SG` (until a bind says otherwise: Linux before 6.6).
     sg: AtomicBool,
-    /// The most kernel memory a worker's sockets may hold in their buffer pools
+    /// The most kernel memory the sockets of all workers may hold in their buffer pools
     /// ([`KERNEL_BYTES_PER_FRAME`]): a quarter of the host's memory.
     kernel_memory_limit: u64,
 }
