@@ -25,7 +25,7 @@ use crate::{
     observe::{METRICS, get},
     ping,
     runtime::{
-        ask, ask_json, assert_frames_back, frames, port, start, start_within, stream,
+        ask, ask_json, assert_frames_back, frames, port, promises, start, start_within, stream,
         stream_result, take_log,
     },
 };
@@ -127,12 +127,7 @@ fn a_hundred_ports_at_start_with_defaults_carry_a_flood_to_all() {
             .any(|l| l.starts_with("hairpin_port_tx_packets") && l.contains(last.as_str())),
         "every port has its samples"
     );
-    let stats = ask_json(&socket, &["show", "stats"]);
-    let w = &stats["workers"][0];
-    let (promised, budget) = (
-        w["promised_frames"].as_u64().unwrap(),
-        w["budget_frames"].as_u64().unwrap(),
-    );
+    let (promised, budget, w) = promises(&socket);
     assert!(
         promised <= budget,
         "every port fits the default budget: {w}"

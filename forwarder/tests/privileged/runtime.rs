@@ -188,6 +188,18 @@ pub(crate) fn frames(socket: &Path) -> (u64, u64) {
     )
 }
 
+/// The first worker's frames promised to fill rings, all it may promise, and its
+/// `show stats` entry (for messages).
+pub(crate) fn promises(socket: &Path) -> (u64, u64, Value) {
+    let mut stats = ask_json(socket, &["show", "stats"]);
+    let w = stats["workers"][0].take();
+    (
+        w["promised_frames"].as_u64().unwrap(),
+        w["budget_frames"].as_u64().unwrap(),
+        w,
+    )
+}
+
 /// Checks that the pool is back where `before` (free, total) had it, once the ports
 /// that left have given their frames back (the fill rings are topped up a batch at a
 /// time, so it may differ by less than a batch a port).
@@ -327,12 +339,7 @@ fn ports_added_until_the_frames_run_out_never_starve_the_running_ones() {
         refusal.contains("--umem-frames") && refusal.contains("promised"),
         "the refusal says why and what to change: {refusal}"
     );
-    let stats = ask_json(&socket, &["show", "stats"]);
-    let w = &stats["workers"][0];
-    let (promised, budget) = (
-        w["promised_frames"].as_u64().unwrap(),
-        w["budget_frames"].as_u64().unwrap(),
-    );
+    let (promised, budget, w) = promises(&socket);
     assert!(promised <= budget && budget - promised < 64, "{w}");
     ping(&topo.vms[2], &topo.addr(0), 3).expect("a port added among the last still works");
     let (sent, received) = stream_result(ab);
