@@ -258,9 +258,9 @@ struct RunArgs {
     /// UMEM frame size in bytes (2048 or 4096).
     #[arg(long, conflicts_with = "config", default_value_t = DatapathConfig::default().frame_size)]
     frame_size: u32,
-    /// UMEM frames per worker (default: full rings for max(ports, 4) ports where that
-    /// fits, else full rings for 4 and 64 frames a port), shared by the ports' fill rings
-    /// as their traffic asks.
+    /// Frames of each worker's first UMEM (default: full rings for 4 busy ports and 64
+    /// frames for each port given, 4 to 32), shared by the ports' fill rings as their
+    /// traffic asks; ports past what it holds go into UMEMs of 32 ports each.
     #[arg(long, conflicts_with = "config")]
     umem_frames: Option<u32>,
     /// Relay frames to the reserved group addresses 01:80:c2:00:00:0N whose bit N is set
@@ -768,7 +768,7 @@ fn counters_text(s: &Stats) -> String {
     let free: Vec<String> = s
         .workers
         .iter()
-        .map(|w| format!("{}/{}", w.free_frames, w.total_frames))
+        .map(|w| format!("{}/{} ({} UMEMs)", w.free_frames, w.total_frames, w.umems))
         .collect();
     let promised: Vec<String> = s
         .workers

@@ -251,10 +251,26 @@ impl Lab {
         Ok(())
     }
 
-    /// Creates veth pairs `a <-> b`, both ends in `ns`, with the kernel's defaults, and
-    /// sets them up: one `ip -batch`, so that a thousand pairs take seconds. They go
-    /// with the namespace.
+    /// Creates veth pairs `a <-> b`, both ends in `ns`, and sets them up: one `ip
+    /// -batch`, so that a thousand pairs take seconds. They go with the namespace.
+    ///
+    /// They are quiet: IPv6 is off on them (no link-local address, router solicitation
+    /// or multicast listener report). With IPv6 on, every end coming up sends a few
+    /// multicast frames, which a bridge floods to every other pair, whose far ends are
+    /// all in `ns`: with a thousand pairs that is a million frames, each looked up among
+    /// the namespace's two thousand link-local routes (the kernel's `fe80::/64` lookup is
+    /// linear in them), minutes of one core's time spent in the lab's own stack.
     pub fn veth_pairs(&self, ns: &Netns, pairs: &[(String, String)]) -> Result<(), LabError> {
+        let key = "net.ipv6.conf.default.disable_ipv6";
+        let was = ns.run("sysctl", &["-n", key])?;
+        let was = String::from_utf8_lossy(&was.stdout).trim().to_owned();
+        ns.run("sysctl", &["-qw", &format!("{key}=1")])?;
+        let made = self.veth_batch(ns, pairs);
+        ns.run("sysctl", &["-qw", &format!("{key}={was}")])?;
+        made
+    }
+
+    fn veth_batch(&self, ns: &Netns, pairs: &[(String, String)]) -> Result<(), LabError> {
         let mut batch = String::new();
         for (a, b) in pairs {
             batch += &format!("link add {a} type veth peer name {b}\n");

@@ -578,6 +578,7 @@ mod tests {
             total_frames: 4096,
             promised_frames: 128,
             budget_frames: 3500,
+            umems: 1,
         }
     }
 

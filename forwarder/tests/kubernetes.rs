@@ -19,7 +19,12 @@ use hairpin::{
     control::{
         bridge::BridgeConfig, config_file, preflight::CAPABILITIES, service::DEFAULT_SOCKET,
     },
-    datapath::{KERNEL_BYTES_PER_FRAME, budget::Budget, handoff},
+    datapath::{
+        KERNEL_BYTES_PER_FRAME,
+        budget::Budget,
+        group::{self, Placement, Room},
+        handoff,
+    },
     switch::{Mode, Role, vlan::PortVlans},
 };
 
@@ -425,46 +430,71 @@ fn each_pools_config_parses_and_its_umems_fit_the_memory_limit() {
             resources["limits"]["cpu"].is_null(),
             "{daemonset}: a CPU limit"
         );
-        // The memory limit follows from the UMEM sizes, so the config must set them.
-        let workers = u64::from(config.queues.expect("[datapath] queues"));
-        let frames = u64::from(config.datapath.umem_frames.expect("[datapath] umem_frames"));
-        let umems = workers * frames * u64::from(config.datapath.frame_size);
-        assert!(
-            umems + (64 << 20) <= limit,
-            "{daemonset}: {umems} bytes of UMEM and 64 MiB besides exceed the limit {limit}"
-        );
-        // Worker 0 serves every pod (a veth has one queue): its budget admits the
-        // uplink and 250 pods, however busy the first ones are, as hairpin's own
-        // budget decides.
+        // Worker 0 serves the uplink and every pod (a veth has one queue): its first
+        // UMEM, sized for the ports at start, and UMEMs of `more_frames` for the ports
+        // past what it holds, as hairpin places them, the uplink and the first pod busy
+        // (their quotas grown to their rings). Worker 1 serves the uplink's queue 1.
+        let workers = config.queues.expect("[datapath] queues") as usize;
         let ring = config.datapath.ring_size as usize;
-        let frames = frames as usize;
-        let mut budget = Budget::new(
-            frames,
-            Budget::reserve(frames, ring, handoff::CREDITS),
+        let first = config.datapath.umem_frames_for(config.ports.len()) as usize;
+        let more = group::more_frames(ring);
+        let budget = Budget::new(
+            first,
+            Budget::reserve(first, ring, handoff::CREDITS),
             config.datapath.growth_frames(config.ports.len()),
         );
-        let mut quotas = Vec::new();
-        while Budget::room(budget.total(), budget.promised()) && quotas.len() <= PODS_PER_NODE {
-            quotas.push(budget.admit(ring));
-            if quotas.len() <= 2 {
-                // The uplink and the first pod busy: their rings full.
-                let last = quotas.last_mut().unwrap();
+        // (frames, budget, ports) of each of worker 0's UMEMs.
+        let mut umems = vec![(first, budget, 0)];
+        for port in 0..=PODS_PER_NODE {
+            let rooms: Vec<Option<Room>> = umems
+                .iter()
+                .map(|(_, b, ports)| {
+                    Some(Room {
+                        ports: *ports,
+                        frames: Budget::room(b.total(), b.promised()),
+                    })
+                })
+                .collect();
+            let g = match group::place(&rooms) {
+                Placement::Join(g) => g,
+                Placement::Make(g) => {
+                    umems.push((more, group::more_budget(ring), 0));
+                    g
+                }
+                Placement::Full => panic!("{config_map}: port {port} has no UMEM"),
+            };
+            let (_, budget, ports) = &mut umems[g];
+            let mut quota = budget.admit(ring);
+            *ports += 1;
+            if port < 2 {
                 for _ in 0..8 {
-                    budget.grow(last, ring);
+                    budget.grow(&mut quota, ring);
                 }
             }
+            assert!(
+                budget.promised() <= budget.total(),
+                "{config_map}: port {port}"
+            );
         }
-        assert_eq!(
-            quotas.len(),
-            PODS_PER_NODE + 1,
-            "{config_map}: {frames} frames admit {} of the uplink and {PODS_PER_NODE} pods",
-            quotas.len()
-        );
-        // Their sockets' share of the kernel's memory, outside the limit: the docs say.
-        let kernel = (PODS_PER_NODE as u64 + 1) * frames as u64 * KERNEL_BYTES_PER_FRAME;
+        let frames = (workers - 1) * first + umems.iter().map(|u| u.0).sum::<usize>();
+        let umem_bytes = (frames * config.datapath.frame_size as usize) as u64;
         assert!(
-            kernel < 1 << 30,
+            umem_bytes + (64 << 20) <= limit,
+            "{daemonset}: {umem_bytes} bytes of UMEM and 64 MiB besides exceed the limit {limit}"
+        );
+        // Their sockets' share of the kernel's memory, outside the limit (the docs say):
+        // each socket's pool has a descriptor for every frame of its UMEM.
+        let sockets: usize = (workers - 1) * first + umems.iter().map(|u| u.0 * u.2).sum::<usize>();
+        let kernel = sockets as u64 * KERNEL_BYTES_PER_FRAME;
+        assert!(
+            kernel < 256 << 20,
             "{config_map}: {kernel} bytes of kernel memory"
+        );
+        eprintln!(
+            "{config_map}: {} UMEMs on worker 0, {} MiB of UMEM, {} MiB of kernel memory",
+            umems.len(),
+            umem_bytes >> 20,
+            kernel >> 20
         );
     }
 }

@@ -346,14 +346,8 @@ impl Bridge {
             zc_max_segs: self.zc_max_segs(iface),
             mtu: link.mtu,
         };
-        let attached = self
-            .slots
-            .iter()
-            .flatten()
-            .filter(|s| s.attached.is_some())
-            .count();
         if admission == Admission::Check {
-            self.datapath.admit(&queues, attached)?;
+            self.datapath.admit(&queues)?;
         }
         let sockets = self.datapath.open(&queues)?;
         self.steering
@@ -1445,6 +1439,7 @@ impl Bridge {
                     total_frames: s.total_frames[w],
                     promised_frames: s.promised_frames[w],
                     budget_frames: s.budget_frames[w],
+                    umems: s.umems[w],
                 })
                 .collect(),
             cpu_hz: self.cpu_hz,

@@ -12,7 +12,7 @@
 //! ring_size = 2048
 //! frame_size = 2048
 //! busy_poll = false
-//! umem_frames = 27392        # per worker; default: full rings for 4 busy ports + 64 per port
+//! umem_frames = 27392        # each worker's first UMEM; default: full rings for 4 busy ports + 64 per port (4 to 32)
 //!
 //! [fdb]
 //! size = 65536

@@ -256,9 +256,17 @@ impl Exposition {
         family(
             e,
             "hairpin_worker_umem_budget_frames",
-            "UMEM frames a worker may promise to fill rings in all; a port is refused when fewer than 64 are left.",
+            "UMEM frames a worker may promise to fill rings in all; a UMEM with fewer than 64 left takes no more ports.",
             MetricType::Gauge,
             each(|w| w.budget_frames),
+            gauge_u,
+        )?;
+        family(
+            e,
+            "hairpin_worker_umems",
+            "UMEMs a worker has, each shared by up to 32 ports' sockets.",
+            MetricType::Gauge,
+            each(|w| w.umems),
             gauge_u,
         )?;
         family(

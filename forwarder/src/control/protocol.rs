@@ -325,9 +325,12 @@ pub struct WorkerStats {
     #[serde(default)]
     pub promised_frames: u64,
     /// UMEM frames it may promise in all (its frames less a reserve for frames in
-    /// flight); a port is refused when fewer than 64 are left.
+    /// flight); a UMEM with fewer than 64 left takes no more ports.
     #[serde(default)]
     pub budget_frames: u64,
+    /// UMEMs it has (each shared by up to 32 of its ports' sockets).
+    #[serde(default)]
+    pub umems: u64,
 }
 
 impl PortInfo {

@@ -1,13 +1,16 @@
 //! The AF_XDP datapath: UMEMs, sockets, rings and the pinned per-queue workers.
 //!
 //! [`Datapath::start`] starts one worker per RX queue index `q`, pinned to its core and
-//! owning one UMEM, with no port yet. Ports then come and go while it runs, each through
-//! two calls from the control plane:
+//! owning its first UMEM, with no port yet. Ports then come and go while it runs, each
+//! through two calls from the control plane:
 //!
 //! - [`Datapath::open`] makes the port's AF_XDP sockets, one per RX queue `q`, each on
-//!   worker `q`'s UMEM (`XDP_SHARED_UMEM`: each socket its own fill and completion
-//!   rings); the control plane points the XDP program's XSKMAP at them, then
-//!   [`Datapath::attach`] hands them to their workers, which fill their fill rings.
+//!   one of worker `q`'s UMEMs (`XDP_SHARED_UMEM`: each socket its own fill and
+//!   completion rings): the first with room, or a new one ([`group`]: a UMEM serves
+//!   at most [`group::PORTS_PER_UMEM`] ports, since each socket costs the kernel memory
+//!   for every frame of its UMEM); the control plane points the XDP program's XSKMAP at
+//!   them, then [`Datapath::attach`] hands them to their workers, which fill their fill
+//!   rings.
 //! - [`Datapath::detach`] tells every worker to let the port go; each closes its socket
 //!   once its rings are quiet and takes back every frame the socket held.
 //!
@@ -16,15 +19,18 @@
 //! are applied between two batches; each call returns once every worker has done it.
 //!
 //! A frame received on port A queue `q` goes out of port B through worker `q`'s own
-//! socket on B, by passing its descriptor: no copy in user space, and none at all where
-//! the driver binds zero-copy. Where B has no queue `q`, the frame is copied into a frame
-//! of the worker that owns B's queue `q % queues(B)` and handed over ([`handoff`]).
+//! socket on B, by passing its descriptor where A's and B's sockets share a UMEM: no
+//! copy in user space, and none at all where the driver binds zero-copy. Where they do
+//! not, it is copied into a frame of B's UMEM. Where B has no queue `q`, the frame is
+//! copied into a frame of the worker that owns B's queue `q % queues(B)` and handed
+//! over ([`handoff`]).
 //!
 //! This module knows nothing of interfaces, XDP programs or configuration: the control
 //! plane ([`crate::control`]) owns those.
 #![allow(unsafe_code)]
 
 pub mod budget;
+pub mod group;
 pub mod handoff;
 mod holders;
 pub mod latency;
@@ -46,10 +52,10 @@ use std::{
 
 use self::{
     budget::Budget,
+    group::{Group, Placement, Room},
     handoff::Mailbox,
-    holders::Holders,
     stats::{PortQueueSnapshot, WorkerCounters},
-    worker::{Command, Reply, Route, Worker},
+    worker::{Command, Joining, Reply, Route, Worker},
     xsk::{Bind, MAX_CHAIN, Socket, Umem},
 };
 use crate::{
@@ -91,8 +97,9 @@ pub struct DatapathConfig {
     pub frame_size: u32,
     /// Workers never sleep: they spin on their rings, each owning its core.
     pub busy_poll: bool,
-    /// Frames in each worker's UMEM; by default [`DatapathConfig::umem_frames_for`]
-    /// the ports at start.
+    /// Frames in each worker's first UMEM; by default
+    /// [`DatapathConfig::umem_frames_for`] the ports at start. (UMEMs made for more
+    /// ports have [`group::more_frames`].)
     pub umem_frames: Option<u32>,
 }
 
@@ -115,26 +122,29 @@ impl DatapathConfig {
         3 * u64::from(self.ring_size)
     }
 
-    /// The budget's growth part ([`budget`]) of each worker's UMEM when `ports` ports
-    /// are known at start: full rings for [`DEFAULT_PORTS_PER_UMEM`] busy ports, and at
-    /// least a full quota (a ring) for every port known at start. The rest of the UMEM
-    /// is 64 frames for each port to come.
+    /// The budget's growth part ([`budget`]) of each worker's first UMEM when `ports`
+    /// ports are known at start: full rings for [`DEFAULT_PORTS_PER_UMEM`] busy ports,
+    /// and at least a full quota (a ring) for every port known at start that it serves
+    /// (up to [`group::PORTS_PER_UMEM`]). The rest of the UMEM is 64 frames for each port
+    /// to come.
     pub fn growth_frames(&self, ports: usize) -> usize {
         (DEFAULT_PORTS_PER_UMEM * self.frames_per_port() as usize)
-            .max(ports * self.ring_size as usize)
+            .max(ports.min(group::PORTS_PER_UMEM) * self.ring_size as usize)
     }
 
-    /// Frames of each worker's UMEM when `ports` ports are known at start: full rings
-    /// for [`DEFAULT_PORTS_PER_UMEM`] busy ports (the least growth part), the least
-    /// quota for each port ([`budget::MIN_QUOTA`]), at least as many as the busy ones,
-    /// and a ring's worth for flood copies and the credits lent to other workers. Ports
+    /// Frames of each worker's first UMEM when `ports` ports are known at start: full
+    /// rings for [`DEFAULT_PORTS_PER_UMEM`] busy ports (the least growth part), the
+    /// least quota ([`budget::MIN_QUOTA`]) for each port it serves (at least as many as
+    /// the busy ones, at most [`group::PORTS_PER_UMEM`]: more go into other UMEMs), and
+    /// a ring's worth for flood copies and the credits lent to other workers. Ports
     /// share them by the [`budget`]. No more: every socket on the UMEM costs the kernel
     /// [`KERNEL_BYTES_PER_FRAME`] for each of its frames.
     pub fn umem_frames_for(&self, ports: usize) -> u64 {
         let extra = u64::from(self.ring_size) + handoff::CREDITS as u64;
+        let served = ports.clamp(DEFAULT_PORTS_PER_UMEM, group::PORTS_PER_UMEM);
         self.umem_frames.map_or(
             DEFAULT_PORTS_PER_UMEM as u64 * self.frames_per_port()
-                + (ports.max(DEFAULT_PORTS_PER_UMEM) * budget::MIN_QUOTA) as u64
+                + (served * budget::MIN_QUOTA) as u64
                 + extra,
             u64::from,
         )
@@ -218,14 +228,13 @@ pub enum DatapathError {
         /// Workers running.
         workers: usize,
     },
-    /// A worker's UMEM has no frames left to promise a new port.
+    /// None of a worker's UMEMs has frames left to promise a new port, and it may make
+    /// no more.
     #[error(
         "{port} cannot be served without taking frames the running ports need: worker \
-         {worker}'s UMEM has {frames} frames, of which {promised} (of the {total} ports may \
-         have) are promised to the fill rings of its ports (the bridge has {ports}), and a \
-         port needs {min} to start; give each worker more frames (--umem-frames, or \
-         umem_frames in the config file: {min} to 512 per quiet port, up to --ring-size \
-         per busy one) or remove idle ports",
+         {worker}'s {umems} UMEMs have promised the fill rings of their ports (the bridge \
+         has {ports}) all but fewer than the {min} frames a port needs to start; remove \
+         idle ports",
         min = budget::MIN_QUOTA
     )]
     NoFrames {
@@ -233,21 +242,18 @@ pub enum DatapathError {
         port: String,
         /// The worker without room.
         worker: usize,
-        /// Frames it promised, and may promise in all.
-        promised: usize,
-        total: usize,
-        /// Its UMEM's frames.
-        frames: u64,
+        /// Its UMEMs.
+        umems: usize,
         /// Ports attached.
         ports: usize,
     },
     /// A worker's sockets would take more kernel memory than the host can spare.
     #[error(
         "{port} refused: with it, the bridge's {sockets} AF_XDP sockets would hold about \
-         {mib} MiB of kernel memory (each socket about {per} bytes for every one of its \
-         worker's {frames} UMEM frames), past a quarter of this host's memory \
-         ({limit_mib} MiB); a smaller UMEM (--umem-frames, --ring-size, or umem_frames and \
-         ring_size in the config file) lets more ports in",
+         {mib} MiB of kernel memory (each socket about {per} bytes for every frame of the \
+         UMEM it is bound to, up to {frames} frames), past a quarter of this host's memory \
+         ({limit_mib} MiB); smaller UMEMs (--umem-frames, --ring-size, or umem_frames and \
+         ring_size in the config file) let more ports in",
         per = KERNEL_BYTES_PER_FRAME
     )]
     KernelMemory {
@@ -255,7 +261,7 @@ pub enum DatapathError {
         port: String,
         /// The bridge's sockets, this port's included.
         sockets: usize,
-        /// Each worker's UMEM frames.
+        /// The most frames of a UMEM.
         frames: u64,
         /// The kernel memory they would hold.
         mib: u64,
@@ -306,9 +312,8 @@ pub struct PortSockets {
     /// One per queue, queue `q` at index `q`.
     sockets: Vec<Socket>,
     zero_copy: bool,
-    /// Per queue: whether the socket registered its worker's UMEM, and if so whether
-    /// with `XDP_USE_SG` (every later socket on that UMEM inherits it).
-    registered: Vec<Option<bool>>,
+    /// Per queue: where the socket went among its worker's UMEMs.
+    places: Vec<Place>,
     /// The longest chain the port's sockets take and transmit.
     max_chain: usize,
 }
@@ -336,6 +341,18 @@ impl PortSockets {
     }
 }
 
+/// Where one socket of a port went among its worker's UMEMs.
+#[derive(Debug)]
+struct Place {
+    /// The group's index.
+    group: usize,
+    /// The group's UMEM, if it was made for this socket.
+    made: Option<Arc<Umem>>,
+    /// Whether the socket registered the UMEM, and if so whether with `XDP_USE_SG`
+    /// (every later socket on that UMEM inherits it).
+    registered: Option<bool>,
+}
+
 /// Counters of the whole datapath at one moment.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -349,6 +366,8 @@ pub struct Snapshot {
     /// ([`budget`]).
     pub promised_frames: Vec<u64>,
     pub budget_frames: Vec<u64>,
+    /// UMEMs each worker has ([`group`]).
+    pub umems: Vec<u64>,
     /// Workers that panicked (always 0 unless something is badly wrong).
     pub panicked_workers: usize,
     /// Nanoseconds each worker spent in busy turns.
@@ -386,21 +405,42 @@ struct WorkerHandle {
     thread: Option<JoinHandle<()>>,
     counters: Arc<WorkerCounters>,
     latency: latency::SharedHistogram,
-    /// Whether its UMEM takes chains: set by the socket that registered it (the first
-    /// in `sockets`), inherited by every socket after it.
-    sg: bool,
-    /// The ports it has a socket on, with the socket's descriptor (a new socket shares
-    /// the UMEM through any of them).
-    sockets: Vec<(PortId, RawFd)>,
+    /// Its UMEMs, by index, as its own [`Worker::groups`] has them.
+    groups: Vec<Option<GroupHandle>>,
     /// Commands sent to it.
     sent: u64,
+}
+
+/// The control plane's view of one of a worker's UMEMs.
+#[derive(Debug)]
+struct GroupHandle {
+    umem: Arc<Umem>,
+    /// Whether it takes chains: set by the socket that registered it (the first in
+    /// `sockets`), inherited by every socket after it.
+    sg: bool,
+    /// The ports with a socket on it, with the socket's descriptor (a new socket shares
+    /// the UMEM through any of them).
+    sockets: Vec<(PortId, RawFd)>,
+    /// Its last port left but its worker did not say so in time: no port is placed
+    /// into it again, nor another group in its place.
+    retired: bool,
+}
+
+impl GroupHandle {
+    fn new(umem: Arc<Umem>) -> Self {
+        Self {
+            umem,
+            sg: false,
+            sockets: Vec::new(),
+            retired: false,
+        }
+    }
 }
 
 /// The running datapath.
 #[derive(Debug)]
 pub struct Datapath {
     workers: Vec<WorkerHandle>,
-    umems: Vec<Arc<Umem>>,
     mailboxes: Arc<[Mailbox]>,
     replies: mpsc::Receiver<Reply>,
     stop: Arc<AtomicBool>,
@@ -435,18 +475,22 @@ impl Datapath {
         validate_sizes(config, ports)?;
         let umems = make_umems(cores.len(), ports, config)?;
         let frames = config.umem_frames_for(ports);
+        let more = group::more_frames(config.ring_size as usize) as u64;
         tracing::info!(
-            "{} worker(s), each with a UMEM of {frames} frames ({} MiB, locked); each port's \
-             socket on it holds about {} MiB of kernel memory",
+            "{} worker(s), each with a first UMEM of {frames} frames ({} MiB, locked), and \
+             one of {more} frames ({} MiB) for each {} ports more; each port's socket holds \
+             about {} (first UMEM) or {} KiB of kernel memory",
             cores.len(),
             (frames * u64::from(config.frame_size)) >> 20,
-            (frames * KERNEL_BYTES_PER_FRAME) >> 20,
+            (more * u64::from(config.frame_size)) >> 20,
+            group::PORTS_PER_UMEM,
+            (frames * KERNEL_BYTES_PER_FRAME) >> 10,
+            (more * KERNEL_BYTES_PER_FRAME) >> 10,
         );
         let mailboxes = make_mailboxes(&umems)?;
         let (reply_to, replies) = mpsc::channel();
         let mut datapath = Self {
             workers: Vec::with_capacity(cores.len()),
-            umems,
             mailboxes,
             replies,
             stop: Arc::new(AtomicBool::new(false)),
@@ -456,36 +500,39 @@ impl Datapath {
             sg: AtomicBool::new(true),
             kernel_memory_limit: sys::memory_total().unwrap_or(u64::MAX) / 4,
         };
-        datapath.spawn_workers(&tables, &reply_to, ports)?;
+        datapath.spawn_workers(&tables, &reply_to, ports, umems)?;
         Ok(datapath)
     }
 
-    /// Starts the workers; on failure stops those already started.
+    /// Starts the workers, each with its first UMEM of `umems`; on failure stops those
+    /// already started.
     fn spawn_workers(
         &mut self,
         tables: &Arc<Tables>,
         reply_to: &mpsc::Sender<Reply>,
         ports: usize,
+        umems: Vec<Arc<Umem>>,
     ) -> Result<(), DatapathError> {
         let growth = self.config.growth_frames(ports);
+        let ring = self.config.ring_size as usize;
         let epoch = Instant::now();
-        for (w, umem) in self.umems.iter().enumerate() {
-            let pool = umem.all_frames();
-            let frames = pool.len();
+        for (w, umem) in umems.into_iter().enumerate() {
+            let frames = umem.frames() as usize;
+            let budget = Budget::new(
+                frames,
+                Budget::reserve(frames, ring, handoff::CREDITS),
+                growth,
+            );
             let counters = Arc::new(WorkerCounters::new(MAX_PORTS));
             let histogram = latency::shared();
             let mut worker = Worker {
                 index: w,
-                umem: Arc::clone(umem),
+                groups: vec![Some(Group::new(Arc::clone(&umem), budget))],
                 ports: Vec::new(),
                 routes: [Route::Gone; MAX_PORTS],
                 queues: [0; MAX_PORTS],
-                holders: Holders::new(pool.len() as u32, umem.frame_size()),
                 replies: reply_to.clone(),
                 seq: 0,
-                total_frames: pool.len(),
-                pool,
-                lent: 0,
                 tables: Arc::clone(tables),
                 mailboxes: Arc::clone(&self.mailboxes),
                 counters: Arc::clone(&counters),
@@ -494,12 +541,7 @@ impl Datapath {
                 busy_poll: self.config.busy_poll,
                 latency: latency::Recorder::new(Arc::clone(&histogram)),
                 max_chain: 1,
-                budget: Budget::new(
-                    frames,
-                    Budget::reserve(frames, self.config.ring_size as usize, handoff::CREDITS),
-                    growth,
-                ),
-                ring: self.config.ring_size as usize,
+                ring,
                 visits: visits::Visits::default(),
                 closing: 0,
                 stats_cursor: 0,
@@ -519,8 +561,7 @@ impl Datapath {
                     thread: Some(handle),
                     counters,
                     latency: histogram,
-                    sg: false,
-                    sockets: Vec::new(),
+                    groups: vec![Some(GroupHandle::new(umem))],
                     sent: 0,
                 }),
                 Err(source) => {
@@ -543,7 +584,8 @@ impl Datapath {
     }
 
     /// Makes `port`'s sockets, one per RX queue, on the UMEMs of the workers that will
-    /// serve them. Nothing is received on them until the XDP program steers to them.
+    /// serve them (the first with room, or a new one: [`group`]). Nothing is received
+    /// on them until the XDP program steers to them.
     pub fn open(&self, port: &PortQueues) -> Result<PortSockets, DatapathError> {
         if port.queues as usize > self.workers.len() {
             return Err(DatapathError::UnservedQueues {
@@ -554,11 +596,25 @@ impl Datapath {
         }
         let mut zero_copy = self.config.zero_copy != ZeroCopy::Off;
         let mut sockets = Vec::with_capacity(port.queues as usize);
-        let mut registered = Vec::with_capacity(port.queues as usize);
+        let mut places = Vec::with_capacity(port.queues as usize);
+        let mut umems_sg = true;
         for queue in 0..port.queues {
             let w = queue as usize;
+            let (group, made) = match self.placement(w) {
+                Placement::Join(g) => (g, None),
+                Placement::Make(g) => (g, Some(self.make_umem(w)?)),
+                Placement::Full => return Err(self.no_frames(port, w)),
+            };
+            let handle = match made {
+                Some(_) => None,
+                None => self.workers[w].groups.get(group).and_then(Option::as_ref),
+            };
+            let umem = match (&made, handle) {
+                (Some(umem), _) | (None, Some(GroupHandle { umem, .. })) => umem,
+                (None, None) => unreachable!("a port joins only a group that is there"),
+            };
             // The first socket on a UMEM registers it; the others share it.
-            let shared_with = self.workers[w].sockets.first().map(|&(_, fd)| fd);
+            let shared_with = handle.and_then(|h| h.sockets.first().map(|&(_, fd)| fd));
             let bind = Bind {
                 ifindex: port.ifindex,
                 queue,
@@ -566,7 +622,7 @@ impl Datapath {
                 shared_with,
                 sg: self.takes_chains(zero_copy, port.zc_max_segs),
             };
-            let created = match self.bind(&self.umems[w], bind) {
+            let created = match self.bind(umem, bind) {
                 Err(e)
                     if zero_copy
                         && self.config.zero_copy == ZeroCopy::Auto
@@ -578,7 +634,7 @@ impl Datapath {
                     );
                     zero_copy = false;
                     self.bind(
-                        &self.umems[w],
+                        umem,
                         Bind {
                             zero_copy,
                             sg: self.takes_chains(false, port.zc_max_segs),
@@ -607,12 +663,18 @@ impl Datapath {
                     queue,
                 });
             }
+            let registered = shared_with.is_none().then_some(sg);
+            // Every queue's UMEM must take chains for the port to.
+            umems_sg &= registered.unwrap_or(handle.is_some_and(|h| h.sg));
             sockets.push(socket);
-            registered.push(shared_with.is_none().then_some(sg));
+            places.push(Place {
+                group,
+                made,
+                registered,
+            });
         }
-        // Every queue's UMEM must take chains for the port to; zero-copy, the driver
-        // joins (and transmits) no more than its own number of buffers.
-        let umems_sg = (0..sockets.len()).all(|q| registered[q].unwrap_or(self.workers[q].sg));
+        // Zero-copy, the driver joins (and transmits) no more than its own number of
+        // buffers.
         let max_chain = match (umems_sg, zero_copy) {
             (false, _) => 1,
             (true, true) => (port.zc_max_segs as usize).clamp(1, MAX_CHAIN),
@@ -622,9 +684,65 @@ impl Datapath {
             id: port.id,
             sockets,
             zero_copy,
-            registered,
+            places,
             max_chain,
         })
+    }
+
+    /// Where a new socket goes among worker `w`'s UMEMs ([`group::place`]). A UMEM the
+    /// worker still has is never made again: one let go of while the worker did not
+    /// answer in time is taken for full until the worker's gauges say it is gone.
+    fn placement(&self, w: usize) -> Placement {
+        let worker = &self.workers[w];
+        let rooms: Vec<Option<Room>> = worker
+            .groups
+            .iter()
+            .enumerate()
+            .map(|(g, handle)| {
+                let budget = worker.counters.group_budget[g].get() as usize;
+                let full = Room {
+                    ports: group::PORTS_PER_UMEM,
+                    frames: false,
+                };
+                match handle {
+                    Some(h) if !h.retired => Some(Room {
+                        ports: h.sockets.len(),
+                        frames: Budget::room(
+                            budget,
+                            worker.counters.group_promised[g].get() as usize,
+                        ),
+                    }),
+                    // The worker has none there (a live UMEM's budget is never 0).
+                    _ if budget == 0 => None,
+                    _ => Some(full),
+                }
+            })
+            .collect();
+        group::place(&rooms)
+    }
+
+    /// A new UMEM for worker `w`, of [`group::more_frames`].
+    fn make_umem(&self, w: usize) -> Result<Arc<Umem>, DatapathError> {
+        let frames = group::more_frames(self.config.ring_size as usize) as u32;
+        Umem::new(frames, self.config.frame_size)
+            .map(Arc::new)
+            .map_err(|source| DatapathError::Umem {
+                worker: w,
+                frames: frames.into(),
+                frame_size: self.config.frame_size,
+                source,
+            })
+    }
+
+    /// The refusal of `port` for want of room on worker `w`.
+    fn no_frames(&self, port: &PortQueues, w: usize) -> DatapathError {
+        let groups = &self.workers[w].groups;
+        DatapathError::NoFrames {
+            port: port.name.clone(),
+            worker: w,
+            umems: groups.iter().flatten().count(),
+            ports: groups.iter().flatten().map(|g| g.sockets.len()).sum(),
+        }
     }
 
     /// Whether to ask for chains (`XDP_USE_SG`) on a socket bound `zero_copy` (or not)
@@ -671,39 +789,43 @@ impl Datapath {
     }
 
     /// Checks that every worker serving one of `port`'s queues can give it a quota
-    /// without taking frames promised to the `attached` ports it serves
-    /// ([`budget`]): the reason, naming the option to change, if not.
-    pub fn admit(&self, port: &PortQueues, attached: usize) -> Result<(), DatapathError> {
-        for (w, worker) in self.workers.iter().enumerate().take(port.queues as usize) {
-            let (promised, total) = (
-                worker.counters.promised_frames.get() as usize,
-                worker.counters.budget_frames.get() as usize,
-            );
-            if !Budget::room(total, promised) {
-                return Err(DatapathError::NoFrames {
-                    port: port.name.clone(),
-                    worker: w,
-                    promised,
-                    total,
-                    frames: worker.counters.total_frames.get(),
-                    ports: attached,
-                });
+    /// without taking frames promised to the ports it serves ([`budget`]), in a UMEM it
+    /// has or a new one, and that the bridge's sockets would not hold too much kernel
+    /// memory with the port's: the reason, naming the option to change, if not.
+    pub fn admit(&self, port: &PortQueues) -> Result<(), DatapathError> {
+        let more = group::more_frames(self.config.ring_size as usize) as u64;
+        let (mut sockets, mut frames, mut most) = (0, 0, 0);
+        for (w, worker) in self.workers.iter().enumerate() {
+            for h in worker.groups.iter().flatten() {
+                let n = h.sockets.len() as u64;
+                sockets += n;
+                frames += n * u64::from(h.umem.frames());
+                most = most.max(u64::from(h.umem.frames()));
+            }
+            if w < port.queues as usize {
+                sockets += 1;
+                frames += match self.placement(w) {
+                    Placement::Join(g) => u64::from(
+                        worker.groups[g]
+                            .as_ref()
+                            .expect("a port joins only a group that is there")
+                            .umem
+                            .frames(),
+                    ),
+                    Placement::Make(_) => {
+                        most = most.max(more);
+                        more
+                    }
+                    Placement::Full => return Err(self.no_frames(port, w)),
+                };
             }
         }
-        // Every worker's sockets count, this port's new ones too.
-        let (mut sockets, mut bytes) = (0, 0);
-        for (w, worker) in self.workers.iter().enumerate() {
-            let new = usize::from(w < port.queues as usize);
-            sockets += worker.sockets.len() + new;
-            bytes += (worker.sockets.len() + new) as u64
-                * u64::from(self.umems[w].frames())
-                * KERNEL_BYTES_PER_FRAME;
-        }
+        let bytes = frames * KERNEL_BYTES_PER_FRAME;
         if bytes > self.kernel_memory_limit {
             return Err(DatapathError::KernelMemory {
                 port: port.name.clone(),
-                sockets,
-                frames: u64::from(self.umems[0].frames()),
+                sockets: sockets as usize,
+                frames: most,
                 mib: bytes >> 20,
                 limit_mib: self.kernel_memory_limit >> 20,
             });
@@ -711,27 +833,44 @@ impl Datapath {
         Ok(())
     }
 
-    /// Hands `port`'s sockets to their workers and tells every worker how to reach it;
-    /// returns once all have.
+    /// Hands `port`'s sockets to their workers (with the UMEMs made for them) and tells
+    /// every worker how to reach it; returns once all have.
     pub fn attach(&mut self, port: &PortQueues, sockets: PortSockets) -> Result<(), DatapathError> {
         debug_assert_eq!(port.id, sockets.id);
         let max_chain = sockets.max_chain;
-        let mut registered = sockets.registered.into_iter();
+        let ring = self.config.ring_size as usize;
+        let mut places = sockets.places.into_iter();
         let mut sockets = sockets.sockets.into_iter();
         for w in 0..self.workers.len() {
-            let socket = sockets.next().map(Box::new);
-            if let Some(socket) = &socket {
-                if let Some(Some(sg)) = registered.next() {
-                    self.workers[w].sg = sg;
+            let joining = sockets.next().map(|socket| {
+                let place = places.next().expect("a place for every socket");
+                let groups = &mut self.workers[w].groups;
+                if groups.len() <= place.group {
+                    groups.resize_with(place.group + 1, || None);
                 }
-                self.workers[w].sockets.push((port.id, socket.as_raw_fd()));
-            }
+                let made = place.made.map(|umem| {
+                    groups[place.group] = Some(GroupHandle::new(Arc::clone(&umem)));
+                    Group::new(umem, group::more_budget(ring))
+                });
+                let handle = groups[place.group]
+                    .as_mut()
+                    .expect("a port joins only a group that is there");
+                if let Some(sg) = place.registered {
+                    handle.sg = sg;
+                }
+                handle.sockets.push((port.id, socket.as_raw_fd()));
+                Box::new(Joining {
+                    socket,
+                    group: place.group,
+                    made,
+                })
+            });
             self.send(
                 w,
                 Command::Attach {
                     id: port.id,
                     queues: port.queues,
-                    socket,
+                    joining,
                     max_chain,
                     mtu: port.mtu,
                 },
@@ -752,11 +891,29 @@ impl Datapath {
     /// close once their rings are quiet, and every frame they held returns to its
     /// worker. Returns the frames taken back, once every worker is done.
     pub fn detach(&mut self, id: PortId) -> Result<usize, DatapathError> {
+        // UMEMs (not the first) the port was the last of: each worker unmaps its own.
+        let mut emptied = Vec::new();
         for w in 0..self.workers.len() {
-            self.workers[w].sockets.retain(|&(p, _)| p != id);
+            for (g, handle) in self.workers[w].groups.iter_mut().enumerate() {
+                let Some(h) = handle else { continue };
+                let had = h.sockets.len();
+                h.sockets.retain(|&(p, _)| p != id);
+                if g > 0 && had > 0 && h.sockets.is_empty() {
+                    emptied.push((w, g));
+                }
+            }
             self.send(w, Command::Detach { id });
         }
-        self.wait_all("close a port's socket")
+        let done = self.wait_all("close a port's socket");
+        for (w, g) in emptied {
+            let slot = &mut self.workers[w].groups[g];
+            match (&done, slot.as_mut()) {
+                (Ok(_), _) => *slot = None,
+                (Err(_), Some(h)) => h.retired = true,
+                (Err(_), None) => {}
+            }
+        }
+        done
     }
 
     /// Every worker decides with `tables` from its next batch on; returns once all do.
@@ -833,6 +990,11 @@ impl Datapath {
                 .workers
                 .iter()
                 .map(|w| w.counters.budget_frames.get())
+                .collect(),
+            umems: self
+                .workers
+                .iter()
+                .map(|w| w.counters.umems.get())
                 .collect(),
             panicked_workers: self.panicked
                 + self

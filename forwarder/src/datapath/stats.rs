@@ -6,6 +6,7 @@
 //! workers never write the same cache line.
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::group::MAX_UMEMS;
 use crate::switch::{DropReason, MAX_PORTS, PortId};
 
 /// A counter with a single writer.
@@ -89,6 +90,12 @@ pub struct WorkerCounters {
     pub promised_frames: Counter,
     /// Gauge: frames it may promise in all.
     pub budget_frames: Counter,
+    /// Gauges, by group ([`super::group`]): frames promised, and that may be promised in
+    /// all. The control plane places new ports by them.
+    pub group_promised: Vec<Counter>,
+    pub group_budget: Vec<Counter>,
+    /// Gauge: UMEMs (groups) it has.
+    pub umems: Counter,
     /// Times the worker went to sleep for lack of work.
     pub sleeps: Counter,
     /// Nanoseconds spent in turns that did work.
@@ -105,6 +112,9 @@ impl WorkerCounters {
             total_frames: Counter::default(),
             promised_frames: Counter::default(),
             budget_frames: Counter::default(),
+            group_promised: (0..MAX_UMEMS).map(|_| Counter::default()).collect(),
+            group_budget: (0..MAX_UMEMS).map(|_| Counter::default()).collect(),
+            umems: Counter::default(),
             sleeps: Counter::default(),
             busy_ns: Counter::default(),
         }

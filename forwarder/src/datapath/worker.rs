@@ -1,11 +1,12 @@
-//! The hot loop: one worker, one RSS queue index, one core, one UMEM.
+//! The hot loop: one worker, one RSS queue index, one core, its UMEMs ([`Group`]s).
 //!
 //! This file holds only the per-frame path. Each turn of [`Worker::run`]:
 //!
 //! 1. takes up to [`BATCH`] frames from the RX ring of each socket it visits this turn
 //!    (the ones with recent work and a few others in rotation, [`Visits`]), asks
 //!    [`decide`] what to do with each, and queues it for its egress port — the same
-//!    descriptor, no copy — or hands a copy to the worker owning the egress queue;
+//!    descriptor, no copy, where both ports are in one group; else a copy into a frame
+//!    of the egress port's group — or hands a copy to the worker owning the egress queue;
 //!    a jumbo frame is a chain of buffers ([`xsk::frames`]), decided on its first
 //!    buffer (where a tag is pushed or popped too) and queued as the same chain;
 //! 2. takes the frames other workers handed it;
@@ -25,10 +26,11 @@
 //! (frames on the TX rings, before the kick) into the worker's latency histogram
 //! ([`super::latency`]); whole busy turns, kicks included, into its busy-time counter.
 //!
-//! Every UMEM frame is always in exactly one place: the free pool, a fill ring (or the
-//! RX ring behind it), a pending TX batch, a TX ring (or the completion ring behind it),
-//! or lent to other workers. Debug builds check that sum every turn; `free_frames` in
-//! the counters shows the pool.
+//! Every UMEM frame is always in exactly one place: its group's free pool, a fill ring
+//! (or the RX ring behind it) or pending TX batch or TX ring (or the completion ring
+//! behind it) of one of the group's ports, or lent to other workers. A port's pending
+//! batch holds frames of its own group only. Debug builds check those sums every turn;
+//! `free_frames` in the counters shows the pools.
 #![allow(unsafe_code)]
 
 use std::{
@@ -42,9 +44,8 @@ use std::{
 };
 
 use super::{
-    budget::Budget,
+    group::{Group, MAX_UMEMS},
     handoff::Mailbox,
-    holders::Holders,
     latency::Recorder,
     stats::{PortQueueCounters, WorkerCounters},
     visits::Visits,
@@ -65,6 +66,17 @@ use crate::{
 
 /// Frames taken from a ring at once.
 pub const BATCH: usize = 64;
+
+/// The UMEM of each of a worker's groups, by index (`None`: no group there).
+type Umems = [Option<Arc<Umem>>];
+
+/// The UMEM of group `g`, which has ports.
+#[inline]
+fn umem_of(umems: &Umems, g: usize) -> &Umem {
+    umems[g]
+        .as_deref()
+        .expect("a group lives while it has ports")
+}
 
 // A port's least quota is one RX batch.
 const _: () = assert!(super::budget::MIN_QUOTA == BATCH);
@@ -102,14 +114,14 @@ const CLOSE_DRAIN: Duration = Duration::from_millis(500);
 pub(super) enum Command {
     /// Decide with these tables from now on.
     Tables(Arc<Tables>),
-    /// Port `id`, with `queues` RX queues, joins; `socket` is this worker's socket on it,
-    /// if the port has this worker's queue. `max_chain`: the most buffers a frame of
+    /// Port `id`, with `queues` RX queues, joins; `joining` is this worker's socket on
+    /// it, if the port has this worker's queue. `max_chain`: the most buffers a frame of
     /// the port's may take (1 without `XDP_USE_SG`; a zero-copy driver's own limit);
     /// `mtu`: its MTU.
     Attach {
         id: PortId,
         queues: u32,
-        socket: Option<Box<Socket>>,
+        joining: Option<Box<Joining>>,
         max_chain: usize,
         mtu: u32,
     },
@@ -117,6 +129,16 @@ pub(super) enum Command {
     Mtu { id: PortId, mtu: u32 },
     /// Port `id` leaves: close this worker's socket on it, if any.
     Detach { id: PortId },
+}
+
+/// A port's socket on a worker, and the group whose UMEM it is bound to.
+#[derive(Debug)]
+pub(super) struct Joining {
+    pub socket: Socket,
+    /// The group's index among the worker's.
+    pub group: usize,
+    /// The group, when the control plane made it for this socket.
+    pub made: Option<Group>,
 }
 
 /// A worker's answer: command `seq` is done.
@@ -133,6 +155,8 @@ pub(super) struct Reply {
 pub(super) struct WorkerPort {
     pub id: PortId,
     pub socket: Socket,
+    /// The group whose UMEM its socket is bound to: every frame it holds is of it.
+    pub group: usize,
     /// Frames decided for this port this turn, not yet on the TX ring.
     pub pending: Vec<Desc>,
     /// Frames on the fill ring or in the RX ring behind it.
@@ -143,6 +167,8 @@ pub(super) struct WorkerPort {
     pub tx_backlog: bool,
     /// Since when the port has been leaving (see the module docs).
     pub closing: Option<Instant>,
+    /// The number of the `Detach` that made it leave, answered once its socket closed.
+    pub detach_seq: u64,
     /// Dropping the rest of a chain far longer than [`MAX_CHAIN`].
     pub discarding: bool,
     /// The most buffers a frame it receives or sends may take.
@@ -159,17 +185,27 @@ pub(super) struct WorkerPort {
 }
 
 impl WorkerPort {
-    /// A port of MTU `mtu` served through `socket`, whose frames take at most
-    /// `max_chain` buffers, with a quota of `quota` frames, nothing on its rings yet.
-    pub fn new(id: PortId, socket: Socket, max_chain: usize, mtu: u32, quota: usize) -> Self {
+    /// A port of MTU `mtu` served through `socket` on group `group`'s UMEM, whose
+    /// frames take at most `max_chain` buffers, with a quota of `quota` frames, nothing
+    /// on its rings yet.
+    pub fn new(
+        id: PortId,
+        socket: Socket,
+        group: usize,
+        max_chain: usize,
+        mtu: u32,
+        quota: usize,
+    ) -> Self {
         Self {
             id,
             socket,
+            group,
             pending: Vec::with_capacity(4 * BATCH),
             in_fill: 0,
             in_tx: 0,
             tx_backlog: false,
             closing: None,
+            detach_seq: 0,
             discarding: false,
             max_chain,
             mtu,
@@ -195,21 +231,18 @@ pub(super) enum Route {
 #[derive(Debug)]
 pub(super) struct Worker {
     pub index: usize,
-    pub umem: Arc<Umem>,
+    /// Its UMEMs, by index; the first lives as long as the worker, the others while
+    /// they have ports ([`super::group`]).
+    pub groups: Vec<Option<Group>>,
     pub ports: Vec<WorkerPort>,
     /// By [`PortId`].
     pub routes: [Route; MAX_PORTS],
     /// RX queues of each port, by [`PortId`] (0: no port).
     pub queues: [u32; MAX_PORTS],
-    /// Who holds each chunk given to the kernel.
-    pub holders: Holders,
     /// Where command acknowledgements go.
     pub replies: mpsc::Sender<Reply>,
     /// Commands are numbered in the order they arrive, as the sender numbers them.
     pub seq: u64,
-    pub pool: Vec<Desc>,
-    pub total_frames: usize,
-    pub lent: usize,
     pub tables: Arc<Tables>,
     pub mailboxes: Arc<[Mailbox]>,
     pub counters: Arc<WorkerCounters>,
@@ -222,8 +255,6 @@ pub(super) struct Worker {
     /// The longest chain any of its ports takes ([`WorkerPort::max_chain`]): what its
     /// mailbox accepts from other workers.
     pub max_chain: usize,
-    /// How its frames are shared between its ports' fill rings.
-    pub budget: Budget,
     /// Entries of every ring: the most a port's quota grows to.
     pub ring: usize,
     /// Which ports each turn looks at.
@@ -242,16 +273,47 @@ impl Worker {
             self.refill(i);
         }
         self.lend_credits();
-        self.counters.total_frames.set(self.total_frames as u64);
-        self.counters.free_frames.set(self.pool.len() as u64);
+        self.publish_frames();
         self.publish_budget();
+    }
+
+    /// The UMEM of each group, by index: a second handle to each, so frame data can be
+    /// read while `self` is borrowed mutably to queue it.
+    fn umems(&self) -> Vec<Option<Arc<Umem>>> {
+        self.groups
+            .iter()
+            .map(|g| g.as_ref().map(|g| Arc::clone(&g.umem)))
+            .collect()
+    }
+
+    /// Group `g`, which has ports (or is the first).
+    #[inline]
+    fn group(&mut self, g: usize) -> &mut Group {
+        self.groups[g]
+            .as_mut()
+            .expect("a group lives while it has ports")
+    }
+
+    /// The frames of `chain`, of group `g`, are free again.
+    #[inline]
+    fn free(&mut self, g: usize, chain: &[Desc]) {
+        self.group(g).pool.extend_from_slice(chain);
+    }
+
+    /// Tells the control plane how many frames the pools hold, of how many.
+    fn publish_frames(&self) {
+        let (mut free, mut total) = (0, 0);
+        for g in self.groups.iter().flatten() {
+            free += g.pool.len();
+            total += g.total_frames;
+        }
+        self.counters.free_frames.set(free as u64);
+        self.counters.total_frames.set(total as u64);
     }
 
     /// Runs until the stop flag is set.
     pub fn run(mut self) {
-        // A second handle to the UMEM, so frame data can be read while `self` is
-        // borrowed mutably to queue it.
-        let umem = Arc::clone(&self.umem);
+        let mut umems = self.umems();
         let mut batch = [Desc::default(); RX_BATCH];
         let mut pollfds = self.pollfds();
         let mut idle = 0u32;
@@ -260,6 +322,7 @@ impl Worker {
             turns = turns.wrapping_add(1);
             if self.apply_commands() | self.finish_closing() {
                 pollfds = self.pollfds();
+                umems = self.umems();
                 self.visits.reset(self.ports.len());
             }
             if turns.is_multiple_of(KERNEL_STATS_TURNS) {
@@ -273,7 +336,7 @@ impl Worker {
             self.visits.plan();
             for k in 0..self.visits.turn().len() {
                 let i = self.visits.turn()[k];
-                work += self.receive(&umem, i, &mut batch, now, &mut wake);
+                work += self.receive(&umems, i, &mut batch, now, &mut wake);
             }
             let received = work;
             for w in 0..self.mailboxes.len() {
@@ -281,7 +344,7 @@ impl Worker {
                     self.mailboxes[w].wake();
                 }
             }
-            work += self.take_handoffs();
+            work += self.take_handoffs(&umems);
             work += self.submit();
             if received > 0 {
                 // In user space: from the RX read to the frames being on the TX rings.
@@ -296,7 +359,7 @@ impl Worker {
             }
             self.lend_credits();
             self.check_ledger();
-            self.counters.free_frames.set(self.pool.len() as u64);
+            self.publish_frames();
             if work > 0 {
                 self.counters.busy_ns.add(start.elapsed().as_nanos() as u64);
             }
@@ -356,18 +419,33 @@ impl Worker {
                 Command::Attach {
                     id,
                     queues,
-                    socket,
+                    joining,
                     max_chain,
                     mtu,
                 } => {
                     self.queues[usize::from(id)] = queues;
-                    if let Some(socket) = socket {
+                    if let Some(joining) = joining {
+                        let Joining {
+                            socket,
+                            group: g,
+                            made,
+                        } = *joining;
+                        if let Some(made) = made {
+                            if self.groups.len() <= g {
+                                self.groups.resize_with(g + 1, || None);
+                            }
+                            assert!(self.groups[g].is_none(), "group {g} made twice");
+                            self.groups[g] = Some(made);
+                        }
                         self.max_chain = self.max_chain.max(max_chain);
                         self.mailboxes[self.index].set_max_chain(self.max_chain);
-                        let quota = self.budget.admit(self.ring);
+                        let ring = self.ring;
+                        let group = self.group(g);
+                        let quota = group.budget.admit(ring);
+                        group.ports += 1;
                         self.publish_budget();
                         self.ports
-                            .push(WorkerPort::new(id, *socket, max_chain, mtu, quota));
+                            .push(WorkerPort::new(id, socket, g, max_chain, mtu, quota));
                         let i = self.ports.len() - 1;
                         self.refill(i);
                         changed = true;
@@ -388,20 +466,22 @@ impl Worker {
                             self.closing += 1;
                         }
                         port.closing = Some(Instant::now());
+                        port.detach_seq = self.seq;
                         continue;
                     }
                 }
             }
-            self.reply(0);
+            self.reply(self.seq, 0);
         }
         changed
     }
 
-    fn reply(&self, reclaimed: usize) {
+    /// Tells the control plane that command `seq` is done.
+    fn reply(&self, seq: u64, reclaimed: usize) {
         // The control plane gone means the datapath is stopping: nobody to tell.
         let _ = self.replies.send(Reply {
             worker: self.index,
-            seq: self.seq,
+            seq,
             reclaimed,
         });
     }
@@ -439,14 +519,15 @@ impl Worker {
         };
         let port = self.ports.remove(i);
         self.closing -= 1;
-        self.budget.release(port.quota);
-        self.publish_budget();
-        let (id, held) = (port.id, port.in_fill + port.in_tx);
-        for desc in port.pending {
-            self.pool.push(desc);
-        }
+        let (id, g, held) = (port.id, port.group, port.in_fill + port.in_tx);
+        let group = self.groups[g]
+            .as_mut()
+            .expect("a group lives while it has ports");
+        group.budget.release(port.quota);
+        group.ports -= 1;
+        group.pool.extend_from_slice(&port.pending);
         drop(port.socket); // unmaps the rings and closes: the kernel lets go of all of it
-        let chunks = self.holders.reclaim(id);
+        let chunks = group.holders.reclaim(id);
         debug_assert_eq!(
             chunks.len(),
             held,
@@ -454,16 +535,21 @@ impl Worker {
             self.index
         );
         let reclaimed = chunks.len();
-        self.pool.extend(
-            chunks
-                .into_iter()
-                .map(|chunk| self.umem.reset(Desc::new(chunk, 0))),
-        );
+        let umem = Arc::clone(&group.umem);
+        group
+            .pool
+            .extend(chunks.into_iter().map(|c| umem.reset(Desc::new(c, 0))));
         // Counted as gone so the ledger balances also if the kernel kept one.
-        self.total_frames -= held - reclaimed.min(held);
-        self.counters.total_frames.set(self.total_frames as u64);
+        group.total_frames -= held - reclaimed.min(held);
+        if g != 0 && group.ports == 0 {
+            // Every frame is back in its pool: the UMEM goes (the first stays, for
+            // the credits it lends).
+            self.groups[g] = None;
+        }
+        self.publish_budget();
+        self.publish_frames();
         self.route();
-        self.reply(reclaimed);
+        self.reply(port.detach_seq, reclaimed);
         true
     }
 
@@ -472,13 +558,17 @@ impl Worker {
     #[inline]
     fn receive(
         &mut self,
-        umem: &Umem,
+        umems: &Umems,
         i: usize,
         batch: &mut [Desc; RX_BATCH],
         now: u32,
         wake: &mut u64,
     ) -> usize {
         let port = &mut self.ports[i];
+        let from = port.group;
+        let group = self.groups[from]
+            .as_mut()
+            .expect("a group lives while it has ports");
         let rx = &mut port.socket.rx;
         let available = rx.available() as usize;
         if available == 0 {
@@ -518,7 +608,7 @@ impl Worker {
             return 0; // a chain not yet whole
         }
         for desc in &batch[..taken] {
-            self.holders.take(desc.addr);
+            group.holders.take(desc.addr);
         }
         rx.release(taken as u32);
         port.in_fill -= taken;
@@ -526,13 +616,13 @@ impl Worker {
         self.visits.wake(i);
         let (ingress, max_chain, mtu) = (port.id, port.max_chain, port.mtu as usize);
         if whole == 0 {
-            self.pool.extend_from_slice(&batch[..taken]);
+            group.pool.extend_from_slice(&batch[..taken]);
             return taken;
         }
         if port.closing.is_some() {
             let frames = batch[..taken].iter().filter(|d| !d.more).count();
             c.drops[DropReason::PortDown as usize].add(frames as u64);
-            self.pool.extend_from_slice(&batch[..taken]);
+            group.pool.extend_from_slice(&batch[..taken]);
             return taken;
         }
         let (mut frames, mut bytes) = (0, 0);
@@ -544,35 +634,38 @@ impl Worker {
             // (an MTU of 0 says nothing).
             if mtu != 0
                 && len > mtu + ETHERNET_HEADER_LEN
-                && self.cut(umem, chain, len, ingress, c, mtu, now, wake)
+                && self.cut(umems, from, chain, len, ingress, c, mtu, now, wake)
             {
-                self.pool.extend_from_slice(chain);
+                self.free(from, chain);
                 continue;
             }
             if chain.len() > max_chain {
                 c.drop(DropReason::Oversize);
-                self.pool.extend_from_slice(chain);
+                self.free(from, chain);
                 continue;
             }
-            self.forward(umem, chain, ingress, c, now, wake);
+            self.forward(umems, from, chain, ingress, c, now, wake);
         }
         c.rx_packets.add(frames);
         c.rx_bytes.add(bytes);
         whole
     }
 
-    /// Decides the frame `chain`, received on `ingress` (counted in `c`), and queues it
-    /// (or its copies) or drops it.
+    /// Decides the frame `chain` of group `from`, received on `ingress` (counted in
+    /// `c`), and queues it (or its copies) or drops it.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn forward(
         &mut self,
-        umem: &Umem,
+        umems: &Umems,
+        from: usize,
         chain: &[Desc],
         ingress: PortId,
         c: &PortQueueCounters,
         now: u32,
         wake: &mut u64,
     ) {
+        let umem = umem_of(umems, from);
         // SAFETY: the chain came off this worker's RX ring (or was written from its pool),
         // so its buffers are frames of `umem` the worker owns; nothing writes them until
         // they are queued again.
@@ -581,36 +674,49 @@ impl Worker {
         if !matches!(verdict.action, Action::Drop(_)) && finish_checksum(umem, chain) {
             c.checksums_finished.add(1);
         }
-        self.dispatch(umem, chain, verdict, c, wake);
+        self.dispatch(umems, from, chain, verdict, c, wake);
     }
 
-    /// Queues the frame `chain` (or its copies) as `verdict` says, or drops it.
+    /// Queues the frame `chain` of group `from` (or its copies) as `verdict` says, or
+    /// drops it.
     #[inline(always)]
     fn dispatch(
         &mut self,
-        umem: &Umem,
+        umems: &Umems,
+        from: usize,
         chain: &[Desc],
         verdict: Verdict,
         c: &PortQueueCounters,
         wake: &mut u64,
     ) {
         match verdict.action {
-            Action::Forward(egress) => self.send(umem, chain, egress, verdict.vlan, wake),
+            Action::Forward(egress) => self.send(umems, from, chain, egress, verdict.vlan, wake),
             Action::Flood(ports) => {
-                let mut rest = ports.iter().peekable();
-                while let Some(egress) = rest.next() {
-                    if rest.peek().is_none() {
-                        // The last port gets the received frame itself, once every
-                        // copy is made.
-                        self.send(umem, chain, egress, verdict.vlan, wake);
-                    } else if self.copy_to(umem, chain, egress, verdict.vlan, wake) {
+                // One port gets the received frame itself, once every copy is made: the
+                // last of its own UMEM's (no copy at all), else the last.
+                let routes = &self.routes;
+                let keep = ports
+                    .iter()
+                    .filter(|&p| {
+                        matches!(routes[usize::from(p)],
+                            Route::Local(j) if self.ports[j].group == from)
+                    })
+                    .last()
+                    .or_else(|| ports.iter().last());
+                for egress in ports.iter().filter(|&p| Some(p) != keep) {
+                    let retag = self.tables.vlans.retag(verdict.vlan, egress);
+                    if self.copy_to(umems, from, chain, egress, retag, wake) {
                         c.flood_copies.add(1);
                     }
+                }
+                match keep {
+                    Some(egress) => self.send(umems, from, chain, egress, verdict.vlan, wake),
+                    None => self.free(from, chain),
                 }
             }
             Action::Drop(reason) => {
                 c.drop(reason);
-                self.pool.extend_from_slice(chain);
+                self.free(from, chain);
             }
         }
     }
@@ -626,7 +732,8 @@ impl Worker {
     #[inline(never)]
     fn cut(
         &mut self,
-        umem: &Umem,
+        umems: &Umems,
+        from: usize,
         chain: &[Desc],
         len: usize,
         ingress: PortId,
@@ -635,6 +742,7 @@ impl Worker {
         now: u32,
         wake: &mut u64,
     ) -> bool {
+        let umem = umem_of(umems, from);
         // SAFETY: the chain came off this worker's RX ring; it is only read here, and
         // the segments are written into other frames, from the pool.
         let first = unsafe { umem.data(chain[0]) };
@@ -673,32 +781,32 @@ impl Worker {
                 c.drop(DropReason::Oversize);
                 return true;
             }
-            if buffers > self.pool.len() {
+            parts[0] = &headers[..hlen];
+            parts[1..=payload.len()].copy_from_slice(&payload);
+            let mut segment = [Desc::default(); MAX_CHAIN];
+            let segment = &mut segment[..buffers];
+            if !self.group(from).take(segment) {
                 c.drop(DropReason::NoFreeFrame);
                 return true;
             }
-            parts[0] = &headers[..hlen];
-            parts[1..=payload.len()].copy_from_slice(&payload);
-            let at = self.pool.len() - buffers;
-            let mut segment = [Desc::default(); MAX_CHAIN];
-            let segment = &mut segment[..buffers];
-            segment.copy_from_slice(&self.pool[at..]);
-            self.pool.truncate(at);
-            // SAFETY: the frames came from the free pool: frames of `umem` that nothing
-            // else holds.
+            // SAFETY: the frames came from the group's free pool: frames of `umem` that
+            // nothing else holds.
             unsafe { umem.write_chain(segment, &parts[..=payload.len()]) };
-            self.dispatch(umem, segment, verdict, c, wake);
+            self.dispatch(umems, from, segment, verdict, c, wake);
         }
         c.segmented.add(1);
         true
     }
 
-    /// Queues the frame `chain`, of VLAN `vlan`, for `egress`: retagged in place on the
-    /// local TX batch, or as a copy handed to the worker that owns the port's queue.
+    /// Queues the frame `chain` of group `from`, of VLAN `vlan`, for `egress`:
+    /// retagged in place on the local TX batch where the egress port is of the same
+    /// group, else as a copy into the egress port's group or handed to the worker that
+    /// owns the port's queue.
     #[inline]
     fn send(
         &mut self,
-        umem: &Umem,
+        umems: &Umems,
+        from: usize,
         chain: &[Desc],
         egress: PortId,
         vlan: Classified,
@@ -708,13 +816,13 @@ impl Worker {
             // A zero-copy egress may transmit shorter chains than the ingress takes.
             Route::Local(j) if chain.len() > self.ports[j].max_chain => {
                 self.counters.port(egress).drop(DropReason::Oversize);
-                self.pool.extend_from_slice(chain);
+                self.free(from, chain);
             }
-            Route::Local(j) => {
+            Route::Local(j) if self.ports[j].group == from => {
                 let retag = self.tables.vlans.retag(vlan, egress);
                 // SAFETY: the worker owns the chain (off its RX ring, on no other queue),
                 // and no slice of it is alive.
-                match unsafe { retag_in_place(umem, chain[0], retag) } {
+                match unsafe { retag_in_place(umem_of(umems, from), chain[0], retag) } {
                     Some(first) => {
                         let pending = &mut self.ports[j].pending;
                         pending.push(first);
@@ -723,37 +831,41 @@ impl Worker {
                     }
                     None => {
                         self.counters.port(egress).drop(DropReason::NoHeadroom);
-                        self.pool.extend_from_slice(chain);
+                        self.free(from, chain);
                     }
                 }
             }
-            Route::Remote(_) => {
-                self.copy_to(umem, chain, egress, vlan, wake);
-                self.pool.extend_from_slice(chain);
+            // Another group's UMEM, or another worker's.
+            Route::Local(_) | Route::Remote(_) => {
+                let retag = self.tables.vlans.retag(vlan, egress);
+                self.copy_to(umems, from, chain, egress, retag, wake);
+                self.free(from, chain);
             }
             Route::Gone => {
                 self.counters.port(egress).drop(DropReason::PortDown);
-                self.pool.extend_from_slice(chain);
+                self.free(from, chain);
             }
         }
     }
 
-    /// Queues a copy of the frame `chain`, of VLAN `vlan`, retagged for `egress`.
-    /// Returns whether a copy was queued.
+    /// Queues a copy of the frame `chain` of group `from`, retagged as `retag` says,
+    /// for `egress`. Returns whether a copy was queued.
     fn copy_to(
         &mut self,
-        umem: &Umem,
+        umems: &Umems,
+        from: usize,
         chain: &[Desc],
         egress: PortId,
-        vlan: Classified,
+        retag: Retag,
         wake: &mut u64,
     ) -> bool {
         let c = self.counters.port(egress);
+        let umem = umem_of(umems, from);
         let mut tag = [0; TAG_LEN];
         // SAFETY: the worker owns the chain (see `receive`); these slices end before
         // it is queued or freed.
         let first = unsafe { umem.data(chain[0]) };
-        let head = vlan::retagged_parts(first, self.tables.vlans.retag(vlan, egress), &mut tag);
+        let head = vlan::retagged_parts(first, retag, &mut tag);
         let mut parts: [&[u8]; MAX_CHAIN + 2] = [&[]; MAX_CHAIN + 2];
         parts[..3].copy_from_slice(&head);
         for (part, &buffer) in parts[3..].iter_mut().zip(&chain[1..]) {
@@ -763,23 +875,25 @@ impl Worker {
         let parts = &parts[..chain.len() + 2];
         match self.routes[egress as usize] {
             Route::Local(j) => {
+                let to = self.ports[j].group;
+                let umem = umem_of(umems, to);
                 let len = parts.iter().map(|p| p.len()).sum();
                 let buffers = umem.buffers_for(len);
                 if buffers > self.ports[j].max_chain {
                     c.drop(DropReason::Oversize);
                     return false;
                 }
-                if buffers > self.pool.len() {
+                let mut copy = [Desc::default(); MAX_CHAIN];
+                let copy = &mut copy[..buffers];
+                let group = self.groups[to]
+                    .as_mut()
+                    .expect("a group lives while it has ports");
+                if !group.take(copy) {
                     c.drop(DropReason::NoFreeFrame);
                     return false;
                 }
-                let at = self.pool.len() - buffers;
-                let mut copy = [Desc::default(); MAX_CHAIN];
-                let copy = &mut copy[..buffers];
-                copy.copy_from_slice(&self.pool[at..]);
-                self.pool.truncate(at);
-                // SAFETY: the frames came from the free pool, so they are frames of
-                // `umem` that nothing else holds.
+                // SAFETY: the frames came from the egress group's free pool, so they are
+                // frames of its `umem` that nothing else holds (and none of `chain`).
                 unsafe { umem.write_chain(copy, parts) };
                 self.ports[j].pending.extend_from_slice(copy);
                 self.visits.wake(j);
@@ -803,12 +917,13 @@ impl Worker {
         }
     }
 
-    /// Queues the frames other workers handed over.
-    fn take_handoffs(&mut self) -> usize {
-        let mailbox = &self.mailboxes[self.index];
+    /// Queues the frames other workers handed over (frames of the first group, which
+    /// lent them), copied once more where the egress port is of another group.
+    fn take_handoffs(&mut self, umems: &Umems) -> usize {
         let mut chain = [Desc::default(); MAX_CHAIN];
         let mut n = 0;
         while n < BATCH * 4 {
+            let mailbox = &self.mailboxes[self.index];
             let Some((first, egress)) = mailbox.inbound.pop() else {
                 break;
             };
@@ -816,21 +931,28 @@ impl Worker {
             let buffers = unsafe { mailbox.chain(first, &mut chain) };
             let chain = &chain[..buffers];
             n += 1;
-            self.lent -= buffers;
+            self.group(0).lent -= buffers;
             match self.routes[egress as usize] {
                 Route::Local(j) if chain.len() > self.ports[j].max_chain => {
                     self.counters.port(egress).drop(DropReason::Oversize);
-                    self.pool.extend_from_slice(chain);
+                    self.free(0, chain);
                 }
-                Route::Local(j) => {
+                Route::Local(j) if self.ports[j].group == 0 => {
                     self.counters.port(egress).handoff_in.add(1);
                     self.ports[j].pending.extend_from_slice(chain);
                     self.visits.wake(j);
                 }
+                Route::Local(_) => {
+                    // Retagged by its sender already.
+                    if self.copy_to(umems, 0, chain, egress, Retag::Keep, &mut 0) {
+                        self.counters.port(egress).handoff_in.add(1);
+                    }
+                    self.free(0, chain);
+                }
                 // A port that left while the frame was on its way.
                 Route::Remote(_) | Route::Gone => {
                     self.counters.port(egress).drop(DropReason::PortDown);
-                    self.pool.extend_from_slice(chain);
+                    self.free(0, chain);
                 }
             }
         }
@@ -846,11 +968,14 @@ impl Worker {
             if port.pending.is_empty() {
                 continue;
             }
+            let group = self.groups[port.group]
+                .as_mut()
+                .expect("a group lives while it has ports");
             let c = self.counters.port(port.id);
             if port.closing.is_some() {
                 let frames = xsk::frames(&port.pending).count();
                 c.drops[DropReason::PortDown as usize].add(frames as u64);
-                self.pool.append(&mut port.pending);
+                group.pool.append(&mut port.pending);
                 continue;
             }
             let want = port.pending.len();
@@ -864,12 +989,12 @@ impl Worker {
                     .map_or(0, |p| p + 1);
             }
             if n > 0 {
-                // Every pending descriptor is a frame of this worker's UMEM, held by
-                // nothing else since it left the RX ring, the pool or a mailbox.
+                // Every pending descriptor is a frame of the port's group's UMEM, held
+                // by nothing else since it left the RX ring, the pool or a mailbox.
                 let (mut frames, mut bytes) = (0, 0);
                 for &desc in &port.pending[..n] {
                     tx.push(xsk::to_xdp(desc));
-                    self.holders.give(desc.addr, port.id);
+                    group.holders.give(desc.addr, port.id);
                     bytes += u64::from(desc.len);
                     frames += u64::from(!desc.more);
                 }
@@ -883,7 +1008,7 @@ impl Worker {
             for _ in xsk::frames(&port.pending[n..]) {
                 c.drop(DropReason::TxRingFull);
             }
-            self.pool.extend(port.pending.drain(n..));
+            group.pool.extend(port.pending.drain(n..));
             port.pending.clear();
         }
         sent
@@ -928,14 +1053,18 @@ impl Worker {
 
     /// Moves the completions of `ports[i]` into the free pool; returns how many.
     fn reap(&mut self, i: usize) -> usize {
-        let comp = &mut self.ports[i].socket.comp;
+        let port = &mut self.ports[i];
+        let group = self.groups[port.group]
+            .as_mut()
+            .expect("a group lives while it has ports");
+        let comp = &mut port.socket.comp;
         let n = comp.available();
         for j in 0..n {
             // The kernel returns the address that was transmitted, which a pushed or
             // popped tag moved within its chunk.
             let addr = comp.get(j);
-            self.holders.take(addr);
-            self.pool.push(self.umem.reset(Desc::new(addr, 0)));
+            group.holders.take(addr);
+            group.pool.push(group.umem.reset(Desc::new(addr, 0)));
         }
         comp.release(n);
         self.ports[i].in_tx -= n as usize;
@@ -951,14 +1080,18 @@ impl Worker {
         if port.closing.is_some() {
             return;
         }
+        let group = self.groups[port.group]
+            .as_mut()
+            .expect("a group lives while it has ports");
         // A quarter of its quota waited on its RX ring at once: it may need more.
         if port.hungry {
             let before = port.quota;
-            self.budget.grow(&mut port.quota, self.ring);
+            group.budget.grow(&mut port.quota, self.ring);
             if port.quota != before {
-                self.counters
-                    .promised_frames
-                    .set(self.budget.promised() as u64);
+                let grown = (port.quota - before) as u64;
+                let promised = &self.counters.promised_frames;
+                promised.set(promised.get() + grown);
+                self.counters.group_promised[port.group].set(group.budget.promised() as u64);
             }
         }
         port.hungry = false;
@@ -970,15 +1103,16 @@ impl Worker {
         }
         let fill = &mut port.socket.fill;
         let n = (fill.free(BATCH as u32) as usize)
-            .min(self.pool.len())
+            .min(group.pool.len())
             .min(want);
         if n == 0 || (n < worth && port.in_fill > 0) {
             return;
         }
-        // Pool frames are frames of this worker's UMEM that nothing else holds.
-        for desc in self.pool.drain(self.pool.len() - n..) {
-            fill.push(self.umem.chunk(desc.addr));
-            self.holders.give(desc.addr, port.id);
+        // Pool frames are frames of the group's UMEM that nothing else holds.
+        let at = group.pool.len() - n;
+        for desc in group.pool.drain(at..) {
+            fill.push(group.umem.chunk(desc.addr));
+            group.holders.give(desc.addr, port.id);
         }
         fill.publish();
         port.in_fill += n;
@@ -997,22 +1131,38 @@ impl Worker {
             if port.closing.is_some() {
                 continue;
             }
+            let budget = &mut self.groups[port.group]
+                .as_mut()
+                .expect("a group lives while it has ports")
+                .budget;
             if port.window == 0 {
-                self.budget.shrink(&mut port.quota, port.in_fill);
+                budget.shrink(&mut port.quota, port.in_fill);
             } else if port.window >= port.quota {
-                self.budget.grow(&mut port.quota, self.ring);
+                budget.grow(&mut port.quota, self.ring);
             }
             port.window = 0;
         }
         self.publish_budget();
     }
 
-    /// Tells the control plane how much of the budget is promised.
+    /// Tells the control plane how much of each group's budget is promised, and of
+    /// all of them.
     fn publish_budget(&self) {
+        let (mut promised, mut total) = (0, 0);
+        for (g, group) in self.groups.iter().enumerate() {
+            let (p, t) = group
+                .as_ref()
+                .map_or((0, 0), |g| (g.budget.promised(), g.budget.total()));
+            self.counters.group_promised[g].set(p as u64);
+            self.counters.group_budget[g].set(t as u64);
+            promised += p;
+            total += t;
+        }
+        self.counters.promised_frames.set(promised as u64);
+        self.counters.budget_frames.set(total as u64);
         self.counters
-            .promised_frames
-            .set(self.budget.promised() as u64);
-        self.counters.budget_frames.set(self.budget.total() as u64);
+            .umems
+            .set(self.groups.iter().flatten().count() as u64);
     }
 
     /// Publishes free frames for other workers to hand frames over in.
@@ -1021,31 +1171,33 @@ impl Worker {
             return;
         }
         let credits = &self.mailboxes[self.index].credits;
-        while self.lent < super::handoff::CREDITS {
-            let Some(desc) = self.pool.pop() else { break };
+        let first = self.groups[0].as_mut().expect("the first group lives");
+        while first.lent < super::handoff::CREDITS {
+            let Some(desc) = first.pool.pop() else { break };
             if let Err(desc) = credits.push(desc) {
-                self.pool.push(desc);
+                first.pool.push(desc);
                 break;
             }
-            self.lent += 1;
+            first.lent += 1;
         }
     }
 
     /// Debug builds: every frame is in exactly one place.
     fn check_ledger(&self) {
         if cfg!(debug_assertions) {
-            let placed: usize = self.pool.len()
-                + self.lent
-                + self
-                    .ports
-                    .iter()
-                    .map(|p| p.in_fill + p.in_tx + p.pending.len())
-                    .sum::<usize>();
-            assert_eq!(
-                placed, self.total_frames,
-                "worker {}: UMEM frames lost or duplicated",
-                self.index
-            );
+            let mut placed = [0usize; MAX_UMEMS];
+            for p in &self.ports {
+                placed[p.group] += p.in_fill + p.in_tx + p.pending.len();
+            }
+            for (g, group) in self.groups.iter().enumerate() {
+                let Some(group) = group else { continue };
+                assert_eq!(
+                    placed[g] + group.pool.len() + group.lent,
+                    group.total_frames,
+                    "worker {}: frames of UMEM {g} lost or duplicated",
+                    self.index
+                );
+            }
         }
     }
 

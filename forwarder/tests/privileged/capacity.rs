@@ -1,11 +1,7 @@
-//! More ports than a 64-bit set or a byte-wide port number holds: a hundred ports at
-//! start with the defaults, and three hundred added and removed while a stream crosses
-//! the bridge, some of them reaching each other through port numbers past 255.
-//!
-//! Not a full bridge of 1024: a worker's UMEM is shared by its sockets, and each socket
-//! costs the kernel about 128 bytes for every UMEM frame (`KERNEL_BYTES_PER_FRAME`), so
-//! 1024 sockets on one UMEM with their least quotas would take some 9 GB of kernel
-//! memory; hairpin refuses ports past a quarter of the host's memory.
+//! A full bridge: 1024 ports at start with the defaults, and a thousand added and
+//! removed while a stream crosses the bridge, some of them reaching each other through
+//! port numbers past 255 and UMEMs other than their neighbours' (a worker's sockets
+//! share a UMEM 32 at most, `datapath::group`), then one port past the 1024 refused.
 use std::{
     process::Stdio,
     sync::{
@@ -71,12 +67,22 @@ fn sent(ports: &Value, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The UMEMs of every worker.
+fn umems(socket: &std::path::Path) -> u64 {
+    ask_json(socket, &["show", "stats"])["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["umems"].as_u64().unwrap())
+        .sum()
+}
+
 #[test]
-fn a_hundred_ports_at_start_with_defaults_carry_a_flood_to_all() {
-    // Every option at its default, from a config file: vm0 on p0, and 99 more veth
+fn a_full_bridge_of_1024_ports_at_start_with_defaults_carries_a_flood_to_all() {
+    // Every option at its default, from a config file: vm0 on p0, and 1023 more veth
     // pairs whose far ends stay in the switch namespace.
-    const PORTS: usize = 100;
-    let mut topo = Topology::new("hundred", &[1]);
+    const PORTS: usize = 1024;
+    let mut topo = Topology::new("full", &[1]);
     let pairs: Vec<(String, String)> = (1..PORTS)
         .map(|i| (format!("y{i}a"), format!("y{i}b")))
         .collect();
@@ -85,13 +91,13 @@ fn a_hundred_ports_at_start_with_defaults_carry_a_flood_to_all() {
     for (a, _) in &pairs {
         config += &format!("[[port]]\nname = \"{a}\"\n");
     }
-    let file = std::env::temp_dir().join(format!("{}-hundred.toml", topo.sw.name()));
+    let file = std::env::temp_dir().join(format!("{}-full.toml", topo.sw.name()));
     std::fs::write(&file, config).unwrap();
     let file_arg = file.display().to_string();
     let began = Instant::now();
     let (socket, log) = start_within(
         &mut topo,
-        "hundred",
+        "full",
         &["--config", &file_arg, "--metrics", METRICS],
         Stdio::null(),
         Duration::from_secs(120),
@@ -132,9 +138,16 @@ fn a_hundred_ports_at_start_with_defaults_carry_a_flood_to_all() {
         promised <= budget,
         "every port fits the default budget: {w}"
     );
+    // A UMEM serves 32 ports at most: the first, and one for each 32 more.
+    let umems = umems(&socket);
+    assert!(umems >= (PORTS / 32) as u64, "{umems} UMEMs: {w}");
+    // Another port is refused, and says why.
+    let refused = ask(&socket, &["port", "add", "y1b"]).unwrap_err();
+    assert!(refused.contains("1024 ports already"), "{refused}");
     eprintln!(
         "{PORTS} ports: answering {started:.1?} after start, show ports {shown:.1?}, \
-         metrics {scraped:.1?} ({} kB), RSS {} kB, promised {promised} of {budget} frames",
+         metrics {scraped:.1?} ({} kB), RSS {} kB, {umems} UMEMs, promised {promised} of \
+         {budget} frames",
         body.len() / 1024,
         rss_kb(&mut topo),
     );
@@ -146,46 +159,32 @@ fn a_hundred_ports_at_start_with_defaults_carry_a_flood_to_all() {
 }
 
 #[test]
-fn three_hundred_ports_added_and_removed_at_run_time_never_disturb_a_stream() {
-    // Rings of 256 and the UMEM sized by the README's rule for the ports to come (full
-    // rings for four busy ports, 64 frames for each port, a ring and the handoff
-    // credits): this test is about ports coming and going, as on a node whose pods do,
-    // and smaller rings keep the kernel's share of the sockets (128 bytes per UMEM
-    // frame each) to a few hundred MB.
-    const ADDED: usize = 300;
-    let ring = 256;
-    let umem_frames = (4 * 3 * ring + (ADDED + 2) * 64 + ring + 512).to_string();
+fn a_thousand_ports_added_and_removed_at_run_time_never_disturb_a_stream() {
+    // Every option at its default: p0 and p1 at start, a stream between them, then a
+    // thousand ports added one by one, as on a node whose pods come and go.
+    const ADDED: usize = 1000;
     let mut topo = Topology::new("many", &[1, 1, 1, 1]);
-    let (socket, log) = start(
-        &mut topo,
-        "many",
-        &[
-            "--ports",
-            "p0,p1",
-            "--ring-size",
-            &ring.to_string(),
-            "--umem-frames",
-            &umem_frames,
-        ],
-        Stdio::null(),
-    );
+    let (socket, log) = start(&mut topo, "many", &["--ports", "p0,p1"], Stdio::null());
     ping(&topo.vms[0], &topo.addr(1), 2).unwrap();
     let frames_before = frames(&socket);
+    let umems_before = umems(&socket);
     let rss_before = rss_kb(&mut topo);
 
     // Idle veth pairs, and vm2's and vm3's ports among the last: their port numbers
-    // are past 255, which a byte cannot name.
-    let pairs: Vec<(String, String)> = (0..ADDED - 2)
+    // are past 255, which a byte cannot name, and their sockets on UMEMs other than
+    // p0's. Enough pairs for the bridge's every port, and one more.
+    let pairs: Vec<(String, String)> = (0..1024 - 2 - 2 + 1)
         .map(|i| (format!("z{i}a"), format!("z{i}b")))
         .collect();
     topo.lab.veth_pairs(&topo.sw, &pairs).unwrap();
     let mut names: Vec<String> = pairs.iter().map(|(a, _)| a.clone()).collect();
-    names.insert(270, "p2".into());
-    names.insert(290, "p3".into());
+    names.insert(700, "p2".into());
+    names.insert(900, "p3".into());
+    let (added_names, rest) = names.split_at(ADDED);
 
     let ab = Stream::start(&topo.vms[0], &topo.addr(1));
     let adding = Instant::now();
-    for (k, name) in names.iter().enumerate() {
+    for (k, name) in added_names.iter().enumerate() {
         ask(&socket, &["port", "add", name]).unwrap_or_else(|e| panic!("port {k}: {e}"));
     }
     let added = adding.elapsed();
@@ -195,15 +194,25 @@ fn three_hundred_ports_added_and_removed_at_run_time_never_disturb_a_stream() {
         let slot = port(&ports, name)["slot"].as_u64().unwrap();
         assert!(slot > 255, "{name} is port {slot}");
     }
-    // Ports added among hundreds reach each other and the first ones, through the
-    // MAC table (learned on both paths) and floods.
+    // Ports added among a thousand reach each other and the first ones, through the
+    // MAC table (learned on both paths) and floods, across UMEMs.
     ping(&topo.vms[2], &topo.addr(3), 3).unwrap();
     ping(&topo.vms[3], &topo.addr(0), 3).unwrap();
     let rss_full = rss_kb(&mut topo);
+    let umems_full = umems(&socket);
+    assert!(umems_full > umems_before, "{umems_full} UMEMs");
 
-    // Removed in batches of 100, the first ports checked between them.
+    // The bridge's last ports, then one past them: refused, saying why.
+    let (filling, past) = rest.split_at(rest.len() - 1);
+    for name in filling {
+        ask(&socket, &["port", "add", name]).unwrap();
+    }
+    let refused = ask(&socket, &["port", "add", &past[0]]).unwrap_err();
+    assert!(refused.contains("1024 ports already"), "{refused}");
+
+    // Removed in batches of 256, the first ports checked between them.
     let removing = Instant::now();
-    for batch in names.chunks(100) {
+    for batch in names[..names.len() - 1].chunks(256) {
         for name in batch {
             ask(&socket, &["port", "del", name]).unwrap();
         }
@@ -220,10 +229,13 @@ fn three_hundred_ports_added_and_removed_at_run_time_never_disturb_a_stream() {
             .len(),
         2
     );
+    // Every UMEM made for the ports is gone, and every frame of the first is back.
+    assert_eq!(umems(&socket), umems_before);
     assert_frames_back(&socket, frames_before);
     eprintln!(
-        "{ADDED} ports added in {added:.1?}, removed in {removed:.1?}; RSS {rss_before} kB \
-         with 2 ports, {rss_full} kB with {}: {} kB a port",
+        "{ADDED} ports added in {added:.1?}, all 1022 removed in {removed:.1?}; RSS \
+         {rss_before} kB with 2 ports, {rss_full} kB with {}: {} kB a port; {umems_full} \
+         UMEMs",
         ADDED + 2,
         (rss_full - rss_before) / ADDED as u64,
     );

@@ -302,11 +302,12 @@ fn ports_come_and_go_under_traffic_without_disturbing_the_others() {
 }
 
 #[test]
-fn ports_added_until_the_frames_run_out_never_starve_the_running_ones() {
-    // A small UMEM (this test is about its budget, not its size): 2048 frames with
-    // rings of 256, so that the frames run out well before the 64-port limit. Two ports
-    // carry a ping stream while idle ports are added one after the other until hairpin
-    // refuses one; the stream loses nothing, a port added late (vm2's) still works.
+fn ports_added_past_the_first_umem_go_into_new_ones_and_never_starve_the_running_ones() {
+    // A small first UMEM (this test is about its budget, not its size): 2048 frames
+    // with rings of 256, which hold the two ports at start and a few more. Two ports
+    // carry a ping stream while idle ports are added one after the other, past what the
+    // first UMEM holds and past 32 more (a new UMEM's most); the stream loses nothing,
+    // a port added late (vm2's, in another UMEM than vm0's) works.
     let mut topo = Topology::new("budget", &[1, 1, 1]);
     let args = [
         "--ports",
@@ -319,35 +320,39 @@ fn ports_added_until_the_frames_run_out_never_starve_the_running_ones() {
     let (socket, log) = start(&mut topo, "budget", &args, Stdio::null());
     ping(&topo.vms[0], &topo.addr(1), 2).unwrap();
     let (free_before, total) = frames(&socket);
+    let umems = |socket: &Path| {
+        ask_json(socket, &["show", "stats"])["workers"][0]["umems"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(umems(&socket), 1);
     let ab = stream(&topo.vms[0], &topo.addr(1), 1500);
     let mut added = Vec::new();
-    let refusal = loop {
-        let i = added.len();
+    // 63 ports: the first UMEM holds 24 at most (1536 frames of budget, 64 each), so
+    // two more UMEMs, and no third (64 ports).
+    for i in 0..60 {
         let (a, b) = (format!("x{i}a"), format!("x{i}b"));
         topo.lab.veth((&topo.sw, &a), (&topo.sw, &b), 1).unwrap();
-        match ask(&socket, &["port", "add", &a]) {
-            Ok(_) => added.push(a),
-            Err(e) => break e,
-        }
-        assert!(added.len() < 60, "never refused: {:?}", frames(&socket));
-        if added.len() == 8 {
-            ask(&socket, &["port", "add", "p2"]).unwrap();
-            added.push("p2".into());
-        }
-    };
-    assert!(
-        refusal.contains("--umem-frames") && refusal.contains("promised"),
-        "the refusal says why and what to change: {refusal}"
-    );
-    let (promised, budget, w) = promises(&socket);
-    assert!(promised <= budget && budget - promised < 64, "{w}");
-    ping(&topo.vms[2], &topo.addr(0), 3).expect("a port added among the last still works");
+        ask(&socket, &["port", "add", &a]).unwrap_or_else(|e| panic!("port {i}: {e}"));
+        added.push(a);
+        let (promised, budget, w) = promises(&socket);
+        assert!(promised <= budget, "{w}");
+    }
+    ask(&socket, &["port", "add", "p2"]).unwrap();
+    added.push("p2".into());
+    assert_eq!(umems(&socket), 3, "the first UMEM and two more");
+    ping(&topo.vms[2], &topo.addr(0), 3).expect("a port added among the last works");
     let (sent, received) = stream_result(ab);
     assert_eq!(sent, received, "the A-B stream lost nothing ({sent} sent)");
 
     for name in &added {
         ask(&socket, &["port", "del", name]).unwrap();
     }
+    assert_eq!(
+        umems(&socket),
+        1,
+        "the UMEMs made for the ports went with them"
+    );
     assert_frames_back(&socket, (free_before, total));
     let log = take_log(&log);
     assert!(!log.contains("panicked"), "{log}");
