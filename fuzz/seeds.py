@@ -58,9 +58,13 @@ HAIRPIN, FREE, ALLOW, STATIC = 1, 2, 4, 8
 ACCESS, TRUNK, TRUNK_NATIVE = 1 << 4, 2 << 4, 3 << 4
 
 
-def bridge(mode, ports, uplink=NO_UPLINK, down=0, mask=0, fdb=3):
-    """The set-up: ports is a list of (flags, vlans) pairs."""
-    head = bytes([MODES[mode], len(ports) - 1, uplink, down]) + struct.pack(">H", mask)
+STRIDES = {1: 0, 5: 1, 11: 2, 16: 3}
+
+
+def bridge(mode, ports, uplink=NO_UPLINK, down=0, mask=0, fdb=3, stride=1):
+    """The set-up: ports is a list of (flags, vlans) pairs, port i in slot i x stride."""
+    shape = len(ports) - 1 | STRIDES[stride] << 6
+    head = bytes([MODES[mode], shape, uplink, down]) + struct.pack(">H", mask)
     return head + bytes([fdb]) + b"".join(bytes(p) for p in ports)
 
 
@@ -127,6 +131,16 @@ def decide_seeds():
         (1, frame(LLDP, mac(1))),  # relayed by the mask
         (1, frame(mac(0), mac(3))),
         (3, frame(mac(0), mac(3))),
+    ))
+    # 64 ports 16 slots apart (slots 0 to 1008, past 255 and across a port set's
+    # words), VLANs 1 and 2 by turns, the last one a trunk of both: floods and
+    # learning across them.
+    sparse = bridge("veb", [(ACCESS, i % 2) for i in range(63)] + [(TRUNK, 0b0011)],
+                    stride=16)
+    write("decide", "veb-sparse-slots", sparse + frames(
+        (0, frame(BROADCAST, mac(0))), (63, frame(mac(0), mac(63), tag(0x0001))),
+        (17, frame(BROADCAST, mac(17))), (62, frame(mac(17), mac(62))),
+        (63, frame(BROADCAST, mac(63), tag(0x0002))), (1, frame(mac(63), mac(1))),
     ))
     write("decide", "xconnect", bridge("xconnect", [plain, plain]) + frames(
         (0, UNTAGGED), (1, frame(BROADCAST, bytes(6))), (0, RUNT),

@@ -6,16 +6,20 @@
 //!   ports as they come and go, the XDP program and its maps ([`control::xdp`]), the
 //!   kernel's links and addresses ([`control::netlink`]), MAC table aging; the service
 //!   around it and its control socket ([`control::service`], [`control::protocol`]).
-//! - [`datapath`]: the AF_XDP sockets, one UMEM per worker, and the pinned per-queue
-//!   workers whose hot loop (`datapath/worker.rs`) moves frames between ports; it takes
-//!   port changes through one command channel per worker.
-//! - [`switch`]: the switching decision, [`switch::decide`], a pure function of the
-//!   frame, the ingress port and the shared tables (mode, MAC table).
+//! - [`datapath`]: the AF_XDP sockets, UMEMs of 32 ports each, and the pinned
+//!   per-queue workers whose hot loop (`datapath/worker.rs`) moves frames between
+//!   ports; it takes port changes through one command channel per worker.
+//! - [`switch`]: the switching decision, [`switch::decide`], a function of the frame,
+//!   the ingress port and the shared tables (mode, MAC table), which learns sources
+//!   into the MAC table and does nothing else.
 //! - [`wire`]: zero-copy views of the headers the decision reads.
 //! - [`netlab`]: throw-away labs of network namespaces for the demo and the tests.
 //!
 //! The raw syscalls hairpin makes itself live in one private module, `sys`; besides it
-//! only the datapath, which drives the AF_XDP rings, uses `unsafe`.
+//! `unsafe` is allowed only in the files that need it, each saying why: the datapath's
+//! AF_XDP layer, hot loop and handoff (`xsk.rs`, `worker.rs`, `handoff.rs`, which touch
+//! UMEM frames), the MAC table's region shared with the XDP program (`switch/fdb.rs`),
+//! and the XDP maps' mmapped arrays (`control/xdp.rs`).
 #![deny(unsafe_code)]
 
 pub mod control;

@@ -4,8 +4,11 @@
 //! The input, byte by byte (zeros once it runs out):
 //!
 //! - the set-up: mode (`% 5`: veb, vepa, private, xconnect, passthru); ports (`1 + b %
-//!   64`, always 2 in xconnect and passthru); the uplink's slot (none if past the last
-//!   port; vepa, private and passthru take the last port then); ports 0-7 without
+//!   64`, always 2 in xconnect and passthru), port `i` in slot `i x stride`, the stride
+//!   1, 5, 11 or 16 by the same byte's top two bits (1 in xconnect and passthru), so
+//!   that slots reach past a port set's first word and past 255, up to 1008; the
+//!   uplink (none if past the last port; vepa, private and passthru take the last port
+//!   then); ports 0-7 without
 //!   carrier (one bit each); the group forward mask (2 bytes); the MAC table's size
 //!   (`4 << b % 8` entries, small enough to fill);
 //! - per port, two bytes: flags (bit 0 hairpin, 1 a free slot, 2 anti-spoofing: only
@@ -57,8 +60,15 @@ fuzz_target!(|data: &[u8]| {
     ][usize::from(input.byte() % 5)];
     let patch = matches!(mode, Mode::Xconnect | Mode::Passthru);
     let edge = matches!(mode, Mode::Vepa | Mode::Private);
-    let ports = 1 + usize::from(input.byte() % 64);
+    let shape = input.byte();
+    let ports = 1 + usize::from(shape % 64);
     let n = if patch { 2 } else { ports };
+    let stride = if patch {
+        1
+    } else {
+        [1, 5, 11, 16][usize::from(shape >> 6)]
+    };
+    let slot = |i: usize| (i * stride) as PortId;
     let uplink = match usize::from(input.byte()) {
         u if u < n => Some(u),
         _ if edge || mode == Mode::Passthru => Some(n - 1),
@@ -67,18 +77,17 @@ fuzz_target!(|data: &[u8]| {
     let down = input.byte();
     let up = (0..n)
         .filter(|&i| i >= 8 || down & (1 << i) == 0)
-        .fold(PortSet::EMPTY, |s, i| s.with(i as PortId));
+        .fold(PortSet::EMPTY, |s, i| s.with(slot(i)));
     let group_fwd_mask = input.u16();
     let fdb = Arc::new(Fdb::with_capacity(4 << (input.byte() % 8)));
 
-    let mut slots: Vec<Option<PortPolicy>> = Vec::with_capacity(n);
+    let mut slots: Vec<Option<PortPolicy>> = vec![None; (n - 1) * stride + 1];
     let mut statics = Vec::new();
     for i in 0..n {
         let (flags, vlans) = (input.byte(), input.byte());
-        let id = i as PortId;
+        let id = slot(i);
         let n8 = i as u8;
         if flags & 0b10 != 0 && !patch && uplink != Some(i) {
-            slots.push(None);
             continue;
         }
         let setting = match (flags >> 4) & 3 {
@@ -93,7 +102,7 @@ fuzz_target!(|data: &[u8]| {
         if flags & 0b1000 != 0 {
             statics.push((id, station(0x20 + n8)));
         }
-        slots.push(Some(PortPolicy {
+        slots[usize::from(id)] = Some(PortPolicy {
             role: if uplink == Some(i) {
                 Role::Uplink
             } else {
@@ -106,7 +115,7 @@ fuzz_target!(|data: &[u8]| {
                 Vec::new()
             },
             vlans: setting,
-        }));
+        });
     }
     let tables = Tables::new(mode, &slots, up, Arc::clone(&fdb))
         .expect("the set-up is a valid one")
@@ -118,19 +127,19 @@ fuzz_target!(|data: &[u8]| {
     }
 
     let aware = tables.vlans.is_aware();
-    let policy = |p: PortId| slots[usize::from(p)].as_ref();
-    let configured = |p: PortId| usize::from(p) < n && policy(p).is_some();
+    let policy = |p: PortId| slots.get(usize::from(p)).and_then(Option::as_ref);
+    let configured = |p: PortId| policy(p).is_some();
     let in_vlan =
         |p: PortId, vid: VlanId| !aware || carries(policy(p).and_then(|p| p.vlans.as_ref()), vid);
     let relayed_groups = group_fwd_mask & !GROUP_FWD_RESTRICTED;
-    let uplink = uplink.map(|u| u as PortId);
+    let uplink = uplink.map(slot);
 
     while !input.is_empty() {
         let control = input.byte();
         let now = u32::from(input.byte());
         let len = usize::from(input.byte());
         let frame = input.take(len);
-        let ingress = (usize::from(control & 0x7f) % n) as PortId;
+        let ingress = slot(usize::from(control & 0x7f) % n);
         if control & 0x80 != 0 {
             fdb.age(now, 2);
         }

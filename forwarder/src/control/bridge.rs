@@ -1514,17 +1514,21 @@ impl Bridge {
             })
             .collect();
         // The program first: the kernel has every port back while the workers stop.
-        for &id in &ids {
-            let ifindex = self
-                .slot(id)
-                .attached
-                .as_ref()
-                .expect("filtered")
-                .iface
-                .ifindex;
-            let _ = self.steering.forget_port(ifindex);
-            self.steering.detach(ifindex);
-        }
+        let ifindexes: Vec<u32> = ids
+            .iter()
+            .map(|&id| {
+                let ifindex = self
+                    .slot(id)
+                    .attached
+                    .as_ref()
+                    .expect("filtered")
+                    .iface
+                    .ifindex;
+                let _ = self.steering.forget_port(ifindex);
+                ifindex
+            })
+            .collect();
+        self.steering.detach_ports(&ifindexes);
         let stats = self.stats();
         let panicked = self.datapath.snapshot().panicked_workers;
         (stats, panicked)

@@ -535,6 +535,28 @@ impl Steering {
         }
     }
 
+    /// Detaches the program from every port of `ifindexes` at once: each link closed
+    /// waits for the kernel (`sys::drop_all`), so a thousand take seconds one by one.
+    pub fn detach_ports(&mut self, ifindexes: &[u32]) {
+        let (gone, kept) = std::mem::take(&mut self.links)
+            .into_iter()
+            .partition(|l| ifindexes.contains(&l.0));
+        self.links = kept;
+        let Ok(program) = self.program() else {
+            return;
+        };
+        let links: Vec<_> = gone
+            .into_iter()
+            .filter_map(|(_, port, link)| {
+                program
+                    .take_link(link)
+                    .inspect_err(|e| tracing::debug!("detaching XDP from {port}: {e}"))
+                    .ok()
+            })
+            .collect();
+        crate::sys::drop_all(links);
+    }
+
     fn program(&mut self) -> Result<&mut Xdp, XdpError> {
         program_of(&mut self.ebpf)
     }
@@ -666,14 +688,8 @@ impl Steering {
 
     /// Detaches from every port now (dropping `Steering` does the same).
     pub fn detach_all(&mut self) {
-        let Ok(program) = program_of(&mut self.ebpf) else {
-            return;
-        };
-        for (_, port, link) in self.links.drain(..) {
-            if let Err(e) = program.detach(link) {
-                tracing::warn!("detaching XDP from {port}: {e}");
-            }
-        }
+        let all: Vec<u32> = self.links.iter().map(|l| l.0).collect();
+        self.detach_ports(&all);
     }
 }
 

@@ -17,6 +17,10 @@
 //! The same mailbox carries the control plane's commands to the worker (a port's
 //! sockets to serve or to close, new tables): the one channel through which the
 //! datapath changes while it runs. The worker looks at it once per turn.
+//!
+//! `unsafe` here: senders write into frames of the owner's UMEM they took as credits,
+//! and the owner reads a chain's links, by the ownership rules of [`Umem`].
+#![allow(unsafe_code)]
 use std::sync::{
     Arc,
     atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -25,7 +29,7 @@ use std::sync::{
 use crossbeam_queue::ArrayQueue;
 
 use super::{
-    worker::Command,
+    command::Command,
     xsk::{Desc, HEADROOM, MAX_CHAIN, Umem},
 };
 use crate::{switch::PortId, sys::EventFd};

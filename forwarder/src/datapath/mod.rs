@@ -27,9 +27,9 @@
 //!
 //! This module knows nothing of interfaces, XDP programs or configuration: the control
 //! plane ([`crate::control`]) owns those.
-#![allow(unsafe_code)]
 
 pub mod budget;
+mod command;
 pub mod group;
 pub mod handoff;
 mod holders;
@@ -52,10 +52,11 @@ use std::{
 
 use self::{
     budget::Budget,
+    command::{Command, Joining, Reply},
     group::{Group, Placement, Room},
     handoff::Mailbox,
     stats::{PortQueueSnapshot, WorkerCounters},
-    worker::{Command, Joining, Reply, Route, Worker},
+    worker::{Route, Worker},
     xsk::{Bind, MAX_CHAIN, Socket, Umem},
 };
 use crate::{
@@ -70,8 +71,9 @@ const BIND_BUSY_WAIT: Duration = Duration::from_secs(3);
 /// for up to half a second).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Ports each worker's UMEM has full rings for, by default (more share what is left).
-pub const DEFAULT_PORTS_PER_UMEM: usize = 4;
+/// Busy ports each worker's first UMEM has full rings for, by default (the others share
+/// what is left; UMEMs made for more ports have full rings for one: [`group::more_frames`]).
+pub const BUSY_PORTS: usize = 4;
 
 /// `--zero-copy auto|on|off`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
@@ -123,17 +125,17 @@ impl DatapathConfig {
     }
 
     /// The budget's growth part ([`budget`]) of each worker's first UMEM when `ports`
-    /// ports are known at start: full rings for [`DEFAULT_PORTS_PER_UMEM`] busy ports,
+    /// ports are known at start: full rings for [`BUSY_PORTS`] busy ports,
     /// and at least a full quota (a ring) for every port known at start that it serves
     /// (up to [`group::PORTS_PER_UMEM`]). The rest of the UMEM is 64 frames for each port
     /// to come.
     pub fn growth_frames(&self, ports: usize) -> usize {
-        (DEFAULT_PORTS_PER_UMEM * self.frames_per_port() as usize)
+        (BUSY_PORTS * self.frames_per_port() as usize)
             .max(ports.min(group::PORTS_PER_UMEM) * self.ring_size as usize)
     }
 
     /// Frames of each worker's first UMEM when `ports` ports are known at start: full
-    /// rings for [`DEFAULT_PORTS_PER_UMEM`] busy ports (the least growth part), the
+    /// rings for [`BUSY_PORTS`] busy ports (the least growth part), the
     /// least quota ([`budget::MIN_QUOTA`]) for each port it serves (at least as many as
     /// the busy ones, at most [`group::PORTS_PER_UMEM`]: more go into other UMEMs), and
     /// a ring's worth for flood copies and the credits lent to other workers. Ports
@@ -141,9 +143,9 @@ impl DatapathConfig {
     /// [`KERNEL_BYTES_PER_FRAME`] for each of its frames.
     pub fn umem_frames_for(&self, ports: usize) -> u64 {
         let extra = u64::from(self.ring_size) + handoff::CREDITS as u64;
-        let served = ports.clamp(DEFAULT_PORTS_PER_UMEM, group::PORTS_PER_UMEM);
+        let served = ports.clamp(BUSY_PORTS, group::PORTS_PER_UMEM);
         self.umem_frames.map_or(
-            DEFAULT_PORTS_PER_UMEM as u64 * self.frames_per_port()
+            BUSY_PORTS as u64 * self.frames_per_port()
                 + (served * budget::MIN_QUOTA) as u64
                 + extra,
             u64::from,

@@ -44,6 +44,7 @@ use std::{
 };
 
 use super::{
+    command::{Command, Joining, Reply},
     group::{Group, MAX_UMEMS},
     handoff::Mailbox,
     latency::Recorder,
@@ -108,47 +109,6 @@ const CLOSE_GRACE: Duration = Duration::from_millis(20);
 /// ... and at most this long waiting for its TX ring to drain (a deleted device's never
 /// does).
 const CLOSE_DRAIN: Duration = Duration::from_millis(500);
-
-/// What the control plane asks of a worker ([`super::Datapath`] sends them).
-#[derive(Debug)]
-pub(super) enum Command {
-    /// Decide with these tables from now on.
-    Tables(Arc<Tables>),
-    /// Port `id`, with `queues` RX queues, joins; `joining` is this worker's socket on
-    /// it, if the port has this worker's queue. `max_chain`: the most buffers a frame of
-    /// the port's may take (1 without `XDP_USE_SG`; a zero-copy driver's own limit);
-    /// `mtu`: its MTU.
-    Attach {
-        id: PortId,
-        queues: u32,
-        joining: Option<Box<Joining>>,
-        max_chain: usize,
-        mtu: u32,
-    },
-    /// Port `id`'s MTU changed.
-    Mtu { id: PortId, mtu: u32 },
-    /// Port `id` leaves: close this worker's socket on it, if any.
-    Detach { id: PortId },
-}
-
-/// A port's socket on a worker, and the group whose UMEM it is bound to.
-#[derive(Debug)]
-pub(super) struct Joining {
-    pub socket: Socket,
-    /// The group's index among the worker's.
-    pub group: usize,
-    /// The group, when the control plane made it for this socket.
-    pub made: Option<Group>,
-}
-
-/// A worker's answer: command `seq` is done.
-#[derive(Debug)]
-pub(super) struct Reply {
-    pub worker: usize,
-    pub seq: u64,
-    /// Frames taken back from a closed socket (a `Detach`).
-    pub reclaimed: usize,
-}
 
 /// One (port, queue) socket of a worker.
 #[derive(Debug)]
@@ -392,6 +352,9 @@ impl Worker {
         }
         self.read_kernel_stats(self.ports.len());
         self.latency.flush(Instant::now());
+        // Every socket at once: each close waits for the kernel (`sys::drop_all`).
+        let ports = std::mem::take(&mut self.ports);
+        sys::drop_all(ports.into_iter().map(|p| p.socket).collect());
     }
 
     /// What the worker sleeps on: its sockets and its mailbox's eventfd.

@@ -1,8 +1,9 @@
-//! The switching decision: what to do with one frame, as a pure function.
+//! The switching decision: what to do with one frame.
 //!
 //! [`decide`] reads the frame's header and the shared [`Tables`], learns the source
-//! address, and returns an [`Action`]; it performs no I/O, so unit and property tests
-//! call it directly, without root or sockets.
+//! address into the shared MAC table (the one effect it has), and returns an
+//! [`Action`]; it performs no I/O, so unit and property tests call it directly, without
+//! root or sockets.
 pub mod fdb;
 pub mod vlan;
 

@@ -1,9 +1,6 @@
 //! Frames cross between ports through hairpin: real kernel peers in namespaces, ping and
 //! TCP, one and two pinned workers, both switching modes of this issue.
-use hairpin::{
-    control::port::Interface,
-    switch::{DropReason, Mode, PortPolicy, Role},
-};
+use hairpin::switch::{DropReason, Mode, PortPolicy, Role};
 
 use crate::{TestConfig, Topology, finish, iperf, ping};
 
@@ -34,7 +31,7 @@ fn veb_between_three_ports_learns_and_switches() {
     let entries = datapath.fdb().entries();
     assert_eq!(entries.len(), 3, "{entries:?}");
     for (port, vm) in topo.vms.iter().enumerate() {
-        let mac = vm.enter(|| Interface::lookup("eth0").unwrap().mac).unwrap();
+        let mac = crate::mac_of(vm, "eth0");
         assert!(
             entries
                 .iter()
@@ -76,9 +73,7 @@ fn xconnect_carries_frames_both_ways() {
 #[test]
 fn passthru_gives_the_uplink_to_one_downlink_with_anti_spoofing() {
     let topo = Topology::new("pass", &[1, 1]);
-    let vm0 = topo.vms[0]
-        .enter(|| Interface::lookup("eth0").unwrap().mac)
-        .unwrap();
+    let vm0 = topo.vm_mac(0);
     let mut policies = vec![PortPolicy::default(); 2];
     policies[1].role = Role::Uplink;
     policies[0].allowed_sources = vec![vm0];

@@ -7,17 +7,11 @@ use std::{
 };
 
 use hairpin::{
-    control::{port::Interface, protocol::PortCounters, xdp::FastPath},
+    control::{protocol::PortCounters, xdp::FastPath},
     wire::Mac,
 };
 
 use crate::{TestConfig, Topology, ping, send_raw};
-
-fn mac_of(topo: &Topology, vm: usize) -> Mac {
-    topo.vms[vm]
-        .enter(|| Interface::lookup("eth0").unwrap().mac)
-        .unwrap()
-}
 
 /// `count` frames from `src` to `dst`, a local experimental EtherType, none alike.
 fn frames(dst: Mac, src: Mac, count: u16) -> Vec<Vec<u8>> {
@@ -82,7 +76,7 @@ fn a_known_flow_takes_the_fast_path_and_follows_a_moved_station() {
     });
     // The workers learn vm0 on port 0 and vm1 on port 1.
     ping(&topo.vms[1], &topo.addr(0), 2).unwrap();
-    let (wanderer, sender) = (mac_of(&topo, 0), mac_of(&topo, 1));
+    let (wanderer, sender) = (topo.vm_mac(0), topo.vm_mac(1));
 
     // A known flow: vm1 to vm0, all by the fast path, counted on both ports.
     let before = counters(&bridge);

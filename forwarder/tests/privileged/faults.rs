@@ -10,17 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hairpin::{control::port::Interface, netlab::Netns, wire::Mac};
+use hairpin::{netlab::Netns, wire::Mac};
 use serde_json::Value;
 
 use crate::{
     Topology, packet_socket, ping,
     runtime::{ask_json, frames, port, start, take_log},
 };
-
-fn mac_of(ns: &Netns, ifname: &str) -> Mac {
-    ns.enter(|| Interface::lookup(ifname).unwrap().mac).unwrap()
-}
 
 /// The kernel's counters of `ifname` in `ns` (`ip -s -j link`): (rx packets, rx
 /// dropped, tx packets, tx dropped).
@@ -74,7 +70,7 @@ fn pausing_hairpin_and_flapping_a_link_lose_only_counted_frames() {
     }
     let (socket, log) = start(&mut topo, "ledg", &["--ports", "p0,p1"], Stdio::null());
     ping(&topo.vms[0], &topo.addr(1), 2).unwrap();
-    let (a, b) = (mac_of(&topo.vms[0], "eth0"), mac_of(&topo.vms[1], "eth0"));
+    let (a, b) = (topo.vm_mac(0), topo.vm_mac(1));
 
     let base_ports = ask_json(&socket, &["show", "ports"]);
     let base = (
@@ -205,7 +201,7 @@ fn a_million_random_sources_leave_memory_bounded_and_stations_working() {
     let pid = hairpin_pid(&mut topo);
     ping(&topo.vms[0], &topo.addr(1), 2).unwrap();
     ping(&topo.vms[2], &topo.addr(0), 1).unwrap();
-    let flooder = mac_of(&topo.vms[2], "eth0");
+    let flooder = topo.vm_mac(2);
     let rss_before = rss_kib(pid);
 
     // vm2 sends a million frames from random sources to its own address: each is
@@ -317,11 +313,7 @@ fn a_stalled_egress_port_costs_only_its_own_frames() {
     );
     ping(&topo.vms[0], &topo.addr(1), 2).unwrap();
     ping(&topo.vms[2], &topo.addr(0), 1).unwrap();
-    let (a, b, c) = (
-        mac_of(&topo.vms[0], "eth0"),
-        mac_of(&topo.vms[1], "eth0"),
-        mac_of(&topo.vms[2], "eth0"),
-    );
+    let (a, b, c) = (topo.vm_mac(0), topo.vm_mac(1), topo.vm_mac(2));
     let (free_before, total) = frames(&socket);
 
     // C's end stops draining, as a NIC's does under pause frames. A veth sender waits

@@ -3,7 +3,7 @@
 //! 9000-byte broadcasts that reach every port whole, the 802.1Q tag pushed on a trunk
 //! and popped off it; the byte counters count whole frames, and nothing is dropped.
 use hairpin::{
-    control::{bridge::Bridge, port::Interface, protocol::PortCounters, xdp::XdpAttachMode},
+    control::{bridge::Bridge, protocol::PortCounters, xdp::XdpAttachMode},
     netlab::{LabError, Netns},
     switch::{DropReason, vlan::PortVlans},
     wire::Mac,
@@ -13,12 +13,6 @@ use crate::{Capture, TestConfig, Topology, finish, iperf_report, send_raw, vlan_
 
 /// The ports' MTU.
 const MTU: u32 = 9000;
-
-fn mac_of(topo: &Topology, vm: usize) -> Mac {
-    topo.vms[vm]
-        .enter(|| Interface::lookup("eth0").unwrap().mac)
-        .unwrap()
-}
 
 /// A broadcast of a local experimental EtherType from `src`, under `tag` (a VLAN) if
 /// given, carrying `MTU` bytes of payload none of whose neighbours are alike.
@@ -122,8 +116,8 @@ fn jumbo_frames_cross_whole_with_vlans_and_every_byte_is_counted() {
         .collect();
     Capture::settle();
     let before = counters(&bridge);
-    let from_access = jumbo_broadcast(mac_of(&topo, 0), None, 1);
-    let from_trunk = jumbo_broadcast(mac_of(&topo, 3), Some(10), 2);
+    let from_access = jumbo_broadcast(topo.vm_mac(0), None, 1);
+    let from_trunk = jumbo_broadcast(topo.vm_mac(3), Some(10), 2);
     send_raw(&topo.vms[0], "eth0", std::slice::from_ref(&from_access));
     send_raw(&topo.vms[3], "eth0", std::slice::from_ref(&from_trunk));
     std::thread::sleep(std::time::Duration::from_secs(1));
@@ -245,7 +239,7 @@ fn jumbo_frames_cross_generic_xdp() {
     let file = std::env::temp_dir().join(format!("{}-g.pcap", topo.sw.name()));
     let capture = Capture::start(&topo.vms[1], "eth0", file);
     let before = counters(&bridge);
-    let frame = jumbo_broadcast(mac_of(&topo, 0), None, 3);
+    let frame = jumbo_broadcast(topo.vm_mac(0), None, 3);
     send_raw(&topo.vms[0], "eth0", std::slice::from_ref(&frame));
     std::thread::sleep(std::time::Duration::from_secs(1));
     let after = counters(&bridge);

@@ -5,15 +5,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hairpin::{control::port::Interface, wire::Mac};
+use hairpin::wire::Mac;
 
 use crate::{TestConfig, Topology, ping};
-
-fn mac_of(topo: &Topology, vm: usize) -> Mac {
-    topo.vms[vm]
-        .enter(|| Interface::lookup("eth0").unwrap().mac)
-        .unwrap()
-}
 
 /// Sends raw Ethernet frames out of VM `vm`'s `eth0`.
 fn send_raw(topo: &Topology, vm: usize, frames: &[Vec<u8>]) {
@@ -60,7 +54,7 @@ fn a_station_that_moves_is_followed_at_once() {
     let topo = Topology::new("move", &[1, 1, 1]);
     let datapath = topo.start(TestConfig::default());
     ping(&topo.vms[0], &topo.addr(1), 1).unwrap();
-    let wanderer = mac_of(&topo, 0);
+    let wanderer = topo.vm_mac(0);
     assert_eq!(datapath.fdb().lookup(0, wanderer), Some(0));
     // The VM migrates: its old port goes quiet and its MAC speaks from vm2's port.
     topo.vms[0].ip(&["link", "set", "eth0", "down"]).unwrap();

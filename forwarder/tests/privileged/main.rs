@@ -62,6 +62,11 @@ pub fn ping(ns: &Netns, addr: &str, count: u32) -> Result<(), LabError> {
         .map(drop)
 }
 
+/// The MAC address of `ifname` in `ns`.
+pub fn mac_of(ns: &Netns, ifname: &str) -> Mac {
+    ns.enter(|| Interface::lookup(ifname).unwrap().mac).unwrap()
+}
+
 /// A switch namespace `sw` with ports `p0..pN`, each cabled to a "VM" namespace whose
 /// `eth0` has address 198.18.0.(i+1)/24.
 #[derive(Debug)]
@@ -72,6 +77,11 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// The MAC address of VM `vm`'s `eth0`.
+    pub fn vm_mac(&self, vm: usize) -> Mac {
+        mac_of(&self.vms[vm], "eth0")
+    }
+
     /// One VM per entry of `queues`, its veth pair with that many queues per end.
     pub fn new(tag: &str, queues: &[u32]) -> Self {
         let mut lab = lab(tag);

@@ -4,7 +4,6 @@
 //! switch sends to them on the uplink goes to the host's own stack (its lldpd);
 //! `group_fwd_mask` relays the chosen ones, never pause or LACP.
 use hairpin::{
-    control::port::Interface,
     switch::{DropReason, PortPolicy, Role},
     wire::Mac,
 };
@@ -21,12 +20,6 @@ fn to_reserved(last: u8, src: Mac) -> Vec<u8> {
     f.push(last);
     f.resize(64, 0);
     f
-}
-
-fn mac_of(topo: &Topology, vm: usize) -> Mac {
-    topo.vms[vm]
-        .enter(|| Interface::lookup("eth0").unwrap().mac)
-        .unwrap()
 }
 
 /// How many captured lines are reserved-address test frames to `..:0{last}`.
@@ -62,8 +55,8 @@ fn run(mask: u16) -> (Vec<String>, Vec<String>, Vec<String>, u64, Mac) {
     let host = Capture::start(&topo.sw, "p2", tmp("host"));
 
     // From a VM: STP, pause, LACP, 802.1X, LLDP. From the adjacent switch: LLDP.
-    let vm0 = mac_of(&topo, 0);
-    let adjacent = mac_of(&topo, 2);
+    let vm0 = topo.vm_mac(0);
+    let adjacent = topo.vm_mac(2);
     let frames: Vec<_> = [0x00, 0x01, 0x02, 0x03, 0x0e]
         .into_iter()
         .map(|last| to_reserved(last, vm0))

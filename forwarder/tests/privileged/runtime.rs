@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hairpin::{control::port::Interface, netlab::Netns};
+use hairpin::netlab::Netns;
 use serde_json::{Value, json};
 
 use crate::{Topology, iperf, ping};
@@ -170,11 +170,6 @@ pub(crate) fn stream_result(child: Child) -> (u32, u32) {
     (number(" packets transmitted"), number(" received"))
 }
 
-fn mac_of(ns: &Netns) -> String {
-    ns.enter(|| Interface::lookup("eth0").unwrap().mac.to_string())
-        .unwrap()
-}
-
 /// The first worker's UMEM frames that are free or promised to a fill ring (its ports'
 /// quotas grow and shrink with their traffic, moving frames between the two), and all
 /// it owns. At rest the first is the second less what the fill rings lack of their
@@ -262,7 +257,7 @@ fn ports_come_and_go_under_traffic_without_disturbing_the_others() {
     let fdb = ask_json(&socket, &["show", "fdb"]);
     let entries = fdb["entries"].as_array().unwrap();
     for (vm, port) in [(0, "p0"), (1, "p1")] {
-        let mac = mac_of(&topo.vms[vm]);
+        let mac = topo.vm_mac(vm).to_string();
         assert!(
             entries
                 .iter()

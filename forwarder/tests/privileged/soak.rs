@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hairpin::{control::port::Interface, wire::Mac};
+use hairpin::wire::Mac;
 use serde_json::Value;
 
 use crate::{
@@ -132,12 +132,7 @@ fn soak() {
     let _ = std::fs::remove_file(&config);
     let pid = topo.lab.process(0).unwrap().child().id();
     ping(&topo.vms[0], &topo.addr(1), 2).unwrap();
-    let mac = |i: usize| {
-        topo.vms[i]
-            .enter(|| Interface::lookup("eth0").unwrap().mac)
-            .unwrap()
-    };
-    let (m2, m3) = (mac(2), mac(3));
+    let (m2, m3) = (topo.vm_mac(2), topo.vm_mac(3));
     let roamer = Mac([0x02, 0x50, 0x0a, 0, 0, 1]);
 
     // Descriptors before p4 first comes: at the end it is out again (a sample taken

@@ -10,12 +10,6 @@ use hairpin::{
 
 use crate::{Capture, TestConfig, Topology, finish, ping, send_raw, vlan_policies};
 
-fn mac_of(topo: &Topology, vm: usize) -> Mac {
-    topo.vms[vm]
-        .enter(|| Interface::lookup("eth0").unwrap().mac)
-        .unwrap()
-}
-
 /// A broadcast frame from `src` with `tags` (TPID, VLAN) in order, then a local
 /// experimental EtherType.
 fn tagged_broadcast(src: Mac, tags: &[(u16, u16)]) -> Vec<u8> {
@@ -59,7 +53,7 @@ fn vlans_separate_ports_tag_the_trunk_and_stop_hopping() {
     ping(&topo.vms[2], &topo.addr(0), 1).expect_err("VLAN 20 never reaches VLAN 10");
 
     // From the trunk: a frame tagged 20 reaches p2 only, untagged.
-    let trunk_mac = mac_of(&topo, 3);
+    let trunk_mac = topo.vm_mac(3);
     send_raw(
         &topo.vms[3],
         "eth0",
@@ -67,7 +61,7 @@ fn vlans_separate_ports_tag_the_trunk_and_stop_hopping() {
     );
     // From access port p0: a tag of its own VLAN, another VLAN's, double tags (802.1Q
     // in 802.1Q, 802.1ad outside): all dropped.
-    let vm0 = mac_of(&topo, 0);
+    let vm0 = topo.vm_mac(0);
     let hops = [
         tagged_broadcast(vm0, &[(0x8100, 10)]),
         tagged_broadcast(vm0, &[(0x8100, 20)]),
@@ -87,7 +81,7 @@ fn vlans_separate_ports_tag_the_trunk_and_stop_hopping() {
     let s = finish(datapath);
 
     let vm0_text = vm0.to_string();
-    let vm2_text = mac_of(&topo, 2).to_string();
+    let vm2_text = topo.vm_mac(2).to_string();
     let trunk_text = trunk_mac.to_string();
     // The switch host's own traffic on p3 (IPv6 multicast listener reports) is not
     // hairpin's to tag.
