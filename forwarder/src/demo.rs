@@ -121,7 +121,7 @@ pub fn run(limit: Option<Duration>) -> Result<()> {
     );
     thread::sleep(Duration::from_secs(2));
     let until = limit.map(|l| Instant::now() + l);
-    if let Err(e) = hairpin::top::watch(
+    if let Err(e) = crate::cli::top::watch(
         std::path::Path::new(&socket),
         Duration::from_secs(1),
         &stop,

@@ -27,7 +27,6 @@ pub mod datapath;
 pub mod netlab;
 pub mod switch;
 mod sys;
-pub mod top;
 pub mod wire;
 
 pub use sys::{in_netns, set_affinity};

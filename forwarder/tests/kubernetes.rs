@@ -17,7 +17,7 @@ use std::{
 
 use hairpin::{
     control::{
-        bridge::BridgeConfig, config_file, preflight::CAPABILITIES, service::DEFAULT_SOCKET,
+        config::BridgeConfig, config_file, preflight::CAPABILITIES, service::DEFAULT_SOCKET,
     },
     datapath::{
         KERNEL_BYTES_PER_FRAME,

@@ -17,7 +17,7 @@ use std::{path::Path, sync::Arc};
 
 use hairpin::{
     control::{
-        bridge::{BridgeConfig, PortConfig},
+        config::{BridgeConfig, PortConfig},
         config::{BridgeSpec, PortArg, PortMac, PortOptions, port_config},
         config_file,
         protocol::PortSpec,

@@ -20,7 +20,11 @@
 use std::fmt::Write as _;
 
 use hairpin::{
-    control::{bridge::BridgeConfig, bridge::PortConfig, protocol::PortSpec, xdp::XdpAttachMode},
+    control::{
+        config::{BridgeConfig, PortConfig},
+        protocol::PortSpec,
+        xdp::XdpAttachMode,
+    },
     datapath::ZeroCopy,
     switch::{Role, VlanId, vlan::PortVlans},
 };

@@ -1,18 +1,91 @@
-//! Turning what the operator wrote (command-line options today) into a checked bridge
-//! specification: the ordered ports, each one's policy, the static MAC entries.
+//! The bridge as configured ([`BridgeConfig`], [`PortConfig`]), and turning what the
+//! operator wrote (command-line options today) into it, checked: the ordered ports,
+//! each one's policy, the static MAC entries.
 //!
 //! Every error names the option and the port it is about; nothing is attached until the
 //! whole specification is valid.
 use std::str::FromStr;
 
-use super::{bridge::PortConfig, protocol::PortSpec};
+use super::{
+    protocol::PortSpec,
+    xdp::{FastPath, XdpAttachMode},
+};
 use crate::{
+    datapath::DatapathConfig,
     switch::{
         Mode, PortId, PortPolicy, Role,
         vlan::{self, PortVlans},
     },
     wire::{Mac, MacParseError},
 };
+
+/// A port as configured: its name, policy and static MAC entries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortConfig {
+    /// The interface name.
+    pub name: String,
+    /// Role, reflective relay, anti-spoofing, VLANs.
+    pub policy: PortPolicy,
+    /// MAC table entries that never age or move, in every VLAN of the port.
+    pub static_macs: Vec<Mac>,
+}
+
+impl PortConfig {
+    /// A plain downlink called `name`.
+    pub fn downlink(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            policy: PortPolicy::default(),
+            static_macs: Vec::new(),
+        }
+    }
+}
+
+/// The whole bridge, as the command line or the configuration file describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BridgeConfig {
+    /// The switching mode.
+    pub mode: Mode,
+    /// The ports, in slot order.
+    pub ports: Vec<PortConfig>,
+    /// MAC table capacity.
+    pub fdb_capacity: usize,
+    /// Seconds a learned MAC lives unseen.
+    pub fdb_max_age: u32,
+    /// XDP attach mode.
+    pub xdp_mode: XdpAttachMode,
+    /// Queue indices to serve (workers); by default the most any port has.
+    pub queues: Option<u32>,
+    /// Core for each worker.
+    pub cores: Option<Vec<usize>>,
+    /// Sockets, rings, UMEMs.
+    pub datapath: DatapathConfig,
+    /// Bit `n`: relay frames to the reserved group address `01:80:c2:00:00:0n` (none by
+    /// default; as the Linux bridge's `group_fwd_mask`).
+    pub group_fwd_mask: u16,
+    /// The kernel fast path.
+    pub fast_path: FastPath,
+}
+
+/// Largest MAC table: 16 M entries (1 GiB of buckets).
+pub const MAX_FDB_SIZE: usize = 1 << 24;
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Veb,
+            ports: Vec::new(),
+            fdb_capacity: 65_536,
+            fdb_max_age: 300,
+            xdp_mode: XdpAttachMode::Auto,
+            queues: None,
+            cores: None,
+            datapath: DatapathConfig::default(),
+            group_fwd_mask: 0,
+            fast_path: FastPath::default(),
+        }
+    }
+}
 
 /// A `PORT=VALUE` pair (`--vlan`, `--trunk`, `--native`), the value checked later.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -432,17 +505,17 @@ mod tests {
         ));
 
         // The bridge's own check agrees (config files and reloads go through it).
-        let bridge = |statics: [&[Mac]; 2]| crate::control::bridge::BridgeConfig {
+        let bridge = |statics: [&[Mac]; 2]| BridgeConfig {
             ports: ["vm1", "vm2"]
                 .iter()
                 .zip(statics)
-                .map(|(name, macs)| crate::control::bridge::PortConfig {
+                .map(|(name, macs)| PortConfig {
                     name: (*name).to_owned(),
                     policy: crate::switch::PortPolicy::default(),
                     static_macs: macs.to_vec(),
                 })
                 .collect(),
-            ..crate::control::bridge::BridgeConfig::default()
+            ..BridgeConfig::default()
         };
         let m = Mac([2, 0, 0, 0, 0, 1]);
         assert!(crate::control::bridge::check_config(&bridge([&[m, m], &[]])).is_ok());

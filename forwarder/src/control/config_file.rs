@@ -46,7 +46,7 @@ use serde::Deserialize;
 
 use crate::{
     control::{
-        bridge::{BridgeConfig, MAX_FDB_SIZE, PortConfig},
+        config::{BridgeConfig, MAX_FDB_SIZE, PortConfig},
         xdp::{FastPath, XdpAttachMode},
     },
     datapath::{DatapathConfig, ZeroCopy},

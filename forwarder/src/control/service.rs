@@ -27,7 +27,8 @@ use std::{
 };
 
 use super::{
-    bridge::{Bridge, BridgeConfig, BridgeError},
+    bridge::{Bridge, BridgeError},
+    config::BridgeConfig,
     config::port_config,
     config_file,
     drop_log::DropLog,

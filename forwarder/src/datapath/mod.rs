@@ -34,6 +34,7 @@ pub mod group;
 pub mod handoff;
 mod holders;
 pub mod latency;
+mod retag;
 pub mod stats;
 mod visits;
 mod worker;

@@ -35,7 +35,8 @@ use std::{
 
 use hairpin::{
     control::{
-        bridge::{Bridge, BridgeConfig, PortConfig},
+        bridge::Bridge,
+        config::{BridgeConfig, PortConfig},
         port::Interface,
         preflight,
         xdp::{FastPath, XdpAttachMode},

@@ -29,7 +29,7 @@ use signal_hook::{
     consts::{SIGINT, SIGTERM},
 };
 
-use crate::control::{
+use hairpin::control::{
     protocol::{Latency, PortCounters, PortInfo, Request, Response, Stats, WorkerStats},
     service,
 };
@@ -543,7 +543,7 @@ mod tests {
     };
 
     use super::*;
-    use crate::control::protocol::{DepartedPort, ResponseLine, VERSION};
+    use hairpin::control::protocol::{DepartedPort, ResponseLine, VERSION};
 
     const SECOND: Duration = Duration::from_secs(1);
 

@@ -1,0 +1,331 @@
+//! The command line's shape (clap): `run` and its options, `demo`, `top`, `watch`, and
+//! the client commands.
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+use hairpin::control::{
+    config::BridgeConfig,
+    config::{PortArg, PortMac},
+    service::DEFAULT_SOCKET,
+    xdp::{FastPath, XdpAttachMode},
+};
+use hairpin::{
+    datapath::{DatapathConfig, ZeroCopy},
+    switch::Mode,
+};
+
+/// hairpin: an IEEE 802.1Qbg edge virtual bridge over AF_XDP.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Forward between ports until SIGINT or SIGTERM, then detach and print the counters.
+    /// SIGHUP reloads --config, SIGUSR1 prints the counters; the control socket answers
+    /// the commands below while it runs.
+    Run(Box<RunArgs>),
+    /// Build a lab of network namespaces, run hairpin between them and send traffic
+    /// through it; everything is removed on exit or Ctrl-C.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+    },
+    /// Attach the XDP program to ports in pass-through mode (frames still go to the
+    /// kernel) and print its per-queue counters every second until Ctrl-C.
+    Watch {
+        /// Ports to watch, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        ports: Vec<String>,
+        /// XDP attach mode.
+        #[arg(long, value_enum, default_value_t)]
+        xdp_mode: XdpAttachMode,
+    },
+    /// Add or remove a port of a running hairpin.
+    #[command(subcommand)]
+    Port(PortCommand),
+    /// Show a running hairpin's ports, MAC table or counters.
+    #[command(subcommand)]
+    Show(ShowCommand),
+    /// Change a running hairpin's MAC table.
+    #[command(subcommand)]
+    Fdb(FdbCommand),
+    /// Make a running hairpin re-read its --config file and apply the difference.
+    Reload(Client),
+    /// A live view of a running hairpin, redrawn in place: per port packets/s, bits/s and
+    /// drops/s, per worker busy % and cycles/frame, the interval's latency, the MAC table.
+    Top {
+        /// Seconds between frames (the rates are over this interval).
+        #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
+        interval: f64,
+        /// Print one frame (two samples an interval apart) and exit.
+        #[arg(long)]
+        once: bool,
+        /// The control socket of the hairpin to watch.
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+}
+
+/// A `--interval` in seconds: 0.1 to 3600.
+pub(crate) fn parse_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.1..=3600.0).contains(&s) => Ok(s),
+        _ => Err(format!("{text:?}: give seconds from 0.1 to 3600")),
+    }
+}
+
+/// How a client command reaches hairpin.
+#[derive(Clone, Debug, Args)]
+pub(crate) struct Client {
+    /// The control socket of the hairpin to talk to.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub(crate) socket: PathBuf,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PortCommand {
+    /// Attach an interface as a port.
+    Add {
+        /// The interface.
+        name: String,
+        /// The port towards the physical network.
+        #[arg(long)]
+        uplink: bool,
+        /// Access port of this VLAN.
+        #[arg(long, conflicts_with = "trunk")]
+        vlan: Option<u32>,
+        /// Trunk of these VLANs, e.g. `10,20,100-110`.
+        #[arg(long)]
+        trunk: Option<String>,
+        /// The trunk's native VLAN.
+        #[arg(long, requires = "trunk")]
+        native: Option<u32>,
+        /// Reflective relay.
+        #[arg(long)]
+        hairpin: bool,
+        /// Anti-spoofing: the port may send only from these MACs (repeatable).
+        #[arg(long, value_name = "MAC")]
+        allow: Vec<String>,
+        /// A static MAC table entry on the port (repeatable).
+        #[arg(long, value_name = "MAC")]
+        static_mac: Vec<String>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Detach a port and forget it.
+    Del {
+        /// The interface.
+        name: String,
+        #[command(flatten)]
+        client: Client,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ShowCommand {
+    /// Every port: state, role, VLANs, queues, XDP and AF_XDP mode, counters.
+    Ports(Client),
+    /// The MAC table, as `bridge fdb show` lists it.
+    Fdb {
+        /// Only this port's entries.
+        #[arg(long)]
+        port: Option<String>,
+        /// Only this VLAN's entries.
+        #[arg(long)]
+        vlan: Option<u32>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Every counter: ports, workers, MAC table, latency.
+    Stats(Client),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FdbCommand {
+    /// A static entry: MAC lives on port IF.
+    Add {
+        /// The port.
+        port: String,
+        /// The MAC.
+        mac: String,
+        /// In this VLAN only (default: every VLAN of the port).
+        #[arg(long)]
+        vlan: Option<u32>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Remove an entry, static or learned.
+    Del {
+        /// The MAC.
+        mac: String,
+        /// In this VLAN only (default: every VLAN).
+        #[arg(long)]
+        vlan: Option<u32>,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Forget learned entries.
+    Flush {
+        /// Only this port's.
+        #[arg(long)]
+        port: Option<String>,
+        #[command(flatten)]
+        client: Client,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The whole bridge from a TOML file (see the README); no other option but --stats,
+    /// --socket and --metrics goes with it. SIGHUP or `hairpin reload` re-reads it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Ports to bridge, comma-separated: the downlinks (VFs, macvlans, veths, taps).
+    /// More can be added while it runs (`hairpin port add`).
+    #[arg(long, value_delimiter = ',', conflicts_with = "config")]
+    pub(crate) ports: Vec<String>,
+    /// Switching mode.
+    #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
+    pub(crate) mode: Mode,
+    /// The port towards the physical network (required by vepa and private).
+    #[arg(long, conflicts_with = "config")]
+    pub(crate) uplink: Option<String>,
+    /// Ports with reflective relay: frames may go back out of the port they came in on.
+    #[arg(long, conflicts_with = "config", value_delimiter = ',')]
+    pub(crate) hairpin: Vec<String>,
+    /// Anti-spoofing: PORT=MAC lets PORT send from MAC, and only from the MACs so listed
+    /// (repeat the option for more).
+    #[arg(long, conflicts_with = "config", value_name = "PORT=MAC")]
+    pub(crate) allow: Vec<PortMac>,
+    /// A MAC table entry that never ages or moves, in every VLAN of the port (repeatable).
+    #[arg(long, conflicts_with = "config", value_name = "PORT=MAC")]
+    pub(crate) static_mac: Vec<PortMac>,
+    /// Access port: PORT=VID puts PORT in VLAN VID, untagged (repeatable). Once any port
+    /// has a VLAN setting, ports without one are access ports of VLAN 1.
+    #[arg(long, conflicts_with = "config", value_name = "PORT=VID")]
+    pub(crate) vlan: Vec<PortArg>,
+    /// Trunk port: PORT=LIST carries the VLANs of LIST tagged, e.g. `up=10,20,100-110`
+    /// (repeatable).
+    #[arg(long, conflicts_with = "config", value_name = "PORT=LIST")]
+    pub(crate) trunk: Vec<PortArg>,
+    /// A trunk's native VLAN: PORT=VID carries VLAN VID untagged on trunk PORT.
+    #[arg(long, conflicts_with = "config", value_name = "PORT=VID")]
+    pub(crate) native: Vec<PortArg>,
+    /// RX queue indices to serve, one worker each (default: the most any port has).
+    #[arg(long, conflicts_with = "config")]
+    pub(crate) queues: Option<u32>,
+    /// Cores for the workers, queue i on the i-th: e.g. `2,3` or `2-5`.
+    #[arg(long, conflicts_with = "config", value_parser = parse_cores)]
+    pub(crate) cores: Option<Cores>,
+    /// XDP attach mode: native falls back to generic under `auto`.
+    #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
+    pub(crate) xdp_mode: XdpAttachMode,
+    /// Kernel fast path: learned unicast forwarded inside the XDP program, straight to
+    /// ports whose drivers take redirected frames; everything else by the workers.
+    /// `auto` sends only to ports in AF_XDP copy mode (see README, Fast path).
+    #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
+    pub(crate) fast_path: FastPath,
+    /// AF_XDP zero-copy: `auto` uses it where the driver can.
+    #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
+    pub(crate) zero_copy: ZeroCopy,
+    /// Entries per ring (RX, TX, fill, completion).
+    #[arg(long, conflicts_with = "config", default_value_t = DatapathConfig::default().ring_size)]
+    pub(crate) ring_size: u32,
+    /// UMEM frame size in bytes (2048 or 4096).
+    #[arg(long, conflicts_with = "config", default_value_t = DatapathConfig::default().frame_size)]
+    pub(crate) frame_size: u32,
+    /// Frames of each worker's first UMEM (default: full rings for 4 busy ports and 64
+    /// frames for each port given, 4 to 32), shared by the ports' fill rings as their
+    /// traffic asks; ports past what it holds go into UMEMs of 32 ports each.
+    #[arg(long, conflicts_with = "config")]
+    pub(crate) umem_frames: Option<u32>,
+    /// Relay frames to the reserved group addresses 01:80:c2:00:00:0N whose bit N is set
+    /// (e.g. 0x4000 for LLDP, 0x8 for 802.1X; none by default, as a bridge should). Pause
+    /// (bit 1) and LACP (bit 2) are never relayed.
+    #[arg(long, conflicts_with = "config", value_name = "MASK", value_parser = parse_mask, default_value = "0")]
+    pub(crate) group_fwd_mask: u16,
+    /// MAC table capacity (1 to 16777216).
+    #[arg(long, conflicts_with = "config", default_value_t = BridgeConfig::default().fdb_capacity)]
+    pub(crate) fdb_size: usize,
+    /// Seconds a learned MAC lives unseen (1 or more).
+    #[arg(long, conflicts_with = "config", default_value_t = BridgeConfig::default().fdb_max_age)]
+    pub(crate) fdb_age: u32,
+    /// Workers spin on their rings instead of sleeping when idle: lowest latency and no
+    /// wake-up delays, at the price of a busy core each.
+    #[arg(long, conflicts_with = "config")]
+    pub(crate) busy_poll: bool,
+    /// Print the counters every this many seconds (0: only at exit and on SIGUSR1).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) stats: u64,
+    /// The control socket to serve.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub(crate) socket: PathBuf,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9417; off by
+    /// default). Anyone who can reach it can read every counter: keep it on loopback or
+    /// a management network.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub(crate) metrics: Option<std::net::SocketAddr>,
+    /// Keep the ports added at run time (`hairpin port add`, hairpin-cni) in
+    /// DIR/ports.json and add them again at the next start (off by default: run-time
+    /// ports last until hairpin stops).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) state_dir: Option<PathBuf>,
+}
+
+/// A `--cores` list.
+#[derive(Clone, Debug)]
+pub(crate) struct Cores(pub(crate) Vec<usize>);
+
+pub(crate) fn parse_cores(text: &str) -> Result<Cores, String> {
+    let mut cores = Vec::new();
+    for part in text.split(',').map(str::trim) {
+        let parse = |s: &str| {
+            s.parse::<usize>()
+                .map_err(|_| format!("{s:?} is not a core number"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (parse(a)?, parse(b)?);
+                if a > b {
+                    return Err(format!("{part:?}: range runs backwards"));
+                }
+                cores.extend(a..=b);
+            }
+            None => cores.push(parse(part)?),
+        }
+    }
+    Ok(Cores(cores))
+}
+
+/// A `--group-fwd-mask`: decimal, or hexadecimal with `0x`.
+pub(crate) fn parse_mask(text: &str) -> Result<u16, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u16::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| format!("{text:?}: a 16-bit mask, e.g. 0x4000 for LLDP"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_core_lists_and_ranges() {
+        assert_eq!(parse_cores("0").unwrap().0, vec![0]);
+        assert_eq!(parse_cores("2,3").unwrap().0, vec![2, 3]);
+        assert_eq!(parse_cores("1-3,7").unwrap().0, vec![1, 2, 3, 7]);
+        assert!(parse_cores("3-1").is_err());
+        assert!(parse_cores("a").is_err());
+        assert!(parse_cores("").is_err());
+    }
+}

@@ -1,0 +1,242 @@
+//! The client commands: one request over the control socket, its answer printed as a
+//! table (or JSON).
+
+use anyhow::{Result, bail};
+use hairpin::control::{
+    protocol::{PortInfo, Request, Response, Stats},
+    service::{self},
+};
+use hairpin::wire::ETHERNET_HEADER_LEN;
+
+use super::args::*;
+
+/// A client command: one request, its answer printed; a refusal is an error.
+pub(crate) fn ask(client: &Client, request: Request) -> Result<()> {
+    let response = service::request(&client.socket, &request)?;
+    if let Response::Error { message } = &response {
+        bail!("{message}");
+    }
+    let text = if client.json {
+        serde_json::to_string_pretty(&response)?
+    } else {
+        match response {
+            Response::Done { message } => message,
+            Response::Ports { ports } => ports_table(&ports),
+            Response::Fdb { entries } => {
+                let mut out = String::new();
+                for e in entries {
+                    out += &format!(
+                        "{} dev {}{} {}\n",
+                        e.mac,
+                        e.port,
+                        if e.vlan > 0 {
+                            format!(" vlan {}", e.vlan)
+                        } else {
+                            String::new()
+                        },
+                        if e.is_static {
+                            "static".to_owned()
+                        } else {
+                            format!("age {}s", e.age)
+                        }
+                    );
+                }
+                out.trim_end().to_owned()
+            }
+            Response::Stats(stats) => counters_text(&stats),
+            Response::Error { .. } => unreachable!("handled above"),
+        }
+    };
+    println!("{text}");
+    Ok(())
+}
+
+pub(crate) fn ports_table(ports: &[PortInfo]) -> String {
+    let mut out = format!(
+        "{:<15} {:>4} {:<6} {:<8} {:<22} {:>6} {:<8} {:>6} {:>12} {:>12}  drops\n",
+        "port", "slot", "state", "role", "vlans", "queues", "af_xdp", "mtu", "rx_pkts", "tx_pkts"
+    );
+    let mut too_long = Vec::new();
+    for p in ports {
+        let drops: Vec<String> = p
+            .counters
+            .drops
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        let mtu = match (p.mtu, p.largest_frame) {
+            (None, _) => "-".to_owned(),
+            (Some(mtu), Some(largest)) if mtu + ETHERNET_HEADER_LEN as u32 > largest => {
+                too_long.push(format!("{} carries frames up to {largest} bytes", p.name));
+                format!("{mtu}*")
+            }
+            (Some(mtu), _) => mtu.to_string(),
+        };
+        out += &format!(
+            "{:<15} {:>4} {:<6} {:<8} {:<22} {:>6} {:<8} {:>6} {:>12} {:>12}  {}\n",
+            p.name,
+            p.slot,
+            p.state,
+            p.role,
+            p.vlans.as_deref().unwrap_or("-"),
+            p.queues,
+            match (&p.xdp, p.zero_copy) {
+                (None, _) => "-".to_owned(),
+                (Some(x), true) => format!("{x}/zc"),
+                (Some(x), false) => format!("{x}/copy"),
+            },
+            mtu,
+            p.counters.rx_packets,
+            p.counters.tx_packets,
+            if drops.is_empty() {
+                "-".to_owned()
+            } else {
+                drops.join(",")
+            },
+        );
+    }
+    if !too_long.is_empty() {
+        out += &format!(
+            "* MTU more than hairpin carries: {}; longer frames are dropped\n",
+            too_long.join(", ")
+        );
+    }
+    // Who a port is, where its interface says (hairpin-cni names the pod there).
+    for p in ports {
+        if let Some(alias) = &p.alias {
+            out += &format!("{}: {alias}\n", p.name);
+        }
+    }
+    out.trim_end().to_owned()
+}
+
+/// The counters as a table: one row per port (removed ones included), then the MAC
+/// table, latency and workers.
+pub(crate) fn counters_text(s: &Stats) -> String {
+    let mut out = format!(
+        "{:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>9} {:>9}  drops\n",
+        "port",
+        "rx_pkts",
+        "rx_bytes",
+        "tx_pkts",
+        "tx_bytes",
+        "flood_cp",
+        "handoff",
+        "csum_fin",
+        "tso_cut"
+    );
+    let rows = s
+        .ports
+        .iter()
+        .map(|p| (p.name.as_str(), &p.counters))
+        .chain(s.departed.iter().map(|d| (d.name.as_str(), &d.counters)));
+    for (name, c) in rows {
+        let drops: Vec<String> = c.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
+        out += &format!(
+            "{name:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>9} {:>9}  {}\n",
+            c.rx_packets,
+            c.rx_bytes,
+            c.tx_packets,
+            c.tx_bytes,
+            c.flood_copies,
+            c.handoff_out,
+            c.checksums_finished,
+            c.segmented,
+            if drops.is_empty() {
+                "-".to_owned()
+            } else {
+                drops.join(",")
+            }
+        );
+    }
+    let free: Vec<String> = s
+        .workers
+        .iter()
+        .map(|w| format!("{}/{} ({} UMEMs)", w.free_frames, w.total_frames, w.umems))
+        .collect();
+    let promised: Vec<String> = s
+        .workers
+        .iter()
+        .map(|w| format!("{}/{}", w.promised_frames, w.budget_frames))
+        .collect();
+    out += &format!(
+        "mac table: {} entries ({} full-bucket misses); free UMEM frames per worker: {}; \
+         promised to fill rings: {}\n",
+        s.fdb_entries,
+        s.fdb_full,
+        free.join(" "),
+        promised.join(" ")
+    );
+    let l = &s.latency_ns;
+    let us = |ns: u64| ns as f64 / 1000.0;
+    out += &format!(
+        "latency, RX read to TX submit per busy turn ({} turns): p50 {:.1} us, p99 {:.1} us, p99.9 {:.1} us, max {:.1} us\n",
+        l.count,
+        us(l.p50),
+        us(l.p99),
+        us(l.p999),
+        us(l.max)
+    );
+    let mhz = s.cpu_hz.map(|hz| hz as f64 / 1e6);
+    for (i, w) in s.workers.iter().enumerate() {
+        // Busy time includes the kernel's share of the worker's syscalls (copy-mode
+        // transmit), as OVS's processing cycles do.
+        let per_frame = w.busy_ns.checked_div(w.rx_frames).map_or_else(
+            || "-".to_owned(),
+            |ns| match mhz {
+                Some(mhz) => format!(
+                    "{ns} ns/frame (~{:.0} cycles/frame at {:.2} GHz)",
+                    ns as f64 * mhz / 1e3,
+                    mhz / 1e3
+                ),
+                None => format!("{ns} ns/frame"),
+            },
+        );
+        out += &format!(
+            "worker q{i}: {} frames, busy {:.1} ms, {per_frame}, slept {} times\n",
+            w.rx_frames,
+            w.busy_ns as f64 / 1e6,
+            w.sleeps
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_port_table_marks_an_mtu_longer_than_the_port_carries() {
+        use hairpin::control::protocol::PortCounters;
+        let port = |name: &str, mtu: u32, largest: u32| PortInfo {
+            mtu: Some(mtu),
+            largest_frame: Some(largest),
+            ..PortInfo::example(name, PortCounters::default())
+        };
+        let table = ports_table(&[port("vm0", 9000, 1792), port("vm1", 9000, 28672)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[1].contains(" 9000* "), "{table}");
+        assert!(lines[2].contains(" 9000 "), "{table}");
+        assert_eq!(
+            lines[3],
+            "* MTU more than hairpin carries: vm0 carries frames up to 1792 bytes; \
+             longer frames are dropped"
+        );
+        assert!(!ports_table(&[port("vm1", 1500, 1792)]).contains('*'));
+    }
+
+    #[test]
+    fn the_port_table_says_which_pod_a_port_is() {
+        use hairpin::control::protocol::PortCounters;
+        let pod = PortInfo {
+            alias: Some("cni 0123abcd eth0".to_owned()),
+            ..PortInfo::example("hp0123456789abc", PortCounters::default())
+        };
+        let plain = PortInfo::example("vm1", PortCounters::default());
+        let table = ports_table(&[pod, plain]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert_eq!(lines[3], "hp0123456789abc: cni 0123abcd eth0");
+    }
+}
