@@ -263,21 +263,22 @@ pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) {
     let _ = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
 }
 
-/// Drops `items` from several threads at once. Closing an AF_XDP socket or an XDP link
-/// makes the kernel wait for an RCU grace period (`synchronize_net`: some 6 ms here);
-/// a thousand closed one after the other take seconds, closed from many threads at once
-/// they share grace periods. Where a thread cannot be started, its share is dropped
-/// here.
-pub fn drop_all<T: Send>(mut items: Vec<T>) {
+/// Calls `f` on each of `items` from several threads at once, and returns when all are
+/// done. Closing an AF_XDP socket or detaching an XDP link makes the kernel wait for an
+/// RCU grace period (`synchronize_net`: some 6 ms here); a thousand one after the other
+/// take seconds, from many threads at once they share grace periods. Where a thread
+/// cannot be started, its share is dropped without `f`.
+pub fn in_parallel<T: Send>(mut items: Vec<T>, f: impl Fn(T) + Sync) {
     const THREADS: usize = 32;
     let per = items.len().div_ceil(THREADS).max(1);
+    let f = &f;
     std::thread::scope(|scope| {
         while !items.is_empty() {
             let chunk: Vec<T> = items.drain(..per.min(items.len())).collect();
             let spawned = std::thread::Builder::new()
                 .name("hairpin-close".into())
-                .spawn_scoped(scope, move || drop(chunk));
-            // A thread that could not start hands its share back: dropped here.
+                .spawn_scoped(scope, move || chunk.into_iter().for_each(f));
+            // A thread that could not start dropped its share as it failed.
             drop(spawned);
         }
     });

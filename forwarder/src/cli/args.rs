@@ -73,7 +73,7 @@ pub(crate) enum Command {
 }
 
 /// A `--interval` in seconds: 0.1 to 3600.
-pub(crate) fn parse_interval(text: &str) -> Result<f64, String> {
+fn parse_interval(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(s) if (0.1..=3600.0).contains(&s) => Ok(s),
         _ => Err(format!("{text:?}: give seconds from 0.1 to 3600")),
@@ -285,7 +285,7 @@ pub(crate) struct RunArgs {
 #[derive(Clone, Debug)]
 pub(crate) struct Cores(pub(crate) Vec<usize>);
 
-pub(crate) fn parse_cores(text: &str) -> Result<Cores, String> {
+fn parse_cores(text: &str) -> Result<Cores, String> {
     let mut cores = Vec::new();
     for part in text.split(',').map(str::trim) {
         let parse = |s: &str| {
@@ -307,7 +307,7 @@ pub(crate) fn parse_cores(text: &str) -> Result<Cores, String> {
 }
 
 /// A `--group-fwd-mask`: decimal, or hexadecimal with `0x`.
-pub(crate) fn parse_mask(text: &str) -> Result<u16, String> {
+fn parse_mask(text: &str) -> Result<u16, String> {
     let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
         Some(hex) => u16::from_str_radix(hex, 16),
         None => text.parse(),

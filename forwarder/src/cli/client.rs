@@ -51,7 +51,7 @@ pub(crate) fn ask(client: &Client, request: Request) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn ports_table(ports: &[PortInfo]) -> String {
+fn ports_table(ports: &[PortInfo]) -> String {
     let mut out = format!(
         "{:<15} {:>4} {:<6} {:<8} {:<22} {:>6} {:<8} {:>6} {:>12} {:>12}  drops\n",
         "port", "slot", "state", "role", "vlans", "queues", "af_xdp", "mtu", "rx_pkts", "tx_pkts"

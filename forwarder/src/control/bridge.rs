@@ -806,15 +806,10 @@ impl Bridge {
         })
     }
 
-    // ---- MAC table -----------------------------------------------------------------
-
+    /// Seconds since the bridge started: the MAC table's clock.
     fn now(&self) -> u32 {
         self.epoch.elapsed().as_secs() as u32
     }
-
-    // ---- following the kernel ------------------------------------------------------
-
-    // ---- reports -------------------------------------------------------------------
 
     /// Detaches every port, stops the workers; returns the final counters of every port
     /// (those removed on the way included) and how many workers panicked.

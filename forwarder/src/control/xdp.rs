@@ -12,7 +12,7 @@ use std::{
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray, XskMap},
-    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{Link as _, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use hairpin_common::{
     FastConf, FastTx, MAX_PORT_QUEUES, PROGRAM_NAME, PortConf, QueueStats, SlotConf, allowed_key,
@@ -535,8 +535,8 @@ impl Steering {
         }
     }
 
-    /// Detaches the program from every port of `ifindexes` at once: each link closed
-    /// waits for the kernel (`sys::drop_all`), so a thousand take seconds one by one.
+    /// Detaches the program from every port of `ifindexes` at once: each detach waits
+    /// for the kernel (`sys::in_parallel`), so a thousand take seconds one by one.
     pub fn detach_ports(&mut self, ifindexes: &[u32]) {
         let (gone, kept) = std::mem::take(&mut self.links)
             .into_iter()
@@ -550,11 +550,16 @@ impl Steering {
             .filter_map(|(_, port, link)| {
                 program
                     .take_link(link)
-                    .inspect_err(|e| tracing::debug!("detaching XDP from {port}: {e}"))
+                    .inspect_err(|e| tracing::warn!("detaching XDP from {port}: {e}"))
                     .ok()
+                    .map(|link| (port, link))
             })
             .collect();
-        crate::sys::drop_all(links);
+        crate::sys::in_parallel(links, |(port, link)| {
+            if let Err(e) = link.detach() {
+                tracing::warn!("detaching XDP from {port}: {e}");
+            }
+        });
     }
 
     fn program(&mut self) -> Result<&mut Xdp, XdpError> {

@@ -1,4 +1,5 @@
-//! How a worker shares its UMEM's frames between its ports' fill rings.
+//! How a worker shares the frames of one of its UMEMs between the fill rings of the
+//! ports on it ([`super::group`]: one budget per UMEM).
 //!
 //! A copy-mode socket receives only into frames its fill ring holds, and a frame given
 //! there stays until a frame arrives in it: frames parked in an idle port's fill ring
@@ -6,7 +7,7 @@
 //! port has a quota, the frames its fill and RX rings may hold together, at least
 //! [`MIN_QUOTA`].
 //!
-//! The budget — the worker's UMEM less a reserve for frames in flight (on TX rings,
+//! The budget — the UMEM less a reserve for frames in flight (on TX rings,
 //! flood copies, handoffs, segments being cut) — has two parts, as the UMEM was sized
 //! (`DatapathConfig::umem_frames_for`, `growth_frames`): a *growth* part, full rings
 //! for a few busy ports and a ring for each port known at start, and the rest,
@@ -24,8 +25,8 @@
 //!
 //! Quotas are promised only out of what no port was promised: a port growing, or a new
 //! one, never takes frames another port was promised. Ports beyond those the UMEM was
-//! sized for are admitted while the budget has [`MIN_QUOTA`] left; a port it cannot
-//! give that is refused by the control plane before it is attached ([`Budget::room`]).
+//! sized for are admitted while the budget has [`MIN_QUOTA`] left ([`Budget::room`]);
+//! a port it cannot give that goes into another of the worker's UMEMs.
 
 /// The frames a port keeps at least, and is refused without: one RX batch (the
 /// workers check that the two agree).

@@ -3,6 +3,9 @@
 //! payload byte moves. The tag's bytes are [`crate::wire::dot1q`]'s, as the switch's
 //! copies ([`crate::switch::vlan::retagged_parts`]) use them; the tests check every retag against that
 //! plain copy.
+//!
+//! `unsafe` here: the frame's bytes, headroom included, are written through
+//! [`Umem::data_mut`], by the ownership rules of [`Umem`].
 #![allow(unsafe_code)]
 
 use super::xsk::{Desc, Umem};

@@ -353,9 +353,9 @@ impl Worker {
         }
         self.read_kernel_stats(self.ports.len());
         self.latency.flush(Instant::now());
-        // Every socket at once: each close waits for the kernel (`sys::drop_all`).
+        // Every socket at once: each close waits for the kernel (`sys::in_parallel`).
         let ports = std::mem::take(&mut self.ports);
-        sys::drop_all(ports.into_iter().map(|p| p.socket).collect());
+        sys::in_parallel(ports.into_iter().map(|p| p.socket).collect(), drop);
     }
 
     /// What the worker sleeps on: its sockets and its mailbox's eventfd.

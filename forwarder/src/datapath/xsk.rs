@@ -273,8 +273,10 @@ impl Umem {
 
 impl Drop for Umem {
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `new`, unmapped once. Sockets using it are closed
-        // first: they hold an `Arc` to this UMEM (see `Socket`).
+        // SAFETY: the mapping made in `new`, unmapped once. The kernel pins the pages a
+        // socket registered, so a socket still open keeps them; unmapping removes only
+        // this process's view, and the workers close their sockets before they drop
+        // their UMEMs (the end of `Worker::run`), so no frame is touched after.
         unsafe { libc::munmap(self.area.as_ptr().cast(), self.len()) };
     }
 }

@@ -34,7 +34,7 @@ impl Bridge {
     /// Gives the XDP program's fast path the tables as they are now: each port's VLANs,
     /// hairpin, role and anti-spoofing list, and the ports it may send to (attached,
     /// up, and with a driver that takes redirected frames).
-    pub(super) fn publish_fast(&mut self) -> Result<(), BridgeError> {
+    fn publish_fast(&mut self) -> Result<(), BridgeError> {
         let Some(egress) = self.fast_egress_now() else {
             return Ok(());
         };
@@ -115,7 +115,7 @@ impl Bridge {
     /// its peer's XDP program or GRO, which hairpin's own attaching and detaching
     /// change too). The kernel is asked about every device at once, in one dump; a
     /// port the dump missed, on its own.
-    pub(super) fn fast_egress_now(&mut self) -> Option<Vec<Option<u32>>> {
+    fn fast_egress_now(&mut self) -> Option<Vec<Option<u32>>> {
         let netdev = self.netdev.as_mut()?;
         let known: HashMap<u32, u64> = match netdev.all_xdp_features() {
             Ok(all) => all.into_iter().collect(),

@@ -34,7 +34,7 @@ impl Bridge {
         }
     }
 
-    pub(super) fn follow(&mut self, change: Change) {
+    fn follow(&mut self, change: Change) {
         match change {
             Change::LinkGone { ifindex, name } => {
                 if let Some(id) = self.find_ifindex(ifindex) {
@@ -57,7 +57,7 @@ impl Bridge {
     }
 
     /// After lost notifications: compares every port with a fresh dump.
-    pub(super) fn resync(&mut self) {
+    fn resync(&mut self) {
         tracing::warn!("the kernel dropped link notifications: re-reading every link");
         let links = match self.netlink.links() {
             Ok(links) => links,
@@ -85,7 +85,7 @@ impl Bridge {
 
     /// Port `id`'s interface went away: detached; a configuration port waits for it to
     /// come back, a run-time one is forgotten.
-    pub(super) fn lose(&mut self, id: PortId, why: &str) {
+    fn lose(&mut self, id: PortId, why: &str) {
         let runtime = self.slot(id).origin == Origin::Runtime;
         self.detach_keeping(id, !runtime);
         if runtime {
@@ -96,7 +96,7 @@ impl Bridge {
         }
     }
 
-    pub(super) fn link_changed(&mut self, link: &Link) {
+    fn link_changed(&mut self, link: &Link) {
         if let Some(id) = self.find_ifindex(link.ifindex) {
             let name = self.slot(id).config.name.clone();
             let attached = self

@@ -52,7 +52,7 @@ impl Bridge {
         Ok(format!("{mac} static on {name} in {} VLAN(s)", vids.len()))
     }
 
-    pub(super) fn static_owner(&self, vid: VlanId, mac: Mac) -> Option<PortId> {
+    fn static_owner(&self, vid: VlanId, mac: Mac) -> Option<PortId> {
         self.fdb
             .entries()
             .into_iter()
@@ -60,7 +60,7 @@ impl Bridge {
             .map(|e| e.port)
     }
 
-    pub(super) fn check_vlan(&self, v: u32) -> Result<VlanId, BridgeError> {
+    fn check_vlan(&self, v: u32) -> Result<VlanId, BridgeError> {
         if !self.tables.vlans.is_aware() {
             return Err(refused(format!(
                 "VLAN {v}: this bridge is not VLAN-aware (no port has a VLAN setting)"

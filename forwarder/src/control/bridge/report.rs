@@ -23,7 +23,7 @@ impl Bridge {
         self.port_infos(&snapshot)
     }
 
-    pub(super) fn port_infos(&self, snapshot: &Snapshot) -> Vec<PortInfo> {
+    fn port_infos(&self, snapshot: &Snapshot) -> Vec<PortInfo> {
         self.slots
             .iter()
             .enumerate()
@@ -137,7 +137,7 @@ impl Bridge {
     /// Port slot `id`'s counters, queue (worker) by queue: the workers' own with, when
     /// the fast path is on, what it received on the port and sent out of it merged in.
     /// The XDP program's counters are the slot's, not the port's: like the workers',
-    /// they count from the slot's [`Slot::baseline`].
+    /// they count from the slot's [`super::Slot::baseline`].
     pub(super) fn port_queues(&self, snapshot: &Snapshot, id: PortId) -> Vec<PortQueueSnapshot> {
         let mut queues = snapshot.port_queues(id).to_vec();
         if self.netdev.is_some() {
@@ -208,7 +208,7 @@ pub(super) fn cpu_hz() -> Option<u64> {
     Some((mhz * 1e6) as u64)
 }
 
-pub(super) fn counters(s: &PortQueueSnapshot) -> PortCounters {
+fn counters(s: &PortQueueSnapshot) -> PortCounters {
     PortCounters {
         rx_packets: s.rx_packets,
         rx_bytes: s.rx_bytes,
