@@ -10,7 +10,7 @@ use std::{collections::HashMap, path::PathBuf};
 
 use cni_plugin::config::NetworkConfig;
 use hairpin::{
-    control::{config::port_config, protocol::PortSpec, service::DEFAULT_SOCKET},
+    control::{service::DEFAULT_SOCKET, spec::PortSpec},
     wire::{ETHERNET_HEADER_LEN, Mac, dot1q::TAG_LEN},
 };
 use serde::Deserialize;
@@ -32,40 +32,45 @@ const KEYS: [&str; 10] = [
     "capabilities",
 ];
 
+/// The keys that are the pod's port's settings, read as hairpin's [`PortSpec`] (the
+/// same type `hairpin port add` and the config file read); the others are the plugin's.
+const PORT_KEYS: [&str; 4] = ["vlan", "trunk", "native", "hairpin"];
+
 /// The MTUs a pod's veth may have: IPv4's minimum to the largest a veth takes.
 const MTU_RANGE: std::ops::RangeInclusive<u32> = 68..=65535;
 
 /// One attachment's settings.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attachment {
     /// The node's hairpin control socket.
-    #[serde(default = "default_socket")]
     pub socket: PathBuf,
-    /// The pod's port is an access port of this VLAN.
-    #[serde(default)]
-    pub vlan: Option<u32>,
-    /// ... or a trunk of these VLANs (`"10,20-30"`), the pod tagging its own frames.
-    #[serde(default)]
-    pub trunk: Option<String>,
-    /// The trunk's native (untagged) VLAN.
-    #[serde(default)]
-    pub native: Option<u32>,
-    /// Reflective relay on the pod's port.
-    #[serde(default)]
-    pub hairpin: bool,
+    /// The pod's port: an access port (`vlan`) or a trunk (`trunk`, `native`), reflective
+    /// relay (`hairpin`); its name is the host interface's, given when it is made.
+    pub port: PortSpec,
     /// Anti-spoofing: the pod may send only from its own MAC (as SR-IOV's `spoofchk`).
-    #[serde(default = "yes")]
     pub spoofchk: bool,
     /// The pod interface's MAC (else the kernel picks one). `runtimeConfig.mac` wins.
-    #[serde(default, deserialize_with = "mac")]
     pub mac: Option<Mac>,
     /// A parent interface for a macvlan: refused (see [`Attachment::from_config`]).
-    #[serde(default)]
     pub parent: Option<String>,
     /// The MTU of both ends of the pod's veth (else the kernel's 1500). ADD fails when
     /// hairpin cannot carry frames that long on the port.
-    #[serde(default)]
     pub mtu: Option<u32>,
+}
+
+/// The plugin's own keys.
+#[derive(Deserialize)]
+struct Own {
+    #[serde(default = "default_socket")]
+    socket: PathBuf,
+    #[serde(default = "yes")]
+    spoofchk: bool,
+    #[serde(default, deserialize_with = "mac")]
+    mac: Option<Mac>,
+    #[serde(default)]
+    parent: Option<String>,
+    #[serde(default)]
+    mtu: Option<u32>,
 }
 
 fn default_socket() -> PathBuf {
@@ -118,9 +123,21 @@ impl Attachment {
                 KEYS[..KEYS.len() - 1].join(", ")
             )));
         }
-        let object = Value::Object(keys.clone().into_iter().collect());
-        let mut attachment: Self = serde_json::from_value(object)
-            .map_err(|e| Failure::invalid_config(format!("hairpin-cni settings: {e}")))?;
+        let (port, own): (serde_json::Map<_, _>, _) = keys
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .partition(|(k, _)| PORT_KEYS.contains(&k.as_str()));
+        let invalid =
+            |e: serde_json::Error| Failure::invalid_config(format!("hairpin-cni settings: {e}"));
+        let own: Own = serde_json::from_value(Value::Object(own)).map_err(invalid)?;
+        let mut attachment = Self {
+            socket: own.socket,
+            port: serde_json::from_value(Value::Object(port)).map_err(invalid)?,
+            spoofchk: own.spoofchk,
+            mac: own.mac,
+            parent: own.parent,
+            mtu: own.mtu,
+        };
         if let Some(parent) = &attachment.parent {
             return Err(Failure::invalid_config(format!(
                 "parent {parent}: hairpin-cni attaches pods by veth only; a macvlan's \
@@ -141,7 +158,9 @@ impl Attachment {
             attachment.mac = runtime_mac;
         }
         // Everything hairpin would refuse is refused here, before anything is made.
-        port_config(&attachment.port_spec("check", attachment.mac))
+        attachment
+            .port_spec("check", attachment.mac)
+            .check()
             .map_err(|e| Failure::invalid_config(format!("hairpin would refuse the port: {e}")))?;
         Ok(attachment)
     }
@@ -149,7 +168,11 @@ impl Attachment {
     /// The longest frame the pod sends at its MTU (Ethernet header included, FCS not;
     /// with an 802.1Q tag on a trunk), if an MTU is set.
     pub fn longest_frame(&self) -> Option<u32> {
-        let tag = if self.trunk.is_some() { TAG_LEN } else { 0 };
+        let tag = if self.port.trunk.is_some() {
+            TAG_LEN
+        } else {
+            0
+        };
         self.mtu.map(|mtu| mtu + (ETHERNET_HEADER_LEN + tag) as u32)
     }
 
@@ -157,16 +180,11 @@ impl Attachment {
     pub fn port_spec(&self, name: &str, pod_mac: Option<Mac>) -> PortSpec {
         PortSpec {
             name: name.to_owned(),
-            uplink: false,
-            vlan: self.vlan,
-            trunk: self.trunk.clone(),
-            native: self.native,
-            hairpin: self.hairpin,
             allow: match pod_mac {
                 Some(mac) if self.spoofchk => vec![mac.to_string()],
                 _ => Vec::new(),
             },
-            static_macs: Vec::new(),
+            ..self.port.clone()
         }
     }
 }
@@ -260,7 +278,7 @@ mod tests {
         let a = parse(json!({})).expect("valid");
         assert_eq!(a.socket, PathBuf::from(DEFAULT_SOCKET));
         assert!(a.spoofchk);
-        assert!(!a.hairpin);
+        assert!(!a.port.hairpin);
         let spec = a.port_spec("hp1", Some("02:00:00:00:00:01".parse().expect("mac")));
         assert_eq!(spec.allow, ["02:00:00:00:00:01"]);
         assert_eq!(spec.name, "hp1");

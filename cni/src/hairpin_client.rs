@@ -2,8 +2,9 @@
 use std::{io, path::Path};
 
 use hairpin::control::{
-    protocol::{PortInfo, PortSpec, Request, Response},
+    protocol::{PortInfo, Request, Response},
     service::request,
+    spec::PortSpec,
 };
 
 use crate::failure::Failure;

@@ -31,7 +31,7 @@ use cni_plugin::{
     macaddr::MacAddr,
     reply::{Interface, SuccessReply, VersionReply, reply},
 };
-use hairpin::{control::config::port_config, wire::Mac};
+use hairpin::wire::Mac;
 use semver::Version;
 
 use crate::{
@@ -341,16 +341,18 @@ fn check(inputs: &Inputs) -> Result<(), Failure> {
             "hairpin's port {host} has no interface"
         )));
     }
-    if port.hairpin != attachment.hairpin {
+    if port.hairpin != attachment.port.hairpin {
         return Err(Failure::check_failed(format!(
             "hairpin's port {host} has reflective relay {}, the configuration {}",
             on_off(port.hairpin),
-            on_off(attachment.hairpin)
+            on_off(attachment.port.hairpin)
         )));
     }
     // The VLAN settings, as hairpin shows them.
-    let want = port_config(&attachment.port_spec(&host, None))
-        .map_err(Failure::invalid_config)?
+    let want = attachment
+        .port_spec(&host, None)
+        .check()
+        .map_err(|e| Failure::invalid_config(e.to_string()))?
         .policy
         .vlans
         .map(|v| v.to_string());

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
-use hairpin::control::protocol::{PortSpec, Request};
+use hairpin::control::protocol::Request;
 
 mod cli;
 mod demo;
@@ -60,29 +60,7 @@ fn run(cli: Cli) -> Result<()> {
             socket,
         } => cli::top::run(&socket, Duration::from_secs_f64(interval), once),
         Command::Watch { ports, xdp_mode } => watch(&ports, xdp_mode),
-        Command::Port(PortCommand::Add {
-            name,
-            uplink,
-            vlan,
-            trunk,
-            native,
-            hairpin,
-            allow,
-            static_mac,
-            client,
-        }) => ask(
-            &client,
-            Request::PortAdd(PortSpec {
-                name,
-                uplink,
-                vlan,
-                trunk,
-                native,
-                hairpin,
-                allow,
-                static_macs: static_mac,
-            }),
-        ),
+        Command::Port(PortCommand::Add { spec, client }) => ask(&client, Request::PortAdd(spec)),
         Command::Port(PortCommand::Del { name, client }) => ask(&client, Request::PortDel { name }),
         Command::Show(ShowCommand::Ports(client)) => ask(&client, Request::ShowPorts),
         Command::Show(ShowCommand::Fdb { port, vlan, client }) => {

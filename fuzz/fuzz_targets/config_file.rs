@@ -6,10 +6,10 @@
 use std::path::Path;
 
 use hairpin::{
-    control::{bridge::check_config, config::port_config, config_file},
+    control::{bridge::check_config, config_file, spec::PortSpec},
     switch::vlan::PortVlans,
 };
-use hairpin_fuzz::{port_spec, to_toml};
+use hairpin_fuzz::to_toml;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -28,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         if let Some(PortVlans::Trunk { tagged, .. }) = &port.policy.vlans {
             assert!(tagged.is_sorted(), "a trunk's VLANs in order");
         }
-        let back = port_config(&port_spec(port));
+        let back = PortSpec::from(port).check();
         assert_eq!(back.as_ref(), Ok(port), "port add of {:?}", port.name);
     }
     // What the file accepts, a bridge starts with: the same check `Bridge::start` makes.

@@ -1,11 +1,11 @@
 //! The ports as the command line gives them, two ways that must agree:
 //!
 //! - `run --ports vf0,vf1 --uplink eth0 --vlan vf0=10 --trunk eth0=10,20 --native
-//!   eth0=1 --allow vf0=MAC --static-mac vf0=MAC --hairpin eth0` (`PortArg`, `PortMac`,
-//!   `BridgeSpec::from_options`);
+//!   eth0=1 --allow vf0=MAC --static-mac vf0=MAC --hairpin eth0` (`PortFlags::ports`:
+//!   the options gathered into one `PortSpec` per port, each checked);
 //! - `port add NAME [--uplink] [--vlan V] [--trunk LIST] [--native V] [--hairpin]
-//!   [--allow MAC]... [--static-mac MAC]...` (`port_config`, also the control socket's
-//!   and hairpin-cni's way in).
+//!   [--allow MAC]... [--static-mac MAC]...` (`PortSpec::check`, also the control
+//!   socket's, the config file's and hairpin-cni's way in).
 //!
 //! The input is one such command line, without the `hairpin` (words split at
 //! whitespace, `--option value` or `--option=value`). Nothing panics; a bridge `run`
@@ -18,13 +18,12 @@ use std::{path::Path, sync::Arc};
 use hairpin::{
     control::{
         config::{BridgeConfig, PortConfig},
-        config::{BridgeSpec, PortArg, PortMac, PortOptions, port_config},
         config_file,
-        protocol::PortSpec,
+        spec::{PortArg, PortFlags, PortSpec},
     },
     switch::{Fdb, Mode, PortSet, Tables, TablesError},
 };
-use hairpin_fuzz::{port_spec, to_toml};
+use hairpin_fuzz::to_toml;
 use libfuzzer_sys::fuzz_target;
 
 /// `hairpin run`'s port options, as clap would hand them over.
@@ -33,12 +32,7 @@ struct Run {
     mode: Mode,
     ports: Vec<String>,
     uplink: Option<String>,
-    hairpin: Vec<String>,
-    allow: Vec<PortMac>,
-    static_macs: Vec<PortMac>,
-    vlan: Vec<PortArg>,
-    trunk: Vec<PortArg>,
-    native: Vec<PortArg>,
+    flags: PortFlags,
 }
 
 impl Run {
@@ -61,42 +55,23 @@ impl Run {
                 }
                 "--ports" => run.ports.extend(list()),
                 "--uplink" if run.uplink.is_none() => run.uplink = Some(value.to_owned()),
-                "--hairpin" => run.hairpin.extend(list()),
-                "--allow" => run.allow.push(port_mac(value)?),
-                "--static-mac" => run.static_macs.push(port_mac(value)?),
-                "--vlan" => run.vlan.push(port_arg(value)?),
-                "--trunk" => run.trunk.push(port_arg(value)?),
-                "--native" => run.native.push(port_arg(value)?),
+                "--hairpin" => run.flags.hairpin.extend(list()),
+                "--allow" => run.flags.allow.push(port_arg(value)?),
+                "--static-mac" => run.flags.static_mac.push(port_arg(value)?),
+                "--vlan" => run.flags.vlan.push(port_arg(value)?),
+                "--trunk" => run.flags.trunk.push(port_arg(value)?),
+                "--native" => run.flags.native.push(port_arg(value)?),
                 _ => return None,
             }
         }
         Some(run)
     }
 
-    fn spec(&self) -> Result<BridgeSpec, String> {
-        BridgeSpec::from_options(
-            self.mode,
-            &PortOptions {
-                ports: &self.ports,
-                uplink: self.uplink.as_deref(),
-                hairpin: &self.hairpin,
-                allow: &self.allow,
-                static_macs: &self.static_macs,
-                vlan: &self.vlan,
-                trunk: &self.trunk,
-                native: &self.native,
-            },
-        )
-        .map_err(|e| e.to_string())
+    fn ports(&self) -> Result<Vec<PortConfig>, String> {
+        self.flags
+            .ports(self.mode, &self.ports, self.uplink.as_deref())
+            .map_err(|e| e.to_string())
     }
-}
-
-/// A `PORT=MAC` value; it prints back as it parsed.
-fn port_mac(text: &str) -> Option<PortMac> {
-    let parsed: PortMac = text.parse().ok()?;
-    let again: PortMac = format!("{}={}", parsed.port, parsed.mac).parse().unwrap();
-    assert_eq!(again, parsed);
-    Some(parsed)
 }
 
 /// A `PORT=VALUE` value; it is split at its first `=`.
@@ -135,14 +110,12 @@ fn run(words: &[&str]) {
     let Some(run) = options(words, &[]).and_then(|o| Run::parse(&o)) else {
         return;
     };
-    let Ok(spec) = run.spec() else {
+    let Ok(ports) = run.ports() else {
         return;
     };
-    assert_eq!(spec.ports.len(), spec.policies.len());
-    let ports = spec.clone().into_ports();
     for port in &ports {
         assert_eq!(
-            port_config(&port_spec(port)).as_ref(),
+            PortSpec::from(port).check().as_ref(),
             Ok(port),
             "port add {:?}",
             port.name
@@ -207,16 +180,17 @@ fn port_add(name: &str, words: &[&str]) {
             _ => return,
         }
     }
-    let added: Result<PortConfig, String> = port_config(&spec);
+    let added: Result<PortConfig, String> = spec.check().map_err(|e| e.to_string());
     if let Ok(port) = &added {
         assert_eq!(port.name, spec.name);
-        assert_eq!(port_config(&port_spec(port)).as_ref(), Ok(port));
+        assert_eq!(PortSpec::from(port).check().as_ref(), Ok(port));
     }
     // The same port on `run`'s command line, where a name holding `=` or `,` cannot be
-    // written, and one static MAC given twice is refused (`port add` keeps both).
+    // written.
     if name.contains(['=', ',']) {
         return;
     }
+    let list = |values: &[String]| values.iter().map(|v| arg(name, v)).collect();
     let as_run = Run {
         ports: if spec.uplink {
             vec![]
@@ -224,32 +198,22 @@ fn port_add(name: &str, words: &[&str]) {
             vec![name.to_owned()]
         },
         uplink: spec.uplink.then(|| name.to_owned()),
-        hairpin: if spec.hairpin {
-            vec![name.to_owned()]
-        } else {
-            vec![]
+        flags: PortFlags {
+            hairpin: if spec.hairpin {
+                vec![name.to_owned()]
+            } else {
+                vec![]
+            },
+            vlan: spec.vlan.iter().map(|v| arg(name, v)).collect(),
+            trunk: spec.trunk.iter().map(|l| arg(name, l)).collect(),
+            native: spec.native.iter().map(|v| arg(name, v)).collect(),
+            allow: list(&spec.allow),
+            static_mac: list(&spec.static_macs),
         },
-        vlan: spec.vlan.iter().map(|v| arg(name, v)).collect(),
-        trunk: spec.trunk.iter().map(|l| arg(name, l)).collect(),
-        native: spec.native.iter().map(|v| arg(name, v)).collect(),
         ..Run::default()
     };
-    let macs = |list: &[String]| -> Option<Vec<PortMac>> {
-        list.iter()
-            .map(|m| format!("{name}={m}").parse().ok())
-            .collect()
-    };
-    let run = macs(&spec.allow)
-        .zip(macs(&spec.static_macs))
-        .and_then(|(allow, static_macs)| {
-            // An empty trunk list is no `PORT=VALUE` (clap refuses it).
-            (!spec.trunk.as_ref().is_some_and(String::is_empty)).then_some(Run {
-                allow,
-                static_macs,
-                ..as_run
-            })
-        })
-        .map(|run| run.spec().map(BridgeSpec::into_ports));
+    // An empty trunk list is no `PORT=VALUE` (clap refuses it).
+    let run = (!spec.trunk.as_ref().is_some_and(String::is_empty)).then(|| as_run.ports());
     match (added, run) {
         (Ok(port), Some(Ok(ports))) => assert_eq!(ports, [port], "port add and run"),
         (Err(_), None | Some(Err(_))) => {}

@@ -21,12 +21,11 @@ use std::fmt::Write as _;
 
 use hairpin::{
     control::{
-        config::{BridgeConfig, PortConfig},
-        protocol::PortSpec,
+        config::BridgeConfig,
+        spec::PortSpec,
         xdp::XdpAttachMode,
     },
     datapath::ZeroCopy,
-    switch::{Role, VlanId, vlan::PortVlans},
 };
 
 /// The fuzzer's bytes, read front to back; zeros once they run out, so every input is a
@@ -68,57 +67,6 @@ impl<'a> Input<'a> {
     /// Whether every byte has been read.
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
-    }
-}
-
-/// A VLAN list as `--trunk` and `trunk = "..."` take it: runs of consecutive VLANs as
-/// ranges (`10,20-22`).
-pub fn vlan_list(vlans: &[VlanId]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < vlans.len() {
-        let start = vlans[i];
-        let mut end = start;
-        while vlans.get(i + 1) == Some(&(end + 1)) {
-            end += 1;
-            i += 1;
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if start == end {
-            write!(out, "{start}").unwrap();
-        } else {
-            write!(out, "{start}-{end}").unwrap();
-        }
-        i += 1;
-    }
-    out
-}
-
-/// The `port add` request (`hairpin port add`, the control socket) for `port`.
-pub fn port_spec(port: &PortConfig) -> PortSpec {
-    let (vlan, trunk, native) = match &port.policy.vlans {
-        None => (None, None, None),
-        Some(PortVlans::Access(v)) => (Some(u32::from(*v)), None, None),
-        Some(PortVlans::Trunk { tagged, native }) => {
-            (None, Some(vlan_list(tagged)), native.map(u32::from))
-        }
-    };
-    PortSpec {
-        name: port.name.clone(),
-        uplink: port.policy.role == Role::Uplink,
-        vlan,
-        trunk,
-        native,
-        hairpin: port.policy.hairpin,
-        allow: port
-            .policy
-            .allowed_sources
-            .iter()
-            .map(ToString::to_string)
-            .collect(),
-        static_macs: port.static_macs.iter().map(ToString::to_string).collect(),
     }
 }
 
@@ -173,7 +121,7 @@ pub fn to_toml(config: &BridgeConfig) -> String {
     writeln!(w, "size = {}", config.fdb_capacity).unwrap();
     writeln!(w, "age = {}", config.fdb_max_age).unwrap();
     for port in &config.ports {
-        let spec = port_spec(port);
+        let spec = PortSpec::from(port);
         writeln!(w, "[[port]]").unwrap();
         writeln!(w, "name = {}", toml_string(&spec.name)).unwrap();
         let role = if spec.uplink { "uplink" } else { "downlink" };

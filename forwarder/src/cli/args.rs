@@ -6,8 +6,8 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use hairpin::control::{
     config::BridgeConfig,
-    config::{PortArg, PortMac},
     service::DEFAULT_SOCKET,
+    spec::{PortFlags, PortSpec},
     xdp::{FastPath, XdpAttachMode},
 };
 use hairpin::{
@@ -95,29 +95,8 @@ pub(crate) struct Client {
 pub(crate) enum PortCommand {
     /// Attach an interface as a port.
     Add {
-        /// The interface.
-        name: String,
-        /// The port towards the physical network.
-        #[arg(long)]
-        uplink: bool,
-        /// Access port of this VLAN.
-        #[arg(long, conflicts_with = "trunk")]
-        vlan: Option<u32>,
-        /// Trunk of these VLANs, e.g. `10,20,100-110`.
-        #[arg(long)]
-        trunk: Option<String>,
-        /// The trunk's native VLAN.
-        #[arg(long, requires = "trunk")]
-        native: Option<u32>,
-        /// Reflective relay.
-        #[arg(long)]
-        hairpin: bool,
-        /// Anti-spoofing: the port may send only from these MACs (repeatable).
-        #[arg(long, value_name = "MAC")]
-        allow: Vec<String>,
-        /// A static MAC table entry on the port (repeatable).
-        #[arg(long, value_name = "MAC")]
-        static_mac: Vec<String>,
+        #[command(flatten)]
+        spec: PortSpec,
         #[command(flatten)]
         client: Client,
     },
@@ -199,27 +178,9 @@ pub(crate) struct RunArgs {
     /// The port towards the physical network (required by vepa and private).
     #[arg(long, conflicts_with = "config")]
     pub(crate) uplink: Option<String>,
-    /// Ports with reflective relay: frames may go back out of the port they came in on.
-    #[arg(long, conflicts_with = "config", value_delimiter = ',')]
-    pub(crate) hairpin: Vec<String>,
-    /// Anti-spoofing: PORT=MAC lets PORT send from MAC, and only from the MACs so listed
-    /// (repeat the option for more).
-    #[arg(long, conflicts_with = "config", value_name = "PORT=MAC")]
-    pub(crate) allow: Vec<PortMac>,
-    /// A MAC table entry that never ages or moves, in every VLAN of the port (repeatable).
-    #[arg(long, conflicts_with = "config", value_name = "PORT=MAC")]
-    pub(crate) static_mac: Vec<PortMac>,
-    /// Access port: PORT=VID puts PORT in VLAN VID, untagged (repeatable). Once any port
-    /// has a VLAN setting, ports without one are access ports of VLAN 1.
-    #[arg(long, conflicts_with = "config", value_name = "PORT=VID")]
-    pub(crate) vlan: Vec<PortArg>,
-    /// Trunk port: PORT=LIST carries the VLANs of LIST tagged, e.g. `up=10,20,100-110`
-    /// (repeatable).
-    #[arg(long, conflicts_with = "config", value_name = "PORT=LIST")]
-    pub(crate) trunk: Vec<PortArg>,
-    /// A trunk's native VLAN: PORT=VID carries VLAN VID untagged on trunk PORT.
-    #[arg(long, conflicts_with = "config", value_name = "PORT=VID")]
-    pub(crate) native: Vec<PortArg>,
+    /// Each port's settings: `--vlan PORT=VID`, `--allow PORT=MAC`, ...
+    #[command(flatten)]
+    pub(crate) port_flags: PortFlags,
     /// RX queue indices to serve, one worker each (default: the most any port has).
     #[arg(long, conflicts_with = "config")]
     pub(crate) queues: Option<u32>,

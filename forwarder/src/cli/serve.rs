@@ -10,7 +10,6 @@ use std::{
 use anyhow::{Context as _, Result, bail};
 use hairpin::control::{
     config::BridgeConfig,
-    config::{BridgeSpec, PortOptions},
     config_file, metrics,
     port::Interface,
     preflight,
@@ -40,22 +39,12 @@ fn config_from_options(args: &RunArgs) -> Result<BridgeConfig> {
         // them (`hairpin port add`) as VMs and pods come.
         tracing::info!("no port given: waiting for `hairpin port add`");
     }
-    let spec = BridgeSpec::from_options(
-        args.mode,
-        &PortOptions {
-            ports: &args.ports,
-            uplink: args.uplink.as_deref(),
-            hairpin: &args.hairpin,
-            allow: &args.allow,
-            static_macs: &args.static_mac,
-            vlan: &args.vlan,
-            trunk: &args.trunk,
-            native: &args.native,
-        },
-    )?;
+    let ports = args
+        .port_flags
+        .ports(args.mode, &args.ports, args.uplink.as_deref())?;
     Ok(BridgeConfig {
         mode: args.mode,
-        ports: spec.into_ports(),
+        ports,
         fdb_capacity: args.fdb_size,
         fdb_max_age: args.fdb_age,
         xdp_mode: args.xdp_mode,

@@ -47,14 +47,11 @@ use serde::Deserialize;
 use crate::{
     control::{
         config::{BridgeConfig, MAX_FDB_SIZE, PortConfig},
+        spec::PortSpec,
         xdp::{FastPath, XdpAttachMode},
     },
     datapath::{DatapathConfig, ZeroCopy},
-    switch::{
-        Fdb, GROUP_FWD_RESTRICTED, Mode, PortPolicy, PortSet, Role, Tables,
-        vlan::{self, PortVlans},
-    },
-    wire::Mac,
+    switch::{Fdb, GROUP_FWD_RESTRICTED, Mode, PortSet, Tables},
 };
 
 /// An error reading or checking a config file.
@@ -101,7 +98,7 @@ struct File {
     #[serde(default)]
     fdb: FileFdb,
     #[serde(default)]
-    port: Vec<FilePort>,
+    port: Vec<PortSpec>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -123,31 +120,6 @@ struct FileDatapath {
 struct FileFdb {
     size: Option<usize>,
     age: Option<u32>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FilePort {
-    name: String,
-    #[serde(default)]
-    role: FileRole,
-    #[serde(default)]
-    hairpin: bool,
-    #[serde(default)]
-    allowed_macs: Vec<String>,
-    #[serde(default)]
-    static_macs: Vec<String>,
-    vlan: Option<u32>,
-    trunk: Option<String>,
-    native: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum FileRole {
-    #[default]
-    Downlink,
-    Uplink,
 }
 
 /// Reads and checks the configuration file at `path`.
@@ -179,77 +151,19 @@ pub fn parse(text: &str, path: &Path) -> Result<BridgeConfig, ConfigFileError> {
                 format!("{} is listed twice", port.name),
             ));
         }
-        let station = |key: String, text: &str| -> Result<Mac, ConfigFileError> {
-            let mac: Mac = text
-                .parse()
-                .map_err(|e: crate::wire::MacParseError| invalid(key.clone(), e.to_string()))?;
-            if mac.is_learnable() {
-                Ok(mac)
-            } else {
-                Err(invalid(
-                    key,
-                    format!("{mac} is not a station's MAC (multicast or all-zero)"),
-                ))
-            }
-        };
-        let allowed_sources = port
-            .allowed_macs
-            .iter()
-            .enumerate()
-            .map(|(j, m)| station(format!("port[{i}].allowed_macs[{j}]"), m))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut static_macs = Vec::with_capacity(port.static_macs.len());
-        for (j, m) in port.static_macs.iter().enumerate() {
-            let key = format!("port[{i}].static_macs[{j}]");
-            let mac = station(key.clone(), m)?;
-            if let Some(other) = ports.iter().find(|p| p.static_macs.contains(&mac)) {
+        let config = port.check().map_err(|e| invalid(e.key(i), e.why))?;
+        for (j, mac) in config.static_macs.iter().enumerate() {
+            if let Some(other) = ports.iter().find(|p| p.static_macs.contains(mac)) {
                 return Err(invalid(
-                    key,
+                    format!("port[{i}].static_macs[{j}]"),
                     format!(
                         "{mac} is already static on {}: one station lives on one port",
                         other.name
                     ),
                 ));
             }
-            static_macs.push(mac);
         }
-        let vlan_id = |key: &str, v: u32| {
-            vlan::check(v).map_err(|e| invalid(format!("port[{i}].{key}"), e.to_string()))
-        };
-        let vlans = match (port.vlan, &port.trunk, port.native) {
-            (None, None, None) => None,
-            (Some(v), None, None) => Some(PortVlans::Access(vlan_id("vlan", v)?)),
-            (None, Some(list), native) => Some(PortVlans::Trunk {
-                tagged: vlan::parse_list(list)
-                    .map_err(|e| invalid(format!("port[{i}].trunk"), e))?,
-                native: native.map(|n| vlan_id("native", n)).transpose()?,
-            }),
-            (Some(_), Some(_), _) => {
-                return Err(invalid(
-                    format!("port[{i}].trunk"),
-                    "a port is an access port (vlan) or a trunk (trunk), not both".into(),
-                ));
-            }
-            (_, None, Some(_)) => {
-                return Err(invalid(
-                        format!("port[{i}].native"),
-                        "a native VLAN belongs to a trunk: add `trunk`, or use `vlan` for an access port".into(),
-                    ));
-            }
-        };
-        ports.push(PortConfig {
-            name: port.name.clone(),
-            policy: PortPolicy {
-                role: match port.role {
-                    FileRole::Downlink => Role::Downlink,
-                    FileRole::Uplink => Role::Uplink,
-                },
-                hairpin: port.hairpin,
-                allowed_sources,
-                vlans,
-            },
-            static_macs,
-        });
+        ports.push(config);
     }
     // The bridge's own checks (port count, one uplink, an uplink for VEPA), with the
     // file's key names.
@@ -316,6 +230,10 @@ pub fn parse(text: &str, path: &Path) -> Result<BridgeConfig, ConfigFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        switch::{PortPolicy, Role, vlan::PortVlans},
+        wire::Mac,
+    };
 
     fn parse(text: &str) -> Result<BridgeConfig, ConfigFileError> {
         super::parse(text, Path::new("hairpin.toml"))

@@ -1,7 +1,8 @@
 //! The control plane: one owner ([`bridge::Bridge`]) for the ports, the XDP program and
 //! its maps, the host's addresses, MAC table aging and the kernel's link changes; the
-//! service around it ([`service`]) with its control socket ([`protocol`]); configuration
-//! ([`config`], [`config_file`]); preflight checks.
+//! service around it ([`service`]) with its control socket ([`protocol`]); a port's
+//! settings, one type wherever they are written ([`spec`]); configuration ([`config`],
+//! [`config_file`]); preflight checks.
 //!
 //! The layers depend downwards only: `control` uses `datapath`, `switch` and `wire`;
 //! `datapath` uses `switch`; `switch` uses `wire`. Nothing below imports `control`.
@@ -17,5 +18,6 @@ pub mod port;
 pub mod preflight;
 pub mod protocol;
 pub mod service;
+pub mod spec;
 pub mod state;
 pub mod xdp;

@@ -15,6 +15,8 @@
 //! `{"response":"error","message":...}` and changes nothing.
 use serde::{Deserialize, Serialize};
 
+use super::spec::PortSpec;
+
 /// The latency histogram, read out (nanoseconds): the datapath's own summary, which is
 /// what goes on the wire.
 pub use crate::datapath::latency::Summary as Latency;
@@ -46,7 +48,7 @@ pub struct ResponseLine {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "request", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// Attach a port.
+    /// Attach a port with these settings.
     PortAdd(PortSpec),
     /// Detach a port and forget it.
     PortDel {
@@ -92,35 +94,6 @@ pub enum Request {
     Reload,
     /// Every counter now (ports, workers, MAC table, latency).
     ShowStats,
-}
-
-/// A port's settings, as `hairpin port add` gives them.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PortSpec {
-    /// The interface name.
-    pub name: String,
-    /// Towards the physical network.
-    #[serde(default)]
-    pub uplink: bool,
-    /// Access port of this VLAN.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vlan: Option<u32>,
-    /// Trunk of these VLANs (`10,20-30`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trunk: Option<String>,
-    /// The trunk's native VLAN.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub native: Option<u32>,
-    /// Reflective relay.
-    #[serde(default)]
-    pub hairpin: bool,
-    /// Anti-spoofing: the only source MACs the port may send from.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub allow: Vec<String>,
-    /// Static MAC table entries on the port.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub static_macs: Vec<String>,
 }
 
 /// What the server answers.

@@ -29,10 +29,10 @@ use std::{
 use super::{
     bridge::{Bridge, BridgeError},
     config::BridgeConfig,
-    config::port_config,
     config_file,
     drop_log::DropLog,
-    protocol::{self, PortSpec, Request, Response, ResponseLine, Stats},
+    protocol::{self, Request, Response, ResponseLine, Stats},
+    spec::PortSpec,
     state::RuntimePorts,
 };
 use crate::{switch::PortId, sys::EventFd, wire::Mac};
@@ -310,8 +310,8 @@ struct Control {
 
 /// Checks `spec` and adds its port at run time.
 fn add_port(bridge: &mut Bridge, spec: &PortSpec) -> Result<PortId, BridgeError> {
-    port_config(spec)
-        .map_err(BridgeError::Refused)
+    spec.check()
+        .map_err(|e| BridgeError::Refused(e.to_string()))
         .and_then(|config| bridge.add_port(config))
 }
 

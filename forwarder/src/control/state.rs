@@ -15,7 +15,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::protocol::PortSpec;
+use super::spec::PortSpec;
 
 /// The file's name in the state directory.
 pub const FILE: &str = "ports.json";

@@ -1,0 +1,828 @@
+//! A port's settings as an operator writes them — one type, [`PortSpec`], wherever they
+//! come from — and the one check that turns them into the bridge's [`PortConfig`].
+//!
+//! | where | how it reads a `PortSpec` |
+//! | --- | --- |
+//! | `hairpin port add NAME --vlan 10 ...` | clap, `#[command(flatten)]` |
+//! | `hairpin run --ports ... --vlan PORT=VID ...` | [`PortFlags`], gathered per port by [`PortFlags::specs`] |
+//! | the config file's `[[port]]` | serde (TOML) |
+//! | the control socket's `port_add`, `ports.json` in the state dir | serde (JSON) |
+//! | hairpin-cni's attachment keys (`vlan`, `trunk`, `native`, `hairpin`) | serde (JSON) |
+//!
+//! [`PortSpec::check`] is the only place a setting's value is checked; its
+//! [`SettingError`] names the setting, and each front end says it in its own words: an
+//! option (`--vlan 4095: ...`), a `run` option with its port (`--vlan vm1=4095: ...`), a
+//! key of the file (`port[2].vlan: ...`).
+//!
+//! A new per-port setting is a field here (with its clap and serde attributes, a
+//! `PortFlags` field for `run`, and its check into [`PortPolicy`]), and what the switch
+//! does with it.
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::PortConfig;
+use crate::{
+    switch::{
+        Mode, PortPolicy, Role, VlanId,
+        vlan::{self, PortVlans},
+    },
+    wire::{Mac, MacParseError},
+};
+
+/// A port's settings, as `hairpin port add`, the config file's `[[port]]`, the control
+/// socket and hairpin-cni give them (see the module doc).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
+#[serde(try_from = "Fields")]
+pub struct PortSpec {
+    /// The interface.
+    pub name: String,
+    /// The port towards the physical network (the config file also takes
+    /// `role = "uplink"`).
+    #[arg(long)]
+    pub uplink: bool,
+    /// Access port of this VLAN.
+    #[arg(long, conflicts_with = "trunk")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u32>,
+    /// Trunk of these VLANs, e.g. `10,20,100-110`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<String>,
+    /// The trunk's native VLAN.
+    #[arg(long, requires = "trunk")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub native: Option<u32>,
+    /// Reflective relay.
+    #[arg(long)]
+    pub hairpin: bool,
+    /// Anti-spoofing: the port may send only from these MACs (repeatable). The config
+    /// file calls it `allowed_macs`.
+    #[arg(long, value_name = "MAC")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// A static MAC table entry on the port (repeatable).
+    #[arg(long = "static-mac", value_name = "MAC")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub static_macs: Vec<String>,
+}
+
+/// [`PortSpec`] as serde reads it: the config file's spellings (`role`,
+/// `allowed_macs`) beside the protocol's.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Fields {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    uplink: Option<bool>,
+    #[serde(default)]
+    role: Option<FileRole>,
+    #[serde(default)]
+    vlan: Option<u32>,
+    #[serde(default)]
+    trunk: Option<String>,
+    #[serde(default)]
+    native: Option<u32>,
+    #[serde(default)]
+    hairpin: bool,
+    #[serde(default, alias = "allowed_macs")]
+    allow: Vec<String>,
+    #[serde(default)]
+    static_macs: Vec<String>,
+}
+
+/// The config file's `role`.
+#[derive(Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum FileRole {
+    Downlink,
+    Uplink,
+}
+
+impl TryFrom<Fields> for PortSpec {
+    type Error = String;
+
+    fn try_from(f: Fields) -> Result<Self, String> {
+        let uplink = match (f.uplink, f.role) {
+            (Some(uplink), Some(role)) if uplink != (role == FileRole::Uplink) => {
+                return Err(format!(
+                    "port {}: `uplink` and `role` disagree; give one of them",
+                    f.name
+                ));
+            }
+            (Some(uplink), _) => uplink,
+            (None, role) => role == Some(FileRole::Uplink),
+        };
+        Ok(Self {
+            name: f.name,
+            uplink,
+            vlan: f.vlan,
+            trunk: f.trunk,
+            native: f.native,
+            hairpin: f.hairpin,
+            allow: f.allow,
+            static_macs: f.static_macs,
+        })
+    }
+}
+
+/// One of a port's settings, as an error names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Setting {
+    /// `vlan`.
+    Vlan,
+    /// `trunk`.
+    Trunk,
+    /// `native`.
+    Native,
+    /// The `n`th of `allow`.
+    Allow(usize),
+    /// The `n`th of `static_macs`.
+    StaticMac(usize),
+}
+
+impl Setting {
+    /// The command-line option (`hairpin port add` and `run`).
+    pub fn option(self) -> &'static str {
+        match self {
+            Self::Vlan => "--vlan",
+            Self::Trunk => "--trunk",
+            Self::Native => "--native",
+            Self::Allow(_) => "--allow",
+            Self::StaticMac(_) => "--static-mac",
+        }
+    }
+
+    /// The config file's key, within its `[[port]]` (`allowed_macs[0]`).
+    pub fn key(self) -> String {
+        match self {
+            Self::Vlan => "vlan".into(),
+            Self::Trunk => "trunk".into(),
+            Self::Native => "native".into(),
+            Self::Allow(n) => format!("allowed_macs[{n}]"),
+            Self::StaticMac(n) => format!("static_macs[{n}]"),
+        }
+    }
+}
+
+/// A setting [`PortSpec::check`] refused. `Display` says it as `hairpin port add`'s
+/// option (`--vlan 4095: VLAN 4095 is outside 1-4094`); [`SettingError::for_port`] as a
+/// `run` option, [`SettingError::key`] as the config file's key. The value is named
+/// once: after the option, unless `why` starts with it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {why}", self.option_and_value(None))]
+pub struct SettingError {
+    /// Which setting.
+    pub setting: Setting,
+    /// Its value, as given.
+    pub value: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+impl SettingError {
+    fn new(setting: Setting, value: impl ToString, why: impl ToString) -> Self {
+        Self {
+            setting,
+            value: value.to_string(),
+            why: why.to_string(),
+        }
+    }
+
+    /// As `run`'s `PORT=VALUE` option: `--vlan vm1=4095: VLAN 4095 is outside 1-4094`.
+    pub fn for_port(&self, port: &str) -> String {
+        format!("{}: {}", self.option_and_value(Some(port)), self.why)
+    }
+
+    /// `--vlan 4095`, `--vlan vm1=4095`; `--allow`, `--allow vm1` where `why` names
+    /// the value itself.
+    fn option_and_value(&self, port: Option<&str>) -> String {
+        let option = self.setting.option();
+        let named =
+            self.why.starts_with(&self.value) || self.why.starts_with(&format!("{:?}", self.value));
+        match (port, named) {
+            (None, true) => option.to_owned(),
+            (None, false) => format!("{option} {}", self.value),
+            (Some(port), true) => format!("{option} {port}"),
+            (Some(port), false) => format!("{option} {port}={}", self.value),
+        }
+    }
+
+    /// As the config file's key of port `i`: `port[2].vlan: VLAN 4095 is outside 1-4094`.
+    pub fn key(&self, i: usize) -> String {
+        format!("port[{i}].{}", self.setting.key())
+    }
+}
+
+impl PortSpec {
+    /// A plain downlink called `name`.
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks every setting and makes the port's configuration: its policy and static
+    /// MACs. The error names the first setting that is wrong.
+    pub fn check(&self) -> Result<PortConfig, SettingError> {
+        let station = |setting: Setting, text: &str| -> Result<Mac, SettingError> {
+            let mac: Mac = text
+                .parse()
+                .map_err(|e: MacParseError| SettingError::new(setting, text, e))?;
+            if mac.is_learnable() {
+                Ok(mac)
+            } else {
+                Err(SettingError::new(
+                    setting,
+                    text,
+                    format!("{mac} is not a station's MAC (multicast or all-zero)"),
+                ))
+            }
+        };
+        let vid = |setting, v: u32| vlan::check(v).map_err(|e| SettingError::new(setting, v, e));
+        let vlans = match (self.vlan, &self.trunk, self.native) {
+            (None, None, None) => None,
+            (Some(v), None, None) => Some(PortVlans::Access(vid(Setting::Vlan, v)?)),
+            (None, Some(list), native) => Some(PortVlans::Trunk {
+                tagged: vlan::parse_list(list)
+                    .map_err(|e| SettingError::new(Setting::Trunk, list, e))?,
+                native: native.map(|n| vid(Setting::Native, n)).transpose()?,
+            }),
+            (Some(_), Some(list), _) => {
+                return Err(SettingError::new(
+                    Setting::Trunk,
+                    list,
+                    "a port is an access port (vlan) or a trunk (trunk), not both",
+                ));
+            }
+            (_, None, Some(n)) => {
+                return Err(SettingError::new(
+                    Setting::Native,
+                    n,
+                    "a native VLAN belongs to a trunk: give the port a trunk too",
+                ));
+            }
+        };
+        Ok(PortConfig {
+            name: self.name.clone(),
+            policy: PortPolicy {
+                role: if self.uplink {
+                    Role::Uplink
+                } else {
+                    Role::Downlink
+                },
+                hairpin: self.hairpin,
+                allowed_sources: self
+                    .allow
+                    .iter()
+                    .enumerate()
+                    .map(|(n, m)| station(Setting::Allow(n), m))
+                    .collect::<Result<_, _>>()?,
+                vlans,
+            },
+            static_macs: self
+                .static_macs
+                .iter()
+                .enumerate()
+                .map(|(n, m)| station(Setting::StaticMac(n), m))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl From<&PortConfig> for PortSpec {
+    /// The settings that make `config` (as a state file or `show ports` would keep them).
+    fn from(config: &PortConfig) -> Self {
+        let p = &config.policy;
+        let (vlan, trunk, native) = match &p.vlans {
+            None => (None, None, None),
+            Some(PortVlans::Access(v)) => (Some(u32::from(*v)), None, None),
+            Some(PortVlans::Trunk { tagged, native }) => {
+                (None, Some(vlan_list(tagged)), native.map(u32::from))
+            }
+        };
+        Self {
+            name: config.name.clone(),
+            uplink: p.role == Role::Uplink,
+            vlan,
+            trunk,
+            native,
+            hairpin: p.hairpin,
+            allow: p.allowed_sources.iter().map(ToString::to_string).collect(),
+            static_macs: config.static_macs.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+/// `vlans` (in order) as `--trunk` takes them, runs as ranges: `10,20-22`.
+fn vlan_list(vlans: &[VlanId]) -> String {
+    let mut runs: Vec<(VlanId, VlanId)> = Vec::new();
+    for &v in vlans {
+        match runs.last_mut() {
+            Some((_, end)) if *end + 1 == v => *end = v,
+            _ => runs.push((v, v)),
+        }
+    }
+    runs.iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}-{b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A `PORT=VALUE` pair of `run`'s per-port options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortArg {
+    /// The port name.
+    pub port: String,
+    /// What follows the `=`.
+    pub value: String,
+}
+
+impl FromStr for PortArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((port, value)) if !port.is_empty() && !value.is_empty() => Ok(Self {
+                port: port.to_owned(),
+                value: value.to_owned(),
+            }),
+            _ => Err(format!("{s:?}: expected PORT=VALUE, e.g. vm1=10")),
+        }
+    }
+}
+
+/// `hairpin run`'s per-port options: each names its port (`--vlan vm1=10`) and sets one
+/// field of that port's [`PortSpec`].
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct PortFlags {
+    /// Ports with reflective relay: frames may go back out of the port they came in on.
+    #[arg(long, conflicts_with = "config", value_delimiter = ',')]
+    pub hairpin: Vec<String>,
+    /// Anti-spoofing: PORT=MAC lets PORT send from MAC, and only from the MACs so listed
+    /// (repeat the option for more).
+    #[arg(long, conflicts_with = "config", value_name = "PORT=MAC")]
+    pub allow: Vec<PortArg>,
+    /// A MAC table entry that never ages or moves, in every VLAN of the port (repeatable).
+    #[arg(long, conflicts_with = "config", value_name = "PORT=MAC")]
+    pub static_mac: Vec<PortArg>,
+    /// Access port: PORT=VID puts PORT in VLAN VID, untagged (repeatable). Once any port
+    /// has a VLAN setting, ports without one are access ports of VLAN 1.
+    #[arg(long, conflicts_with = "config", value_name = "PORT=VID")]
+    pub vlan: Vec<PortArg>,
+    /// Trunk port: PORT=LIST carries the VLANs of LIST tagged, e.g. `up=10,20,100-110`
+    /// (repeatable).
+    #[arg(long, conflicts_with = "config", value_name = "PORT=LIST")]
+    pub trunk: Vec<PortArg>,
+    /// A trunk's native VLAN: PORT=VID carries VLAN VID untagged on trunk PORT.
+    #[arg(long, conflicts_with = "config", value_name = "PORT=VID")]
+    pub native: Vec<PortArg>,
+}
+
+/// An error in `run`'s ports and per-port options.
+#[derive(Debug, thiserror::Error)]
+pub enum FlagError {
+    /// An option names a port that is not bridged.
+    #[error("{option} {port}: {port} is not one of the bridged ports ({known})")]
+    UnknownPort {
+        /// The option.
+        option: &'static str,
+        /// The port it named.
+        port: String,
+        /// The bridged ports.
+        known: String,
+    },
+    /// The uplink is also listed among the ports.
+    #[error(
+        "--uplink {0}: it is also in --ports; list downlinks in --ports and the uplink only in --uplink"
+    )]
+    UplinkInPorts(String),
+    /// VEPA or private without an uplink.
+    #[error("--mode {0} needs --uplink IF (the port towards the adjacent switch)")]
+    NeedsUplink(Mode),
+    /// A setting given twice for one port, or a value that is not what the option takes.
+    #[error("{option} {port}={value}: {why}")]
+    Option {
+        /// The option.
+        option: &'static str,
+        /// The port.
+        port: String,
+        /// The value given.
+        value: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A setting [`PortSpec::check`] refused.
+    #[error("{}", .error.for_port(.port))]
+    Setting {
+        /// The port.
+        port: String,
+        /// What is wrong.
+        error: SettingError,
+    },
+    /// One MAC static on two ports.
+    #[error("--static-mac {mac} is given for {first} and {second}: one station lives on one port")]
+    StaticTwice {
+        /// The MAC.
+        mac: Mac,
+        /// The first port.
+        first: String,
+        /// The second.
+        second: String,
+    },
+}
+
+impl PortFlags {
+    /// The ports of `run --ports PORTS [--uplink UPLINK]` in slot order (the downlinks,
+    /// then the uplink), each with the settings these options give it, checked.
+    pub fn ports(
+        &self,
+        mode: Mode,
+        ports: &[String],
+        uplink: Option<&str>,
+    ) -> Result<Vec<PortConfig>, FlagError> {
+        let specs = self.specs(mode, ports, uplink)?;
+        let mut configs: Vec<PortConfig> = Vec::with_capacity(specs.len());
+        for spec in &specs {
+            let config = spec.check().map_err(|error| FlagError::Setting {
+                port: spec.name.clone(),
+                error,
+            })?;
+            // The same MAC twice for one port is one station, as `port add` and the
+            // config file take it; on two ports, it is refused.
+            for mac in &config.static_macs {
+                if let Some(other) = configs.iter().find(|c| c.static_macs.contains(mac)) {
+                    return Err(FlagError::StaticTwice {
+                        mac: *mac,
+                        first: other.name.clone(),
+                        second: spec.name.clone(),
+                    });
+                }
+            }
+            configs.push(config);
+        }
+        Ok(configs)
+    }
+
+    /// The ports' [`PortSpec`]s, unchecked but for the options' shape.
+    pub fn specs(
+        &self,
+        mode: Mode,
+        ports: &[String],
+        uplink: Option<&str>,
+    ) -> Result<Vec<PortSpec>, FlagError> {
+        let mut specs: Vec<PortSpec> = ports.iter().map(|p| PortSpec::named(p)).collect();
+        if let Some(uplink) = uplink {
+            if ports.iter().any(|p| p == uplink) {
+                return Err(FlagError::UplinkInPorts(uplink.to_owned()));
+            }
+            specs.push(PortSpec {
+                uplink: true,
+                ..PortSpec::named(uplink)
+            });
+        } else if matches!(mode, Mode::Vepa | Mode::Private | Mode::Passthru) {
+            return Err(FlagError::NeedsUplink(mode));
+        }
+        let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
+        let slot = |option: &'static str, port: &str| {
+            names
+                .iter()
+                .position(|name| name == port)
+                .ok_or_else(|| FlagError::UnknownPort {
+                    option,
+                    port: port.to_owned(),
+                    known: names.join(","),
+                })
+        };
+        let bad = |option, arg: &PortArg, why: &str| FlagError::Option {
+            option,
+            port: arg.port.clone(),
+            value: arg.value.clone(),
+            why: why.to_owned(),
+        };
+        let number = |option, arg: &PortArg| {
+            arg.value
+                .parse::<u32>()
+                .map_err(|_| bad(option, arg, "not a VLAN number"))
+        };
+        for port in &self.hairpin {
+            specs[slot("--hairpin", port)?].hairpin = true;
+        }
+        for arg in &self.allow {
+            let i = slot("--allow", &arg.port)?;
+            specs[i].allow.push(arg.value.clone());
+        }
+        for arg in &self.vlan {
+            let i = slot("--vlan", &arg.port)?;
+            let vid = number("--vlan", arg)?;
+            if specs[i].vlan.is_some() || specs[i].trunk.is_some() {
+                return Err(bad("--vlan", arg, "the port already has a VLAN setting"));
+            }
+            specs[i].vlan = Some(vid);
+        }
+        for arg in &self.trunk {
+            let i = slot("--trunk", &arg.port)?;
+            if specs[i].vlan.is_some() || specs[i].trunk.is_some() {
+                return Err(bad("--trunk", arg, "the port already has a VLAN setting"));
+            }
+            specs[i].trunk = Some(arg.value.clone());
+        }
+        for arg in &self.native {
+            let i = slot("--native", &arg.port)?;
+            let vid = number("--native", arg)?;
+            if specs[i].trunk.is_none() {
+                return Err(bad(
+                    "--native",
+                    arg,
+                    "a native VLAN belongs to a trunk: give the port --trunk too",
+                ));
+            }
+            specs[i].native = Some(vid);
+        }
+        for arg in &self.static_mac {
+            let i = slot("--static-mac", &arg.port)?;
+            specs[i].static_macs.push(arg.value.clone());
+        }
+        Ok(specs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn arg(s: &str) -> PortArg {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn one_spec_reads_the_protocol_the_config_file_and_the_command_line() {
+        use clap::Parser;
+
+        let want = PortSpec {
+            name: "vm1".into(),
+            uplink: true,
+            trunk: Some("10,20".into()),
+            native: Some(1),
+            hairpin: true,
+            allow: vec!["02:00:00:00:00:01".into()],
+            static_macs: vec!["02:00:00:00:00:02".into()],
+            ..PortSpec::default()
+        };
+        let json = serde_json::to_string(&want).unwrap();
+        assert_eq!(
+            json,
+            r#"{"name":"vm1","uplink":true,"trunk":"10,20","native":1,"hairpin":true,"allow":["02:00:00:00:00:01"],"static_macs":["02:00:00:00:00:02"]}"#
+        );
+        assert_eq!(serde_json::from_str::<PortSpec>(&json).unwrap(), want);
+        let toml: PortSpec = toml::from_str(
+            "name = \"vm1\"\nrole = \"uplink\"\ntrunk = \"10,20\"\nnative = 1\nhairpin = true\n\
+             allowed_macs = [\"02:00:00:00:00:01\"]\nstatic_macs = [\"02:00:00:00:00:02\"]\n",
+        )
+        .unwrap();
+        assert_eq!(toml, want);
+
+        #[derive(Parser)]
+        struct Add {
+            #[command(flatten)]
+            spec: PortSpec,
+        }
+        let cli = Add::try_parse_from([
+            "add",
+            "vm1",
+            "--uplink",
+            "--trunk",
+            "10,20",
+            "--native",
+            "1",
+            "--hairpin",
+            "--allow",
+            "02:00:00:00:00:01",
+            "--static-mac",
+            "02:00:00:00:00:02",
+        ])
+        .unwrap();
+        assert_eq!(cli.spec, want);
+        assert!(Add::try_parse_from(["add", "vm1", "--vlan", "1", "--trunk", "2"]).is_err());
+        assert!(Add::try_parse_from(["add", "vm1", "--native", "1"]).is_err());
+
+        // The checked configuration gives the same settings back.
+        assert_eq!(PortSpec::from(&want.check().unwrap()), want);
+        let trunk = PortSpec {
+            trunk: Some("1,3-5,7,9-10".into()),
+            ..PortSpec::named("t")
+        };
+        assert_eq!(PortSpec::from(&trunk.check().unwrap()), trunk);
+    }
+
+    #[test]
+    fn unknown_keys_and_a_disagreeing_role_are_refused() {
+        assert!(serde_json::from_str::<PortSpec>(r#"{"name":"a","colour":1}"#).is_err());
+        let err = toml::from_str::<PortSpec>("name = \"a\"\nuplink = false\nrole = \"uplink\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("disagree"), "{err}");
+        // Old state files wrote `uplink` always.
+        let old: PortSpec = serde_json::from_str(r#"{"name":"a","uplink":false}"#).unwrap();
+        assert_eq!(old, PortSpec::named("a"));
+    }
+
+    #[test]
+    fn errors_name_the_setting_as_each_front_end_calls_it() {
+        let bad = PortSpec {
+            vlan: Some(4095),
+            ..PortSpec::named("vm1")
+        };
+        let e = bad.check().unwrap_err();
+        assert_eq!(e.to_string(), "--vlan 4095: VLAN 4095 is outside 1-4094");
+        assert_eq!(
+            e.for_port("vm1"),
+            "--vlan vm1=4095: VLAN 4095 is outside 1-4094"
+        );
+        assert_eq!(e.key(3), "port[3].vlan");
+        let e = PortSpec {
+            allow: vec!["02:00:00:00:00:01".into(), "01:00:5e:00:00:01".into()],
+            ..PortSpec::named("vm1")
+        }
+        .check()
+        .unwrap_err();
+        assert_eq!(e.key(0), "port[0].allowed_macs[1]");
+        assert_eq!(
+            e.to_string(),
+            "--allow: 01:00:5e:00:00:01 is not a station's MAC (multicast or all-zero)"
+        );
+        let e = PortSpec {
+            native: Some(5),
+            ..PortSpec::named("vm1")
+        }
+        .check()
+        .unwrap_err();
+        assert!(e.to_string().contains("belongs to a trunk"), "{e}");
+        let e = PortSpec {
+            vlan: Some(5),
+            trunk: Some("6".into()),
+            ..PortSpec::named("vm1")
+        }
+        .check()
+        .unwrap_err();
+        assert!(e.to_string().contains("not both"), "{e}");
+    }
+
+    #[test]
+    fn the_uplink_comes_last_with_its_role() {
+        let flags = PortFlags {
+            hairpin: names(&["eth0"]),
+            allow: vec![arg("vm1=02:00:00:00:00:01")],
+            static_mac: vec![arg("vm2=02:00:00:00:00:02")],
+            ..PortFlags::default()
+        };
+        let ports = flags
+            .ports(Mode::Vepa, &names(&["vm1", "vm2"]), Some("eth0"))
+            .unwrap();
+        let names: Vec<&str> = ports.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["vm1", "vm2", "eth0"]);
+        assert_eq!(ports[2].policy.role, Role::Uplink);
+        assert!(ports[2].policy.hairpin);
+        assert_eq!(ports[0].policy.role, Role::Downlink);
+        assert_eq!(
+            ports[0].policy.allowed_sources,
+            vec![Mac([2, 0, 0, 0, 0, 1])]
+        );
+        assert_eq!(ports[1].static_macs, vec![Mac([2, 0, 0, 0, 0, 2])]);
+    }
+
+    #[test]
+    fn a_static_mac_repeated_on_one_port_is_one_station_and_on_two_is_refused() {
+        let ports = names(&["vm1", "vm2"]);
+        let run = |statics: &[&str]| {
+            PortFlags {
+                static_mac: statics.iter().map(|s| arg(s)).collect(),
+                ..PortFlags::default()
+            }
+            .ports(Mode::Veb, &ports, None)
+        };
+        let configs = run(&["vm1=02:00:00:00:00:01", "vm1=02:00:00:00:00:01"]).unwrap();
+        assert_eq!(configs[0].static_macs, vec![Mac([2, 0, 0, 0, 0, 1]); 2]);
+        assert!(matches!(
+            run(&["vm1=02:00:00:00:00:01", "vm2=02:00:00:00:00:01"]),
+            Err(FlagError::StaticTwice { .. })
+        ));
+
+        // The bridge's own check agrees (config files and reloads go through it).
+        let bridge = |statics: [&[Mac]; 2]| super::super::config::BridgeConfig {
+            ports: ["vm1", "vm2"]
+                .iter()
+                .zip(statics)
+                .map(|(name, macs)| PortConfig {
+                    static_macs: macs.to_vec(),
+                    ..PortConfig::downlink(name)
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let m = Mac([2, 0, 0, 0, 0, 1]);
+        assert!(crate::control::bridge::check_config(&bridge([&[m, m], &[]])).is_ok());
+        assert!(crate::control::bridge::check_config(&bridge([&[m], &[m]])).is_err());
+    }
+
+    #[test]
+    fn vlan_options_make_access_ports_and_trunks() {
+        let ports = names(&["vm1", "vm2", "up"]);
+        let configs = PortFlags {
+            vlan: vec![arg("vm1=10")],
+            trunk: vec![arg("up=10,20-21")],
+            native: vec![arg("up=1")],
+            ..PortFlags::default()
+        }
+        .ports(Mode::Veb, &ports, None)
+        .unwrap();
+        assert_eq!(configs[0].policy.vlans, Some(PortVlans::Access(10)));
+        assert_eq!(configs[1].policy.vlans, None);
+        assert_eq!(
+            configs[2].policy.vlans,
+            Some(PortVlans::Trunk {
+                tagged: vec![10, 20, 21],
+                native: Some(1)
+            })
+        );
+        let err = |vlan: &[&str], trunk: &[&str], native: &[&str]| {
+            let list = |l: &[&str]| l.iter().map(|s| arg(s)).collect();
+            PortFlags {
+                vlan: list(vlan),
+                trunk: list(trunk),
+                native: list(native),
+                ..PortFlags::default()
+            }
+            .ports(Mode::Veb, &ports, None)
+            .unwrap_err()
+            .to_string()
+        };
+        assert_eq!(
+            err(&["vm1=4095"], &[], &[]),
+            "--vlan vm1=4095: VLAN 4095 is outside 1-4094"
+        );
+        assert!(err(&["vm1=10"], &["vm1=20"], &[]).contains("already has"));
+        assert!(err(&[], &[], &["vm1=5"]).contains("belongs to a trunk"));
+        assert!(err(&[], &["up=30-20"], &[]).contains("runs backwards"));
+        assert!(err(&["vm1=x"], &[], &[]).contains("not a VLAN number"));
+        assert!("vm1".parse::<PortArg>().is_err());
+    }
+
+    #[test]
+    fn errors_name_the_option_and_the_port() {
+        let ports = names(&["vm1", "vm2"]);
+        let err = |mode, flags: PortFlags, uplink: Option<&str>| {
+            flags.ports(mode, &ports, uplink).unwrap_err().to_string()
+        };
+        assert_eq!(
+            err(Mode::Vepa, PortFlags::default(), None),
+            "--mode vepa needs --uplink IF (the port towards the adjacent switch)"
+        );
+        assert_eq!(
+            err(
+                Mode::Veb,
+                PortFlags {
+                    hairpin: names(&["vm3"]),
+                    ..PortFlags::default()
+                },
+                None
+            ),
+            "--hairpin vm3: vm3 is not one of the bridged ports (vm1,vm2)"
+        );
+        assert!(err(Mode::Veb, PortFlags::default(), Some("vm1")).contains("also in --ports"));
+        assert_eq!(
+            err(
+                Mode::Veb,
+                PortFlags {
+                    allow: vec![arg("vm1=01:00:5e:00:00:01")],
+                    ..PortFlags::default()
+                },
+                None
+            ),
+            "--allow vm1: 01:00:5e:00:00:01 is not a station's MAC (multicast or all-zero)"
+        );
+        assert!(
+            err(
+                Mode::Veb,
+                PortFlags {
+                    allow: vec![arg("vm1=02:00")],
+                    ..PortFlags::default()
+                },
+                None
+            )
+            .contains("is not a MAC address")
+        );
+    }
+}
