@@ -11,6 +11,7 @@ mod datapath;
 mod differential;
 mod edge;
 mod fast_path;
+mod fast_vlan;
 mod faults;
 mod guest;
 mod jumbo;
