@@ -21,8 +21,10 @@
 //! own modules: publishing the tables and the fast path's maps (`bridge/fast.rs`),
 //! following the kernel's links and addresses (`bridge/links.rs`), the operator's MAC
 //! table commands (`bridge/mac_table.rs`), what it reports (`bridge/report.rs`) and the
-//! checks of a configuration and a port's MTU (`bridge/checks.rs`). The configuration's
-//! types are [`super::config`]'s.
+//! checks of a configuration and a port's MTU (`bridge/checks.rs`). Every call it makes
+//! to the kernel and the workers goes through the seam of `bridge/kernel.rs`, which the
+//! unit tests (`bridge/tests.rs`) fill with fakes (`bridge/fake.rs`). The
+//! configuration's types are [`super::config`]'s.
 use std::{
     net::IpAddr,
     sync::Arc,
@@ -32,10 +34,15 @@ use std::{
 use hairpin_common::{PortConf, SlotConf, port_flags};
 
 mod checks;
+#[cfg(test)]
+mod fake;
 mod fast;
+pub mod kernel;
 mod links;
 mod mac_table;
 mod report;
+#[cfg(test)]
+mod tests;
 
 pub use self::checks::{check_config, largest_frame};
 use self::{
@@ -47,18 +54,17 @@ use self::{
 /// ifindex where the fast path may send to it.
 type FastSlot = (SlotConf, Vec<[u8; 6]>, Option<u32>);
 
+use self::kernel::{Kernel, Linux, NetdevFamily, Rtnetlink, Workers, XdpProgram};
 use super::{
     departed::Departures,
-    netdev::{Netdev, XDP_ACT_XSK_ZEROCOPY},
-    netlink::{Link, Netlink},
+    netdev::XDP_ACT_XSK_ZEROCOPY,
+    netlink::Link,
     port::{Interface, PortError},
     protocol::Stats,
-    xdp::{AttachedMode, FastPath, Steering, XdpError},
+    xdp::{AttachedMode, FastPath, XdpError},
 };
 use crate::{
-    datapath::{
-        Datapath, DatapathError, PortQueues, ZeroCopy, pick_cores, stats::PortQueueSnapshot,
-    },
+    datapath::{DatapathError, PortQueues, ZeroCopy, pick_cores, stats::PortQueueSnapshot},
     switch::{
         Fdb, MAX_PORTS, Mode, PortId, PortPolicy, PortSet, Role, Tables, TablesError, VlanId,
         fdb::Learned,
@@ -151,11 +157,14 @@ pub struct Bridge {
     tables: Arc<Tables>,
     /// Dropped after the datapath (fields drop in order): workers stop before the
     /// program and its socket map go.
-    datapath: Datapath,
-    steering: Steering,
-    netlink: Netlink,
+    datapath: Box<dyn Workers>,
+    steering: Box<dyn XdpProgram>,
+    netlink: Box<dyn Rtnetlink>,
     /// The devices' XDP features, with the fast path on.
-    netdev: Option<Netdev>,
+    netdev: Option<Box<dyn NetdevFamily>>,
+    /// Where interfaces are looked up (and the netdev family opened when the fast path
+    /// is off).
+    kernel: Box<dyn Kernel>,
     /// The ports the fast path sends to, by slot, as last published.
     fast_egress: Vec<Option<u32>>,
     /// What the fast path's maps hold for each slot, as last published: only what
@@ -177,16 +186,25 @@ impl Bridge {
     /// Checks `config`, starts the workers and attaches every configured port, in the
     /// calling thread's network namespace. Nothing is left attached if it fails.
     pub fn start(config: BridgeConfig) -> Result<Self, BridgeError> {
+        Self::with_kernel(config, Box::new(Linux))
+    }
+
+    /// [`Bridge::start`] over `kernel`: the running one ([`Linux`]), or the unit tests'
+    /// fake.
+    pub fn with_kernel(
+        config: BridgeConfig,
+        mut kernel: Box<dyn Kernel>,
+    ) -> Result<Self, BridgeError> {
         check_config(&config)?;
         let ifaces = config
             .ports
             .iter()
-            .map(|p| Interface::lookup(&p.name))
+            .map(|p| kernel.lookup(&p.name))
             .collect::<Result<Vec<_>, _>>()?;
         let workers = worker_count(&config, &ifaces)?;
         let cores = pick_cores(config.cores.as_deref(), workers)?;
         // The MAC table lives in the XDP program's map, which the fast path reads.
-        let steering = Steering::load(Fdb::buckets_for(config.fdb_capacity))?;
+        let steering = kernel.load_program(Fdb::buckets_for(config.fdb_capacity))?;
         let fdb = Arc::new(steering.shared_fdb()?);
         let slots: Vec<Option<Slot>> = config
             .ports
@@ -209,17 +227,18 @@ impl Bridge {
             )?
             .with_group_fwd_mask(config.group_fwd_mask),
         );
-        let netlink = Netlink::open().map_err(BridgeError::Netlink)?;
+        let netlink = kernel.open_rtnetlink().map_err(BridgeError::Netlink)?;
         let netdev = match config.fast_path {
             FastPath::Off => None,
-            FastPath::On => Some(Netdev::open().map_err(BridgeError::Netdev)?),
+            FastPath::On => Some(kernel.open_netdev().map_err(BridgeError::Netdev)?),
             // A kernel without the netdev family (before 6.3) cannot say which ports
             // take redirected frames: `auto` then leaves every frame to the workers.
-            FastPath::Auto => Netdev::open()
+            FastPath::Auto => kernel
+                .open_netdev()
                 .inspect_err(|e| tracing::info!("fast path off: {e}"))
                 .ok(),
         };
-        let datapath = Datapath::start(
+        let datapath = kernel.start_workers(
             cores,
             config.ports.len(),
             &config.datapath,
@@ -234,6 +253,7 @@ impl Bridge {
             steering,
             netlink,
             netdev,
+            kernel,
             fast_egress: vec![None; MAX_PORTS],
             fast_slots: vec![None; MAX_PORTS],
             fast_checked: Instant::now(),
@@ -318,7 +338,7 @@ impl Bridge {
             alias: link.alias.clone(),
         });
         for (queue, fd) in sockets.fds() {
-            self.steering.bind_socket(u32::from(id), queue, &fd)?;
+            self.steering.bind_socket(u32::from(id), queue, fd)?;
         }
         self.datapath.attach(&queues, sockets)?;
         self.publish()?;
@@ -539,7 +559,10 @@ impl Bridge {
         }
         let asked = match self.netdev.as_mut() {
             Some(netdev) => netdev.device(iface.ifindex),
-            None => Netdev::open().and_then(|mut netdev| netdev.device(iface.ifindex)),
+            None => self
+                .kernel
+                .open_netdev()
+                .and_then(|mut netdev| netdev.device(iface.ifindex)),
         };
         match asked {
             Ok(d) if d.features & XDP_ACT_XSK_ZEROCOPY != 0 => d.zc_max_segs,
@@ -584,7 +607,7 @@ impl Bridge {
             return Err(refused(format!("{} is already a port", config.name)));
         }
         self.check_statics_unique(&config, None)?;
-        let iface = Interface::lookup(&config.name)?;
+        let iface = self.kernel.lookup(&config.name)?;
         if iface.rx_queues as usize > self.datapath.workers() {
             return Err(DatapathError::UnservedQueues {
                 port: iface.name,
@@ -852,7 +875,7 @@ fn policies(slots: &[Option<Slot>]) -> Vec<Option<PortPolicy>> {
 }
 
 /// Whether attaching a port checks that its workers can promise it frames
-/// ([`Datapath::admit`]): for a port being added, not for one coming back.
+/// ([`Workers::admit`]): for a port being added, not for one coming back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Admission {
     Check,

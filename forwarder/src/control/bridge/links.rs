@@ -3,10 +3,7 @@
 //! bridge's periodic chores (aging, the fast path's egress devices).
 use super::{Admission, Bridge, BridgeError, Origin};
 use crate::{
-    control::{
-        netlink::{Change, Link},
-        port::Interface,
-    },
+    control::netlink::{Change, Link},
     switch::PortId,
 };
 
@@ -139,7 +136,7 @@ impl Bridge {
         } else if let Some(id) = self.find(&link.name)
             && self.slot(id).attached.is_none()
         {
-            match Interface::lookup(&link.name) {
+            match self.kernel.lookup(&link.name) {
                 // Admitted when it was added: back, it is not refused for frames a
                 // neighbour grew into meanwhile (its quota is promised past the budget,
                 // and no port grows until the promises fit again).
