@@ -19,12 +19,13 @@ use serde_json::Value;
 use crate::failure::Failure;
 
 /// The keys this plugin reads, and those a runtime or Multus may add that it ignores.
-const KEYS: [&str; 10] = [
+const KEYS: [&str; 11] = [
     "socket",
     "vlan",
     "trunk",
     "native",
     "hairpin",
+    "max_macs",
     "spoofchk",
     "mac",
     "parent",
@@ -34,7 +35,7 @@ const KEYS: [&str; 10] = [
 
 /// The keys that are the pod's port's settings, read as hairpin's [`PortSpec`] (the
 /// same type `hairpin port add` and the config file read); the others are the plugin's.
-const PORT_KEYS: [&str; 4] = ["vlan", "trunk", "native", "hairpin"];
+const PORT_KEYS: [&str; 5] = ["vlan", "trunk", "native", "hairpin", "max_macs"];
 
 /// The MTUs a pod's veth may have: IPv4's minimum to the largest a veth takes.
 const MTU_RANGE: std::ops::RangeInclusive<u32> = 68..=65535;
@@ -45,7 +46,7 @@ pub struct Attachment {
     /// The node's hairpin control socket.
     pub socket: PathBuf,
     /// The pod's port: an access port (`vlan`) or a trunk (`trunk`, `native`), reflective
-    /// relay (`hairpin`); its name is the host interface's, given when it is made.
+    /// relay (`hairpin`), the most MACs it may learn (`max_macs`); its name is the host interface's, given when it is made.
     pub port: PortSpec,
     /// Anti-spoofing: the pod may send only from its own MAC (as SR-IOV's `spoofchk`).
     pub spoofchk: bool,

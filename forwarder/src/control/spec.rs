@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::config::PortConfig;
 use crate::{
     switch::{
-        Mode, PortPolicy, Role, VlanId,
+        DEFAULT_MAX_MACS, Mode, PortPolicy, Role, VlanId,
         vlan::{self, PortVlans},
     },
     wire::{Mac, MacParseError},
@@ -65,6 +65,12 @@ pub struct PortSpec {
     #[arg(long = "static-mac", value_name = "MAC")]
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub static_macs: Vec<String>,
+    /// The most MAC table entries the port may learn; sources past it are forwarded but
+    /// not learned, and counted (0: no limit; default 4096 on a downlink, none on the
+    /// uplink).
+    #[arg(long, value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_macs: Option<u32>,
 }
 
 /// [`PortSpec`] as serde reads it: the config file's spellings (`role`,
@@ -90,6 +96,8 @@ struct Fields {
     allow: Vec<String>,
     #[serde(default)]
     static_macs: Vec<String>,
+    #[serde(default)]
+    max_macs: Option<u32>,
 }
 
 /// The config file's `role`.
@@ -123,6 +131,7 @@ impl TryFrom<Fields> for PortSpec {
             hairpin: f.hairpin,
             allow: f.allow,
             static_macs: f.static_macs,
+            max_macs: f.max_macs,
         })
     }
 }
@@ -281,6 +290,9 @@ impl PortSpec {
                     .map(|(n, m)| station(Setting::Allow(n), m))
                     .collect::<Result<_, _>>()?,
                 vlans,
+                max_macs: self
+                    .max_macs
+                    .unwrap_or_else(|| default_max_macs(self.uplink)),
             },
             static_macs: self
                 .static_macs
@@ -312,8 +324,16 @@ impl From<&PortConfig> for PortSpec {
             hairpin: p.hairpin,
             allow: p.allowed_sources.iter().map(ToString::to_string).collect(),
             static_macs: config.static_macs.iter().map(ToString::to_string).collect(),
+            max_macs: (p.max_macs != default_max_macs(p.role == Role::Uplink))
+                .then_some(p.max_macs),
         }
     }
+}
+
+/// A port's `max_macs` when none is given: [`DEFAULT_MAX_MACS`] on a downlink, no
+/// limit (0) on the uplink.
+fn default_max_macs(uplink: bool) -> u32 {
+    if uplink { 0 } else { DEFAULT_MAX_MACS }
 }
 
 /// `vlans` (in order) as `--trunk` takes them, runs as ranges: `10,20-22`.
@@ -385,6 +405,11 @@ pub struct PortFlags {
     /// A trunk's native VLAN: PORT=VID carries VLAN VID untagged on trunk PORT.
     #[arg(long, conflicts_with = "config", value_name = "PORT=VID")]
     pub native: Vec<PortArg>,
+    /// PORT=N: PORT learns at most N MAC table entries; sources past them are forwarded
+    /// but not learned, and counted (0: no limit; default 4096 on a downlink, none on
+    /// the uplink).
+    #[arg(long, conflicts_with = "config", value_name = "PORT=N")]
+    pub max_macs: Vec<PortArg>,
 }
 
 /// An error in `run`'s ports and per-port options.
@@ -551,6 +576,16 @@ impl PortFlags {
             let i = slot("--static-mac", &arg.port)?;
             specs[i].static_macs.push(arg.value.clone());
         }
+        for arg in &self.max_macs {
+            let i = slot("--max-macs", &arg.port)?;
+            let n = arg
+                .value
+                .parse::<u32>()
+                .map_err(|_| bad("--max-macs", arg, "not a number of entries"))?;
+            if specs[i].max_macs.replace(n).is_some() {
+                return Err(bad("--max-macs", arg, "given twice for the port"));
+            }
+        }
         Ok(specs)
     }
 }
@@ -573,6 +608,7 @@ mod tests {
 
         let want = PortSpec {
             name: "vm1".into(),
+            max_macs: Some(10),
             uplink: true,
             trunk: Some("10,20".into()),
             native: Some(1),
@@ -584,12 +620,13 @@ mod tests {
         let json = serde_json::to_string(&want).unwrap();
         assert_eq!(
             json,
-            r#"{"name":"vm1","uplink":true,"trunk":"10,20","native":1,"hairpin":true,"allow":["02:00:00:00:00:01"],"static_macs":["02:00:00:00:00:02"]}"#
+            r#"{"name":"vm1","uplink":true,"trunk":"10,20","native":1,"hairpin":true,"allow":["02:00:00:00:00:01"],"static_macs":["02:00:00:00:00:02"],"max_macs":10}"#
         );
         assert_eq!(serde_json::from_str::<PortSpec>(&json).unwrap(), want);
         let toml: PortSpec = toml::from_str(
             "name = \"vm1\"\nrole = \"uplink\"\ntrunk = \"10,20\"\nnative = 1\nhairpin = true\n\
-             allowed_macs = [\"02:00:00:00:00:01\"]\nstatic_macs = [\"02:00:00:00:00:02\"]\n",
+             allowed_macs = [\"02:00:00:00:00:01\"]\nstatic_macs = [\"02:00:00:00:00:02\"]\n\
+             max_macs = 10\n",
         )
         .unwrap();
         assert_eq!(toml, want);
@@ -612,6 +649,8 @@ mod tests {
             "02:00:00:00:00:01",
             "--static-mac",
             "02:00:00:00:00:02",
+            "--max-macs",
+            "10",
         ])
         .unwrap();
         assert_eq!(cli.spec, want);
@@ -824,5 +863,50 @@ mod tests {
             )
             .contains("is not a MAC address")
         );
+    }
+
+    #[test]
+    fn max_macs_defaults_to_4096_on_a_downlink_and_no_limit_on_the_uplink() {
+        let limit = |spec: PortSpec| spec.check().unwrap().policy.max_macs;
+        assert_eq!(limit(PortSpec::named("vm1")), DEFAULT_MAX_MACS);
+        assert_eq!(
+            limit(PortSpec {
+                uplink: true,
+                ..PortSpec::named("eth0")
+            }),
+            0
+        );
+        let none = PortSpec {
+            max_macs: Some(0),
+            ..PortSpec::named("vm1")
+        };
+        assert_eq!(limit(none.clone()), 0);
+        // Written back, a default stays unwritten and a chosen limit is kept.
+        assert_eq!(PortSpec::from(&none.check().unwrap()), none);
+        let plain = PortSpec::named("vm1");
+        assert_eq!(PortSpec::from(&plain.check().unwrap()), plain);
+
+        let flags = |values: &[&str]| PortFlags {
+            max_macs: values.iter().map(|s| arg(s)).collect(),
+            ..PortFlags::default()
+        };
+        let ports = names(&["vm1", "vm2"]);
+        let configs = flags(&["vm2=16"]).ports(Mode::Veb, &ports, None).unwrap();
+        assert_eq!(
+            (configs[0].policy.max_macs, configs[1].policy.max_macs),
+            (DEFAULT_MAX_MACS, 16)
+        );
+        let err = |values: &[&str]| {
+            flags(values)
+                .ports(Mode::Veb, &ports, None)
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            err(&["vm1=many"]),
+            "--max-macs vm1=many: not a number of entries"
+        );
+        assert!(err(&["vm1=1", "vm1=2"]).contains("given twice"));
+        assert!(err(&["vm3=1"]).contains("not one of the bridged ports"));
     }
 }

@@ -9,7 +9,8 @@ use crate::wire::EthernetFrame;
 ///
 /// In every mode but `xconnect`: runts, frames outside the VLANs the port carries (see
 /// [`vlan`](super::vlan)), multicast or all-zero sources and (on a port with an anti-spoofing list)
-/// unlisted sources are dropped; the source is learned in the frame's VLAN; frames to a
+/// unlisted sources are dropped; the source is learned in the frame's VLAN (unless its
+/// port has learned its `max_macs` already: then it is forwarded all the same); frames to a
 /// reserved group address are dropped unless the group forward mask relays them (then
 /// they are multicast like any other; `passthru` relays them all); a frame
 /// never leaves by its ingress port unless that port has hairpin (reflective relay) on,
@@ -85,16 +86,17 @@ fn switch(
 
     // Where the source lives. On a VEPA uplink, a source that lives on a local downlink
     // is a reflection and is not learned there.
+    let limit = tables.max_macs[usize::from(ingress)];
     let src_home = if edge && from_uplink {
         match tables.fdb.lookup(vid, src) {
             Some(home) if tables.downlinks.contains(home) => Some(home),
             _ => {
-                tables.fdb.learn(vid, src, ingress, now);
+                tables.fdb.learn_at_most(vid, src, ingress, now, limit);
                 None
             }
         }
     } else {
-        tables.fdb.learn(vid, src, ingress, now);
+        tables.fdb.learn_at_most(vid, src, ingress, now, limit);
         None
     };
 
@@ -174,7 +176,7 @@ mod tests {
     use super::*;
     use crate::{
         switch::{
-            Fdb, GROUP_FWD_RESTRICTED, MAX_PORTS, PortPolicy, Role, TablesError,
+            DEFAULT_MAX_MACS, Fdb, GROUP_FWD_RESTRICTED, MAX_PORTS, PortPolicy, Role, TablesError,
             tables::tables_of,
             vlan::{self, PortVlans},
         },
@@ -498,6 +500,35 @@ mod tests {
             act(&t, &frame(B, A), 0, 1),
             Action::Drop(DropReason::SameSegment)
         );
+    }
+
+    #[test]
+    fn a_port_at_its_mac_limit_still_forwards_but_learns_no_more() {
+        let mut policies = vec![PortPolicy::default(); 3];
+        policies[0].max_macs = 2;
+        policies[2].max_macs = 0; // no limit
+        let t = tables_of(Mode::Veb, &policies, 1024).unwrap();
+        for src in [A, B] {
+            assert!(matches!(
+                act(&t, &frame(Mac::BROADCAST, src), 0, 1),
+                Action::Flood(_)
+            ));
+        }
+        // The third source's frame is forwarded as any other, but not learned: a
+        // reply to it is flooded.
+        let known = Mac([0x02, 0, 0, 0, 0, 0x99]);
+        act(&t, &frame(Mac::BROADCAST, known), 1, 1);
+        assert_eq!(act(&t, &frame(known, C), 0, 1), Action::Forward(1));
+        assert_eq!(t.fdb.lookup(0, C), None);
+        assert!(matches!(act(&t, &frame(C, known), 1, 1), Action::Flood(_)));
+        assert_eq!((t.fdb.learned_on(0), t.fdb.refused(0)), (2, 1));
+        // A port without a limit learns as many as come.
+        for n in 0..(DEFAULT_MAX_MACS + 10) {
+            let b = n.to_be_bytes();
+            let src = Mac([0x02, 1, b[0], b[1], b[2], b[3]]);
+            act(&t, &frame(Mac::BROADCAST, src), 2, 1);
+        }
+        assert_eq!(t.fdb.refused(2), 0);
     }
 
     #[test]

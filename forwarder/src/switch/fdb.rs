@@ -21,6 +21,11 @@
 //! ([`Fdb::age`]) runs on the control thread: it empties a slot by swapping its `val` to 0
 //! first (so a racing learner's compare-and-swap fails and retries) and then its `key`.
 //!
+//! Each port may hold a limited number of learned entries ([`Fdb::learn_at_most`], the
+//! port's `max_macs`), so that one port cannot fill the table that every port shares: a
+//! count per port, changed only when an entry is made, moves or goes (never on a
+//! refresh), and a count of the learns refused for it.
+//!
 //! The buckets live in the table's own memory ([`Fdb::with_capacity`]) or in memory it
 //! shares with the XDP program's fast path ([`Fdb::in_shared`]), which looks entries up
 //! there and refreshes the stamps of the sources it forwards for, by the same
@@ -30,12 +35,18 @@
 use std::{
     fmt,
     ptr::NonNull,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicU32, AtomicU64, Ordering},
 };
 
 use hairpin_common::fdb::{FLAG_STATIC, SLOTS, VALID, bucket_index, encode, port_of, stamp_of};
 
+use super::MAX_PORTS;
 use crate::wire::Mac;
+
+/// A zeroed count for each port.
+fn per_port<T: Default>() -> Box<[T]> {
+    (0..MAX_PORTS).map(|_| T::default()).collect()
+}
 
 /// Index of a port in the bridge, `0..MAX_PORTS`.
 pub type PortId = u16;
@@ -133,6 +144,8 @@ pub enum Learned {
     Refreshed,
     /// Its bucket was full: not learned.
     Full,
+    /// The port already holds as many learned entries as it may: not learned.
+    Limited,
 }
 
 /// One entry, as [`Fdb::entries`] reports it.
@@ -157,6 +170,10 @@ pub struct Fdb {
     shift: u32,
     full: AtomicU64,
     moves: AtomicU64,
+    /// Learned (not static) entries per port.
+    learned: Box<[AtomicU32]>,
+    /// Learns refused per port by its limit.
+    refused: Box<[AtomicU64]>,
 }
 
 const fn key(vlan: VlanId, mac: Mac) -> u64 {
@@ -189,6 +206,8 @@ impl Fdb {
             shift,
             full: AtomicU64::new(0),
             moves: AtomicU64::new(0),
+            learned: per_port(),
+            refused: per_port(),
         }
     }
 
@@ -238,6 +257,8 @@ impl Fdb {
             shift: 64 - buckets.trailing_zeros(),
             full: AtomicU64::new(0),
             moves: AtomicU64::new(0),
+            learned: per_port(),
+            refused: per_port(),
         })
     }
 
@@ -275,17 +296,69 @@ impl Fdb {
     /// Records that `mac` was seen on `port` in `vlan` at time `now` (seconds).
     #[inline]
     pub fn learn(&self, vlan: VlanId, mac: Mac, port: PortId, now: u32) -> Learned {
-        self.upsert(key(vlan, mac), port, now, 0)
+        self.learn_at_most(vlan, mac, port, now, u32::MAX)
+    }
+
+    /// As [`Fdb::learn`], but a new entry on `port` (or a move there) is refused
+    /// ([`Learned::Limited`], counted in [`Fdb::refused`]) while `port` holds `limit`
+    /// learned entries already. Exact under concurrent learners: the count is taken
+    /// before the entry is made and given back if it is not.
+    #[inline]
+    pub fn learn_at_most(
+        &self,
+        vlan: VlanId,
+        mac: Mac,
+        port: PortId,
+        now: u32,
+        limit: u32,
+    ) -> Learned {
+        self.upsert(key(vlan, mac), port, now, 0, limit)
     }
 
     /// Adds a static entry: never aged, never moved by learning.
     pub fn insert_static(&self, vlan: VlanId, mac: Mac, port: PortId) -> Learned {
-        self.upsert(key(vlan, mac), port, 0, FLAG_STATIC)
+        self.upsert(key(vlan, mac), port, 0, FLAG_STATIC, u32::MAX)
     }
 
-    fn upsert(&self, key: u64, port: PortId, now: u32, flags: u64) -> Learned {
+    /// Learned entries on `port` now.
+    pub fn learned_on(&self, port: PortId) -> u32 {
+        self.learned[usize::from(port)].load(Ordering::Relaxed)
+    }
+
+    /// Learns refused on `port` by its limit since it was attached.
+    pub fn refused(&self, port: PortId) -> u64 {
+        self.refused[usize::from(port)].load(Ordering::Relaxed)
+    }
+
+    /// Takes one of `port`'s `limit` learned entries, or counts a refusal.
+    fn reserve(&self, port: PortId, limit: u32) -> bool {
+        let count = &self.learned[usize::from(port)];
+        // A plain load first: a port at its limit (a flood of new sources) costs no
+        // read-modify-write of the shared count per frame.
+        if count.load(Ordering::Relaxed) < limit {
+            if count.fetch_add(1, Ordering::AcqRel) < limit {
+                return true;
+            }
+            count.fetch_sub(1, Ordering::AcqRel);
+        }
+        self.refused[usize::from(port)].fetch_add(1, Ordering::Relaxed);
+        false
+    }
+
+    /// Gives back one of `port`'s learned entries.
+    fn release(&self, port: PortId) {
+        self.learned[usize::from(port)].fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Learns (`flags` 0, within `limit`) or makes static (`FLAG_STATIC`) the entry
+    /// `key` on `port`. The per-port counts follow: a learned entry made on `port`, or
+    /// moved there, takes one of `port`'s before it is written (and gives it back if it
+    /// is not); a learned entry that moves away or becomes static gives its old port's
+    /// back.
+    fn upsert(&self, key: u64, port: PortId, now: u32, flags: u64, limit: u32) -> Learned {
         let bucket = self.bucket(key);
         let wanted = encode(port, now, flags);
+        let forced = flags & FLAG_STATIC != 0;
         // Two rounds: a lost race (another learner, or the ager) is retried once.
         for _ in 0..2 {
             for slot in &bucket.slots {
@@ -300,18 +373,25 @@ impl Fdb {
                 let Some(old) = port_of(val) else {
                     return Learned::Unchanged;
                 };
-                let forced = flags & FLAG_STATIC != 0;
-                if val & FLAG_STATIC != 0 && !forced {
+                let was_static = val & FLAG_STATIC != 0;
+                if was_static && !forced {
                     return Learned::Unchanged;
                 }
                 if !forced && old == port && now.saturating_sub(stamp_of(val)) < 1 {
                     return Learned::Unchanged;
+                }
+                let moving_here = !forced && old != port;
+                if moving_here && !self.reserve(port, limit) {
+                    return Learned::Limited;
                 }
                 if slot
                     .val
                     .compare_exchange(val, wanted, Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
                 {
+                    if !was_static && (forced || old != port) {
+                        self.release(old);
+                    }
                     if old == port {
                         return Learned::Refreshed;
                     }
@@ -321,8 +401,26 @@ impl Fdb {
                     }
                     return Learned::Moved { from: old };
                 }
+                if moving_here {
+                    self.release(port);
+                }
             }
+            let mut held = false;
             for slot in &bucket.slots {
+                let current = slot.key.load(Ordering::Acquire);
+                // Another learner inserted the same address a moment ago: go update it.
+                if current == key {
+                    break;
+                }
+                if current != 0 {
+                    continue;
+                }
+                if !forced && !held {
+                    if !self.reserve(port, limit) {
+                        return Learned::Limited;
+                    }
+                    held = true;
+                }
                 match slot
                     .key
                     .compare_exchange(0, key, Ordering::AcqRel, Ordering::Acquire)
@@ -331,10 +429,12 @@ impl Fdb {
                         slot.val.store(wanted, Ordering::Release);
                         return Learned::New;
                     }
-                    // Another learner inserted the same address a moment ago: go update it.
                     Err(current) if current == key => break,
                     Err(_) => {}
                 }
+            }
+            if held {
+                self.release(port);
             }
         }
         self.full.fetch_add(1, Ordering::Relaxed);
@@ -353,8 +453,10 @@ impl Fdb {
         self.remove_where(false, |_, val| port.is_none_or(|p| port_of(val) == Some(p)))
     }
 
-    /// Removes every entry on `port`, static ones too (the port is leaving the bridge).
+    /// Removes every entry on `port`, static ones too (the port is leaving the bridge),
+    /// and its count of refused learns.
     pub fn remove_port(&self, port: PortId) -> usize {
+        self.refused[usize::from(port)].store(0, Ordering::Relaxed);
         self.remove_where(true, |_, val| port_of(val) == Some(port))
     }
 
@@ -396,6 +498,11 @@ impl Fdb {
                 .is_ok()
             {
                 slot.key.store(0, Ordering::Release);
+                if val & FLAG_STATIC == 0
+                    && let Some(port) = port_of(val)
+                {
+                    self.release(port);
+                }
                 removed += 1;
             }
         }
@@ -622,5 +729,82 @@ mod tests {
         let entries = fdb.entries();
         assert_eq!(entries.len(), 1000);
         assert!(entries.iter().all(|e| e.port < 4 && e.vlan == 0));
+    }
+
+    #[test]
+    fn a_port_learns_at_most_its_limit_and_refusals_are_counted() {
+        let fdb = Fdb::with_capacity(1024);
+        let learned: Vec<Learned> = (0..5)
+            .map(|n| fdb.learn_at_most(0, mac(n), 1, 10, 3))
+            .collect();
+        assert_eq!(
+            learned,
+            [
+                Learned::New,
+                Learned::New,
+                Learned::New,
+                Learned::Limited,
+                Learned::Limited
+            ]
+        );
+        assert_eq!((fdb.learned_on(1), fdb.refused(1)), (3, 2));
+        assert_eq!(fdb.lookup(0, mac(3)), None, "refused: not learned");
+        // A station already learned is refreshed at the limit; other ports are not
+        // limited by this one's.
+        assert_eq!(fdb.learn_at_most(0, mac(0), 1, 12, 3), Learned::Refreshed);
+        assert_eq!(fdb.learn_at_most(0, mac(9), 2, 12, 3), Learned::New);
+        // A station moving onto a full port is refused too, and stays where it was.
+        assert_eq!(fdb.learn_at_most(0, mac(9), 1, 13, 3), Learned::Limited);
+        assert_eq!(fdb.lookup(0, mac(9)), Some(2));
+        // Aging frees room.
+        assert_eq!(fdb.age(100, 30), 4);
+        assert_eq!(fdb.learned_on(1), 0);
+        assert_eq!(fdb.learn_at_most(0, mac(4), 1, 100, 3), Learned::New);
+        // A port leaving takes its refusals with it.
+        fdb.remove_port(1);
+        assert_eq!((fdb.learned_on(1), fdb.refused(1)), (0, 0));
+    }
+
+    #[test]
+    fn the_counts_follow_moves_statics_flushes_and_removals() {
+        let fdb = Fdb::with_capacity(1024);
+        let counts = |fdb: &Fdb| (fdb.learned_on(1), fdb.learned_on(2));
+        fdb.learn(0, mac(1), 1, 5);
+        fdb.learn(0, mac(2), 1, 5);
+        assert_eq!(counts(&fdb), (2, 0));
+        assert_eq!(fdb.learn(0, mac(1), 2, 6), Learned::Moved { from: 1 });
+        assert_eq!(counts(&fdb), (1, 1));
+        // A static entry is not a learned one: made over a learned entry, it gives
+        // that port's count back; static entries are never counted.
+        fdb.insert_static(0, mac(2), 2);
+        fdb.insert_static(0, mac(3), 1);
+        assert_eq!(counts(&fdb), (0, 1));
+        assert_eq!(fdb.flush(None), 1);
+        assert_eq!(counts(&fdb), (0, 0));
+        fdb.learn(0, mac(4), 1, 7);
+        fdb.learn(5, mac(4), 2, 7);
+        assert!(fdb.remove(0, mac(4)));
+        assert_eq!(counts(&fdb), (0, 1));
+        assert_eq!(fdb.remove_mac(mac(4)), 1);
+        assert_eq!(counts(&fdb), (0, 0));
+        assert_eq!(fdb.len(), 2, "the two static entries");
+    }
+
+    #[test]
+    fn concurrent_learners_never_pass_the_limit() {
+        let fdb = Fdb::with_capacity(1 << 16);
+        std::thread::scope(|s| {
+            for t in 0..4u32 {
+                let fdb = &fdb;
+                s.spawn(move || {
+                    for n in 0..1000 {
+                        fdb.learn_at_most(0, mac(t * 1000 + n), 7, 1, 100);
+                    }
+                });
+            }
+        });
+        let on_port = fdb.entries().iter().filter(|e| e.port == 7).count();
+        assert_eq!((on_port, fdb.learned_on(7)), (100, 100));
+        assert_eq!(fdb.refused(7), 4000 - 100 - fdb.full_events());
     }
 }

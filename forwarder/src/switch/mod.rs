@@ -27,4 +27,6 @@ pub use action::{Action, DropReason, Verdict};
 pub use decision::decide;
 pub use fdb::{Fdb, PortId, VlanId};
 pub use ports::{MAX_PORTS, PortSet};
-pub use tables::{GROUP_FWD_RESTRICTED, Mode, PortPolicy, Role, Tables, TablesError};
+pub use tables::{
+    DEFAULT_MAX_MACS, GROUP_FWD_RESTRICTED, Mode, PortPolicy, Role, Tables, TablesError,
+};

@@ -82,7 +82,7 @@ pub enum Role {
 }
 
 /// How the bridge treats one port.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortPolicy {
     /// Uplink or downlink.
     pub role: Role,
@@ -93,6 +93,28 @@ pub struct PortPolicy {
     pub allowed_sources: Vec<Mac>,
     /// Access VLAN or trunk (none: VLAN 1 untagged once any port has a VLAN setting).
     pub vlans: Option<PortVlans>,
+    /// The most MAC table entries the port may learn (0: no limit); sources past it are
+    /// forwarded but not learned, and counted ([`Fdb::refused`]).
+    pub max_macs: u32,
+}
+
+/// Entries a downlink may learn unless its `max_macs` says otherwise: room for a VM
+/// that routes for many, and a sixteenth of the default table, which no one port then
+/// fills. The uplink, behind which the whole network lives, has no limit by default.
+pub const DEFAULT_MAX_MACS: u32 = 4096;
+
+impl Default for PortPolicy {
+    /// A downlink, no reflective relay, any source, no VLAN setting, learning at most
+    /// [`DEFAULT_MAX_MACS`].
+    fn default() -> Self {
+        Self {
+            role: Role::Downlink,
+            hairpin: false,
+            allowed_sources: Vec::new(),
+            vlans: None,
+            max_macs: DEFAULT_MAX_MACS,
+        }
+    }
 }
 
 /// Reserved group addresses no group forward mask relays: MAC control (pause, `..:01`)
@@ -119,6 +141,8 @@ pub struct Tables {
     pub(super) group_fwd_mask: u16,
     /// Per slot; empty where any source is allowed.
     pub(super) allowed_sources: Vec<Box<[Mac]>>,
+    /// Per slot: the most entries the port may learn (`u32::MAX`: no limit).
+    pub(super) max_macs: Box<[u32]>,
     /// Who carries which VLAN.
     pub vlans: VlanTable,
     /// The MAC table, keyed by (VLAN, MAC); learning writes to it through atomics.
@@ -189,9 +213,13 @@ impl Tables {
             return Err(TablesError::UntouchedVlans(mode));
         }
         let mut allowed_sources = vec![Box::<[Mac]>::default(); MAX_PORTS];
+        let mut max_macs = vec![u32::MAX; MAX_PORTS].into_boxed_slice();
         for (i, policy) in slots.iter().enumerate() {
             if let Some(policy) = policy {
                 allowed_sources[i] = policy.allowed_sources.clone().into_boxed_slice();
+                if policy.max_macs != 0 {
+                    max_macs[i] = policy.max_macs;
+                }
             }
         }
         Ok(Self {
@@ -202,6 +230,7 @@ impl Tables {
             hairpin,
             group_fwd_mask: 0,
             allowed_sources,
+            max_macs,
             vlans: VlanTable::new(&vlans),
             fdb,
         })
