@@ -1,5 +1,6 @@
 //! The MAC table seen from outside: entries age out, a station that moves is followed at
-//! once, and a flood of random source MACs leaves the table bounded.
+//! once, a flood of random source MACs leaves the table bounded, and one port learns no
+//! more than its `max_macs`.
 use std::{
     thread,
     time::{Duration, Instant},
@@ -132,4 +133,56 @@ fn a_flood_of_random_sources_leaves_the_table_bounded() {
         "the counter operators see: {} of {received} received",
         s.fdb_full
     );
+}
+
+/// With the defaults, one downlink sending from more source MACs than a port may learn
+/// fills no more than its share of the table: 4096 learned, the rest refused and
+/// counted, its frames still forwarded; stations on other ports are learned as before.
+#[test]
+fn one_port_learns_at_most_its_max_macs() {
+    let topo = Topology::new("maxm", &[1, 1, 1]);
+    let datapath = topo.start(TestConfig::default());
+    let limit = hairpin::switch::DEFAULT_MAX_MACS;
+    let sent = limit as usize + 1500;
+    let frames: Vec<Vec<u8>> = (0..sent as u32)
+        .map(|n| {
+            let b = n.to_be_bytes();
+            frame(Mac::BROADCAST, Mac([0x02, 0x4d, b[0], b[1], b[2], b[3]]))
+        })
+        .collect();
+    // In bursts a worker keeps up with (a burst the kernel drops for lack of room is
+    // counted, and the test needs every source received).
+    for burst in frames.chunks(500) {
+        send_raw(&topo, 0, burst);
+        thread::sleep(Duration::from_millis(50));
+    }
+    let fdb = datapath.fdb();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while datapath.snapshot().port_total(0).rx_packets < sent as u64 {
+        let t = datapath.snapshot().port_total(0);
+        assert!(
+            Instant::now() < deadline && t.kernel_fill_ring_empty + t.kernel_rx_ring_full == 0,
+            "not every frame reached hairpin: {t:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let on_port = fdb.entries().iter().filter(|e| e.port == 0).count();
+    assert_eq!((on_port, fdb.learned_on(0)), (limit as usize, limit));
+    // Every source past the limit was refused, but for the few whose bucket was full.
+    let refused = fdb.refused(0);
+    assert!(
+        refused + fdb.full_events() >= (sent - limit as usize) as u64 && refused > 0,
+        "refused {refused}, full {}",
+        fdb.full_events()
+    );
+    // The frames were forwarded all the same: the other ports received the flood.
+    for vm in [1, 2] {
+        let tx = datapath.snapshot().port_total(vm).tx_packets;
+        assert!(tx + 100 >= sent as u64, "port {vm} sent {tx} of {sent}");
+    }
+    // Stations on the other ports are learned as before.
+    ping(&topo.vms[1], &topo.addr(2), 2).unwrap();
+    assert_eq!(fdb.lookup(0, topo.vm_mac(1)), Some(1));
+    assert_eq!(fdb.lookup(0, topo.vm_mac(2)), Some(2));
+    assert_eq!(datapath.stop().1, 0);
 }
