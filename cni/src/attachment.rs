@@ -18,24 +18,27 @@ use serde_json::Value;
 
 use crate::failure::Failure;
 
-/// The keys this plugin reads, and those a runtime or Multus may add that it ignores.
-const KEYS: [&str; 11] = [
-    "socket",
-    "vlan",
-    "trunk",
-    "native",
-    "hairpin",
-    "max_macs",
-    "spoofchk",
-    "mac",
-    "parent",
-    "mtu",
-    "capabilities",
+/// The plugin's own keys, and one a runtime or Multus may add that it ignores
+/// (`capabilities`, last).
+const OWN_KEYS: [&str; 6] = ["socket", "spoofchk", "mac", "parent", "mtu", "capabilities"];
+
+/// The port settings ([`PortSpec::KEYS`]) a pod may not choose: its port's name is the
+/// host end's, it is never the uplink, and its sources and static entries come from
+/// `spoofchk` and nothing else. Every other port setting is a key of its own, read as
+/// `hairpin port add` and the config file read it.
+const NOT_FOR_PODS: [&str; 6] = [
+    "name",
+    "uplink",
+    "role",
+    "allow",
+    "allowed_macs",
+    "static_macs",
 ];
 
-/// The keys that are the pod's port's settings, read as hairpin's [`PortSpec`] (the
-/// same type `hairpin port add` and the config file read); the others are the plugin's.
-const PORT_KEYS: [&str; 5] = ["vlan", "trunk", "native", "hairpin", "max_macs"];
+/// Whether `key` is one of the port's settings a pod may give.
+fn is_port_key(key: &str) -> bool {
+    PortSpec::KEYS.contains(&key) && !NOT_FOR_PODS.contains(&key)
+}
 
 /// The MTUs a pod's veth may have: IPv4's minimum to the largest a veth takes.
 const MTU_RANGE: std::ops::RangeInclusive<u32> = 68..=65535;
@@ -114,20 +117,25 @@ impl Attachment {
         let mut unknown: Vec<&str> = keys
             .keys()
             .map(String::as_str)
-            .filter(|k| !KEYS.contains(k))
+            .filter(|k| !OWN_KEYS.contains(k) && !is_port_key(k))
             .collect();
         if !unknown.is_empty() {
             unknown.sort_unstable();
+            let reads: Vec<&str> = OWN_KEYS[..OWN_KEYS.len() - 1]
+                .iter()
+                .copied()
+                .chain(PortSpec::KEYS.into_iter().filter(|k| is_port_key(k)))
+                .collect();
             return Err(Failure::unsupported_field(format!(
                 "hairpin-cni does not know {} (it reads {})",
                 unknown.join(", "),
-                KEYS[..KEYS.len() - 1].join(", ")
+                reads.join(", ")
             )));
         }
         let (port, own): (serde_json::Map<_, _>, _) = keys
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
-            .partition(|(k, _)| PORT_KEYS.contains(&k.as_str()));
+            .partition(|(k, _)| is_port_key(k));
         let invalid =
             |e: serde_json::Error| Failure::invalid_config(format!("hairpin-cni settings: {e}"));
         let own: Own = serde_json::from_value(Value::Object(own)).map_err(invalid)?;
@@ -298,6 +306,20 @@ mod tests {
         let e = parse(json!({"vaIn": 10, "vlan": 10})).expect_err("typo");
         assert_eq!(e.code, 2);
         assert!(e.details.contains("vaIn"), "{}", e.details);
+        // A pod chooses neither its port's name, nor the uplink, nor its sources.
+        for key in ["name", "uplink", "allow", "static_macs"] {
+            let e = parse(json!({ key: "x" })).expect_err(key);
+            assert_eq!(e.code, 2, "{key}");
+        }
+        // Every other port setting is the pod's to give.
+        let a = parse(json!({"max_macs": 16})).expect("valid");
+        assert_eq!(a.port_spec("hp1", None).max_macs, Some(16));
+        let e = parse(json!({"nope": 1})).expect_err("unknown");
+        assert!(
+            e.details.contains("it reads socket, spoofchk, mac, parent, mtu, vlan, trunk, native, hairpin, max_macs"),
+            "{}",
+            e.details
+        );
     }
 
     #[test]

@@ -225,6 +225,22 @@ impl SettingError {
 }
 
 impl PortSpec {
+    /// Every key serde reads, the config file's spellings (`role`, `allowed_macs`)
+    /// included: what a front end that passes keys through (hairpin-cni) may accept.
+    pub const KEYS: [&'static str; 11] = [
+        "name",
+        "uplink",
+        "role",
+        "vlan",
+        "trunk",
+        "native",
+        "hairpin",
+        "allow",
+        "allowed_macs",
+        "static_macs",
+        "max_macs",
+    ];
+
     /// A plain downlink called `name`.
     pub fn named(name: &str) -> Self {
         Self {
@@ -664,6 +680,25 @@ mod tests {
             ..PortSpec::named("t")
         };
         assert_eq!(PortSpec::from(&trunk.check().unwrap()), trunk);
+    }
+
+    #[test]
+    fn keys_lists_every_key_serde_reads() {
+        let err = serde_json::from_str::<PortSpec>(r#"{"x":1}"#)
+            .unwrap_err()
+            .to_string();
+        let expected: Vec<&str> = err
+            .split("expected one of ")
+            .nth(1)
+            .unwrap()
+            .split(", ")
+            .map(|k| k.split('`').nth(1).unwrap())
+            .collect();
+        let mut keys = PortSpec::KEYS.to_vec();
+        let mut expected = expected.clone();
+        keys.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(expected, keys, "{err}");
     }
 
     #[test]
