@@ -17,9 +17,11 @@
 //!
 //! The raw syscalls hairpin makes itself live in one private module, `sys`; besides it
 //! `unsafe` is allowed only in the files that need it, each saying why: the datapath's
-//! AF_XDP layer, hot loop, handoff and in-place retagging (`xsk.rs`, `worker.rs`,
-//! `handoff.rs`, `retag.rs`, which touch UMEM frames), the MAC table's region shared with the XDP program (`switch/fdb.rs`),
-//! and the XDP maps' mmapped arrays (`control/xdp.rs`).
+//! AF_XDP layer, hot loop, offload finishing, handoff and in-place retagging (`xsk.rs`,
+//! `xsk/ring.rs`, `worker.rs`, `worker/offload.rs`, `handoff.rs`, `retag.rs`, which
+//! touch UMEM frames, and the tests' fake kernel, `fake.rs`), the MAC table's region
+//! shared with the XDP program (`switch/fdb.rs`), and the XDP maps' mmapped arrays
+//! (`control/xdp.rs`).
 #![deny(unsafe_code)]
 
 pub mod control;

@@ -178,6 +178,13 @@ impl EventFd {
     }
 }
 
+impl From<EventFd> for OwnedFd {
+    /// The eventfd's descriptor, owned (a fake socket's, in the datapath's tests).
+    fn from(eventfd: EventFd) -> Self {
+        eventfd.0
+    }
+}
+
 /// An AF_PACKET socket that sends raw Ethernet frames out of one interface.
 #[derive(Debug)]
 pub struct PacketSocket {

@@ -1,6 +1,7 @@
 //! The hot loop: one worker, one RSS queue index, one core, its UMEMs ([`Group`]s).
 //!
-//! This file holds only the per-frame path. Each turn of [`Worker::run`]:
+//! This file holds only the per-frame path. Each turn of [`Worker::run`]
+//! ([`Worker::turn`]):
 //!
 //! 1. takes up to [`BATCH`] frames from the RX ring of each socket it visits this turn
 //!    (the ones with recent work and a few others in rotation, [`Visits`]), asks
@@ -15,12 +16,13 @@
 //! 4. reaps TX completions into the free pool, refills the fill rings, lends credits;
 //! 5. sleeps in `poll` after a stretch of idle turns (unless busy-polling).
 //!
-//! Between two turns it applies the control plane's [`Command`]s from its mailbox: new
-//! [`Tables`], a port's socket to serve, a port to let go of. A port let go of is
-//! *closing* for a few turns: nothing more is sent to it or refilled, what it receives is
-//! dropped, its TX ring drains; then its socket closes and every frame it still held
-//! comes back to the pool ([`Holders`]). No lock and no atomic read-modify-write is taken
-//! per frame for any of this: a changed port table is a pointer swap between batches.
+//! Between two turns it applies the control plane's commands from its mailbox and closes
+//! the sockets of ports let go of (`worker/ports.rs`); every few thousand turns it reads
+//! the kernel's drop counters and rebalances the ports' quotas, and every turn it
+//! publishes its gauges (`worker/books.rs`); a partial checksum or a segment longer than
+//! the MTU is finished or cut on the way (`worker/offload.rs`). No lock and no atomic
+//! read-modify-write is taken per frame for any of this: a changed port table is a
+//! pointer swap between batches.
 //!
 //! Each turn that received frames is timed from the first RX read to the last TX submit
 //! (frames on the TX rings, before the kick) into the worker's latency histogram
@@ -31,7 +33,16 @@
 //! behind it) of one of the group's ports, or lent to other workers. A port's pending
 //! batch holds frames of its own group only. Debug builds check those sums every turn;
 //! `free_frames` in the counters shows the pools.
+//!
+//! The tests (`worker/tests.rs`) run turns of real workers on fake sockets
+//! (`datapath/fake.rs`), without root.
 #![allow(unsafe_code)]
+
+mod books;
+mod offload;
+mod ports;
+#[cfg(test)]
+mod tests;
 
 use std::{
     os::fd::AsRawFd as _,
@@ -40,18 +51,23 @@ use std::{
         atomic::{AtomicBool, Ordering},
         mpsc,
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
+pub(super) use self::ports::WorkerPort;
+use self::{
+    books::{KERNEL_STATS_SOCKETS, KERNEL_STATS_TURNS},
+    offload::finish_checksum,
+};
 use super::{
-    command::{Command, Joining, Reply},
-    group::{Group, MAX_UMEMS},
+    command::Reply,
+    group::Group,
     handoff::Mailbox,
     latency::Recorder,
     retag::retag_in_place,
     stats::{PortQueueCounters, WorkerCounters},
     visits::Visits,
-    xsk::{self, Desc, Kick, MAX_CHAIN, Socket, Umem},
+    xsk::{self, Desc, Kick, MAX_CHAIN, Umem},
 };
 use crate::{
     switch::{
@@ -59,11 +75,7 @@ use crate::{
         vlan::{self, Classified, Retag},
     },
     sys,
-    wire::{
-        ETHERNET_HEADER_LEN, checksum,
-        dot1q::{self, TAG_LEN},
-        segment::{Cutter, MAX_HEADERS, Uncuttable},
-    },
+    wire::{ETHERNET_HEADER_LEN, dot1q::TAG_LEN},
 };
 
 /// Frames taken from a ring at once.
@@ -93,89 +105,8 @@ const SPIN_TURNS: u32 = 512;
 /// Longest sleep, so that a stop request is seen promptly.
 const SLEEP_MS: i32 = 20;
 
-/// Turns between reads of the kernel's socket statistics (a syscall per socket).
-const KERNEL_STATS_TURNS: u32 = 4096;
-
-/// Sockets whose kernel statistics one read covers, in rotation: a worker with hundreds
-/// of ports does not stop for hundreds of syscalls at once.
-const KERNEL_STATS_SOCKETS: usize = 64;
-
 /// Frames the kernel may take per TX kick in copy mode is bounded; kicks per turn are too.
 const MAX_KICKS: usize = 16;
-
-/// A closing socket stays open at least this long, so that a frame the kernel was
-/// already steering to it (on another CPU, as its map entry went) lands on its ring.
-const CLOSE_GRACE: Duration = Duration::from_millis(20);
-
-/// ... and at most this long waiting for its TX ring to drain (a deleted device's never
-/// does).
-const CLOSE_DRAIN: Duration = Duration::from_millis(500);
-
-/// One (port, queue) socket of a worker.
-#[derive(Debug)]
-pub(super) struct WorkerPort {
-    pub id: PortId,
-    pub socket: Socket,
-    /// The group whose UMEM its socket is bound to: every frame it holds is of it.
-    pub group: usize,
-    /// Frames decided for this port this turn, not yet on the TX ring.
-    pub pending: Vec<Desc>,
-    /// Frames on the fill ring or in the RX ring behind it.
-    pub in_fill: usize,
-    /// Frames on the TX ring or in the completion ring behind it.
-    pub in_tx: usize,
-    /// Frames were submitted and not yet kicked, or the last kick stopped early.
-    pub tx_backlog: bool,
-    /// Since when the port has been leaving (see the module docs).
-    pub closing: Option<Instant>,
-    /// The number of the `Detach` that made it leave, answered once its socket closed.
-    pub detach_seq: u64,
-    /// Dropping the rest of a chain far longer than [`MAX_CHAIN`].
-    pub discarding: bool,
-    /// The most buffers a frame it receives or sends may take.
-    pub max_chain: usize,
-    /// Its MTU: a TCP segment longer is an offload's, cut to it ([`Worker::cut`]).
-    pub mtu: u32,
-    /// Frames its fill and RX rings may hold together ([`Budget`]).
-    pub quota: usize,
-    /// Its RX ring held a quarter of its quota or more at once since its last refill:
-    /// the kernel drains its fill ring faster than a turn refills it.
-    pub hungry: bool,
-    /// Frames received since the last look at idle ports.
-    pub window: usize,
-}
-
-impl WorkerPort {
-    /// A port of MTU `mtu` served through `socket` on group `group`'s UMEM, whose
-    /// frames take at most `max_chain` buffers, with a quota of `quota` frames, nothing
-    /// on its rings yet.
-    pub fn new(
-        id: PortId,
-        socket: Socket,
-        group: usize,
-        max_chain: usize,
-        mtu: u32,
-        quota: usize,
-    ) -> Self {
-        Self {
-            id,
-            socket,
-            group,
-            pending: Vec::with_capacity(4 * BATCH),
-            in_fill: 0,
-            in_tx: 0,
-            tx_backlog: false,
-            closing: None,
-            detach_seq: 0,
-            discarding: false,
-            max_chain,
-            mtu,
-            quota,
-            hungry: false,
-            window: 0,
-        }
-    }
-}
 
 /// Where a frame for some port goes from this worker.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,6 +157,21 @@ pub(super) struct Worker {
     pub stats_cursor: usize,
 }
 
+/// What [`Worker::run`] keeps from one turn to the next besides the worker itself.
+#[derive(Debug)]
+struct Turns {
+    /// A second handle to each group's UMEM ([`Worker::umems`]), made again when the
+    /// groups change.
+    umems: Vec<Option<Arc<Umem>>>,
+    /// One RX batch's descriptors.
+    batch: [Desc; RX_BATCH],
+    /// What the worker sleeps on ([`Worker::pollfds`]), made again when the sockets
+    /// change.
+    pollfds: Vec<libc::pollfd>,
+    /// Turns so far.
+    count: u32,
+}
+
 impl Worker {
     /// Fills every fill ring before the first frame can arrive.
     pub fn prime(&mut self) {
@@ -261,76 +207,19 @@ impl Worker {
         self.group(g).pool.extend_from_slice(chain);
     }
 
-    /// Tells the control plane how many frames the pools hold, of how many.
-    fn publish_frames(&self) {
-        let (mut free, mut total) = (0, 0);
-        for g in self.groups.iter().flatten() {
-            free += g.pool.len();
-            total += g.total_frames;
-        }
-        self.counters.free_frames.set(free as u64);
-        self.counters.total_frames.set(total as u64);
-    }
-
     /// Runs until the stop flag is set.
     pub fn run(mut self) {
-        let mut umems = self.umems();
-        let mut batch = [Desc::default(); RX_BATCH];
-        let mut pollfds = self.pollfds();
+        let mut turns = self.turns();
         let mut idle = 0u32;
-        let mut turns = 0u32;
         while !self.stop.load(Ordering::Relaxed) {
-            turns = turns.wrapping_add(1);
-            if self.apply_commands() | self.finish_closing() {
-                pollfds = self.pollfds();
-                umems = self.umems();
-                self.visits.reset(self.ports.len());
-            }
-            if turns.is_multiple_of(KERNEL_STATS_TURNS) {
-                self.read_kernel_stats(KERNEL_STATS_SOCKETS);
-                self.rebalance();
-            }
-            let start = Instant::now();
-            let now = start.duration_since(self.epoch).as_secs() as u32;
-            let mut work = 0;
-            let mut wake = 0u64;
-            self.visits.plan();
-            for k in 0..self.visits.turn().len() {
-                let i = self.visits.turn()[k];
-                work += self.receive(&umems, i, &mut batch, now, &mut wake);
-            }
-            let received = work;
-            for w in 0..self.mailboxes.len() {
-                if wake & (1 << w) != 0 {
-                    self.mailboxes[w].wake();
-                }
-            }
-            work += self.take_handoffs(&umems);
-            work += self.submit();
-            if received > 0 {
-                // In user space: from the RX read to the frames being on the TX rings.
-                let submitted = Instant::now();
-                self.latency
-                    .record(submitted.duration_since(start).as_nanos() as u64, submitted);
-            }
-            self.kick();
-            work += self.complete();
-            for k in 0..self.visits.turn().len() {
-                self.refill(self.visits.turn()[k]);
-            }
-            self.lend_credits();
-            self.check_ledger();
-            self.publish_frames();
-            if work > 0 {
-                self.counters.busy_ns.add(start.elapsed().as_nanos() as u64);
-            }
-
-            let ports = &self.ports;
-            self.visits.settle(|i| {
-                let p = &ports[i];
-                p.in_tx > 0 || p.tx_backlog || p.closing.is_some()
-            });
-            if work > 0 || self.visits.awake().iter().any(|&i| ports[i].tx_backlog) {
+            let work = self.turn(&mut turns);
+            if work > 0
+                || self
+                    .visits
+                    .awake()
+                    .iter()
+                    .any(|&i| self.ports[i].tx_backlog)
+            {
                 idle = 0;
             } else {
                 idle += 1;
@@ -340,7 +229,8 @@ impl Worker {
                     // its next busy turn.
                     self.latency.flush(Instant::now());
                     if !self.busy_poll {
-                        self.sleep(&mut pollfds);
+                        let pollfds = &mut turns.pollfds;
+                        self.sleep(pollfds);
                         // The sockets that woke it are visited at once.
                         for (i, fd) in pollfds[..self.ports.len()].iter().enumerate() {
                             if fd.revents != 0 {
@@ -358,6 +248,74 @@ impl Worker {
         sys::in_parallel(ports.into_iter().map(|p| p.socket).collect(), drop);
     }
 
+    /// What the loop keeps from turn to turn, for the ports as they are.
+    fn turns(&self) -> Turns {
+        Turns {
+            umems: self.umems(),
+            batch: [Desc::default(); RX_BATCH],
+            pollfds: self.pollfds(),
+            count: 0,
+        }
+    }
+
+    /// One turn: the commands and closings due, then every step of the module docs but
+    /// the sleep. Returns the work done (descriptors received, frames taken over and
+    /// sent, completions reaped).
+    #[inline(always)]
+    fn turn(&mut self, turns: &mut Turns) -> usize {
+        turns.count = turns.count.wrapping_add(1);
+        if self.apply_commands() | self.finish_closing() {
+            turns.pollfds = self.pollfds();
+            turns.umems = self.umems();
+            self.visits.reset(self.ports.len());
+        }
+        if turns.count.is_multiple_of(KERNEL_STATS_TURNS) {
+            self.read_kernel_stats(KERNEL_STATS_SOCKETS);
+            self.rebalance();
+        }
+        let umems = &turns.umems;
+        let start = Instant::now();
+        let now = start.duration_since(self.epoch).as_secs() as u32;
+        let mut work = 0;
+        let mut wake = 0u64;
+        self.visits.plan();
+        for k in 0..self.visits.turn().len() {
+            let i = self.visits.turn()[k];
+            work += self.receive(umems, i, &mut turns.batch, now, &mut wake);
+        }
+        let received = work;
+        for w in 0..self.mailboxes.len() {
+            if wake & (1 << w) != 0 {
+                self.mailboxes[w].wake();
+            }
+        }
+        work += self.take_handoffs(umems);
+        work += self.submit();
+        if received > 0 {
+            // In user space: from the RX read to the frames being on the TX rings.
+            let submitted = Instant::now();
+            self.latency
+                .record(submitted.duration_since(start).as_nanos() as u64, submitted);
+        }
+        self.kick();
+        work += self.complete();
+        for k in 0..self.visits.turn().len() {
+            self.refill(self.visits.turn()[k]);
+        }
+        self.lend_credits();
+        self.check_ledger();
+        self.publish_frames();
+        if work > 0 {
+            self.counters.busy_ns.add(start.elapsed().as_nanos() as u64);
+        }
+        let ports = &self.ports;
+        self.visits.settle(|i| {
+            let p = &ports[i];
+            p.in_tx > 0 || p.tx_backlog || p.closing.is_some()
+        });
+        work
+    }
+
     /// What the worker sleeps on: its sockets and its mailbox's eventfd.
     fn pollfds(&self) -> Vec<libc::pollfd> {
         self.ports
@@ -370,151 +328,6 @@ impl Worker {
                 revents: 0,
             })
             .collect()
-    }
-
-    /// Applies the control plane's pending commands; returns whether the set of sockets
-    /// changed.
-    fn apply_commands(&mut self) -> bool {
-        let mut changed = false;
-        while let Some(command) = self.mailboxes[self.index].commands.pop() {
-            self.seq += 1;
-            match command {
-                Command::Tables(tables) => self.tables = tables,
-                Command::Attach {
-                    id,
-                    queues,
-                    joining,
-                    max_chain,
-                    mtu,
-                } => {
-                    self.queues[usize::from(id)] = queues;
-                    if let Some(joining) = joining {
-                        let Joining {
-                            socket,
-                            group: g,
-                            made,
-                        } = *joining;
-                        if let Some(made) = made {
-                            if self.groups.len() <= g {
-                                self.groups.resize_with(g + 1, || None);
-                            }
-                            assert!(self.groups[g].is_none(), "group {g} made twice");
-                            self.groups[g] = Some(made);
-                        }
-                        self.max_chain = self.max_chain.max(max_chain);
-                        self.mailboxes[self.index].set_max_chain(self.max_chain);
-                        let ring = self.ring;
-                        let group = self.group(g);
-                        let quota = group.budget.admit(ring);
-                        group.ports += 1;
-                        self.publish_budget();
-                        self.ports
-                            .push(WorkerPort::new(id, socket, g, max_chain, mtu, quota));
-                        let i = self.ports.len() - 1;
-                        self.refill(i);
-                        changed = true;
-                    }
-                    self.route();
-                }
-                Command::Mtu { id, mtu } => {
-                    for port in self.ports.iter_mut().filter(|p| p.id == id) {
-                        port.mtu = mtu;
-                    }
-                }
-                Command::Detach { id } => {
-                    self.queues[usize::from(id)] = 0;
-                    self.route();
-                    if let Some(port) = self.ports.iter_mut().find(|p| p.id == id) {
-                        // Acknowledged once the socket is closed (`finish_closing`).
-                        if port.closing.is_none() {
-                            self.closing += 1;
-                        }
-                        port.closing = Some(Instant::now());
-                        port.detach_seq = self.seq;
-                        continue;
-                    }
-                }
-            }
-            self.reply(self.seq, 0);
-        }
-        changed
-    }
-
-    /// Tells the control plane that command `seq` is done.
-    fn reply(&self, seq: u64, reclaimed: usize) {
-        // The control plane gone means the datapath is stopping: nobody to tell.
-        let _ = self.replies.send(Reply {
-            worker: self.index,
-            seq,
-            reclaimed,
-        });
-    }
-
-    /// Recomputes where frames for each port go from here.
-    pub fn route(&mut self) {
-        let mut local = [None; MAX_PORTS];
-        for (i, p) in self.ports.iter().enumerate() {
-            local[usize::from(p.id)] = Some(i);
-        }
-        for (id, route) in self.routes.iter_mut().enumerate() {
-            let queues = self.queues[id] as usize;
-            *route = match local[id] {
-                Some(i) if self.ports[i].closing.is_none() => Route::Local(i),
-                Some(_) => Route::Gone,
-                None if queues > 0 => Route::Remote(self.index % queues),
-                None => Route::Gone,
-            };
-        }
-    }
-
-    /// Closes the sockets of ports that have been leaving long enough, taking back every
-    /// frame they held; returns whether any closed.
-    fn finish_closing(&mut self) -> bool {
-        if self.closing == 0 {
-            return false;
-        }
-        let Some(i) = self.ports.iter().position(|p| {
-            p.closing.is_some_and(|since| {
-                let waited = since.elapsed();
-                waited >= CLOSE_GRACE && (p.in_tx == 0 || waited >= CLOSE_DRAIN)
-            })
-        }) else {
-            return false;
-        };
-        let port = self.ports.remove(i);
-        self.closing -= 1;
-        let (id, g, held) = (port.id, port.group, port.in_fill + port.in_tx);
-        let group = self.groups[g]
-            .as_mut()
-            .expect("a group lives while it has ports");
-        group.budget.release(port.quota);
-        group.ports -= 1;
-        group.pool.extend_from_slice(&port.pending);
-        drop(port.socket); // unmaps the rings and closes: the kernel lets go of all of it
-        let chunks = group.holders.reclaim(id);
-        debug_assert_eq!(
-            chunks.len(),
-            held,
-            "worker {}: port {id} held other frames than its rings counted",
-            self.index
-        );
-        let reclaimed = chunks.len();
-        let umem = Arc::clone(&group.umem);
-        group
-            .pool
-            .extend(chunks.into_iter().map(|c| umem.reset(Desc::new(c, 0))));
-        // Counted as gone so the ledger balances also if the kernel kept one.
-        group.total_frames -= held - reclaimed.min(held);
-        if g != 0 && group.ports == 0 {
-            // Every frame is back in its pool: the UMEM goes (the first stays, for
-            // the credits it lends).
-            self.groups[g] = None;
-        }
-        self.publish_budget();
-        self.publish_frames();
-        self.route();
-        self.reply(port.detach_seq, reclaimed);
-        true
     }
 
     /// Takes one RX batch from `ports[i]` and decides every frame in it; returns how
@@ -683,83 +496,6 @@ impl Worker {
                 self.free(from, chain);
             }
         }
-    }
-
-    /// Cuts the frame `chain` of `len` bytes, received on `ingress` of MTU `mtu`, if
-    /// it is a large TCP segment (longer than the MTU admits: an Ethernet header, and a
-    /// tag if it has one), into segments the MTU admits, written into frames of the
-    /// pool, and queues them as the large one's verdict says ([`crate::wire::segment`]).
-    /// Returns whether it took the frame (cut, or dropped and counted); `false` leaves
-    /// it to be forwarded as it came (not TCP, or no longer than its tag allows). The
-    /// caller frees `chain` either way.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    fn cut(
-        &mut self,
-        umems: &Umems,
-        from: usize,
-        chain: &[Desc],
-        len: usize,
-        ingress: PortId,
-        c: &PortQueueCounters,
-        mtu: usize,
-        now: u32,
-        wake: &mut u64,
-    ) -> bool {
-        let umem = umem_of(umems, from);
-        // SAFETY: the chain came off this worker's RX ring; it is only read here, and
-        // the segments are written into other frames, from the pool.
-        let first = unsafe { umem.data(chain[0]) };
-        let tagged =
-            first.get(dot1q::OFFSET..dot1q::OFFSET + 2) == Some(&dot1q::TPID_8021Q.to_be_bytes());
-        if tagged && len <= mtu + ETHERNET_HEADER_LEN + TAG_LEN {
-            return false;
-        }
-        let mut rest: [&[u8]; RX_BATCH] = [&[]; RX_BATCH];
-        for (part, &buffer) in rest.iter_mut().zip(&chain[1..]) {
-            // SAFETY: as above.
-            *part = unsafe { umem.data(buffer) };
-        }
-        let rest = &rest[..chain.len() - 1];
-        let mut cutter = match Cutter::new(first, rest, mtu) {
-            Ok(cutter) => cutter,
-            Err(Uncuttable::NotTcp) => return false,
-            Err(Uncuttable::Truncated | Uncuttable::NoRoom) => {
-                c.drop(DropReason::Oversize);
-                return true;
-            }
-        };
-        // Decided once, for every segment: they share its Ethernet header and tag.
-        let verdict = decide(&self.tables, first, ingress, now);
-        if let Action::Drop(reason) = verdict.action {
-            c.drop(reason);
-            return true;
-        }
-        let hlen = cutter.header_len();
-        let (mut headers, mut payload) = ([0; MAX_HEADERS], Vec::with_capacity(4));
-        while cutter.next_into(&mut headers, &mut payload).is_some() {
-            let mut parts: [&[u8]; MAX_CHAIN + 1] = [&[]; MAX_CHAIN + 1];
-            let len = hlen + payload.iter().map(|p| p.len()).sum::<usize>();
-            let buffers = umem.buffers_for(len);
-            if buffers > MAX_CHAIN || payload.len() > MAX_CHAIN {
-                c.drop(DropReason::Oversize);
-                return true;
-            }
-            parts[0] = &headers[..hlen];
-            parts[1..=payload.len()].copy_from_slice(&payload);
-            let mut segment = [Desc::default(); MAX_CHAIN];
-            let segment = &mut segment[..buffers];
-            if !self.group(from).take(segment) {
-                c.drop(DropReason::NoFreeFrame);
-                return true;
-            }
-            // SAFETY: the frames came from the group's free pool: frames of `umem` that
-            // nothing else holds.
-            unsafe { umem.write_chain(segment, &parts[..=payload.len()]) };
-            self.dispatch(umems, from, segment, verdict, c, wake);
-        }
-        c.segmented.add(1);
-        true
     }
 
     /// Queues the frame `chain` of group `from`, of VLAN `vlan`, for `egress`:
@@ -1086,49 +822,6 @@ impl Worker {
         }
     }
 
-    /// Halves the quota of every port that received nothing since the last look, and
-    /// doubles that of every port that received its quota's worth or more: a steady
-    /// stream deserves a deep fill ring, to ride out the turns the worker is late
-    /// ([`Budget`]).
-    fn rebalance(&mut self) {
-        for port in &mut self.ports {
-            if port.closing.is_some() {
-                continue;
-            }
-            let budget = &mut self.groups[port.group]
-                .as_mut()
-                .expect("a group lives while it has ports")
-                .budget;
-            if port.window == 0 {
-                budget.shrink(&mut port.quota, port.in_fill);
-            } else if port.window >= port.quota {
-                budget.grow(&mut port.quota, self.ring);
-            }
-            port.window = 0;
-        }
-        self.publish_budget();
-    }
-
-    /// Tells the control plane how much of each group's budget is promised, and of
-    /// all of them.
-    fn publish_budget(&self) {
-        let (mut promised, mut total) = (0, 0);
-        for (g, group) in self.groups.iter().enumerate() {
-            let (p, t) = group
-                .as_ref()
-                .map_or((0, 0), |g| (g.budget.promised(), g.budget.total()));
-            self.counters.group_promised[g].set(p as u64);
-            self.counters.group_budget[g].set(t as u64);
-            promised += p;
-            total += t;
-        }
-        self.counters.promised_frames.set(promised as u64);
-        self.counters.budget_frames.set(total as u64);
-        self.counters
-            .umems
-            .set(self.groups.iter().flatten().count() as u64);
-    }
-
     /// Publishes free frames for other workers to hand frames over in.
     fn lend_credits(&mut self) {
         if self.mailboxes.len() < 2 {
@@ -1146,43 +839,6 @@ impl Worker {
         }
     }
 
-    /// Debug builds: every frame is in exactly one place.
-    fn check_ledger(&self) {
-        if cfg!(debug_assertions) {
-            let mut placed = [0usize; MAX_UMEMS];
-            for p in &self.ports {
-                placed[p.group] += p.in_fill + p.in_tx + p.pending.len();
-            }
-            for (g, group) in self.groups.iter().enumerate() {
-                let Some(group) = group else { continue };
-                assert_eq!(
-                    placed[g] + group.pool.len() + group.lent,
-                    group.total_frames,
-                    "worker {}: frames of UMEM {g} lost or duplicated",
-                    self.index
-                );
-            }
-        }
-    }
-
-    /// Copies the kernel's per-socket drop counters of the next `count` ports into
-    /// ours.
-    fn read_kernel_stats(&mut self, count: usize) {
-        let n = self.ports.len();
-        for k in 0..count.min(n) {
-            let port = &self.ports[(self.stats_cursor + k) % n];
-            if let Ok(k) = port.socket.statistics() {
-                let c = self.counters.port(port.id);
-                c.kernel_rx_ring_full.set(k.rx_ring_full);
-                c.kernel_fill_ring_empty.set(k.rx_fill_ring_empty_descs);
-                // The kernel's rx_dropped includes the fill-ring misses counted above.
-                c.kernel_rx_dropped
-                    .set(k.rx_dropped.saturating_sub(k.rx_fill_ring_empty_descs));
-            }
-        }
-        self.stats_cursor = (self.stats_cursor + count) % n.max(1);
-    }
-
     /// Sleeps until a socket has frames, another worker hands some over, or the timeout.
     fn sleep(&mut self, pollfds: &mut [libc::pollfd]) {
         self.read_kernel_stats(KERNEL_STATS_SOCKETS);
@@ -1194,21 +850,4 @@ impl Worker {
         sys::poll(pollfds, SLEEP_MS);
         mailbox.woke();
     }
-}
-
-/// Finishes the TCP or UDP checksum of the frame `chain` if an offload left it partial
-/// (`wire::checksum`); true when it did.
-#[inline]
-fn finish_checksum(umem: &Umem, chain: &[Desc]) -> bool {
-    let mut rest: [&[u8]; MAX_CHAIN] = [&[]; MAX_CHAIN];
-    for (slot, &desc) in rest.iter_mut().zip(&chain[1..]) {
-        // SAFETY: the chain came off this worker's RX ring and is on no ring now; its
-        // buffers are frames of `umem` that only this worker touches.
-        *slot = unsafe { umem.data(desc) };
-    }
-    // SAFETY: as above; the first buffer is a different frame from the others, and
-    // nothing else reads it while this runs.
-    let first = unsafe { umem.data_mut(chain[0]) };
-    let others = (chain.len() - 1).min(MAX_CHAIN);
-    checksum::finish_partial(first, &rest[..others]) == checksum::Finish::Finished
 }

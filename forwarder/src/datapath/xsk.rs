@@ -19,14 +19,25 @@
 //! in a row on a ring, every one but the last marked [`Desc::more`] (the kernel's
 //! `XDP_PKT_CONTD`), on sockets bound with `XDP_USE_SG` ([`Bind::sg`]). The kernel
 //! splits what it receives into chunk-sized buffers and joins what it transmits.
+//!
+//! The seam for tests: in test builds a [`Ring`] may also live on the heap, with its
+//! other end held by a fake kernel, and a [`Socket`] may send its three calls to the
+//! kernel (`kick_tx`, `wake_rx`, `statistics`) to that fake instead (`Kernel`,
+//! `super::fake`), so that the workers run without root. Other builds have neither: the
+//! rings and calls the workers use are the same code, with no branch more.
 #![allow(unsafe_code)]
 
+mod ring;
+
+#[cfg(test)]
+use std::sync::Arc;
 use std::{
     io, mem,
     os::fd::{AsRawFd, FromRawFd as _, OwnedFd, RawFd},
     ptr::{self, NonNull},
-    sync::atomic::{AtomicU32, Ordering},
 };
+
+pub use self::ring::Ring;
 
 /// Bytes in front of a frame's data in its chunk: the kernel's `XDP_PACKET_HEADROOM`,
 /// where received frames start, and where hairpin starts the frames it writes.
@@ -281,162 +292,6 @@ impl Drop for Umem {
     }
 }
 
-/// A shared-memory ring of the kernel's, mapped from a socket.
-///
-/// `T` is `libc::xdp_desc` for RX and TX, `u64` (a frame address) for fill and
-/// completion. The side that produces writes entries, then publishes its index with
-/// release ordering; the side that consumes reads the other's index with acquire
-/// ordering before reading entries. Each side caches the other's index and reloads it
-/// only when the cache says the ring is full (or empty).
-#[derive(Debug)]
-pub struct Ring<T> {
-    producer: NonNull<AtomicU32>,
-    consumer: NonNull<AtomicU32>,
-    flags: NonNull<AtomicU32>,
-    entries: NonNull<T>,
-    mask: u32,
-    /// Our copy of the producer index (ours to advance on a producer ring).
-    cached_prod: u32,
-    /// Our copy of the consumer index (ours to advance on a consumer ring).
-    cached_cons: u32,
-    map: NonNull<u8>,
-    map_len: usize,
-}
-
-// SAFETY: the ring is used by one thread at a time (`&mut self` for every index
-// change); the mapping belongs to it.
-unsafe impl<T: Send> Send for Ring<T> {}
-
-impl<T: Copy> Ring<T> {
-    /// Maps the ring at `pgoff` of socket `fd`, with `size` entries laid out as `offsets`
-    /// says.
-    fn map(fd: RawFd, pgoff: u64, size: u32, offsets: &libc::xdp_ring_offset) -> io::Result<Self> {
-        let map_len = offsets.desc as usize + size as usize * mem::size_of::<T>();
-        // SAFETY: maps the socket's ring; the kernel checks `pgoff` and the length.
-        let map = unsafe {
-            libc::mmap(
-                ptr::null_mut(),
-                map_len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_POPULATE,
-                fd,
-                pgoff as libc::off_t,
-            )
-        };
-        if map == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        let map = NonNull::new(map.cast::<u8>()).expect("mmap does not return null on success");
-        // SAFETY: the kernel's offsets lie inside the mapping it just made.
-        let at = |offset: u64| unsafe { map.add(offset as usize) };
-        let mut ring = Self {
-            producer: at(offsets.producer).cast(),
-            consumer: at(offsets.consumer).cast(),
-            flags: at(offsets.flags).cast(),
-            entries: at(offsets.desc).cast(),
-            mask: size - 1,
-            cached_prod: 0,
-            cached_cons: 0,
-            map,
-            map_len,
-        };
-        // (Not `Self { .., ..ring }`: the fields are `Copy`, so that would copy them out
-        // and drop `ring`, unmapping what the copy points into.)
-        ring.cached_prod = ring.load_producer();
-        ring.cached_cons = ring.load_consumer();
-        Ok(ring)
-    }
-
-    fn load_producer(&self) -> u32 {
-        // SAFETY: the index lives in the mapping, which lives as long as `self`.
-        unsafe { self.producer.as_ref() }.load(Ordering::Acquire)
-    }
-
-    fn load_consumer(&self) -> u32 {
-        // SAFETY: as in `load_producer`.
-        unsafe { self.consumer.as_ref() }.load(Ordering::Acquire)
-    }
-
-    fn size(&self) -> u32 {
-        self.mask + 1
-    }
-
-    /// Producer side: free slots, reloading the consumer index if fewer than `want`
-    /// are known free.
-    #[inline]
-    pub fn free(&mut self, want: u32) -> u32 {
-        let free = self.size() - self.cached_prod.wrapping_sub(self.cached_cons);
-        if free >= want {
-            return free;
-        }
-        self.cached_cons = self.load_consumer();
-        self.size() - self.cached_prod.wrapping_sub(self.cached_cons)
-    }
-
-    /// Producer side: writes `entry` into the next slot (not yet visible to the
-    /// kernel). The caller checked [`Ring::free`].
-    #[inline]
-    pub fn push(&mut self, entry: T) {
-        debug_assert!(self.cached_prod.wrapping_sub(self.cached_cons) < self.size());
-        let slot = (self.cached_prod & self.mask) as usize;
-        // SAFETY: `slot` indexes the ring's entries inside the mapping; the slot is free
-        // (the caller checked), so the kernel does not read it until it is published.
-        unsafe { self.entries.add(slot).write(entry) };
-        self.cached_prod = self.cached_prod.wrapping_add(1);
-    }
-
-    /// Producer side: makes every pushed entry visible to the kernel.
-    #[inline]
-    pub fn publish(&self) {
-        // SAFETY: as in `load_producer`; the release store orders the entries before it.
-        unsafe { self.producer.as_ref() }.store(self.cached_prod, Ordering::Release);
-    }
-
-    /// Consumer side: entries ready to read.
-    #[inline]
-    pub fn available(&mut self) -> u32 {
-        let ready = self.cached_prod.wrapping_sub(self.cached_cons);
-        if ready > 0 {
-            return ready;
-        }
-        self.cached_prod = self.load_producer();
-        self.cached_prod.wrapping_sub(self.cached_cons)
-    }
-
-    /// Consumer side: the `i`-th ready entry. The caller checked [`Ring::available`].
-    #[inline]
-    pub fn get(&self, i: u32) -> T {
-        debug_assert!(i < self.cached_prod.wrapping_sub(self.cached_cons));
-        let slot = (self.cached_cons.wrapping_add(i) & self.mask) as usize;
-        // SAFETY: `slot` indexes the entries; the kernel published it (acquire load in
-        // `available`) and does not rewrite it until we release it.
-        unsafe { self.entries.add(slot).read() }
-    }
-
-    /// Consumer side: gives the first `n` ready entries back to the kernel.
-    #[inline]
-    pub fn release(&mut self, n: u32) {
-        self.cached_cons = self.cached_cons.wrapping_add(n);
-        // SAFETY: as in `load_producer`; the release store orders our reads before it.
-        unsafe { self.consumer.as_ref() }.store(self.cached_cons, Ordering::Release);
-    }
-
-    /// Whether the kernel asks to be woken (`XDP_RING_NEED_WAKEUP`) to go on with this
-    /// ring.
-    #[inline]
-    pub fn needs_wakeup(&self) -> bool {
-        // SAFETY: as in `load_producer`.
-        unsafe { self.flags.as_ref() }.load(Ordering::Relaxed) & libc::XDP_RING_NEED_WAKEUP != 0
-    }
-}
-
-impl<T> Drop for Ring<T> {
-    fn drop(&mut self) {
-        // SAFETY: the mapping made in `map`, unmapped once.
-        unsafe { libc::munmap(self.map.as_ptr().cast(), self.map_len) };
-    }
-}
-
 /// How to bind a socket.
 #[derive(Clone, Copy, Debug)]
 pub struct Bind {
@@ -465,8 +320,23 @@ pub struct Socket {
     pub fill: Ring<u64>,
     /// Transmitted frames, back from the kernel.
     pub comp: Ring<u64>,
+    /// In tests, the fake kernel its calls go to instead of the real one.
+    #[cfg(test)]
+    fake: Option<Arc<dyn Kernel>>,
     // Last: the rings are unmapped before the socket closes.
     fd: OwnedFd,
+}
+
+/// The kernel's side of a socket, played by a test ([`super::fake`]): what
+/// [`Socket::kick_tx`], [`Socket::wake_rx`] and [`Socket::statistics`] ask of it.
+#[cfg(test)]
+pub(super) trait Kernel: Send + Sync + std::fmt::Debug {
+    /// A TX kick (`sendto`).
+    fn kick_tx(&self) -> Kick;
+    /// A wake-up to fill the RX ring (`recvfrom`).
+    fn wake_rx(&self);
+    /// The socket's drop counters (`XDP_STATISTICS`).
+    fn statistics(&self) -> libc::xdp_statistics;
 }
 
 fn setsockopt<T>(fd: RawFd, option: libc::c_int, value: &T) -> io::Result<()> {
@@ -555,7 +425,28 @@ impl Socket {
             tx,
             fill,
             comp,
+            #[cfg(test)]
+            fake: None,
             fd,
+        })
+    }
+
+    /// A socket on rings of [`Ring::pair`] (the user's ends; `kernel` holds the others)
+    /// whose calls go to `kernel`: no AF_XDP socket, no root. Its descriptor is an
+    /// eventfd nothing notifies, for `poll`.
+    #[cfg(test)]
+    pub(super) fn fake(
+        [rx, tx]: [Ring<libc::xdp_desc>; 2],
+        [fill, comp]: [Ring<u64>; 2],
+        kernel: Arc<dyn Kernel>,
+    ) -> io::Result<Self> {
+        Ok(Self {
+            rx,
+            tx,
+            fill,
+            comp,
+            fake: Some(kernel),
+            fd: crate::sys::EventFd::new()?.into(),
         })
     }
 }
@@ -582,6 +473,10 @@ impl Socket {
     /// Asks the kernel to transmit what is on the socket's TX ring.
     #[inline]
     pub fn kick_tx(&self) -> Kick {
+        #[cfg(test)]
+        if let Some(kernel) = &self.fake {
+            return kernel.kick_tx();
+        }
         let fd = self.as_raw_fd();
         // SAFETY: a zero-length `sendto` with null buffers on a descriptor we own; the kernel
         // reads no memory of ours.
@@ -599,6 +494,10 @@ impl Socket {
     /// fill-ring entries).
     #[inline]
     pub fn wake_rx(&self) {
+        #[cfg(test)]
+        if let Some(kernel) = &self.fake {
+            return kernel.wake_rx();
+        }
         let fd = self.as_raw_fd();
         // SAFETY: a zero-length `recvfrom` with null buffers on a descriptor we own; the
         // kernel writes no memory of ours. Errors (EAGAIN) mean nothing to do.
@@ -616,12 +515,20 @@ impl Socket {
 
     /// The kernel's drop counters of this socket (`XDP_STATISTICS`).
     pub fn statistics(&self) -> io::Result<libc::xdp_statistics> {
+        #[cfg(test)]
+        if let Some(kernel) = &self.fake {
+            return Ok(kernel.statistics());
+        }
         xdp_getsockopt(self.as_raw_fd(), libc::XDP_STATISTICS).map(|(stats, _)| stats)
     }
 }
 
 /// Whether `socket` is bound in zero-copy mode (`XDP_OPTIONS`).
 pub fn zero_copy(socket: &Socket) -> io::Result<bool> {
+    #[cfg(test)]
+    if socket.fake.is_some() {
+        return Ok(false);
+    }
     let (flags, _): (u32, _) = xdp_getsockopt(socket.as_raw_fd(), libc::XDP_OPTIONS)?;
     Ok(flags & libc::XDP_OPTIONS_ZEROCOPY != 0)
 }
