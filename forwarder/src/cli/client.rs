@@ -3,9 +3,10 @@
 
 use anyhow::{Result, bail};
 use hairpin::control::{
-    protocol::{PortInfo, Request, Response, Stats},
+    protocol::{PortCounters, PortInfo, Request, Response, Stats},
     service::{self},
 };
+use hairpin::datapath::stats::in_column_order;
 use hairpin::wire::ETHERNET_HEADER_LEN;
 
 use super::args::*;
@@ -113,18 +114,12 @@ fn ports_table(ports: &[PortInfo]) -> String {
 /// The counters as a table: one row per port (removed ones included), then the MAC
 /// table, latency and workers.
 pub(crate) fn counters_text(s: &Stats) -> String {
-    let mut out = format!(
-        "{:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>9} {:>9}  drops\n",
-        "port",
-        "rx_pkts",
-        "rx_bytes",
-        "tx_pkts",
-        "tx_bytes",
-        "flood_cp",
-        "handoff",
-        "csum_fin",
-        "tso_cut"
-    );
+    let columns = in_column_order(PortCounters::ROWS);
+    let mut out = format!("{:<15}", "port");
+    for (c, _) in &columns {
+        out += &format!(" {:>w$}", c.header, w = c.width);
+    }
+    out += "  drops\n";
     let rows = s
         .ports
         .iter()
@@ -132,16 +127,12 @@ pub(crate) fn counters_text(s: &Stats) -> String {
         .chain(s.departed.iter().map(|d| (d.name.as_str(), &d.counters)));
     for (name, c) in rows {
         let drops: Vec<String> = c.drops.iter().map(|(r, n)| format!("{r}={n}")).collect();
+        out += &format!("{name:<15}");
+        for (column, get) in &columns {
+            out += &format!(" {:>w$}", get(c), w = column.width);
+        }
         out += &format!(
-            "{name:<15} {:>12} {:>14} {:>12} {:>14} {:>9} {:>9} {:>9} {:>9}  {}\n",
-            c.rx_packets,
-            c.rx_bytes,
-            c.tx_packets,
-            c.tx_bytes,
-            c.flood_copies,
-            c.handoff_out,
-            c.checksums_finished,
-            c.segmented,
+            "  {}\n",
             if drops.is_empty() {
                 "-".to_owned()
             } else {
@@ -238,5 +229,43 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4, "{table}");
         assert_eq!(lines[3], "hp0123456789abc: cni 0123abcd eth0");
+    }
+
+    /// `show stats` has a column per row of the counter table that has one, its value
+    /// right-aligned under its header, the drops last (the headers and widths are
+    /// pinned with the table, in `datapath/stats.rs`).
+    #[test]
+    fn the_counters_table_has_the_tables_columns_aligned() {
+        use hairpin::control::protocol::PortCounters;
+        use hairpin::datapath::stats::in_column_order;
+        // Each counter its own value, whatever the table holds.
+        let mut fields: serde_json::Map<String, serde_json::Value> = (100..)
+            .zip(PortCounters::ROWS)
+            .map(|(n, row)| (row.name.to_owned(), n.into()))
+            .collect();
+        fields.insert("drops".into(), serde_json::json!({"spoofed": 9}));
+        let counters: PortCounters = serde_json::from_value(fields.into()).unwrap();
+        let stats = Stats {
+            ports: vec![PortInfo::example("vf0", counters.clone())],
+            ..Stats::default()
+        };
+        let text = counters_text(&stats);
+        let lines: Vec<&str> = text.lines().collect();
+        let (header, row) = (lines[0], lines[1]);
+        assert!(header.starts_with(&format!("{:<15} ", "port")), "{text}");
+        assert!(row.starts_with(&format!("{:<15} ", "vf0")), "{text}");
+        assert!(header.ends_with("  drops"), "{text}");
+        assert!(row.ends_with("  spoofed=9"), "{text}");
+        let columns = in_column_order(PortCounters::ROWS);
+        assert_eq!(header.split_whitespace().count(), columns.len() + 2);
+        let mut end = 15;
+        for (column, get) in &columns {
+            end += 1 + column.width;
+            assert_eq!(&header[end - column.header.len()..end], column.header);
+            let value = get(&counters).to_string();
+            assert_eq!(&row[end - value.len()..end], value, "{text}");
+            assert_eq!(row.as_bytes()[end - value.len() - 1], b' ', "{text}");
+        }
+        assert_eq!(header.len(), end + "  drops".len());
     }
 }

@@ -19,13 +19,14 @@ use std::{
 use tracing::Level;
 
 use super::protocol::PortInfo;
-use crate::switch::DropReason;
+use crate::{datapath::stats::SOCKET_DROPS, switch::DropReason};
 
 /// How often drops are summed up in the log.
 pub const INTERVAL: Duration = Duration::from_secs(10);
 
-/// Reasons worth a warning, with what they mean.
-const TROUBLE: [(&str, &str); 12] = [
+/// Reasons worth a warning, with what they mean: these of hairpin's, and every one of
+/// the kernel's ([`SOCKET_DROPS`]).
+const TROUBLE: [(&str, &str); 9] = [
     (DropReason::Runt.name(), "shorter than an Ethernet header"),
     (
         DropReason::BadSourceMac.name(),
@@ -50,16 +51,17 @@ const TROUBLE: [(&str, &str); 12] = [
         DropReason::Oversize.name(),
         "longer than hairpin carries (see the MTU warning at start)",
     ),
-    (
-        "kernel_rx_ring_full",
-        "the socket's RX ring was full: hairpin fell behind",
-    ),
-    (
-        "kernel_fill_ring_empty",
-        "the fill ring was empty: no frame to receive into",
-    ),
-    ("kernel_rx_dropped", "dropped by the kernel (too big?)"),
 ];
+
+/// What `reason` means, if it is worth a warning.
+fn trouble(reason: &str) -> Option<&'static str> {
+    TROUBLE
+        .iter()
+        .copied()
+        .chain(SOCKET_DROPS.iter().map(|d| (d.name, d.meaning)))
+        .find(|&(r, _)| r == reason)
+        .map(|(_, meaning)| meaning)
+}
 
 /// Remembers what was last reported.
 #[derive(Debug)]
@@ -116,13 +118,13 @@ impl DropLog {
                 if new == 0 {
                     continue;
                 }
-                let trouble = TROUBLE.iter().find(|(r, _)| r == reason);
+                let trouble = trouble(reason);
                 let level = if trouble.is_some() {
                     Level::WARN
                 } else {
                     Level::DEBUG
                 };
-                let meaning = trouble.map_or(String::new(), |(_, m)| format!(" ({m})"));
+                let meaning = trouble.map_or(String::new(), |m| format!(" ({m})"));
                 out.push((
                     level,
                     format!(
@@ -206,5 +208,23 @@ mod tests {
             t0 + 4 * INTERVAL,
         );
         assert!(lines[0].1.starts_with("vf0: 2 frame(s)"), "{lines:?}");
+    }
+
+    #[test]
+    fn the_kernels_drops_are_warnings_saying_what_they_mean() {
+        let t0 = Instant::now();
+        let mut log = DropLog::new(t0);
+        let lines = log.lines(
+            &[port("vf0", &[("kernel_fill_ring_empty", 4)])],
+            t0 + INTERVAL,
+        );
+        assert_eq!(
+            lines,
+            [(
+                Level::WARN,
+                "vf0: 4 frame(s) dropped in the last 10 s: kernel_fill_ring_empty (the fill ring was empty: no frame to receive into)"
+                    .to_owned()
+            )]
+        );
     }
 }

@@ -26,10 +26,13 @@ use prometheus_client::{
 };
 
 use super::{
-    protocol::{Latency, PortInfo, Request, Response, Stats},
+    protocol::{Latency, PortCounters, PortInfo, Request, Response, Stats, WorkerStats},
     service::{Caller, keep_off},
 };
-use crate::switch::DropReason;
+use crate::{
+    datapath::stats::{Metric, MetricKind, SOCKET_DROPS, in_metric_order},
+    switch::DropReason,
+};
 
 /// The latency histogram's bucket bounds, in seconds: 1 µs to 10 ms, 1-2-5 steps
 /// (a busy turn on a healthy switch takes microseconds; beyond 10 ms is `+Inf`).
@@ -148,6 +151,25 @@ fn gauge_u(m: &mut MetricEncoder<'_>, v: u64) -> Result<(), std::fmt::Error> {
     m.encode_gauge(&v)
 }
 
+/// Writes the family of a counter table's row ([`Metric`]), counter or gauge.
+fn kind_family(
+    encoder: &mut DescriptorEncoder<'_>,
+    m: &Metric,
+    samples: impl IntoIterator<Item = (Labels, u64)>,
+) -> Result<(), std::fmt::Error> {
+    match m.kind {
+        MetricKind::Counter => family(
+            encoder,
+            m.name,
+            m.help,
+            MetricType::Counter,
+            samples,
+            counter,
+        ),
+        MetricKind::Gauge => family(encoder, m.name, m.help, MetricType::Gauge, samples, gauge_u),
+    }
+}
+
 impl Collector for Exposition {
     fn encode(&self, mut e: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = &self.0;
@@ -183,15 +205,13 @@ impl Exposition {
 
     fn workers(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let workers = &self.0.workers;
-        let id = |w: &super::protocol::WorkerStats| {
+        let id = |w: &WorkerStats| {
             labels([
                 ("worker", w.queue.to_string()),
                 ("core", w.core.to_string()),
             ])
         };
-        let each = |f: fn(&super::protocol::WorkerStats) -> u64| {
-            workers.iter().map(move |w| (id(w), f(w)))
-        };
+        let each = |f: fn(&WorkerStats) -> u64| workers.iter().map(move |w| (id(w), f(w)));
         family(
             e,
             "hairpin_worker_rx_frames",
@@ -229,54 +249,10 @@ impl Exposition {
                 counter,
             )?;
         }
-        family(
-            e,
-            "hairpin_worker_sleeps",
-            "Times a worker slept for lack of work.",
-            MetricType::Counter,
-            each(|w| w.sleeps),
-            counter,
-        )?;
-        family(
-            e,
-            "hairpin_worker_umem_free_frames",
-            "UMEM frames in a worker's free pool.",
-            MetricType::Gauge,
-            each(|w| w.free_frames),
-            gauge_u,
-        )?;
-        family(
-            e,
-            "hairpin_worker_umem_promised_frames",
-            "UMEM frames a worker promised to its ports' fill rings (quotas that grow with a port's traffic).",
-            MetricType::Gauge,
-            each(|w| w.promised_frames),
-            gauge_u,
-        )?;
-        family(
-            e,
-            "hairpin_worker_umem_budget_frames",
-            "UMEM frames a worker may promise to fill rings in all; a UMEM with fewer than 64 left takes no more ports.",
-            MetricType::Gauge,
-            each(|w| w.budget_frames),
-            gauge_u,
-        )?;
-        family(
-            e,
-            "hairpin_worker_umems",
-            "UMEMs a worker has, each shared by up to 32 ports' sockets.",
-            MetricType::Gauge,
-            each(|w| w.umems),
-            gauge_u,
-        )?;
-        family(
-            e,
-            "hairpin_worker_umem_frames",
-            "UMEM frames a worker owns.",
-            MetricType::Gauge,
-            each(|w| w.total_frames),
-            gauge_u,
-        )
+        for (m, get) in in_metric_order(WorkerStats::ROWS) {
+            kind_family(e, &m, workers.iter().map(|w| (id(w), get(w))))?;
+        }
+        Ok(())
     }
 
     fn mac_table(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
@@ -327,79 +303,10 @@ fn ports(e: &mut DescriptorEncoder<'_>, ports: &[PortInfo]) -> Result<(), std::f
         ports.iter().map(|p| (id(p), u64::from(p.state == "up"))),
         gauge_u,
     )?;
-    let each = |f: fn(&PortInfo) -> u64| ports.iter().map(move |p| (id(p), f(p)));
-    family(
-        e,
-        "hairpin_port_rx_packets",
-        "Frames received on the port.",
-        MetricType::Counter,
-        each(|p| p.counters.rx_packets),
-        counter,
-    )?;
-    family(
-        e,
-        "hairpin_port_rx_bytes",
-        "Bytes received on the port.",
-        MetricType::Counter,
-        each(|p| p.counters.rx_bytes),
-        counter,
-    )?;
-    family(
-        e,
-        "hairpin_port_tx_packets",
-        "Frames sent on the port.",
-        MetricType::Counter,
-        each(|p| p.counters.tx_packets),
-        counter,
-    )?;
-    family(
-        e,
-        "hairpin_port_tx_bytes",
-        "Bytes sent on the port.",
-        MetricType::Counter,
-        each(|p| p.counters.tx_bytes),
-        counter,
-    )?;
-    family(
-        e,
-        "hairpin_port_fast_rx_packets",
-        "Of the frames received on the port, those the kernel fast path forwarded.",
-        MetricType::Counter,
-        each(|p| p.counters.fast_rx_packets),
-        counter,
-    )?;
-    family(
-        e,
-        "hairpin_port_fast_tx_packets",
-        "Of the frames sent on the port, those the kernel fast path sent.",
-        MetricType::Counter,
-        each(|p| p.counters.fast_tx_packets),
-        counter,
-    )?;
-    family(
-        e,
-        "hairpin_port_flood_copies",
-        "Extra copies made to flood frames received on the port.",
-        MetricType::Counter,
-        each(|p| p.counters.flood_copies),
-        counter,
-    )?;
-    family(
-        e,
-        "hairpin_port_checksums_finished",
-        "Frames received on the port with a TCP or UDP checksum an offload left partial, finished by hairpin.",
-        MetricType::Counter,
-        each(|p| p.counters.checksums_finished),
-        counter,
-    )?;
-    family(
-        e,
-        "hairpin_port_segmented",
-        "Large TCP segments received on the port (an offload's, longer than its MTU), cut by hairpin into segments the MTU admits.",
-        MetricType::Counter,
-        each(|p| p.counters.segmented),
-        counter,
-    )?;
+    for (m, get) in in_metric_order(PortCounters::ROWS) {
+        let samples = ports.iter().map(|p| (id(p), get(&p.counters)));
+        kind_family(e, &m, samples)?;
+    }
     let count = |p: &PortInfo, reason: &str| p.counters.drops.get(reason).copied().unwrap_or(0);
     family(
         e,
@@ -422,14 +329,12 @@ fn ports(e: &mut DescriptorEncoder<'_>, ports: &[PortInfo]) -> Result<(), std::f
         "Frames the kernel dropped on the port's AF_XDP sockets (XDP_STATISTICS), by reason.",
         MetricType::Counter,
         ports.iter().flat_map(|p| {
-            ["rx_ring_full", "fill_ring_empty", "rx_dropped"]
-                .into_iter()
-                .map(move |r| {
-                    (
-                        labels([("port", p.name.clone()), ("reason", r.to_owned())]),
-                        count(p, &format!("kernel_{r}")),
-                    )
-                })
+            SOCKET_DROPS.iter().map(move |d| {
+                (
+                    labels([("port", p.name.clone()), ("reason", d.label.to_owned())]),
+                    count(p, d.name),
+                )
+            })
         }),
         counter,
     )
@@ -640,7 +545,7 @@ fn respond(request: &tiny_http::Request, caller: &Caller) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::protocol::{PortCounters, QueueCounters, WorkerStats};
+    use crate::control::protocol::QueueCounters;
 
     fn sample() -> Stats {
         let port = |name: &str, rx: u64| PortInfo {
@@ -742,6 +647,73 @@ mod tests {
             "hairpin_latency_seconds_bucket{le=\"0.01\"} 5",
             "hairpin_latency_seconds_bucket{le=\"+Inf\"} 6",
             "hairpin_latency_seconds_count 6",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+    }
+
+    /// The families, their types and their order, which the README, dashboards and the
+    /// privileged tests name (the counter tables' own are pinned with the tables, in
+    /// `datapath/stats.rs`).
+    #[test]
+    fn the_families_do_not_change() {
+        use crate::datapath::stats::CounterRow;
+        let text = render_text(&sample());
+        let types: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .collect();
+        fn table<T>(rows: &[CounterRow<T>]) -> Vec<String> {
+            in_metric_order(rows)
+                .iter()
+                .map(|(m, _)| match m.kind {
+                    MetricKind::Counter => format!("{}_total counter", m.name),
+                    MetricKind::Gauge => format!("{} gauge", m.name),
+                })
+                .collect()
+        }
+        let expected: Vec<String> = [
+            "hairpin_build_info gauge",
+            "hairpin_start_time_seconds gauge",
+            "hairpin_port_up gauge",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(table(PortCounters::ROWS))
+        .chain(
+            [
+                "hairpin_port_drops_total counter",
+                "hairpin_port_socket_drops_total counter",
+                "hairpin_queue_rx_packets_total counter",
+                "hairpin_queue_rx_bytes_total counter",
+                "hairpin_queue_tx_packets_total counter",
+                "hairpin_queue_tx_bytes_total counter",
+                "hairpin_queue_drops_total counter",
+                "hairpin_worker_rx_frames_total counter",
+                "hairpin_worker_tx_frames_total counter",
+                "hairpin_worker_busy_seconds_total counter",
+                "hairpin_worker_busy_cycles_total counter",
+            ]
+            .map(str::to_owned),
+        )
+        .chain(table(WorkerStats::ROWS))
+        .chain(
+            [
+                "hairpin_fdb_entries gauge",
+                "hairpin_fdb_capacity gauge",
+                "hairpin_fdb_learn_refused_total counter",
+                "hairpin_fdb_moves_total counter",
+                "hairpin_latency_seconds histogram",
+            ]
+            .map(str::to_owned),
+        )
+        .collect();
+        assert_eq!(types, expected);
+        for line in [
+            "# HELP hairpin_port_segmented_total Large TCP segments received on the port (an offload's, longer than its MTU), cut by hairpin into segments the MTU admits.\n",
+            "# HELP hairpin_worker_umem_frames UMEM frames a worker owns.\n",
+            "hairpin_worker_umems{worker=\"0\",core=\"1\"} 0\n",
+            "hairpin_port_socket_drops_total{port=\"vf0\",reason=\"fill_ring_empty\"} 0\n",
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }

@@ -21,6 +21,10 @@ use super::spec::PortSpec;
 /// what goes on the wire.
 pub use crate::datapath::latency::Summary as Latency;
 
+/// A port's counters and one worker's, as the datapath's counter tables define them
+/// (one row each, `datapath/stats.rs`): the JSON names are the rows' names.
+pub use crate::datapath::stats::{PortCounters, WorkerStats};
+
 /// The protocol version this build speaks.
 pub const VERSION: u32 = 1;
 
@@ -193,39 +197,6 @@ pub struct DepartedPort {
     pub counters: PortCounters,
 }
 
-/// A port's counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PortCounters {
-    /// Frames received.
-    pub rx_packets: u64,
-    /// Bytes received.
-    pub rx_bytes: u64,
-    /// Frames sent.
-    pub tx_packets: u64,
-    /// Bytes sent.
-    pub tx_bytes: u64,
-    /// Extra copies made to flood.
-    pub flood_copies: u64,
-    /// Frames received with a TCP or UDP checksum an offload left partial, which
-    /// hairpin finished.
-    #[serde(default)]
-    pub checksums_finished: u64,
-    /// Large TCP segments received (an offload's, longer than the port's MTU) that
-    /// hairpin cut into segments the MTU admits.
-    #[serde(default)]
-    pub segmented: u64,
-    /// Frames handed to another worker.
-    pub handoff_out: u64,
-    /// Of `rx_packets`, the frames the kernel fast path forwarded (`--fast-path`).
-    #[serde(default)]
-    pub fast_rx_packets: u64,
-    /// Of `tx_packets`, the frames the kernel fast path sent.
-    #[serde(default)]
-    pub fast_tx_packets: u64,
-    /// Drops by reason (hairpin's and the kernel's), only those that happened.
-    pub drops: std::collections::BTreeMap<String, u64>,
-}
-
 /// One MAC table entry, as `hairpin show fdb` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FdbEntry {
@@ -272,38 +243,6 @@ pub struct Stats {
     pub fdb_moves: u64,
     /// RX-read-to-TX-submit time per busy turn, all workers, since start (ns).
     pub latency_ns: Latency,
-}
-
-/// One worker's counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerStats {
-    /// Its index, which is the RX queue it serves on every port.
-    pub queue: u32,
-    /// The core it runs on.
-    pub core: usize,
-    /// Frames it received.
-    pub rx_frames: u64,
-    /// Frames it sent.
-    pub tx_frames: u64,
-    /// Nanoseconds in busy turns.
-    pub busy_ns: u64,
-    /// Times it slept.
-    pub sleeps: u64,
-    /// UMEM frames in its free pool.
-    pub free_frames: u64,
-    /// UMEM frames it owns.
-    pub total_frames: u64,
-    /// UMEM frames promised to its ports' fill rings (each port's quota grows with its
-    /// traffic and shrinks when idle).
-    #[serde(default)]
-    pub promised_frames: u64,
-    /// UMEM frames it may promise in all (its frames less a reserve for frames in
-    /// flight); a UMEM with fewer than 64 left takes no more ports.
-    #[serde(default)]
-    pub budget_frames: u64,
-    /// UMEMs it has (each shared by up to 32 of its ports' sockets).
-    #[serde(default)]
-    pub umems: u64,
 }
 
 impl PortInfo {

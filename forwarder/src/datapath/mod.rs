@@ -84,7 +84,7 @@ use self::{
     config::{make_umems, validate_sizes},
     group::Group,
     handoff::Mailbox,
-    stats::{PortQueueSnapshot, WorkerCounters},
+    stats::{PortQueueSnapshot, WorkerCounters, WorkerSnapshot},
     worker::{Route, Worker},
     xsk::Umem,
 };
@@ -125,22 +125,10 @@ pub struct PortQueues {
 pub struct Snapshot {
     /// `per_queue[port][worker]`, for every port slot.
     pub per_queue: Vec<Vec<PortQueueSnapshot>>,
-    /// Free pool size of each worker.
-    pub free_frames: Vec<u64>,
-    /// Frames each worker owns.
-    pub total_frames: Vec<u64>,
-    /// Frames each worker promised its ports' fill rings, and may promise in all
-    /// ([`budget`]).
-    pub promised_frames: Vec<u64>,
-    pub budget_frames: Vec<u64>,
-    /// UMEMs each worker has ([`group`]).
-    pub umems: Vec<u64>,
+    /// Each worker's own counters.
+    pub workers: Vec<WorkerSnapshot>,
     /// Workers that panicked (always 0 unless something is badly wrong).
     pub panicked_workers: usize,
-    /// Nanoseconds each worker spent in busy turns.
-    pub busy_ns: Vec<u64>,
-    /// Times each worker slept for lack of work.
-    pub sleeps: Vec<u64>,
     /// Time from RX read to TX submit of busy turns, all workers merged.
     pub latency: latency::Summary,
 }
@@ -480,30 +468,10 @@ impl Datapath {
                         .collect()
                 })
                 .collect(),
-            free_frames: self
+            workers: self
                 .workers
                 .iter()
-                .map(|w| w.counters.free_frames.get())
-                .collect(),
-            total_frames: self
-                .workers
-                .iter()
-                .map(|w| w.counters.total_frames.get())
-                .collect(),
-            promised_frames: self
-                .workers
-                .iter()
-                .map(|w| w.counters.promised_frames.get())
-                .collect(),
-            budget_frames: self
-                .workers
-                .iter()
-                .map(|w| w.counters.budget_frames.get())
-                .collect(),
-            umems: self
-                .workers
-                .iter()
-                .map(|w| w.counters.umems.get())
+                .map(|w| WorkerSnapshot::of(&w.counters))
                 .collect(),
             panicked_workers: self.panicked
                 + self
@@ -511,16 +479,6 @@ impl Datapath {
                     .iter()
                     .filter(|w| w.thread.as_ref().is_some_and(JoinHandle::is_finished))
                     .count(),
-            busy_ns: self
-                .workers
-                .iter()
-                .map(|w| w.counters.busy_ns.get())
-                .collect(),
-            sleeps: self
-                .workers
-                .iter()
-                .map(|w| w.counters.sleeps.get())
-                .collect(),
             latency: latency::merge(
                 &self
                     .workers

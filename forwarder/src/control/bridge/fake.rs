@@ -30,7 +30,8 @@ use crate::{
         xdp::{AttachedMode, XdpAttachMode, XdpError},
     },
     datapath::{
-        DatapathConfig, DatapathError, PortQueues, Snapshot, latency, stats::PortQueueSnapshot,
+        DatapathConfig, DatapathError, PortQueues, Snapshot, latency,
+        stats::{PortQueueSnapshot, WorkerSnapshot},
         xsk::MAX_CHAIN,
     },
     switch::{Action, Fdb, MAX_PORTS, PortId, Tables, decide},
@@ -775,14 +776,14 @@ impl Workers for FakeWorkers {
         let workers = self.cores.len();
         Snapshot {
             per_queue: vec![vec![PortQueueSnapshot::default(); workers]; MAX_PORTS],
-            free_frames: vec![0; workers],
-            total_frames: vec![0; workers],
-            promised_frames: vec![0; workers],
-            budget_frames: vec![0; workers],
-            umems: vec![1; workers],
+            workers: vec![
+                WorkerSnapshot {
+                    umems: 1,
+                    ..WorkerSnapshot::default()
+                };
+                workers
+            ],
             panicked_workers: 0,
-            busy_ns: vec![0; workers],
-            sleeps: vec![0; workers],
             latency: latency::Summary::default(),
         }
     }

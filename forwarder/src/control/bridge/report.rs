@@ -69,7 +69,7 @@ impl Bridge {
                     mtu: a.map(|a| a.mtu),
                     largest_frame: a
                         .map(|a| largest_frame(self.config.datapath.frame_size, a.max_chain)),
-                    counters: counters(&total),
+                    counters: PortCounters::from(&total),
                     per_queue: (0u32..)
                         .zip(&queues)
                         .take(served)
@@ -102,22 +102,17 @@ impl Bridge {
                 .map(|d| DepartedPort {
                     name: d.name.clone(),
                     removals: d.removals,
-                    counters: counters(&d.counters),
+                    counters: PortCounters::from(&d.counters),
                 })
                 .collect(),
-            workers: (0..s.busy_ns.len())
-                .map(|w| WorkerStats {
+            workers: (0..)
+                .zip(&s.workers)
+                .map(|(w, counters)| WorkerStats {
                     queue: w as u32,
                     core: self.datapath.cores()[w],
                     rx_frames: s.worker_rx(w),
                     tx_frames: s.per_queue.iter().map(|port| port[w].tx_packets).sum(),
-                    busy_ns: s.busy_ns[w],
-                    sleeps: s.sleeps[w],
-                    free_frames: s.free_frames[w],
-                    total_frames: s.total_frames[w],
-                    promised_frames: s.promised_frames[w],
-                    budget_frames: s.budget_frames[w],
-                    umems: s.umems[w],
+                    ..WorkerStats::from(counters)
                 })
                 .collect(),
             cpu_hz: self.cpu_hz,
@@ -206,24 +201,4 @@ pub(super) fn cpu_hz() -> Option<u64> {
         .parse()
         .ok()?;
     Some((mhz * 1e6) as u64)
-}
-
-fn counters(s: &PortQueueSnapshot) -> PortCounters {
-    PortCounters {
-        rx_packets: s.rx_packets,
-        rx_bytes: s.rx_bytes,
-        tx_packets: s.tx_packets,
-        tx_bytes: s.tx_bytes,
-        flood_copies: s.flood_copies,
-        checksums_finished: s.checksums_finished,
-        segmented: s.segmented,
-        handoff_out: s.handoff_out,
-        fast_rx_packets: s.fast_rx_packets,
-        fast_tx_packets: s.fast_tx_packets,
-        drops: s
-            .drop_counts()
-            .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| (r.to_owned(), n))
-            .collect(),
-    }
 }
