@@ -132,10 +132,12 @@ impl Attachment {
                 reads.join(", ")
             )));
         }
-        let (port, own): (serde_json::Map<_, _>, _) = keys
+        let (mut port, own): (serde_json::Map<_, _>, _) = keys
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .partition(|(k, _)| is_port_key(k));
+        // The host end's name, which `port_spec` gives it once the veth is made.
+        port.insert("name".into(), Value::String(String::new()));
         let invalid =
             |e: serde_json::Error| Failure::invalid_config(format!("hairpin-cni settings: {e}"));
         let own: Own = serde_json::from_value(Value::Object(own)).map_err(invalid)?;

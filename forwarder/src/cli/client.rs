@@ -102,6 +102,13 @@ fn ports_table(ports: &[PortInfo]) -> String {
             too_long.join(", ")
         );
     }
+    // Ports that met their MAC limit: sources past it are forwarded but not learned.
+    for p in ports.iter().filter(|p| p.macs_refused > 0) {
+        out += &format!(
+            "{}: learned {} of at most {} MACs; {} sources refused (forwarded, not learned)\n",
+            p.name, p.learned_macs, p.max_macs, p.macs_refused
+        );
+    }
     // Who a port is, where its interface says (hairpin-cni names the pod there).
     for p in ports {
         if let Some(alias) = &p.alias {

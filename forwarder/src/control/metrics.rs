@@ -307,6 +307,30 @@ fn ports(e: &mut DescriptorEncoder<'_>, ports: &[PortInfo]) -> Result<(), std::f
         let samples = ports.iter().map(|p| (id(p), get(&p.counters)));
         kind_family(e, &m, samples)?;
     }
+    family(
+        e,
+        "hairpin_port_learned_macs",
+        "MAC table entries the port has learned (static ones not counted).",
+        MetricType::Gauge,
+        ports.iter().map(|p| (id(p), u64::from(p.learned_macs))),
+        gauge_u,
+    )?;
+    family(
+        e,
+        "hairpin_port_max_macs",
+        "The most MAC table entries the port may learn (0: no limit).",
+        MetricType::Gauge,
+        ports.iter().map(|p| (id(p), u64::from(p.max_macs))),
+        gauge_u,
+    )?;
+    family(
+        e,
+        "hairpin_port_macs_refused",
+        "Sources not learned because the port had learned its max_macs (their frames were forwarded).",
+        MetricType::Counter,
+        ports.iter().map(|p| (id(p), p.macs_refused)),
+        counter,
+    )?;
     let count = |p: &PortInfo, reason: &str| p.counters.drops.get(reason).copied().unwrap_or(0);
     family(
         e,
@@ -682,6 +706,9 @@ mod tests {
         .chain(table(PortCounters::ROWS))
         .chain(
             [
+                "hairpin_port_learned_macs gauge",
+                "hairpin_port_max_macs gauge",
+                "hairpin_port_macs_refused_total counter",
                 "hairpin_port_drops_total counter",
                 "hairpin_port_socket_drops_total counter",
                 "hairpin_queue_rx_packets_total counter",

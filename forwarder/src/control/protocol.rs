@@ -150,6 +150,16 @@ pub struct PortInfo {
     pub hairpin: bool,
     /// Anti-spoofing list.
     pub allowed_macs: Vec<String>,
+    /// MAC table entries the port has learned now (static ones not counted).
+    #[serde(default)]
+    pub learned_macs: u32,
+    /// The most it may learn (0: no limit).
+    #[serde(default)]
+    pub max_macs: u32,
+    /// Sources not learned because the port was at `max_macs` (their frames were
+    /// forwarded all the same), since the port was attached.
+    #[serde(default)]
+    pub macs_refused: u64,
     /// From the configuration (`config`) or `hairpin port add` (`runtime`).
     pub origin: String,
     /// Interface index (absent: none).
@@ -258,6 +268,9 @@ impl PortInfo {
             vlans: None,
             hairpin: false,
             allowed_macs: Vec::new(),
+            learned_macs: 0,
+            max_macs: 0,
+            macs_refused: 0,
             origin: "config".into(),
             ifindex: None,
             queues: 1,

@@ -78,7 +78,6 @@ pub struct PortSpec {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Fields {
-    #[serde(default)]
     name: String,
     #[serde(default)]
     uplink: Option<bool>,

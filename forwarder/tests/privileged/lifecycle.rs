@@ -15,7 +15,9 @@ fn spawn_hairpin(topo: &mut Topology, args: &[&str]) -> u32 {
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     let pid = topo.lab.spawn(cmd).unwrap().child().id();
     assert!(
-        topo.sw.wait_for_xdp(&["p0", "p1"], Duration::from_secs(20)),
+        // Generous: the capacity tests, which run beside this one, attach and detach
+        // thousands of sockets and links (each close waits for an RCU grace period).
+        topo.sw.wait_for_xdp(&["p0", "p1"], Duration::from_secs(60)),
         "hairpin attached to both ports"
     );
     pid

@@ -56,6 +56,9 @@ impl Bridge {
                     vlans: p.vlans.as_ref().map(ToString::to_string),
                     hairpin: p.hairpin,
                     allowed_macs: p.allowed_sources.iter().map(ToString::to_string).collect(),
+                    learned_macs: self.fdb.learned_on(id),
+                    max_macs: p.max_macs,
+                    macs_refused: self.fdb.refused(id),
                     origin: match slot.origin {
                         Origin::Config => "config",
                         Origin::Runtime => "runtime",
