@@ -223,6 +223,8 @@ def port_spec_seeds():
         "port-add-access": "port add vnet0 --vlan 20 --allow 52:54:00:14:00:02",
         "port-add-trunk": "port add eth0 --uplink --trunk 10,20-30 --native 1 --hairpin",
         "port-add-statics": "port add vf3 --static-mac 02:00:00:00:00:03 --static-mac 02:00:00:00:00:03",
+        "port-add-max-macs": "port add vf4 --max-macs 2",
+        "run-max-macs": "run --ports vf0,vf1 --uplink eth0 --max-macs vf0=16 --max-macs eth0=0",
     }
     for name, line in lines.items():
         write("port_spec", name, line + "\n")

@@ -115,6 +115,13 @@ fuzz_target!(|data: &[u8]| {
                 Vec::new()
             },
             vlans: setting,
+            // Bit 6: a port that learns one to four addresses at most (the rest are
+            // forwarded unlearned, which no invariant below may mind).
+            max_macs: if flags & 0b100_0000 != 0 {
+                1 + u32::from(vlans >> 6)
+            } else {
+                0
+            },
         });
     }
     let tables = Tables::new(mode, &slots, up, Arc::clone(&fdb))

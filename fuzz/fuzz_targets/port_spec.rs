@@ -4,7 +4,7 @@
 //!   eth0=1 --allow vf0=MAC --static-mac vf0=MAC --hairpin eth0` (`PortFlags::ports`:
 //!   the options gathered into one `PortSpec` per port, each checked);
 //! - `port add NAME [--uplink] [--vlan V] [--trunk LIST] [--native V] [--hairpin]
-//!   [--allow MAC]... [--static-mac MAC]...` (`PortSpec::check`, also the control
+//!   [--max-macs N] [--allow MAC]... [--static-mac MAC]...` (`PortSpec::check`, also the control
 //!   socket's, the config file's and hairpin-cni's way in).
 //!
 //! The input is one such command line, without the `hairpin` (words split at
@@ -61,6 +61,7 @@ impl Run {
                 "--vlan" => run.flags.vlan.push(port_arg(value)?),
                 "--trunk" => run.flags.trunk.push(port_arg(value)?),
                 "--native" => run.flags.native.push(port_arg(value)?),
+                "--max-macs" => run.flags.max_macs.push(port_arg(value)?),
                 _ => return None,
             }
         }
@@ -175,6 +176,9 @@ fn port_add(name: &str, words: &[&str]) {
             ("--native", Some(_)) if spec.native.is_none() && number().is_some() => {
                 spec.native = number();
             }
+            ("--max-macs", Some(_)) if spec.max_macs.is_none() && number().is_some() => {
+                spec.max_macs = number();
+            }
             ("--allow", Some(mac)) => spec.allow.push(mac.to_owned()),
             ("--static-mac", Some(mac)) => spec.static_macs.push(mac.to_owned()),
             _ => return,
@@ -209,6 +213,7 @@ fn port_add(name: &str, words: &[&str]) {
             native: spec.native.iter().map(|v| arg(name, v)).collect(),
             allow: list(&spec.allow),
             static_mac: list(&spec.static_macs),
+            max_macs: spec.max_macs.iter().map(|n| arg(name, n)).collect(),
         },
         ..Run::default()
     };
