@@ -138,6 +138,9 @@ pub fn to_toml(config: &BridgeConfig) -> String {
         if let Some(native) = spec.native {
             writeln!(w, "native = {native}").unwrap();
         }
+        if let Some(max_macs) = spec.max_macs {
+            writeln!(w, "max_macs = {max_macs}").unwrap();
+        }
     }
     out
 }
