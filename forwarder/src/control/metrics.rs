@@ -3,20 +3,15 @@
 //! A scrape asks the control thread for [`Stats`] exactly as `hairpin show stats` does
 //! (the workers' counters are plain loads; their latency histograms are read under a
 //! lock a worker only ever `try_lock`s), then renders them with `prometheus-client`'s
-//! text encoder. Nothing on the frame path knows a scrape happened.
+//! text encoder. Nothing on the frame path knows a scrape happened. The HTTP server
+//! around it ([`http`]: one thread, one request per connection, a bound on the head's
+//! size, the connections and each one's time) answers what [`respond`] makes of a request.
 //!
 //! The exposition is OpenMetrics text (served as such, which Prometheus negotiates), with
 //! Prometheus names: `hairpin_port_rx_packets_total{port="vf0"}` and so on; the table in
 //! the README lists every family. Series do not vanish when idle: every drop reason of
 //! every port is present, zero or not, so `rate()` and alerts see no gaps.
-use std::{
-    borrow::Cow,
-    collections::HashMap,
-    io,
-    net::SocketAddr,
-    sync::{Arc, mpsc},
-    thread::{self, JoinHandle},
-};
+use std::{borrow::Cow, collections::HashMap, io, net::SocketAddr};
 
 use prometheus_client::{
     collector::Collector,
@@ -27,12 +22,14 @@ use prometheus_client::{
 
 use super::{
     protocol::{Latency, PortCounters, PortInfo, Request, Response, Stats, WorkerStats},
-    service::{Caller, keep_off},
+    service::Caller,
 };
 use crate::{
     datapath::stats::{Metric, MetricKind, SOCKET_DROPS, in_metric_order},
     switch::DropReason,
 };
+
+mod http;
 
 /// The latency histogram's bucket bounds, in seconds: 1 µs to 10 ms, 1-2-5 steps
 /// (a busy turn on a healthy switch takes microseconds; beyond 10 ms is `+Inf`).
@@ -455,15 +452,13 @@ fn prometheus_buckets(l: &Latency) -> Vec<(f64, u64)> {
 
 /// The running endpoint; dropping it stops the server.
 pub struct MetricsServer {
-    server: Arc<tiny_http::Server>,
-    thread: Option<JoinHandle<()>>,
-    addr: SocketAddr,
+    server: http::Server,
 }
 
 impl std::fmt::Debug for MetricsServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MetricsServer")
-            .field("addr", &self.addr)
+            .field("addr", &self.addr())
             .finish_non_exhaustive()
     }
 }
@@ -471,98 +466,43 @@ impl std::fmt::Debug for MetricsServer {
 impl MetricsServer {
     /// The address it listens on (the port is real when `:0` was asked for).
     pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.server.unblock();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.server.addr()
     }
 }
 
 /// Listens on `addr` and answers `GET /metrics` from what `caller` gets from the control
-/// thread. The server's threads keep off the workers' `cores`.
+/// thread, within the bounds of [`http::Limits::default`]. The server's one thread keeps
+/// off the workers' `cores`.
 pub fn serve(addr: SocketAddr, caller: Caller, cores: &[usize]) -> io::Result<MetricsServer> {
-    let (ready_tx, ready) = mpsc::channel();
-    let cores = cores.to_vec();
-    let thread = thread::Builder::new()
-        .name("hairpin-metrics".into())
-        .spawn(move || {
-            // Before the server exists: the threads it starts inherit the affinity.
-            keep_off(&cores);
-            match tiny_http::Server::http(addr) {
-                Ok(server) => {
-                    let server = Arc::new(server);
-                    let _ = ready_tx.send(Ok(Arc::clone(&server)));
-                    answer(&server, &caller);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(io::Error::other(format!(
-                        "metrics endpoint {addr}: {e}"
-                    ))));
-                }
-            }
-        })?;
-    let server = ready
-        .recv()
-        .map_err(|_| io::Error::other("the metrics thread died starting"))??;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| io::Error::other("the metrics server has no IP address"))?;
-    Ok(MetricsServer {
-        server,
-        thread: Some(thread),
+    let server = http::spawn(
+        "hairpin-metrics",
         addr,
-    })
+        cores,
+        http::Limits::default(),
+        move |head| respond(head, || caller.call(Request::ShowStats)),
+    )
+    .map_err(|e| io::Error::other(format!("metrics endpoint {addr}: {e}")))?;
+    Ok(MetricsServer { server })
 }
 
-/// Answers requests until the server is unblocked.
-fn answer(server: &tiny_http::Server, caller: &Caller) {
-    for request in server.incoming_requests() {
-        let response = respond(&request, caller);
-        if let Err(e) = request.respond(response) {
-            tracing::debug!("metrics client: {e}");
-        }
-    }
-}
-
-type Reply = tiny_http::Response<io::Cursor<Vec<u8>>>;
-
-fn text(status: u16, content_type: &str, body: String) -> Reply {
-    let header = tiny_http::Header::from_bytes(&b"Content-Type"[..], content_type.as_bytes())
-        .expect("a valid header");
-    tiny_http::Response::from_string(body)
-        .with_status_code(status)
-        .with_header(header)
-}
-
-fn respond(request: &tiny_http::Request, caller: &Caller) -> Reply {
-    let path = request.url().split('?').next().unwrap_or_default();
+/// The answer to one request; `stats` asks the control thread.
+fn respond(head: &http::Head<'_>, stats: impl FnOnce() -> Response) -> http::Reply {
+    use http::Reply;
+    let path = head.target.split('?').next().unwrap_or_default();
     // Prometheus asks for OpenMetrics first; anything else gets the classic format.
-    let openmetrics = request.headers().iter().any(|h| {
-        h.field.equiv("Accept") && h.value.as_str().contains("application/openmetrics-text")
-    });
-    match (request.method(), path) {
-        (tiny_http::Method::Get | tiny_http::Method::Head, "/metrics") => {
-            match caller.call(Request::ShowStats) {
-                Response::Stats(stats) if openmetrics => text(200, OPENMETRICS, render(&stats)),
-                Response::Stats(stats) => text(200, PROMETHEUS_TEXT, render_text(&stats)),
-                Response::Error { message } => text(503, "text/plain", message + "\n"),
-                _ => text(500, "text/plain", "unexpected answer\n".into()),
-            }
-        }
-        (tiny_http::Method::Get | tiny_http::Method::Head, "/") => {
-            text(200, "text/plain", "hairpin: metrics at /metrics\n".into())
-        }
-        (tiny_http::Method::Get | tiny_http::Method::Head, _) => {
-            text(404, "text/plain", "not found: try /metrics\n".into())
-        }
-        _ => text(405, "text/plain", "only GET\n".into()),
+    let openmetrics = head
+        .header("Accept")
+        .any(|v| v.contains("application/openmetrics-text"));
+    match (head.method, path) {
+        ("GET" | "HEAD", "/metrics") => match stats() {
+            Response::Stats(stats) if openmetrics => Reply::text(200, OPENMETRICS, render(&stats)),
+            Response::Stats(stats) => Reply::text(200, PROMETHEUS_TEXT, render_text(&stats)),
+            Response::Error { message } => Reply::text(503, "text/plain", message + "\n"),
+            _ => Reply::text(500, "text/plain", "unexpected answer\n"),
+        },
+        ("GET" | "HEAD", "/") => Reply::text(200, "text/plain", "hairpin: metrics at /metrics\n"),
+        ("GET" | "HEAD", _) => Reply::text(404, "text/plain", "not found: try /metrics\n"),
+        _ => Reply::text(405, "text/plain", "only GET\n"),
     }
 }
 
@@ -674,6 +614,41 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }
+    }
+
+    #[test]
+    fn the_endpoint_routes_paths_and_negotiates_the_format() {
+        let ask = |method: &str, target: &str, accept: &str| {
+            let headers = [httparse::Header {
+                name: "accept",
+                value: accept.as_bytes(),
+            }];
+            let head = http::Head::new(method, target, &headers);
+            let asked = std::cell::Cell::new(false);
+            let reply = respond(&head, || {
+                asked.set(true);
+                Response::Stats(Box::new(sample()))
+            });
+            (reply.status, reply.content_type, reply.body, asked.get())
+        };
+        let prometheus = "application/openmetrics-text;version=1.0.0,text/plain;q=0.5";
+        let (status, kind, body, _) = ask("GET", "/metrics", prometheus);
+        assert_eq!((status, kind), (200, OPENMETRICS));
+        assert_eq!(body, render(&sample()).into_bytes());
+        let (status, kind, body, _) = ask("HEAD", "/metrics?x=1", "*/*");
+        assert_eq!((status, kind), (200, PROMETHEUS_TEXT));
+        assert_eq!(body, render_text(&sample()).into_bytes());
+        assert_eq!(ask("GET", "/", "").0, 200);
+        let (status, _, _, asked) = ask("GET", "/nothing", "");
+        assert_eq!((status, asked), (404, false));
+        let (status, _, _, asked) = ask("POST", "/metrics", "");
+        assert_eq!((status, asked), (405, false));
+        let head = http::Head::new("GET", "/metrics", &[]);
+        let reply = respond(&head, || Response::Error {
+            message: "the control thread has stopped".into(),
+        });
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.body, b"the control thread has stopped\n");
     }
 
     /// The families, their types and their order, which the README, dashboards and the

@@ -17,6 +17,7 @@ mod guest;
 mod jumbo;
 mod learning;
 mod lifecycle;
+mod metrics_bounds;
 mod observe;
 mod offloads;
 mod podman;
