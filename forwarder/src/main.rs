@@ -8,6 +8,7 @@ use hairpin::control::protocol::Request;
 
 mod cli;
 mod demo;
+mod logging;
 
 use cli::{
     args::*,
@@ -18,14 +19,17 @@ use cli::{
 fn main() {
     init_logging();
     if let Err(e) = run(Cli::parse()) {
-        eprintln!("hairpin: error: {e:#}");
+        use std::io::Write as _;
+        // A closed stderr loses the message, not the exit status.
+        let _ = writeln!(std::io::stderr(), "hairpin: error: {e:#}");
         std::process::exit(1);
     }
 }
 
 /// Logs go to stderr through `tracing`, filtered by `RUST_LOG` (`info` by default; e.g.
 /// `RUST_LOG=hairpin=debug,aya=warn`), coloured only on a terminal, and without a
-/// timestamp under systemd, whose journal stamps every line itself.
+/// timestamp under systemd, whose journal stamps every line itself. A closed stderr
+/// drops lines, counted ([`logging`]): it never stops hairpin.
 fn init_logging() {
     use std::io::IsTerminal as _;
     use tracing_subscriber::{EnvFilter, filter::LevelFilter};
@@ -36,11 +40,13 @@ fn init_logging() {
         Ok(filter) => (filter, None),
         Err(e) => (EnvFilter::new("info"), Some(e)),
     };
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(logging::LogWriter::new(std::io::stderr(), !journal))
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal());
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
+    if journal {
         builder.without_time().init();
     } else {
         builder.init();

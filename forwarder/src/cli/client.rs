@@ -120,6 +120,11 @@ fn ports_table(ports: &[PortInfo]) -> String {
 
 /// The counters as a table: one row per port (removed ones included), then the MAC
 /// table, latency and workers.
+///
+/// Each port has one row. A port of the configuration whose interface the kernel
+/// deleted stays among the ports (absent) with the counters it had, which its detach
+/// also added to the departed rows (under its name, or `(earlier)`): it is listed there
+/// only. An absent port that never counted and never left is listed as a port.
 pub(crate) fn counters_text(s: &Stats) -> String {
     let columns = in_column_order(PortCounters::ROWS);
     let mut out = format!("{:<15}", "port");
@@ -127,9 +132,15 @@ pub(crate) fn counters_text(s: &Stats) -> String {
         out += &format!(" {:>w$}", c.header, w = c.width);
     }
     out += "  drops\n";
+    let departed = |p: &PortInfo| {
+        p.state == "absent"
+            && (p.counters != PortCounters::default()
+                || s.departed.iter().any(|d| d.name == p.name))
+    };
     let rows = s
         .ports
         .iter()
+        .filter(|p| !departed(p))
         .map(|p| (p.name.as_str(), &p.counters))
         .chain(s.departed.iter().map(|d| (d.name.as_str(), &d.counters)));
     for (name, c) in rows {
@@ -236,6 +247,53 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4, "{table}");
         assert_eq!(lines[3], "hp0123456789abc: cni 0123abcd eth0");
+    }
+
+    #[test]
+    fn a_port_the_kernel_deleted_is_listed_once() {
+        use hairpin::control::protocol::{DepartedPort, PortCounters};
+        let counted = PortCounters {
+            rx_packets: 7,
+            ..PortCounters::default()
+        };
+        let absent = |name: &str, counters: PortCounters| PortInfo {
+            state: "absent".to_owned(),
+            ..PortInfo::example(name, counters)
+        };
+        let stats = Stats {
+            ports: vec![
+                PortInfo::example("p0", counted.clone()),
+                // Deleted by the kernel: its counters went to the departed rows too.
+                absent("p1", counted.clone()),
+                // Deleted idle: a departed row of zeros.
+                absent("p2", PortCounters::default()),
+                // Missing since start: never counted, never left.
+                absent("p3", PortCounters::default()),
+                // Deleted long ago: summed into (earlier).
+                absent("p4", counted.clone()),
+            ],
+            departed: ["(earlier)", "p1", "p2"]
+                .into_iter()
+                .map(|name| DepartedPort {
+                    name: name.to_owned(),
+                    removals: 1,
+                    counters: if name == "p2" {
+                        PortCounters::default()
+                    } else {
+                        counted.clone()
+                    },
+                })
+                .collect(),
+            ..Stats::default()
+        };
+        let text = counters_text(&stats);
+        let names: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("mac table"))
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect();
+        assert_eq!(names, ["p0", "p3", "(earlier)", "p1", "p2"], "{text}");
     }
 
     /// `show stats` has a column per row of the counter table that has one, its value

@@ -248,15 +248,20 @@ pub(crate) fn watch(names: &[String], mode: XdpAttachMode) -> Result<()> {
     }
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         thread::sleep(Duration::from_secs(1));
+        let mut text = String::new();
         for (slot, port) in (0u32..).zip(&ports) {
             for queue in 0..port.rx_queues {
                 let s = steering.queue_stats(slot, queue)?;
-                println!(
-                    "{:>15} q{queue:<3} rx {:>12} pkts {:>14} bytes  passed {:>12}",
+                text += &format!(
+                    "{:>15} q{queue:<3} rx {:>12} pkts {:>14} bytes  passed {:>12}\n",
                     port.name, s.rx_packets, s.rx_bytes, s.passed
                 );
             }
         }
+        // A closed stdout (`hairpin watch | head`) loses the lines, and the watch goes
+        // on until a signal stops it and detaches.
+        use std::io::Write as _;
+        let _ = std::io::stdout().write_all(text.as_bytes());
     }
     steering.detach_all();
     tracing::info!("detached from {} port(s)", ports.len());

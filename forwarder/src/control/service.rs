@@ -33,7 +33,7 @@ use super::{
     drop_log::DropLog,
     protocol::{self, Request, Response, ResponseLine, Stats},
     spec::PortSpec,
-    state::RuntimePorts,
+    state::{RuntimePorts, StateError},
 };
 use crate::{switch::PortId, sys::EventFd, wire::Mac};
 
@@ -72,6 +72,9 @@ pub enum ServiceError {
     /// The control thread could not be started.
     #[error("starting the control thread")]
     Thread(#[source] io::Error),
+    /// The state directory cannot be used (another hairpin holds it, say).
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// Where the service's settings come from besides the bridge's.
@@ -81,7 +84,8 @@ pub struct ServiceOptions {
     pub socket: Option<PathBuf>,
     /// The configuration file `reload` re-reads.
     pub config_file: Option<PathBuf>,
-    /// Where the run-time ports are kept across a restart ([`super::state`]).
+    /// Where the run-time ports are kept across a restart ([`super::state`]): locked
+    /// for this service, so a second one on it is refused at start.
     pub state_dir: Option<PathBuf>,
 }
 
@@ -136,6 +140,16 @@ impl Service {
     pub fn spawn(config: BridgeConfig, options: ServiceOptions) -> Result<Self, ServiceError> {
         // Bad input is refused before the socket is taken.
         super::bridge::check_config(&config)?;
+        // The state directory is locked and its file read before anything is attached:
+        // a second hairpin on it is refused here, and an unreadable file is set aside.
+        let state = match options.state_dir.as_deref() {
+            Some(dir) => {
+                let mut state = RuntimePorts::open(dir)?;
+                let specs = state.load()?;
+                Some((state, specs))
+            }
+            None => None,
+        };
         let listener = options.socket.as_deref().map(bind).transpose()?;
         let (calls, inbox) = mpsc::channel();
         let wake = Arc::new(EventFd::new().map_err(ServiceError::Thread)?);
@@ -149,10 +163,7 @@ impl Service {
                     Ok(mut bridge) => {
                         keep_off(bridge.cores());
                         // Ready means the run-time ports are back too.
-                        let state = options
-                            .state_dir
-                            .as_deref()
-                            .map(|dir| restore(&mut bridge, dir));
+                        let state = state.map(|(state, specs)| restore(&mut bridge, state, specs));
                         let _ = started_tx.send(Ok(bridge.cores().to_vec()));
                         (bridge, state)
                     }
@@ -315,32 +326,26 @@ fn add_port(bridge: &mut Bridge, spec: &PortSpec) -> Result<PortId, BridgeError>
         .and_then(|config| bridge.add_port(config))
 }
 
-/// Adds the run-time ports kept in `dir` again; returns the state, which from now on
-/// follows the bridge's run-time ports. A port that cannot be added (its interface
-/// gone with its pod, say) is dropped with a warning, and so is a state file hairpin
-/// cannot read (it is rewritten at the next change).
-fn restore(bridge: &mut Bridge, dir: &Path) -> RuntimePorts {
-    let mut state = RuntimePorts::new(dir);
-    let specs = state.read().unwrap_or_else(|e| {
-        tracing::warn!("run-time ports not restored: {e}");
-        Vec::new()
-    });
+/// Adds the run-time ports `specs` read from `state` again; returns the state, which
+/// from now on follows the bridge's run-time ports. A port that cannot be added (its
+/// interface gone with its pod, say) is dropped with a warning. (A state file hairpin
+/// cannot read was moved aside before: [`RuntimePorts::load`].)
+fn restore(bridge: &mut Bridge, mut state: RuntimePorts, specs: Vec<PortSpec>) -> RuntimePorts {
     for spec in specs {
         let name = spec.name.clone();
         match add_port(bridge, &spec) {
-            Ok(id) => {
-                tracing::info!(
-                    "{name}: run-time port restored from {}, as port {id}",
-                    state.path().display()
-                );
-                state.added(spec);
-            }
+            Ok(id) => tracing::info!(
+                "{name}: run-time port restored from {}, as port {id}",
+                state.path().display()
+            ),
             Err(e) => tracing::warn!("{name}: run-time port not restored: {e:#}"),
         }
     }
-    // Restored or dropped, the file now says what the bridge has.
+    // The file now says what the bridge has: rewritten only when a port was dropped.
     state.retain(bridge.runtime_ports());
-    state.save_now();
+    if let Err(e) = state.save() {
+        tracing::error!("run-time ports not kept: {e}");
+    }
     state
 }
 
@@ -385,7 +390,7 @@ impl Control {
         if let Some(state) = &mut self.state {
             state.retain(self.bridge.runtime_ports());
             if let Err(e) = state.save() {
-                tracing::warn!("run-time ports not kept: {e}");
+                tracing::error!("run-time ports not kept: {e}");
             }
         }
     }
@@ -438,21 +443,53 @@ impl Control {
         };
         let bridge = &mut self.bridge;
         match request {
-            Request::PortAdd(spec) => match add_port(bridge, &spec) {
-                Ok(id) => {
-                    let message = format!("{}: attached as port {id}", spec.name);
-                    if let Some(state) = &mut self.state {
-                        state.added(spec);
+            // With a state directory, a change is saved first and made after: one that
+            // cannot be saved is refused with the reason and changes nothing; one the
+            // bridge refuses takes its saved change back.
+            Request::PortAdd(spec) => {
+                let undo = match &mut self.state {
+                    // A spec the check refuses is refused below, without a write.
+                    Some(state) if spec.check().is_ok() => match state.save_added(spec.clone()) {
+                        Ok(undo) => Some(undo),
+                        Err(e) => {
+                            return error(format!(
+                                "{}: not attached: the run-time ports cannot be saved: {e}",
+                                spec.name
+                            ));
+                        }
+                    },
+                    _ => None,
+                };
+                match add_port(bridge, &spec) {
+                    Ok(id) => Response::Done {
+                        message: format!("{}: attached as port {id}", spec.name),
+                    },
+                    Err(e) => {
+                        if let (Some(state), Some(undo)) = (&mut self.state, undo) {
+                            state.undo(undo);
+                        }
+                        error(format!("{e:#}"))
                     }
-                    Response::Done { message }
                 }
-                Err(e) => error(format!("{e:#}")),
-            },
-            Request::PortDel { name } => done(
-                bridge
-                    .remove_port(&name)
-                    .map(|()| format!("{name}: removed")),
-            ),
+            }
+            Request::PortDel { name } => {
+                let undo = match self.state.as_mut().map(|s| s.save_removed(&name)) {
+                    Some(Err(e)) => {
+                        return error(format!(
+                            "{name}: not removed: the run-time ports cannot be saved: {e}"
+                        ));
+                    }
+                    Some(Ok(undo)) => Some(undo),
+                    None => None,
+                };
+                let removed = bridge.remove_port(&name);
+                if removed.is_err()
+                    && let (Some(state), Some(undo)) = (&mut self.state, undo)
+                {
+                    state.undo(undo);
+                }
+                done(removed.map(|()| format!("{name}: removed")))
+            }
             Request::ShowPorts => Response::Ports {
                 ports: bridge.ports(),
             },

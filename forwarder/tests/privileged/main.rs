@@ -24,6 +24,7 @@ mod podman;
 mod reserved;
 mod runtime;
 mod soak;
+mod state;
 mod vlan;
 mod vms;
 mod xdp_counters;
