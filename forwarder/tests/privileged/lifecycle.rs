@@ -10,16 +10,30 @@ use crate::{Topology, ping};
 
 const HAIRPIN: &str = env!("CARGO_BIN_EXE_hairpin");
 
+/// The control socket of the hairpin spawned with `args` words.
+fn socket_of(args: usize) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("hp-life-{}-{args}.sock", std::process::id()))
+}
+
 fn spawn_hairpin(topo: &mut Topology, args: &[&str]) -> u32 {
+    // A control socket of its own: the default path is the host's, shared by every
+    // network namespace and every test.
+    let socket = socket_of(args.len());
     let mut cmd = topo.sw.command(HAIRPIN);
-    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args)
+        .arg("--socket")
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let pid = topo.lab.spawn(cmd).unwrap().child().id();
-    assert!(
-        // Generous: the capacity tests, which run beside this one, attach and detach
-        // thousands of sockets and links (each close waits for an RCU grace period).
-        topo.sw.wait_for_xdp(&["p0", "p1"], Duration::from_secs(60)),
-        "hairpin attached to both ports"
-    );
+    // Generous: the capacity tests, which run beside this one, attach and detach
+    // thousands of sockets and links (each close waits for an RCU grace period).
+    if !topo.sw.wait_for_xdp(&["p0", "p1"], Duration::from_secs(60)) {
+        let process = topo.lab.last_process().unwrap();
+        let _ = process.signal(libc::SIGKILL);
+        let (_, out) = wait_exit(topo, Duration::from_secs(10));
+        panic!("hairpin did not attach to both ports within 60 s; it said:\n{out}");
+    }
     pid
 }
 
@@ -105,6 +119,8 @@ fn sigterm_and_sigkill_leave_no_program_behind() {
         .unwrap();
     let (ok, _) = wait_exit(&mut topo, Duration::from_secs(10));
     assert!(!ok, "killed");
+    // What a killed hairpin could not remove.
+    let _ = std::fs::remove_file(socket_of(5));
     let deadline = Instant::now() + Duration::from_secs(5);
     while topo.sw.has_xdp("p0") || topo.sw.has_xdp("p1") {
         assert!(
