@@ -20,6 +20,7 @@ mod lifecycle;
 mod observe;
 mod offloads;
 mod podman;
+mod reload;
 mod reserved;
 mod runtime;
 mod soak;
