@@ -17,11 +17,12 @@
 //! stays configured, *absent*, and is attached again when an interface of that name
 //! appears; a port added at run time is forgotten instead.
 //!
-//! This file keeps the ports' lifecycle and reload; the bridge's other jobs are in its
-//! own modules: publishing the tables and the fast path's maps (`bridge/fast.rs`),
-//! following the kernel's links and addresses (`bridge/links.rs`), the operator's MAC
-//! table commands (`bridge/mac_table.rs`), what it reports (`bridge/report.rs`) and the
-//! checks of a configuration and a port's MTU (`bridge/checks.rs`). Every call it makes
+//! This file keeps the ports' lifecycle; the bridge's other jobs are in its own
+//! modules: reload, planned whole and applied all or nothing (`bridge/reload.rs`),
+//! publishing the tables and the fast path's maps (`bridge/fast.rs`), following the
+//! kernel's links and addresses (`bridge/links.rs`), the operator's MAC table commands
+//! (`bridge/mac_table.rs`), what it reports (`bridge/report.rs`) and the checks of a
+//! configuration and a port's MTU (`bridge/checks.rs`). Every call it makes
 //! to the kernel and the workers goes through the seam of `bridge/kernel.rs`, which the
 //! unit tests (`bridge/tests.rs`) fill with fakes (`bridge/fake.rs`). The
 //! configuration's types are [`super::config`]'s.
@@ -40,6 +41,7 @@ mod fast;
 pub mod kernel;
 mod links;
 mod mac_table;
+mod reload;
 mod report;
 #[cfg(test)]
 mod tests;
@@ -97,6 +99,22 @@ pub enum BridgeError {
     /// The netdev generic netlink family, which the fast path asks.
     #[error("asking the kernel's netdev family for devices' XDP features (kernel 6.3 or later)")]
     Netdev(#[source] std::io::Error),
+    /// A reload refused before it changed anything (the reason is the error inside).
+    #[error("{0}; nothing changed")]
+    ReloadRefused(Box<BridgeError>),
+    /// A reload that failed while applying and was undone whole: the bridge is as it
+    /// was.
+    #[error("{0}; the reload was undone: nothing changed")]
+    ReloadUndone(Box<BridgeError>),
+    /// A reload that failed while applying, and whose undoing failed in part: `left`
+    /// says what differs from before the reload (everything else is as it was).
+    #[error("{reason}; undoing the reload left {left}; everything else is as before the reload")]
+    ReloadPartlyUndone {
+        /// Why the reload failed.
+        reason: Box<BridgeError>,
+        /// What could not be undone, port by port.
+        left: String,
+    },
 }
 
 fn refused(message: impl Into<String>) -> BridgeError {
@@ -121,6 +139,18 @@ struct Slot {
     /// Its slot's counters, queue by queue, when it was last attached (its counters
     /// count from there, and go on counting drops for it while it is absent).
     baseline: Vec<PortQueueSnapshot>,
+}
+
+impl Slot {
+    /// A port of `config`, not attached yet.
+    fn new(config: PortConfig, origin: Origin) -> Self {
+        Self {
+            config,
+            origin,
+            attached: None,
+            baseline: Vec::new(),
+        }
+    }
 }
 
 /// What attaching a port set up.
@@ -209,14 +239,7 @@ impl Bridge {
         let slots: Vec<Option<Slot>> = config
             .ports
             .iter()
-            .map(|p| {
-                Some(Slot {
-                    config: p.clone(),
-                    origin: Origin::Config,
-                    attached: None,
-                    baseline: Vec::new(),
-                })
-            })
+            .map(|p| Some(Slot::new(p.clone(), Origin::Config)))
             .collect();
         let tables = Arc::new(
             Tables::new(
@@ -285,6 +308,19 @@ impl Bridge {
         iface: Interface,
         admission: Admission,
     ) -> Result<(), BridgeError> {
+        self.attach_or_undo(id, iface, admission, true)
+    }
+
+    /// [`Bridge::attach`]: a failure half-way is undone, and the port's counters go to
+    /// the departed list if `record_departure` (a reload records departures only once
+    /// it stands).
+    fn attach_or_undo(
+        &mut self,
+        id: PortId,
+        iface: Interface,
+        admission: Admission,
+        record_departure: bool,
+    ) -> Result<(), BridgeError> {
         let link = self
             .netlink
             .link_by_name(&iface.name)
@@ -294,8 +330,11 @@ impl Bridge {
                 name: iface.name.clone(),
             })?;
         let result = self.attach_steps(id, &iface, &link, admission);
-        if result.is_err() {
-            self.detach(id);
+        if result.is_err()
+            && let Some((name, counters)) = self.take_down(id, false)
+            && record_departure
+        {
+            self.departed.record(&name, &counters);
         }
         result
     }
@@ -431,9 +470,15 @@ impl Bridge {
     }
 
     fn detach_keeping(&mut self, id: PortId, keep_entries: bool) {
-        let Some(attached) = self.slot_mut(id).attached.take() else {
-            return;
-        };
+        if let Some((name, counters)) = self.take_down(id, keep_entries) {
+            self.departed.record(&name, &counters);
+        }
+    }
+
+    /// [`Bridge::detach_keeping`] without the departed list: returns the port's row
+    /// for it (its name and counters), `None` if it was not attached.
+    fn take_down(&mut self, id: PortId, keep_entries: bool) -> Option<(String, PortQueueSnapshot)> {
+        let attached = self.slot_mut(id).attached.take()?;
         let ifindex = attached.iface.ifindex;
         if let Err(e) = self.steering.forget_port(ifindex) {
             tracing::warn!("{}: {e}", attached.iface.name);
@@ -472,9 +517,9 @@ impl Bridge {
             total.accumulate(&q);
             total
         });
-        self.departed.record(&attached.iface.name, &counters);
         // Last: its counters in the XDP program's maps were read just above.
         self.steering.release_queues(u32::from(id));
+        Some((attached.iface.name, counters))
     }
 
     fn build_tables(&self, slots: &[Option<Slot>]) -> Result<Tables, TablesError> {
@@ -606,8 +651,29 @@ impl Bridge {
         if self.find(&config.name).is_some() {
             return Err(refused(format!("{} is already a port", config.name)));
         }
-        self.check_statics_unique(&config, None)?;
-        let iface = self.kernel.lookup(&config.name)?;
+        check_statics_unique(&self.slots, &config, None)?;
+        let iface = self.servable(&config.name)?;
+        let id = self.free_slot().ok_or_else(|| full(&config.name))?;
+        // The new policy must fit with the others before anything is touched.
+        let mut candidate = self.bare_slots();
+        if candidate.len() <= usize::from(id) {
+            candidate.resize_with(usize::from(id) + 1, || None);
+        }
+        candidate[usize::from(id)] = Some(Slot::new(config.clone(), origin));
+        self.build_tables(&candidate)?;
+
+        self.put(id, Slot::new(config, origin));
+        if let Err(e) = self.attach(id, iface, Admission::Check) {
+            self.forget(id);
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Interface `name`, if it is there and the workers can serve each of its RX
+    /// queues.
+    fn servable(&self, name: &str) -> Result<Interface, BridgeError> {
+        let iface = self.kernel.lookup(name)?;
         if iface.rx_queues as usize > self.datapath.workers() {
             return Err(DatapathError::UnservedQueues {
                 port: iface.name,
@@ -616,50 +682,24 @@ impl Bridge {
             }
             .into());
         }
-        let id = self.free_slot().ok_or_else(|| {
-            refused(format!(
-                "{}: the bridge has its {MAX_PORTS} ports already",
-                config.name
-            ))
-        })?;
-        // The new policy must fit with the others before anything is touched.
-        let mut candidate: Vec<Option<Slot>> = self
-            .slots
-            .iter()
-            .map(|s| {
-                s.as_ref().map(|s| Slot {
-                    config: s.config.clone(),
-                    origin: s.origin,
-                    attached: None,
-                    baseline: Vec::new(),
-                })
-            })
-            .collect();
-        if candidate.len() <= usize::from(id) {
-            candidate.resize_with(usize::from(id) + 1, || None);
-        }
-        candidate[usize::from(id)] = Some(Slot {
-            config: config.clone(),
-            origin,
-            attached: None,
-            baseline: Vec::new(),
-        });
-        self.build_tables(&candidate)?;
+        Ok(iface)
+    }
 
+    /// The slots' settings and origins, without their attachments: what a change is
+    /// checked against before it is made.
+    fn bare_slots(&self) -> Vec<Option<Slot>> {
+        self.slots
+            .iter()
+            .map(|s| s.as_ref().map(|s| Slot::new(s.config.clone(), s.origin)))
+            .collect()
+    }
+
+    /// Puts `slot` in slot `id`.
+    fn put(&mut self, id: PortId, slot: Slot) {
         if self.slots.len() <= usize::from(id) {
             self.slots.resize_with(usize::from(id) + 1, || None);
         }
-        self.slots[usize::from(id)] = Some(Slot {
-            config,
-            origin,
-            attached: None,
-            baseline: Vec::new(),
-        });
-        if let Err(e) = self.attach(id, iface, Admission::Check) {
-            self.forget(id);
-            return Err(e);
-        }
-        Ok(id)
+        self.slots[usize::from(id)] = Some(slot);
     }
 
     /// Removes port `name`: detached and forgotten.
@@ -692,141 +732,7 @@ impl Bridge {
     /// A free slot, searching from where the last search ended, so a slot just freed is
     /// taken last (a frame still in flight for its old port never reaches a new one).
     fn free_slot(&mut self) -> Option<PortId> {
-        for k in 0..MAX_PORTS {
-            let i = (self.next_slot + k) % MAX_PORTS;
-            if self.slots.get(i).is_none_or(Option::is_none) {
-                self.next_slot = i + 1;
-                return Some(i as PortId);
-            }
-        }
-        None
-    }
-
-    /// Refuses a static MAC that another port (other than `except`) has already.
-    fn check_statics_unique(
-        &self,
-        config: &PortConfig,
-        except: Option<PortId>,
-    ) -> Result<(), BridgeError> {
-        for mac in &config.static_macs {
-            let other = self.slots.iter().enumerate().find(|(i, s)| {
-                Some(*i as PortId) != except
-                    && s.as_ref()
-                        .is_some_and(|s| s.config.static_macs.contains(mac))
-            });
-            if let Some((_, Some(other))) = other {
-                return Err(refused(format!(
-                    "static MAC {mac} is already on port {}: one station lives on one port",
-                    other.config.name
-                )));
-            }
-        }
-        Ok(())
-    }
-
-    /// Changes port `id`'s policy and static MACs in place (its sockets stay).
-    fn change(&mut self, id: PortId, config: PortConfig) -> Result<(), BridgeError> {
-        self.check_statics_unique(&config, Some(id))?;
-        let old = std::mem::replace(&mut self.slot_mut(id).config, config);
-        if let Err(e) = self.build_tables(&self.slots) {
-            self.slot_mut(id).config = old;
-            return Err(e.into());
-        }
-        self.fdb.remove_port(id);
-        self.publish()?;
-        if self.slot(id).attached.is_some() {
-            self.insert_statics(id)?;
-        }
-        tracing::info!("{}: settings changed", self.slot(id).config.name);
-        Ok(())
-    }
-
-    /// Applies `new` (a re-read configuration file): ports added, removed and changed.
-    /// Settings that need a restart (mode, workers, rings, MAC table) must not differ.
-    /// Ports added at run time are left alone unless the file names them.
-    pub fn reload(&mut self, new: BridgeConfig) -> Result<String, BridgeError> {
-        check_config(&new)?;
-        let fixed = |c: &BridgeConfig| {
-            (
-                c.mode,
-                c.fdb_capacity,
-                c.xdp_mode,
-                c.queues,
-                c.cores.clone(),
-                c.datapath.clone(),
-                c.group_fwd_mask,
-                c.fast_path,
-            )
-        };
-        if fixed(&new) != fixed(&self.config) {
-            return Err(refused(
-                "the new configuration changes the mode, [datapath], the MAC table size or \
-                 group_fwd_mask: those need a restart (only ports and fdb.age change on reload)",
-            ));
-        }
-        if matches!(new.mode, Mode::Xconnect | Mode::Passthru) {
-            let names =
-                |c: &BridgeConfig| c.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
-            let current: Vec<String> = self
-                .slots
-                .iter()
-                .flatten()
-                .map(|s| s.config.name.clone())
-                .collect();
-            if names(&new) != current {
-                return Err(refused(format!(
-                    "{} mode has exactly its two ports: changing them needs a restart",
-                    new.mode
-                )));
-            }
-        }
-        let mut done = Vec::new();
-        // Removed: configuration ports the file no longer lists.
-        let gone: Vec<String> = self
-            .slots
-            .iter()
-            .flatten()
-            .filter(|s| {
-                s.origin == Origin::Config && !new.ports.iter().any(|p| p.name == s.config.name)
-            })
-            .map(|s| s.config.name.clone())
-            .collect();
-        for name in gone {
-            let id = self.find(&name).expect("listed above");
-            self.detach(id);
-            self.forget(id);
-            done.push(format!("{name} removed"));
-        }
-        for port in &new.ports {
-            match self.find(&port.name) {
-                Some(id) if self.slot(id).config == *port => {
-                    self.slot_mut(id).origin = Origin::Config;
-                }
-                Some(id) if self.slot(id).config.policy.role != port.policy.role => {
-                    // A role change re-attaches: the uplink's program entry differs.
-                    self.detach(id);
-                    self.forget(id);
-                    self.add(port.clone(), Origin::Config)?;
-                    done.push(format!("{} re-attached", port.name));
-                }
-                Some(id) => {
-                    self.change(id, port.clone())?;
-                    self.slot_mut(id).origin = Origin::Config;
-                    done.push(format!("{} changed", port.name));
-                }
-                None => {
-                    self.add(port.clone(), Origin::Config)?;
-                    done.push(format!("{} added", port.name));
-                }
-            }
-        }
-        self.config.fdb_max_age = new.fdb_max_age;
-        self.config.ports = new.ports;
-        Ok(if done.is_empty() {
-            "reloaded: nothing changed".to_owned()
-        } else {
-            format!("reloaded: {}", done.join(", "))
-        })
+        free_slot_in(&self.slots, &mut self.next_slot)
     }
 
     /// Seconds since the bridge started: the MAC table's clock.
@@ -872,6 +778,49 @@ fn policies(slots: &[Option<Slot>]) -> Vec<Option<PortPolicy>> {
         .iter()
         .map(|s| s.as_ref().map(|s| s.config.policy.clone()))
         .collect()
+}
+
+/// A free slot of `slots`, searching from `*next` and leaving `*next` after it
+/// ([`Bridge::free_slot`]).
+fn free_slot_in(slots: &[Option<Slot>], next: &mut usize) -> Option<PortId> {
+    for k in 0..MAX_PORTS {
+        let i = (*next + k) % MAX_PORTS;
+        if slots.get(i).is_none_or(Option::is_none) {
+            *next = i + 1;
+            return Some(i as PortId);
+        }
+    }
+    None
+}
+
+/// Refuses a static MAC of `config` that another port of `slots` (other than
+/// `except`) has already.
+fn check_statics_unique(
+    slots: &[Option<Slot>],
+    config: &PortConfig,
+    except: Option<PortId>,
+) -> Result<(), BridgeError> {
+    for mac in &config.static_macs {
+        let other = slots.iter().enumerate().find(|(i, s)| {
+            Some(*i as PortId) != except
+                && s.as_ref()
+                    .is_some_and(|s| s.config.static_macs.contains(mac))
+        });
+        if let Some((_, Some(other))) = other {
+            return Err(refused(format!(
+                "static MAC {mac} is already on port {}: one station lives on one port",
+                other.config.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The refusal of port `name` when every slot is taken.
+fn full(name: &str) -> BridgeError {
+    refused(format!(
+        "{name}: the bridge has its {MAX_PORTS} ports already"
+    ))
 }
 
 /// Whether attaching a port checks that its workers can promise it frames

@@ -21,6 +21,7 @@ mod metrics_bounds;
 mod observe;
 mod offloads;
 mod podman;
+mod reload;
 mod reserved;
 mod runtime;
 mod soak;

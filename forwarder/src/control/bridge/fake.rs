@@ -215,6 +215,9 @@ struct State {
     fast_egress: BTreeMap<u32, u32>,
     /// Ports the workers serve, with their queues.
     served: BTreeMap<PortId, u32>,
+    /// Frames the workers received per port slot (on its first queue), as the test
+    /// set them: the workers' counters go on per slot whatever comes and goes.
+    received: BTreeMap<PortId, u64>,
 }
 
 /// A kernel of made-up interfaces; clones share it, so a test keeps one to look at
@@ -388,6 +391,12 @@ impl FakeKernel {
     pub fn served(&self) -> Vec<(PortId, u32)> {
         let s = self.state();
         s.served.iter().map(|(&k, &v)| (k, v)).collect()
+    }
+
+    /// Sets the frames the workers received on port slot `id` (its first queue's
+    /// `rx_packets`) so far.
+    pub fn set_received(&self, id: PortId, frames: u64) {
+        self.state().received.insert(id, frames);
     }
 
     /// The fake link called `name`.
@@ -774,8 +783,12 @@ impl Workers for FakeWorkers {
 
     fn snapshot(&self) -> Snapshot {
         let workers = self.cores.len();
+        let mut per_queue = vec![vec![PortQueueSnapshot::default(); workers]; MAX_PORTS];
+        for (&id, &frames) in &self.kernel.state().received {
+            per_queue[usize::from(id)][0].rx_packets = frames;
+        }
         Snapshot {
-            per_queue: vec![vec![PortQueueSnapshot::default(); workers]; MAX_PORTS],
+            per_queue,
             workers: vec![
                 WorkerSnapshot {
                     umems: 1,

@@ -1,7 +1,8 @@
 //! The bridge over the fake kernel (`fake.rs`), without root: the order of its kernel
-//! calls when a port comes and goes (at start, at run time, on reload, when its
-//! interface vanishes or loses its carrier), what a refused or failed port leaves
-//! behind (nothing), the MAC table's static and learned entries, and stop.
+//! calls when a port comes and goes (at start, at run time, when its interface vanishes
+//! or loses its carrier), what a refused or failed port leaves behind (nothing), the MAC
+//! table's static and learned entries, and stop. Reload, all or nothing, has its own
+//! file (`tests/reload.rs`).
 use std::net::IpAddr;
 
 use hairpin_common::port_flags::{PASS_HOST_MAC, STEER};
@@ -22,6 +23,8 @@ use crate::{
     switch::{PortId, Role},
     wire::Mac,
 };
+
+mod reload;
 
 const MAC_A: Mac = Mac([0x02, 0, 0, 0, 0xaa, 1]);
 const MAC_B: Mac = Mac([0x02, 0, 0, 0, 0xbb, 2]);
@@ -384,104 +387,6 @@ fn a_removed_port_leaves_steering_then_forwarding_then_the_workers_then_the_mac_
     // A port that is not there is refused.
     let e = bridge.remove_port("p1").unwrap_err();
     assert_eq!(e.to_string(), "p1 is not a port of this bridge");
-}
-
-#[test]
-fn reload_removes_changes_and_adds_only_what_the_file_changed() {
-    let kernel = kernel();
-    let mut bridge = Bridge::with_kernel(
-        config(downlinks(&["p0", "p1", "p2"])),
-        Box::new(kernel.clone()),
-    )
-    .unwrap();
-    assert_eq!(bridge.add_port(PortConfig::downlink("p3")).unwrap(), 3);
-    kernel.take_calls();
-    let mut new = downlinks(&["p0", "p1", "p4"]);
-    new[1].policy.hairpin = true;
-    let answer = bridge.reload(config(new)).unwrap();
-    assert_eq!(answer, "reloaded: p2 removed, p1 changed, p4 added");
-    let mut expected = detach_calls(2, 12, 1, &[0, 1, 3], 0);
-    expected.extend([
-        Call::SetTables(vec![0, 1, 3]),
-        // p1's change: new tables, its sockets untouched.
-        Call::SetTables(vec![0, 1, 3]),
-        Call::Lookup("p4".into()),
-        Call::LinkByName("p4".into()),
-        Call::Admit { id: 4, queues: 1 },
-    ]);
-    expected.extend(attach_calls(4, 14, 1, &[0, 1, 3, 4]));
-    assert_eq!(kernel.take_calls(), expected);
-    assert_eq!(
-        ports(&bridge),
-        [
-            port("p0", 0, "up"),
-            port("p1", 1, "up"),
-            port("p3", 3, "up"),
-            port("p4", 4, "up")
-        ]
-    );
-    let infos = bridge.ports();
-    assert!(infos[1].hairpin);
-    assert_eq!(
-        infos[2].origin, "runtime",
-        "a run-time port the file does not name"
-    );
-    // The same file again changes nothing.
-    let mut same = downlinks(&["p0", "p1", "p4"]);
-    same[1].policy.hairpin = true;
-    assert_eq!(
-        bridge.reload(config(same)).unwrap(),
-        "reloaded: nothing changed"
-    );
-    assert_eq!(kernel.take_calls(), []);
-}
-
-#[test]
-fn reload_refuses_what_needs_a_restart_and_changes_nothing() {
-    let kernel = kernel();
-    let mut bridge = two_ports(&kernel);
-    let mut new = config(downlinks(&["p0"]));
-    new.fdb_capacity = 1024;
-    let e = bridge.reload(new).unwrap_err();
-    assert!(e.to_string().contains("need a restart"), "{e}");
-    assert_eq!(kernel.take_calls(), []);
-    assert_eq!(ports(&bridge).len(), 2);
-}
-
-#[test]
-fn a_role_change_on_reload_reattaches_the_port_in_a_new_slot() {
-    let kernel = kernel();
-    let mut bridge = two_ports(&kernel);
-    let mut new = downlinks(&["p0", "p1"]);
-    new[1].policy.role = Role::Uplink;
-    assert_eq!(
-        bridge.reload(config(new)).unwrap(),
-        "reloaded: p1 re-attached"
-    );
-    let calls = kernel.take_calls();
-    let mut expected = detach_calls(1, 11, 1, &[0], 0);
-    expected.extend([
-        Call::SetTables(vec![0]),
-        Call::Lookup("p1".into()),
-        Call::LinkByName("p1".into()),
-        Call::Admit { id: 2, queues: 1 },
-        Call::Open(2),
-        Call::ReserveQueues { slot: 2, queues: 1 },
-        Call::Bind { slot: 2, queue: 0 },
-        Call::Attach(2),
-        Call::SetTables(vec![0, 2]),
-        // The uplink's addresses, then its entry passes the host's frames up.
-        Call::Addresses(11),
-        Call::ConfigurePort {
-            ifindex: 11,
-            slot: 2,
-            flags: STEER | PASS_HOST_MAC,
-        },
-        Call::XdpAttach(11),
-        Call::SetTables(vec![0, 2]),
-    ]);
-    assert_eq!(calls, expected);
-    assert_eq!(ports(&bridge), [port("p0", 0, "up"), port("p1", 2, "up")]);
 }
 
 #[test]
