@@ -22,6 +22,7 @@ mod offloads;
 mod podman;
 mod reserved;
 mod runtime;
+mod service;
 mod soak;
 mod vlan;
 mod vms;
