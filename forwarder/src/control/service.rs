@@ -4,30 +4,48 @@
 //! [`Service::spawn`] binds the control socket, starts a thread in the caller's network
 //! namespace, and starts the bridge on it. That thread then does everything the control
 //! plane does, one thing at a time: it waits in `poll` for the kernel's link and address
-//! notifications, a client on the socket, or a call through the [`Service`] handle (from
-//! the signal handler's thread, or an in-process test), and ticks a few times a second
-//! (MAC table aging). The workers never wait for it.
+//! notifications or a call in its inbox, and ticks a few times a second (MAC table
+//! aging). The workers never wait for it, and it never waits for a client.
 //!
-//! The socket is created `0600` (root only) and removed on exit; a second instance on
-//! the same path is refused while the first answers there. One request per connection,
-//! one JSON line each way ([`super::protocol`]); a client has two seconds to send its line.
+//! Calls come from the [`Service`] handle and its [`Caller`]s (the signal handler's
+//! thread, the metrics endpoint, an in-process test) and from the control socket's
+//! clients. Those are served by a thread of their own ([`super::clients`], started once
+//! the bridge is up): it reads each client's request line, with a deadline (2 s) and a
+//! size cap (64 KiB), for at most 64 clients at once, puts each request in the control
+//! thread's inbox with a wake, and writes the answer back. No client can hold up
+//! another, the kernel's notifications, aging, the watchdog (fed from answers to
+//! `show ports`) or a stop by more than the time the control thread takes to carry out
+//! the requests already queued.
+//!
+//! The socket is created with its final mode, `0600` (root only): it is bound inside a
+//! fresh directory of mode `0700` next to its path, made `0600` there, and only then
+//! linked to its path (`link(2)`, which refuses to replace a file), so no one else can
+//! connect to it at any moment whatever the umask; the directory is removed again. The
+//! socket is removed on exit; a second instance on the same path is refused while the
+//! first answers there. One request per connection, one JSON line each way
+//! ([`super::protocol`]).
 use std::{
-    io::{self, BufRead as _, BufReader, Read as _, Write as _},
+    io::{self, BufRead as _, BufReader, Write as _},
     os::{
         fd::AsRawFd as _,
         unix::{
-            fs::PermissionsExt as _,
+            fs::{DirBuilderExt as _, PermissionsExt as _},
             net::{UnixListener, UnixStream},
         },
     },
     path::{Path, PathBuf},
-    sync::{Arc, mpsc},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
     thread::{self, JoinHandle},
     time::{Duration, Instant},
 };
 
 use super::{
     bridge::{Bridge, BridgeError},
+    clients::{Answer, Clients, Limits},
     config::BridgeConfig,
     config_file,
     drop_log::DropLog,
@@ -42,12 +60,6 @@ pub const DEFAULT_SOCKET: &str = "/run/hairpin/hairpin.sock";
 
 /// How often the bridge ticks (MAC table aging) when nothing else wakes it.
 const TICK: Duration = Duration::from_millis(200);
-
-/// How long a client may take to send its request or read the answer.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Longest request line read.
-const MAX_REQUEST: u64 = 64 * 1024;
 
 /// An error starting the service.
 #[derive(Debug, thiserror::Error)]
@@ -91,8 +103,28 @@ pub struct ServiceOptions {
 
 /// A call to the control thread.
 enum Call {
-    Request(Request, mpsc::Sender<Response>),
+    Request(Request, ReplyTo),
     Stop,
+}
+
+/// Where the answer to a call goes.
+#[derive(Debug)]
+enum ReplyTo {
+    /// A [`Caller`] waiting for it.
+    Caller(mpsc::Sender<Response>),
+    /// A client of the control socket, through its thread.
+    Client(Answer),
+}
+
+impl ReplyTo {
+    fn send(self, response: Response) {
+        match self {
+            Self::Caller(to) => {
+                let _ = to.send(response);
+            }
+            Self::Client(answer) => answer.send(response),
+        }
+    }
 }
 
 /// The handle on a running service.
@@ -102,6 +134,8 @@ pub struct Service {
     wake: Arc<EventFd>,
     thread: Option<JoinHandle<(Stats, usize)>>,
     cores: Vec<usize>,
+    /// The control socket's clients' thread (none: in-process use only).
+    clients: Option<Clients>,
 }
 
 /// Asks a running service from any thread; answers "stopped" once it has.
@@ -115,13 +149,23 @@ impl Caller {
     /// Asks the control thread, as a client of the socket would, and waits for the answer.
     pub fn call(&self, request: Request) -> Response {
         let (reply_to, reply) = mpsc::channel();
-        if self.calls.send(Call::Request(request, reply_to)).is_err() {
-            return error("the control thread has stopped");
-        }
-        self.wake.notify();
+        self.submit(request, ReplyTo::Caller(reply_to));
         reply
             .recv()
             .unwrap_or_else(|_| error("the control thread has stopped"))
+    }
+
+    /// Puts `request` in the control thread's inbox and wakes it; returns at once. The
+    /// answer goes to `reply_to`.
+    fn submit(&self, request: Request, reply_to: ReplyTo) {
+        match self.calls.send(Call::Request(request, reply_to)) {
+            Ok(()) => self.wake.notify(),
+            Err(mpsc::SendError(call)) => {
+                if let Call::Request(_, reply_to) = call {
+                    reply_to.send(error("the control thread has stopped"));
+                }
+            }
+        }
     }
 }
 
@@ -150,12 +194,12 @@ impl Service {
             }
             None => None,
         };
-        let listener = options.socket.as_deref().map(bind).transpose()?;
         let (calls, inbox) = mpsc::channel();
         let wake = Arc::new(EventFd::new().map_err(ServiceError::Thread)?);
         let (started_tx, started) = mpsc::channel();
         let thread_wake = Arc::clone(&wake);
         let socket_path = options.socket.clone();
+        let listener = options.socket.as_deref().map(bind).transpose()?;
         let thread = thread::Builder::new()
             .name("hairpin-control".into())
             .spawn(move || {
@@ -175,7 +219,6 @@ impl Service {
                 };
                 let mut control = Control {
                     bridge,
-                    listener,
                     inbox,
                     wake: thread_wake,
                     options,
@@ -188,12 +231,28 @@ impl Service {
             })
             .map_err(ServiceError::Thread)?;
         match started.recv() {
-            Ok(Ok(cores)) => Ok(Self {
-                calls,
-                wake,
-                thread: Some(thread),
-                cores,
-            }),
+            Ok(Ok(cores)) => {
+                let mut service = Self {
+                    calls,
+                    wake,
+                    thread: Some(thread),
+                    cores,
+                    clients: None,
+                };
+                // The socket is served from now on (clients that came meanwhile waited
+                // in its backlog); past a failure here, dropping the service stops it.
+                if let Some(listener) = listener {
+                    let caller = service.caller();
+                    let clients = Clients::serve(
+                        listener,
+                        Limits::default(),
+                        &service.cores,
+                        move |request, answer| caller.submit(request, ReplyTo::Client(answer)),
+                    );
+                    service.clients = Some(clients.map_err(ServiceError::Thread)?);
+                }
+                Ok(service)
+            }
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e.into())
@@ -232,6 +291,8 @@ impl Service {
     }
 
     fn shutdown(&mut self) -> (Stats, usize) {
+        // No more clients first: the socket's pending ones are closed.
+        drop(self.clients.take());
         let _ = self.calls.send(Call::Stop);
         self.wake.notify();
         match self.thread.take().map(JoinHandle::join) {
@@ -279,10 +340,54 @@ fn bind(path: &Path) -> Result<UnixListener, ServiceError> {
         // Left behind by an instance that was killed: nobody answers.
         std::fs::remove_file(path).map_err(err)?;
     }
-    let listener = UnixListener::bind(path).map_err(err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(err)?;
-    listener.set_nonblocking(true).map_err(err)?;
-    Ok(listener)
+    bind_private(path)
+}
+
+/// Binds a socket at `path` that is `0600` from the moment anyone can reach it: bound
+/// as `s` in a fresh `0700` directory beside `path`, made `0600` there, then linked to
+/// `path` (refused rather than replacing a file that appeared there meanwhile); the
+/// directory goes again on every path.
+fn bind_private(path: &Path) -> Result<UnixListener, ServiceError> {
+    let err = |source| ServiceError::Socket {
+        path: path.to_owned(),
+        source,
+    };
+    /// Tells apart the directories of two services starting at once in one process.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let private = dir.join(format!(
+        ".hairpin-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let inside = private.join("s");
+    // Left behind by a killed process that had this process id.
+    let _ = std::fs::remove_file(&inside);
+    let _ = std::fs::remove_dir(&private);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&private)
+        .map_err(err)?;
+    let bound = UnixListener::bind(&inside)
+        .and_then(|listener| {
+            std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o600))?;
+            Ok(listener)
+        })
+        .map_err(err)
+        .and_then(|listener| match std::fs::hard_link(&inside, path) {
+            Ok(()) => Ok(listener),
+            // Another instance bound it since the caller looked.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(ServiceError::InUse(path.to_owned()))
+            }
+            Err(e) => Err(err(e)),
+        });
+    let _ = std::fs::remove_file(&inside);
+    let _ = std::fs::remove_dir(&private);
+    bound
 }
 
 /// Moves the calling thread off the workers' `cores` when there is another core, as a
@@ -311,7 +416,6 @@ fn remove_socket(path: Option<&Path>) {
 /// The control thread's state.
 struct Control {
     bridge: Bridge,
-    listener: Option<UnixListener>,
     inbox: mpsc::Receiver<Call>,
     wake: Arc<EventFd>,
     options: ServiceOptions,
@@ -354,13 +458,10 @@ impl Control {
         let mut last_tick = Instant::now();
         loop {
             let timeout = TICK.saturating_sub(last_tick.elapsed());
-            let mut fds = vec![
+            let mut fds = [
                 pollfd(self.bridge.events_fd().as_raw_fd()),
                 pollfd(self.wake.raw()),
             ];
-            if let Some(l) = &self.listener {
-                fds.push(pollfd(l.as_raw_fd()));
-            }
             crate::sys::poll(&mut fds, timeout.as_millis() as i32);
             self.wake.drain();
             if fds[0].revents != 0 || last_tick.elapsed() >= TICK {
@@ -370,11 +471,10 @@ impl Control {
                     self.drops.report(&self.bridge.ports(), last_tick);
                 }
             }
-            self.serve_clients();
             while let Ok(call) = self.inbox.try_recv() {
                 match call {
                     Call::Request(request, reply_to) => {
-                        let _ = reply_to.send(self.handle(request));
+                        reply_to.send(self.handle(request));
                     }
                     Call::Stop => return,
                 }
@@ -393,46 +493,6 @@ impl Control {
                 tracing::error!("run-time ports not kept: {e}");
             }
         }
-    }
-
-    /// Answers every client waiting on the socket.
-    fn serve_clients(&mut self) {
-        loop {
-            let Some(listener) = &self.listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    if let Err(e) = self.serve(stream) {
-                        tracing::debug!("control socket client: {e}");
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    tracing::warn!("control socket: {e}");
-                    return;
-                }
-            }
-        }
-    }
-
-    fn serve(&mut self, stream: UnixStream) -> io::Result<()> {
-        stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-        stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-        let mut line = String::new();
-        BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line)?;
-        let response = match protocol::parse_request(line.trim_end()) {
-            Ok(request) => self.handle(request),
-            Err(message) => error(message),
-        };
-        let mut out = serde_json::to_string(&ResponseLine {
-            version: protocol::VERSION,
-            response,
-        })
-        .map_err(io::Error::other)?;
-        out.push('\n');
-        (&stream).write_all(out.as_bytes())
     }
 
     /// Carries out one request; a refused one changes nothing.
@@ -563,4 +623,86 @@ pub fn request(socket: &Path, request: &Request) -> io::Result<Response> {
         io::Error::new(io::ErrorKind::InvalidData, format!("malformed answer: {e}"))
     })?;
     Ok(answer.response)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::FileTypeExt as _;
+
+    use super::*;
+
+    /// A directory of this test's own, removed with what is in it when dropped.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("hp-svc-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir(&path).unwrap();
+            Self(path)
+        }
+
+        fn entries(&self) -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(&self.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn the_socket_appears_with_its_final_mode_and_nothing_beside_it() {
+        let dir = Dir::new("mode");
+        let path = dir.0.join("hairpin.sock");
+        let listener = bind(&path).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert!(meta.file_type().is_socket());
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // The directory it was bound in is gone.
+        assert_eq!(dir.entries(), ["hairpin.sock"]);
+        // It answers at its path.
+        let _client = UnixStream::connect(&path).unwrap();
+        assert!(listener.accept().is_ok());
+
+        // A new directory for it is made 0700.
+        let deeper = dir.0.join("run").join("hairpin.sock");
+        let _other = bind(&deeper).unwrap();
+        let mode = std::fs::metadata(deeper.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+
+    #[test]
+    fn a_served_socket_is_refused_and_a_stale_one_replaced() {
+        let dir = Dir::new("again");
+        let path = dir.0.join("hairpin.sock");
+        let first = bind(&path).unwrap();
+        assert!(matches!(bind(&path), Err(ServiceError::InUse(p)) if p == path));
+        drop(first);
+        // Nobody answers there now: the file is taken over.
+        let _second = bind(&path).unwrap();
+        let _client = UnixStream::connect(&path).unwrap();
+        assert_eq!(dir.entries(), ["hairpin.sock"]);
+    }
+
+    #[test]
+    fn a_file_that_appears_meanwhile_is_not_replaced() {
+        let dir = Dir::new("race");
+        let path = dir.0.join("hairpin.sock");
+        std::fs::write(&path, "someone else's").unwrap();
+        // As if another instance bound it between bind's check and the link.
+        assert!(matches!(bind_private(&path), Err(ServiceError::InUse(_))));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "someone else's");
+        assert_eq!(dir.entries(), ["hairpin.sock"]);
+    }
 }

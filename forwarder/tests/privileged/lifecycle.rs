@@ -136,13 +136,19 @@ fn sigterm_and_sigkill_leave_no_program_behind() {
 }
 
 fn run_fails(topo: &Topology, args: &[&str]) -> String {
+    // Not the default socket, which the other tests' hairpins may be serving: the
+    // error must be the one asked about.
+    let socket = std::env::temp_dir().join(format!("hp-fail-{}.sock", std::process::id()));
     let out = topo
         .sw
         .command(HAIRPIN)
         .args(args)
+        .arg("--socket")
+        .arg(&socket)
         .stdin(Stdio::null())
         .output()
         .unwrap();
+    let _ = std::fs::remove_file(&socket);
     assert!(!out.status.success(), "hairpin {args:?} should fail");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }

@@ -24,6 +24,7 @@ mod podman;
 mod reload;
 mod reserved;
 mod runtime;
+mod service;
 mod soak;
 mod state;
 mod vlan;
