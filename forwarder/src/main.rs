@@ -86,6 +86,13 @@ fn run(cli: Cli) -> Result<()> {
             ask(&client, Request::FdbFlush { port })
         }
         Command::Reload(client) => ask(&client, Request::Reload),
+        Command::Trace(args) => ask(
+            &args.client,
+            Request::Trace {
+                port: args.port.clone(),
+                frame: args.frame(),
+            },
+        ),
     }
 }
 

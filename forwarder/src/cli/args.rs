@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use hairpin::control::{
     config::BridgeConfig,
+    protocol::TraceFrame,
     service::DEFAULT_SOCKET,
     spec::{PortFlags, PortSpec},
     xdp::{FastPath, XdpAttachMode},
@@ -57,6 +58,11 @@ pub(crate) enum Command {
     Fdb(FdbCommand),
     /// Make a running hairpin re-read its --config file and apply the difference.
     Reload(Client),
+    /// Explain what a running hairpin does with a frame received on PORT, against its
+    /// tables now: VLAN, anti-spoofing, learning, lookup, the mode's rule, the egress
+    /// ports with their tag actions or the drop reason, and the path (fast or workers).
+    /// Changes nothing, the MAC table included.
+    Trace(Box<TraceArgs>),
     /// A live view of a running hairpin, redrawn in place: per port packets/s, bits/s and
     /// drops/s, per worker busy % and cycles/frame, the interval's latency, the MAC table.
     Top {
@@ -89,6 +95,68 @@ pub(crate) struct Client {
     /// Print the answer as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `hairpin trace`: the frame, described or in hexadecimal.
+#[derive(Debug, Args)]
+pub(crate) struct TraceArgs {
+    /// The ingress port.
+    pub(crate) port: String,
+    /// Source MAC.
+    #[arg(long, required_unless_present = "hex")]
+    pub(crate) src: Option<String>,
+    /// Destination MAC.
+    #[arg(long, required_unless_present = "hex")]
+    pub(crate) dst: Option<String>,
+    /// An 802.1Q tag: VLAN id and, optionally, priority (`10`, `10:5`; `0:5` a priority
+    /// tag). Untagged without it.
+    #[arg(long, value_name = "VID[:PCP]", value_parser = parse_tag)]
+    pub(crate) vlan: Option<(u16, u8)>,
+    /// The ethertype, after any tag.
+    #[arg(long, value_parser = parse_ethertype, default_value = "0x0800")]
+    pub(crate) ethertype: u16,
+    /// A whole frame in hexadecimal (from its destination MAC; spaces and colons are
+    /// ignored), instead of --src/--dst/--vlan/--ethertype.
+    #[arg(long, conflicts_with_all = ["src", "dst", "vlan"])]
+    pub(crate) hex: Option<String>,
+    #[command(flatten)]
+    pub(crate) client: Client,
+}
+
+impl TraceArgs {
+    /// The frame to ask about.
+    pub(crate) fn frame(&self) -> TraceFrame {
+        match &self.hex {
+            Some(hex) => TraceFrame::Hex(hex.clone()),
+            None => TraceFrame::Described {
+                src: self.src.clone().unwrap_or_default(),
+                dst: self.dst.clone().unwrap_or_default(),
+                vlan: self.vlan.map(|(vid, _)| vid),
+                pcp: self.vlan.map_or(0, |(_, pcp)| pcp),
+                ethertype: self.ethertype,
+            },
+        }
+    }
+}
+
+/// A `--vlan VID[:PCP]` of `hairpin trace`.
+fn parse_tag(text: &str) -> Result<(u16, u8), String> {
+    let (vid, pcp) = text.split_once(':').unwrap_or((text, "0"));
+    match (vid.parse::<u16>(), pcp.parse::<u8>()) {
+        (Ok(v), Ok(p)) if v <= 4094 && p <= 7 => Ok((v, p)),
+        _ => Err(format!(
+            "{text:?}: VID 0 to 4094, then optionally :PCP 0 to 7"
+        )),
+    }
+}
+
+/// An `--ethertype`: hexadecimal with `0x`, or decimal.
+fn parse_ethertype(text: &str) -> Result<u16, String> {
+    let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        Some(hex) => u16::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.map_err(|_| format!("{text:?}: an ethertype, e.g. 0x0800"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,5 +356,43 @@ mod tests {
         assert!(parse_cores("3-1").is_err());
         assert!(parse_cores("a").is_err());
         assert!(parse_cores("").is_err());
+    }
+
+    #[test]
+    fn trace_takes_a_described_or_a_hex_frame() {
+        let cli = Cli::try_parse_from([
+            "hairpin",
+            "trace",
+            "vm1",
+            "--src",
+            "02:00:00:00:00:0a",
+            "--dst",
+            "02:00:00:00:00:0b",
+            "--vlan",
+            "10:5",
+        ])
+        .unwrap();
+        let Command::Trace(args) = cli.command else {
+            panic!("not a trace")
+        };
+        assert_eq!(
+            args.frame(),
+            TraceFrame::Described {
+                src: "02:00:00:00:00:0a".into(),
+                dst: "02:00:00:00:00:0b".into(),
+                vlan: Some(10),
+                pcp: 5,
+                ethertype: 0x0800,
+            }
+        );
+        let cli = Cli::try_parse_from(["hairpin", "trace", "vm1", "--hex", "ffff"]).unwrap();
+        let Command::Trace(args) = cli.command else {
+            panic!("not a trace")
+        };
+        assert_eq!(args.frame(), TraceFrame::Hex("ffff".into()));
+        assert!(Cli::try_parse_from(["hairpin", "trace", "vm1", "--src", "x"]).is_err());
+        assert!(parse_tag("4095").is_err());
+        assert!(parse_tag("10:8").is_err());
+        assert_eq!(parse_ethertype("0x86dd"), Ok(0x86dd));
     }
 }

@@ -45,6 +45,7 @@ pub(crate) fn ask(client: &Client, request: Request) -> Result<()> {
                 out.trim_end().to_owned()
             }
             Response::Stats(stats) => counters_text(&stats),
+            Response::Trace(report) => report.lines.join("\n"),
             Response::Error { .. } => unreachable!("handled above"),
         }
     };

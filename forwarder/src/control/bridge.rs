@@ -45,6 +45,7 @@ mod reload;
 mod report;
 #[cfg(test)]
 mod tests;
+mod trace;
 
 pub use self::checks::{check_config, largest_frame};
 use self::{

@@ -98,6 +98,84 @@ pub enum Request {
     Reload,
     /// Every counter now (ports, workers, MAC table, latency).
     ShowStats,
+    /// Explain what the bridge does with a frame received on a port, against the live
+    /// tables, changing nothing (`hairpin trace`).
+    Trace {
+        /// The ingress port's name.
+        port: String,
+        /// The frame.
+        frame: TraceFrame,
+    },
+}
+
+/// The frame `hairpin trace` asks about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TraceFrame {
+    /// A frame described by its header.
+    Described {
+        /// Source MAC.
+        src: String,
+        /// Destination MAC.
+        dst: String,
+        /// An 802.1Q tag's VLAN id (none: untagged; 0: priority-tagged).
+        #[serde(default)]
+        vlan: Option<u16>,
+        /// The tag's priority (PCP, 0 to 7).
+        #[serde(default)]
+        pcp: u8,
+        /// The ethertype (default IPv4, 0x0800).
+        #[serde(default = "ipv4")]
+        ethertype: u16,
+    },
+    /// A whole frame in hexadecimal, from its destination MAC on.
+    Hex(String),
+}
+
+fn ipv4() -> u16 {
+    0x0800
+}
+
+/// `hairpin trace`'s answer: each step as fields, and the whole in lines of text.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TraceReport {
+    /// The ingress port.
+    pub port: String,
+    /// The bridge's mode.
+    pub mode: String,
+    /// The frame's VLAN as ingress classified it (absent: not VLAN-aware, or not
+    /// classified).
+    pub vlan: Option<u16>,
+    /// The anti-spoofing check: absent with no list on the port.
+    pub source_allowed: Option<bool>,
+    /// What learning the source would do: `new`, `moved from PORT`, `refreshed`,
+    /// `static on PORT`, `refused (max_macs N)`, `reflection (lives on PORT)`, `none`.
+    pub learning: String,
+    /// The port the destination's MAC table entry names, if any.
+    pub destination_port: Option<String>,
+    /// The rule that decided, in words.
+    pub rule: String,
+    /// `forward`, `flood` or `drop`.
+    pub action: String,
+    /// Why it is dropped, by its counter's name.
+    pub drop_reason: Option<String>,
+    /// Where it leaves, with the tag action on each port.
+    pub egress: Vec<TraceEgress>,
+    /// `fast` (the XDP program's fast path) or `workers`.
+    pub path: String,
+    /// Why the workers carry it (absent on the fast path or for a drop).
+    pub path_reason: Option<String>,
+    /// The steps, in words, one per line.
+    pub lines: Vec<String>,
+}
+
+/// One egress port of a traced frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceEgress {
+    /// The port.
+    pub port: String,
+    /// What happens to the tag: `keep`, `push VID 10`, `pop`, `rewrite VID 10 PCP 3`.
+    pub tag: String,
 }
 
 /// What the server answers.
@@ -121,6 +199,8 @@ pub enum Response {
     },
     /// `show stats`.
     Stats(Box<Stats>),
+    /// `trace`.
+    Trace(Box<TraceReport>),
     /// The request was refused; nothing changed.
     Error {
         /// Why.

@@ -566,6 +566,10 @@ impl Control {
             Request::FdbFlush { port } => done(bridge.fdb_flush(port.as_deref())),
             Request::Reload => done(self.reload()),
             Request::ShowStats => Response::Stats(Box::new(self.bridge.stats())),
+            Request::Trace { port, frame } => match bridge.trace(&port, &frame) {
+                Ok(report) => Response::Trace(Box::new(report)),
+                Err(e) => error(e.to_string()),
+            },
         }
     }
 

@@ -28,6 +28,21 @@ use crate::wire::EthernetFrame;
 ///   downlink) reaches no other downlink.
 #[inline]
 pub fn decide(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Verdict {
+    decide_with::<true>(tables, frame, ingress, now)
+}
+
+/// [`decide`], learning the source only when `LEARN` is true: with it false the MAC
+/// table is read and never written (`hairpin trace` asks what would happen). The
+/// verdict is the same either way but for a frame sent to its own source, which
+/// [`decide`] finds on the ingress port once learned there ([`trace`](super::trace)
+/// accounts for it).
+#[inline]
+pub fn decide_with<const LEARN: bool>(
+    tables: &Tables,
+    frame: &[u8],
+    ingress: PortId,
+    now: u32,
+) -> Verdict {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return Verdict::drop(DropReason::Runt);
     };
@@ -54,7 +69,7 @@ pub fn decide(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Verdi
     }
     match tables.vlans.classify(frame, ingress) {
         Ok(vlan) => Verdict {
-            action: switch(tables, &eth, ingress, vlan.vid, now),
+            action: switch::<LEARN>(tables, &eth, ingress, vlan.vid, now),
             vlan,
         },
         Err(reason) => Verdict::drop(reason),
@@ -63,7 +78,7 @@ pub fn decide(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Verdi
 
 /// [`decide`] for a frame of VLAN `vid`.
 #[inline]
-fn switch(
+fn switch<const LEARN: bool>(
     tables: &Tables,
     eth: &EthernetFrame<&[u8]>,
     ingress: PortId,
@@ -91,12 +106,16 @@ fn switch(
         match tables.fdb.lookup(vid, src) {
             Some(home) if tables.downlinks.contains(home) => Some(home),
             _ => {
-                tables.fdb.learn_at_most(vid, src, ingress, now, limit);
+                if LEARN {
+                    tables.fdb.learn_at_most(vid, src, ingress, now, limit);
+                }
                 None
             }
         }
     } else {
-        tables.fdb.learn_at_most(vid, src, ingress, now, limit);
+        if LEARN {
+            tables.fdb.learn_at_most(vid, src, ingress, now, limit);
+        }
         None
     };
 

@@ -293,6 +293,25 @@ impl Fdb {
             .and_then(|s| port_of(s.val.load(Ordering::Acquire)))
     }
 
+    /// The entry for `mac` in `vlan`, if there is one (read only: `hairpin trace`).
+    pub fn get(&self, vlan: VlanId, mac: Mac) -> Option<Entry> {
+        let key = key(vlan, mac);
+        let val = self
+            .bucket(key)
+            .slots
+            .iter()
+            .find(|s| s.key.load(Ordering::Acquire) == key)?
+            .val
+            .load(Ordering::Acquire);
+        Some(Entry {
+            vlan,
+            mac,
+            port: port_of(val)?,
+            stamp: stamp_of(val),
+            is_static: val & FLAG_STATIC != 0,
+        })
+    }
+
     /// Records that `mac` was seen on `port` in `vlan` at time `now` (seconds).
     #[inline]
     pub fn learn(&self, vlan: VlanId, mac: Mac, port: PortId, now: u32) -> Learned {

@@ -13,6 +13,8 @@
 //! - `tables.rs`: the bridge's set-up it reads ([`Mode`], [`Role`], [`PortPolicy`],
 //!   [`Tables`], [`TablesError`]);
 //! - `action.rs`: what it answers ([`Action`], [`DropReason`], [`Verdict`]);
+//! - `trace.rs`: [`trace`], [`decide`] run without learning and explained step by step
+//!   (`hairpin trace`);
 //! - `ports.rs`: sets of ports ([`PortSet`]);
 //! - [`vlan`]: 802.1Q classification on ingress and tagging on egress;
 //! - [`fdb`]: the lock-free MAC table.
@@ -21,12 +23,14 @@ mod decision;
 pub mod fdb;
 mod ports;
 mod tables;
+pub mod trace;
 pub mod vlan;
 
 pub use action::{Action, DropReason, Verdict};
-pub use decision::decide;
+pub use decision::{decide, decide_with};
 pub use fdb::{Fdb, PortId, VlanId};
 pub use ports::{MAX_PORTS, PortSet};
 pub use tables::{
     DEFAULT_MAX_MACS, GROUP_FWD_RESTRICTED, Mode, PortPolicy, Role, Tables, TablesError,
 };
+pub use trace::{Learning, Trace, trace};

@@ -27,6 +27,7 @@ mod runtime;
 mod service;
 mod soak;
 mod state;
+mod trace;
 mod vlan;
 mod vms;
 mod xdp_counters;
