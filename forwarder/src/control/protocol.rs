@@ -424,4 +424,27 @@ mod tests {
                 .contains("unknown field")
         );
     }
+
+    #[test]
+    fn a_trace_request_takes_a_described_frame_ipv4_by_default_or_hex() {
+        let line = r#"{"version":1,"request":"trace","port":"vm1","frame":{"described":{"src":"02:00:00:00:00:0a","dst":"ff:ff:ff:ff:ff:ff","vlan":10}}}"#;
+        assert_eq!(
+            parse_request(line),
+            Ok(Request::Trace {
+                port: "vm1".into(),
+                frame: TraceFrame::Described {
+                    src: "02:00:00:00:00:0a".into(),
+                    dst: "ff:ff:ff:ff:ff:ff".into(),
+                    vlan: Some(10),
+                    pcp: 0,
+                    ethertype: 0x0800,
+                },
+            })
+        );
+        let hex = r#"{"version":1,"request":"trace","port":"vm1","frame":{"hex":"ffff"}}"#;
+        assert!(matches!(
+            parse_request(hex),
+            Ok(Request::Trace { frame: TraceFrame::Hex(h), .. }) if h == "ffff"
+        ));
+    }
 }
