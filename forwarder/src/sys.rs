@@ -124,6 +124,15 @@ fn enter_netns(ns: &impl std::os::fd::AsRawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// A `poll` entry for `fd`, waiting for `events`.
+pub fn pollfd(fd: libc::c_int, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
 /// Sends `signal` to process `pid`.
 pub fn send_signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
     let pid =

@@ -213,11 +213,11 @@ impl<D: FnMut(Request, Answer)> Server<D> {
     fn run(mut self) {
         loop {
             let now = Instant::now();
-            let mut fds = vec![pollfd(self.shared.wake.raw(), libc::POLLIN)];
+            let mut fds = vec![crate::sys::pollfd(self.shared.wake.raw(), libc::POLLIN)];
             let listening = self.accept_paused_until.is_none_or(|until| now >= until);
             if listening {
                 self.accept_paused_until = None;
-                fds.push(pollfd(self.listener.as_raw_fd(), libc::POLLIN));
+                fds.push(crate::sys::pollfd(self.listener.as_raw_fd(), libc::POLLIN));
             }
             let first_client = fds.len();
             let mut ids = Vec::with_capacity(self.clients.len());
@@ -227,7 +227,7 @@ impl<D: FnMut(Request, Answer)> Server<D> {
                     State::Writing { .. } => libc::POLLOUT,
                     State::Waiting => continue,
                 };
-                fds.push(pollfd(client.stream.as_raw_fd(), events));
+                fds.push(crate::sys::pollfd(client.stream.as_raw_fd(), events));
                 ids.push(id);
             }
             crate::sys::poll(&mut fds, self.timeout_ms(now));
@@ -489,14 +489,6 @@ fn seconds(d: Duration) -> String {
         format!("{} s", d.as_secs())
     } else {
         format!("{} ms", d.as_millis())
-    }
-}
-
-fn pollfd(fd: libc::c_int, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
     }
 }
 

@@ -459,8 +459,8 @@ impl Control {
         loop {
             let timeout = TICK.saturating_sub(last_tick.elapsed());
             let mut fds = [
-                pollfd(self.bridge.events_fd().as_raw_fd()),
-                pollfd(self.wake.raw()),
+                crate::sys::pollfd(self.bridge.events_fd().as_raw_fd(), libc::POLLIN),
+                crate::sys::pollfd(self.wake.raw(), libc::POLLIN),
             ];
             crate::sys::poll(&mut fds, timeout.as_millis() as i32);
             self.wake.drain();
@@ -592,14 +592,6 @@ impl Control {
 fn parse_mac(text: &str) -> Result<Mac, BridgeError> {
     text.parse()
         .map_err(|e: crate::wire::MacParseError| BridgeError::Refused(e.to_string()))
-}
-
-fn pollfd(fd: libc::c_int) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    }
 }
 
 /// Sends `request` to the service at `socket` and returns its answer.

@@ -272,15 +272,15 @@ impl<H: FnMut(&Head<'_>) -> Reply> Loop<H> {
             let now = Instant::now();
             let accepting = self.accept_paused_until.is_none_or(|t| t <= now);
             fds.clear();
-            fds.push(pollfd(self.stop.raw(), libc::POLLIN));
+            fds.push(crate::sys::pollfd(self.stop.raw(), libc::POLLIN));
             let listening = if accepting { libc::POLLIN } else { 0 };
-            fds.push(pollfd(self.listener.as_raw_fd(), listening));
+            fds.push(crate::sys::pollfd(self.listener.as_raw_fd(), listening));
             for conn in &self.conns {
                 let events = match conn.state {
                     State::Head | State::Closing => libc::POLLIN,
                     State::Answer => libc::POLLOUT,
                 };
-                fds.push(pollfd(conn.stream.as_raw_fd(), events));
+                fds.push(crate::sys::pollfd(conn.stream.as_raw_fd(), events));
             }
             sys::poll(&mut fds, self.timeout_ms(now));
             if fds[0].revents != 0 {
@@ -446,14 +446,6 @@ fn write_answer(conn: &mut Conn, now: Instant, limits: &Limits) -> bool {
     conn.state = State::Closing;
     conn.deadline = now + limits.linger;
     true
-}
-
-fn pollfd(fd: libc::c_int, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    }
 }
 
 #[cfg(test)]
