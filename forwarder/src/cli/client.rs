@@ -46,6 +46,7 @@ pub(crate) fn ask(client: &Client, request: Request) -> Result<()> {
             }
             Response::Stats(stats) => counters_text(&stats),
             Response::Trace(report) => report.lines.join("\n"),
+            Response::Capturing { port, .. } => format!("capturing on {port}"),
             Response::Error { .. } => unreachable!("handled above"),
         }
     };

@@ -106,6 +106,105 @@ pub enum Request {
         /// The frame.
         frame: TraceFrame,
     },
+    /// Stream the frames a port receives and/or sends (`hairpin capture`). The answer
+    /// is [`Response::Capturing`]; the same connection then carries a pcapng stream
+    /// ([`capture_stream`]) until the capture ends.
+    Capture(CaptureRequest),
+}
+
+/// What `hairpin capture` asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureRequest {
+    /// The port's name.
+    pub port: String,
+    /// Frames it receives, sends, or both.
+    #[serde(default)]
+    pub direction: Direction,
+    /// A tcpdump filter expression (pcap-filter(7)); none: every frame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// End after this many frames (that passed the filter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// End after this many seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<u64>,
+    /// Bytes kept of each frame (default and most: [`MAX_SNAPLEN`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snaplen: Option<u32>,
+}
+
+/// The most bytes a capture keeps of a frame (and its default): the longest jumbo frame
+/// hairpin carries, with room to spare.
+pub const MAX_SNAPLEN: u32 = 65_535;
+
+/// Which of a port's frames a capture (or a mirror) takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// What the port receives (before any tag is pushed or popped).
+    In,
+    /// What the port sends (as it leaves, tag and all).
+    Out,
+    /// Both.
+    #[default]
+    Both,
+}
+
+impl Direction {
+    /// Whether it takes the frames the port receives.
+    pub const fn takes_in(self) -> bool {
+        matches!(self, Self::In | Self::Both)
+    }
+
+    /// Whether it takes the frames the port sends.
+    pub const fn takes_out(self) -> bool {
+        matches!(self, Self::Out | Self::Both)
+    }
+}
+
+/// The capture stream that follows [`Response::Capturing`] on the connection of a
+/// [`Request::Capture`]: one pcapng section (the format is pcapng's, read and written
+/// with the `pcap-file` crate).
+///
+/// - A section header block, then one interface description block: link type Ethernet
+///   (1), `if_name` the port's name, `if_tsresol` 9 (nanoseconds), the snap length.
+/// - One enhanced packet block per frame, in the order hairpin saw them: its `epb_flags`
+///   direction bits say inbound (1) or outbound (2); a frame hairpin dropped carries the
+///   comment `dropped: REASON` (the reason by its counter's name, as in `show stats`);
+///   a frame the XDP program's fast path carried carries the comment `fast path`.
+/// - When the capture ends (its count, its seconds, the port removed, hairpin stopping,
+///   or the client shutting down its side of the connection: how `hairpin capture` stops
+///   on Ctrl-C), one interface statistics block: `isb_starttime`/`isb_endtime`,
+///   `isb_ifrecv` the port's frames in the capture's directions hairpin saw,
+///   `isb_filteraccept` those that passed the filter, `isb_osdrop` those lost (see
+///   below), `isb_usrdeliv` those written to the stream; and the comment [`LOST_COMMENT`]
+///   with the two causes of loss. Then hairpin closes the connection.
+///
+/// Frames are lost (and only counted) when hairpin's capture rings are full (the frame
+/// path never waits for a capture) or when the client reads too slowly (hairpin holds at
+/// most a few MiB for it, and never blocks on it).
+pub mod capture_stream {
+    /// `epb_flags` of a frame the port received.
+    pub const INBOUND: u32 = 1;
+    /// `epb_flags` of a frame the port sent.
+    pub const OUTBOUND: u32 = 2;
+    /// Comment prefix of a dropped frame: `dropped: REASON`.
+    pub const DROPPED: &str = "dropped: ";
+    /// Comment of a frame the fast path carried.
+    pub const FAST_PATH: &str = "fast path";
+    /// The statistics block's comment: `lost: RINGS in hairpin's capture rings, SLOW to a
+    /// slow reader`.
+    pub const LOST_COMMENT: &str =
+        "lost: {rings} in hairpin's capture rings, {slow} to a slow reader";
+
+    /// The statistics block's comment for these counts.
+    pub fn lost_comment(rings: u64, slow: u64) -> String {
+        LOST_COMMENT
+            .replace("{rings}", &rings.to_string())
+            .replace("{slow}", &slow.to_string())
+    }
 }
 
 /// The frame `hairpin trace` asks about.
@@ -201,6 +300,14 @@ pub enum Response {
     Stats(Box<Stats>),
     /// `trace`.
     Trace(Box<TraceReport>),
+    /// `capture`: the capture runs; its pcapng stream follows on this connection
+    /// ([`capture_stream`]).
+    Capturing {
+        /// The port.
+        port: String,
+        /// Its directions.
+        direction: Direction,
+    },
     /// The request was refused; nothing changed.
     Error {
         /// Why.

@@ -570,6 +570,7 @@ impl Control {
                 Ok(report) => Response::Trace(Box::new(report)),
                 Err(e) => error(e.to_string()),
             },
+            Request::Capture(c) => error(format!("{}: capture is not built yet", c.port)),
         }
     }
 
