@@ -169,6 +169,12 @@ pub mod maps {
     pub const ALLOWED: &str = "ALLOWED";
     /// `PerCpuArray<FastTx>`, by egress slot: what the fast path sent.
     pub const FAST_TX: &str = "FAST_TX";
+    /// `Array<u8>`, by port slot: the directions tapped ([`super::tap`]).
+    pub const TAPS: &str = "TAPS";
+    /// `RingBuf` of [`super::tap::Record`]s.
+    pub const TAP_RING: &str = "TAP_RING";
+    /// `PerCpuArray<u64>`, by port slot: frames not tapped for a full `TAP_RING`.
+    pub const TAP_LOST: &str = "TAP_LOST";
     /// `Array<u32>`: the generator's settings, by [`super::generator`].
     pub const GEN_CONFIG: &str = "GEN_CONFIG";
     /// `PerCpuArray<u64>`: the generator's state, by [`super::generator`].
@@ -422,6 +428,62 @@ pub struct FastTx {
     pub bytes: u64,
 }
 
+/// Copies of the frames the fast path carries, for captures and mirrors: the XDP
+/// program taps a port's frame in a direction whose bit is set in `TAPS` (by slot) into
+/// the `TAP_RING` ring buffer, a [`tap::Record`] each, or counts it in `TAP_LOST` (by
+/// slot, per CPU) when the ring is full.
+pub mod tap {
+    /// Tap the frames a port receives.
+    pub const IN: u8 = 1;
+    /// Tap the frames a port sends.
+    pub const OUT: u8 = 2;
+    /// Bytes of the ring buffer (a power of two): about two thousand records.
+    pub const RING_BYTES: u32 = 4 << 20;
+    /// Bytes of a frame a record keeps: a standard frame with a tag, and more (the fast
+    /// path carries frames of one buffer only). A power of two: the XDP program bounds
+    /// the length it copies with a mask, which the verifier follows.
+    pub const SNAP: usize = 2048;
+
+    /// What a record says of its frame.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Meta {
+        /// `bpf_ktime_get_ns` (`CLOCK_MONOTONIC`) when tapped.
+        pub ts_ns: u64,
+        /// The frame's length.
+        pub len: u32,
+        /// Bytes of it in the record: `len`, or [`SNAP`] for a longer frame.
+        pub caplen: u32,
+        /// The port's slot.
+        pub slot: u16,
+        /// [`IN`] or [`OUT`].
+        pub dir: u8,
+        /// Zero (the fast path drops nothing it taps).
+        pub reason: u8,
+        /// Padding, zero.
+        pub _pad: u32,
+    }
+
+    /// One tapped frame in `TAP_RING`.
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    pub struct Record {
+        /// What it says.
+        pub meta: Meta,
+        /// The first [`Meta::caplen`] bytes are the frame's.
+        pub data: [u8; SNAP],
+    }
+
+    impl core::fmt::Debug for Record {
+        fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.debug_struct("Record").field("meta", &self.meta).finish_non_exhaustive()
+        }
+    }
+
+    /// Bytes of a [`Meta`].
+    pub const META_LEN: usize = core::mem::size_of::<Meta>();
+}
+
 /// Indices of the sink's counters in `SINK_STATS`.
 pub mod sink_stat {
     /// Every frame.
@@ -629,6 +691,9 @@ mod tests {
         assert_eq!(core::mem::size_of::<FastConf>(), 24);
         assert_eq!(core::mem::size_of::<SlotConf>(), 520);
         assert_eq!(core::mem::size_of::<fdb::Bucket>(), 64);
+        assert_eq!(tap::META_LEN, 24);
+        assert_eq!(core::mem::size_of::<tap::Record>(), 24 + 2048);
+        assert!(tap::SNAP.is_power_of_two());
     }
 }
 

@@ -27,7 +27,8 @@
 //!   the egress would finish a second time).
 //!
 //! The 802.1Q tag is pushed, popped or rewritten here as the workers would
-//! (`switch::vlan`), with `bpf_xdp_adjust_head`.
+//! (`switch::vlan`), with `bpf_xdp_adjust_head`. A tapped port's frames are copied for
+//! its captures as received and as sent ([`crate::tap`]).
 use core::intrinsics::{AtomicOrdering, atomic_cxchg};
 
 use aya_ebpf::{
@@ -36,6 +37,7 @@ use aya_ebpf::{
     maps::{Array, DevMapHash, HashMap, PerCpuArray},
     programs::XdpContext,
 };
+use crate::tap;
 use hairpin_common::{
     FastConf, FastTx, MAX_PORTS, NO_SLOT, SlotConf, allowed_key,
     csum::{self, IPV4_LEN, IPV6_LEN},
@@ -207,6 +209,10 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
     if EGRESS.redirect(egress, 0).is_err() {
         return Fast::Fallback;
     }
+    // As received: before its checksum is finished or its tag changed.
+    if tap::wants(slot, tap::IN) {
+        tap::take(ctx, slot, tap::IN);
+    }
     if let Some((field, checksum)) = finish {
         if field + 2 > ctx.data_end() {
             return Fast::Fallback;
@@ -224,6 +230,9 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
         let tx = unsafe { &mut *tx };
         tx.packets += 1;
         tx.bytes += len;
+    }
+    if tap::wants(egress, tap::OUT) {
+        tap::take(ctx, egress, tap::OUT);
     }
     Fast::Sent {
         finished: finish.is_some(),

@@ -26,6 +26,7 @@
 
 mod bench;
 mod fast;
+mod tap;
 
 use aya_ebpf::{
     bindings::xdp_action,

@@ -34,6 +34,7 @@ use std::{
 
 use hairpin_common::{PortConf, SlotConf, port_flags};
 
+mod capture;
 mod checks;
 #[cfg(test)]
 mod fake;
@@ -59,6 +60,7 @@ type FastSlot = (SlotConf, Vec<[u8; 6]>, Option<u32>);
 
 use self::kernel::{Kernel, Linux, NetdevFamily, Rtnetlink, Workers, XdpProgram};
 use super::{
+    capture::Captures,
     departed::Departures,
     netdev::XDP_ACT_XSK_ZEROCOPY,
     netlink::Link,
@@ -100,6 +102,9 @@ pub enum BridgeError {
     /// The netdev generic netlink family, which the fast path asks.
     #[error("asking the kernel's netdev family for devices' XDP features (kernel 6.3 or later)")]
     Netdev(#[source] std::io::Error),
+    /// The capture thread could not be started.
+    #[error("starting the capture thread")]
+    CaptureThread(#[source] std::io::Error),
     /// A reload refused before it changed anything (the reason is the error inside).
     #[error("{0}; nothing changed")]
     ReloadRefused(Box<BridgeError>),
@@ -186,6 +191,8 @@ pub struct Bridge {
     next_slot: usize,
     fdb: Arc<Fdb>,
     tables: Arc<Tables>,
+    /// Captures end first (fields drop in order).
+    captures: Captures,
     /// Dropped after the datapath (fields drop in order): workers stop before the
     /// program and its socket map go.
     datapath: Box<dyn Workers>,
@@ -262,13 +269,17 @@ impl Bridge {
                 .inspect_err(|e| tracing::info!("fast path off: {e}"))
                 .ok(),
         };
+        let mut steering = steering;
         let datapath = kernel.start_workers(
             cores,
             config.ports.len(),
             &config.datapath,
             Arc::clone(&tables),
         )?;
+        let captures = Captures::start(datapath.taps(), steering.take_taps(), datapath.cores())
+            .map_err(BridgeError::CaptureThread)?;
         let mut bridge = Self {
+            captures,
             next_slot: slots.len(),
             slots,
             fdb,
@@ -480,6 +491,7 @@ impl Bridge {
     /// for it (its name and counters), `None` if it was not attached.
     fn take_down(&mut self, id: PortId, keep_entries: bool) -> Option<(String, PortQueueSnapshot)> {
         let attached = self.slot_mut(id).attached.take()?;
+        self.captures.port_gone(id);
         let ifindex = attached.iface.ifindex;
         if let Err(e) = self.steering.forget_port(ifindex) {
             tracing::warn!("{}: {e}", attached.iface.name);

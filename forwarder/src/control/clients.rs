@@ -69,24 +69,56 @@ impl Default for Limits {
     }
 }
 
+/// What takes a client's connection over once its answer is written (a capture's
+/// stream, [`Answer::send_then`]); it must not block.
+pub struct Handover(Box<dyn FnOnce(UnixStream) + Send>);
+
+impl Handover {
+    /// `f` takes the connection.
+    pub fn new(f: impl FnOnce(UnixStream) + Send + 'static) -> Self {
+        Self(Box::new(f))
+    }
+
+    /// Hands `stream` over.
+    pub fn hand(self, stream: UnixStream) {
+        (self.0)(stream);
+    }
+}
+
+impl std::fmt::Debug for Handover {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handover")
+    }
+}
+
+/// What goes back to the clients' thread: the client, its answer, and what takes its
+/// connection after it.
+type Answered = (u64, Response, Option<Handover>);
+
 /// Where the owner puts its answer to one client's request. Dropped unanswered (the
 /// owner stopped first), it answers that the request was not carried out.
 #[derive(Debug)]
 pub struct Answer {
     client: u64,
-    to: Option<mpsc::Sender<(u64, Response)>>,
+    to: Option<mpsc::Sender<Answered>>,
     shared: Arc<Shared>,
 }
 
 impl Answer {
     /// Answers the client.
     pub fn send(mut self, response: Response) {
-        self.deliver(response);
+        self.deliver(response, None);
     }
 
-    fn deliver(&mut self, response: Response) {
+    /// Answers the client, then hands its connection to `then` instead of closing it
+    /// (if the client read the whole answer).
+    pub fn send_then(mut self, response: Response, then: Handover) {
+        self.deliver(response, Some(then));
+    }
+
+    fn deliver(&mut self, response: Response, then: Option<Handover>) {
         if let Some(to) = self.to.take()
-            && to.send((self.client, response)).is_ok()
+            && to.send((self.client, response, then)).is_ok()
         {
             self.shared.wake.notify();
         }
@@ -95,9 +127,10 @@ impl Answer {
 
 impl Drop for Answer {
     fn drop(&mut self) {
-        self.deliver(error(
-            "the request was not carried out: hairpin is stopping",
-        ));
+        self.deliver(
+            error("the request was not carried out: hairpin is stopping"),
+            None,
+        );
     }
 }
 
@@ -185,6 +218,7 @@ enum State {
         at: usize,
         deadline: Instant,
         last: Instant,
+        then: Option<Handover>,
     },
 }
 
@@ -200,8 +234,8 @@ struct Server<D> {
     limits: Limits,
     dispatch: D,
     shared: Arc<Shared>,
-    answers_to: mpsc::Sender<(u64, Response)>,
-    answers: mpsc::Receiver<(u64, Response)>,
+    answers_to: mpsc::Sender<Answered>,
+    answers: mpsc::Receiver<Answered>,
     clients: HashMap<u64, Client>,
     next: u64,
     accept_paused_until: Option<Instant>,
@@ -235,9 +269,12 @@ impl<D: FnMut(Request, Answer)> Server<D> {
             if self.shared.stop.load(Ordering::Acquire) {
                 return;
             }
-            while let Ok((id, response)) = self.answers.try_recv() {
+            while let Ok((id, response, then)) = self.answers.try_recv() {
                 if let Some(client) = self.clients.get_mut(&id) {
                     client.state = writing(response, &self.limits, Instant::now());
+                    if let State::Writing { then: t, .. } = &mut client.state {
+                        *t = then;
+                    }
                     self.step(id);
                 }
             }
@@ -344,8 +381,14 @@ impl<D: FnMut(Request, Answer)> Server<D> {
             State::Waiting => true,
             State::Writing { .. } => write_out(&client.stream, &mut client.state, &self.limits),
         };
-        if !keep {
-            self.clients.remove(&id);
+        if !keep && let Some(client) = self.clients.remove(&id) {
+            // Answered whole, and taken over: the connection lives on there.
+            if let State::Writing { out, at, then, .. } = client.state
+                && at == out.len()
+                && let Some(then) = then
+            {
+                then.hand(client.stream);
+            }
         }
     }
 
@@ -428,6 +471,7 @@ fn writing(response: Response, limits: &Limits, now: Instant) -> State {
         at: 0,
         deadline: now + limits.deadline,
         last: now + ANSWER_TIME,
+        then: None,
     }
 }
 
@@ -438,6 +482,7 @@ fn write_out(mut stream: &UnixStream, state: &mut State, limits: &Limits) -> boo
         at,
         deadline,
         last,
+        ..
     } = state
     else {
         return true;
@@ -560,6 +605,32 @@ mod tests {
             deadline: Duration::from_millis(deadline_ms),
             ..Limits::default()
         }
+    }
+
+    #[test]
+    fn an_answer_with_a_handover_keeps_the_connection_open_for_its_taker() {
+        let (socket, listener) = Socket::new("handover");
+        let owner = |_: Request, answer: Answer| {
+            let taker = Handover::new(|mut stream: UnixStream| {
+                stream.set_nonblocking(false).unwrap();
+                stream.write_all(b"stream follows\n").unwrap();
+            });
+            answer.send_then(
+                Response::Done {
+                    message: "taken".into(),
+                },
+                taker,
+            );
+        };
+        let _clients = Clients::serve(listener, Limits::default(), &[], owner).unwrap();
+        let mut stream = socket.connect();
+        stream.write_all(SHOW_PORTS).unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        assert_eq!(
+            text,
+            "{\"version\":1,\"response\":\"done\",\"message\":\"taken\"}\nstream follows\n"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! The layers depend downwards only: `control` uses `datapath`, `switch` and `wire`;
 //! `datapath` uses `switch`; `switch` uses `wire`. Nothing below imports `control`.
 pub mod bridge;
+pub mod capture;
 pub mod clients;
 pub mod config;
 pub mod config_file;

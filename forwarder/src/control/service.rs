@@ -473,6 +473,9 @@ impl Control {
             }
             while let Ok(call) = self.inbox.try_recv() {
                 match call {
+                    Call::Request(Request::Capture(request), reply_to) => {
+                        self.capture(&request, reply_to);
+                    }
                     Call::Request(request, reply_to) => {
                         reply_to.send(self.handle(request));
                     }
@@ -570,7 +573,25 @@ impl Control {
                 Ok(report) => Response::Trace(Box::new(report)),
                 Err(e) => error(e.to_string()),
             },
-            Request::Capture(c) => error(format!("{}: capture is not built yet", c.port)),
+            Request::Capture(_) => error("a capture streams over the control socket only"),
+        }
+    }
+
+    /// Begins a capture: answered `capturing`, the client's connection then carries its
+    /// stream ([`super::capture`]); refused with the reason otherwise.
+    fn capture(&mut self, request: &protocol::CaptureRequest, reply_to: ReplyTo) {
+        match (self.bridge.capture(request), reply_to) {
+            (Ok(handover), ReplyTo::Client(answer)) => {
+                let response = Response::Capturing {
+                    port: request.port.clone(),
+                    direction: request.direction,
+                };
+                answer.send_then(response, handover);
+            }
+            (Ok(_), caller) => {
+                caller.send(error("a capture streams over the control socket only"));
+            }
+            (Err(e), reply_to) => reply_to.send(error(e.to_string())),
         }
     }
 

@@ -19,7 +19,10 @@ use hairpin_common::{
     maps, xsk_index,
 };
 
-use crate::{control::port::Interface, switch::fdb::SharedMemory};
+use crate::{
+    control::{capture::XdpTaps, port::Interface},
+    switch::fdb::SharedMemory,
+};
 
 /// The XDP object `cargo xtask build` embedded (empty for a plain `cargo build`).
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hairpin.bpf.o"));
@@ -215,6 +218,8 @@ pub struct Steering {
     queue_ranges: QueueRanges,
     /// By ifindex.
     links: Vec<(u32, String, XdpLinkId)>,
+    /// The tap maps, until the capture thread takes them.
+    taps: Option<XdpTaps>,
 }
 
 /// The fast path's maps (see `ebpf/src/fast.rs`).
@@ -334,7 +339,10 @@ impl Steering {
             allowed_now: BTreeMap::new(),
             tx: PerCpuArray::try_from(tx).map_err(typed(maps::FAST_TX))?,
         };
+        let taps = XdpTaps::new(take(maps::TAPS)?, take(maps::TAP_RING)?, take(maps::TAP_LOST)?)
+            .map_err(typed(maps::TAP_RING))?;
         Ok(Self {
+            taps: Some(taps),
             fast,
             ports: HashMap::try_from(ports).map_err(typed(maps::PORTS))?,
             host_ipv4: HashMap::try_from(host_ipv4).map_err(typed(maps::HOST_IPV4))?,
@@ -345,6 +353,11 @@ impl Steering {
             queue_ranges: QueueRanges::default(),
             links: Vec::new(),
         })
+    }
+
+    /// The tap maps (`TAPS`, `TAP_RING`, `TAP_LOST`), for the capture thread: once.
+    pub fn take_taps(&mut self) -> Option<XdpTaps> {
+        self.taps.take()
     }
 
     /// Gives port `slot` one entry per RX queue in the per-queue maps (`XSKS`,

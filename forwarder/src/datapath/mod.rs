@@ -63,6 +63,7 @@ pub mod latency;
 mod open;
 mod retag;
 pub mod stats;
+pub mod tap;
 mod visits;
 mod worker;
 pub mod xsk;
@@ -207,6 +208,8 @@ pub struct Datapath {
     /// The most kernel memory the sockets of all workers may hold in their buffer pools
     /// ([`KERNEL_BYTES_PER_FRAME`]): a quarter of the host's memory.
     kernel_memory_limit: u64,
+    /// Which ports' frames the workers copy for captures.
+    taps: Arc<tap::Taps>,
 }
 
 impl Datapath {
@@ -236,6 +239,7 @@ impl Datapath {
         );
         let mailboxes = make_mailboxes(&umems)?;
         let (reply_to, replies) = mpsc::channel();
+        let workers = cores.len();
         let mut datapath = Self {
             workers: Vec::with_capacity(cores.len()),
             mailboxes,
@@ -246,6 +250,7 @@ impl Datapath {
             panicked: 0,
             sg: AtomicBool::new(true),
             kernel_memory_limit: sys::memory_total().unwrap_or(u64::MAX) / 4,
+            taps: Arc::new(tap::Taps::new(workers)),
         };
         datapath.spawn_workers(&tables, &reply_to, ports, umems)?;
         Ok(datapath)
@@ -281,6 +286,7 @@ impl Datapath {
                 replies: reply_to.clone(),
                 seq: 0,
                 tables: Arc::clone(tables),
+                taps: Arc::clone(&self.taps),
                 mailboxes: Arc::clone(&self.mailboxes),
                 counters: Arc::clone(&counters),
                 stop: Arc::clone(&self.stop),
@@ -318,6 +324,11 @@ impl Datapath {
             }
         }
         Ok(())
+    }
+
+    /// Which ports' frames the workers copy for captures, and the copies.
+    pub fn taps(&self) -> &Arc<tap::Taps> {
+        &self.taps
     }
 
     /// The core each worker (queue index) is pinned to.

@@ -41,6 +41,7 @@
 mod books;
 mod offload;
 mod ports;
+mod taps;
 #[cfg(test)]
 mod tests;
 
@@ -58,6 +59,7 @@ pub(super) use self::ports::WorkerPort;
 use self::{
     books::{KERNEL_STATS_SOCKETS, KERNEL_STATS_TURNS},
     offload::finish_checksum,
+    taps::tap_frames,
 };
 use super::{
     command::Reply,
@@ -66,6 +68,7 @@ use super::{
     latency::Recorder,
     retag::retag_in_place,
     stats::{PortQueueCounters, WorkerCounters},
+    tap::{self, Taps},
     visits::Visits,
     xsk::{self, Desc, Kick, MAX_CHAIN, Umem},
 };
@@ -136,6 +139,8 @@ pub(super) struct Worker {
     /// Commands are numbered in the order they arrive, as the sender numbers them.
     pub seq: u64,
     pub tables: Arc<Tables>,
+    /// Which ports' frames are copied for captures, and the rings they go to.
+    pub taps: Arc<Taps>,
     pub mailboxes: Arc<[Mailbox]>,
     pub counters: Arc<WorkerCounters>,
     pub stop: Arc<AtomicBool>,
@@ -448,6 +453,14 @@ impl Worker {
         // they are queued again.
         let data = unsafe { umem.data(chain[0]) };
         let verdict = decide(&self.tables, data, ingress, now);
+        if self.taps.wants(ingress, tap::IN) {
+            let reason = match verdict.action {
+                Action::Drop(reason) => Some(reason),
+                _ => None,
+            };
+            // SAFETY: as above; the chain is as received (nothing changed it yet).
+            unsafe { tap_frames(&self.taps, self.index, umem, chain, ingress, tap::IN, reason) };
+        }
         if !matches!(verdict.action, Action::Drop(_)) && finish_checksum(umem, chain) {
             c.checksums_finished.add(1);
         }
@@ -680,6 +693,7 @@ impl Worker {
             }
             let want = port.pending.len();
             let tx = &mut port.socket.tx;
+            let tapped = self.taps.wants(port.id, tap::OUT);
             let mut n = want.min(tx.free(want as u32) as usize);
             if n < want {
                 // Back to the end of the last whole frame that fits.
@@ -687,6 +701,16 @@ impl Worker {
                     .iter()
                     .rposition(|d| !d.more)
                     .map_or(0, |p| p + 1);
+            }
+            if tapped {
+                let (umem, pending) = (&group.umem, &port.pending);
+                // SAFETY: every pending descriptor is a frame of the port's group's UMEM
+                // the worker owns (below), retagged already; nothing writes it now.
+                unsafe {
+                    tap_frames(&self.taps, self.index, umem, &pending[..n], port.id, tap::OUT, None);
+                    let full = Some(DropReason::TxRingFull);
+                    tap_frames(&self.taps, self.index, umem, &pending[n..], port.id, tap::OUT, full);
+                }
             }
             if n > 0 {
                 // Every pending descriptor is a frame of the port's group's UMEM, held

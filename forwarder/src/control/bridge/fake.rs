@@ -27,10 +27,12 @@ use crate::{
         netdev::DeviceXdp,
         netlink::{Change, Link},
         port::{Interface, PortError},
+        capture::XdpTaps,
         xdp::{AttachedMode, XdpAttachMode, XdpError},
     },
     datapath::{
         DatapathConfig, DatapathError, PortQueues, Snapshot, latency,
+        tap::Taps,
         stats::{PortQueueSnapshot, WorkerSnapshot},
         xsk::MAX_CHAIN,
     },
@@ -455,6 +457,7 @@ impl Kernel for FakeKernel {
             .map_err(Failure::datapath)?;
         Ok(Box::new(FakeWorkers {
             kernel: self.clone(),
+            taps: Arc::new(Taps::new(cores.len())),
             cores,
             tables,
         }))
@@ -479,6 +482,10 @@ impl FakeProgram {
 }
 
 impl XdpProgram for FakeProgram {
+    fn take_taps(&mut self) -> Option<XdpTaps> {
+        None
+    }
+
     fn shared_fdb(&self) -> Result<Fdb, XdpError> {
         Ok(Fdb::with_capacity(
             self.fdb_buckets * hairpin_common::fdb::SLOTS,
@@ -703,6 +710,7 @@ impl NetdevFamily for FakeNetdev {
 #[derive(Debug)]
 struct FakeWorkers {
     kernel: FakeKernel,
+    taps: Arc<Taps>,
     cores: Vec<usize>,
     /// The last tables given.
     tables: Arc<Tables>,
@@ -711,6 +719,10 @@ struct FakeWorkers {
 impl Workers for FakeWorkers {
     fn cores(&self) -> &[usize] {
         &self.cores
+    }
+
+    fn taps(&self) -> Arc<Taps> {
+        Arc::clone(&self.taps)
     }
 
     fn workers(&self) -> usize {

@@ -24,9 +24,12 @@ use crate::{
         netdev::{DeviceXdp, Netdev},
         netlink::{Change, Link, Netlink},
         port::{Interface, PortError},
+        capture::XdpTaps,
         xdp::{AttachedMode, Steering, XdpAttachMode, XdpError},
     },
-    datapath::{Datapath, DatapathConfig, DatapathError, PortQueues, PortSockets, Snapshot},
+    datapath::{
+        Datapath, DatapathConfig, DatapathError, PortQueues, PortSockets, Snapshot, tap::Taps,
+    },
     switch::{Fdb, PortId, Tables},
 };
 
@@ -92,6 +95,8 @@ pub trait XdpProgram: fmt::Debug + Send {
     ) -> Result<(), XdpError>;
     /// What the fast path sent out of port `slot`.
     fn fast_tx(&self, slot: u32) -> Result<FastTx, XdpError>;
+    /// The program's tap maps, for the capture thread (once; none for a fake).
+    fn take_taps(&mut self) -> Option<XdpTaps>;
 }
 
 /// The kernel's links and addresses ([`Netlink`]'s methods of the same names).
@@ -138,6 +143,8 @@ pub trait Workers: fmt::Debug + Send {
     fn set_tables(&mut self, tables: &Arc<Tables>) -> Result<(), DatapathError>;
     /// The counters now.
     fn snapshot(&self) -> Snapshot;
+    /// Which ports' frames the workers copy for captures.
+    fn taps(&self) -> Arc<Taps>;
 }
 
 /// A port's sockets opened by [`Workers::open`], not yet handed to the workers: each
@@ -293,6 +300,10 @@ impl XdpProgram for Steering {
     fn fast_tx(&self, slot: u32) -> Result<FastTx, XdpError> {
         Steering::fast_tx(self, slot)
     }
+
+    fn take_taps(&mut self) -> Option<XdpTaps> {
+        Steering::take_taps(self)
+    }
 }
 
 impl Rtnetlink for Netlink {
@@ -363,6 +374,10 @@ impl Workers for Datapath {
 
     fn set_tables(&mut self, tables: &Arc<Tables>) -> Result<(), DatapathError> {
         Datapath::set_tables(self, tables)
+    }
+
+    fn taps(&self) -> Arc<Taps> {
+        Arc::clone(Datapath::taps(self))
     }
 
     fn snapshot(&self) -> Snapshot {

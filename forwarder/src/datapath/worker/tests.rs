@@ -22,6 +22,7 @@ use crate::{
         handoff::{self, Mailbox},
         latency,
         stats::{PortQueueSnapshot, WorkerCounters},
+        tap::{self, Taps},
         visits::{QUIET_TURNS, SWEEP, Visits},
         xsk::{Kick, MAX_CHAIN, Umem},
     },
@@ -40,6 +41,7 @@ const QUOTA: usize = RING as usize;
 struct Rig {
     workers: Vec<(Worker, Turns)>,
     replies: mpsc::Receiver<Reply>,
+    taps: Arc<Taps>,
 }
 
 /// An Ethernet frame of `len` bytes from `src` to `dst` (an experimental EtherType: no
@@ -77,6 +79,7 @@ impl Rig {
             .into();
         let (reply_to, replies) = mpsc::channel();
         let tables = Arc::new(tables);
+        let taps = Arc::new(Taps::new(workers));
         let stop = Arc::new(AtomicBool::new(false));
         let workers = umems
             .into_iter()
@@ -93,6 +96,7 @@ impl Rig {
                     replies: reply_to.clone(),
                     seq: 0,
                     tables: Arc::clone(&tables),
+                    taps: Arc::clone(&taps),
                     mailboxes: Arc::clone(&mailboxes),
                     counters: Arc::new(WorkerCounters::new(MAX_PORTS)),
                     stop: Arc::clone(&stop),
@@ -110,7 +114,11 @@ impl Rig {
                 (worker, turns)
             })
             .collect();
-        Self { workers, replies }
+        Self {
+            workers,
+            replies,
+            taps,
+        }
     }
 
     /// `workers` workers and `ports` plain downlinks, all up, in VEB mode.
@@ -308,6 +316,45 @@ fn a_flood_copies_the_frame_to_every_other_port_and_frees_every_frame() {
     assert_eq!(rig.counters(0, 0).flood_copies, 2);
     let tx: u64 = (1..4).map(|id| rig.counters(0, id).tx_packets).sum();
     assert_eq!(tx, 3);
+    rig.assert_all_back(0);
+}
+
+#[test]
+fn a_tapped_port_s_frames_are_copied_as_received_and_as_sent_drops_with_their_reason() {
+    let mut rig = Rig::veb(1, 3);
+    let fakes: Vec<FakeSocket> = (0..3).map(|id| rig.attach(id)).collect();
+    rig.taps.arm();
+    rig.taps.set(0, tap::IN);
+    rig.taps.set(2, tap::OUT);
+    let f = frame(BROADCAST, mac(1), 200, 3);
+    fakes[0].receive(&f).unwrap();
+    let mut bad = frame(BROADCAST, mac(1), 60, 0);
+    bad[6] = 0x01;
+    fakes[0].receive(&bad).unwrap();
+    // Port 1 is not tapped, nor port 2's receiving.
+    fakes[1].receive(&frame(BROADCAST, mac(2), 90, 1)).unwrap();
+    rig.turn(0);
+    let mut tapped = Vec::new();
+    rig.taps
+        .drain(|t| tapped.push((t.port, t.dir, t.reason, t.data.clone())));
+    tapped.sort_by_key(|t| (t.0, t.1, t.3.len()));
+    assert_eq!(
+        tapped,
+        [
+            (0, tap::IN, Some(DropReason::BadSourceMac), bad.clone()),
+            (0, tap::IN, None, f.clone()),
+            (2, tap::OUT, None, frame(BROADCAST, mac(2), 90, 1)),
+            (2, tap::OUT, None, f.clone()),
+        ]
+    );
+    // Untapped, nothing more is copied.
+    rig.taps.set(0, 0);
+    rig.taps.set(2, 0);
+    fakes[0].receive(&f).unwrap();
+    rig.turn(0);
+    let mut more = 0;
+    rig.taps.drain(|_| more += 1);
+    assert_eq!((more, rig.taps.lost(0)), (0, 0));
     rig.assert_all_back(0);
 }
 

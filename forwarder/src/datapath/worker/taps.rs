@@ -1,0 +1,34 @@
+//! A worker's side of the taps ([`crate::datapath::tap`]): the bytes of a frame that
+//! lies in a UMEM, handed to the worker's tap ring.
+use super::super::{
+    tap::Taps,
+    xsk::{self, Desc, MAX_CHAIN, Umem},
+};
+use crate::switch::{DropReason, PortId};
+
+/// Taps each frame of `descs` (whole chains, frames of `umem`) as `port`'s in direction
+/// `dir`, dropped for `reason` if any, on worker `worker`'s ring.
+///
+/// # Safety
+///
+/// The caller owns the frames (off its RX ring or on its pending batch), and nothing
+/// writes them during the call.
+pub(super) unsafe fn tap_frames(
+    taps: &Taps,
+    worker: usize,
+    umem: &Umem,
+    descs: &[Desc],
+    port: PortId,
+    dir: u8,
+    reason: Option<DropReason>,
+) {
+    let mut parts: [&[u8]; MAX_CHAIN] = [&[]; MAX_CHAIN];
+    for chain in xsk::frames(descs) {
+        let n = chain.len().min(MAX_CHAIN);
+        for (part, &desc) in parts.iter_mut().zip(&chain[..n]) {
+            // SAFETY: the caller owns the frame; the slice ends with this call.
+            *part = unsafe { umem.data(desc) };
+        }
+        taps.take(worker, port, dir, reason, &parts[..n]);
+    }
+}
