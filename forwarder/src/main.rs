@@ -93,6 +93,7 @@ fn run(cli: Cli) -> Result<()> {
                 frame: args.frame(),
             },
         ),
+        Command::Capture(args) => cli::capture::run(&args),
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use hairpin::control::{
     config::BridgeConfig,
-    protocol::TraceFrame,
+    protocol::{CaptureRequest, Direction, MAX_SNAPLEN, TraceFrame},
     service::DEFAULT_SOCKET,
     spec::{PortFlags, PortSpec},
     xdp::{FastPath, XdpAttachMode},
@@ -63,6 +63,11 @@ pub(crate) enum Command {
     /// ports with their tag actions or the drop reason, and the path (fast or workers).
     /// Changes nothing, the MAC table included.
     Trace(Box<TraceArgs>),
+    /// Capture the frames a running hairpin's PORT receives and sends, as tcpdump does:
+    /// one line per frame, or the frames to a file (-w, pcapng). The XDP fast path's
+    /// frames are there too, and the frames hairpin drops with their reason. Ctrl-C
+    /// stops it; the summary (frames seen, captured, lost) goes to stderr.
+    Capture(Box<CaptureArgs>),
     /// A live view of a running hairpin, redrawn in place: per port packets/s, bits/s and
     /// drops/s, per worker busy % and cycles/frame, the interval's latency, the MAC table.
     Top {
@@ -136,6 +141,84 @@ impl TraceArgs {
                 ethertype: self.ethertype,
             },
         }
+    }
+}
+
+/// `hairpin capture`: the port, which of its frames, how many, and where they go.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("direction").args(["inbound", "outbound", "both"])))]
+pub(crate) struct CaptureArgs {
+    /// The port.
+    pub(crate) port: String,
+    /// Only the frames the port receives (as they arrive, before any tag is pushed or
+    /// popped).
+    #[arg(long = "in")]
+    pub(crate) inbound: bool,
+    /// Only the frames the port sends (as they leave, tag and all).
+    #[arg(long = "out")]
+    pub(crate) outbound: bool,
+    /// The frames it receives and those it sends (the default).
+    #[arg(long)]
+    pub(crate) both: bool,
+    /// Stop after this many frames (that passed the filter).
+    #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) count: Option<u64>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) seconds: Option<u64>,
+    /// Bytes kept of each frame, 1 to 65535 (default: 65535, whole frames).
+    #[arg(short = 's', long, value_name = "N", value_parser = parse_snaplen)]
+    pub(crate) snaplen: Option<u32>,
+    /// Write the frames to FILE (`-`: stdout, e.g. `-w - | tcpdump -r - -nn`) as pcapng,
+    /// with each frame's direction and hairpin's comments (`dropped: REASON`, `fast
+    /// path`) and the statistics at the end, instead of printing a line per frame.
+    #[arg(short = 'w', long = "write", value_name = "FILE")]
+    pub(crate) write: Option<PathBuf>,
+    /// With -w: classic pcap (nanosecond timestamps) instead of pcapng, for tools that
+    /// read nothing else. Each frame's direction and comments (drop reason, fast path)
+    /// and the statistics are lost there.
+    #[arg(long, requires = "write")]
+    pub(crate) pcap: bool,
+    /// The control socket of the hairpin to capture from.
+    #[arg(long, default_value = DEFAULT_SOCKET)]
+    pub(crate) socket: PathBuf,
+    /// A tcpdump filter (pcap-filter(7)), its words joined by spaces as tcpdump does,
+    /// e.g. `tcp port 80 and not host 10.0.0.1`; none: every frame.
+    #[arg(value_name = "FILTER")]
+    pub(crate) filter: Vec<String>,
+}
+
+impl CaptureArgs {
+    /// Which of the port's frames it asks for.
+    pub(crate) fn direction(&self) -> Direction {
+        match (self.inbound, self.outbound) {
+            (true, _) => Direction::In,
+            (_, true) => Direction::Out,
+            _ => Direction::Both,
+        }
+    }
+
+    /// The request hairpin is sent: it enforces the count, seconds and filter.
+    pub(crate) fn request(&self) -> CaptureRequest {
+        CaptureRequest {
+            port: self.port.clone(),
+            direction: self.direction(),
+            filter: (!self.filter.is_empty()).then(|| self.filter.join(" ")),
+            count: self.count,
+            seconds: self.seconds,
+            snaplen: self.snaplen,
+        }
+    }
+}
+
+/// A `--snaplen` of `hairpin capture`: 1 to [`MAX_SNAPLEN`] bytes.
+fn parse_snaplen(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if (1..=MAX_SNAPLEN).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?}: give the bytes kept of each frame, 1 to {MAX_SNAPLEN} \
+             (without -s, whole frames are kept)"
+        )),
     }
 }
 
@@ -394,5 +477,80 @@ mod tests {
         assert!(parse_tag("4095").is_err());
         assert!(parse_tag("10:8").is_err());
         assert_eq!(parse_ethertype("0x86dd"), Ok(0x86dd));
+    }
+
+    fn capture(words: &[&str]) -> Result<CaptureArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["hairpin", "capture"].iter().chain(words))?;
+        let Command::Capture(args) = cli.command else {
+            panic!("not a capture")
+        };
+        Ok(*args)
+    }
+
+    #[test]
+    fn capture_takes_a_direction_limits_and_a_trailing_filter() {
+        let args = capture(&["vf0"]).unwrap();
+        assert_eq!(
+            args.request(),
+            CaptureRequest {
+                port: "vf0".into(),
+                direction: Direction::Both,
+                filter: None,
+                count: None,
+                seconds: None,
+                snaplen: None,
+            }
+        );
+        assert!(args.write.is_none() && !args.pcap);
+        let args = capture(&[
+            "vf0",
+            "--in",
+            "-c",
+            "5",
+            "tcp",
+            "port",
+            "80",
+            "--seconds",
+            "9",
+            "-s",
+            "128",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.request(),
+            CaptureRequest {
+                port: "vf0".into(),
+                direction: Direction::In,
+                filter: Some("tcp port 80".into()),
+                count: Some(5),
+                seconds: Some(9),
+                snaplen: Some(128),
+            }
+        );
+        assert_eq!(
+            capture(&["vf0", "--out"]).unwrap().direction(),
+            Direction::Out
+        );
+        assert_eq!(
+            capture(&["vf0", "--both"]).unwrap().direction(),
+            Direction::Both
+        );
+        let args = capture(&["vf0", "-w", "-", "--pcap"]).unwrap();
+        assert_eq!(args.write.as_deref(), Some(std::path::Path::new("-")));
+        assert!(args.pcap);
+    }
+
+    #[test]
+    fn capture_refuses_two_directions_a_bad_snaplen_and_pcap_without_a_file() {
+        assert!(capture(&["vf0", "--in", "--out"]).is_err());
+        assert!(capture(&["vf0", "--in", "--both"]).is_err());
+        assert!(capture(&["vf0", "--pcap"]).is_err());
+        assert!(capture(&["vf0", "-c", "0"]).is_err());
+        for bad in ["0", "65536", "x"] {
+            let e = capture(&["vf0", "-s", bad]).unwrap_err().to_string();
+            assert!(e.contains("1 to 65535"), "{e}");
+        }
+        assert_eq!(parse_snaplen("65535"), Ok(MAX_SNAPLEN));
+        assert_eq!(parse_snaplen("1"), Ok(1));
     }
 }

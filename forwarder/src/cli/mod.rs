@@ -1,7 +1,8 @@
 //! The `hairpin` command's own parts, outside the library: its options and
-//! subcommands (`args.rs`), the client commands (`client.rs`), `run` as a service
-//! (`serve.rs`) and `top` (`top.rs`).
+//! subcommands (`args.rs`), the client commands (`client.rs`), `capture`
+//! (`capture.rs`), `run` as a service (`serve.rs`) and `top` (`top.rs`).
 pub(crate) mod args;
+pub(crate) mod capture;
 pub(crate) mod client;
 pub(crate) mod serve;
 pub(crate) mod top;

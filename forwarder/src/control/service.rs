@@ -618,6 +618,14 @@ fn parse_mac(text: &str) -> Result<Mac, BridgeError> {
 
 /// Sends `request` to the service at `socket` and returns its answer.
 pub fn request(socket: &Path, request: &Request) -> io::Result<Response> {
+    open(socket, request).map(|(response, _)| response)
+}
+
+/// Sends `request` to the service at `socket` and reads its answer line; returns the
+/// answer and the connection, still open, for a request whose answer goes on
+/// (`hairpin capture`'s stream): the reader holds whatever followed the answer line.
+/// The connection has a read timeout of 30 s, for the answer; clear it to wait longer.
+pub fn open(socket: &Path, request: &Request) -> io::Result<(Response, BufReader<UnixStream>)> {
     let stream = UnixStream::connect(socket).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -635,12 +643,13 @@ pub fn request(socket: &Path, request: &Request) -> io::Result<Response> {
     .map_err(io::Error::other)?;
     line.push('\n');
     (&stream).write_all(line.as_bytes())?;
+    let mut reader = BufReader::new(stream);
     let mut answer = String::new();
-    BufReader::new(&stream).read_line(&mut answer)?;
+    reader.read_line(&mut answer)?;
     let answer: ResponseLine = serde_json::from_str(&answer).map_err(|e| {
         io::Error::new(io::ErrorKind::InvalidData, format!("malformed answer: {e}"))
     })?;
-    Ok(answer.response)
+    Ok((answer.response, reader))
 }
 
 #[cfg(test)]
