@@ -476,7 +476,9 @@ pub mod tap {
 
     impl core::fmt::Debug for Record {
         fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-            f.debug_struct("Record").field("meta", &self.meta).finish_non_exhaustive()
+            f.debug_struct("Record")
+                .field("meta", &self.meta)
+                .finish_non_exhaustive()
         }
     }
 

@@ -31,13 +31,13 @@
 //! its captures as received and as sent ([`crate::tap`]).
 use core::intrinsics::{AtomicOrdering, atomic_cxchg};
 
+use crate::tap;
 use aya_ebpf::{
     helpers::{bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_load_bytes},
     macros::map,
     maps::{Array, DevMapHash, HashMap, PerCpuArray},
     programs::XdpContext,
 };
-use crate::tap;
 use hairpin_common::{
     FastConf, FastTx, MAX_PORTS, NO_SLOT, SlotConf, allowed_key,
     csum::{self, IPV4_LEN, IPV6_LEN},

@@ -42,7 +42,11 @@ pub fn take(ctx: &XdpContext, slot: u32, dir: u8) {
         lost(slot);
         return;
     };
-    let kept = if len as usize > SNAP { SNAP as u32 } else { len };
+    let kept = if len as usize > SNAP {
+        SNAP as u32
+    } else {
+        len
+    };
     // 1 to SNAP, by a mask the verifier follows (`black_box`: kept in the code as
     // written); equal to `kept` but for an empty frame, whose copy then fails.
     let caplen = core::hint::black_box(kept.wrapping_sub(1) & (SNAP as u32 - 1)) + 1;

@@ -14,7 +14,8 @@
 //! Frames the rings had no room for are counted too; both counts close the stream.
 //!
 //! A capture begins when the control socket's thread hands over the client's connection
-//! after the `capturing` answer ([`Captures::handover`]), and ends at its count, its
+//! ([`Captures::handover`]): the capture thread taps the port, then answers `capturing`
+//! (so a client that has read it misses no frame sent after), and ends at its count, its
 //! seconds, when the client shuts down its side (Ctrl-C in `hairpin capture`), when
 //! its port is removed, or when hairpin stops: then its statistics block is written and
 //! the connection closed. Several captures of one port or of several run at once, each
@@ -37,14 +38,16 @@ use std::{
 
 use pcap::{BpfProgram, Capture as Pcap, Linktype};
 
-pub use self::xdp::XdpTaps;
 use self::stream::{Counts, Stream};
+pub use self::xdp::XdpTaps;
 use super::{
     clients::Handover,
-    protocol::{CaptureRequest, Direction, MAX_SNAPLEN, capture_stream},
+    protocol::{
+        self, CaptureRequest, Direction, MAX_SNAPLEN, Response, ResponseLine, capture_stream,
+    },
 };
 use crate::{
-    datapath::tap::{self, Taps, Tapped},
+    datapath::tap::{self, Tapped, Taps},
     switch::{DropReason, PortId},
     sys::{self, EventFd},
 };
@@ -82,9 +85,7 @@ impl Plan {
     pub fn new(port: PortId, name: &str, request: &CaptureRequest) -> Result<Self, String> {
         let snaplen = request.snaplen.unwrap_or(MAX_SNAPLEN);
         if !(1..=MAX_SNAPLEN).contains(&snaplen) {
-            return Err(format!(
-                "snaplen {snaplen}: give 1 to {MAX_SNAPLEN} bytes"
-            ));
+            return Err(format!("snaplen {snaplen}: give 1 to {MAX_SNAPLEN} bytes"));
         }
         if request.count == Some(0) || request.seconds == Some(0) {
             return Err("a count or seconds of 0 would capture nothing: give at least 1".into());
@@ -113,11 +114,47 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// Its directions as the protocol says them.
+    pub fn direction(&self) -> Direction {
+        match self.dirs {
+            tap::IN => Direction::In,
+            tap::OUT => Direction::Out,
+            _ => Direction::Both,
+        }
+    }
+}
+
 /// Compiles a tcpdump filter expression for Ethernet frames, with libpcap.
 fn compile(filter: &str) -> Result<BpfProgram, String> {
     let dead = Pcap::dead(Linktype::ETHERNET).map_err(|e| format!("libpcap: {e}"))?;
     dead.compile(filter, true)
         .map_err(|e| format!("filter {filter:?}: {e}"))
+}
+
+/// A port mirror (SPAN) as the capture thread carries it out: copies of the frames of
+/// `from` in directions `dirs` are sent out of port `to` (interface `to_ifindex`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorSink {
+    /// Its name.
+    pub name: String,
+    /// The mirrored ports.
+    pub from: Vec<PortId>,
+    /// [`tap::IN`] and/or [`tap::OUT`].
+    pub dirs: u8,
+    /// The monitor port.
+    pub to: PortId,
+    /// The monitor port's interface.
+    pub to_ifindex: u32,
+}
+
+/// What a mirror did so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MirrorCounts {
+    /// Copies sent out of the monitor port.
+    pub copies: u64,
+    /// Copies lost: the rings were full, or the monitor port's queue.
+    pub lost: u64,
 }
 
 /// A call to the capture thread.
@@ -136,6 +173,7 @@ pub struct Captures {
     calls: mpsc::Sender<Call>,
     wake: Arc<EventFd>,
     running: Arc<AtomicUsize>,
+    mirrors: std::sync::Mutex<Vec<MirrorSink>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -168,6 +206,7 @@ impl Captures {
             calls,
             wake,
             running,
+            mirrors: std::sync::Mutex::default(),
             thread: Some(thread),
         })
     }
@@ -185,6 +224,26 @@ impl Captures {
                 wake.notify();
             }
         })
+    }
+
+    /// Carries out exactly `mirrors` from now on (every mirror not among them stops at
+    /// once, its counts forgotten).
+    pub fn set_mirrors(&self, mirrors: Vec<MirrorSink>) {
+        // Carried out by the capture thread (next change); until then, kept.
+        *self
+            .mirrors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = mirrors;
+    }
+
+    /// Each mirror's counts, by name.
+    pub fn mirror_counts(&self) -> Vec<(String, MirrorCounts)> {
+        self.mirrors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|m| (m.name.clone(), MirrorCounts::default()))
+            .collect()
     }
 
     /// Port `port` left: its captures end.
@@ -313,6 +372,17 @@ impl Hub {
             return;
         }
         self.taps.arm();
+        // Answered once the port is tapped (below, before the thread's next turn): a
+        // client that reads `capturing` misses no frame sent after.
+        let answer = ResponseLine {
+            version: protocol::VERSION,
+            response: Response::Capturing {
+                port: plan.name.clone(),
+                direction: plan.direction(),
+            },
+        };
+        let mut preface = serde_json::to_vec(&answer).unwrap_or_default();
+        preface.push(b'\n');
         tracing::info!(
             "capture on {} begins (filter {:?})",
             plan.name,
@@ -320,8 +390,10 @@ impl Hub {
         );
         self.captures.push(Live {
             lost_at_start: self.lost(plan.port),
-            stream: Stream::new(&plan.name, plan.snaplen),
-            until: plan.seconds.map(|s| Instant::now() + Duration::from_secs(s)),
+            stream: Stream::new(&preface, &plan.name, plan.snaplen),
+            until: plan
+                .seconds
+                .map(|s| Instant::now() + Duration::from_secs(s)),
             plan,
             filter,
             conn,
@@ -397,10 +469,14 @@ impl Hub {
                 continue;
             }
             if c.ending.is_none() && c.until.is_some_and(|t| now >= t) {
-                c.end(ring_losses(&self.taps, self.xdp.as_ref(), c.plan.port), clock);
+                c.end(
+                    ring_losses(&self.taps, self.xdp.as_ref(), c.plan.port),
+                    clock,
+                );
             }
             gone[i] = !c.write_out()
-                || c.ending.is_some_and(|by| c.stream.pending().is_empty() || now >= by);
+                || c.ending
+                    .is_some_and(|by| c.stream.pending().is_empty() || now >= by);
         }
         let mut i = 0;
         self.captures.retain(|c| {
@@ -439,11 +515,7 @@ impl Hub {
             .filter(|(p, _)| !want.iter().any(|(q, _)| q == p))
             .map(|&(p, _)| (p, 0));
         let changes: Vec<(PortId, u8)> = cleared
-            .chain(
-                want.iter()
-                    .copied()
-                    .filter(|w| !self.tapped.contains(w)),
-            )
+            .chain(want.iter().copied().filter(|w| !self.tapped.contains(w)))
             .collect();
         for (port, dirs) in changes {
             self.taps.set(port, dirs);

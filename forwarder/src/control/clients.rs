@@ -91,9 +91,9 @@ impl std::fmt::Debug for Handover {
     }
 }
 
-/// What goes back to the clients' thread: the client, its answer, and what takes its
-/// connection after it.
-type Answered = (u64, Response, Option<Handover>);
+/// What goes back to the clients' thread: the client, its answer (none: its taker
+/// answers), and what takes its connection after it.
+type Answered = (u64, Option<Response>, Option<Handover>);
 
 /// Where the owner puts its answer to one client's request. Dropped unanswered (the
 /// owner stopped first), it answers that the request was not carried out.
@@ -107,16 +107,21 @@ pub struct Answer {
 impl Answer {
     /// Answers the client.
     pub fn send(mut self, response: Response) {
-        self.deliver(response, None);
+        self.deliver(Some(response), None);
     }
 
     /// Answers the client, then hands its connection to `then` instead of closing it
     /// (if the client read the whole answer).
     pub fn send_then(mut self, response: Response, then: Handover) {
-        self.deliver(response, Some(then));
+        self.deliver(Some(response), Some(then));
     }
 
-    fn deliver(&mut self, response: Response, then: Option<Handover>) {
+    /// Hands the client's connection to `then` unanswered: `then` answers it.
+    pub fn hand_over(mut self, then: Handover) {
+        self.deliver(None, Some(then));
+    }
+
+    fn deliver(&mut self, response: Option<Response>, then: Option<Handover>) {
         if let Some(to) = self.to.take()
             && to.send((self.client, response, then)).is_ok()
         {
@@ -128,7 +133,9 @@ impl Answer {
 impl Drop for Answer {
     fn drop(&mut self) {
         self.deliver(
-            error("the request was not carried out: hairpin is stopping"),
+            Some(error(
+                "the request was not carried out: hairpin is stopping",
+            )),
             None,
         );
     }
@@ -270,6 +277,12 @@ impl<D: FnMut(Request, Answer)> Server<D> {
                 return;
             }
             while let Ok((id, response, then)) = self.answers.try_recv() {
+                let Some(response) = response else {
+                    if let (Some(client), Some(then)) = (self.clients.remove(&id), then) {
+                        then.hand(client.stream);
+                    }
+                    continue;
+                };
                 if let Some(client) = self.clients.get_mut(&id) {
                     client.state = writing(response, &self.limits, Instant::now());
                     if let State::Writing { then: t, .. } = &mut client.state {

@@ -577,17 +577,12 @@ impl Control {
         }
     }
 
-    /// Begins a capture: answered `capturing`, the client's connection then carries its
-    /// stream ([`super::capture`]); refused with the reason otherwise.
+    /// Begins a capture: the capture thread takes the client's connection, answers
+    /// `capturing` once the port is tapped, and streams on it ([`super::capture`]);
+    /// refused with the reason otherwise.
     fn capture(&mut self, request: &protocol::CaptureRequest, reply_to: ReplyTo) {
         match (self.bridge.capture(request), reply_to) {
-            (Ok(handover), ReplyTo::Client(answer)) => {
-                let response = Response::Capturing {
-                    port: request.port.clone(),
-                    direction: request.direction,
-                };
-                answer.send_then(response, handover);
-            }
+            (Ok(handover), ReplyTo::Client(answer)) => answer.hand_over(handover),
             (Ok(_), caller) => {
                 caller.send(error("a capture streams over the control socket only"));
             }

@@ -339,8 +339,12 @@ impl Steering {
             allowed_now: BTreeMap::new(),
             tx: PerCpuArray::try_from(tx).map_err(typed(maps::FAST_TX))?,
         };
-        let taps = XdpTaps::new(take(maps::TAPS)?, take(maps::TAP_RING)?, take(maps::TAP_LOST)?)
-            .map_err(typed(maps::TAP_RING))?;
+        let taps = XdpTaps::new(
+            take(maps::TAPS)?,
+            take(maps::TAP_RING)?,
+            take(maps::TAP_LOST)?,
+        )
+        .map_err(typed(maps::TAP_RING))?;
         Ok(Self {
             taps: Some(taps),
             fast,

@@ -459,7 +459,17 @@ impl Worker {
                 _ => None,
             };
             // SAFETY: as above; the chain is as received (nothing changed it yet).
-            unsafe { tap_frames(&self.taps, self.index, umem, chain, ingress, tap::IN, reason) };
+            unsafe {
+                tap_frames(
+                    &self.taps,
+                    self.index,
+                    umem,
+                    chain,
+                    ingress,
+                    tap::IN,
+                    reason,
+                )
+            };
         }
         if !matches!(verdict.action, Action::Drop(_)) && finish_checksum(umem, chain) {
             c.checksums_finished.add(1);
@@ -707,9 +717,25 @@ impl Worker {
                 // SAFETY: every pending descriptor is a frame of the port's group's UMEM
                 // the worker owns (below), retagged already; nothing writes it now.
                 unsafe {
-                    tap_frames(&self.taps, self.index, umem, &pending[..n], port.id, tap::OUT, None);
+                    tap_frames(
+                        &self.taps,
+                        self.index,
+                        umem,
+                        &pending[..n],
+                        port.id,
+                        tap::OUT,
+                        None,
+                    );
                     let full = Some(DropReason::TxRingFull);
-                    tap_frames(&self.taps, self.index, umem, &pending[n..], port.id, tap::OUT, full);
+                    tap_frames(
+                        &self.taps,
+                        self.index,
+                        umem,
+                        &pending[n..],
+                        port.id,
+                        tap::OUT,
+                        full,
+                    );
                 }
             }
             if n > 0 {

@@ -24,16 +24,16 @@ use hairpin_common::{FastConf, FastTx, PortConf, QueueStats, SlotConf};
 use super::kernel::{Kernel, NetdevFamily, OpenSockets, Rtnetlink, Workers, XdpProgram};
 use crate::{
     control::{
+        capture::XdpTaps,
         netdev::DeviceXdp,
         netlink::{Change, Link},
         port::{Interface, PortError},
-        capture::XdpTaps,
         xdp::{AttachedMode, XdpAttachMode, XdpError},
     },
     datapath::{
         DatapathConfig, DatapathError, PortQueues, Snapshot, latency,
-        tap::Taps,
         stats::{PortQueueSnapshot, WorkerSnapshot},
+        tap::Taps,
         xsk::MAX_CHAIN,
     },
     switch::{Action, Fdb, MAX_PORTS, PortId, Tables, decide},

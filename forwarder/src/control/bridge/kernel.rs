@@ -21,10 +21,10 @@ use hairpin_common::{FastConf, FastTx, PortConf, QueueStats, SlotConf};
 
 use crate::{
     control::{
+        capture::XdpTaps,
         netdev::{DeviceXdp, Netdev},
         netlink::{Change, Link, Netlink},
         port::{Interface, PortError},
-        capture::XdpTaps,
         xdp::{AttachedMode, Steering, XdpAttachMode, XdpError},
     },
     datapath::{

@@ -70,16 +70,21 @@ impl std::fmt::Debug for Stream {
 }
 
 impl Stream {
-    /// A stream of port `port`'s frames, `snaplen` bytes of each at most: its section
-    /// header and interface description are in the outbox.
-    pub fn new(port: &str, snaplen: u32) -> Self {
+    /// A stream of port `port`'s frames, `snaplen` bytes of each at most: `preface`
+    /// (the control protocol's answer line), its section header and interface
+    /// description are in the outbox.
+    pub fn new(preface: &[u8], port: &str, snaplen: u32) -> Self {
         let section = SectionHeaderBlock {
             options: vec![],
             ..SectionHeaderBlock::default()
         };
         // Writing into memory cannot fail.
-        let mut writer = PcapNgWriter::with_section_header(Outbox::default(), section)
-            .expect("writing into memory");
+        let outbox = Outbox {
+            buf: preface.to_vec(),
+            at: 0,
+        };
+        let mut writer =
+            PcapNgWriter::with_section_header(outbox, section).expect("writing into memory");
         let interface = InterfaceDescriptionBlock {
             linktype: DataLink::ETHERNET,
             snaplen,
@@ -130,6 +135,7 @@ impl Stream {
     /// (Unix time, nanoseconds). Written whatever the outbox holds.
     pub fn statistics(&mut self, start_ns: u64, end_ns: u64, counts: &Counts) {
         let lost = counts.lost_rings + counts.lost_slow;
+        let (start_ns, end_ns) = (as_halves(start_ns), as_halves(end_ns));
         let block = InterfaceStatisticsBlock {
             interface_id: 0,
             timestamp: end_ns,
@@ -171,6 +177,17 @@ impl Stream {
     }
 }
 
+/// A timestamp as pcap-file must be given one to write it as pcapng stores it: its
+/// upper 32 bits first, then its lower (pcap-file 2.0 writes these fields as one
+/// native-endian word, which puts the halves the other way round on little-endian).
+fn as_halves(ts: u64) -> u64 {
+    if cfg!(target_endian = "little") {
+        ts.rotate_left(32)
+    } else {
+        ts
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use pcap_file::pcapng::{Block, PcapNgReader};
@@ -179,7 +196,7 @@ mod tests {
 
     #[test]
     fn a_stream_reads_back_as_pcapng_with_directions_comments_and_statistics() {
-        let mut s = Stream::new("vm1", 100);
+        let mut s = Stream::new(b"", "vm1", 100);
         assert!(s.packet(1_700_000_000_123_456_789, &[0xaa; 150], 150, 1, None));
         let comment = Some(Cow::Borrowed("dropped: spoofed"));
         assert!(s.packet(1_700_000_001_000_000_000, &[0xbb; 60], 60, 2, comment));
@@ -190,7 +207,11 @@ mod tests {
             lost_rings: 1,
             lost_slow: 0,
         };
-        s.statistics(1_700_000_000_000_000_000, 1_700_000_002_000_000_000, &counts);
+        s.statistics(
+            1_700_000_000_000_000_000,
+            1_700_000_002_000_000_000,
+            &counts,
+        );
         // Taken in two parts, as a socket might.
         let mut bytes = s.pending()[..10].to_vec();
         s.taken(10);
@@ -204,13 +225,20 @@ mod tests {
         while let Some(block) = reader.next_block() {
             blocks.push(block.unwrap().into_owned());
         }
-        let [Block::InterfaceDescription(idb), Block::EnhancedPacket(a), Block::EnhancedPacket(b), Block::InterfaceStatistics(isb)] =
-            &blocks[..]
+        let [
+            Block::InterfaceDescription(idb),
+            Block::EnhancedPacket(a),
+            Block::EnhancedPacket(b),
+            Block::InterfaceStatistics(isb),
+        ] = &blocks[..]
         else {
             panic!("blocks: {blocks:?}");
         };
         assert_eq!((idb.linktype, idb.snaplen), (DataLink::ETHERNET, 100));
-        assert!(idb.options.contains(&InterfaceDescriptionOption::IfTsResol(9)));
+        assert!(
+            idb.options
+                .contains(&InterfaceDescriptionOption::IfTsResol(9))
+        );
         assert_eq!((a.data.len(), a.original_len), (100, 150));
         assert_eq!(a.timestamp, Duration::from_nanos(1_700_000_000_123_456_789));
         assert_eq!(a.options, [EnhancedPacketOption::Flags(1)]);
@@ -221,7 +249,10 @@ mod tests {
                 EnhancedPacketOption::Comment("dropped: spoofed".into())
             ]
         );
-        assert!(isb.options.contains(&InterfaceStatisticsOption::IsbOsDrop(1)));
+        assert!(
+            isb.options
+                .contains(&InterfaceStatisticsOption::IsbOsDrop(1))
+        );
         assert!(isb.options.contains(&InterfaceStatisticsOption::Comment(
             "lost: 1 in hairpin's capture rings, 0 to a slow reader".into()
         )));
@@ -229,7 +260,7 @@ mod tests {
 
     #[test]
     fn a_full_outbox_refuses_frames_until_the_client_takes_some() {
-        let mut s = Stream::new("vm1", 65_535);
+        let mut s = Stream::new(b"", "vm1", 65_535);
         let frame = [0u8; 9000];
         let mut encoded = 0;
         while s.packet(0, &frame, 9000, 1, None) {

@@ -25,7 +25,9 @@ use crate::{
 /// An ICMP echo request from 10.0.0.1 to 10.0.0.2, Ethernet and all.
 fn icmp() -> Vec<u8> {
     let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00];
-    f.extend([0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+    f.extend([
+        0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ]);
     f.extend([8, 0, 0, 0, 0, 0, 0, 0]);
     f
 }
@@ -69,7 +71,11 @@ fn begin(captures: &Captures, taps: &Taps, plan: Plan) -> UnixStream {
 fn read_all(mut client: UnixStream) -> Vec<Block<'static>> {
     let mut bytes = Vec::new();
     client.read_to_end(&mut bytes).unwrap();
-    let mut reader = PcapNgReader::new(&bytes[..]).unwrap();
+    // The answer first, then the stream.
+    let line = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let answer = std::str::from_utf8(&bytes[..line]).unwrap();
+    assert!(answer.contains("\"response\":\"capturing\""), "{answer}");
+    let mut reader = PcapNgReader::new(&bytes[line..]).unwrap();
     let mut blocks = Vec::new();
     while let Some(block) = reader.next_block() {
         blocks.push(block.unwrap().into_owned());
