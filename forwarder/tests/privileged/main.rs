@@ -6,6 +6,7 @@
 //! here (not root, no AF_XDP) fails with the reason; none passes by skipping.
 
 mod capacity;
+mod capture;
 mod cni;
 mod datapath;
 mod differential;
