@@ -247,6 +247,29 @@ impl PacketSocket {
     }
 }
 
+impl PacketSocket {
+    /// Sends `frame` as it is, or fails at once (`ENOBUFS`, `EAGAIN`: the device's
+    /// queue is full) rather than wait.
+    pub fn try_send(&self, frame: &[u8]) -> io::Result<()> {
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: `frame` and `addr` are live for the call; the sizes are theirs.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                libc::MSG_DONTWAIT,
+                ptr::from_ref(&self.addr).cast(),
+                mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if sent < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
 /// Restricts the calling thread to `cores`.
 pub fn set_affinity(cores: &[usize]) -> io::Result<()> {
     // SAFETY: all-zero is an empty CPU set.

@@ -20,6 +20,11 @@
 //! its port is removed, or when hairpin stops: then its statistics block is written and
 //! the connection closed. Several captures of one port or of several run at once, each
 //! with its own filter, up to [`MAX_CAPTURES`].
+//!
+//! Port mirrors (SPAN, [`mirror`]) ride on the same taps: the bridge gives the thread
+//! the mirrors to carry out ([`Captures::set_mirrors`]), and each tapped frame of a
+//! mirrored port in a mirror's directions is sent as it is out of the monitor port.
+mod mirror;
 pub mod stream;
 mod xdp;
 
@@ -38,8 +43,14 @@ use std::{
 
 use pcap::{BpfProgram, Capture as Pcap, Linktype};
 
-use self::stream::{Counts, Stream};
-pub use self::xdp::XdpTaps;
+use self::{
+    mirror::{LiveMirror, SharedCounts},
+    stream::{Counts, Stream},
+};
+pub use self::{
+    mirror::{MirrorCounts, MirrorSink},
+    xdp::XdpTaps,
+};
 use super::{
     clients::Handover,
     protocol::{
@@ -132,37 +143,14 @@ fn compile(filter: &str) -> Result<BpfProgram, String> {
         .map_err(|e| format!("filter {filter:?}: {e}"))
 }
 
-/// A port mirror (SPAN) as the capture thread carries it out: copies of the frames of
-/// `from` in directions `dirs` are sent out of port `to` (interface `to_ifindex`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MirrorSink {
-    /// Its name.
-    pub name: String,
-    /// The mirrored ports.
-    pub from: Vec<PortId>,
-    /// [`tap::IN`] and/or [`tap::OUT`].
-    pub dirs: u8,
-    /// The monitor port.
-    pub to: PortId,
-    /// The monitor port's interface.
-    pub to_ifindex: u32,
-}
-
-/// What a mirror did so far.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MirrorCounts {
-    /// Copies sent out of the monitor port.
-    pub copies: u64,
-    /// Copies lost: the rings were full, or the monitor port's queue.
-    pub lost: u64,
-}
-
 /// A call to the capture thread.
 enum Call {
     /// Begin this capture on this connection.
     Start(Box<Plan>, UnixStream),
     /// The port left: its captures end.
     PortGone(PortId),
+    /// Carry out exactly these mirrors.
+    Mirrors(Vec<MirrorSink>),
     /// hairpin stops: every capture ends.
     Stop,
 }
@@ -173,7 +161,7 @@ pub struct Captures {
     calls: mpsc::Sender<Call>,
     wake: Arc<EventFd>,
     running: Arc<AtomicUsize>,
-    mirrors: std::sync::Mutex<Vec<MirrorSink>>,
+    mirror_counts: SharedCounts,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -185,6 +173,7 @@ impl Captures {
         let running = Arc::new(AtomicUsize::new(0));
         let (calls, inbox) = mpsc::channel();
         let cores = cores.to_vec();
+        let mirror_counts = SharedCounts::default();
         let hub = Hub {
             taps,
             xdp,
@@ -192,6 +181,8 @@ impl Captures {
             wake: Arc::clone(&wake),
             running: Arc::clone(&running),
             captures: Vec::new(),
+            mirrors: Vec::new(),
+            mirror_counts: Arc::clone(&mirror_counts),
             tapped: Vec::new(),
         };
         let thread = thread::Builder::new()
@@ -206,7 +197,7 @@ impl Captures {
             calls,
             wake,
             running,
-            mirrors: std::sync::Mutex::default(),
+            mirror_counts,
             thread: Some(thread),
         })
     }
@@ -229,21 +220,33 @@ impl Captures {
     /// Carries out exactly `mirrors` from now on (every mirror not among them stops at
     /// once, its counts forgotten).
     pub fn set_mirrors(&self, mirrors: Vec<MirrorSink>) {
-        // Carried out by the capture thread (next change); until then, kept.
-        *self
-            .mirrors
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = mirrors;
+        // Listed at once (a mirror kept keeps its counts), carried out by the capture
+        // thread as soon as it wakes.
+        {
+            let mut counts = self
+                .mirror_counts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let listed = mirrors
+                .iter()
+                .map(|m| {
+                    let kept = counts.iter().find(|(n, _)| *n == m.name).map(|(_, c)| *c);
+                    (m.name.clone(), kept.unwrap_or_default())
+                })
+                .collect();
+            *counts = listed;
+        }
+        if self.calls.send(Call::Mirrors(mirrors)).is_ok() {
+            self.wake.notify();
+        }
     }
 
     /// Each mirror's counts, by name.
     pub fn mirror_counts(&self) -> Vec<(String, MirrorCounts)> {
-        self.mirrors
+        self.mirror_counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .map(|m| (m.name.clone(), MirrorCounts::default()))
-            .collect()
+            .clone()
     }
 
     /// Port `port` left: its captures end.
@@ -291,6 +294,8 @@ struct Hub {
     wake: Arc<EventFd>,
     running: Arc<AtomicUsize>,
     captures: Vec<Live>,
+    mirrors: Vec<LiveMirror>,
+    mirror_counts: SharedCounts,
     /// Ports tapped now, with their directions.
     tapped: Vec<(PortId, u8)>,
 }
@@ -309,13 +314,14 @@ impl Hub {
                 }
                 fds.push(sys::pollfd(c.conn.as_raw_fd(), events));
             }
-            let timeout = if self.captures.iter().any(|c| c.ending.is_none()) {
-                DRAIN.as_millis() as i32
-            } else if self.captures.is_empty() {
-                -1
-            } else {
-                50
-            };
+            let timeout =
+                if !self.mirrors.is_empty() || self.captures.iter().any(|c| c.ending.is_none()) {
+                    DRAIN.as_millis() as i32
+                } else if self.captures.is_empty() {
+                    -1
+                } else {
+                    50
+                };
             sys::poll(&mut fds, timeout);
             self.wake.drain();
             let events: Vec<libc::c_short> = fds[1..].iter().map(|f| f.revents).collect();
@@ -328,6 +334,9 @@ impl Hub {
             self.drain(&clock);
             self.serve(&events, now, &clock);
             self.retap();
+            if !self.mirrors.is_empty() {
+                self.publish_mirrors();
+            }
             self.running.store(
                 self.captures.iter().filter(|c| c.ending.is_none()).count(),
                 Ordering::Relaxed,
@@ -348,6 +357,11 @@ impl Hub {
                             self.end(i, clock);
                         }
                     }
+                }
+                Call::Mirrors(sinks) => {
+                    // What was tapped for a mirror going away is not sent any more.
+                    self.drain(clock);
+                    self.set_mirrors(sinks);
                 }
                 Call::Stop => {
                     self.drain(clock);
@@ -409,9 +423,51 @@ impl Hub {
         ring_losses(&self.taps, self.xdp.as_ref(), port)
     }
 
+    /// Copies of the frames of `ports` lost in the rings so far.
+    fn lost_of(&self, ports: &[PortId]) -> u64 {
+        ports.iter().map(|&p| self.lost(p)).sum()
+    }
+
+    /// Carries out exactly `sinks` from now on: a mirror unchanged goes on (its counts
+    /// too), one gone stops, one new or changed begins.
+    fn set_mirrors(&mut self, sinks: Vec<MirrorSink>) {
+        let mut kept = std::mem::take(&mut self.mirrors);
+        for sink in sinks {
+            if let Some(i) = kept.iter().position(|m| m.sink == sink) {
+                self.mirrors.push(kept.swap_remove(i));
+                continue;
+            }
+            let lost_now = self.lost_of(&sink.from);
+            let name = sink.name.clone();
+            match LiveMirror::open(sink, lost_now) {
+                Ok(m) => {
+                    tracing::info!("mirror {name} begins");
+                    self.taps.arm();
+                    self.mirrors.push(m);
+                }
+                Err(e) => tracing::warn!("mirror {name}: opening its monitor port: {e}"),
+            }
+        }
+        for gone in kept {
+            tracing::info!("mirror {} stops", gone.sink.name);
+        }
+        self.retap();
+        self.publish_mirrors();
+    }
+
+    /// Publishes each mirror's counts.
+    fn publish_mirrors(&self) {
+        let counts = self
+            .mirrors
+            .iter()
+            .map(|m| (m.sink.name.clone(), m.counts(self.lost_of(&m.sink.from))))
+            .collect();
+        mirror::publish(&self.mirror_counts, counts);
+    }
+
     /// Gives every tapped frame to its captures.
     fn drain(&mut self, clock: &Clock) {
-        let captures = &mut self.captures;
+        let (captures, mirrors) = (&mut self.captures, &mut self.mirrors);
         self.taps.drain(|t: &Tapped| {
             let frame = Frame {
                 port: t.port,
@@ -422,7 +478,7 @@ impl Hub {
                 data: &t.data,
                 len: t.data.len() as u32,
             };
-            deliver(captures, &frame);
+            deliver(captures, mirrors, &frame);
         });
         if let Some(xdp) = &mut self.xdp {
             xdp.drain(|meta, data| {
@@ -435,7 +491,7 @@ impl Hub {
                     data,
                     len: meta.len,
                 };
-                deliver(captures, &frame);
+                deliver(captures, mirrors, &frame);
             });
         }
         for i in 0..self.captures.len() {
@@ -503,10 +559,20 @@ impl Hub {
     /// Sets the taps the running captures need, and clears the others.
     fn retap(&mut self) {
         let mut want: Vec<(PortId, u8)> = Vec::new();
-        for c in self.captures.iter().filter(|c| c.ending.is_none()) {
-            match want.iter_mut().find(|(p, _)| *p == c.plan.port) {
-                Some((_, dirs)) => *dirs |= c.plan.dirs,
-                None => want.push((c.plan.port, c.plan.dirs)),
+        let needs = self
+            .captures
+            .iter()
+            .filter(|c| c.ending.is_none())
+            .map(|c| (c.plan.port, c.plan.dirs))
+            .chain(
+                self.mirrors
+                    .iter()
+                    .flat_map(|m| m.sink.from.iter().map(|&p| (p, m.sink.dirs))),
+            );
+        for (port, need) in needs {
+            match want.iter_mut().find(|(p, _)| *p == port) {
+                Some((_, dirs)) => *dirs |= need,
+                None => want.push((port, need)),
             }
         }
         let cleared = self
@@ -591,8 +657,14 @@ struct Frame<'a> {
     len: u32,
 }
 
-/// Gives `frame` to each running capture of its port and direction.
-fn deliver(captures: &mut [Live], frame: &Frame<'_>) {
+/// Gives `frame` to each running capture and mirror of its port and direction.
+fn deliver(captures: &mut [Live], mirrors: &mut [LiveMirror], frame: &Frame<'_>) {
+    for m in mirrors.iter_mut() {
+        // A copy of less than the whole frame would be a different frame.
+        if m.takes(frame.port, frame.dir) && frame.data.len() == frame.len as usize {
+            m.send(frame.data);
+        }
+    }
     for c in captures.iter_mut() {
         if c.plan.port != frame.port || c.plan.dirs & frame.dir == 0 || c.ending.is_some() {
             continue;
