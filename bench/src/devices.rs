@@ -288,7 +288,37 @@ fn start_hairpin(
     if kind != Dut::Xconnect {
         add_idle_ports(lab, dut, args, &socket)?;
     }
+    if let Some(capture) = &args.capture {
+        start_capture(lab, dut, args, &socket, capture)?;
+    }
     Ok(stop)
+}
+
+/// `--capture ARGS`: `hairpin capture ARGS -w /dev/null` against the running hairpin,
+/// stopped with it (the lab stops its processes last first); returns once hairpin
+/// captures.
+fn start_capture(
+    lab: &mut Lab,
+    dut: &Netns,
+    args: &Args,
+    socket: &str,
+    capture: &str,
+) -> Result<()> {
+    let mut cmd = dut.command(&args.hairpin.to_string_lossy());
+    cmd.arg("capture")
+        .args(capture.split_whitespace())
+        .args(["-w", "/dev/null", "--socket", socket])
+        .stdout(Stdio::null())
+        .stderr(log_target(args.dut_log.as_deref())?);
+    lab.spawn(cmd)?;
+    // Its `capturing` line goes to the log; the answer takes well under this.
+    thread::sleep(Duration::from_millis(500));
+    let index = lab.process_count() - 1;
+    let process = lab.process(index).context("the capture")?;
+    if let Some(status) = process.child().try_wait()? {
+        bail!("hairpin capture {capture} ended at once: {status}");
+    }
+    Ok(())
 }
 
 /// `--idle-ports N`: N veth pairs in the DUT's namespace, one end of each added to the

@@ -94,6 +94,12 @@ struct Args {
     /// a bridge full of quiet ports costs the busy ones. Every mode but xconnect.
     #[arg(long, default_value_t = 0)]
     idle_ports: usize,
+    /// `hairpin capture` arguments (e.g. `d0 --in`, or `d0 icmp` for a filter that
+    /// selects nothing the generator sends) run against every hairpin device for the
+    /// whole of its trials, writing pcapng to /dev/null: what a capture costs the frame
+    /// path (compare with a run without it).
+    #[arg(long, allow_hyphen_values = true)]
+    capture: Option<String>,
     /// Traffic generator: XDP live frames (fast, no skb per frame), the XDP fan-out (no
     /// skb per frame either, for kernels that refuse live-frames test runs), or an AF_XDP
     /// socket (copy mode on veth: one skb per frame, no pacing). `auto` probes live

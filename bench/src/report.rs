@@ -228,6 +228,7 @@ impl Report {
                 "loss_tolerance_percent": args.loss_tolerance,
                 "hairpin_args": args.hairpin_args,
                 "idle_ports": args.idle_ports,
+                "capture": args.capture,
                 "summary": self.summary,
                 "rfc2889": self.rfc2889,
                 "trials": trials,

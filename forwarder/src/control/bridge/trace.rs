@@ -13,6 +13,11 @@ use crate::{
 /// The Ethernet header's length, to the ethertype's end.
 const HEADER: usize = 14;
 
+/// The longest frame one XDP buffer holds with the common drivers (veth, virtio-net,
+/// most NICs): a 4 KiB page less XDP's headroom (256) and the tail room for the skb's
+/// shared info (320). A longer frame comes in several (multi-buffer XDP).
+const ONE_BUFFER: usize = 4096 - 256 - 320;
+
 impl Bridge {
     /// Explains what the bridge does with `frame` received on port `name` now; changes
     /// nothing (the MAC table included).
@@ -159,6 +164,13 @@ impl Bridge {
                 return Err("longer than the ingress MTU (a segment the workers cut)".to_owned());
             }
         }
+        if frame.len() > ONE_BUFFER {
+            return Err(format!(
+                "{} bytes: more than one XDP buffer holds (a jumbo frame arrives in several, \
+                 which the fast path leaves to the workers)",
+                frame.len()
+            ));
+        }
         if self
             .fast_egress
             .get(usize::from(egress))
@@ -282,9 +294,15 @@ mod tests {
     /// and 20; the fast path on where the driver takes redirects (`p1` only); A learned
     /// on `p0`, B on `p1`.
     fn bridge() -> Bridge {
+        bridge_with_mtu(1500)
+    }
+
+    /// [`bridge`] with every port's MTU `mtu`.
+    fn bridge_with_mtu(mtu: u32) -> Bridge {
         let kernel = FakeKernel::default();
         for i in 0..3 {
             kernel.add_link(&format!("p{i}"), 10 + i, 1);
+            kernel.change_link(&format!("p{i}"), |l| l.mtu = mtu);
         }
         kernel.set_features(11, XDP_ACT_NDO_XMIT);
         let mut ports: Vec<_> = ["p0", "p1", "p2"]
@@ -349,6 +367,27 @@ mod tests {
         assert_eq!(egress(&r), [("p0", "keep")]);
         assert_eq!(r.path, "workers");
         assert!(r.path_reason.unwrap().contains("p0 takes no redirected"));
+    }
+
+    #[test]
+    fn a_jumbo_frame_is_the_workers_even_on_a_path_the_fast_path_takes() {
+        let bridge = bridge_with_mtu(9000);
+        let hex = |len: usize| {
+            let mut f = [B.0, A.0].concat();
+            f.extend([0x08, 0x00]);
+            f.resize(len, 0);
+            TraceFrame::Hex(f.iter().map(|b| format!("{b:02x}")).collect())
+        };
+        let r = bridge.trace("p0", &hex(1514)).unwrap();
+        assert_eq!(r.path, "fast", "{:?}", r.lines);
+        let r = bridge.trace("p0", &hex(9014)).unwrap();
+        assert_eq!(egress(&r), [("p1", "keep")]);
+        assert_eq!(r.path, "workers");
+        assert!(
+            r.path_reason
+                .unwrap()
+                .contains("9014 bytes: more than one XDP buffer")
+        );
     }
 
     #[test]
