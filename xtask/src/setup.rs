@@ -23,7 +23,10 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iputils-ping", "ping in the demo and tests"),
     ("iperf3", "TCP streams in the demo and tests"),
     ("tcpdump", "captures in the tests"),
-    ("libpcap-dev", "libpcap to link: the captures' filters (tcpdump's language)"),
+    (
+        "libpcap-dev",
+        "libpcap to link: the captures' filters (tcpdump's language)",
+    ),
     (
         "busybox-static",
         "busybox httpd, the file server of the tests' verified TCP transfers",

@@ -604,6 +604,7 @@ impl Worker {
                 let buffers = umem.buffers_for(len);
                 if buffers > self.ports[j].max_chain {
                     c.drop(DropReason::Oversize);
+                    self.tap_dropped(egress, parts, DropReason::Oversize);
                     return false;
                 }
                 let mut copy = [Desc::default(); MAX_CHAIN];
@@ -613,6 +614,7 @@ impl Worker {
                     .expect("a group lives while it has ports");
                 if !group.take(copy) {
                     c.drop(DropReason::NoFreeFrame);
+                    self.tap_dropped(egress, parts, DropReason::NoFreeFrame);
                     return false;
                 }
                 // SAFETY: the frames came from the egress group's free pool, so they are
@@ -630,11 +632,13 @@ impl Worker {
                     true
                 } else {
                     c.drop(DropReason::HandoffFull);
+                    self.tap_dropped(egress, parts, DropReason::HandoffFull);
                     false
                 }
             }
             Route::Gone => {
                 c.drop(DropReason::PortDown);
+                self.tap_dropped(egress, parts, DropReason::PortDown);
                 false
             }
         }

@@ -1,8 +1,11 @@
 //! A worker's side of the taps ([`crate::datapath::tap`]): the bytes of a frame that
 //! lies in a UMEM, handed to the worker's tap ring.
-use super::super::{
-    tap::Taps,
-    xsk::{self, Desc, MAX_CHAIN, Umem},
+use super::{
+    super::{
+        tap::{self, Taps},
+        xsk::{self, Desc, MAX_CHAIN, Umem},
+    },
+    Worker,
 };
 use crate::switch::{DropReason, PortId};
 
@@ -30,5 +33,17 @@ pub(super) unsafe fn tap_frames(
             *part = unsafe { umem.data(desc) };
         }
         taps.take(worker, port, dir, reason, &parts[..n]);
+    }
+}
+
+impl Worker {
+    /// Taps, if `egress`'s sent frames are tapped, the frame `parts` (as it would have
+    /// left) that could not be sent there for `reason`.
+    #[inline]
+    pub(super) fn tap_dropped(&self, egress: PortId, parts: &[&[u8]], reason: DropReason) {
+        if self.taps.wants(egress, tap::OUT) {
+            self.taps
+                .take(self.index, egress, tap::OUT, Some(reason), parts);
+        }
     }
 }

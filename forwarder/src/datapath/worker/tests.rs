@@ -359,6 +359,24 @@ fn a_tapped_port_s_frames_are_copied_as_received_and_as_sent_drops_with_their_re
 }
 
 #[test]
+fn a_copy_that_cannot_leave_is_tapped_on_its_egress_port_with_the_reason() {
+    // Port 2 is in the tables but has no socket: its flood copy is dropped.
+    let mut rig = Rig::veb(1, 3);
+    let a = rig.attach(0);
+    let _b = rig.attach(1);
+    rig.taps.arm();
+    rig.taps.set(2, tap::OUT);
+    let f = frame(BROADCAST, mac(1), 100, 9);
+    a.receive(&f).unwrap();
+    rig.turn(0);
+    let mut tapped = Vec::new();
+    rig.taps
+        .drain(|t| tapped.push((t.port, t.dir, t.reason, t.data.clone())));
+    assert_eq!(tapped, [(2, tap::OUT, Some(DropReason::PortDown), f)]);
+    rig.assert_all_back(0);
+}
+
+#[test]
 fn a_frame_to_a_port_of_another_umem_is_copied_there_once() {
     let mut rig = Rig::veb(1, 2);
     let a = rig.attach(0);
