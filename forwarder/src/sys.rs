@@ -270,6 +270,23 @@ impl PacketSocket {
     }
 }
 
+/// Moves the calling thread off the workers' `cores` when there is another core, as a
+/// DPDK application's main lcore keeps off its polling cores: the control plane's
+/// ticks and answers never preempt a worker.
+pub fn keep_off(cores: &[usize]) {
+    let others: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .filter(|c| !cores.contains(c))
+        .collect();
+    if !others.is_empty()
+        && let Err(e) = set_affinity(&others)
+    {
+        tracing::warn!("could not move a control thread off the workers' cores: {e}");
+    }
+}
+
 /// Restricts the calling thread to `cores`.
 pub fn set_affinity(cores: &[usize]) -> io::Result<()> {
     // SAFETY: all-zero is an empty CPU set.

@@ -189,7 +189,7 @@ impl Captures {
             .name("hairpin-capture".into())
             .spawn(move || {
                 if !cores.is_empty() {
-                    super::service::keep_off(&cores);
+                    crate::sys::keep_off(&cores);
                 }
                 hub.run();
             })?;

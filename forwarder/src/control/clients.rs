@@ -189,7 +189,7 @@ impl Clients {
             .name("hairpin-clients".into())
             .spawn(move || {
                 if !cores.is_empty() {
-                    super::service::keep_off(&cores);
+                    crate::sys::keep_off(&cores);
                 }
                 server.run();
             })?;

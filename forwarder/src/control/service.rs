@@ -55,6 +55,9 @@ use super::{
 };
 use crate::{switch::PortId, sys::EventFd, wire::Mac};
 
+/// Moves the calling thread off the workers' cores ([`crate::sys::keep_off`]).
+pub use crate::sys::keep_off;
+
 /// Where `hairpin run` serves and the client commands connect by default.
 pub const DEFAULT_SOCKET: &str = "/run/hairpin/hairpin.sock";
 
@@ -388,23 +391,6 @@ fn bind_private(path: &Path) -> Result<UnixListener, ServiceError> {
     let _ = std::fs::remove_file(&inside);
     let _ = std::fs::remove_dir(&private);
     bound
-}
-
-/// Moves the calling thread off the workers' `cores` when there is another core, as a
-/// DPDK application's main lcore keeps off its polling cores: the control plane's
-/// ticks and answers never preempt a worker.
-pub fn keep_off(cores: &[usize]) {
-    let others: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .filter(|c| !cores.contains(c))
-        .collect();
-    if !others.is_empty()
-        && let Err(e) = crate::sys::set_affinity(&others)
-    {
-        tracing::warn!("could not move a control thread off the workers' cores: {e}");
-    }
 }
 
 fn remove_socket(path: Option<&Path>) {

@@ -59,7 +59,7 @@ pub(super) use self::ports::WorkerPort;
 use self::{
     books::{KERNEL_STATS_SOCKETS, KERNEL_STATS_TURNS},
     offload::finish_checksum,
-    taps::tap_frames,
+    taps::{tap_frames, tap_sent},
 };
 use super::{
     command::Reply,
@@ -717,30 +717,18 @@ impl Worker {
                     .map_or(0, |p| p + 1);
             }
             if tapped {
-                let (umem, pending) = (&group.umem, &port.pending);
                 // SAFETY: every pending descriptor is a frame of the port's group's UMEM
                 // the worker owns (below), retagged already; nothing writes it now.
                 unsafe {
-                    tap_frames(
+                    tap_sent(
                         &self.taps,
                         self.index,
-                        umem,
-                        &pending[..n],
+                        &group.umem,
+                        &port.pending,
+                        n,
                         port.id,
-                        tap::OUT,
-                        None,
-                    );
-                    let full = Some(DropReason::TxRingFull);
-                    tap_frames(
-                        &self.taps,
-                        self.index,
-                        umem,
-                        &pending[n..],
-                        port.id,
-                        tap::OUT,
-                        full,
-                    );
-                }
+                    )
+                };
             }
             if n > 0 {
                 // Every pending descriptor is a frame of the port's group's UMEM, held

@@ -27,10 +27,7 @@ use std::{
     time::{Duration, Instant, SystemTime},
 };
 
-use crate::{
-    control::service::keep_off,
-    sys::{self, EventFd},
-};
+use crate::sys::{self, EventFd};
 
 /// The most header fields a request may have (`431` beyond).
 pub(super) const MAX_HEADERS: usize = 64;
@@ -207,7 +204,7 @@ pub(super) fn spawn(
     let most_buffered = Arc::clone(&server.most_buffered);
     let cores = cores.to_vec();
     let thread = thread::Builder::new().name(name.into()).spawn(move || {
-        keep_off(&cores);
+        crate::sys::keep_off(&cores);
         server.run();
     })?;
     Ok(Server {

@@ -36,6 +36,29 @@ pub(super) unsafe fn tap_frames(
     }
 }
 
+/// Taps the frames of `pending` (a port's batch, retagged) as `port` sends them: the
+/// first `sent` go on its TX ring, the rest are dropped for a full ring.
+///
+/// # Safety
+///
+/// As [`tap_frames`].
+pub(super) unsafe fn tap_sent(
+    taps: &Taps,
+    worker: usize,
+    umem: &Umem,
+    pending: &[Desc],
+    sent: usize,
+    port: PortId,
+) {
+    let (out, full) = pending.split_at(sent);
+    let ring_full = Some(DropReason::TxRingFull);
+    // SAFETY: as the caller's.
+    unsafe {
+        tap_frames(taps, worker, umem, out, port, tap::OUT, None);
+        tap_frames(taps, worker, umem, full, port, tap::OUT, ring_full);
+    }
+}
+
 impl Worker {
     /// Taps, if `egress`'s sent frames are tapped, the frame `parts` (as it would have
     /// left) that could not be sent there for `reason`.
