@@ -308,6 +308,8 @@ impl PortSpec {
                 max_macs: self
                     .max_macs
                     .unwrap_or_else(|| default_max_macs(self.uplink)),
+                // The bridge's mirrors say which ports are monitor ports.
+                monitor: false,
             },
             static_macs: self
                 .static_macs
