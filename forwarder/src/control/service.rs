@@ -574,6 +574,11 @@ impl Control {
                 Err(e) => error(e.to_string()),
             },
             Request::Capture(_) => error("a capture streams over the control socket only"),
+            Request::MirrorAdd(spec) => done(bridge.add_mirror(spec)),
+            Request::MirrorDel { name } => done(bridge.remove_mirror(&name)),
+            Request::ShowMirrors => Response::Mirrors {
+                mirrors: bridge.mirrors(),
+            },
         }
     }
 
