@@ -628,7 +628,7 @@ mod tests {
         drop(state);
         let mut state = RuntimePorts::open(&dir.0).expect("opened again");
         assert_eq!(state.load().expect("read"), [spec("hpa", 10)]);
-        assert_eq!(state.mirrors(), [m1.clone()]);
+        assert_eq!(state.mirrors(), std::slice::from_ref(&m1));
         // The bridge's run-time mirrors are followed.
         state.follow_mirrors(&[]);
         state.save().expect("written");
