@@ -591,7 +591,9 @@ impl Control {
             Request::MirrorAdd(spec) => {
                 let mut mirrors: Vec<_> = bridge.runtime_mirrors().cloned().collect();
                 mirrors.push(spec.clone());
-                let undo = match self.state.as_mut().map(|s| s.save_mirrors(mirrors)) {
+                // A spec its own check refuses is refused below, without a write.
+                let state = self.state.as_mut().filter(|_| spec.check().is_ok());
+                let undo = match state.map(|s| s.save_mirrors(mirrors)) {
                     Some(Err(e)) => {
                         return error(format!(
                             "mirror {}: not added: the run-time mirrors cannot be saved: {e}",
