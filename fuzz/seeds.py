@@ -55,6 +55,7 @@ RUNT = UNTAGGED[:10]
 MODES = {"veb": 0, "vepa": 1, "private": 2, "xconnect": 3, "passthru": 4}
 NO_UPLINK = 0xFF
 HAIRPIN, FREE, ALLOW, STATIC = 1, 2, 4, 8
+MONITOR = 0x80
 ACCESS, TRUNK, TRUNK_NATIVE = 1 << 4, 2 << 4, 3 << 4
 
 
@@ -141,6 +142,13 @@ def decide_seeds():
         (0, frame(BROADCAST, mac(0))), (63, frame(mac(0), mac(63), tag(0x0001))),
         (17, frame(BROADCAST, mac(17))), (62, frame(mac(17), mac(62))),
         (63, frame(BROADCAST, mac(63), tag(0x0002))), (1, frame(mac(63), mac(1))),
+    ))
+    # Port 2 a mirror's monitor port with a static MAC: what it sends is dropped,
+    # floods pass it by, and a frame for its station is dropped.
+    monitored = bridge("vepa", [plain, plain, (MONITOR | STATIC, 0), plain], uplink=3)
+    write("decide", "vepa-monitor-port", monitored + frames(
+        (2, frame(BROADCAST, mac(2))), (2, RUNT), (3, frame(BROADCAST, mac(7))),
+        (3, frame(mac(0x22), mac(7))), (0, frame(mac(0x22), mac(0))),
     ))
     write("decide", "xconnect", bridge("xconnect", [plain, plain]) + frames(
         (0, UNTAGGED), (1, frame(BROADCAST, bytes(6))), (0, RUNT),

@@ -73,6 +73,13 @@ fn run(cli: Cli) -> Result<()> {
             ask(&client, Request::ShowFdb { port, vlan })
         }
         Command::Show(ShowCommand::Stats(client)) => ask(&client, Request::ShowStats),
+        Command::Show(ShowCommand::Mirrors(client)) => ask(&client, Request::ShowMirrors),
+        Command::Mirror(MirrorCommand::Add { spec, client }) => {
+            ask(&client, Request::MirrorAdd(spec))
+        }
+        Command::Mirror(MirrorCommand::Del { name, client }) => {
+            ask(&client, Request::MirrorDel { name })
+        }
         Command::Fdb(FdbCommand::Add {
             port,
             mac,
@@ -105,5 +112,31 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory as _;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn mirror_commands_take_their_spec_and_the_client_options() {
+        use hairpin::control::protocol::Direction;
+        let cli = Cli::try_parse_from([
+            "hairpin", "mirror", "add", "ids", "--from", "vm1,vm2", "--out", "--to", "mon",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Mirror(MirrorCommand::Add { spec, client }) = cli.command else {
+            panic!("not a mirror add");
+        };
+        assert_eq!(spec.name, "ids");
+        assert_eq!(spec.from, ["vm1", "vm2"]);
+        assert_eq!((spec.direction, spec.to.as_str()), (Direction::Out, "mon"));
+        assert!(client.json);
+        let cli = Cli::try_parse_from(["hairpin", "mirror", "del", "ids"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Mirror(MirrorCommand::Del { name, .. }) if name == "ids"
+        ));
+        assert!(Cli::try_parse_from(["hairpin", "show", "mirrors", "--json"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["hairpin", "mirror", "add", "ids", "--in", "--both"]).is_err()
+        );
     }
 }

@@ -14,8 +14,9 @@
 //! - per port, two bytes: flags (bit 0 hairpin, 1 a free slot, 2 anti-spoofing: only
 //!   `02:00:00:00:00:0N` and `02:00:00:00:00:1N` may send, 3 a static MAC
 //!   `02:00:00:00:00:2N` in VLANs 0-4, 4-5 the VLAN setting: none, access, trunk, trunk
-//!   with a native VLAN) and VLANs (access: `1 + b % 4`; trunk: VLANs 1-4 by the bits of
-//!   the low nibble, native `1 + (b >> 4) % 4`);
+//!   with a native VLAN, 6 a limit of learned MACs, 7 a mirror's monitor port (not the
+//!   uplink, nor in xconnect and passthru)) and VLANs (access: `1 + b % 4`; trunk: VLANs
+//!   1-4 by the bits of the low nibble, native `1 + (b >> 4) % 4`);
 //! - then frames until the input ends: ingress (`% ports`; bit 7 ages the table
 //!   first), the time in seconds, the length, the frame's bytes.
 #![no_main]
@@ -122,6 +123,7 @@ fuzz_target!(|data: &[u8]| {
             } else {
                 0
             },
+            monitor: flags & 0x80 != 0 && !patch && uplink != Some(i),
         });
     }
     let tables = Tables::new(mode, &slots, up, Arc::clone(&fdb))
@@ -157,6 +159,14 @@ fuzz_target!(|data: &[u8]| {
         let verdict = hairpin::switch::decide(&tables, frame, ingress, now);
         let action = verdict.action;
         let vid = verdict.vlan.vid;
+        if from.monitor {
+            assert_eq!(
+                action,
+                Action::Drop(DropReason::Monitor),
+                "{mode}: a monitor port's frame went on"
+            );
+            continue;
+        }
         if frame.len() < 14 {
             assert_eq!(action, Action::Drop(DropReason::Runt), "a runt");
             continue;
@@ -214,6 +224,10 @@ fuzz_target!(|data: &[u8]| {
         let mut tag = [0; TAG_LEN];
         for p in targets.iter() {
             assert!(configured(p), "{mode}: to port {p}, not configured");
+            assert!(
+                policy(p).is_some_and(|p| !p.monitor),
+                "{mode}: to port {p}, a monitor port"
+            );
             assert!(up.contains(p), "{mode}: to port {p}, which is down");
             assert!(
                 p != ingress || from.hairpin,

@@ -10,7 +10,7 @@
 //! - `vlan_retag`: VLAN classification and retagging against a model of 802.1Q written
 //!   in the target.
 //! - `config_file`: `hairpin run --config` files; one that loads prints back to TOML that
-//!   loads the same, and each port is one `port add` would accept.
+//!   loads the same (mirrors included), and each port is one `port add` would accept.
 //! - `port_spec`: the command line's port options (`run --ports ... --vlan PORT=VID`)
 //!   and `port add`, which must agree with each other and with the config file.
 //! - `netlink`: the kernel's link and address messages, as notifications and as
@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use hairpin::{
     control::{
         config::BridgeConfig,
-        spec::PortSpec,
+        spec::{PortSpec, mirror::direction_name},
         xdp::XdpAttachMode,
     },
     datapath::ZeroCopy,
@@ -141,6 +141,14 @@ pub fn to_toml(config: &BridgeConfig) -> String {
         if let Some(max_macs) = spec.max_macs {
             writeln!(w, "max_macs = {max_macs}").unwrap();
         }
+    }
+    for mirror in &config.mirrors {
+        writeln!(w, "[[mirror]]").unwrap();
+        writeln!(w, "name = {}", toml_string(&mirror.name)).unwrap();
+        let from: Vec<String> = mirror.from.iter().map(|p| toml_string(p)).collect();
+        writeln!(w, "from = [{}]", from.join(", ")).unwrap();
+        writeln!(w, "direction = \"{}\"", direction_name(mirror.direction)).unwrap();
+        writeln!(w, "to = {}", toml_string(&mirror.to)).unwrap();
     }
     out
 }

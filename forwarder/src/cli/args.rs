@@ -8,7 +8,7 @@ use hairpin::control::{
     config::BridgeConfig,
     protocol::{CaptureRequest, Direction, MAX_SNAPLEN, TraceFrame},
     service::DEFAULT_SOCKET,
-    spec::{PortFlags, PortSpec},
+    spec::{MirrorSpec, PortFlags, PortSpec},
     xdp::{FastPath, XdpAttachMode},
 };
 use hairpin::{
@@ -50,9 +50,14 @@ pub(crate) enum Command {
     /// Add or remove a port of a running hairpin.
     #[command(subcommand)]
     Port(PortCommand),
-    /// Show a running hairpin's ports, MAC table or counters.
+    /// Show a running hairpin's ports, MAC table, counters or mirrors.
     #[command(subcommand)]
     Show(ShowCommand),
+    /// Add or remove a port mirror (SPAN) of a running hairpin: copies of the frames of
+    /// some ports go out of a monitor port (to an IDS, a tcpdump), which forwards
+    /// nothing else.
+    #[command(subcommand)]
+    Mirror(MirrorCommand),
     /// Change a running hairpin's MAC table.
     #[command(subcommand)]
     Fdb(FdbCommand),
@@ -277,6 +282,29 @@ pub(crate) enum ShowCommand {
     },
     /// Every counter: ports, workers, MAC table, latency.
     Stats(Client),
+    /// Every port mirror: its ports, direction, state, copies and losses.
+    Mirrors(Client),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MirrorCommand {
+    /// Copy the frames of the --from ports out of the --to port (e.g. `hairpin mirror
+    /// add ids --from vm1,vm2 --to mon0`). The monitor port forwards nothing else from
+    /// then on: what it receives is dropped (`monitor_port`), it learns nothing and no
+    /// flood reaches it. The uplink may be mirrored, but is never a monitor port.
+    Add {
+        #[command(flatten)]
+        spec: MirrorSpec,
+        #[command(flatten)]
+        client: Client,
+    },
+    /// Remove a mirror: its copies stop at once, and its monitor port forwards again.
+    Del {
+        /// The mirror's name.
+        name: String,
+        #[command(flatten)]
+        client: Client,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,8 +3,9 @@
 
 use anyhow::{Result, bail};
 use hairpin::control::{
-    protocol::{PortCounters, PortInfo, Request, Response, Stats},
+    protocol::{MirrorInfo, PortCounters, PortInfo, Request, Response, Stats},
     service::{self},
+    spec::mirror::direction_name,
 };
 use hairpin::datapath::stats::in_column_order;
 use hairpin::wire::ETHERNET_HEADER_LEN;
@@ -47,6 +48,7 @@ pub(crate) fn ask(client: &Client, request: Request) -> Result<()> {
             Response::Stats(stats) => counters_text(&stats),
             Response::Trace(report) => report.lines.join("\n"),
             Response::Capturing { port, .. } => format!("capturing on {port}"),
+            Response::Mirrors { mirrors } => mirrors_table(&mirrors),
             Response::Error { .. } => unreachable!("handled above"),
         }
     };
@@ -116,6 +118,36 @@ fn ports_table(ports: &[PortInfo]) -> String {
         if let Some(alias) = &p.alias {
             out += &format!("{}: {alias}\n", p.name);
         }
+    }
+    out.trim_end().to_owned()
+}
+
+/// The mirrors as a table: one row each; a waiting mirror says which ports it waits
+/// for in its state.
+fn mirrors_table(mirrors: &[MirrorInfo]) -> String {
+    if mirrors.is_empty() {
+        return "no mirror (hairpin mirror add NAME --from PORT[,PORT...] --to PORT)".to_owned();
+    }
+    let mut out = format!(
+        "{:<15} {:<23} {:<4} {:<15} {:<23} {:>12} {:>10}\n",
+        "mirror", "from", "dir", "to", "state", "copies", "lost"
+    );
+    for m in mirrors {
+        let state = if m.missing.is_empty() {
+            m.state.clone()
+        } else {
+            format!("{} ({})", m.state, m.missing.join(","))
+        };
+        out += &format!(
+            "{:<15} {:<23} {:<4} {:<15} {:<23} {:>12} {:>10}\n",
+            m.name,
+            m.from.join(","),
+            direction_name(m.direction),
+            m.to,
+            state,
+            m.copies,
+            m.lost
+        );
     }
     out.trim_end().to_owned()
 }
@@ -216,6 +248,42 @@ pub(crate) fn counters_text(s: &Stats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mirror_table_has_a_row_per_mirror_and_says_what_one_waits_for() {
+        use hairpin::control::protocol::Direction;
+        let mirror = |name: &str, state: &str, missing: &[&str]| MirrorInfo {
+            name: name.into(),
+            from: vec!["vm1".into(), "vm2".into()],
+            direction: Direction::Both,
+            to: "mon".into(),
+            state: state.into(),
+            missing: missing.iter().map(|s| (*s).to_owned()).collect(),
+            origin: "runtime".into(),
+            copies: 1234,
+            lost: 5,
+        };
+        let table = mirrors_table(&[
+            mirror("ids", "active", &[]),
+            mirror("dump", "waiting", &["vm2"]),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        let words = |l: &str| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(
+            words(lines[0]),
+            ["mirror", "from", "dir", "to", "state", "copies", "lost"]
+        );
+        assert_eq!(
+            words(lines[1]),
+            ["ids", "vm1,vm2", "both", "mon", "active", "1234", "5"]
+        );
+        assert_eq!(
+            words(lines[2])[4..6],
+            ["waiting".to_owned(), "(vm2)".to_owned()]
+        );
+        assert!(mirrors_table(&[]).starts_with("no mirror"));
+    }
 
     #[test]
     fn the_port_table_marks_an_mtu_longer_than_the_port_carries() {

@@ -21,8 +21,9 @@
 //! modules: reload, planned whole and applied all or nothing (`bridge/reload.rs`),
 //! publishing the tables and the fast path's maps (`bridge/fast.rs`), following the
 //! kernel's links and addresses (`bridge/links.rs`), the operator's MAC table commands
-//! (`bridge/mac_table.rs`), what it reports (`bridge/report.rs`) and the checks of a
-//! configuration and a port's MTU (`bridge/checks.rs`). Every call it makes
+//! (`bridge/mac_table.rs`), port mirrors and their monitor ports (`bridge/mirror.rs`),
+//! what it reports (`bridge/report.rs`) and the checks of a configuration and a port's
+//! MTU (`bridge/checks.rs`). Every call it makes
 //! to the kernel and the workers goes through the seam of `bridge/kernel.rs`, which the
 //! unit tests (`bridge/tests.rs`) fill with fakes (`bridge/fake.rs`). The
 //! configuration's types are [`super::config`]'s.
@@ -42,6 +43,7 @@ mod fast;
 pub mod kernel;
 mod links;
 mod mac_table;
+mod mirror;
 mod reload;
 mod report;
 #[cfg(test)]
@@ -51,6 +53,7 @@ mod trace;
 pub use self::checks::{check_config, largest_frame};
 use self::{
     checks::{mtu_warning, worker_count},
+    mirror::{Mirrors, policies},
     report::{cpu_hz, since},
 };
 
@@ -71,8 +74,7 @@ use super::{
 use crate::{
     datapath::{DatapathError, PortQueues, ZeroCopy, pick_cores, stats::PortQueueSnapshot},
     switch::{
-        Fdb, MAX_PORTS, Mode, PortId, PortPolicy, PortSet, Role, Tables, TablesError, VlanId,
-        fdb::Learned,
+        Fdb, MAX_PORTS, Mode, PortId, PortSet, Role, Tables, TablesError, VlanId, fdb::Learned,
     },
 };
 
@@ -193,6 +195,8 @@ pub struct Bridge {
     tables: Arc<Tables>,
     /// Captures end first (fields drop in order).
     captures: Captures,
+    /// Port mirrors, carried out by the capture thread.
+    mirrors: Mirrors,
     /// Dropped after the datapath (fields drop in order): workers stop before the
     /// program and its socket map go.
     datapath: Box<dyn Workers>,
@@ -249,10 +253,11 @@ impl Bridge {
             .iter()
             .map(|p| Some(Slot::new(p.clone(), Origin::Config)))
             .collect();
+        let mirrors = Mirrors::of_config(&config);
         let tables = Arc::new(
             Tables::new(
                 config.mode,
-                &policies(&slots),
+                &policies(&slots, &mirrors),
                 PortSet::EMPTY,
                 Arc::clone(&fdb),
             )?
@@ -280,6 +285,7 @@ impl Bridge {
             .map_err(BridgeError::CaptureThread)?;
         let mut bridge = Self {
             captures,
+            mirrors,
             next_slot: slots.len(),
             slots,
             fdb,
@@ -547,7 +553,7 @@ impl Bridge {
             .fold(PortSet::EMPTY, |set, (i, _)| set.with(i as PortId));
         Tables::new(
             self.config.mode,
-            &policies(slots),
+            &policies(slots, &self.mirrors),
             up,
             Arc::clone(&self.fdb),
         )
@@ -665,6 +671,7 @@ impl Bridge {
             return Err(refused(format!("{} is already a port", config.name)));
         }
         check_statics_unique(&self.slots, &config, None)?;
+        self.check_port_for_mirrors(&config)?;
         let iface = self.servable(&config.name)?;
         let id = self.free_slot().ok_or_else(|| full(&config.name))?;
         // The new policy must fit with the others before anything is touched.
@@ -726,6 +733,7 @@ impl Bridge {
         let id = self
             .find(name)
             .ok_or_else(|| refused(format!("{name} is not a port of this bridge")))?;
+        self.refuse_if_mirrored(name)?;
         self.detach(id);
         self.forget(id);
         tracing::info!("{name}: removed");
@@ -783,14 +791,6 @@ impl Bridge {
         let panicked = self.datapath.snapshot().panicked_workers;
         (stats, panicked)
     }
-}
-
-/// The policies of `slots`, `None` for free ones.
-fn policies(slots: &[Option<Slot>]) -> Vec<Option<PortPolicy>> {
-    slots
-        .iter()
-        .map(|s| s.as_ref().map(|s| s.config.policy.clone()))
-        .collect()
 }
 
 /// A free slot of `slots`, searching from `*next` and leaving `*next` after it

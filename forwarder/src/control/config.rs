@@ -1,6 +1,10 @@
 //! The bridge as configured: [`BridgeConfig`], its ports' [`PortConfig`]s (what
-//! [`PortSpec::check`](super::spec::PortSpec::check) makes of a port's settings).
-use super::xdp::{FastPath, XdpAttachMode};
+//! [`PortSpec::check`](super::spec::PortSpec::check) makes of a port's settings) and its
+//! port mirrors ([`MirrorSpec`]s, checked as they are).
+use super::{
+    spec::MirrorSpec,
+    xdp::{FastPath, XdpAttachMode},
+};
 use crate::{
     datapath::DatapathConfig,
     switch::{Mode, PortPolicy},
@@ -53,6 +57,8 @@ pub struct BridgeConfig {
     pub group_fwd_mask: u16,
     /// The kernel fast path.
     pub fast_path: FastPath,
+    /// Port mirrors (SPAN), each of ports of `ports`.
+    pub mirrors: Vec<MirrorSpec>,
 }
 
 /// Largest MAC table: 16 M entries (1 GiB of buckets).
@@ -71,6 +77,7 @@ impl Default for BridgeConfig {
             datapath: DatapathConfig::default(),
             group_fwd_mask: 0,
             fast_path: FastPath::default(),
+            mirrors: Vec::new(),
         }
     }
 }

@@ -33,6 +33,12 @@
 //! name = "vf1"
 //! trunk = "10,20,100-110"    # VLANs carried tagged
 //! native = 1                 # optional: untagged frames belong to VLAN 1
+//!
+//! [[mirror]]                 # a port mirror (SPAN)
+//! name = "ids"
+//! from = ["vf0", "vf1"]      # the ports whose frames are copied
+//! direction = "both"         # in | out | both (the default)
+//! to = "vf2"                 # the monitor port: forwards nothing but the copies
 //! ```
 //!
 //! Once any port has `vlan` or `trunk`, the bridge is VLAN-aware and ports with neither
@@ -47,7 +53,10 @@ use serde::Deserialize;
 use crate::{
     control::{
         config::{BridgeConfig, MAX_FDB_SIZE, PortConfig},
-        spec::PortSpec,
+        spec::{
+            MirrorSpec, PortSpec,
+            mirror::{PortLookup, check_mirror},
+        },
         xdp::{FastPath, XdpAttachMode},
     },
     datapath::{DatapathConfig, ZeroCopy},
@@ -99,6 +108,8 @@ struct File {
     fdb: FileFdb,
     #[serde(default)]
     port: Vec<PortSpec>,
+    #[serde(default)]
+    mirror: Vec<MirrorSpec>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -179,6 +190,23 @@ pub fn parse(text: &str, path: &Path) -> Result<BridgeConfig, ConfigFileError> {
         };
         return Err(invalid(key, e.to_string()));
     }
+    // Mirrors name ports of the file: each port's role, by name.
+    let role = |name: &str| -> PortLookup {
+        ports
+            .iter()
+            .find(|p| p.name == name)
+            .map_or(PortLookup::Unknown, |p| PortLookup::Port(p.policy.role))
+    };
+    for i in 0..file.mirror.len() {
+        check_mirror(
+            mode,
+            &file.mirror,
+            i,
+            &role,
+            "the file (no [[port]] has that name)",
+        )
+        .map_err(|e| invalid(e.key(i), e.why))?;
+    }
     let defaults = BridgeConfig::default();
     let fdb_capacity = file.fdb.size.unwrap_or(defaults.fdb_capacity);
     if fdb_capacity == 0 || fdb_capacity > MAX_FDB_SIZE {
@@ -224,6 +252,7 @@ pub fn parse(text: &str, path: &Path) -> Result<BridgeConfig, ConfigFileError> {
         },
         group_fwd_mask: file.group_fwd_mask,
         fast_path: d.fast_path.unwrap_or_default(),
+        mirrors: file.mirror,
     })
 }
 
@@ -367,6 +396,58 @@ mod tests {
         assert!(err("[fdb]\nsize = 4294967295\n[[port]]\nname = \"a\"").contains("give 1 to"));
         assert!(
             err("[fdb]\nage = 0\n[[port]]\nname = \"a\"").starts_with("hairpin.toml: fdb.age: 0:")
+        );
+    }
+
+    #[test]
+    fn reads_mirrors_and_names_the_key_of_a_wrong_one() {
+        let ports = "[[port]]\nname = \"up\"\nrole = \"uplink\"\n[[port]]\nname = \"a\"\n\
+                     [[port]]\nname = \"b\"\n[[port]]\nname = \"mon\"\n";
+        let c = parse(&format!(
+            "{ports}[[mirror]]\nname = \"m1\"\nfrom = [\"a\", \"up\"]\nto = \"mon\"\n\
+             [[mirror]]\nname = \"m2\"\nfrom = [\"b\"]\ndirection = \"out\"\nto = \"mon\"\n"
+        ))
+        .unwrap();
+        let m: Vec<_> = c
+            .mirrors
+            .iter()
+            .map(|m| (m.name.as_str(), m.from.len(), m.direction, m.to.as_str()))
+            .collect();
+        use crate::control::protocol::Direction;
+        assert_eq!(
+            m,
+            [
+                ("m1", 2, Direction::Both, "mon"),
+                ("m2", 1, Direction::Out, "mon")
+            ]
+        );
+        let mirror = |body: &str| err(&format!("{ports}[[mirror]]\n{body}"));
+        assert_eq!(
+            mirror("name = \"m1\"\nfrom = [\"a\", \"x\"]\nto = \"mon\""),
+            "hairpin.toml: mirror[0].from[1]: x is not a port of the file (no [[port]] has \
+             that name)"
+        );
+        assert!(
+            mirror("name = \"m1\"\nfrom = [\"a\"]\nto = \"up\"")
+                .starts_with("hairpin.toml: mirror[0].to: up is the uplink")
+        );
+        assert!(
+            mirror("name = \"m1\"\nfrom = [\"a\"]\nto = \"a\"")
+                .starts_with("hairpin.toml: mirror[0].to: a is mirrored too")
+        );
+        assert!(mirror("name = \"m1\"\nfrom = [\"a\"]").contains("missing field `to`"));
+        assert!(
+            mirror("name = \"m1\"\nfrom = [\"a\"]\nto = \"mon\"\nmirror = 1")
+                .contains("unknown field `mirror`")
+        );
+        let two = "name = \"m1\"\nfrom = [\"a\"]\nto = \"mon\"\n[[mirror]]\n\
+                   name = \"m2\"\nfrom = [\"mon\"]\nto = \"b\"";
+        assert!(
+            mirror(two).starts_with(
+                "hairpin.toml: mirror[1].from[0]: mon is the monitor port of mirror m1"
+            ),
+            "{}",
+            mirror(two)
         );
     }
 

@@ -15,7 +15,7 @@
 //! `{"response":"error","message":...}` and changes nothing.
 use serde::{Deserialize, Serialize};
 
-use super::spec::PortSpec;
+use super::spec::{MirrorSpec, PortSpec};
 
 /// The latency histogram, read out (nanoseconds): the datapath's own summary, which is
 /// what goes on the wire.
@@ -110,6 +110,17 @@ pub enum Request {
     /// is [`Response::Capturing`]; the same connection then carries a pcapng stream
     /// ([`capture_stream`]) until the capture ends.
     Capture(CaptureRequest),
+    /// Add a port mirror (SPAN): copies of its ports' frames go out of its monitor
+    /// port, which forwards nothing else from then on.
+    MirrorAdd(MirrorSpec),
+    /// Remove a port mirror: its copies stop at once, and its monitor port forwards
+    /// again (unless it is another mirror's).
+    MirrorDel {
+        /// Its name.
+        name: String,
+    },
+    /// Every port mirror, with its state and counts.
+    ShowMirrors,
 }
 
 /// What `hairpin capture` asks for.
@@ -308,11 +319,42 @@ pub enum Response {
         /// Its directions.
         direction: Direction,
     },
+    /// `show mirrors`.
+    Mirrors {
+        /// In the order they were added (the configuration's first).
+        mirrors: Vec<MirrorInfo>,
+    },
     /// The request was refused; nothing changed.
     Error {
         /// Why.
         message: String,
     },
+}
+
+/// One port mirror, as `hairpin show mirrors` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorInfo {
+    /// Its name.
+    pub name: String,
+    /// The mirrored ports.
+    pub from: Vec<String>,
+    /// Which of their frames are copied.
+    pub direction: Direction,
+    /// The monitor port.
+    pub to: String,
+    /// `active` (copies go out), or `waiting`: one of its ports is absent (its
+    /// interface gone) or not a port now, listed in `missing`; it resumes when they
+    /// are all back. Its monitor port forwards nothing either way.
+    pub state: String,
+    /// The ports it waits for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing: Vec<String>,
+    /// From the configuration (`config`) or `hairpin mirror add` (`runtime`).
+    pub origin: String,
+    /// Copies sent out of the monitor port since it last became active.
+    pub copies: u64,
+    /// Copies lost since then (hairpin's rings or the monitor port's queue full).
+    pub lost: u64,
 }
 
 /// One port, as `hairpin show ports` lists it.
@@ -530,6 +572,34 @@ mod tests {
             err(r#"{"version":1,"request":"port_add","name":"a","colour":1}"#)
                 .contains("unknown field")
         );
+    }
+
+    #[test]
+    fn mirror_requests_take_the_spec_flat_both_directions_by_default() {
+        let line =
+            r#"{"version":1,"request":"mirror_add","name":"m1","from":["vm1","vm2"],"to":"mon"}"#;
+        assert_eq!(
+            parse_request(line),
+            Ok(Request::MirrorAdd(MirrorSpec {
+                name: "m1".into(),
+                from: vec!["vm1".into(), "vm2".into()],
+                direction: Direction::Both,
+                to: "mon".into(),
+            }))
+        );
+        assert_eq!(
+            parse_request(r#"{"version":1,"request":"mirror_del","name":"m1"}"#),
+            Ok(Request::MirrorDel { name: "m1".into() })
+        );
+        assert_eq!(
+            parse_request(r#"{"version":1,"request":"show_mirrors"}"#),
+            Ok(Request::ShowMirrors)
+        );
+        let err = parse_request(
+            r#"{"version":1,"request":"mirror_add","name":"m1","from":["a"],"to":"b","dir":"in"}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
     }
 
     #[test]

@@ -99,7 +99,7 @@ pub struct ServiceOptions {
     pub socket: Option<PathBuf>,
     /// The configuration file `reload` re-reads.
     pub config_file: Option<PathBuf>,
-    /// Where the run-time ports are kept across a restart ([`super::state`]): locked
+    /// Where the run-time ports and mirrors are kept across a restart ([`super::state`]): locked
     /// for this service, so a second one on it is refused at start.
     pub state_dir: Option<PathBuf>,
 }
@@ -431,8 +431,20 @@ fn restore(bridge: &mut Bridge, mut state: RuntimePorts, specs: Vec<PortSpec>) -
             Err(e) => tracing::warn!("{name}: run-time port not restored: {e:#}"),
         }
     }
-    // The file now says what the bridge has: rewritten only when a port was dropped.
+    // Then the run-time mirrors, whose ports are back now.
+    for spec in state.mirrors().to_vec() {
+        let name = spec.name.clone();
+        match bridge.add_mirror(spec) {
+            Ok(_) => tracing::info!(
+                "mirror {name}: run-time mirror restored from {}",
+                state.path().display()
+            ),
+            Err(e) => tracing::warn!("mirror {name}: run-time mirror not restored: {e:#}"),
+        }
+    }
+    // The file now says what the bridge has: rewritten only when something was dropped.
     state.retain(bridge.runtime_ports());
+    state.follow_mirrors(bridge.runtime_mirrors());
     if let Err(e) = state.save() {
         tracing::error!("run-time ports not kept: {e}");
     }
@@ -478,6 +490,7 @@ impl Control {
     fn keep_state(&mut self) {
         if let Some(state) = &mut self.state {
             state.retain(self.bridge.runtime_ports());
+            state.follow_mirrors(self.bridge.runtime_mirrors());
             if let Err(e) = state.save() {
                 tracing::error!("run-time ports not kept: {e}");
             }
@@ -560,6 +573,56 @@ impl Control {
                 Err(e) => error(e.to_string()),
             },
             Request::Capture(_) => error("a capture streams over the control socket only"),
+            // Saved first and made after, as ports are.
+            Request::MirrorAdd(spec) => {
+                let mut mirrors: Vec<_> = bridge.runtime_mirrors().cloned().collect();
+                mirrors.push(spec.clone());
+                // A spec its own check refuses is refused below, without a write.
+                let state = self.state.as_mut().filter(|_| spec.check().is_ok());
+                let undo = match state.map(|s| s.save_mirrors(mirrors)) {
+                    Some(Err(e)) => {
+                        return error(format!(
+                            "mirror {}: not added: the run-time mirrors cannot be saved: {e}",
+                            spec.name
+                        ));
+                    }
+                    Some(Ok(undo)) => Some(undo),
+                    None => None,
+                };
+                let added = bridge.add_mirror(spec);
+                if added.is_err()
+                    && let (Some(state), Some(undo)) = (&mut self.state, undo)
+                {
+                    state.undo_mirrors(undo);
+                }
+                done(added)
+            }
+            Request::MirrorDel { name } => {
+                let mirrors: Vec<_> = bridge
+                    .runtime_mirrors()
+                    .filter(|m| m.name != name)
+                    .cloned()
+                    .collect();
+                let undo = match self.state.as_mut().map(|s| s.save_mirrors(mirrors)) {
+                    Some(Err(e)) => {
+                        return error(format!(
+                            "mirror {name}: not removed: the run-time mirrors cannot be saved: {e}"
+                        ));
+                    }
+                    Some(Ok(undo)) => Some(undo),
+                    None => None,
+                };
+                let removed = bridge.remove_mirror(&name);
+                if removed.is_err()
+                    && let (Some(state), Some(undo)) = (&mut self.state, undo)
+                {
+                    state.undo_mirrors(undo);
+                }
+                done(removed)
+            }
+            Request::ShowMirrors => Response::Mirrors {
+                mirrors: bridge.mirrors(),
+            },
         }
     }
 

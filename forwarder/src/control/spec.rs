@@ -14,12 +14,17 @@
 //! option (`--vlan 4095: ...`), a `run` option with its port (`--vlan vm1=4095: ...`), a
 //! key of the file (`port[2].vlan: ...`).
 //!
+//! A port mirror's settings have their own type, [`MirrorSpec`] (`spec/mirror.rs`).
+//!
 //! A new per-port setting is a field here (with its clap and serde attributes, a
 //! `PortFlags` field for `run`, and its check into [`PortPolicy`]), and what the switch
 //! does with it.
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+pub mod mirror;
+pub use mirror::MirrorSpec;
 
 use super::config::PortConfig;
 use crate::{
@@ -308,6 +313,8 @@ impl PortSpec {
                 max_macs: self
                     .max_macs
                     .unwrap_or_else(|| default_max_macs(self.uplink)),
+                // The bridge's mirrors say which ports are monitor ports.
+                monitor: false,
             },
             static_macs: self
                 .static_macs

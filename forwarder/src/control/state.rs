@@ -1,12 +1,14 @@
-//! Run-time ports kept across a restart (`hairpin run --state-dir DIR`).
+//! Run-time ports and mirrors kept across a restart (`hairpin run --state-dir DIR`).
 //!
 //! Ports added over the control socket (by an operator, or by `hairpin-cni` for a pod)
 //! are not in the configuration file, so a restart would lose them while the
 //! interfaces and the pods behind them live on. With a state directory, hairpin keeps
 //! the requests that added the run-time ports it has now in `DIR/ports.json` and adds
 //! them again when it starts; one whose interface is gone by then is dropped with a
-//! warning. Stopping leaves the file as it is: it describes the ports the next start
-//! should have.
+//! warning. Port mirrors added at run time (`hairpin mirror add`) are kept there too
+//! (`mirrors`, absent while there are none) and added again once the ports are back;
+//! one that names a port that did not come back is dropped with a warning. Stopping
+//! leaves the file as it is: it describes the ports the next start should have.
 //!
 //! What keeps that file whole:
 //! - **One owner.** [`RuntimePorts::open`] takes an exclusive `flock` on `DIR/`[`LOCK`]
@@ -21,7 +23,8 @@
 //!   `ports.json.corrupt-<unix seconds>`, and an error log line names both; its ports are
 //!   not restored, and the copy is left for an operator. When it cannot be moved aside
 //!   either, the start is refused ([`StateError::Unreadable`]).
-//! - **Saved before done.** A `port add` or `port del` is saved first
+//! - **Saved before done.** A `port add` or `port del` (a `mirror add` or `mirror del`)
+//!   is saved first
 //!   ([`RuntimePorts::save_added`], [`RuntimePorts::save_removed`]) and carried out
 //!   after: a request whose state cannot be saved fails with the reason and changes
 //!   nothing; one the bridge then refuses takes its saved change back
@@ -40,7 +43,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use super::spec::PortSpec;
+use super::spec::{MirrorSpec, PortSpec};
 
 /// The file's name in the state directory.
 pub const FILE: &str = "ports.json";
@@ -55,6 +58,9 @@ const VERSION: u32 = 1;
 struct OnDisk {
     version: u32,
     ports: Vec<PortSpec>,
+    /// Files written before mirrors have none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    mirrors: Vec<MirrorSpec>,
 }
 
 /// An error opening the state directory: hairpin does not start.
@@ -101,10 +107,18 @@ pub enum StateError {
 pub struct RuntimePorts {
     path: PathBuf,
     ports: BTreeMap<String, PortSpec>,
+    /// The run-time mirrors, in the order they were added.
+    mirrors: Vec<MirrorSpec>,
     dirty: bool,
     /// Holds the directory's `flock` while the state lives.
     _lock: File,
 }
+
+/// The run-time mirrors as they were before [`RuntimePorts::save_mirrors`], to take
+/// back with [`RuntimePorts::undo_mirrors`] when the request then fails.
+#[derive(Debug)]
+#[must_use = "a change whose request fails is taken back with RuntimePorts::undo_mirrors"]
+pub struct MirrorsUndo(Option<Vec<MirrorSpec>>);
 
 /// A change saved ahead of the request that makes it, to take back with
 /// [`RuntimePorts::undo`] when the request then fails.
@@ -156,6 +170,7 @@ impl RuntimePorts {
         Ok(Self {
             path: dir.join(FILE),
             ports: BTreeMap::new(),
+            mirrors: Vec::new(),
             dirty: false,
             _lock: lock,
         })
@@ -171,8 +186,8 @@ impl RuntimePorts {
     /// new name is logged as an error, and the state starts empty. Refused only when
     /// that move fails too.
     pub fn load(&mut self) -> Result<Vec<PortSpec>, StateError> {
-        let specs = match self.read() {
-            Ok(specs) => specs,
+        let (specs, mirrors) = match self.read() {
+            Ok(read) => read,
             Err(reason) => {
                 let aside = self
                     .set_aside()
@@ -188,9 +203,10 @@ impl RuntimePorts {
                     self.path.display(),
                     aside.display()
                 );
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
+        self.mirrors = mirrors;
         self.ports = specs
             .iter()
             .map(|spec| (spec.name.clone(), spec.clone()))
@@ -199,11 +215,12 @@ impl RuntimePorts {
         Ok(specs)
     }
 
-    /// The ports the file lists (none when there is no file), or why it cannot be read.
-    fn read(&self) -> Result<Vec<PortSpec>, String> {
+    /// The ports and mirrors the file lists (none when there is no file), or why it
+    /// cannot be read.
+    fn read(&self) -> Result<(Vec<PortSpec>, Vec<MirrorSpec>), String> {
         let bytes = match std::fs::read(&self.path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
             Err(e) => return Err(e.to_string()),
         };
         let saved: OnDisk = serde_json::from_slice(&bytes).map_err(|e| e.to_string())?;
@@ -213,7 +230,56 @@ impl RuntimePorts {
                 saved.version
             ));
         }
-        Ok(saved.ports)
+        Ok((saved.ports, saved.mirrors))
+    }
+
+    /// The run-time mirrors [`RuntimePorts::load`] read (to add again once the ports
+    /// are back), or as saved since.
+    pub fn mirrors(&self) -> &[MirrorSpec] {
+        &self.mirrors
+    }
+
+    /// Saves the state with `mirrors` as its run-time mirrors, ahead of the `mirror add`
+    /// or `mirror del` that makes them so. On error the state is as it was, in memory
+    /// and on disk, and the request must not be carried out.
+    pub fn save_mirrors(&mut self, mirrors: Vec<MirrorSpec>) -> io::Result<MirrorsUndo> {
+        if mirrors == self.mirrors {
+            return Ok(MirrorsUndo(None));
+        }
+        let before = std::mem::replace(&mut self.mirrors, mirrors);
+        let pending = self.dirty;
+        self.dirty = true;
+        match self.save() {
+            Ok(()) => Ok(MirrorsUndo(Some(before))),
+            Err(e) => {
+                self.mirrors = before;
+                self.dirty = pending;
+                Err(e)
+            }
+        }
+    }
+
+    /// Takes back mirrors saved ahead of a request that then failed, and saves that (a
+    /// failure is logged, as [`RuntimePorts::undo`]'s).
+    pub fn undo_mirrors(&mut self, undo: MirrorsUndo) {
+        let Some(before) = undo.0 else {
+            return;
+        };
+        self.mirrors = before;
+        self.dirty = true;
+        if let Err(e) = self.save() {
+            tracing::error!("run-time mirrors not kept: {e}");
+        }
+    }
+
+    /// Keeps the bridge's run-time mirrors, `runtime` (a mirror removed, or taken over
+    /// by the configuration file, leaves the state).
+    pub fn follow_mirrors<'a>(&mut self, runtime: impl IntoIterator<Item = &'a MirrorSpec>) {
+        let runtime: Vec<MirrorSpec> = runtime.into_iter().cloned().collect();
+        if runtime != self.mirrors {
+            self.mirrors = runtime;
+            self.dirty = true;
+        }
     }
 
     /// Renames the file to a free `ports.json.corrupt-<unix seconds>[.N]`; returns the
@@ -322,6 +388,7 @@ impl RuntimePorts {
         let saved = OnDisk {
             version: VERSION,
             ports: self.ports.values().cloned().collect(),
+            mirrors: self.mirrors.clone(),
         };
         let text = serde_json::to_vec_pretty(&saved).map_err(io::Error::other)?;
         let tmp = self.path.with_extension("json.tmp");
@@ -522,6 +589,53 @@ mod tests {
             state.load().expect("read"),
             [spec("hpa", 10), spec("hpc", 30)]
         );
+    }
+
+    fn mirror(name: &str, from: &str, to: &str) -> MirrorSpec {
+        MirrorSpec {
+            name: name.into(),
+            from: vec![from.into()],
+            direction: crate::control::protocol::Direction::In,
+            to: to.into(),
+        }
+    }
+
+    #[test]
+    fn mirrors_are_kept_beside_the_ports_and_old_files_have_none() {
+        let dir = Dir::new("mirrors");
+        std::fs::create_dir_all(&dir.0).expect("made");
+        // A file from before mirrors.
+        std::fs::write(dir.0.join(FILE), br#"{"version":1,"ports":[]}"#).expect("written");
+        let mut state = RuntimePorts::open(&dir.0).expect("opened");
+        assert!(state.load().expect("read").is_empty());
+        assert!(state.mirrors().is_empty());
+        let _ = state.save_added(spec("hpa", 10)).expect("written");
+        // Without mirrors, the file is as before them.
+        let text = std::fs::read_to_string(dir.0.join(FILE)).expect("read");
+        assert!(!text.contains("mirrors"), "{text}");
+        let m1 = mirror("m1", "hpa", "p0");
+        let _ = state.save_mirrors(vec![m1.clone()]).expect("written");
+        // A failed request takes its change back; one that changes nothing writes
+        // nothing.
+        let undo = state
+            .save_mirrors(vec![m1.clone(), mirror("m2", "hpa", "p1")])
+            .expect("written");
+        state.undo_mirrors(undo);
+        let undo = state
+            .save_mirrors(vec![m1.clone()])
+            .expect("nothing to write");
+        state.undo_mirrors(undo);
+        drop(state);
+        let mut state = RuntimePorts::open(&dir.0).expect("opened again");
+        assert_eq!(state.load().expect("read"), [spec("hpa", 10)]);
+        assert_eq!(state.mirrors(), std::slice::from_ref(&m1));
+        // The bridge's run-time mirrors are followed.
+        state.follow_mirrors(&[]);
+        state.save().expect("written");
+        drop(state);
+        let mut state = RuntimePorts::open(&dir.0).expect("opened again");
+        state.load().expect("read");
+        assert!(state.mirrors().is_empty());
     }
 
     #[test]

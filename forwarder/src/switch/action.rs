@@ -46,11 +46,15 @@ pub enum DropReason {
     /// (`MAX_CHAIN`), or more than one where the sockets take no chains (zero-copy, or
     /// a kernel without AF_XDP multi-buffer).
     Oversize,
+    /// Received on a port mirror's monitor port, which sends the mirror's copies and
+    /// forwards nothing else (counted on that port); or addressed to a station a static
+    /// entry puts on one (counted on the ingress port).
+    Monitor,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 16] = [
         Self::Runt,
         Self::BadSourceMac,
         Self::SameSegment,
@@ -66,6 +70,7 @@ impl DropReason {
         Self::PortDown,
         Self::Reserved,
         Self::Oversize,
+        Self::Monitor,
     ];
 
     /// How many reasons there are.
@@ -89,6 +94,7 @@ impl DropReason {
             Self::PortDown => "port_down",
             Self::Reserved => "reserved",
             Self::Oversize => "oversize",
+            Self::Monitor => "monitor_port",
         }
     }
 }

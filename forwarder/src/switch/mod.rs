@@ -9,7 +9,7 @@
 //!
 //! One job per file:
 //!
-//! - `decision.rs`: [`decide`] itself and its tests;
+//! - `decision.rs`: [`decide`] itself (its tests in `decision/tests.rs`);
 //! - `tables.rs`: the bridge's set-up it reads ([`Mode`], [`Role`], [`PortPolicy`],
 //!   [`Tables`], [`TablesError`]);
 //! - `action.rs`: what it answers ([`Action`], [`DropReason`], [`Verdict`]);

@@ -96,6 +96,12 @@ pub struct PortPolicy {
     /// The most MAC table entries the port may learn (0: no limit); sources past it are
     /// forwarded but not learned, and counted ([`Fdb::refused`]).
     pub max_macs: u32,
+    /// A port mirror's monitor port (SPAN): it sends the mirror's copies and nothing
+    /// else. Frames it receives are dropped ([`DropReason::Monitor`](super::DropReason::Monitor))
+    /// and never learned, no flood reaches it, and a frame for a station on it (a static
+    /// entry) is dropped. Not a setting of the port's own: the bridge sets it from its
+    /// mirrors when it builds the tables.
+    pub monitor: bool,
 }
 
 /// Entries a downlink may learn unless its `max_macs` says otherwise: room for a VM
@@ -105,7 +111,7 @@ pub const DEFAULT_MAX_MACS: u32 = 4096;
 
 impl Default for PortPolicy {
     /// A downlink, no reflective relay, any source, no VLAN setting, learning at most
-    /// [`DEFAULT_MAX_MACS`].
+    /// [`DEFAULT_MAX_MACS`], not a monitor port.
     fn default() -> Self {
         Self {
             role: Role::Downlink,
@@ -113,6 +119,7 @@ impl Default for PortPolicy {
             allowed_sources: Vec::new(),
             vlans: None,
             max_macs: DEFAULT_MAX_MACS,
+            monitor: false,
         }
     }
 }
@@ -132,8 +139,10 @@ pub const GROUP_FWD_RESTRICTED: u16 = 0b0110;
 #[derive(Debug)]
 pub struct Tables {
     pub(super) mode: Mode,
-    /// Ports frames may leave by: attached and with carrier.
+    /// Ports frames may leave by: attached, with carrier, and not monitor ports.
     pub(super) ports: PortSet,
+    /// Mirrors' monitor ports ([`PortPolicy::monitor`]): what they receive is dropped.
+    pub(super) monitors: PortSet,
     pub(super) uplink: Option<PortId>,
     pub(super) downlinks: PortSet,
     pub(super) hairpin: PortSet,
@@ -184,10 +193,14 @@ impl Tables {
         let mut downlinks = PortSet::EMPTY;
         let mut hairpin = PortSet::EMPTY;
         let mut configured_set = PortSet::EMPTY;
+        let mut monitors = PortSet::EMPTY;
         for (i, policy) in slots.iter().enumerate() {
             let Some(policy) = policy else { continue };
             let id = i as PortId;
             configured_set = configured_set.with(id);
+            if policy.monitor {
+                monitors = monitors.with(id);
+            }
             match (policy.role, uplink) {
                 (Role::Uplink, Some(first)) => {
                     return Err(TablesError::TwoUplinks {
@@ -222,9 +235,15 @@ impl Tables {
                 }
             }
         }
+        // A monitor port is sent nothing but its mirrors' copies, which do not go
+        // through the tables.
+        let ports = monitors
+            .iter()
+            .fold(up.and(&configured_set), PortSet::without);
         Ok(Self {
             mode,
-            ports: up.and(&configured_set),
+            ports,
+            monitors,
             uplink,
             downlinks,
             hairpin,
@@ -242,6 +261,11 @@ impl Tables {
     pub fn with_group_fwd_mask(mut self, mask: u16) -> Self {
         self.group_fwd_mask = mask & !GROUP_FWD_RESTRICTED;
         self
+    }
+
+    /// Whether port `port` is a mirror's monitor port ([`PortPolicy::monitor`]).
+    pub fn is_monitor(&self, port: PortId) -> bool {
+        self.monitors.contains(port)
     }
 
     /// Tables for `n` plain downlinks, all up (no uplink, no hairpin, no anti-spoofing),

@@ -16,7 +16,7 @@ use crate::wire::{EthernetFrame, Mac};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Learning {
     /// Nothing: the mode learns nothing, or the frame is dropped before learning (a
-    /// runt, outside the port's VLANs, a bad or spoofed source).
+    /// runt, outside the port's VLANs, a bad or spoofed source, a monitor port's).
     Skipped,
     /// Nothing: a frame from the uplink sourced by a station on a local downlink is a
     /// reflection, not a move.
@@ -97,7 +97,11 @@ pub fn trace(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Trace 
         .filter(|(_, dst)| !dst.is_multicast())
         .and_then(|(_, dst)| tables.fdb.get(vid, dst));
     let learning = match (addresses, classified) {
-        (Some((src, _)), Some(Ok(_))) if src.is_learnable() && source_allowed != Some(false) => {
+        (Some((src, _)), Some(Ok(_)))
+            if src.is_learnable()
+                && source_allowed != Some(false)
+                && !tables.monitors.contains(ingress) =>
+        {
             learning(tables, ingress, source_entry)
         }
         _ => Learning::Skipped,
@@ -192,6 +196,10 @@ fn rule(tables: &Tables, ingress: PortId, verdict: &Verdict, dst: Option<Mac>) -
             DropReason::SameSegment => "the destination lives on the ingress segment",
             DropReason::PortDown => "the egress port is down",
             DropReason::NoEgress => "no port to send it to",
+            DropReason::Monitor if tables.monitors.contains(ingress) => {
+                "a mirror's monitor port: it sends the mirror's copies and forwards nothing"
+            }
+            DropReason::Monitor => "the destination is on a mirror's monitor port",
             _ => "dropped",
         },
         (_, Action::Forward(_)) if edge && !from_uplink => "a downlink's frames go to the uplink",

@@ -73,7 +73,7 @@ pub fn check_config(config: &BridgeConfig) -> Result<(), BridgeError> {
         PortSet::EMPTY,
         Arc::new(Fdb::with_capacity(1)),
     )?;
-    Ok(())
+    super::mirror::check_config_mirrors(config)
 }
 
 /// Workers to run: `--queues`, or the most RX queues any port has (at least one).

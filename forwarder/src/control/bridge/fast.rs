@@ -19,7 +19,9 @@ use crate::{
 };
 
 impl Bridge {
-    /// Builds tables from the slots as they are and gives them to the workers.
+    /// Builds tables from the slots (and the mirrors' monitor ports) as they are and
+    /// gives them to the workers and the fast path; then the mirrors follow
+    /// ([`Bridge::follow_mirrors`]).
     pub(super) fn publish(&mut self) -> Result<(), BridgeError> {
         let tables = Arc::new(self.build_tables(&self.slots)?);
         if tables.vlans.is_aware() != self.tables.vlans.is_aware() {
@@ -28,12 +30,19 @@ impl Bridge {
         }
         self.datapath.set_tables(&tables)?;
         self.tables = tables;
-        self.publish_fast()
+        let fast = self.publish_fast();
+        self.follow_mirrors();
+        fast
     }
 
     /// Gives the XDP program's fast path the tables as they are now: each port's VLANs,
     /// hairpin, role and anti-spoofing list, and the ports it may send to (attached,
-    /// up, and with a driver that takes redirected frames).
+    /// up, not a mirror's monitor port, and with a driver that takes redirected frames).
+    ///
+    /// A monitor port is, to the fast path, a port it never sends to (not in `EGRESS`,
+    /// not `CONFIGURED`) and whose every source is refused (`ANTI_SPOOF` with an empty
+    /// list): all its frames go to the workers, which drop them (`monitor_port`), as
+    /// they drop a frame for a station a static entry puts on it.
     fn publish_fast(&mut self) -> Result<(), BridgeError> {
         let Some(egress) = self.fast_egress_now() else {
             return Ok(());
@@ -86,6 +95,10 @@ impl Bridge {
                     let v = usize::from(vid);
                     conf.members[v / 64] |= 1 << (v % 64);
                 }
+                if tables.is_monitor(id) {
+                    conf.flags = (conf.flags & !slot_flags::CONFIGURED) | slot_flags::ANTI_SPOOF;
+                    allowed.clear();
+                }
             }
             let now = Some((conf, allowed, egress[usize::from(id)]));
             let published = &mut self.fast_slots[usize::from(id)];
@@ -110,7 +123,9 @@ impl Bridge {
     }
 
     /// The ports the fast path may send to now, by slot (`None` with the fast path
-    /// off): attached, up, allowed by `--fast-path` (`auto`: copy mode only), and with a
+    /// off): attached, up, not a mirror's monitor port (whatever the tables say: a
+    /// port that is to become one is never published as an egress), allowed by
+    /// `--fast-path` (`auto`: copy mode only), and with a
     /// driver that takes redirected frames, which the kernel says (a veth's changes with
     /// its peer's XDP program or GRO, which hairpin's own attaching and detaching
     /// change too). The kernel is asked about every device at once, in one dump; a
@@ -129,6 +144,7 @@ impl Bridge {
         for (id, slot) in self.slots.iter().enumerate() {
             let Some(a) = slot
                 .as_ref()
+                .filter(|s| !self.mirrors.is_monitor(&s.config.name))
                 .and_then(|s| s.attached.as_ref())
                 .filter(|a| a.oper_up && fast_path.sends_to(a.zero_copy))
             else {

@@ -5,11 +5,15 @@
 //! adds, the slots they take, the tables the bridge would then have (VLANs, roles, the
 //! mode's rules) with the run-time ports that stay, one port for each static MAC, and
 //! every interface it attaches: there, with no more RX queues than workers, and for a
-//! port it adds, admitted by the workers (frames and kernel memory). A refusal there
+//! port it adds, admitted by the workers (frames and kernel memory), and the mirrors it
+//! leaves: the file's, and those added at run time that the file does not name, each
+//! checked against the ports the bridge will have and the others. A refusal there
 //! changes nothing.
 //!
-//! Then the plan is applied in the order of the ports' lifecycle (removals first, then
-//! the file's ports in its order), each step logged with what undoes it ([`Applied`]).
+//! Then the plan is applied: the mirrors first (so a port that becomes a monitor port
+//! is one from its first tables on, and a mirror that goes stops its copies before its
+//! ports change), then in the order of the ports' lifecycle (removals first, then the
+//! file's ports in its order), each step logged with what undoes it ([`Applied`]).
 //! When the kernel or the workers still refuse a step, the steps before it are undone,
 //! last first: ports added are detached and forgotten, changed ones get their settings,
 //! origin and MAC table entries back, removed ones are attached again in their slots
@@ -22,12 +26,13 @@ use std::collections::HashMap;
 
 use super::{
     Admission, Bridge, BridgeError, Origin, Slot, check_config, check_statics_unique, free_slot_in,
-    full, refused, report::since,
+    full, mirror::Mirror, refused, report::since,
 };
 use crate::{
     control::{
         config::{BridgeConfig, PortConfig},
         port::{Interface, PortError},
+        spec::mirror::{PortLookup, check_mirror},
     },
     datapath::{PortQueues, stats::PortQueueSnapshot},
     switch::{MAX_PORTS, Mode, PortId, fdb::Entry},
@@ -40,6 +45,9 @@ struct Plan {
     removed: Vec<PortId>,
     /// What becomes of each port the file names, in its order.
     steps: Vec<Step>,
+    /// The mirrors from now on, if they change: the file's, then those added at run
+    /// time that it does not name.
+    mirrors: Option<Vec<Mirror>>,
 }
 
 /// What becomes of one port the file names.
@@ -82,6 +90,8 @@ enum Applied {
     Removed(Box<Removed>),
     /// A port was put in slot `id` (attached, or half and undone already).
     Added(PortId),
+    /// The mirrors were these.
+    Mirrors(Vec<Mirror>),
 }
 
 /// A port a reload took out of its slot: what it takes to put it back.
@@ -137,6 +147,7 @@ impl Bridge {
         }
         self.config.fdb_max_age = new.fdb_max_age;
         self.config.ports = new.ports;
+        self.config.mirrors = new.mirrors;
         Ok(if done.is_empty() {
             "reloaded: nothing changed".to_owned()
         } else {
@@ -263,7 +274,66 @@ impl Bridge {
                 }
             }
         }
-        Ok(Plan { removed, steps })
+        let mirrors = self.plan_mirrors(new, &layout)?;
+        Ok(Plan {
+            removed,
+            steps,
+            mirrors,
+        })
+    }
+
+    /// The mirrors `new` leaves, checked against the ports of `layout` (the bridge's
+    /// once reloaded); `None` if they do not change. A mirror added at run time stays
+    /// unless the file names it (then it is the file's); one that names a port the
+    /// reload removes is refused, one that waits for a port gone before may go on
+    /// waiting.
+    fn plan_mirrors(
+        &self,
+        new: &BridgeConfig,
+        layout: &[Option<Slot>],
+    ) -> Result<Option<Vec<Mirror>>, BridgeError> {
+        let mut mirrors: Vec<Mirror> = new
+            .mirrors
+            .iter()
+            .map(|spec| Mirror {
+                spec: spec.clone(),
+                origin: Origin::Config,
+            })
+            .collect();
+        let from_file = mirrors.len();
+        mirrors.extend(
+            self.mirrors
+                .list
+                .iter()
+                .filter(|m| {
+                    m.origin == Origin::Runtime
+                        && !new.mirrors.iter().any(|n| n.name == m.spec.name)
+                })
+                .cloned(),
+        );
+        let specs: Vec<_> = mirrors.iter().map(|m| m.spec.clone()).collect();
+        for i in 0..specs.len() {
+            let lookup = |name: &str| {
+                let role = layout
+                    .iter()
+                    .flatten()
+                    .find(|s| s.config.name == name)
+                    .map(|s| s.config.policy.role);
+                match role {
+                    Some(role) => PortLookup::Port(role),
+                    None if i >= from_file && self.find(name).is_none() => PortLookup::Awaited,
+                    None => PortLookup::Unknown,
+                }
+            };
+            let whose = if i < from_file {
+                "the configuration"
+            } else {
+                "the reloaded bridge (the mirror was added at run time: delete it first)"
+            };
+            check_mirror(new.mode, &specs, i, &lookup, whose)
+                .map_err(|e| refused(e.to_string()))?;
+        }
+        Ok((mirrors != self.mirrors.list).then_some(mirrors))
     }
 
     /// Interface `name` and its MTU, if it is there, as the kernel's links list it too
@@ -291,6 +361,12 @@ impl Bridge {
     ) -> Result<(), BridgeError> {
         let mut saved = self.entries_of(&plan);
         let mut entries = |id: PortId| saved.remove(&id).unwrap_or_default();
+        if let Some(mirrors) = plan.mirrors {
+            done.extend(mirror_changes(&self.mirrors.list, &mirrors));
+            let was = std::mem::replace(&mut self.mirrors.list, mirrors);
+            applied.push(Applied::Mirrors(was));
+            self.publish()?;
+        }
         for id in plan.removed {
             let removed = self.take_out(id, entries(id));
             done.push(format!("{} removed", removed.slot.config.name));
@@ -435,6 +511,14 @@ impl Bridge {
                         self.forget(id);
                     }
                 }
+                Applied::Mirrors(was) => {
+                    self.mirrors.list = was;
+                    if let Err(e) = self.publish() {
+                        left.push(format!(
+                            "the mirrors as they were, which the workers did not take: {e}"
+                        ));
+                    }
+                }
             }
         }
         if !left.is_empty() {
@@ -514,6 +598,25 @@ impl Bridge {
             }
         }
     }
+}
+
+/// What changing the mirrors from `old` to `new` does, mirror by mirror: `mirror m1
+/// added`, `removed`, `changed`.
+fn mirror_changes(old: &[Mirror], new: &[Mirror]) -> Vec<String> {
+    let mut done = Vec::new();
+    for m in new {
+        match old.iter().find(|o| o.spec.name == m.spec.name) {
+            None => done.push(format!("mirror {} added", m.spec.name)),
+            Some(o) if o.spec != m.spec => done.push(format!("mirror {} changed", m.spec.name)),
+            Some(_) => {}
+        }
+    }
+    for o in old {
+        if !new.iter().any(|m| m.spec.name == o.spec.name) {
+            done.push(format!("mirror {} removed", o.spec.name));
+        }
+    }
+    done
 }
 
 /// Takes a free slot of `layout` (as [`Bridge::free_slot`] will) for `port`.
