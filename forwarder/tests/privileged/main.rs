@@ -19,6 +19,7 @@ mod jumbo;
 mod learning;
 mod lifecycle;
 mod metrics_bounds;
+mod mirror;
 mod observe;
 mod offloads;
 mod podman;
