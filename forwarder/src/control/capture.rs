@@ -161,6 +161,9 @@ pub struct Captures {
     calls: mpsc::Sender<Call>,
     wake: Arc<EventFd>,
     running: Arc<AtomicUsize>,
+    /// The mirrors last set, by name, in order.
+    mirrors_listed: std::sync::Mutex<Vec<String>>,
+    /// Their counts as the capture thread last published them.
     mirror_counts: SharedCounts,
     thread: Option<JoinHandle<()>>,
 }
@@ -197,6 +200,7 @@ impl Captures {
             calls,
             wake,
             running,
+            mirrors_listed: std::sync::Mutex::default(),
             mirror_counts,
             thread: Some(thread),
         })
@@ -220,33 +224,35 @@ impl Captures {
     /// Carries out exactly `mirrors` from now on (every mirror not among them stops at
     /// once, its counts forgotten).
     pub fn set_mirrors(&self, mirrors: Vec<MirrorSink>) {
-        // Listed at once (a mirror kept keeps its counts), carried out by the capture
-        // thread as soon as it wakes.
-        {
-            let mut counts = self
-                .mirror_counts
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let listed = mirrors
-                .iter()
-                .map(|m| {
-                    let kept = counts.iter().find(|(n, _)| *n == m.name).map(|(_, c)| *c);
-                    (m.name.clone(), kept.unwrap_or_default())
-                })
-                .collect();
-            *counts = listed;
-        }
+        // Listed at once; carried out (and counted) by the capture thread as soon as
+        // it wakes.
+        *self
+            .mirrors_listed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            mirrors.iter().map(|m| m.name.clone()).collect();
         if self.calls.send(Call::Mirrors(mirrors)).is_ok() {
             self.wake.notify();
         }
     }
 
-    /// Each mirror's counts, by name.
+    /// Each mirror's counts, by name, for the mirrors last set (a count the capture
+    /// thread has not published yet is 0).
     pub fn mirror_counts(&self) -> Vec<(String, MirrorCounts)> {
-        self.mirror_counts
+        let published = self
+            .mirror_counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .clone();
+        self.mirrors_listed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|name| {
+                let counts = published.iter().find(|(n, _)| n == name).map(|(_, c)| *c);
+                (name.clone(), counts.unwrap_or_default())
+            })
+            .collect()
     }
 
     /// Port `port` left: its captures end.
