@@ -21,7 +21,9 @@ use prometheus_client::{
 };
 
 use super::{
-    protocol::{Latency, PortCounters, PortInfo, Request, Response, Stats, WorkerStats},
+    protocol::{
+        Latency, MirrorInfo, PortCounters, PortInfo, Request, Response, Stats, WorkerStats,
+    },
     service::Caller,
 };
 use crate::{
@@ -175,6 +177,7 @@ impl Collector for Exposition {
         queues(&mut e, &s.ports)?;
         self.workers(&mut e)?;
         self.mac_table(&mut e)?;
+        self.capture(&mut e)?;
         latency(&mut e, &s.latency_ns)
     }
 }
@@ -250,6 +253,36 @@ impl Exposition {
             kind_family(e, &m, workers.iter().map(|w| (id(w), get(w))))?;
         }
         Ok(())
+    }
+
+    /// Captures running, and what each port mirror copied and lost.
+    fn capture(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let s = &self.0;
+        family(
+            e,
+            "hairpin_captures",
+            "Captures running now (hairpin capture).",
+            MetricType::Gauge,
+            [(Labels::new(), s.captures as u64)],
+            gauge_u,
+        )?;
+        let mirror = |m: &MirrorInfo| labels([("mirror", m.name.clone()), ("to", m.to.clone())]);
+        family(
+            e,
+            "hairpin_mirror_copies",
+            "Copies a port mirror sent out of its monitor port since it last became active.",
+            MetricType::Counter,
+            s.mirrors.iter().map(|m| (mirror(m), m.copies)),
+            counter,
+        )?;
+        family(
+            e,
+            "hairpin_mirror_lost",
+            "Copies a port mirror lost since it last became active (hairpin's rings or the monitor port's queue full).",
+            MetricType::Counter,
+            s.mirrors.iter().map(|m| (mirror(m), m.lost)),
+            counter,
+        )
     }
 
     fn mac_table(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
@@ -551,6 +584,18 @@ mod tests {
                 buckets: vec![(1_500, 3), (30_000, 2), (20_000_000, 1)],
                 ..Latency::default()
             },
+            captures: 2,
+            mirrors: vec![MirrorInfo {
+                name: "ids".into(),
+                from: vec!["vf0".into()],
+                direction: crate::control::protocol::Direction::Both,
+                to: "mon0".into(),
+                state: "active".into(),
+                missing: vec![],
+                origin: "config".into(),
+                copies: 7,
+                lost: 1,
+            }],
             ..Stats::default()
         }
     }
@@ -569,6 +614,9 @@ mod tests {
             "hairpin_worker_busy_cycles_total{worker=\"0\",core=\"1\"} 4000000",
             "hairpin_build_info{version=\"9.9.9\"} 1",
             "hairpin_fdb_entries 2",
+            "hairpin_captures 2",
+            "hairpin_mirror_copies_total{mirror=\"ids\",to=\"mon0\"} 7",
+            "hairpin_mirror_lost_total{mirror=\"ids\",to=\"mon0\"} 1",
             "# TYPE hairpin_latency_seconds histogram",
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
@@ -705,6 +753,9 @@ mod tests {
                 "hairpin_fdb_capacity gauge",
                 "hairpin_fdb_learn_refused_total counter",
                 "hairpin_fdb_moves_total counter",
+                "hairpin_captures gauge",
+                "hairpin_mirror_copies_total counter",
+                "hairpin_mirror_lost_total counter",
                 "hairpin_latency_seconds histogram",
             ]
             .map(str::to_owned),

@@ -482,6 +482,12 @@ pub struct Stats {
     pub fdb_moves: u64,
     /// RX-read-to-TX-submit time per busy turn, all workers, since start (ns).
     pub latency_ns: Latency,
+    /// Captures running now (`hairpin capture`).
+    #[serde(default)]
+    pub captures: usize,
+    /// The port mirrors, with their counts.
+    #[serde(default)]
+    pub mirrors: Vec<MirrorInfo>,
 }
 
 impl PortInfo {

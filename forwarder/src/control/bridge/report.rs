@@ -124,6 +124,8 @@ impl Bridge {
             fdb_full: self.fdb.full_events(),
             fdb_moves: self.fdb.moves(),
             latency_ns,
+            captures: self.captures.running(),
+            mirrors: self.mirrors(),
         }
     }
 
