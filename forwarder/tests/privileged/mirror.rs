@@ -125,8 +125,10 @@ fn mirror_shows_the_flow(tag: &str, args: &[&str], fast: bool) {
     ping(&topo.vms[0], &topo.addr(1), 20).unwrap();
     thread::sleep(Duration::from_millis(100));
     let lines = monitor.finish();
+    // (The switch namespace's own stack may still talk to vm2 over p2's veth: a router
+    // solicitation, say.)
     assert_eq!(
-        count(&lines, "ICMP"),
+        count(&lines, "ICMP echo"),
         0,
         "copies after the mirror was removed: {lines:?}"
     );
