@@ -368,8 +368,22 @@ fn a_stalled_egress_port_costs_only_its_own_frames() {
         s.spawn(|| send(&topo.vms[0], frame(c, a), TO_C, 2));
         s.spawn(|| send(&topo.vms[1], frame(a, b), TO_A, 10));
     });
-    thread::sleep(Duration::from_millis(500));
-    let ports = ask_json(&socket, &["show", "ports"]);
+    // Until hairpin is done with what it received (a loaded machine may leave it busy
+    // for longer than the senders): two answers alike, 200 ms apart.
+    let mut ports = ask_json(&socket, &["show", "ports"]);
+    let settled_by = Instant::now() + Duration::from_secs(10);
+    loop {
+        thread::sleep(Duration::from_millis(200));
+        let again = ask_json(&socket, &["show", "ports"]);
+        let same = again["ports"]
+            .as_array()
+            .zip(ports["ports"].as_array())
+            .is_some_and(|(a, b)| a.iter().zip(b).all(|(a, b)| a["counters"] == b["counters"]));
+        ports = again;
+        if same || Instant::now() > settled_by {
+            break;
+        }
+    }
     let counter = |name: &str, what: &str| {
         let of = |v: &Value| port(v, name)["counters"][what].as_u64().unwrap_or(0);
         of(&ports) - of(&base_ports)
