@@ -536,8 +536,7 @@ pub struct QueueStats {
     pub steered: u64,
     /// Frames handed to the kernel's stack (`XDP_PASS`): no socket bound, or host traffic.
     pub passed: u64,
-    /// Frames dropped (`XDP_DROP`): over their port's policing limit on the fast path
-    /// (`METER_DROPS` counts them by port).
+    /// Frames dropped (`XDP_DROP`): over their port's policing limit (`METER_DROPS`).
     pub dropped: u64,
     /// Frames the fast path sent straight to their egress port (not in `steered`).
     pub fast: u64,

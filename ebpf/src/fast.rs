@@ -35,7 +35,7 @@
 //! by whichever path carries it, exactly once. Over the limit: `XDP_DROP`, counted in
 //! `METER_DROPS`. Storm control needs nothing here: broadcast, multicast and unknown
 //! unicast never take the fast path.
-use core::intrinsics::{AtomicOrdering, atomic_cxchg};
+use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 
 use crate::tap;
 use aya_ebpf::{
@@ -278,10 +278,12 @@ fn police(ctx: &XdpContext, slot: u32, ingress: &SlotConf) -> bool {
     let len = (ctx.data_end() - ctx.data()) as u64;
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_ns() };
-    if take(slot, meter::POLICE_PACKETS, packets, 1, now)
-        && take(slot, meter::POLICE_BYTES, bytes, len, now)
-    {
-        return true;
+    if take(slot, meter::POLICE_PACKETS, packets, 1, now) {
+        if take(slot, meter::POLICE_BYTES, bytes, len, now) {
+            return true;
+        }
+        // A dropped frame charges neither meter (as the workers' `decide_metered`).
+        refund(slot, meter::POLICE_PACKETS, packets, 1);
     }
     if let Some(dropped) = METER_DROPS.get_ptr_mut(slot) {
         // SAFETY: a per-CPU element, touched only by this CPU while this program runs.
@@ -325,6 +327,26 @@ fn take(slot: u32, which: u32, meter: &Meter, units: u64, now: u64) -> bool {
         tat = seen;
     }
     false
+}
+
+/// Gives back what [`take`] charged meter `which` of port `slot` for `units`.
+#[inline(always)]
+fn refund(slot: u32, which: u32, meter: &Meter, units: u64) {
+    let Some(index) = meter::index(slot, which) else {
+        return;
+    };
+    if let Some(word) = METERS.get_ptr_mut(index)
+        && meter.is_limited()
+    {
+        // SAFETY: `word` points at a live, 8-byte aligned element of the array map;
+        // BPF's atomic add is the workers' `fetch_sub` (the cost negated).
+        unsafe {
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+                word,
+                meter.cost_of(units).wrapping_neg(),
+            )
+        };
+    }
 }
 
 /// The frame's VLAN and tag as the workers' `VlanTable::classify` finds them, or `None`

@@ -174,7 +174,7 @@ impl Limit {
 /// `1500 kbit/s`, `123 bit/s`.
 pub fn bits_per_second(bits: u64) -> String {
     for (unit, name) in [(1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")] {
-        if bits >= unit && bits % unit == 0 {
+        if bits >= unit && bits.is_multiple_of(unit) {
             return format!("{} {name}bit/s", bits / unit);
         }
     }
@@ -388,6 +388,17 @@ impl Meters {
         }
     }
 
+    /// Gives back what [`Meters::take`] charged `port`'s meter `which` for `units`: the
+    /// frame was refused by the port's other meter, and a frame dropped should charge
+    /// none. (Later charges by others stay: the subtraction commutes with them.)
+    pub fn refund(&self, port: PortId, which: u32, meter: &Meter, units: u64) {
+        if let Some(word) = self.word(port, which)
+            && meter.is_limited()
+        {
+            word.fetch_sub(meter.cost_of(units), Ordering::Relaxed);
+        }
+    }
+
     /// Starts `port`'s meters afresh (its limits changed, or the slot has a new port):
     /// a meter left far ahead by slower settings would refuse frames for a while.
     pub fn reset(&self, port: PortId) {
@@ -449,8 +460,9 @@ pub fn subject_to(
 
 /// [`decide`] for `frame` of `len` bytes (the whole frame, every buffer of it)
 /// received on `ingress` at `now`, within the port's limits: policed first (a frame
-/// over the limit is not decided, so its source is not learned), then storm control
-/// on the verdict.
+/// over the limit is not decided, so its source is not learned; one the byte meter
+/// refuses is given back to the packet meter, so a dropped frame charges neither),
+/// then storm control on the verdict.
 #[inline]
 pub fn decide_metered(
     tables: &Tables,
@@ -463,15 +475,17 @@ pub fn decide_metered(
     if tables.policed.contains(ingress) {
         let m = &tables.port_meters[port];
         let meters = &tables.meters;
-        if !(meters.take(ingress, meter::POLICE_PACKETS, &m.police_packets, 1, now.ns)
-            && meters.take(
-                ingress,
-                meter::POLICE_BYTES,
-                &m.police_bytes,
-                len as u64,
-                now.ns,
-            ))
-        {
+        if !meters.take(ingress, meter::POLICE_PACKETS, &m.police_packets, 1, now.ns) {
+            return Verdict::drop(DropReason::Policed);
+        }
+        if !meters.take(
+            ingress,
+            meter::POLICE_BYTES,
+            &m.police_bytes,
+            len as u64,
+            now.ns,
+        ) {
+            meters.refund(ingress, meter::POLICE_PACKETS, &m.police_packets, 1);
             return Verdict::drop(DropReason::Policed);
         }
     }

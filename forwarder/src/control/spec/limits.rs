@@ -263,6 +263,9 @@ pub(super) fn amount<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<St
     d.deserialize_option(Optional)
 }
 
+/// One of [`LimitSpec`]'s fields, as [`LimitFlags::apply`] sets it.
+type Field<T> = fn(&mut LimitSpec) -> &mut Option<T>;
+
 /// `hairpin run`'s per-port options for storm control and policing: each names its
 /// port (`--police-rate vm1=100M`) and sets one field of that port's [`LimitSpec`].
 #[derive(Clone, Debug, Default, clap::Args)]
@@ -316,7 +319,7 @@ impl LimitFlags {
             value: arg.value.clone(),
             why: why.to_owned(),
         };
-        let numbers: [(Key, &Vec<PortArg>, fn(&mut LimitSpec) -> &mut Option<u32>); 5] = [
+        let numbers: [(Key, &Vec<PortArg>, Field<u32>); 5] = [
             (
                 Key::Storm(StormClass::Broadcast),
                 &self.storm_broadcast,
@@ -350,11 +353,7 @@ impl LimitFlags {
                 }
             }
         }
-        let texts: [(
-            Key,
-            &Vec<PortArg>,
-            fn(&mut LimitSpec) -> &mut Option<String>,
-        ); 2] = [
+        let texts: [(Key, &Vec<PortArg>, Field<String>); 2] = [
             (Key::PoliceRate, &self.police_rate, |l| &mut l.police_rate),
             (Key::PoliceBurst, &self.police_burst, |l| {
                 &mut l.police_burst

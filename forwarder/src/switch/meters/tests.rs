@@ -294,10 +294,8 @@ fn shared_meters_are_the_words_the_xdp_program_reads() {
 
     let small = Region((0..4).map(|_| AtomicU64::new(0)).collect());
     // SAFETY: refused before the region is used.
-    assert!(matches!(
-        unsafe { Meters::in_shared(Box::new(small)) },
-        Err(SharedMemoryError::TooSmall { .. })
-    ));
+    let refused = unsafe { Meters::in_shared(Box::new(small)) };
+    assert!(matches!(refused, Err(SharedMemoryError::TooSmall { .. })));
 }
 
 #[test]
@@ -356,4 +354,26 @@ fn a_trace_names_the_limits_its_frame_is_subject_to() {
     );
     assert_eq!(names(&frame(B, A, 60), Action::Forward(1)), ["police_rate"]);
     assert!(subject_to(&t, &frame(B, A, 60), 1, flood).is_empty());
+}
+
+#[test]
+fn a_frame_over_the_byte_rate_charges_the_packet_meter_nothing() {
+    let t = bridge(
+        Mode::Veb,
+        Limits {
+            police_rate: Some(8_000_000), // 1 MB/s
+            police_burst: Some(1000),
+            police_pps: Some(10),
+            ..Limits::default()
+        },
+    );
+    let now = at(4_000_000_000);
+    let big = frame(BROADCAST, A, 1000);
+    assert_eq!(passed(&t, &big, 5, now, DropReason::Policed), 1);
+    let after_one = t.meters.state(0, meter::POLICE_PACKETS);
+    assert_eq!(after_one, 4_000_000_000 + 100_000_000, "one frame charged");
+    // Fifty more over the byte rate: refused, and the packet meter, which would have
+    // passed nine of them, is charged nothing.
+    assert_eq!(passed(&t, &big, 50, now, DropReason::Policed), 0);
+    assert_eq!(t.meters.state(0, meter::POLICE_PACKETS), after_one);
 }
