@@ -89,8 +89,7 @@ pub const fn default_packet_burst(rate: u64) -> u64 {
 pub const MIN_DEFAULT_POLICE_BURST: u64 = 2 * 9216;
 
 /// The burst (bytes) a policing rate of `bits_per_second` gets when none is given: a
-/// tenth of a second's worth (as OVS's ingress policing suggests), at least
-/// [`MIN_DEFAULT_POLICE_BURST`].
+/// tenth of a second's worth, at least [`MIN_DEFAULT_POLICE_BURST`].
 pub const fn default_police_burst(bits_per_second: u64) -> u64 {
     let tenth = bits_per_second / 80;
     if tenth > MIN_DEFAULT_POLICE_BURST {

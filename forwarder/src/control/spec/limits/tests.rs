@@ -291,3 +291,21 @@ fn run_options_name_their_port_and_come_once() {
     assert_eq!(ok[0].policy.limits.storm_multicast, Some(100));
     assert_eq!(ok[1].policy.limits.police_rate, Some(10_000_000));
 }
+
+#[test]
+fn the_config_file_names_the_port_and_key() {
+    let parse = |text: &str| {
+        crate::control::config_file::parse(text, std::path::Path::new("hairpin.toml"))
+            .map(|c| c.ports[0].policy.limits)
+            .map_err(|e| e.to_string())
+    };
+    let e = parse("[[port]]\nname = \"vm1\"\npolice_rate = \"fast\"\n").unwrap_err();
+    assert!(
+        e.contains("hairpin.toml: port[0].police_rate: \"fast\" is not a number"),
+        "{e}"
+    );
+    let limits =
+        parse("[[port]]\nname = \"vm1\"\npolice_rate = \"1G\"\nstorm_multicast = 100\n").unwrap();
+    assert_eq!(limits.police_rate, Some(1_000_000_000));
+    assert_eq!(limits.storm_multicast, Some(100));
+}
