@@ -233,6 +233,11 @@ def port_spec_seeds():
         "port-add-statics": "port add vf3 --static-mac 02:00:00:00:00:03 --static-mac 02:00:00:00:00:03",
         "port-add-max-macs": "port add vf4 --max-macs 2",
         "run-max-macs": "run --ports vf0,vf1 --uplink eth0 --max-macs vf0=16 --max-macs eth0=0",
+        "port-add-limits": "port add vf5 --police-rate 100M --police-burst 64k --police-pps 1000 "
+        "--storm-broadcast 1000 --storm-multicast 0 --storm-unknown-unicast 10 --storm-burst 5",
+        "run-limits": "run --ports vf0,vf1 --police-rate vf0=1G --storm-broadcast vf1=100 "
+        "--storm-burst vf1=1 --police-pps vf1=7",
+        "port-add-bad-limits": "port add vf6 --police-rate 1k --storm-burst 3",
     }
     for name, line in lines.items():
         write("port_spec", name, line + "\n")

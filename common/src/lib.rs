@@ -5,6 +5,8 @@
 //! the map value types implement [`aya::Pod`].
 #![no_std]
 
+pub mod meter;
+
 /// Upper bound on the ports one hairpin instance serves (the Linux bridge's
 /// `BR_MAX_PORTS`).
 pub const MAX_PORTS: u32 = 1024;
@@ -187,6 +189,13 @@ pub mod maps {
     pub const SINK_LATENCY: &str = "SINK_LATENCY";
     /// `Array<u64>`: per flow, one more than the highest sequence number seen.
     pub const SINK_FLOWS: &str = "SINK_FLOWS";
+
+    /// `Array<u64>` (`BPF_F_MMAPABLE`), by [`super::meter::index`]: the storm control
+    /// and policing meters' state, which hairpin maps into its memory.
+    pub const METERS: &str = "METERS";
+    /// `PerCpuArray<meter::Dropped>`, by port slot: what the fast path's policing
+    /// dropped.
+    pub const METER_DROPS: &str = "METER_DROPS";
 }
 
 /// The entry of a port's `queue` in the XSKMAP and the per-queue counters: `queue`
@@ -370,6 +379,11 @@ pub struct SlotConf {
     pub mtu: u16,
     /// The VLANs the port carries, bit `v % 64` of word `v / 64`.
     pub members: [u64; 64],
+
+    /// Ingress policing's byte meter ([`meter::POLICE_BYTES`]; unlimited: none).
+    pub police_bytes: meter::Meter,
+    /// Ingress policing's packet meter ([`meter::POLICE_PACKETS`]).
+    pub police_packets: meter::Meter,
 }
 
 impl Default for SlotConf {
@@ -379,6 +393,8 @@ impl Default for SlotConf {
             pvid: 0,
             mtu: 0,
             members: [0; 64],
+            police_bytes: meter::Meter::UNLIMITED,
+            police_packets: meter::Meter::UNLIMITED,
         }
     }
 }
@@ -520,7 +536,7 @@ pub struct QueueStats {
     pub steered: u64,
     /// Frames handed to the kernel's stack (`XDP_PASS`): no socket bound, or host traffic.
     pub passed: u64,
-    /// Frames dropped (`XDP_DROP`). Reserved: the program drops nothing today.
+    /// Frames dropped (`XDP_DROP`): over their port's policing limit (`METER_DROPS`).
     pub dropped: u64,
     /// Frames the fast path sent straight to their egress port (not in `steered`).
     pub fast: u64,
@@ -565,6 +581,8 @@ mod pod {
     unsafe impl aya::Pod for super::SlotConf {}
     // SAFETY: `repr(C)`, `Copy`, two `u64`s.
     unsafe impl aya::Pod for super::FastTx {}
+    // SAFETY: `repr(C)`, `Copy`, two `u64`s.
+    unsafe impl aya::Pod for super::meter::Dropped {}
 }
 
 #[cfg(test)]
@@ -691,7 +709,8 @@ mod tests {
         assert_eq!(core::mem::size_of::<PortConf>(), 24);
         assert_eq!(core::mem::size_of::<QueueStats>(), 72);
         assert_eq!(core::mem::size_of::<FastConf>(), 24);
-        assert_eq!(core::mem::size_of::<SlotConf>(), 520);
+        assert_eq!(core::mem::size_of::<SlotConf>(), 552);
+        assert_eq!(core::mem::size_of::<meter::Meter>(), 16);
         assert_eq!(core::mem::size_of::<fdb::Bucket>(), 64);
         assert_eq!(tap::META_LEN, 24);
         assert_eq!(core::mem::size_of::<tap::Record>(), 24 + 2048);

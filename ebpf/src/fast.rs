@@ -29,7 +29,13 @@
 //! The 802.1Q tag is pushed, popped or rewritten here as the workers would
 //! (`switch::vlan`), with `bpf_xdp_adjust_head`. A tapped port's frames are copied for
 //! its captures as received and as sent ([`crate::tap`]).
-use core::intrinsics::{AtomicOrdering, atomic_cxchg};
+//!
+//! A policed port's frames ([`police`]) are metered here, once the redirect is sure: in
+//! the `METERS` map the workers share (`hairpin_common::meter`), so a frame is policed
+//! by whichever path carries it, exactly once. Over the limit: `XDP_DROP`, counted in
+//! `METER_DROPS`. Storm control needs nothing here: broadcast, multicast and unknown
+//! unicast never take the fast path.
+use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 
 use crate::tap;
 use aya_ebpf::{
@@ -47,6 +53,7 @@ use hairpin_common::{
     },
     fast_mode,
     fdb::{self, FLAG_STATIC},
+    meter::{self, Meter},
     slot_flags,
 };
 
@@ -71,6 +78,19 @@ static ALLOWED: HashMap<u64, u8> = HashMap::with_max_entries(16_384, 0);
 #[map]
 static FAST_TX: PerCpuArray<FastTx> = PerCpuArray::with_max_entries(MAX_PORTS, 0);
 
+/// The meters' state, shared with the workers (hairpin maps it into its memory).
+#[map]
+static METERS: Array<u64> =
+    Array::with_max_entries(meter::ENTRIES, aya_ebpf::bindings::BPF_F_MMAPABLE as u32);
+
+/// By port slot: what policing dropped here.
+#[map]
+static METER_DROPS: PerCpuArray<meter::Dropped> = PerCpuArray::with_max_entries(MAX_PORTS, 0);
+
+/// Compare-and-swap attempts on a meter before a frame is refused (other CPUs kept
+/// winning: the meter is busy, and refusing never lets more than the rate through).
+const METER_TRIES: usize = 4;
+
 /// What the fast path decided.
 pub enum Fast {
     /// Not for the fast path: the workers decide.
@@ -80,6 +100,8 @@ pub enum Fast {
     Sent { finished: bool },
     /// Its egress port takes no redirected frames: the workers get it.
     Fallback,
+    /// Over its port's policing limit: return `XDP_DROP` (counted in `METER_DROPS`).
+    Policed,
 }
 
 /// What a frame's tag needs on its way out.
@@ -209,6 +231,11 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
     if EGRESS.redirect(egress, 0).is_err() {
         return Fast::Fallback;
     }
+    // Policed here, not by the workers: the frame is sure to leave by this path (but
+    // for a tag with no room, below, which the workers then police once more).
+    if !police(ctx, slot, ingress) {
+        return Fast::Policed;
+    }
     // As received: before its checksum is finished or its tag changed.
     if tap::wants(slot, tap::IN) {
         tap::take(ctx, slot, tap::IN);
@@ -236,6 +263,89 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
     }
     Fast::Sent {
         finished: finish.is_some(),
+    }
+}
+
+/// Whether the frame in `ctx`, received on port `slot`, is within the port's policing
+/// limits (its packet meter, then its byte meter); when it is not, it is counted in
+/// `METER_DROPS`.
+#[inline(always)]
+fn police(ctx: &XdpContext, slot: u32, ingress: &SlotConf) -> bool {
+    let (bytes, packets) = (&ingress.police_bytes, &ingress.police_packets);
+    if !bytes.is_limited() && !packets.is_limited() {
+        return true;
+    }
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if take(slot, meter::POLICE_PACKETS, packets, 1, now) {
+        if take(slot, meter::POLICE_BYTES, bytes, len, now) {
+            return true;
+        }
+        // A dropped frame charges neither meter (as the workers' `decide_metered`).
+        refund(slot, meter::POLICE_PACKETS, packets, 1);
+    }
+    if let Some(dropped) = METER_DROPS.get_ptr_mut(slot) {
+        // SAFETY: a per-CPU element, touched only by this CPU while this program runs.
+        let dropped = unsafe { &mut *dropped };
+        dropped.packets += 1;
+        dropped.bytes += len;
+    }
+    false
+}
+
+/// Charges `units` at `now` to meter `which` of port `slot`, whose settings are
+/// `meter`: true when admitted (or unlimited). One compare-and-swap of the meter's
+/// word, as the workers' (`switch::meters`).
+#[inline(always)]
+fn take(slot: u32, which: u32, meter: &Meter, units: u64, now: u64) -> bool {
+    if !meter.is_limited() {
+        return true;
+    }
+    let Some(index) = meter::index(slot, which) else {
+        return true;
+    };
+    let Some(word) = METERS.get_ptr_mut(index) else {
+        return true;
+    };
+    // SAFETY: `word` points at a live, 8-byte aligned element of the array map; an
+    // aligned 8-byte load is single-copy atomic in BPF, as the workers' atomics expect.
+    let mut tat = unsafe { word.read_volatile() };
+    for _ in 0..METER_TRIES {
+        let Some(next) = meter.admit(tat, now, units) else {
+            return false;
+        };
+        // SAFETY: as above; BPF's compare-and-swap is the one the workers use.
+        let (seen, swapped) = unsafe {
+            atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
+                word, tat, next,
+            )
+        };
+        if swapped {
+            return true;
+        }
+        tat = seen;
+    }
+    false
+}
+
+/// Gives back what [`take`] charged meter `which` of port `slot` for `units`.
+#[inline(always)]
+fn refund(slot: u32, which: u32, meter: &Meter, units: u64) {
+    let Some(index) = meter::index(slot, which) else {
+        return;
+    };
+    if let Some(word) = METERS.get_ptr_mut(index)
+        && meter.is_limited()
+    {
+        // SAFETY: `word` points at a live, 8-byte aligned element of the array map;
+        // BPF's atomic add is the workers' `fetch_sub` (the cost negated).
+        unsafe {
+            atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(
+                word,
+                meter.cost_of(units).wrapping_neg(),
+            )
+        };
     }
 }
 

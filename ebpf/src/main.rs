@@ -84,13 +84,14 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
         xdp_action::XDP_PASS
     } else {
         fast = fast::try_forward(&ctx, port.slot, fragmented);
-        if matches!(fast, fast::Fast::Sent { .. }) {
-            xdp_action::XDP_REDIRECT
-        } else {
+        match fast {
+            fast::Fast::Sent { .. } => xdp_action::XDP_REDIRECT,
+            fast::Fast::Policed => xdp_action::XDP_DROP,
             // On a miss (no socket bound at `index`) the helper returns the low bits of
             // the flags: XDP_PASS, so the kernel keeps the frame.
-            XSKS.redirect(index, u64::from(xdp_action::XDP_PASS))
-                .unwrap_or(xdp_action::XDP_PASS)
+            _ => XSKS
+                .redirect(index, u64::from(xdp_action::XDP_PASS))
+                .unwrap_or(xdp_action::XDP_PASS),
         }
     };
 

@@ -25,8 +25,8 @@ use std::sync::Arc;
 
 use hairpin::{
     switch::{
-        Action, DropReason, Fdb, GROUP_FWD_RESTRICTED, Mode, PortId, PortPolicy, PortSet, Role,
-        Tables, VlanId,
+        Action, DropReason, Fdb, GROUP_FWD_RESTRICTED, Limits, Mode, PortId, PortPolicy, PortSet,
+        Role, Tables, VlanId,
         vlan::{self, PortVlans},
     },
     wire::{
@@ -124,6 +124,8 @@ fuzz_target!(|data: &[u8]| {
                 0
             },
             monitor: flags & 0x80 != 0 && !patch && uplink != Some(i),
+            // Limits are metered around `decide`, not by it (`decide_metered`).
+            limits: Limits::default(),
         });
     }
     let tables = Tables::new(mode, &slots, up, Arc::clone(&fdb))

@@ -1,11 +1,14 @@
 //! The ports as the command line gives them, two ways that must agree:
 //!
 //! - `run --ports vf0,vf1 --uplink eth0 --vlan vf0=10 --trunk eth0=10,20 --native
-//!   eth0=1 --allow vf0=MAC --static-mac vf0=MAC --hairpin eth0` (`PortFlags::ports`:
-//!   the options gathered into one `PortSpec` per port, each checked);
+//!   eth0=1 --allow vf0=MAC --static-mac vf0=MAC --hairpin eth0 --police-rate vf0=100M
+//!   --storm-broadcast vf1=1000 ...` (`PortFlags::ports`: the options gathered into one
+//!   `PortSpec` per port, each checked);
 //! - `port add NAME [--uplink] [--vlan V] [--trunk LIST] [--native V] [--hairpin]
-//!   [--max-macs N] [--allow MAC]... [--static-mac MAC]...` (`PortSpec::check`, also the control
-//!   socket's, the config file's and hairpin-cni's way in).
+//!   [--max-macs N] [--allow MAC]... [--static-mac MAC]... [--storm-broadcast PPS]
+//!   [--storm-multicast PPS] [--storm-unknown-unicast PPS] [--storm-burst N]
+//!   [--police-rate BITS] [--police-burst BYTES] [--police-pps PPS]` (`PortSpec::check`,
+//!   also the control socket's, the config file's and hairpin-cni's way in).
 //!
 //! The input is one such command line, without the `hairpin` (words split at
 //! whitespace, `--option value` or `--option=value`). Nothing panics; a bridge `run`
@@ -19,7 +22,7 @@ use hairpin::{
     control::{
         config::{BridgeConfig, PortConfig},
         config_file,
-        spec::{PortArg, PortFlags, PortSpec},
+        spec::{LimitFlags, PortArg, PortFlags, PortSpec},
     },
     switch::{Fdb, Mode, PortSet, Tables, TablesError},
 };
@@ -62,6 +65,15 @@ impl Run {
                 "--trunk" => run.flags.trunk.push(port_arg(value)?),
                 "--native" => run.flags.native.push(port_arg(value)?),
                 "--max-macs" => run.flags.max_macs.push(port_arg(value)?),
+                "--storm-broadcast" => run.flags.limits.storm_broadcast.push(port_arg(value)?),
+                "--storm-multicast" => run.flags.limits.storm_multicast.push(port_arg(value)?),
+                "--storm-unknown-unicast" => {
+                    run.flags.limits.storm_unknown_unicast.push(port_arg(value)?);
+                }
+                "--storm-burst" => run.flags.limits.storm_burst.push(port_arg(value)?),
+                "--police-rate" => run.flags.limits.police_rate.push(port_arg(value)?),
+                "--police-burst" => run.flags.limits.police_burst.push(port_arg(value)?),
+                "--police-pps" => run.flags.limits.police_pps.push(port_arg(value)?),
                 _ => return None,
             }
         }
@@ -179,6 +191,33 @@ fn port_add(name: &str, words: &[&str]) {
             ("--max-macs", Some(_)) if spec.max_macs.is_none() && number().is_some() => {
                 spec.max_macs = number();
             }
+            ("--storm-broadcast", Some(_))
+                if spec.limits.storm_broadcast.is_none() && number().is_some() =>
+            {
+                spec.limits.storm_broadcast = number();
+            }
+            ("--storm-multicast", Some(_))
+                if spec.limits.storm_multicast.is_none() && number().is_some() =>
+            {
+                spec.limits.storm_multicast = number();
+            }
+            ("--storm-unknown-unicast", Some(_))
+                if spec.limits.storm_unknown_unicast.is_none() && number().is_some() =>
+            {
+                spec.limits.storm_unknown_unicast = number();
+            }
+            ("--storm-burst", Some(_)) if spec.limits.storm_burst.is_none() && number().is_some() => {
+                spec.limits.storm_burst = number();
+            }
+            ("--police-pps", Some(_)) if spec.limits.police_pps.is_none() && number().is_some() => {
+                spec.limits.police_pps = number();
+            }
+            ("--police-rate", Some(text)) if spec.limits.police_rate.is_none() => {
+                spec.limits.police_rate = Some(text.to_owned());
+            }
+            ("--police-burst", Some(text)) if spec.limits.police_burst.is_none() => {
+                spec.limits.police_burst = Some(text.to_owned());
+            }
             ("--allow", Some(mac)) => spec.allow.push(mac.to_owned()),
             ("--static-mac", Some(mac)) => spec.static_macs.push(mac.to_owned()),
             _ => return,
@@ -214,11 +253,31 @@ fn port_add(name: &str, words: &[&str]) {
             allow: list(&spec.allow),
             static_mac: list(&spec.static_macs),
             max_macs: spec.max_macs.iter().map(|n| arg(name, n)).collect(),
+            limits: {
+                let l = &spec.limits;
+                LimitFlags {
+                    storm_broadcast: l.storm_broadcast.iter().map(|n| arg(name, n)).collect(),
+                    storm_multicast: l.storm_multicast.iter().map(|n| arg(name, n)).collect(),
+                    storm_unknown_unicast: l
+                        .storm_unknown_unicast
+                        .iter()
+                        .map(|n| arg(name, n))
+                        .collect(),
+                    storm_burst: l.storm_burst.iter().map(|n| arg(name, n)).collect(),
+                    police_rate: l.police_rate.iter().map(|t| arg(name, t)).collect(),
+                    police_burst: l.police_burst.iter().map(|t| arg(name, t)).collect(),
+                    police_pps: l.police_pps.iter().map(|n| arg(name, n)).collect(),
+                }
+            },
         },
         ..Run::default()
     };
-    // An empty trunk list is no `PORT=VALUE` (clap refuses it).
-    let run = (!spec.trunk.as_ref().is_some_and(String::is_empty)).then(|| as_run.ports());
+    // An empty trunk list or rate is no `PORT=VALUE` (clap refuses it).
+    let empty = |v: &Option<String>| v.as_ref().is_some_and(String::is_empty);
+    let run = (!empty(&spec.trunk)
+        && !empty(&spec.limits.police_rate)
+        && !empty(&spec.limits.police_burst))
+    .then(|| as_run.ports());
     match (added, run) {
         (Ok(port), Some(Ok(ports))) => assert_eq!(ports, [port], "port add and run"),
         (Err(_), None | Some(Err(_))) => {}

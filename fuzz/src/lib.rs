@@ -141,6 +141,28 @@ pub fn to_toml(config: &BridgeConfig) -> String {
         if let Some(max_macs) = spec.max_macs {
             writeln!(w, "max_macs = {max_macs}").unwrap();
         }
+        let limits = &spec.limits;
+        let counts = [
+            ("storm_broadcast", limits.storm_broadcast),
+            ("storm_multicast", limits.storm_multicast),
+            ("storm_unknown_unicast", limits.storm_unknown_unicast),
+            ("storm_burst", limits.storm_burst),
+            ("police_pps", limits.police_pps),
+        ];
+        for (key, value) in counts {
+            if let Some(n) = value {
+                writeln!(w, "{key} = {n}").unwrap();
+            }
+        }
+        // Rates and bursts as text, as "100M" is written.
+        for (key, value) in [
+            ("police_rate", &limits.police_rate),
+            ("police_burst", &limits.police_burst),
+        ] {
+            if let Some(text) = value {
+                writeln!(w, "{key} = {}", toml_string(text)).unwrap();
+            }
+        }
     }
     for mirror in &config.mirrors {
         writeln!(w, "[[mirror]]").unwrap();

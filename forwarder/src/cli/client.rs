@@ -8,6 +8,7 @@ use hairpin::control::{
     spec::mirror::direction_name,
 };
 use hairpin::datapath::stats::in_column_order;
+use hairpin::switch::{DropReason, meters::bits_per_second};
 use hairpin::wire::ETHERNET_HEADER_LEN;
 
 use super::args::*;
@@ -113,6 +114,10 @@ fn ports_table(ports: &[PortInfo]) -> String {
             p.name, p.learned_macs, p.max_macs, p.macs_refused
         );
     }
+    // Ports with storm control or policing: the limits, and what they dropped.
+    for p in ports.iter().filter(|p| !p.limits.is_empty()) {
+        out += &format!("{}: {}\n", p.name, limits_text(p));
+    }
     // Who a port is, where its interface says (hairpin-cni names the pod there).
     for p in ports {
         if let Some(alias) = &p.alias {
@@ -120,6 +125,32 @@ fn ports_table(ports: &[PortInfo]) -> String {
         }
     }
     out.trim_end().to_owned()
+}
+
+/// A port's storm control and policing, and their drops: `police_rate 100 Mbit/s
+/// (burst 1250000 bytes), storm_broadcast 1000 pps (burst 100); dropped: policed 12,
+/// storm 0`.
+fn limits_text(p: &PortInfo) -> String {
+    let limits: Vec<String> = p
+        .limits
+        .iter()
+        .map(|(name, l)| match name.as_str() {
+            "police_rate" => format!(
+                "{name} {} (burst {} bytes)",
+                bits_per_second(l.rate),
+                l.burst
+            ),
+            _ => format!("{name} {} pps (burst {})", l.rate, l.burst),
+        })
+        .collect();
+    let dropped: Vec<String> = [DropReason::Policed, DropReason::Storm]
+        .iter()
+        .map(|r| {
+            let n = p.counters.drops.get(r.name()).copied().unwrap_or(0);
+            format!("{} {n}", r.name())
+        })
+        .collect();
+    format!("{}; dropped: {}", limits.join(", "), dropped.join(", "))
 }
 
 /// The mirrors as a table: one row each; a waiting mirror says which ports it waits
@@ -248,6 +279,43 @@ pub(crate) fn counters_text(s: &Stats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_with_limits_gets_a_line_of_them_and_their_drops() {
+        use hairpin::control::protocol::LimitInfo;
+        let mut p = PortInfo::example(
+            "vm1",
+            PortCounters {
+                drops: [("policed".to_owned(), 12)].into_iter().collect(),
+                ..PortCounters::default()
+            },
+        );
+        let plain = ports_table(std::slice::from_ref(&p));
+        assert_eq!(plain.lines().count(), 2, "{plain}");
+        p.limits.insert(
+            "police_rate".into(),
+            LimitInfo {
+                rate: 100_000_000,
+                burst: 1_250_000,
+            },
+        );
+        p.limits.insert(
+            "storm_broadcast".into(),
+            LimitInfo {
+                rate: 1000,
+                burst: 100,
+            },
+        );
+        let table = ports_table(&[p]);
+        assert_eq!(
+            table.lines().last(),
+            Some(
+                "vm1: police_rate 100 Mbit/s (burst 1250000 bytes), storm_broadcast 1000 pps \
+                 (burst 100); dropped: policed 12, storm 0"
+            ),
+            "{table}"
+        );
+    }
 
     #[test]
     fn the_mirror_table_has_a_row_per_mirror_and_says_what_one_waits_for() {

@@ -248,6 +248,8 @@ impl Bridge {
         // The MAC table lives in the XDP program's map, which the fast path reads.
         let steering = kernel.load_program(Fdb::buckets_for(config.fdb_capacity))?;
         let fdb = Arc::new(steering.shared_fdb()?);
+        // So do the storm control and policing meters, which its fast path charges.
+        let meters = Arc::new(steering.shared_meters()?);
         let slots: Vec<Option<Slot>> = config
             .ports
             .iter()
@@ -261,7 +263,8 @@ impl Bridge {
                 PortSet::EMPTY,
                 Arc::clone(&fdb),
             )?
-            .with_group_fwd_mask(config.group_fwd_mask),
+            .with_group_fwd_mask(config.group_fwd_mask)
+            .with_meters(meters),
         );
         let netlink = kernel.open_rtnetlink().map_err(BridgeError::Netlink)?;
         let netdev = match config.fast_path {
@@ -557,7 +560,10 @@ impl Bridge {
             up,
             Arc::clone(&self.fdb),
         )
-        .map(|t| t.with_group_fwd_mask(self.config.group_fwd_mask))
+        .map(|t| {
+            t.with_group_fwd_mask(self.config.group_fwd_mask)
+                .with_meters(Arc::clone(&self.tables.meters))
+        })
     }
 
     /// Enters port `id`'s static MACs in every VLAN it carries (VLAN 0 when unaware).

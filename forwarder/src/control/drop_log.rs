@@ -26,7 +26,7 @@ pub const INTERVAL: Duration = Duration::from_secs(10);
 
 /// Reasons worth a warning, with what they mean: these of hairpin's, and every one of
 /// the kernel's ([`SOCKET_DROPS`]).
-const TROUBLE: [(&str, &str); 9] = [
+const TROUBLE: [(&str, &str); 10] = [
     (DropReason::Runt.name(), "shorter than an Ethernet header"),
     (
         DropReason::BadSourceMac.name(),
@@ -50,6 +50,10 @@ const TROUBLE: [(&str, &str); 9] = [
     (
         DropReason::Oversize.name(),
         "longer than hairpin carries (see the MTU warning at start)",
+    ),
+    (
+        DropReason::Storm.name(),
+        "over the port's storm control limit (a broadcast, multicast or unknown-unicast storm)",
     ),
 ];
 

@@ -22,7 +22,8 @@ use prometheus_client::{
 
 use super::{
     protocol::{
-        Latency, MirrorInfo, PortCounters, PortInfo, Request, Response, Stats, WorkerStats,
+        Latency, LimitInfo, MirrorInfo, PortCounters, PortInfo, Request, Response, Stats,
+        WorkerStats,
     },
     service::Caller,
 };
@@ -360,6 +361,32 @@ fn ports(e: &mut DescriptorEncoder<'_>, ports: &[PortInfo]) -> Result<(), std::f
         MetricType::Counter,
         ports.iter().map(|p| (id(p), p.macs_refused)),
         counter,
+    )?;
+    let limits = |get: fn(&LimitInfo) -> u64| {
+        ports.iter().flat_map(move |p| {
+            p.limits.iter().map(move |(limit, l)| {
+                (
+                    labels([("port", p.name.clone()), ("limit", limit.clone())]),
+                    get(l),
+                )
+            })
+        })
+    };
+    family(
+        e,
+        "hairpin_port_limit",
+        "A port's storm control or policing limit in force, per second (bits for police_rate, frames for the others), by setting; frames over it are dropped (reasons storm, policed).",
+        MetricType::Gauge,
+        limits(|l| l.rate),
+        gauge_u,
+    )?;
+    family(
+        e,
+        "hairpin_port_limit_burst",
+        "The burst of a port's storm control or policing limit (bytes for police_rate, frames for the others), by setting.",
+        MetricType::Gauge,
+        limits(|l| l.burst),
+        gauge_u,
     )?;
     let count = |p: &PortInfo, reason: &str| p.counters.drops.get(reason).copied().unwrap_or(0);
     family(
@@ -732,6 +759,8 @@ mod tests {
                 "hairpin_port_learned_macs gauge",
                 "hairpin_port_max_macs gauge",
                 "hairpin_port_macs_refused_total counter",
+                "hairpin_port_limit gauge",
+                "hairpin_port_limit_burst gauge",
                 "hairpin_port_drops_total counter",
                 "hairpin_port_socket_drops_total counter",
                 "hairpin_queue_rx_packets_total counter",

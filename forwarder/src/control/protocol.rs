@@ -13,6 +13,8 @@
 //! Every request carries the protocol [`VERSION`]; a server refuses any other with an
 //! error naming both. A request that is malformed or invalid gets
 //! `{"response":"error","message":...}` and changes nothing.
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::spec::{MirrorSpec, PortSpec};
@@ -267,6 +269,11 @@ pub struct TraceReport {
     pub rule: String,
     /// `forward`, `flood` or `drop`.
     pub action: String,
+    /// The ingress port's limits the frame is subject to (its policing, its class's
+    /// storm control), in words: whether it is within them depends on the meters'
+    /// state, which a trace does not read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<String>,
     /// Why it is dropped, by its counter's name.
     pub drop_reason: Option<String>,
     /// Where it leaves, with the tag action on each port.
@@ -409,6 +416,22 @@ pub struct PortInfo {
     pub counters: PortCounters,
     /// The same, queue by queue (RX queue `i` is served by worker `i`).
     pub per_queue: Vec<QueueCounters>,
+
+    /// Storm control and ingress policing in force, by setting (`police_rate`,
+    /// `police_pps`, `storm_broadcast`, `storm_multicast`, `storm_unknown_unicast`);
+    /// absent: none. Their drops are the `storm` and `policed` counters.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, LimitInfo>,
+}
+
+/// One limit of a port in force.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitInfo {
+    /// Per second: bits for `police_rate`, frames for the others.
+    pub rate: u64,
+    /// At once: bytes for `police_rate`, frames for the others (the default where
+    /// none was given).
+    pub burst: u64,
 }
 
 /// One queue's share of a port's counters.
@@ -515,6 +538,7 @@ impl PortInfo {
             largest_frame: None,
             counters,
             per_queue: Vec::new(),
+            limits: BTreeMap::new(),
         }
     }
 }

@@ -105,6 +105,8 @@ pub struct ServiceOptions {
 }
 
 /// A call to the control thread.
+// One per client request, moved once through a channel: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Call {
     Request(Request, ReplyTo),
     Stop,

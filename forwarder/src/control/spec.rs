@@ -23,7 +23,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub mod limits;
 pub mod mirror;
+pub use limits::{LimitFlags, LimitSpec};
 pub use mirror::MirrorSpec;
 
 use super::config::PortConfig;
@@ -76,6 +78,11 @@ pub struct PortSpec {
     #[arg(long, value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_macs: Option<u32>,
+
+    /// Storm control and ingress policing (`spec/limits.rs`).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub limits: LimitSpec,
 }
 
 /// [`PortSpec`] as serde reads it: the config file's spellings (`role`,
@@ -102,6 +109,21 @@ struct Fields {
     static_macs: Vec<String>,
     #[serde(default)]
     max_macs: Option<u32>,
+
+    #[serde(default)]
+    storm_broadcast: Option<u32>,
+    #[serde(default)]
+    storm_multicast: Option<u32>,
+    #[serde(default)]
+    storm_unknown_unicast: Option<u32>,
+    #[serde(default)]
+    storm_burst: Option<u32>,
+    #[serde(default, deserialize_with = "limits::amount")]
+    police_rate: Option<String>,
+    #[serde(default, deserialize_with = "limits::amount")]
+    police_burst: Option<String>,
+    #[serde(default)]
+    police_pps: Option<u32>,
 }
 
 /// The config file's `role`.
@@ -136,6 +158,15 @@ impl TryFrom<Fields> for PortSpec {
             allow: f.allow,
             static_macs: f.static_macs,
             max_macs: f.max_macs,
+            limits: LimitSpec {
+                storm_broadcast: f.storm_broadcast,
+                storm_multicast: f.storm_multicast,
+                storm_unknown_unicast: f.storm_unknown_unicast,
+                storm_burst: f.storm_burst,
+                police_rate: f.police_rate,
+                police_burst: f.police_burst,
+                police_pps: f.police_pps,
+            },
         })
     }
 }
@@ -153,6 +184,9 @@ pub enum Setting {
     Allow(usize),
     /// The `n`th of `static_macs`.
     StaticMac(usize),
+
+    /// Storm control or policing.
+    Limit(limits::Key),
 }
 
 impl Setting {
@@ -164,6 +198,7 @@ impl Setting {
             Self::Native => "--native",
             Self::Allow(_) => "--allow",
             Self::StaticMac(_) => "--static-mac",
+            Self::Limit(key) => key.option(),
         }
     }
 
@@ -175,6 +210,7 @@ impl Setting {
             Self::Native => "native".into(),
             Self::Allow(n) => format!("allowed_macs[{n}]"),
             Self::StaticMac(n) => format!("static_macs[{n}]"),
+            Self::Limit(key) => key.key().into(),
         }
     }
 }
@@ -231,7 +267,7 @@ impl SettingError {
 impl PortSpec {
     /// Every key serde reads, the config file's spellings (`role`, `allowed_macs`)
     /// included: what a front end that passes keys through (hairpin-cni) may accept.
-    pub const KEYS: [&'static str; 11] = [
+    pub const KEYS: [&'static str; 18] = [
         "name",
         "uplink",
         "role",
@@ -243,6 +279,13 @@ impl PortSpec {
         "allowed_macs",
         "static_macs",
         "max_macs",
+        limits::KEYS[0],
+        limits::KEYS[1],
+        limits::KEYS[2],
+        limits::KEYS[3],
+        limits::KEYS[4],
+        limits::KEYS[5],
+        limits::KEYS[6],
     ];
 
     /// A plain downlink called `name`.
@@ -315,6 +358,7 @@ impl PortSpec {
                     .unwrap_or_else(|| default_max_macs(self.uplink)),
                 // The bridge's mirrors say which ports are monitor ports.
                 monitor: false,
+                limits: self.limits.check()?,
             },
             static_macs: self
                 .static_macs
@@ -348,6 +392,7 @@ impl From<&PortConfig> for PortSpec {
             static_macs: config.static_macs.iter().map(ToString::to_string).collect(),
             max_macs: (p.max_macs != default_max_macs(p.role == Role::Uplink))
                 .then_some(p.max_macs),
+            limits: LimitSpec::from(&p.limits),
         }
     }
 }
@@ -432,6 +477,10 @@ pub struct PortFlags {
     /// the uplink).
     #[arg(long, conflicts_with = "config", value_name = "PORT=N")]
     pub max_macs: Vec<PortArg>,
+
+    /// Storm control and ingress policing, per port (`spec/limits.rs`).
+    #[command(flatten)]
+    pub limits: LimitFlags,
 }
 
 /// An error in `run`'s ports and per-port options.
@@ -608,6 +657,7 @@ impl PortFlags {
                 return Err(bad("--max-macs", arg, "given twice for the port"));
             }
         }
+        self.limits.apply(&mut specs)?;
         Ok(specs)
     }
 }

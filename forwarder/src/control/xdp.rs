@@ -24,6 +24,8 @@ use crate::{
     switch::fdb::SharedMemory,
 };
 
+mod meters;
+
 /// The XDP object `cargo xtask build` embedded (empty for a plain `cargo build`).
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hairpin.bpf.o"));
 
@@ -121,6 +123,9 @@ pub enum XdpError {
     /// Mapping the MAC table's map into memory failed.
     #[error("mapping the XDP program's MAC table into memory")]
     MapFdb(#[source] std::io::Error),
+    /// Mapping the storm control and policing meters' map into memory failed.
+    #[error("mapping the XDP program's meters (storm control, policing) into memory")]
+    MapMeters(#[source] std::io::Error),
     /// The fast path's egress map refused a device.
     #[error("adding ifindex {0} to the fast path's egress map")]
     Egress(u32, #[source] aya::maps::xdp::XdpMapError),
@@ -234,6 +239,8 @@ struct FastMaps {
     /// What `allowed` holds, by slot, to take out what a port no longer lists.
     allowed_now: BTreeMap<u32, Vec<u64>>,
     tx: PerCpuArray<MapData, FastTx>,
+    /// The meters' state and the fast path's policing drops (`xdp/meters.rs`).
+    meters: meters::MeterMaps,
 }
 
 /// Which entries of the per-(port, queue) maps (`XSKS`, `QUEUE_STATS`) each port slot
@@ -338,6 +345,7 @@ impl Steering {
             allowed: HashMap::try_from(allowed).map_err(typed(maps::ALLOWED))?,
             allowed_now: BTreeMap::new(),
             tx: PerCpuArray::try_from(tx).map_err(typed(maps::FAST_TX))?,
+            meters: meters::MeterMaps::new(take(maps::METERS)?, take(maps::METER_DROPS)?)?,
         };
         let taps = XdpTaps::new(
             take(maps::TAPS)?,
@@ -600,30 +608,9 @@ impl Steering {
 
     /// The MAC table's buckets (the `FDB` map), mapped into this process: the memory the
     /// workers' table lives in, so that the fast path reads the same one.
-    #[allow(unsafe_code)]
     pub fn fdb_memory(&self) -> Result<Box<dyn SharedMemory>, XdpError> {
         let len = crate::switch::fdb::Fdb::bytes_for(self.fast.buckets);
-        let fd = self.fast.fdb.fd().as_fd();
-        // SAFETY: a shared, read-write mapping of an mmapable array map's values (the
-        // program declares `BPF_F_MMAPABLE`), of no more than its size; the kernel
-        // checks both, and the mapping keeps the map alive until `munmap`.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(XdpError::MapFdb(std::io::Error::last_os_error()));
-        }
-        let ptr = NonNull::new(ptr.cast()).ok_or_else(|| {
-            XdpError::MapFdb(std::io::Error::other("mmap returned a null mapping"))
-        })?;
-        Ok(Box::new(MappedFdb { ptr, len }))
+        map_values(&self.fast.fdb, len).map_err(XdpError::MapFdb)
     }
 
     /// The workers' MAC table, in the program's `FDB` map (empty), so that the fast
@@ -759,9 +746,35 @@ fn map_error(action: &'static str, name: &'static str) -> impl Fn(aya::maps::Map
     }
 }
 
-/// The `FDB` map's values, mapped into this process.
+/// The first `len` bytes of the values of `map`, an mmapable array map (declared
+/// `BPF_F_MMAPABLE`), mapped shared into this process.
+#[allow(unsafe_code)]
+fn map_values(map: &MapData, len: usize) -> std::io::Result<Box<dyn SharedMemory>> {
+    let fd = map.fd().as_fd();
+    // SAFETY: a shared, read-write mapping of an mmapable array map's values, of no
+    // more than its size; the kernel checks both, and the mapping keeps the map alive
+    // until `munmap`.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    let ptr = NonNull::new(ptr.cast())
+        .ok_or_else(|| std::io::Error::other("mmap returned a null mapping"))?;
+    Ok(Box::new(MappedMap { ptr, len }))
+}
+
+/// An mmapable map's values, mapped into this process.
 #[derive(Debug)]
-struct MappedFdb {
+struct MappedMap {
     ptr: NonNull<u8>,
     len: usize,
 }
@@ -769,21 +782,21 @@ struct MappedFdb {
 // SAFETY: the mapping is plain shared memory, accessed only through atomics by the
 // table that owns this value.
 #[allow(unsafe_code)]
-unsafe impl Send for MappedFdb {}
+unsafe impl Send for MappedMap {}
 // SAFETY: as above.
 #[allow(unsafe_code)]
-unsafe impl Sync for MappedFdb {}
+unsafe impl Sync for MappedMap {}
 
-impl SharedMemory for MappedFdb {
+impl SharedMemory for MappedMap {
     fn region(&self) -> (NonNull<u8>, usize) {
         (self.ptr, self.len)
     }
 }
 
-impl Drop for MappedFdb {
+impl Drop for MappedMap {
     #[allow(unsafe_code)]
     fn drop(&mut self) {
-        // SAFETY: the mapping made in `fdb_memory`, unmapped once, when its table goes.
+        // SAFETY: the mapping made in `map_values`, unmapped once, when its table goes.
         unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }

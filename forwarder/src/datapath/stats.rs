@@ -299,6 +299,14 @@ impl PortQueueSnapshot {
         self.fast_tx_bytes += tx.1;
     }
 
+    /// Merges in `(frames, bytes)` the kernel fast path received and dropped for
+    /// `reason` (its policing): received, and dropped, as the workers count theirs.
+    pub fn add_fast_drops(&mut self, reason: DropReason, dropped: (u64, u64)) {
+        self.rx_packets += dropped.0;
+        self.rx_bytes += dropped.1;
+        self.drops[reason as usize] += dropped.0;
+    }
+
     /// Every drop counter, hairpin's and then the kernel's, by name.
     pub fn drop_counts(&self) -> impl Iterator<Item = (&'static str, u64)> {
         DropReason::ALL

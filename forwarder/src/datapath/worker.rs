@@ -74,7 +74,7 @@ use super::{
 };
 use crate::{
     switch::{
-        Action, DropReason, MAX_PORTS, PortId, Tables, Verdict, decide,
+        Action, DropReason, MAX_PORTS, Now, PortId, Tables, Verdict, decide_metered,
         vlan::{self, Classified, Retag},
     },
     sys,
@@ -280,7 +280,11 @@ impl Worker {
         }
         let umems = &turns.umems;
         let start = Instant::now();
-        let now = start.duration_since(self.epoch).as_secs() as u32;
+        let secs = start.duration_since(self.epoch).as_secs() as u32;
+        let now = Now {
+            secs,
+            ns: sys::monotonic_ns(),
+        };
         let mut work = 0;
         let mut wake = 0u64;
         self.visits.plan();
@@ -343,7 +347,7 @@ impl Worker {
         umems: &Umems,
         i: usize,
         batch: &mut [Desc; RX_BATCH],
-        now: u32,
+        now: Now,
         wake: &mut u64,
     ) -> usize {
         let port = &mut self.ports[i];
@@ -426,15 +430,15 @@ impl Worker {
                 self.free(from, chain);
                 continue;
             }
-            self.forward(umems, from, chain, ingress, c, now, wake);
+            self.forward(umems, from, chain, len, ingress, c, now, wake);
         }
         c.rx_packets.add(frames);
         c.rx_bytes.add(bytes);
         whole
     }
 
-    /// Decides the frame `chain` of group `from`, received on `ingress` (counted in
-    /// `c`), and queues it (or its copies) or drops it.
+    /// Decides the frame `chain` of group `from`, `len` bytes received on `ingress`
+    /// (counted in `c`) within its limits, and queues it (or its copies) or drops it.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn forward(
@@ -442,9 +446,10 @@ impl Worker {
         umems: &Umems,
         from: usize,
         chain: &[Desc],
+        len: usize,
         ingress: PortId,
         c: &PortQueueCounters,
-        now: u32,
+        now: Now,
         wake: &mut u64,
     ) {
         let umem = umem_of(umems, from);
@@ -452,7 +457,7 @@ impl Worker {
         // so its buffers are frames of `umem` the worker owns; nothing writes them until
         // they are queued again.
         let data = unsafe { umem.data(chain[0]) };
-        let verdict = decide(&self.tables, data, ingress, now);
+        let verdict = decide_metered(&self.tables, data, len, ingress, now);
         if self.taps.wants(ingress, tap::IN) {
             let reason = match verdict.action {
                 Action::Drop(reason) => Some(reason),

@@ -50,11 +50,18 @@ pub enum DropReason {
     /// forwards nothing else (counted on that port); or addressed to a station a static
     /// entry puts on one (counted on the ingress port).
     Monitor,
+
+    /// Storm control: a broadcast, multicast or unknown-unicast frame over its class's
+    /// limit on the ingress port (`storm_broadcast`, ...).
+    Storm,
+    /// Ingress policing: over the ingress port's `police_rate` or `police_pps`, on the
+    /// workers or the XDP fast path.
+    Policed,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 18] = [
         Self::Runt,
         Self::BadSourceMac,
         Self::SameSegment,
@@ -71,6 +78,8 @@ impl DropReason {
         Self::Reserved,
         Self::Oversize,
         Self::Monitor,
+        Self::Storm,
+        Self::Policed,
     ];
 
     /// How many reasons there are.
@@ -95,6 +104,8 @@ impl DropReason {
             Self::Reserved => "reserved",
             Self::Oversize => "oversize",
             Self::Monitor => "monitor_port",
+            Self::Storm => "storm",
+            Self::Policed => "policed",
         }
     }
 }

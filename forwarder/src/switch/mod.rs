@@ -17,10 +17,13 @@
 //!   (`hairpin trace`);
 //! - `ports.rs`: sets of ports ([`PortSet`]);
 //! - [`vlan`]: 802.1Q classification on ingress and tagging on egress;
-//! - [`fdb`]: the lock-free MAC table.
+//! - [`fdb`]: the lock-free MAC table;
+//! - [`meters`]: storm control and ingress policing, the meters the workers share with
+//!   the XDP program, and [`decide_metered`].
 mod action;
 mod decision;
 pub mod fdb;
+pub mod meters;
 mod ports;
 mod tables;
 pub mod trace;
@@ -29,6 +32,7 @@ pub mod vlan;
 pub use action::{Action, DropReason, Verdict};
 pub use decision::{decide, decide_with};
 pub use fdb::{Fdb, PortId, VlanId};
+pub use meters::{Limits, Meters, Now, decide_metered};
 pub use ports::{MAX_PORTS, PortSet};
 pub use tables::{
     DEFAULT_MAX_MACS, GROUP_FWD_RESTRICTED, Mode, PortPolicy, Role, Tables, TablesError,

@@ -5,6 +5,7 @@ use std::{fmt, sync::Arc};
 
 use super::{
     Fdb, MAX_PORTS, PortId, PortSet,
+    meters::{Limits, Meters, PortMeters},
     vlan::{PortVlans, VlanTable},
 };
 use crate::wire::Mac;
@@ -102,6 +103,9 @@ pub struct PortPolicy {
     /// entry) is dropped. Not a setting of the port's own: the bridge sets it from its
     /// mirrors when it builds the tables.
     pub monitor: bool,
+
+    /// Storm control and ingress policing ([`super::meters`]).
+    pub limits: Limits,
 }
 
 /// Entries a downlink may learn unless its `max_macs` says otherwise: room for a VM
@@ -120,6 +124,7 @@ impl Default for PortPolicy {
             vlans: None,
             max_macs: DEFAULT_MAX_MACS,
             monitor: false,
+            limits: Limits::default(),
         }
     }
 }
@@ -156,6 +161,17 @@ pub struct Tables {
     pub vlans: VlanTable,
     /// The MAC table, keyed by (VLAN, MAC); learning writes to it through atomics.
     pub fdb: Arc<Fdb>,
+
+    /// Per slot: storm control and policing as configured.
+    pub(super) limits: Box<[Limits]>,
+    /// Per slot: their meters' settings.
+    pub(super) port_meters: Box<[PortMeters]>,
+    /// Ports with a policing limit.
+    pub(super) policed: PortSet,
+    /// Ports with a storm control limit.
+    pub(super) storm: PortSet,
+    /// The meters' state, shared with the tables these replace (and the XDP program).
+    pub meters: Arc<Meters>,
 }
 
 impl Tables {
@@ -235,6 +251,21 @@ impl Tables {
                 }
             }
         }
+        let mut limits = vec![Limits::default(); MAX_PORTS].into_boxed_slice();
+        let mut port_meters = vec![PortMeters::default(); MAX_PORTS].into_boxed_slice();
+        let (mut policed, mut storm) = (PortSet::EMPTY, PortSet::EMPTY);
+        for (i, policy) in slots.iter().enumerate() {
+            if let Some(policy) = policy {
+                limits[i] = policy.limits;
+                port_meters[i] = policy.limits.meters();
+                if port_meters[i].polices() {
+                    policed = policed.with(i as PortId);
+                }
+                if port_meters[i].storms() {
+                    storm = storm.with(i as PortId);
+                }
+            }
+        }
         // A monitor port is sent nothing but its mirrors' copies, which do not go
         // through the tables.
         let ports = monitors
@@ -252,7 +283,30 @@ impl Tables {
             max_macs,
             vlans: VlanTable::new(&vlans),
             fdb,
+            limits,
+            port_meters,
+            policed,
+            storm,
+            meters: Arc::new(Meters::owned()),
         })
+    }
+
+    /// These tables metering in `meters` (the ones the tables they replace use, and the
+    /// XDP program), in place of meters of their own.
+    #[must_use]
+    pub fn with_meters(mut self, meters: Arc<Meters>) -> Self {
+        self.meters = meters;
+        self
+    }
+
+    /// Port `port`'s storm control and policing.
+    pub fn limits(&self, port: PortId) -> &Limits {
+        &self.limits[usize::from(port)]
+    }
+
+    /// Port `port`'s meters' settings.
+    pub fn port_meters(&self, port: PortId) -> &PortMeters {
+        &self.port_meters[usize::from(port)]
     }
 
     /// These tables relaying the reserved group addresses whose bits `mask` sets (none

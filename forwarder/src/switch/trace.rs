@@ -8,6 +8,7 @@
 use super::{
     Action, DropReason, Mode, PortId, Tables, Verdict, decide_with,
     fdb::Entry,
+    meters::{self, Limit, Rate},
     vlan::{Classified, Retag},
 };
 use crate::wire::{EthernetFrame, Mac};
@@ -73,6 +74,11 @@ pub struct Trace {
     pub rule: &'static str,
     /// Each egress port with the tag action on the way out.
     pub egress: Vec<(PortId, Retag)>,
+
+    /// The ingress port's limits the frame is subject to (its policing, its class's
+    /// storm control): whether it is within them depends on the meters' state, which a
+    /// trace does not read.
+    pub limits: Vec<(Limit, Rate)>,
 }
 
 /// Explains what [`decide`](super::decide) does with `frame` received on `ingress` at
@@ -137,6 +143,7 @@ pub fn trace(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Trace 
         Action::Drop(_) => Vec::new(),
     };
     let rule = rule(tables, ingress, &verdict, addresses.map(|(_, dst)| dst));
+    let limits = meters::subject_to(tables, frame, ingress, verdict.action);
     Trace {
         verdict,
         mode: tables.mode,
@@ -149,6 +156,7 @@ pub fn trace(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Trace 
         destination_entry,
         rule,
         egress,
+        limits,
     }
 }
 
@@ -200,6 +208,8 @@ fn rule(tables: &Tables, ingress: PortId, verdict: &Verdict, dst: Option<Mac>) -
                 "a mirror's monitor port: it sends the mirror's copies and forwards nothing"
             }
             DropReason::Monitor => "the destination is on a mirror's monitor port",
+            DropReason::Storm => "over the ingress port's storm control limit for its class",
+            DropReason::Policed => "over the ingress port's policing limit",
             _ => "dropped",
         },
         (_, Action::Forward(_)) if edge && !from_uplink => "a downlink's frames go to the uplink",

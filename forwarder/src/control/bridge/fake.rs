@@ -19,7 +19,10 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use hairpin_common::{FastConf, FastTx, PortConf, QueueStats, SlotConf};
+use hairpin_common::{
+    FastConf, FastTx, PortConf, QueueStats, SlotConf,
+    meter::{Dropped, Meter},
+};
 
 use super::kernel::{Kernel, NetdevFamily, OpenSockets, Rtnetlink, Workers, XdpProgram};
 use crate::{
@@ -36,7 +39,7 @@ use crate::{
         tap::Taps,
         xsk::MAX_CHAIN,
     },
-    switch::{Action, Fdb, MAX_PORTS, PortId, Tables, decide},
+    switch::{Action, Fdb, MAX_PORTS, Meters, PortId, Tables, decide},
     wire::Mac,
 };
 
@@ -220,6 +223,11 @@ struct State {
     /// Frames the workers received per port slot (on its first queue), as the test
     /// set them: the workers' counters go on per slot whatever comes and goes.
     received: BTreeMap<PortId, u64>,
+
+    /// The fast path's policing meters per slot (byte, packet), where one limits.
+    fast_police: BTreeMap<u32, (Meter, Meter)>,
+    /// What the fast path's policing dropped per slot, as the test set it.
+    meter_drops: BTreeMap<u32, Dropped>,
 }
 
 /// A kernel of made-up interfaces; clones share it, so a test keeps one to look at
@@ -389,6 +397,20 @@ impl FakeKernel {
         s.fast_egress.iter().map(|(&k, &v)| (k, v)).collect()
     }
 
+    /// The fast path's policing meters per slot (byte, packet), where one limits.
+    pub fn fast_police(&self) -> Vec<(u32, Meter, Meter)> {
+        let s = self.state();
+        s.fast_police
+            .iter()
+            .map(|(&k, &(b, p))| (k, b, p))
+            .collect()
+    }
+
+    /// Sets what the fast path's policing dropped on slot `slot` so far.
+    pub fn set_meter_drops(&self, slot: u32, dropped: Dropped) {
+        self.state().meter_drops.insert(slot, dropped);
+    }
+
     /// Ports the workers serve, with their queues.
     pub fn served(&self) -> Vec<(PortId, u32)> {
         let s = self.state();
@@ -490,6 +512,20 @@ impl XdpProgram for FakeProgram {
         Ok(Fdb::with_capacity(
             self.fdb_buckets * hairpin_common::fdb::SLOTS,
         ))
+    }
+
+    fn shared_meters(&self) -> Result<Meters, XdpError> {
+        Ok(Meters::owned())
+    }
+
+    fn meter_drops(&self, slot: u32) -> Result<Dropped, XdpError> {
+        Ok(self
+            .kernel
+            .state()
+            .meter_drops
+            .get(&slot)
+            .copied()
+            .unwrap_or_default())
     }
 
     fn reserve_queues(&mut self, slot: u32, queues: u32) -> Result<(), XdpError> {
@@ -598,7 +634,7 @@ impl XdpProgram for FakeProgram {
     fn set_fast_slot(
         &mut self,
         slot: u32,
-        _conf: &SlotConf,
+        conf: &SlotConf,
         _allowed: &[[u8; 6]],
         egress: Option<u32>,
     ) -> Result<(), XdpError> {
@@ -606,6 +642,12 @@ impl XdpProgram for FakeProgram {
             .call(Call::SetFastSlot { slot, egress })
             .map_err(Failure::xdp)?;
         let mut s = self.kernel.state();
+        if conf.police_bytes.is_limited() || conf.police_packets.is_limited() {
+            s.fast_police
+                .insert(slot, (conf.police_bytes, conf.police_packets));
+        } else {
+            s.fast_police.remove(&slot);
+        }
         match egress {
             Some(ifindex) => s.fast_egress.insert(slot, ifindex),
             None => s.fast_egress.remove(&slot),

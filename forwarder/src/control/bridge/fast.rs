@@ -15,7 +15,7 @@ use crate::{
         netdev::XDP_ACT_NDO_XMIT,
         xdp::{AttachedMode, monotonic_ns},
     },
-    switch::{MAX_PORTS, Mode, PortId, Role},
+    switch::{MAX_PORTS, Mode, PortId, Role, Tables},
 };
 
 impl Bridge {
@@ -29,10 +29,24 @@ impl Bridge {
             self.fdb.flush(None);
         }
         self.datapath.set_tables(&tables)?;
-        self.tables = tables;
+        let before = std::mem::replace(&mut self.tables, tables);
         let fast = self.publish_fast();
+        self.restart_meters(&before);
         self.follow_mirrors();
         fast
+    }
+
+    /// Starts afresh the meters of every slot whose limits changed from `before` (a
+    /// port's settings, or another port in the slot), now that the workers and the
+    /// fast path meter by the new ones: a meter left ahead by a slower rate would
+    /// otherwise refuse frames for up to its old burst's time. Frames metered between
+    /// the two by the old settings can only have charged the fresh meter.
+    fn restart_meters(&self, before: &Tables) {
+        for id in 0..MAX_PORTS as PortId {
+            if before.limits(id) != self.tables.limits(id) {
+                self.tables.meters.reset(id);
+            }
+        }
     }
 
     /// Gives the XDP program's fast path the tables as they are now: each port's VLANs,
@@ -99,6 +113,11 @@ impl Bridge {
                     conf.flags = (conf.flags & !slot_flags::CONFIGURED) | slot_flags::ANTI_SPOOF;
                     allowed.clear();
                 }
+
+                // Ingress policing: the fast path meters the frames it carries.
+                let meters = tables.port_meters(id);
+                conf.police_bytes = meters.police_bytes;
+                conf.police_packets = meters.police_packets;
             }
             let now = Some((conf, allowed, egress[usize::from(id)]));
             let published = &mut self.fast_slots[usize::from(id)];

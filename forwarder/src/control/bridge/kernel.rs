@@ -17,7 +17,7 @@ use std::{
     sync::Arc,
 };
 
-use hairpin_common::{FastConf, FastTx, PortConf, QueueStats, SlotConf};
+use hairpin_common::{FastConf, FastTx, PortConf, QueueStats, SlotConf, meter::Dropped};
 
 use crate::{
     control::{
@@ -30,7 +30,7 @@ use crate::{
     datapath::{
         Datapath, DatapathConfig, DatapathError, PortQueues, PortSockets, Snapshot, tap::Taps,
     },
-    switch::{Fdb, PortId, Tables},
+    switch::{Fdb, Meters, PortId, Tables},
 };
 
 /// The kernel as the bridge starts from it: interfaces looked up, the XDP program
@@ -59,6 +59,10 @@ pub trait Kernel: fmt::Debug + Send {
 pub trait XdpProgram: fmt::Debug + Send {
     /// The workers' MAC table, in the program's `FDB` map.
     fn shared_fdb(&self) -> Result<Fdb, XdpError>;
+    /// The workers' storm control and policing meters, in the program's `METERS` map.
+    fn shared_meters(&self) -> Result<Meters, XdpError>;
+    /// What the fast path's policing dropped on port `slot`.
+    fn meter_drops(&self, slot: u32) -> Result<Dropped, XdpError>;
     /// Gives port `slot` one entry per RX queue in the per-queue maps.
     fn reserve_queues(&mut self, slot: u32, queues: u32) -> Result<(), XdpError>;
     /// Frees port `slot`'s entries in the per-queue maps.
@@ -233,6 +237,14 @@ impl Kernel for Linux {
 impl XdpProgram for Steering {
     fn shared_fdb(&self) -> Result<Fdb, XdpError> {
         Steering::shared_fdb(self)
+    }
+
+    fn shared_meters(&self) -> Result<Meters, XdpError> {
+        Steering::shared_meters(self)
+    }
+
+    fn meter_drops(&self, slot: u32) -> Result<Dropped, XdpError> {
+        Steering::meter_drops(self, slot)
     }
 
     fn reserve_queues(&mut self, slot: u32, queues: u32) -> Result<(), XdpError> {

@@ -2,9 +2,11 @@
 //! table's figures, as the control protocol's types ([`super::super::protocol`]).
 use super::{Bridge, Origin, largest_frame};
 use crate::{
-    control::protocol::{DepartedPort, PortCounters, PortInfo, QueueCounters, Stats, WorkerStats},
+    control::protocol::{
+        DepartedPort, LimitInfo, PortCounters, PortInfo, QueueCounters, Stats, WorkerStats,
+    },
     datapath::{Snapshot, stats::PortQueueSnapshot},
-    switch::{Fdb, PortId, Role},
+    switch::{DropReason, Fdb, PortId, Role},
 };
 
 impl Bridge {
@@ -85,6 +87,18 @@ impl Bridge {
                             drops: q.drop_counts().map(|(_, n)| n).sum(),
                         })
                         .collect(),
+                    limits: p
+                        .limits
+                        .in_force()
+                        .into_iter()
+                        .map(|(limit, r)| {
+                            let info = LimitInfo {
+                                rate: r.rate,
+                                burst: r.burst,
+                            };
+                            (limit.name().to_owned(), info)
+                        })
+                        .collect(),
                 }
             })
             .collect()
@@ -148,9 +162,13 @@ impl Bridge {
             // socket statistics do.
             let tx = self.steering.fast_tx(slot).unwrap_or_default();
             let mut sent = (tx.packets, tx.bytes);
+            // So is what its policing dropped on the port.
+            let dropped = self.steering.meter_drops(slot).unwrap_or_default();
+            let mut policed = (dropped.packets, dropped.bytes);
             for (queue, q) in (0u32..).zip(&mut queues) {
                 let rx = self.steering.queue_stats(slot, queue).unwrap_or_default();
                 q.add_fast((rx.fast, rx.fast_bytes), std::mem::take(&mut sent));
+                q.add_fast_drops(DropReason::Policed, std::mem::take(&mut policed));
                 q.checksums_finished += rx.checksums_finished;
             }
         }

@@ -6,7 +6,7 @@
 use super::{Bridge, BridgeError, refused};
 use crate::{
     control::protocol::{TraceEgress, TraceFrame, TraceReport},
-    switch::{self, Action, Mode, PortId, fdb::Entry, trace::Learning},
+    switch::{self, Action, DropReason, Mode, PortId, fdb::Entry, meters::Limit, trace::Learning},
     wire::Mac,
 };
 
@@ -104,6 +104,19 @@ impl Bridge {
                 ("drop", Some(reason.name().to_owned()))
             }
         };
+        let limits: Vec<String> = t
+            .limits
+            .iter()
+            .map(|&(limit, rate)| limit.describe(rate))
+            .collect();
+        if !limits.is_empty() {
+            lines.push(format!(
+                "limits: subject to {} (whether it is within them depends on the meters, \
+                 which a trace does not read); over them it is dropped as {}",
+                limits.join(", "),
+                self.limit_reasons(&t)
+            ));
+        }
         let (path, path_reason) = match self.fast_or_why(&t, ingress, &bytes) {
             _ if drop_reason.is_some() => ("none", None),
             Ok(()) => ("fast", None),
@@ -123,6 +136,7 @@ impl Bridge {
             destination_port,
             rule: t.rule.to_owned(),
             action: action.to_owned(),
+            limits,
             drop_reason,
             egress,
             path: path.to_owned(),
@@ -183,6 +197,20 @@ impl Bridge {
             ));
         }
         Ok(())
+    }
+
+    /// The drop reasons of the limits `t` is subject to: `policed`, `storm`.
+    fn limit_reasons(&self, t: &switch::Trace) -> String {
+        let mut reasons: Vec<&str> = t
+            .limits
+            .iter()
+            .map(|(limit, _)| match limit {
+                Limit::Storm(_) => DropReason::Storm.name(),
+                Limit::PoliceRate | Limit::PolicePps => DropReason::Policed.name(),
+            })
+            .collect();
+        reasons.dedup();
+        reasons.join(" or ")
     }
 
     fn port_name(&self, id: PortId) -> String {

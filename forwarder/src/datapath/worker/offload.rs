@@ -13,7 +13,7 @@ use crate::{
         stats::PortQueueCounters,
         xsk::{Desc, MAX_CHAIN, Umem},
     },
-    switch::{Action, DropReason, PortId, decide},
+    switch::{Action, DropReason, Now, PortId, decide_metered},
     wire::{
         ETHERNET_HEADER_LEN, checksum,
         dot1q::{self, TAG_LEN},
@@ -40,7 +40,7 @@ impl Worker {
         ingress: PortId,
         c: &PortQueueCounters,
         mtu: usize,
-        now: u32,
+        now: Now,
         wake: &mut u64,
     ) -> bool {
         let umem = umem_of(umems, from);
@@ -66,8 +66,9 @@ impl Worker {
                 return true;
             }
         };
-        // Decided once, for every segment: they share its Ethernet header and tag.
-        let verdict = decide(&self.tables, first, ingress, now);
+        // Decided (and policed) once, for every segment: they share its Ethernet header
+        // and tag.
+        let verdict = decide_metered(&self.tables, first, len, ingress, now);
         if let Action::Drop(reason) = verdict.action {
             c.drop(reason);
             return true;

@@ -752,3 +752,5 @@ fn a_jumbo_frame_leaves_as_the_same_chain_or_is_dropped_where_chains_are_not_tak
     assert_eq!(rig.counters(0, 2).drops[DropReason::Oversize as usize], 1);
     rig.assert_all_back(0);
 }
+
+mod meters;
