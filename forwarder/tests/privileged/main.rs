@@ -18,6 +18,7 @@ mod guest;
 mod jumbo;
 mod learning;
 mod lifecycle;
+mod limits;
 mod metrics_bounds;
 mod mirror;
 mod observe;

@@ -7,7 +7,7 @@
 //! | `storm_broadcast`, `storm_multicast`, `storm_unknown_unicast` | frames/s the port may send to the broadcast address, to multicast addresses, to unicast addresses the bridge floods | no limit |
 //! | `storm_burst` | frames of each class at once | a tenth of a second's worth, at least 10 |
 //! | `police_rate` | bits/s the port may send (`100M`: k, M and G multiply by 1000) | no limit |
-//! | `police_burst` | bytes at once (`1M` likewise) | a tenth of a second's worth, at least 18432 |
+//! | `police_burst` | bytes at once (`1M` likewise) | half a second's worth, at least 18432 |
 //! | `police_pps` | frames/s the port may send (its burst a tenth of a second's worth, at least 10) | no limit |
 use serde::Serialize;
 
@@ -43,7 +43,7 @@ pub struct LimitSpec {
     #[arg(long, value_name = "BITS")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub police_rate: Option<String>,
-    /// Ingress policing: bytes let through at once, e.g. `1M` (default: a tenth of a
+    /// Ingress policing: bytes let through at once, e.g. `1M` (default: half a
     /// second at the rate, at least 18432).
     #[arg(long, value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -193,7 +193,7 @@ impl LimitSpec {
                         Key::PoliceBurst,
                         text,
                         "a burst of 0 bytes would let no frame through; give 1 or more \
-                         (default: a tenth of a second at the rate)",
+                         (default: half a second at the rate)",
                     ));
                 }
                 Some(burst)
@@ -288,7 +288,7 @@ pub struct LimitFlags {
     /// G: times 1000).
     #[arg(long, conflicts_with = "config", value_name = "PORT=BITS")]
     pub police_rate: Vec<PortArg>,
-    /// PORT=BYTES: ingress policing's burst (default: a tenth of a second at the rate,
+    /// PORT=BYTES: ingress policing's burst (default: half a second at the rate,
     /// at least 18432).
     #[arg(long, conflicts_with = "config", value_name = "PORT=BYTES")]
     pub police_burst: Vec<PortArg>,

@@ -48,11 +48,12 @@ fn passed(t: &Tables, f: &[u8], n: usize, now: Now, reason: DropReason) -> usize
 }
 
 #[test]
-fn defaults_are_a_tenth_of_a_second_with_floors() {
+fn defaults_are_a_tenth_of_a_second_half_for_policing_with_floors() {
     assert_eq!(default_packet_burst(1000), 100);
     assert_eq!(default_packet_burst(50), 10);
-    assert_eq!(default_police_burst(100_000_000), 1_250_000);
-    assert_eq!(default_police_burst(1_000_000), MIN_DEFAULT_POLICE_BURST);
+    assert_eq!(default_police_burst(100_000_000), 6_250_000);
+    assert_eq!(default_police_burst(1_000_000), 62_500);
+    assert_eq!(default_police_burst(100_000), MIN_DEFAULT_POLICE_BURST);
     let limits = Limits {
         storm_broadcast: Some(1000),
         storm_unknown_unicast: Some(20),
@@ -67,7 +68,7 @@ fn defaults_are_a_tenth_of_a_second_with_floors() {
                 Limit::PoliceRate,
                 Rate {
                     rate: 100_000_000,
-                    burst: 1_250_000
+                    burst: 6_250_000
                 }
             ),
             (
@@ -104,7 +105,7 @@ fn defaults_are_a_tenth_of_a_second_with_floors() {
     assert!(!Limits::default().meters().polices());
     assert_eq!(
         Limit::PoliceRate.describe(limits.police().unwrap()),
-        "police_rate 100 Mbit/s (burst 1250000 bytes)"
+        "police_rate 100 Mbit/s (burst 6250000 bytes)"
     );
     assert_eq!(
         Limit::Storm(StormClass::Broadcast).describe(Rate {

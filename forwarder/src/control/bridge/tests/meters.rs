@@ -32,7 +32,7 @@ fn the_fast_path_is_given_each_policed_port_s_meters_and_loses_them_with_the_lim
         kernel.fast_police(),
         [(
             0,
-            Meter::bytes(100_000_000, 1_250_000),
+            Meter::bytes(100_000_000, 6_250_000),
             Meter::packets(1000, 100)
         )],
         "policing only: storm control is the workers'"
@@ -47,7 +47,7 @@ fn the_fast_path_is_given_each_policed_port_s_meters_and_loses_them_with_the_lim
         limits,
         [
             ("police_pps", 1000, 100),
-            ("police_rate", 100_000_000, 1_250_000),
+            ("police_rate", 100_000_000, 6_250_000),
             ("storm_broadcast", 500, 50),
         ]
     );
@@ -134,7 +134,7 @@ fn a_trace_says_which_limits_the_frame_is_subject_to() {
     assert_eq!(
         t.limits,
         [
-            "police_rate 100 Mbit/s (burst 1250000 bytes)",
+            "police_rate 100 Mbit/s (burst 6250000 bytes)",
             "police_pps 1000 pps (burst 100)",
             "storm_broadcast 500 pps (burst 50)",
         ]
