@@ -187,6 +187,15 @@ pub mod maps {
     pub const SINK_LATENCY: &str = "SINK_LATENCY";
     /// `Array<u64>`: per flow, one more than the highest sequence number seen.
     pub const SINK_FLOWS: &str = "SINK_FLOWS";
+
+    /// `LpmTrie<[u8; 8], u8>`, keyed by [`super::guard::v4_key`]: the IPv4 prefixes a
+    /// port with an IP source guard may send from.
+    pub const GUARD_V4: &str = "GUARD_V4";
+    /// `LpmTrie<[u8; 20], u8>`, keyed by [`super::guard::v6_key`]: the same for IPv6.
+    pub const GUARD_V6: &str = "GUARD_V6";
+    /// `PerCpuArray<guard::Drops>`, by port slot: frames the fast path's IP source
+    /// guard dropped.
+    pub const GUARD_DROPS: &str = "GUARD_DROPS";
 }
 
 /// The entry of a port's `queue` in the XSKMAP and the per-queue counters: `queue`
@@ -409,6 +418,66 @@ pub mod slot_flags {
     /// finish a checksum the fast path finished too, and spoil it. The fast path leaves
     /// such frames to the workers.
     pub const GENERIC: u32 = 1 << 5;
+
+    /// An IP source guard: the IPv4 and IPv6 sources of the frames the fast path would
+    /// carry must be in `GUARD_V4`/`GUARD_V6` (else dropped), and ARP, ICMPv6 and
+    /// extension headers go to the workers ([`super::guard`]).
+    pub const IP_GUARD: u32 = 1 << 10;
+}
+
+/// Prefixes one port's IP source guard may list (`allow_ip`).
+pub const MAX_ALLOWED_IPS: u32 = 64;
+
+/// The IP source guard's maps, as the XDP program and hairpin write and read them: two
+/// longest-prefix-match tries, keyed by the port's slot (big-endian, so that a slot is
+/// the first 32 bits every key of the port shares) and then the address, and a per-CPU
+/// count of the frames the fast path dropped.
+pub mod guard {
+    use super::{MAX_ALLOWED_IPS, MAX_PORTS};
+
+    /// Entries of each trie: every port's whole list, whatever its family.
+    pub const ENTRIES: u32 = MAX_PORTS * MAX_ALLOWED_IPS;
+
+    /// The data of port `slot`'s IPv4 key for `addr` (network order).
+    #[inline(always)]
+    pub const fn v4_key(slot: u32, addr: [u8; 4]) -> [u8; 8] {
+        let s = slot.to_be_bytes();
+        [s[0], s[1], s[2], s[3], addr[0], addr[1], addr[2], addr[3]]
+    }
+
+    /// The data of port `slot`'s IPv6 key for `addr` (network order).
+    #[inline(always)]
+    pub const fn v6_key(slot: u32, addr: [u8; 16]) -> [u8; 20] {
+        let s = slot.to_be_bytes();
+        let mut key = [0u8; 20];
+        key[0] = s[0];
+        key[1] = s[1];
+        key[2] = s[2];
+        key[3] = s[3];
+        let mut i = 0;
+        while i < 16 {
+            key[4 + i] = addr[i];
+            i += 1;
+        }
+        key
+    }
+
+    /// The bits of a key that a prefix of `len` bits covers: the slot's 32, then the
+    /// prefix's. A lookup asks with every bit (`prefix_len(32)` or `prefix_len(128)`).
+    #[inline(always)]
+    pub const fn prefix_len(len: u8) -> u32 {
+        32 + len as u32
+    }
+
+    /// Frames of one port the fast path's guard dropped, per CPU.
+    #[repr(C)]
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Drops {
+        /// Frames.
+        pub packets: u64,
+        /// Their bytes.
+        pub bytes: u64,
+    }
 }
 
 /// The key of (port slot, source MAC) in `ALLOWED`.
@@ -520,7 +589,8 @@ pub struct QueueStats {
     pub steered: u64,
     /// Frames handed to the kernel's stack (`XDP_PASS`): no socket bound, or host traffic.
     pub passed: u64,
-    /// Frames dropped (`XDP_DROP`). Reserved: the program drops nothing today.
+    /// Frames dropped (`XDP_DROP`): those the fast path's IP source guard refused
+    /// (also counted per port in `GUARD_DROPS`).
     pub dropped: u64,
     /// Frames the fast path sent straight to their egress port (not in `steered`).
     pub fast: u64,
@@ -565,6 +635,8 @@ mod pod {
     unsafe impl aya::Pod for super::SlotConf {}
     // SAFETY: `repr(C)`, `Copy`, two `u64`s.
     unsafe impl aya::Pod for super::FastTx {}
+    // SAFETY: `repr(C)`, `Copy`, two `u64`s.
+    unsafe impl aya::Pod for super::guard::Drops {}
 }
 
 #[cfg(test)]
@@ -696,6 +768,27 @@ mod tests {
         assert_eq!(tap::META_LEN, 24);
         assert_eq!(core::mem::size_of::<tap::Record>(), 24 + 2048);
         assert!(tap::SNAP.is_power_of_two());
+        assert_eq!(core::mem::size_of::<guard::Drops>(), 16);
+    }
+
+    #[test]
+    fn a_guard_key_starts_with_its_slot_so_a_prefix_never_covers_another_port() {
+        assert_eq!(
+            guard::v4_key(0x0102, [10, 0, 0, 5]),
+            [0, 0, 1, 2, 10, 0, 0, 5]
+        );
+        let mut addr = [0u8; 16];
+        addr[0] = 0xfd;
+        addr[15] = 5;
+        let key = guard::v6_key(7, addr);
+        assert_eq!(key[..4], [0, 0, 0, 7]);
+        assert_eq!(key[4..], addr);
+        assert_eq!(guard::prefix_len(24), 56);
+        assert_eq!(
+            guard::prefix_len(0),
+            32,
+            "a /0 still matches only its own port"
+        );
     }
 }
 

@@ -50,11 +50,16 @@ pub enum DropReason {
     /// forwards nothing else (counted on that port); or addressed to a station a static
     /// entry puts on one (counted on the ingress port).
     Monitor,
+    /// The IP source guard (`allow_ip`) refused it: an IP source, an ARP sender or a
+    /// neighbour advertisement's target the port may not use, a link-layer address
+    /// option or ARP sender MAC other than the frame's source, or a header it cannot
+    /// read (`switch::guard`).
+    IpSpoofed,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 16] = [
+    pub const ALL: [Self; 17] = [
         Self::Runt,
         Self::BadSourceMac,
         Self::SameSegment,
@@ -71,6 +76,7 @@ impl DropReason {
         Self::Reserved,
         Self::Oversize,
         Self::Monitor,
+        Self::IpSpoofed,
     ];
 
     /// How many reasons there are.
@@ -95,6 +101,7 @@ impl DropReason {
             Self::Reserved => "reserved",
             Self::Oversize => "oversize",
             Self::Monitor => "monitor_port",
+            Self::IpSpoofed => "ip_spoofed",
         }
     }
 }

@@ -17,10 +17,13 @@
 //!   (`hairpin trace`);
 //! - `ports.rs`: sets of ports ([`PortSet`]);
 //! - [`vlan`]: 802.1Q classification on ingress and tagging on egress;
-//! - [`fdb`]: the lock-free MAC table.
+//! - [`fdb`]: the lock-free MAC table;
+//! - [`guard`]: the IP source guard (`allow_ip`): IP, ARP and ND from a port checked
+//!   against its allowed prefixes.
 mod action;
 mod decision;
 pub mod fdb;
+pub mod guard;
 mod ports;
 mod tables;
 pub mod trace;
