@@ -113,6 +113,14 @@ fn ports_table(ports: &[PortInfo]) -> String {
             p.name, p.learned_macs, p.max_macs, p.macs_refused
         );
     }
+    // Ports with an IP source guard, and what it allows.
+    for p in ports.iter().filter(|p| !p.allowed_ips.is_empty()) {
+        out += &format!(
+            "{}: IP source guard: allows {}\n",
+            p.name,
+            p.allowed_ips.join(", ")
+        );
+    }
     // Who a port is, where its interface says (hairpin-cni names the pod there).
     for p in ports {
         if let Some(alias) = &p.alias {

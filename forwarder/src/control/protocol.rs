@@ -409,6 +409,9 @@ pub struct PortInfo {
     pub counters: PortCounters,
     /// The same, queue by queue (RX queue `i` is served by worker `i`).
     pub per_queue: Vec<QueueCounters>,
+    /// The IP source guard's prefixes (`allow_ip`; none: no guard).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_ips: Vec<String>,
 }
 
 /// One queue's share of a port's counters.
@@ -515,6 +518,7 @@ impl PortInfo {
             largest_frame: None,
             counters,
             per_queue: Vec::new(),
+            allowed_ips: Vec::new(),
         }
     }
 }

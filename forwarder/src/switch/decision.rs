@@ -13,10 +13,11 @@ use crate::wire::EthernetFrame;
 /// flood, and a frame for a station a static entry puts on it is dropped too).
 ///
 /// In every mode but `xconnect`: runts, frames outside the VLANs the port carries (see
-/// [`vlan`](super::vlan)), multicast or all-zero sources, (on a port with an anti-spoofing list)
-/// unlisted sources and (on a port with an IP source guard) frames it refuses
-/// ([`guard`](super::guard): `ip_spoofed`) are dropped; the source is learned in the frame's VLAN (unless its
-/// port has learned its `max_macs` already: then it is forwarded all the same); frames to a
+/// [`vlan`](super::vlan)), multicast or all-zero sources, (on a port with an
+/// anti-spoofing list) unlisted sources and (on a port with an IP source guard) frames
+/// it refuses ([`guard`](super::guard): `ip_spoofed`) are dropped; the source is
+/// learned in the frame's VLAN (unless its port has learned its `max_macs` already:
+/// then it is forwarded all the same); frames to a
 /// reserved group address are dropped unless the group forward mask relays them (then
 /// they are multicast like any other; `passthru` relays them all); a frame
 /// never leaves by its ingress port unless that port has hairpin (reflective relay) on,
