@@ -469,6 +469,18 @@ pub mod guard {
         32 + len as u32
     }
 
+    /// Whether IPv6 next header `next` is ICMPv6 or an extension header the workers'
+    /// guard walks (hop-by-hop, routing, fragment, AH, destination options, mobility,
+    /// HIP, shim6, the experimental two): behind one, a neighbour discovery message may
+    /// lie, so the fast path leaves a guarded port's frame to the workers.
+    #[inline(always)]
+    pub const fn workers_read(next: u8) -> bool {
+        matches!(
+            next,
+            0 | 43 | 44 | 51 | 58 | 60 | 135 | 139 | 140 | 253 | 254
+        )
+    }
+
     /// Frames of one port the fast path's guard dropped, per CPU.
     #[repr(C)]
     #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -26,6 +26,7 @@
 
 mod bench;
 mod fast;
+mod guard;
 mod tap;
 
 use aya_ebpf::{
@@ -86,6 +87,8 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
         fast = fast::try_forward(&ctx, port.slot, fragmented);
         if matches!(fast, fast::Fast::Sent { .. }) {
             xdp_action::XDP_REDIRECT
+        } else if matches!(fast, fast::Fast::Dropped) {
+            xdp_action::XDP_DROP
         } else {
             // On a miss (no socket bound at `index`) the helper returns the low bits of
             // the flags: XDP_PASS, so the kernel keeps the frame.

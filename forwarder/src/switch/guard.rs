@@ -267,10 +267,6 @@ pub enum FastGuard {
     Drop,
 }
 
-/// IPv6 next headers after which the fast path leaves a frame to the workers: ICMPv6
-/// and the extension headers [`upper_layer`] walks.
-pub const FAST_PATH_NEXT_HEADERS: [u8; 11] = [0, 43, 44, 51, 58, 60, 135, 139, 140, 253, 254];
-
 /// One port's allowed prefixes, as the workers check them.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IpGuard {
@@ -479,7 +475,7 @@ impl IpGuard {
                 };
                 match ip.src() {
                     a if self.allows_v6(a) => {
-                        if FAST_PATH_NEXT_HEADERS.contains(&ip.next_header()) {
+                        if hairpin_common::guard::workers_read(ip.next_header()) {
                             FastGuard::Workers
                         } else {
                             FastGuard::Pass

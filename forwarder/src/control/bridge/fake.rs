@@ -19,7 +19,9 @@ use std::{
     sync::{Arc, Mutex, MutexGuard},
 };
 
-use hairpin_common::{FastConf, FastTx, PortConf, QueueStats, SlotConf};
+use hairpin_common::{
+    FastConf, FastTx, PortConf, QueueStats, SlotConf, guard::Drops as GuardDrops,
+};
 
 use super::kernel::{Kernel, NetdevFamily, OpenSockets, Rtnetlink, Workers, XdpProgram};
 use crate::{
@@ -36,7 +38,7 @@ use crate::{
         tap::Taps,
         xsk::MAX_CHAIN,
     },
-    switch::{Action, Fdb, MAX_PORTS, PortId, Tables, decide},
+    switch::{Action, Fdb, MAX_PORTS, PortId, Tables, decide, guard::IpPrefix},
     wire::Mac,
 };
 
@@ -80,6 +82,8 @@ pub enum Call {
     /// [`XdpProgram::set_fast_slot`]: the slot and the device the fast path may send
     /// to.
     SetFastSlot { slot: u32, egress: Option<u32> },
+    /// [`XdpProgram::set_guard`]: the slot and its IP source guard's prefixes.
+    SetGuard { slot: u32, prefixes: Vec<String> },
     /// The program's [`Drop`]: every attachment goes with it.
     ProgramUnloaded,
     /// [`Rtnetlink::link_by_name`].
@@ -220,6 +224,12 @@ struct State {
     /// Frames the workers received per port slot (on its first queue), as the test
     /// set them: the workers' counters go on per slot whatever comes and goes.
     received: BTreeMap<PortId, u64>,
+    /// The IP source guard's prefixes in the fast path, by slot.
+    guards: BTreeMap<u32, Vec<String>>,
+    /// The fast path's guard drops, by slot, as the test set them.
+    guard_drops: BTreeMap<u32, GuardDrops>,
+    /// Each slot's fast-path flags, as last set.
+    fast_flags: BTreeMap<u32, u32>,
 }
 
 /// A kernel of made-up interfaces; clones share it, so a test keeps one to look at
@@ -381,6 +391,22 @@ impl FakeKernel {
     /// The host addresses the program hands to the kernel.
     pub fn host_addresses(&self) -> Vec<IpAddr> {
         self.state().host_addresses.iter().copied().collect()
+    }
+
+    /// The IP source guard's prefixes in the fast path, by slot.
+    pub fn guards(&self) -> Vec<(u32, Vec<String>)> {
+        let s = self.state();
+        s.guards.iter().map(|(&k, v)| (k, v.clone())).collect()
+    }
+
+    /// Sets what the fast path's guard dropped on slot `slot`.
+    pub fn set_guard_drops(&self, slot: u32, drops: GuardDrops) {
+        self.state().guard_drops.insert(slot, drops);
+    }
+
+    /// Slot `slot`'s fast-path flags, as last set (0: never).
+    pub fn fast_flags(&self, slot: u32) -> u32 {
+        self.state().fast_flags.get(&slot).copied().unwrap_or(0)
     }
 
     /// Slots the fast path sends to, with their devices.
@@ -598,7 +624,7 @@ impl XdpProgram for FakeProgram {
     fn set_fast_slot(
         &mut self,
         slot: u32,
-        _conf: &SlotConf,
+        conf: &SlotConf,
         _allowed: &[[u8; 6]],
         egress: Option<u32>,
     ) -> Result<(), XdpError> {
@@ -606,6 +632,7 @@ impl XdpProgram for FakeProgram {
             .call(Call::SetFastSlot { slot, egress })
             .map_err(Failure::xdp)?;
         let mut s = self.kernel.state();
+        s.fast_flags.insert(slot, conf.flags);
         match egress {
             Some(ifindex) => s.fast_egress.insert(slot, ifindex),
             None => s.fast_egress.remove(&slot),
@@ -615,6 +642,33 @@ impl XdpProgram for FakeProgram {
 
     fn fast_tx(&self, _slot: u32) -> Result<FastTx, XdpError> {
         Ok(FastTx::default())
+    }
+
+    fn set_guard(&mut self, slot: u32, prefixes: &[IpPrefix]) -> Result<(), XdpError> {
+        let prefixes: Vec<String> = prefixes.iter().map(ToString::to_string).collect();
+        self.kernel
+            .call(Call::SetGuard {
+                slot,
+                prefixes: prefixes.clone(),
+            })
+            .map_err(Failure::xdp)?;
+        let mut s = self.kernel.state();
+        if prefixes.is_empty() {
+            s.guards.remove(&slot);
+        } else {
+            s.guards.insert(slot, prefixes);
+        }
+        Ok(())
+    }
+
+    fn guard_drops(&self, slot: u32) -> Result<GuardDrops, XdpError> {
+        Ok(self
+            .kernel
+            .state()
+            .guard_drops
+            .get(&slot)
+            .copied()
+            .unwrap_or_default())
     }
 }
 

@@ -4,7 +4,7 @@ use super::{Bridge, Origin, largest_frame};
 use crate::{
     control::protocol::{DepartedPort, PortCounters, PortInfo, QueueCounters, Stats, WorkerStats},
     datapath::{Snapshot, stats::PortQueueSnapshot},
-    switch::{Fdb, PortId, Role},
+    switch::{DropReason, Fdb, PortId, Role},
 };
 
 impl Bridge {
@@ -85,6 +85,7 @@ impl Bridge {
                             drops: q.drop_counts().map(|(_, n)| n).sum(),
                         })
                         .collect(),
+                    allowed_ips: p.allowed_ips.iter().map(ToString::to_string).collect(),
                 }
             })
             .collect()
@@ -135,7 +136,8 @@ impl Bridge {
     }
 
     /// Port slot `id`'s counters, queue (worker) by queue: the workers' own with, when
-    /// the fast path is on, what it received on the port and sent out of it merged in.
+    /// the fast path is on, what it received on the port and sent out of it, and what
+    /// its IP source guard dropped, merged in.
     /// The XDP program's counters are the slot's, not the port's: like the workers',
     /// they count from the slot's [`super::Slot::baseline`].
     pub(super) fn port_queues(&self, snapshot: &Snapshot, id: PortId) -> Vec<PortQueueSnapshot> {
@@ -152,6 +154,15 @@ impl Bridge {
                 let rx = self.steering.queue_stats(slot, queue).unwrap_or_default();
                 q.add_fast((rx.fast, rx.fast_bytes), std::mem::take(&mut sent));
                 q.checksums_finished += rx.checksums_finished;
+            }
+            // What the fast path's IP source guard dropped: received and dropped, as
+            // the workers count their own, under the same reason; with the first
+            // queue's, as the guard counts per port.
+            if let Some(first) = queues.first_mut() {
+                let dropped = self.steering.guard_drops(slot).unwrap_or_default();
+                first.rx_packets += dropped.packets;
+                first.rx_bytes += dropped.bytes;
+                first.drops[DropReason::IpSpoofed as usize] += dropped.packets;
             }
         }
         queues

@@ -2,7 +2,8 @@
 //! calls when a port comes and goes (at start, at run time, when its interface vanishes
 //! or loses its carrier), what a refused or failed port leaves behind (nothing), the MAC
 //! table's static and learned entries, and stop. Reload, all or nothing, has its own
-//! file (`tests/reload.rs`), and so do port mirrors (`tests/mirror.rs`).
+//! file (`tests/reload.rs`), and so do port mirrors (`tests/mirror.rs`) and the IP
+//! source guard's maps (`tests/guard.rs`).
 use std::net::IpAddr;
 
 use hairpin_common::port_flags::{PASS_HOST_MAC, STEER};
@@ -24,6 +25,7 @@ use crate::{
     wire::Mac,
 };
 
+mod guard;
 mod mirror;
 mod reload;
 
