@@ -124,6 +124,8 @@ fuzz_target!(|data: &[u8]| {
                 0
             },
             monitor: flags & 0x80 != 0 && !patch && uplink != Some(i),
+            // The IP source guard has a target of its own (`ip_guard`).
+            allowed_ips: Vec::new(),
         });
     }
     let tables = Tables::new(mode, &slots, up, Arc::clone(&fdb))

@@ -1,11 +1,13 @@
 //! The ports as the command line gives them, two ways that must agree:
 //!
 //! - `run --ports vf0,vf1 --uplink eth0 --vlan vf0=10 --trunk eth0=10,20 --native
-//!   eth0=1 --allow vf0=MAC --static-mac vf0=MAC --hairpin eth0` (`PortFlags::ports`:
-//!   the options gathered into one `PortSpec` per port, each checked);
+//!   eth0=1 --allow vf0=MAC --static-mac vf0=MAC --allow-ip vf0=CIDR --hairpin eth0`
+//!   (`PortFlags::ports`: the options gathered into one `PortSpec` per port, each
+//!   checked);
 //! - `port add NAME [--uplink] [--vlan V] [--trunk LIST] [--native V] [--hairpin]
-//!   [--max-macs N] [--allow MAC]... [--static-mac MAC]...` (`PortSpec::check`, also the control
-//!   socket's, the config file's and hairpin-cni's way in).
+//!   [--max-macs N] [--allow MAC]... [--static-mac MAC]... [--allow-ip CIDR]...`
+//!   (`PortSpec::check`, also the control socket's, the config file's and
+//!   hairpin-cni's way in).
 //!
 //! The input is one such command line, without the `hairpin` (words split at
 //! whitespace, `--option value` or `--option=value`). Nothing panics; a bridge `run`
@@ -62,6 +64,7 @@ impl Run {
                 "--trunk" => run.flags.trunk.push(port_arg(value)?),
                 "--native" => run.flags.native.push(port_arg(value)?),
                 "--max-macs" => run.flags.max_macs.push(port_arg(value)?),
+                "--allow-ip" => run.flags.allow_ip.push(port_arg(value)?),
                 _ => return None,
             }
         }
@@ -181,6 +184,7 @@ fn port_add(name: &str, words: &[&str]) {
             }
             ("--allow", Some(mac)) => spec.allow.push(mac.to_owned()),
             ("--static-mac", Some(mac)) => spec.static_macs.push(mac.to_owned()),
+            ("--allow-ip", Some(prefix)) => spec.allow_ip.push(prefix.to_owned()),
             _ => return,
         }
     }
@@ -214,6 +218,7 @@ fn port_add(name: &str, words: &[&str]) {
             allow: list(&spec.allow),
             static_mac: list(&spec.static_macs),
             max_macs: spec.max_macs.iter().map(|n| arg(name, n)).collect(),
+            allow_ip: list(&spec.allow_ip),
         },
         ..Run::default()
     };

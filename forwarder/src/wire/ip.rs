@@ -181,7 +181,7 @@ pub struct UpperLayer {
 pub fn upper_layer(mut next: u8, payload: &[u8]) -> Result<UpperLayer, Malformed> {
     let mut at = 0;
     let mut fragment = Fragment::Whole;
-    for _ in 0..=MAX_EXTENSION_HEADERS {
+    for _ in 0..MAX_EXTENSION_HEADERS {
         let len = match next {
             0 | 43 | 60 | 135 | 139 | 140 | 253 | 254 => payload
                 .get(at + 1)
@@ -218,7 +218,20 @@ pub fn upper_layer(mut next: u8, payload: &[u8]) -> Result<UpperLayer, Malformed
             });
         }
     }
-    Err(Malformed("more IPv6 extension headers than hairpin reads"))
+    if is_extension_header(next) {
+        return Err(Malformed("more IPv6 extension headers than hairpin reads"));
+    }
+    Ok(UpperLayer {
+        protocol: next,
+        offset: at,
+        fragment,
+    })
+}
+
+/// Whether IPv6 next header `next` is one of the extension headers [`upper_layer`]
+/// walks.
+pub const fn is_extension_header(next: u8) -> bool {
+    matches!(next, 0 | 43 | 44 | 51 | 60 | 135 | 139 | 140 | 253 | 254)
 }
 
 #[cfg(test)]
