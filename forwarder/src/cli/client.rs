@@ -328,6 +328,22 @@ mod tests {
     }
 
     #[test]
+    fn the_port_table_lists_a_guarded_ports_prefixes() {
+        use hairpin::control::protocol::PortCounters;
+        let guarded = PortInfo {
+            allowed_ips: vec!["10.0.0.5/32".to_owned(), "fd00::5/128".to_owned()],
+            ..PortInfo::example("vm0", PortCounters::default())
+        };
+        let table = ports_table(&[guarded, PortInfo::example("vm1", PortCounters::default())]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert_eq!(
+            lines[3],
+            "vm0: IP source guard: allows 10.0.0.5/32, fd00::5/128"
+        );
+    }
+
+    #[test]
     fn a_port_the_kernel_deleted_is_listed_once() {
         use hairpin::control::protocol::{DepartedPort, PortCounters};
         let counted = PortCounters {
