@@ -56,7 +56,7 @@ pub const ETH_P_ARP: u16 = 0x0806;
 /// VLAN tags the guard looks behind.
 pub const MAX_TAGS: usize = 2;
 /// Prefixes one port's `allow_ip` may list.
-pub const MAX_ALLOWED_IPS: usize = hairpin_common::MAX_ALLOWED_IPS as usize;
+pub const MAX_ALLOWED_IPS: usize = hairpin_common::guard::MAX_ALLOWED_IPS as usize;
 
 /// An IP prefix: an address and how many of its leading bits count, its other bits
 /// zero (`10.0.0.0/24`, `fd00::5/128`).
