@@ -305,3 +305,66 @@ vlan_seeds()
 config_seeds()
 port_spec_seeds()
 netlink_seeds()
+
+
+# ip_guard --------------------------------------------------------------------------
+
+def ip_guard_seeds():
+    """A VM allowed 10.0.0.5/32 and fd00::5/128 (palette bits 0 and 2), its own MAC,
+    and one raw frame each (kind 0: the bytes after the source MAC), or a few
+    structured ones."""
+    head = bytes([0b0000_0101, 0, 1])
+    own4, theirs4 = bytes([10, 0, 0, 5]), bytes([10, 0, 0, 6])
+    own6 = bytes.fromhex("fd000000000000000000000000000005")
+    theirs6 = bytes.fromhex("fd000000000000000000000000000006")
+    vm = bytes.fromhex("525400123456")
+    link_local = bytes.fromhex("fe80000000000000") + bytes([0x52 ^ 2, 0x54, 0, 0xFF, 0xFE, 0x12, 0x34, 0x56])
+
+    def raw(ethertype, payload, tags=b""):
+        return head + bytes([0, 0]) + tags + struct.pack(">H", ethertype) + payload
+
+    def arp(op, sender, target, sha=vm):
+        return bytes.fromhex("000108000604") + bytes([0, op]) + sha + sender + bytes(6) + target
+
+    def ipv4(src, proto, payload):
+        return struct.pack(">BBHHHBBH", 0x45, 0, 20 + len(payload), 0, 0, 64, proto, 0) \
+            + src + b"\xff" * 4 + payload
+
+    def ipv6(src, nxt, payload):
+        return struct.pack(">IHBB", 0x6000_0000, len(payload), nxt, 255) + src \
+            + bytes.fromhex("ff020000000000000000000000000001") + payload
+
+    def nd(kind, target=b"", options=b""):
+        return bytes([kind, 0, 0, 0, 0, 0, 0, 0]) + target + options
+
+    def lla(kind, mac):
+        return bytes([kind, 1]) + mac
+
+    write("ip_guard", "gratuitous-arp-for-a-neighbour", raw(0x0806, arp(2, theirs4, theirs4)))
+    write("ip_guard", "own-gratuitous-arp", raw(0x0806, arp(2, own4, own4)))
+    write("ip_guard", "arp-probe", raw(0x0806, arp(1, bytes(4), own4)))
+    write("ip_guard", "foreign-ipv4", raw(0x0800, ipv4(theirs4, 6, bytes(20))))
+    write("ip_guard", "dhcp-discover", raw(0x0800, ipv4(bytes(4), 17, struct.pack(">HHHH", 68, 67, 8, 0))))
+    write("ip_guard", "unsolicited-na-for-a-neighbour",
+          raw(0x86DD, ipv6(own6, 58, nd(136, theirs6, lla(2, vm)))))
+    write("ip_guard", "dad", raw(0x86DD, ipv6(bytes(16), 58, nd(135, own6))))
+    write("ip_guard", "own-link-local-na", raw(0x86DD, ipv6(link_local, 58, nd(136, link_local, lla(2, vm)))))
+    hbh = bytes([143, 0, 5, 2, 0, 0, 1, 0])
+    write("ip_guard", "mld-behind-hop-by-hop", raw(0x86DD, ipv6(bytes(16), 0, hbh + nd(143))))
+    hidden = bytes([58, 0, 1, 4, 0, 0, 0, 0]) + nd(136, theirs6)
+    write("ip_guard", "na-behind-destination-options", raw(0x86DD, ipv6(own6, 60, hidden)))
+    fragment = bytes([58, 0, 0, 1, 0, 0, 0, 7]) + nd(136, own6)
+    write("ip_guard", "fragmented-na", raw(0x86DD, ipv6(own6, 44, fragment)))
+    write("ip_guard", "tagged-foreign-ipv4", raw(0x0800, ipv4(theirs4, 6, bytes(20)), tag(10)))
+    write("ip_guard", "lldp", raw(0x88CC, bytes(46)))
+    # Structured: ARP, IPv4, IPv6 (two extension headers, an NA), another EtherType;
+    # then a second guard with random prefixes and a random MAC.
+    write("ip_guard", "structured", head + bytes([1, 0, 0, 0, 1, 1])
+          + bytes([2, 1, 0, 0, 0, 1, 0, 5])
+          + bytes([3, 0b0100, 0, 2, 1, 0, 2, 0, 0, 5, 2, 0, 1, 0, 0, 2, 0])
+          + bytes([4, 0, 0x88, 0xCC]))
+    write("ip_guard", "random-prefixes", bytes([0, 2, 1, 64]) + own6 + bytes([0, 24]) + own4
+          + bytes([0]) + vm + bytes([3, 0, 6, 3, 1, 0, 0]))
+
+
+ip_guard_seeds()

@@ -3,14 +3,15 @@
 //!
 //! ```json
 //! {"cniVersion":"1.0.0","name":"tenant-a","type":"hairpin-cni",
-//!  "socket":"/run/hairpin/hairpin.sock","vlan":10,"spoofchk":true,"mtu":9000,
+//!  "socket":"/run/hairpin/hairpin.sock","vlan":10,"spoofchk":true,"ip_guard":true,"mtu":9000,
 //!  "ipam":{"type":"host-local","ranges":[[{"subnet":"10.10.0.0/24"}]]}}
 //! ```
-use std::{collections::HashMap, path::PathBuf};
+use std::{collections::HashMap, net::IpAddr, path::PathBuf};
 
 use cni_plugin::config::NetworkConfig;
 use hairpin::{
     control::{service::DEFAULT_SOCKET, spec::PortSpec},
+    switch::guard::IpPrefix,
     wire::{ETHERNET_HEADER_LEN, Mac, dot1q::TAG_LEN},
 };
 use serde::Deserialize;
@@ -20,19 +21,29 @@ use crate::failure::Failure;
 
 /// The plugin's own keys, and one a runtime or Multus may add that it ignores
 /// (`capabilities`, last).
-const OWN_KEYS: [&str; 6] = ["socket", "spoofchk", "mac", "parent", "mtu", "capabilities"];
+const OWN_KEYS: [&str; 7] = [
+    "socket",
+    "spoofchk",
+    "mac",
+    "parent",
+    "mtu",
+    "ip_guard",
+    "capabilities",
+];
 
 /// The port settings ([`PortSpec::KEYS`]) a pod may not choose: its port's name is the
-/// host end's, it is never the uplink, and its sources and static entries come from
-/// `spoofchk` and nothing else. Every other port setting is a key of its own, read as
-/// `hairpin port add` and the config file read it.
-const NOT_FOR_PODS: [&str; 6] = [
+/// host end's, it is never the uplink, its sources and static entries come from
+/// `spoofchk` and nothing else, and its IP source guard from `ip_guard` and the IPAM
+/// result. Every other port setting is a key of its own, read as `hairpin port add`
+/// and the config file read it.
+const NOT_FOR_PODS: [&str; 7] = [
     "name",
     "uplink",
     "role",
     "allow",
     "allowed_macs",
     "static_macs",
+    "allow_ip",
 ];
 
 /// Whether `key` is one of the port's settings a pod may give.
@@ -60,6 +71,11 @@ pub struct Attachment {
     /// The MTU of both ends of the pod's veth (else the kernel's 1500). ADD fails when
     /// hairpin cannot carry frames that long on the port.
     pub mtu: Option<u32>,
+    /// IP source guard (libvirt's `clean-traffic`): the pod's IP, ARP and neighbour
+    /// discovery may use only the addresses its IPAM result gave it (each alone, `/32`
+    /// or `/128`), its MAC's link-local address, and DHCP and DAD's unspecified one.
+    /// On by default; a pod without IPAM addresses has no guard.
+    pub ip_guard: bool,
 }
 
 /// The plugin's own keys.
@@ -75,6 +91,8 @@ struct Own {
     parent: Option<String>,
     #[serde(default)]
     mtu: Option<u32>,
+    #[serde(default = "yes")]
+    ip_guard: bool,
 }
 
 fn default_socket() -> PathBuf {
@@ -148,6 +166,7 @@ impl Attachment {
             mac: own.mac,
             parent: own.parent,
             mtu: own.mtu,
+            ip_guard: own.ip_guard,
         };
         if let Some(parent) = &attachment.parent {
             return Err(Failure::invalid_config(format!(
@@ -170,7 +189,7 @@ impl Attachment {
         }
         // Everything hairpin would refuse is refused here, before anything is made.
         attachment
-            .port_spec("check", attachment.mac)
+            .port_spec("check", attachment.mac, &[])
             .check()
             .map_err(|e| Failure::invalid_config(format!("hairpin would refuse the port: {e}")))?;
         Ok(attachment)
@@ -187,16 +206,30 @@ impl Attachment {
         self.mtu.map(|mtu| mtu + (ETHERNET_HEADER_LEN + tag) as u32)
     }
 
-    /// The `port add` request for host interface `name`, the pod's MAC being `pod_mac`.
-    pub fn port_spec(&self, name: &str, pod_mac: Option<Mac>) -> PortSpec {
+    /// The `port add` request for host interface `name`, the pod's MAC being `pod_mac`
+    /// and its IPAM addresses `addresses`.
+    pub fn port_spec(&self, name: &str, pod_mac: Option<Mac>, addresses: &[IpAddr]) -> PortSpec {
         PortSpec {
             name: name.to_owned(),
             allow: match pod_mac {
                 Some(mac) if self.spoofchk => vec![mac.to_string()],
                 _ => Vec::new(),
             },
+            allow_ip: self.allow_ip(addresses),
             ..self.port.clone()
         }
+    }
+
+    /// The IP source guard's prefixes for a pod of `addresses`: each alone, with
+    /// `ip_guard` (none without).
+    pub fn allow_ip(&self, addresses: &[IpAddr]) -> Vec<String> {
+        if !self.ip_guard {
+            return Vec::new();
+        }
+        let mut prefixes: Vec<IpPrefix> = addresses.iter().map(|&a| IpPrefix::host(a)).collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        prefixes.iter().map(ToString::to_string).collect()
     }
 }
 
@@ -290,15 +323,17 @@ mod tests {
         assert_eq!(a.socket, PathBuf::from(DEFAULT_SOCKET));
         assert!(a.spoofchk);
         assert!(!a.port.hairpin);
-        let spec = a.port_spec("hp1", Some("02:00:00:00:00:01".parse().expect("mac")));
+        let spec = a.port_spec("hp1", Some("02:00:00:00:00:01".parse().expect("mac")), &[]);
         assert_eq!(spec.allow, ["02:00:00:00:00:01"]);
         assert_eq!(spec.name, "hp1");
+        assert!(a.ip_guard);
+        assert!(spec.allow_ip.is_empty(), "no IPAM address, no guard");
     }
 
     #[test]
     fn spoofchk_off_allows_any_source() {
         let a = parse(json!({"spoofchk": false, "vlan": 10})).expect("valid");
-        let spec = a.port_spec("hp1", Some("02:00:00:00:00:01".parse().expect("mac")));
+        let spec = a.port_spec("hp1", Some("02:00:00:00:00:01".parse().expect("mac")), &[]);
         assert!(spec.allow.is_empty());
         assert_eq!(spec.vlan, Some(10));
     }
@@ -309,16 +344,18 @@ mod tests {
         assert_eq!(e.code, 2);
         assert!(e.details.contains("vaIn"), "{}", e.details);
         // A pod chooses neither its port's name, nor the uplink, nor its sources.
-        for key in ["name", "uplink", "allow", "static_macs"] {
+        for key in ["name", "uplink", "allow", "static_macs", "allow_ip"] {
             let e = parse(json!({ key: "x" })).expect_err(key);
             assert_eq!(e.code, 2, "{key}");
         }
         // Every other port setting is the pod's to give.
         let a = parse(json!({"max_macs": 16})).expect("valid");
-        assert_eq!(a.port_spec("hp1", None).max_macs, Some(16));
+        assert_eq!(a.port_spec("hp1", None, &[]).max_macs, Some(16));
         let e = parse(json!({"nope": 1})).expect_err("unknown");
         assert!(
-            e.details.contains("it reads socket, spoofchk, mac, parent, mtu, vlan, trunk, native, hairpin, max_macs"),
+            e.details.contains(
+                "it reads socket, spoofchk, mac, parent, mtu, ip_guard, vlan, trunk, native, hairpin, max_macs"
+            ),
             "{}",
             e.details
         );
@@ -338,6 +375,7 @@ mod tests {
             json!({"mtu": 67}),
             json!({"mtu": 65536}),
             json!({"mtu": "9000"}),
+            json!({"ip_guard": "yes"}),
         ] {
             let e = parse(keys.clone()).expect_err("invalid");
             assert_eq!(e.code, 7, "{keys}: {}", e.details);
@@ -361,5 +399,22 @@ mod tests {
         assert!(a.starts_with("hp"));
         assert_ne!(a, host_ifname("c0ffee", "net2"));
         assert_ne!(a, host_ifname("c0ffe", "enet1"));
+    }
+
+    #[test]
+    fn the_ip_guard_is_filled_from_the_ipam_addresses_unless_turned_off() {
+        let addresses: Vec<IpAddr> = ["10.10.0.5", "fd00::5", "10.10.0.5"]
+            .iter()
+            .map(|a| a.parse().expect("address"))
+            .collect();
+        let a = parse(json!({"vlan": 10})).expect("valid");
+        let spec = a.port_spec("hp1", None, &addresses);
+        assert_eq!(spec.allow_ip, ["10.10.0.5/32", "fd00::5/128"]);
+        // hairpin takes it as it is.
+        let config = spec.check().expect("hairpin accepts it");
+        assert_eq!(config.policy.allowed_ips.len(), 2);
+        let off = parse(json!({"ip_guard": false})).expect("valid");
+        assert!(!off.ip_guard);
+        assert!(off.port_spec("hp1", None, &addresses).allow_ip.is_empty());
     }
 }

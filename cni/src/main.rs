@@ -3,7 +3,8 @@
 //! ADD makes a veth pair, the pod's end moved into `CNI_NETNS` and named `CNI_IFNAME`,
 //! gets addresses from the IPAM plugin the configuration names, and asks hairpin
 //! (over its control socket) to attach the host end as a port with the attachment's
-//! VLAN, reflective relay and anti-spoofing settings. DEL undoes all of it and succeeds
+//! VLAN, reflective relay and anti-spoofing settings, and an IP source guard of the
+//! addresses IPAM gave (unless `ip_guard` is off). DEL undoes all of it and succeeds
 //! when there is nothing left to undo; CHECK verifies that it is all still there.
 //! Errors are the spec's error result on stdout, with its codes ([`failure::code`]).
 //!
@@ -194,7 +195,11 @@ fn add(inputs: &Inputs) -> Result<SuccessReply, Failure> {
         .map_err(|e| Failure::io("netlink", e))?
         .ok_or_else(|| Failure::io(format!("host interface {host}"), "gone"))?;
     undo.port = true;
-    hairpin.add_port(attachment.port_spec(&host, pod.mac))?;
+    let addresses: Vec<IpAddr> = ipam
+        .as_ref()
+        .map(|r| r.ips.iter().map(|ip| ip.address.ip()).collect())
+        .unwrap_or_default();
+    hairpin.add_port(attachment.port_spec(&host, pod.mac, &addresses))?;
     carries_the_mtu(&hairpin, &host, &attachment)?;
     undo.disarm();
     Ok(result(inputs, netns_path, &host, host_link, pod, ipam))
@@ -350,7 +355,7 @@ fn check(inputs: &Inputs) -> Result<(), Failure> {
     }
     // The VLAN settings, as hairpin shows them.
     let want = attachment
-        .port_spec(&host, None)
+        .port_spec(&host, None, &[])
         .check()
         .map_err(|e| Failure::invalid_config(e.to_string()))?
         .policy
@@ -398,6 +403,17 @@ fn check(inputs: &Inputs) -> Result<(), Failure> {
             return Err(Failure::check_failed(format!(
                 "hairpin's port {host} allows {:?}, not only the pod's {mac}",
                 port.allowed_macs
+            )));
+        }
+    }
+    // The IP source guard, as ADD made it from the same addresses.
+    if !prev.is_empty() {
+        let ips: Vec<IpAddr> = prev.iter().map(|&(ip, _)| ip).collect();
+        let want = attachment.allow_ip(&ips);
+        if port.allowed_ips != want {
+            return Err(Failure::check_failed(format!(
+                "hairpin's port {host} has the IP source guard {:?}, the configuration {want:?}",
+                port.allowed_ips
             )));
         }
     }

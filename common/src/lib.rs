@@ -196,6 +196,15 @@ pub mod maps {
     /// `PerCpuArray<meter::Dropped>`, by port slot: what the fast path's policing
     /// dropped.
     pub const METER_DROPS: &str = "METER_DROPS";
+
+    /// `LpmTrie<[u8; 8], u8>`, keyed by [`super::guard::v4_key`]: the IPv4 prefixes a
+    /// port with an IP source guard may send from.
+    pub const GUARD_V4: &str = "GUARD_V4";
+    /// `LpmTrie<[u8; 20], u8>`, keyed by [`super::guard::v6_key`]: the same for IPv6.
+    pub const GUARD_V6: &str = "GUARD_V6";
+    /// `PerCpuArray<guard::Drops>`, by port slot: frames the fast path's IP source
+    /// guard dropped.
+    pub const GUARD_DROPS: &str = "GUARD_DROPS";
 }
 
 /// The entry of a port's `queue` in the XSKMAP and the per-queue counters: `queue`
@@ -425,7 +434,15 @@ pub mod slot_flags {
     /// finish a checksum the fast path finished too, and spoil it. The fast path leaves
     /// such frames to the workers.
     pub const GENERIC: u32 = 1 << 5;
+
+    /// An IP source guard: the IPv4 and IPv6 sources of the frames the fast path would
+    /// carry must be in `GUARD_V4`/`GUARD_V6` (else dropped), and ARP, ICMPv6 and
+    /// extension headers go to the workers ([`super::guard`]).
+    pub const IP_GUARD: u32 = 1 << 10;
 }
+
+/// The IP source guard's map layouts.
+pub mod guard;
 
 /// The key of (port slot, source MAC) in `ALLOWED`.
 #[inline(always)]
@@ -536,7 +553,8 @@ pub struct QueueStats {
     pub steered: u64,
     /// Frames handed to the kernel's stack (`XDP_PASS`): no socket bound, or host traffic.
     pub passed: u64,
-    /// Frames dropped (`XDP_DROP`): over their port's policing limit (`METER_DROPS`).
+    /// Frames dropped (`XDP_DROP`): over their port's policing limit (`METER_DROPS`), or
+    /// refused by the fast path's IP source guard (`GUARD_DROPS`).
     pub dropped: u64,
     /// Frames the fast path sent straight to their egress port (not in `steered`).
     pub fast: u64,
@@ -583,6 +601,8 @@ mod pod {
     unsafe impl aya::Pod for super::FastTx {}
     // SAFETY: `repr(C)`, `Copy`, two `u64`s.
     unsafe impl aya::Pod for super::meter::Dropped {}
+    // SAFETY: `repr(C)`, `Copy`, two `u64`s.
+    unsafe impl aya::Pod for super::guard::Drops {}
 }
 
 #[cfg(test)]
@@ -715,6 +735,7 @@ mod tests {
         assert_eq!(tap::META_LEN, 24);
         assert_eq!(core::mem::size_of::<tap::Record>(), 24 + 2048);
         assert!(tap::SNAP.is_power_of_two());
+        assert_eq!(core::mem::size_of::<guard::Drops>(), 16);
     }
 }
 

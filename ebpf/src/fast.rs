@@ -24,7 +24,10 @@
 //!   workers take those this program does not read far enough to finish (IPv4 with
 //!   options, segments longer than [`MAX_SEGMENT`] or not within the frame) and those
 //!   from a port in generic XDP mode (still the sender's `CHECKSUM_PARTIAL` skb, which
-//!   the egress would finish a second time).
+//!   the egress would finish a second time);
+//! - on a port with an IP source guard (`IP_GUARD`), an IPv4 or IPv6 source the port
+//!   may not use is dropped here (`XDP_DROP`, counted for `ip_spoofed`), and ARP,
+//!   ICMPv6 and the guard's exceptions go to the workers ([`guard`]).
 //!
 //! The 802.1Q tag is pushed, popped or rewritten here as the workers would
 //! (`switch::vlan`), with `bpf_xdp_adjust_head`. A tapped port's frames are copied for
@@ -37,7 +40,7 @@
 //! unicast never take the fast path.
 use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 
-use crate::tap;
+use crate::{guard, tap};
 use aya_ebpf::{
     helpers::{bpf_csum_diff, bpf_ktime_get_ns, bpf_xdp_adjust_head, bpf_xdp_load_bytes},
     macros::map,
@@ -102,6 +105,8 @@ pub enum Fast {
     Fallback,
     /// Over its port's policing limit: return `XDP_DROP` (counted in `METER_DROPS`).
     Policed,
+    /// The port's IP source guard refused it, counted ([`guard`]): return `XDP_DROP`.
+    Dropped,
 }
 
 /// What a frame's tag needs on its way out.
@@ -168,6 +173,18 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
             None => return Fast::No,
         }
     };
+    // The IP source guard, where the workers check it: after the VLAN and the MAC
+    // checks, before learning and the destination. One flag test for other ports.
+    if ingress.flags & slot_flags::IP_GUARD != 0 {
+        match guard::check(ctx, slot) {
+            guard::Verdict::Pass => {}
+            guard::Verdict::Workers => return Fast::No,
+            guard::Verdict::Drop => {
+                guard::count_drop(slot, (end - start) as u64);
+                return Fast::Dropped;
+            }
+        }
+    }
 
     let egress = if passthru {
         // Two ports: slots 0 and 1.

@@ -26,6 +26,7 @@
 
 mod bench;
 mod fast;
+mod guard;
 mod tap;
 
 use aya_ebpf::{
@@ -87,6 +88,7 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
         match fast {
             fast::Fast::Sent { .. } => xdp_action::XDP_REDIRECT,
             fast::Fast::Policed => xdp_action::XDP_DROP,
+            fast::Fast::Dropped => xdp_action::XDP_DROP,
             // On a miss (no socket bound at `index`) the helper returns the low bits of
             // the flags: XDP_PASS, so the kernel keeps the frame.
             _ => XSKS

@@ -10,6 +10,11 @@ pub use hairpin_common::dot1q;
 pub mod checksum;
 pub mod segment;
 
+// The IP source guard's views (`switch::guard`).
+pub mod arp;
+pub mod ip;
+pub mod ndp;
+
 /// Byte ranges of the Ethernet header.
 mod field {
     use std::ops::Range;
@@ -26,6 +31,10 @@ pub const ETHERNET_HEADER_LEN: usize = field::HEADER_LEN;
 /// A frame too short to hold an Ethernet header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Runt;
+
+/// A packet too short for the header a view reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Truncated;
 
 /// A read-only view of an Ethernet frame.
 #[derive(Clone, Copy, Debug)]

@@ -126,6 +126,8 @@ fuzz_target!(|data: &[u8]| {
             monitor: flags & 0x80 != 0 && !patch && uplink != Some(i),
             // Limits are metered around `decide`, not by it (`decide_metered`).
             limits: Limits::default(),
+            // The IP source guard has a target of its own (`ip_guard`).
+            allowed_ips: Vec::new(),
         });
     }
     let tables = Tables::new(mode, &slots, up, Arc::clone(&fdb))

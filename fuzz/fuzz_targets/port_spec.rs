@@ -1,14 +1,15 @@
 //! The ports as the command line gives them, two ways that must agree:
 //!
 //! - `run --ports vf0,vf1 --uplink eth0 --vlan vf0=10 --trunk eth0=10,20 --native
-//!   eth0=1 --allow vf0=MAC --static-mac vf0=MAC --hairpin eth0 --police-rate vf0=100M
-//!   --storm-broadcast vf1=1000 ...` (`PortFlags::ports`: the options gathered into one
-//!   `PortSpec` per port, each checked);
+//!   eth0=1 --allow vf0=MAC --static-mac vf0=MAC --allow-ip vf0=CIDR --hairpin eth0
+//!   --police-rate vf0=100M --storm-broadcast vf1=1000 ...` (`PortFlags::ports`: the
+//!   options gathered into one `PortSpec` per port, each checked);
 //! - `port add NAME [--uplink] [--vlan V] [--trunk LIST] [--native V] [--hairpin]
-//!   [--max-macs N] [--allow MAC]... [--static-mac MAC]... [--storm-broadcast PPS]
-//!   [--storm-multicast PPS] [--storm-unknown-unicast PPS] [--storm-burst N]
-//!   [--police-rate BITS] [--police-burst BYTES] [--police-pps PPS]` (`PortSpec::check`,
-//!   also the control socket's, the config file's and hairpin-cni's way in).
+//!   [--max-macs N] [--allow MAC]... [--static-mac MAC]... [--allow-ip CIDR]...
+//!   [--storm-broadcast PPS] [--storm-multicast PPS] [--storm-unknown-unicast PPS]
+//!   [--storm-burst N] [--police-rate BITS] [--police-burst BYTES] [--police-pps PPS]`
+//!   (`PortSpec::check`, also the control socket's, the config file's and hairpin-cni's
+//!   way in).
 //!
 //! The input is one such command line, without the `hairpin` (words split at
 //! whitespace, `--option value` or `--option=value`). Nothing panics; a bridge `run`
@@ -74,6 +75,7 @@ impl Run {
                 "--police-rate" => run.flags.limits.police_rate.push(port_arg(value)?),
                 "--police-burst" => run.flags.limits.police_burst.push(port_arg(value)?),
                 "--police-pps" => run.flags.limits.police_pps.push(port_arg(value)?),
+                "--allow-ip" => run.flags.allow_ip.push(port_arg(value)?),
                 _ => return None,
             }
         }
@@ -220,6 +222,7 @@ fn port_add(name: &str, words: &[&str]) {
             }
             ("--allow", Some(mac)) => spec.allow.push(mac.to_owned()),
             ("--static-mac", Some(mac)) => spec.static_macs.push(mac.to_owned()),
+            ("--allow-ip", Some(prefix)) => spec.allow_ip.push(prefix.to_owned()),
             _ => return,
         }
     }
@@ -269,6 +272,7 @@ fn port_add(name: &str, words: &[&str]) {
                     police_pps: l.police_pps.iter().map(|n| arg(name, n)).collect(),
                 }
             },
+            allow_ip: list(&spec.allow_ip),
         },
         ..Run::default()
     };

@@ -15,6 +15,8 @@
 //!   and `port add`, which must agree with each other and with the config file.
 //! - `netlink`: the kernel's link and address messages, as notifications and as
 //!   replies.
+//! - `ip_guard`: the IP source guard's verdict on random frames against a model of its
+//!   rules written in the target, and the fast path's rule against the guard's.
 #![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
@@ -163,6 +165,7 @@ pub fn to_toml(config: &BridgeConfig) -> String {
                 writeln!(w, "{key} = {}", toml_string(text)).unwrap();
             }
         }
+        writeln!(w, "allow_ip = {:?}", spec.allow_ip).unwrap();
     }
     for mirror in &config.mirrors {
         writeln!(w, "[[mirror]]").unwrap();

@@ -23,13 +23,14 @@ pub const TARGETS: &[&str] = &[
     "config_file",
     "port_spec",
     "netlink",
+    "ip_guard",
 ];
 
 /// Seconds per target of `cargo xtask fuzz`, unless `--seconds` says otherwise.
 pub const DEFAULT_SECONDS: u64 = 60;
 
 /// Seconds per target in `cargo xtask test`: the saved corpus replayed, then a short
-/// search from it. On two cores the five runs take a minute; the build before them 2¼
+/// search from it. On two cores the six runs take a minute; the build before them 2¼
 /// minutes from nothing, one after a change to hairpin.
 pub const TEST_SECONDS: u64 = 10;
 

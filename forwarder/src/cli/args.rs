@@ -248,6 +248,8 @@ fn parse_ethertype(text: &str) -> Result<u16, String> {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once per command: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum PortCommand {
     /// Attach an interface as a port.
     Add {

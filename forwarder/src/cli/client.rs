@@ -118,6 +118,14 @@ fn ports_table(ports: &[PortInfo]) -> String {
     for p in ports.iter().filter(|p| !p.limits.is_empty()) {
         out += &format!("{}: {}\n", p.name, limits_text(p));
     }
+    // Ports with an IP source guard, and what it allows.
+    for p in ports.iter().filter(|p| !p.allowed_ips.is_empty()) {
+        out += &format!(
+            "{}: IP source guard: allows {}\n",
+            p.name,
+            p.allowed_ips.join(", ")
+        );
+    }
     // Who a port is, where its interface says (hairpin-cni names the pod there).
     for p in ports {
         if let Some(alias) = &p.alias {
@@ -385,6 +393,22 @@ mod tests {
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 4, "{table}");
         assert_eq!(lines[3], "hp0123456789abc: cni 0123abcd eth0");
+    }
+
+    #[test]
+    fn the_port_table_lists_a_guarded_ports_prefixes() {
+        use hairpin::control::protocol::PortCounters;
+        let guarded = PortInfo {
+            allowed_ips: vec!["10.0.0.5/32".to_owned(), "fd00::5/128".to_owned()],
+            ..PortInfo::example("vm0", PortCounters::default())
+        };
+        let table = ports_table(&[guarded, PortInfo::example("vm1", PortCounters::default())]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert_eq!(
+            lines[3],
+            "vm0: IP source guard: allows 10.0.0.5/32, fd00::5/128"
+        );
     }
 
     #[test]

@@ -214,6 +214,8 @@ pub struct Bridge {
     fast_slots: Vec<Option<FastSlot>>,
     /// When the ports' drivers were last asked.
     fast_checked: Instant,
+    /// Each slot's IP source guard prefixes in the fast path, as last published.
+    guard_slots: Vec<Vec<crate::switch::guard::IpPrefix>>,
     host: Option<HostAddresses>,
     epoch: Instant,
     /// When it started, since the Unix epoch.
@@ -301,6 +303,7 @@ impl Bridge {
             fast_egress: vec![None; MAX_PORTS],
             fast_slots: vec![None; MAX_PORTS],
             fast_checked: Instant::now(),
+            guard_slots: vec![Vec::new(); MAX_PORTS],
             host: None,
             epoch: Instant::now(),
             started: std::time::SystemTime::now()

@@ -26,7 +26,7 @@ pub const INTERVAL: Duration = Duration::from_secs(10);
 
 /// Reasons worth a warning, with what they mean: these of hairpin's, and every one of
 /// the kernel's ([`SOCKET_DROPS`]).
-const TROUBLE: [(&str, &str); 10] = [
+const TROUBLE: [(&str, &str); 11] = [
     (DropReason::Runt.name(), "shorter than an Ethernet header"),
     (
         DropReason::BadSourceMac.name(),
@@ -35,6 +35,10 @@ const TROUBLE: [(&str, &str); 10] = [
     (
         DropReason::Spoofed.name(),
         "source MAC not allowed on the port",
+    ),
+    (
+        DropReason::IpSpoofed.name(),
+        "IP, ARP or ND address not allowed on the port",
     ),
     (
         DropReason::NoUplink.name(),

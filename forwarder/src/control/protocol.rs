@@ -422,6 +422,9 @@ pub struct PortInfo {
     /// absent: none. Their drops are the `storm` and `policed` counters.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub limits: BTreeMap<String, LimitInfo>,
+    /// The IP source guard's prefixes (`allow_ip`; none: no guard).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_ips: Vec<String>,
 }
 
 /// One limit of a port in force.
@@ -539,6 +542,7 @@ impl PortInfo {
             counters,
             per_queue: Vec::new(),
             limits: BTreeMap::new(),
+            allowed_ips: Vec::new(),
         }
     }
 }

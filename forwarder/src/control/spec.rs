@@ -7,7 +7,7 @@
 //! | `hairpin run --ports ... --vlan PORT=VID ...` | [`PortFlags`], gathered per port by [`PortFlags::specs`] |
 //! | the config file's `[[port]]` | serde (TOML) |
 //! | the control socket's `port_add`, `ports.json` in the state dir | serde (JSON) |
-//! | hairpin-cni's attachment keys (`vlan`, `trunk`, `native`, `hairpin`) | serde (JSON) |
+//! | hairpin-cni's attachment keys (`vlan`, `trunk`, `native`, `hairpin`; `allow_ip` from IPAM) | serde (JSON) |
 //!
 //! [`PortSpec::check`] is the only place a setting's value is checked; its
 //! [`SettingError`] names the setting, and each front end says it in its own words: an
@@ -32,6 +32,7 @@ use super::config::PortConfig;
 use crate::{
     switch::{
         DEFAULT_MAX_MACS, Mode, PortPolicy, Role, VlanId,
+        guard::{IpPrefix, MAX_ALLOWED_IPS, PrefixError},
         vlan::{self, PortVlans},
     },
     wire::{Mac, MacParseError},
@@ -83,6 +84,11 @@ pub struct PortSpec {
     #[command(flatten)]
     #[serde(flatten)]
     pub limits: LimitSpec,
+    /// IP source guard: the port's IP, ARP and neighbour discovery may use only the
+    /// addresses of these prefixes (repeatable; `10.0.0.5/32`, `fd00::/64`).
+    #[arg(long = "allow-ip", value_name = "CIDR")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_ip: Vec<String>,
 }
 
 /// [`PortSpec`] as serde reads it: the config file's spellings (`role`,
@@ -124,6 +130,8 @@ struct Fields {
     police_burst: Option<String>,
     #[serde(default)]
     police_pps: Option<u32>,
+    #[serde(default)]
+    allow_ip: Vec<String>,
 }
 
 /// The config file's `role`.
@@ -167,6 +175,7 @@ impl TryFrom<Fields> for PortSpec {
                 police_burst: f.police_burst,
                 police_pps: f.police_pps,
             },
+            allow_ip: f.allow_ip,
         })
     }
 }
@@ -187,6 +196,8 @@ pub enum Setting {
 
     /// Storm control or policing.
     Limit(limits::Key),
+    /// The `n`th of `allow_ip`.
+    AllowIp(usize),
 }
 
 impl Setting {
@@ -199,6 +210,7 @@ impl Setting {
             Self::Allow(_) => "--allow",
             Self::StaticMac(_) => "--static-mac",
             Self::Limit(key) => key.option(),
+            Self::AllowIp(_) => "--allow-ip",
         }
     }
 
@@ -211,6 +223,7 @@ impl Setting {
             Self::Allow(n) => format!("allowed_macs[{n}]"),
             Self::StaticMac(n) => format!("static_macs[{n}]"),
             Self::Limit(key) => key.key().into(),
+            Self::AllowIp(n) => format!("allow_ip[{n}]"),
         }
     }
 }
@@ -267,7 +280,7 @@ impl SettingError {
 impl PortSpec {
     /// Every key serde reads, the config file's spellings (`role`, `allowed_macs`)
     /// included: what a front end that passes keys through (hairpin-cni) may accept.
-    pub const KEYS: [&'static str; 18] = [
+    pub const KEYS: [&'static str; 19] = [
         "name",
         "uplink",
         "role",
@@ -286,6 +299,7 @@ impl PortSpec {
         limits::KEYS[4],
         limits::KEYS[5],
         limits::KEYS[6],
+        "allow_ip",
     ];
 
     /// A plain downlink called `name`.
@@ -359,6 +373,7 @@ impl PortSpec {
                 // The bridge's mirrors say which ports are monitor ports.
                 monitor: false,
                 limits: self.limits.check()?,
+                allowed_ips: allowed_ips(&self.allow_ip, self.uplink)?,
             },
             static_macs: self
                 .static_macs
@@ -393,6 +408,7 @@ impl From<&PortConfig> for PortSpec {
             max_macs: (p.max_macs != default_max_macs(p.role == Role::Uplink))
                 .then_some(p.max_macs),
             limits: LimitSpec::from(&p.limits),
+            allow_ip: p.allowed_ips.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -401,6 +417,36 @@ impl From<&PortConfig> for PortSpec {
 /// limit (0) on the uplink.
 fn default_max_macs(uplink: bool) -> u32 {
     if uplink { 0 } else { DEFAULT_MAX_MACS }
+}
+
+/// `allow_ip`'s prefixes, checked, in order and each once: at most
+/// [`MAX_ALLOWED_IPS`], none on the uplink.
+fn allowed_ips(list: &[String], uplink: bool) -> Result<Vec<IpPrefix>, SettingError> {
+    if let (true, Some(first)) = (uplink, list.first()) {
+        return Err(SettingError::new(
+            Setting::AllowIp(0),
+            first,
+            "the uplink carries every station behind it: an IP source guard belongs on a downlink",
+        ));
+    }
+    let mut prefixes = Vec::with_capacity(list.len());
+    for (n, text) in list.iter().enumerate() {
+        let prefix: IpPrefix = text
+            .parse()
+            .map_err(|e: PrefixError| SettingError::new(Setting::AllowIp(n), text, e))?;
+        if !prefixes.contains(&prefix) {
+            prefixes.push(prefix);
+        }
+        if prefixes.len() > MAX_ALLOWED_IPS {
+            return Err(SettingError::new(
+                Setting::AllowIp(n),
+                text,
+                format!("a port allows at most {MAX_ALLOWED_IPS} prefixes"),
+            ));
+        }
+    }
+    prefixes.sort_unstable();
+    Ok(prefixes)
 }
 
 /// `vlans` (in order) as `--trunk` takes them, runs as ranges: `10,20-22`.
@@ -481,6 +527,10 @@ pub struct PortFlags {
     /// Storm control and ingress policing, per port (`spec/limits.rs`).
     #[command(flatten)]
     pub limits: LimitFlags,
+    /// IP source guard: PORT=CIDR lets PORT's IP, ARP and neighbour discovery use the
+    /// addresses of CIDR, and only those so listed (repeat the option for more).
+    #[arg(long, conflicts_with = "config", value_name = "PORT=CIDR")]
+    pub allow_ip: Vec<PortArg>,
 }
 
 /// An error in `run`'s ports and per-port options.
@@ -658,6 +708,10 @@ impl PortFlags {
             }
         }
         self.limits.apply(&mut specs)?;
+        for arg in &self.allow_ip {
+            let i = slot("--allow-ip", &arg.port)?;
+            specs[i].allow_ip.push(arg.value.clone());
+        }
         Ok(specs)
     }
 }

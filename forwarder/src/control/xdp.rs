@@ -21,10 +21,12 @@ use hairpin_common::{
 
 use crate::{
     control::{capture::XdpTaps, port::Interface},
-    switch::fdb::SharedMemory,
+    switch::{fdb::SharedMemory, guard::IpPrefix},
 };
 
 mod meters;
+
+mod guard;
 
 /// The XDP object `cargo xtask build` embedded (empty for a plain `cargo build`).
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hairpin.bpf.o"));
@@ -225,6 +227,8 @@ pub struct Steering {
     links: Vec<(u32, String, XdpLinkId)>,
     /// The tap maps, until the capture thread takes them.
     taps: Option<XdpTaps>,
+    /// The IP source guard's maps.
+    guard: guard::GuardMaps,
 }
 
 /// The fast path's maps (see `ebpf/src/fast.rs`).
@@ -353,7 +357,13 @@ impl Steering {
             take(maps::TAP_LOST)?,
         )
         .map_err(typed(maps::TAP_RING))?;
+        let guard = guard::GuardMaps::new(
+            take(maps::GUARD_V4)?,
+            take(maps::GUARD_V6)?,
+            take(maps::GUARD_DROPS)?,
+        )?;
         Ok(Self {
+            guard,
             taps: Some(taps),
             fast,
             ports: HashMap::try_from(ports).map_err(typed(maps::PORTS))?,
@@ -693,6 +703,17 @@ impl Steering {
             t.bytes += c.bytes;
             t
         }))
+    }
+
+    /// Sets port `slot`'s IP source guard prefixes in the fast path's tries (empty:
+    /// none), the new ones in before the old ones out.
+    pub fn set_guard(&mut self, slot: u32, prefixes: &[IpPrefix]) -> Result<(), XdpError> {
+        self.guard.set(slot, prefixes)
+    }
+
+    /// What the fast path's IP source guard dropped on port `slot`, summed over CPUs.
+    pub fn guard_drops(&self, slot: u32) -> Result<hairpin_common::guard::Drops, XdpError> {
+        self.guard.drops(slot)
     }
 
     /// Detaches from every port now (dropping `Steering` does the same).

@@ -57,11 +57,16 @@ pub enum DropReason {
     /// Ingress policing: over the ingress port's `police_rate` or `police_pps`, on the
     /// workers or the XDP fast path.
     Policed,
+    /// The IP source guard (`allow_ip`) refused it: an IP source, an ARP sender or a
+    /// neighbour advertisement's target the port may not use, a link-layer address
+    /// option or ARP sender MAC other than the frame's source, or a header it cannot
+    /// read (`switch::guard`).
+    IpSpoofed,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::Runt,
         Self::BadSourceMac,
         Self::SameSegment,
@@ -80,6 +85,7 @@ impl DropReason {
         Self::Monitor,
         Self::Storm,
         Self::Policed,
+        Self::IpSpoofed,
     ];
 
     /// How many reasons there are.
@@ -106,6 +112,7 @@ impl DropReason {
             Self::Monitor => "monitor_port",
             Self::Storm => "storm",
             Self::Policed => "policed",
+            Self::IpSpoofed => "ip_spoofed",
         }
     }
 }

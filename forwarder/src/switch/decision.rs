@@ -13,9 +13,11 @@ use crate::wire::EthernetFrame;
 /// flood, and a frame for a station a static entry puts on it is dropped too).
 ///
 /// In every mode but `xconnect`: runts, frames outside the VLANs the port carries (see
-/// [`vlan`](super::vlan)), multicast or all-zero sources and (on a port with an anti-spoofing list)
-/// unlisted sources are dropped; the source is learned in the frame's VLAN (unless its
-/// port has learned its `max_macs` already: then it is forwarded all the same); frames to a
+/// [`vlan`](super::vlan)), multicast or all-zero sources, (on a port with an
+/// anti-spoofing list) unlisted sources and (on a port with an IP source guard) frames
+/// it refuses ([`guard`](super::guard): `ip_spoofed`) are dropped; the source is
+/// learned in the frame's VLAN (unless its port has learned its `max_macs` already:
+/// then it is forwarded all the same); frames to a
 /// reserved group address are dropped unless the group forward mask relays them (then
 /// they are multicast like any other; `passthru` relays them all); a frame
 /// never leaves by its ingress port unless that port has hairpin (reflective relay) on,
@@ -65,6 +67,8 @@ pub fn decide_with<const LEARN: bool>(
             let allowed = &tables.allowed_sources[usize::from(ingress)];
             let action = if !allowed.is_empty() && !allowed.contains(&eth.src()) {
                 Action::Drop(DropReason::Spoofed)
+            } else if refused_by_guard(tables, frame, ingress) {
+                Action::Drop(DropReason::IpSpoofed)
             } else {
                 to_peer(tables, ingress)
             };
@@ -100,6 +104,9 @@ fn switch<const LEARN: bool>(
     let allowed = &tables.allowed_sources[usize::from(ingress)];
     if !allowed.is_empty() && !allowed.contains(&src) {
         return Action::Drop(DropReason::Spoofed);
+    }
+    if refused_by_guard(tables, eth.as_bytes(), ingress) {
+        return Action::Drop(DropReason::IpSpoofed);
     }
     let dst = eth.dst();
     let from_uplink = tables.uplink == Some(ingress);
@@ -176,6 +183,14 @@ fn switch<const LEARN: bool>(
             flood(targets)
         }
     }
+}
+
+/// Whether `ingress` has an IP source guard that refuses `frame` ([`super::guard`]).
+#[inline]
+fn refused_by_guard(tables: &Tables, frame: &[u8], ingress: PortId) -> bool {
+    tables
+        .guard(ingress)
+        .is_some_and(|guard| guard.check(frame).is_err())
 }
 
 /// `xconnect` and `passthru`: the other of the two ports, if it is up.

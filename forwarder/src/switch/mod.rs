@@ -19,10 +19,13 @@
 //! - [`vlan`]: 802.1Q classification on ingress and tagging on egress;
 //! - [`fdb`]: the lock-free MAC table;
 //! - [`meters`]: storm control and ingress policing, the meters the workers share with
-//!   the XDP program, and [`decide_metered`].
+//!   the XDP program, and [`decide_metered`];
+//! - [`guard`]: the IP source guard (`allow_ip`): IP, ARP and ND from a port checked
+//!   against its allowed prefixes.
 mod action;
 mod decision;
 pub mod fdb;
+pub mod guard;
 pub mod meters;
 mod ports;
 mod tables;

@@ -5,6 +5,7 @@ use std::{fmt, sync::Arc};
 
 use super::{
     Fdb, MAX_PORTS, PortId, PortSet,
+    guard::{IpGuard, IpPrefix},
     meters::{Limits, Meters, PortMeters},
     vlan::{PortVlans, VlanTable},
 };
@@ -106,6 +107,9 @@ pub struct PortPolicy {
 
     /// Storm control and ingress policing ([`super::meters`]).
     pub limits: Limits,
+    /// The IP source guard: the prefixes the port's IP, ARP and neighbour discovery may
+    /// use (empty: no guard; see [`guard`](super::guard)).
+    pub allowed_ips: Vec<IpPrefix>,
 }
 
 /// Entries a downlink may learn unless its `max_macs` says otherwise: room for a VM
@@ -115,7 +119,7 @@ pub const DEFAULT_MAX_MACS: u32 = 4096;
 
 impl Default for PortPolicy {
     /// A downlink, no reflective relay, any source, no VLAN setting, learning at most
-    /// [`DEFAULT_MAX_MACS`], not a monitor port.
+    /// [`DEFAULT_MAX_MACS`], not a monitor port, no IP source guard.
     fn default() -> Self {
         Self {
             role: Role::Downlink,
@@ -125,6 +129,7 @@ impl Default for PortPolicy {
             max_macs: DEFAULT_MAX_MACS,
             monitor: false,
             limits: Limits::default(),
+            allowed_ips: Vec::new(),
         }
     }
 }
@@ -157,6 +162,8 @@ pub struct Tables {
     pub(super) allowed_sources: Vec<Box<[Mac]>>,
     /// Per slot: the most entries the port may learn (`u32::MAX`: no limit).
     pub(super) max_macs: Box<[u32]>,
+    /// Per slot: the IP source guard, where the port has one.
+    pub(super) guards: Vec<Option<IpGuard>>,
     /// Who carries which VLAN.
     pub vlans: VlanTable,
     /// The MAC table, keyed by (VLAN, MAC); learning writes to it through atomics.
@@ -266,6 +273,12 @@ impl Tables {
                 }
             }
         }
+        let mut guards = vec![None; MAX_PORTS];
+        for (i, policy) in slots.iter().enumerate() {
+            if let Some(policy) = policy {
+                guards[i] = IpGuard::new(&policy.allowed_ips);
+            }
+        }
         // A monitor port is sent nothing but its mirrors' copies, which do not go
         // through the tables.
         let ports = monitors
@@ -281,6 +294,7 @@ impl Tables {
             group_fwd_mask: 0,
             allowed_sources,
             max_macs,
+            guards,
             vlans: VlanTable::new(&vlans),
             fdb,
             limits,
@@ -315,6 +329,12 @@ impl Tables {
     pub fn with_group_fwd_mask(mut self, mask: u16) -> Self {
         self.group_fwd_mask = mask & !GROUP_FWD_RESTRICTED;
         self
+    }
+
+    /// Port `port`'s IP source guard, if it has one ([`PortPolicy::allowed_ips`]).
+    #[inline]
+    pub fn guard(&self, port: PortId) -> Option<&IpGuard> {
+        self.guards.get(usize::from(port))?.as_ref()
     }
 
     /// Whether port `port` is a mirror's monitor port ([`PortPolicy::monitor`]).

@@ -17,7 +17,8 @@ use crate::wire::{EthernetFrame, Mac};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Learning {
     /// Nothing: the mode learns nothing, or the frame is dropped before learning (a
-    /// runt, outside the port's VLANs, a bad or spoofed source, a monitor port's).
+    /// runt, outside the port's VLANs, a bad or spoofed source, one the IP source guard
+    /// refuses, a monitor port's).
     Skipped,
     /// Nothing: a frame from the uplink sourced by a station on a local downlink is a
     /// reflection, not a move.
@@ -106,7 +107,8 @@ pub fn trace(tables: &Tables, frame: &[u8], ingress: PortId, now: u32) -> Trace 
         (Some((src, _)), Some(Ok(_)))
             if src.is_learnable()
                 && source_allowed != Some(false)
-                && !tables.monitors.contains(ingress) =>
+                && !tables.monitors.contains(ingress)
+                && verdict.action != Action::Drop(DropReason::IpSpoofed) =>
         {
             learning(tables, ingress, source_entry)
         }
@@ -210,6 +212,7 @@ fn rule(tables: &Tables, ingress: PortId, verdict: &Verdict, dst: Option<Mac>) -
             DropReason::Monitor => "the destination is on a mirror's monitor port",
             DropReason::Storm => "over the ingress port's storm control limit for its class",
             DropReason::Policed => "over the ingress port's policing limit",
+            DropReason::IpSpoofed => "the port's IP source guard refuses it (allow_ip)",
             _ => "dropped",
         },
         (_, Action::Forward(_)) if edge && !from_uplink => "a downlink's frames go to the uplink",

@@ -21,6 +21,7 @@ use std::{
 
 use hairpin_common::{
     FastConf, FastTx, PortConf, QueueStats, SlotConf,
+    guard::Drops as GuardDrops,
     meter::{Dropped, Meter},
 };
 
@@ -39,7 +40,7 @@ use crate::{
         tap::Taps,
         xsk::MAX_CHAIN,
     },
-    switch::{Action, Fdb, MAX_PORTS, Meters, PortId, Tables, decide},
+    switch::{Action, Fdb, MAX_PORTS, Meters, PortId, Tables, decide, guard::IpPrefix},
     wire::Mac,
 };
 
@@ -83,6 +84,8 @@ pub enum Call {
     /// [`XdpProgram::set_fast_slot`]: the slot and the device the fast path may send
     /// to.
     SetFastSlot { slot: u32, egress: Option<u32> },
+    /// [`XdpProgram::set_guard`]: the slot and its IP source guard's prefixes.
+    SetGuard { slot: u32, prefixes: Vec<String> },
     /// The program's [`Drop`]: every attachment goes with it.
     ProgramUnloaded,
     /// [`Rtnetlink::link_by_name`].
@@ -228,6 +231,12 @@ struct State {
     fast_police: BTreeMap<u32, (Meter, Meter)>,
     /// What the fast path's policing dropped per slot, as the test set it.
     meter_drops: BTreeMap<u32, Dropped>,
+    /// The IP source guard's prefixes in the fast path, by slot.
+    guards: BTreeMap<u32, Vec<String>>,
+    /// The fast path's guard drops, by slot, as the test set them.
+    guard_drops: BTreeMap<u32, GuardDrops>,
+    /// Each slot's fast-path flags, as last set.
+    fast_flags: BTreeMap<u32, u32>,
 }
 
 /// A kernel of made-up interfaces; clones share it, so a test keeps one to look at
@@ -389,6 +398,22 @@ impl FakeKernel {
     /// The host addresses the program hands to the kernel.
     pub fn host_addresses(&self) -> Vec<IpAddr> {
         self.state().host_addresses.iter().copied().collect()
+    }
+
+    /// The IP source guard's prefixes in the fast path, by slot.
+    pub fn guards(&self) -> Vec<(u32, Vec<String>)> {
+        let s = self.state();
+        s.guards.iter().map(|(&k, v)| (k, v.clone())).collect()
+    }
+
+    /// Sets what the fast path's guard dropped on slot `slot`.
+    pub fn set_guard_drops(&self, slot: u32, drops: GuardDrops) {
+        self.state().guard_drops.insert(slot, drops);
+    }
+
+    /// Slot `slot`'s fast-path flags, as last set (0: never).
+    pub fn fast_flags(&self, slot: u32) -> u32 {
+        self.state().fast_flags.get(&slot).copied().unwrap_or(0)
     }
 
     /// Slots the fast path sends to, with their devices.
@@ -648,6 +673,7 @@ impl XdpProgram for FakeProgram {
         } else {
             s.fast_police.remove(&slot);
         }
+        s.fast_flags.insert(slot, conf.flags);
         match egress {
             Some(ifindex) => s.fast_egress.insert(slot, ifindex),
             None => s.fast_egress.remove(&slot),
@@ -657,6 +683,33 @@ impl XdpProgram for FakeProgram {
 
     fn fast_tx(&self, _slot: u32) -> Result<FastTx, XdpError> {
         Ok(FastTx::default())
+    }
+
+    fn set_guard(&mut self, slot: u32, prefixes: &[IpPrefix]) -> Result<(), XdpError> {
+        let prefixes: Vec<String> = prefixes.iter().map(ToString::to_string).collect();
+        self.kernel
+            .call(Call::SetGuard {
+                slot,
+                prefixes: prefixes.clone(),
+            })
+            .map_err(Failure::xdp)?;
+        let mut s = self.kernel.state();
+        if prefixes.is_empty() {
+            s.guards.remove(&slot);
+        } else {
+            s.guards.insert(slot, prefixes);
+        }
+        Ok(())
+    }
+
+    fn guard_drops(&self, slot: u32) -> Result<GuardDrops, XdpError> {
+        Ok(self
+            .kernel
+            .state()
+            .guard_drops
+            .get(&slot)
+            .copied()
+            .unwrap_or_default())
     }
 }
 

@@ -9,13 +9,13 @@ use std::{
 
 use hairpin_common::{FastConf, NO_SLOT, SlotConf, fast_mode, slot_flags};
 
-use super::{Bridge, BridgeError};
+use super::{Bridge, BridgeError, kernel::XdpProgram};
 use crate::{
     control::{
         netdev::XDP_ACT_NDO_XMIT,
         xdp::{AttachedMode, monotonic_ns},
     },
-    switch::{MAX_PORTS, Mode, PortId, Role, Tables},
+    switch::{MAX_PORTS, Mode, PortId, Role, Tables, guard::IpPrefix},
 };
 
 impl Bridge {
@@ -50,7 +50,7 @@ impl Bridge {
     }
 
     /// Gives the XDP program's fast path the tables as they are now: each port's VLANs,
-    /// hairpin, role and anti-spoofing list, and the ports it may send to (attached,
+    /// hairpin, role, anti-spoofing list and IP source guard, and the ports it may send to (attached,
     /// up, not a mirror's monitor port, and with a driver that takes redirected frames).
     ///
     /// A monitor port is, to the fast path, a port it never sends to (not in `EGRESS`,
@@ -119,6 +119,14 @@ impl Bridge {
                 conf.police_bytes = meters.police_bytes;
                 conf.police_packets = meters.police_packets;
             }
+            // The IP source guard: its prefixes in before the flag goes on, out after
+            // it goes off, so the fast path never checks a source against a list
+            // missing one the port may use.
+            let guard = slot.map_or(&[][..], |s| &s.config.policy.allowed_ips[..]);
+            if !guard.is_empty() {
+                conf.flags |= slot_flags::IP_GUARD;
+                publish_guard(&mut *self.steering, &mut self.guard_slots, id, guard)?;
+            }
             let now = Some((conf, allowed, egress[usize::from(id)]));
             let published = &mut self.fast_slots[usize::from(id)];
             if *published != now {
@@ -127,6 +135,9 @@ impl Bridge {
                 self.steering
                     .set_fast_slot(u32::from(id), conf, allowed, *egress)?;
                 *published = now;
+            }
+            if guard.is_empty() {
+                publish_guard(&mut *self.steering, &mut self.guard_slots, id, &[])?;
             }
         }
         self.fast_egress = egress;
@@ -217,4 +228,20 @@ impl Bridge {
             tracing::error!("updating the fast path: {e}");
         }
     }
+}
+
+/// Writes slot `id`'s IP source guard prefixes into the fast path's tries, if they are
+/// not what was last written there (`published`, by slot).
+fn publish_guard(
+    steering: &mut dyn XdpProgram,
+    published: &mut [Vec<IpPrefix>],
+    id: PortId,
+    prefixes: &[IpPrefix],
+) -> Result<(), BridgeError> {
+    let published = &mut published[usize::from(id)];
+    if published != prefixes {
+        steering.set_guard(u32::from(id), prefixes)?;
+        *published = prefixes.to_vec();
+    }
+    Ok(())
 }

@@ -17,7 +17,9 @@ use std::{
     sync::Arc,
 };
 
-use hairpin_common::{FastConf, FastTx, PortConf, QueueStats, SlotConf, meter::Dropped};
+use hairpin_common::{
+    FastConf, FastTx, PortConf, QueueStats, SlotConf, guard::Drops as GuardDrops, meter::Dropped,
+};
 
 use crate::{
     control::{
@@ -30,7 +32,7 @@ use crate::{
     datapath::{
         Datapath, DatapathConfig, DatapathError, PortQueues, PortSockets, Snapshot, tap::Taps,
     },
-    switch::{Fdb, Meters, PortId, Tables},
+    switch::{Fdb, Meters, PortId, Tables, guard::IpPrefix},
 };
 
 /// The kernel as the bridge starts from it: interfaces looked up, the XDP program
@@ -101,6 +103,10 @@ pub trait XdpProgram: fmt::Debug + Send {
     fn fast_tx(&self, slot: u32) -> Result<FastTx, XdpError>;
     /// The program's tap maps, for the capture thread (once; none for a fake).
     fn take_taps(&mut self) -> Option<XdpTaps>;
+    /// Sets port `slot`'s IP source guard prefixes in the fast path (empty: none).
+    fn set_guard(&mut self, slot: u32, prefixes: &[IpPrefix]) -> Result<(), XdpError>;
+    /// What the fast path's IP source guard dropped on port `slot`.
+    fn guard_drops(&self, slot: u32) -> Result<GuardDrops, XdpError>;
 }
 
 /// The kernel's links and addresses ([`Netlink`]'s methods of the same names).
@@ -315,6 +321,14 @@ impl XdpProgram for Steering {
 
     fn take_taps(&mut self) -> Option<XdpTaps> {
         Steering::take_taps(self)
+    }
+
+    fn set_guard(&mut self, slot: u32, prefixes: &[IpPrefix]) -> Result<(), XdpError> {
+        Steering::set_guard(self, slot, prefixes)
+    }
+
+    fn guard_drops(&self, slot: u32) -> Result<GuardDrops, XdpError> {
+        Steering::guard_drops(self, slot)
     }
 }
 

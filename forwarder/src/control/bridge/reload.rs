@@ -82,7 +82,7 @@ enum Applied {
     /// Port `id` had these settings, this origin and these MAC table entries.
     Changed {
         id: PortId,
-        config: PortConfig,
+        config: Box<PortConfig>,
         origin: Origin,
         entries: Vec<Entry>,
     },
@@ -461,7 +461,7 @@ impl Bridge {
         let origin = std::mem::replace(&mut slot.origin, Origin::Config);
         applied.push(Applied::Changed {
             id,
-            config: old,
+            config: Box::new(old),
             origin,
             entries,
         });
@@ -489,7 +489,7 @@ impl Bridge {
                 } => {
                     let name = config.name.clone();
                     let slot = self.slot_mut(id);
-                    slot.config = config;
+                    slot.config = *config;
                     slot.origin = origin;
                     self.fdb.remove_port(id);
                     if let Err(e) = self.publish() {

@@ -99,6 +99,7 @@ impl Bridge {
                             (limit.name().to_owned(), info)
                         })
                         .collect(),
+                    allowed_ips: p.allowed_ips.iter().map(ToString::to_string).collect(),
                 }
             })
             .collect()
@@ -149,7 +150,8 @@ impl Bridge {
     }
 
     /// Port slot `id`'s counters, queue (worker) by queue: the workers' own with, when
-    /// the fast path is on, what it received on the port and sent out of it merged in.
+    /// the fast path is on, what it received on the port and sent out of it, and what
+    /// its IP source guard dropped, merged in.
     /// The XDP program's counters are the slot's, not the port's: like the workers',
     /// they count from the slot's [`super::Slot::baseline`].
     pub(super) fn port_queues(&self, snapshot: &Snapshot, id: PortId) -> Vec<PortQueueSnapshot> {
@@ -170,6 +172,15 @@ impl Bridge {
                 q.add_fast((rx.fast, rx.fast_bytes), std::mem::take(&mut sent));
                 q.add_fast_drops(DropReason::Policed, std::mem::take(&mut policed));
                 q.checksums_finished += rx.checksums_finished;
+            }
+            // What the fast path's IP source guard dropped: received and dropped, as
+            // the workers count their own, under the same reason; with the first
+            // queue's, as the guard counts per port.
+            if let Some(first) = queues.first_mut() {
+                let dropped = self.steering.guard_drops(slot).unwrap_or_default();
+                first.rx_packets += dropped.packets;
+                first.rx_bytes += dropped.bytes;
+                first.drops[DropReason::IpSpoofed as usize] += dropped.packets;
             }
         }
         queues

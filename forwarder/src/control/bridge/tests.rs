@@ -2,8 +2,9 @@
 //! calls when a port comes and goes (at start, at run time, when its interface vanishes
 //! or loses its carrier), what a refused or failed port leaves behind (nothing), the MAC
 //! table's static and learned entries, and stop. Reload, all or nothing, has its own
-//! file (`tests/reload.rs`), and so do port mirrors (`tests/mirror.rs`) and storm
-//! control and policing (`tests/meters.rs`).
+//! file (`tests/reload.rs`), and so do port mirrors (`tests/mirror.rs`), storm
+//! control and policing (`tests/meters.rs`) and the IP source guard's maps
+//! (`tests/guard.rs`).
 use std::net::IpAddr;
 
 use hairpin_common::port_flags::{PASS_HOST_MAC, STEER};
@@ -25,6 +26,7 @@ use crate::{
     wire::Mac,
 };
 
+mod guard;
 mod meters;
 mod mirror;
 mod reload;

@@ -6,7 +6,10 @@
 use super::{Bridge, BridgeError, refused};
 use crate::{
     control::protocol::{TraceEgress, TraceFrame, TraceReport},
-    switch::{self, Action, DropReason, Mode, PortId, fdb::Entry, meters::Limit, trace::Learning},
+    switch::{
+        self, Action, DropReason, Mode, PortId, fdb::Entry, guard::FastGuard, meters::Limit,
+        trace::Learning,
+    },
     wire::Mac,
 };
 
@@ -68,6 +71,12 @@ impl Bridge {
                 lines.push(format!("source: {src} is multicast or all-zero"));
             }
             None => lines.push(format!("source: {name} has no anti-spoofing list")),
+        }
+        if let Some(guard) = self.tables.guard(ingress) {
+            lines.push(match guard.check(&bytes) {
+                Ok(()) => format!("ip guard: {name}'s allow_ip passes it"),
+                Err(why) => format!("ip guard: {name}'s allow_ip refuses it: {why}"),
+            });
         }
         let learning = self.learning_text(t.learning);
         lines.push(format!("learning: {src} {learning}"));
@@ -164,6 +173,17 @@ impl Bridge {
             return Err(format!(
                 "{src} is not yet in the MAC table on this port: learning is the workers'"
             ));
+        }
+        if self
+            .tables
+            .guard(ingress)
+            .is_some_and(|g| g.fast_path(frame) == FastGuard::Workers)
+        {
+            return Err(
+                "ARP, ICMPv6, an IPv6 extension header, or a source the IP source \
+                        guard's exceptions cover: the workers check it"
+                    .to_owned(),
+            );
         }
         let attached = self.slots[usize::from(ingress)]
             .as_ref()

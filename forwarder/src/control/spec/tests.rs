@@ -336,3 +336,134 @@ fn max_macs_defaults_to_4096_on_a_downlink_and_no_limit_on_the_uplink() {
     assert!(err(&["vm1=1", "vm1=2"]).contains("given twice"));
     assert!(err(&["vm3=1"]).contains("not one of the bridged ports"));
 }
+
+#[test]
+fn allow_ip_reads_from_every_front_end_and_is_kept_canonical() {
+    use clap::Parser;
+
+    let want = PortSpec {
+        allow_ip: vec!["10.0.0.5/32".into(), "fd00::/64".into()],
+        ..PortSpec::named("vm1")
+    };
+    let json = serde_json::to_string(&want).unwrap();
+    assert_eq!(
+        json,
+        r#"{"name":"vm1","uplink":false,"hairpin":false,"allow_ip":["10.0.0.5/32","fd00::/64"]}"#
+    );
+    assert_eq!(serde_json::from_str::<PortSpec>(&json).unwrap(), want);
+    let toml: PortSpec =
+        toml::from_str("name = \"vm1\"\nallow_ip = [\"10.0.0.5/32\", \"fd00::/64\"]\n").unwrap();
+    assert_eq!(toml, want);
+    #[derive(Parser)]
+    struct Add {
+        #[command(flatten)]
+        spec: PortSpec,
+    }
+    let cli = Add::try_parse_from([
+        "add",
+        "vm1",
+        "--allow-ip",
+        "10.0.0.5/32",
+        "--allow-ip",
+        "fd00::/64",
+    ])
+    .unwrap();
+    assert_eq!(cli.spec, want);
+    let run = PortFlags {
+        allow_ip: vec![arg("vm1=10.0.0.5/32"), arg("vm1=fd00::/64")],
+        ..PortFlags::default()
+    }
+    .specs(Mode::Veb, &names(&["vm1", "vm2"]), None)
+    .unwrap();
+    assert_eq!(run[0], want);
+    assert!(run[1].allow_ip.is_empty());
+
+    // Checked: sorted, each once, a bare address its host prefix; written back so.
+    let config = PortSpec {
+        allow_ip: vec!["fd00::/64".into(), "10.0.0.5".into(), "10.0.0.5/32".into()],
+        ..PortSpec::named("vm1")
+    }
+    .check()
+    .unwrap();
+    let printed: Vec<String> = config
+        .policy
+        .allowed_ips
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(printed, ["10.0.0.5/32", "fd00::/64"]);
+    assert_eq!(PortSpec::from(&config), want);
+    assert!(
+        PortSpec::named("vm1")
+            .check()
+            .unwrap()
+            .policy
+            .allowed_ips
+            .is_empty()
+    );
+}
+
+#[test]
+fn allow_ip_errors_name_the_entry_in_each_front_ends_words() {
+    let check = |list: &[&str], uplink: bool| {
+        PortSpec {
+            uplink,
+            allow_ip: list.iter().map(|s| (*s).to_owned()).collect(),
+            ..PortSpec::named("vm1")
+        }
+        .check()
+        .unwrap_err()
+    };
+    let e = check(&["10.0.0.5/32", "10.0.0.5/24"], false);
+    assert_eq!(
+        e.to_string(),
+        "--allow-ip: 10.0.0.5/24 has bits set past its length: the prefix is 10.0.0.0/24"
+    );
+    assert_eq!(e.key(2), "port[2].allow_ip[1]");
+    assert_eq!(
+        e.for_port("vm1"),
+        "--allow-ip vm1: 10.0.0.5/24 has bits set past its length: the prefix is 10.0.0.0/24"
+    );
+    let e = check(&["10.0.0/8"], false);
+    assert!(
+        e.to_string()
+            .starts_with("--allow-ip: \"10.0.0/8\" is not an IP prefix"),
+        "{e}"
+    );
+    let e = check(&["10.0.0.5/32"], true);
+    assert!(e.to_string().contains("belongs on a downlink"), "{e}");
+    let many: Vec<String> = (0..=MAX_ALLOWED_IPS)
+        .map(|i| format!("10.0.{i}.0/24"))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let e = check(&many, false);
+    assert_eq!(e.setting, Setting::AllowIp(MAX_ALLOWED_IPS));
+    assert!(e.to_string().contains("at most 64 prefixes"), "{e}");
+    // The same prefix many times is one.
+    let same = vec!["10.0.0.5/32".to_owned(); MAX_ALLOWED_IPS + 5];
+    let one = PortSpec {
+        allow_ip: same,
+        ..PortSpec::named("vm1")
+    };
+    assert_eq!(one.check().unwrap().policy.allowed_ips.len(), 1);
+    // `run` names the port.
+    let e = PortFlags {
+        allow_ip: vec![arg("vm1=fd00::/129")],
+        ..PortFlags::default()
+    }
+    .ports(Mode::Veb, &names(&["vm1"]), None)
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.starts_with("--allow-ip vm1: \"fd00::/129\" is not an IP prefix"),
+        "{e}"
+    );
+    let e = PortFlags {
+        allow_ip: vec![arg("vm9=10.0.0.5/32")],
+        ..PortFlags::default()
+    }
+    .ports(Mode::Veb, &names(&["vm1"]), None)
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("not one of the bridged ports"), "{e}");
+}
