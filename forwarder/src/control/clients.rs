@@ -608,7 +608,9 @@ mod tests {
     fn ask(socket: &Socket, request: &[u8]) -> (String, Duration) {
         let start = Instant::now();
         let mut stream = socket.connect();
-        stream.write_all(request).unwrap();
+        // A client over the cap may be answered (and closed) before its request is
+        // written: the write then fails, and the answer is still there to read.
+        let _ = stream.write_all(request);
         let line = answer(&stream);
         (line, start.elapsed())
     }
