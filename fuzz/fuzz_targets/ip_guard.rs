@@ -118,9 +118,12 @@ impl Model<'_> {
         let first = *b.first()?;
         let header = usize::from(first & 15) * 4;
         let total = be16(b, 2)?;
-        if b.len() < 20 || first >> 4 != 4 || header < 20 || header > total || total > b.len() {
+        // The packet may go on in the frame's next buffers: only its header must be
+        // in this one.
+        if b.len() < 20 || first >> 4 != 4 || header < 20 || header > total || header > b.len() {
             return Some(false);
         }
+        let total = total.min(b.len());
         let src = [b[12], b[13], b[14], b[15]];
         if self.allows4(src) {
             return Some(true);
@@ -140,10 +143,8 @@ impl Model<'_> {
         if b.len() < 40 || b[0] >> 4 != 6 {
             return Some(false);
         }
-        let len = be16(b, 4)?;
-        if 40 + len > b.len() {
-            return Some(false);
-        }
+        // The packet may go on in the frame's next buffers.
+        let len = be16(b, 4)?.min(b.len() - 40);
         let payload = &b[40..40 + len];
         let mut src = [0u8; 16];
         src.copy_from_slice(&b[8..24]);

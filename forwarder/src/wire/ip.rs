@@ -59,9 +59,9 @@ pub struct Ipv4Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
-    /// Wraps `buffer` (the packet, and any Ethernet padding after it) after checking
-    /// the header: version 4, a header length of at least 20 bytes within the total
-    /// length, and the total length within the buffer.
+    /// Wraps `buffer` (the packet, and any Ethernet padding after it; or its start,
+    /// a jumbo frame's first buffer) after checking the header: version 4, a header
+    /// length of at least 20 bytes within the total length and within the buffer.
     pub fn new_checked(buffer: T) -> Result<Self, Malformed> {
         let b = buffer.as_ref();
         if b.len() < v4::MIN_LEN {
@@ -75,8 +75,9 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         if header < v4::MIN_LEN || header > total {
             return Err(Malformed("IPv4 header length outside its packet"));
         }
-        if total > b.len() {
-            return Err(Malformed("IPv4 packet longer than the frame"));
+        // A longer packet goes on in the frame's next buffers.
+        if header > b.len() {
+            return Err(Malformed("IPv4 header longer than the frame"));
         }
         Ok(Self { buffer })
     }
@@ -98,11 +99,13 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         be16(self.buffer.as_ref(), v4::FLAGS_FRAG.start) & 0x1fff
     }
 
-    /// The payload: from the end of the header (options included) to the total length.
+    /// The payload: from the end of the header (options included) to the total length,
+    /// or to the buffer's end where the packet goes on in a next buffer.
     pub fn payload(&self) -> &[u8] {
         let b = self.buffer.as_ref();
         let header = usize::from(b[v4::VER_IHL] & 0x0f) * 4;
-        &b[header..usize::from(be16(b, v4::TOTAL_LEN.start))]
+        let total = usize::from(be16(b, v4::TOTAL_LEN.start)).min(b.len());
+        &b[header..total]
     }
 }
 
@@ -113,8 +116,8 @@ pub struct Ipv6Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
-    /// Wraps `buffer` (the packet, and any Ethernet padding after it) after checking
-    /// the header: version 6, and the payload length within the buffer.
+    /// Wraps `buffer` (the packet, and any Ethernet padding after it; or its start,
+    /// a jumbo frame's first buffer) after checking the header: version 6.
     pub fn new_checked(buffer: T) -> Result<Self, Malformed> {
         let b = buffer.as_ref();
         if b.len() < v6::LEN {
@@ -122,9 +125,6 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         }
         if b[v6::VERSION] >> 4 != 6 {
             return Err(Malformed("IPv6 header of another version"));
-        }
-        if v6::LEN + usize::from(be16(b, v6::PAYLOAD_LEN.start)) > b.len() {
-            return Err(Malformed("IPv6 payload longer than the frame"));
         }
         Ok(Self { buffer })
     }
@@ -141,10 +141,12 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         self.buffer.as_ref()[v6::NEXT_HEADER]
     }
 
-    /// The payload, extension headers included, as long as the payload length says.
+    /// The payload, extension headers included, as long as the payload length says
+    /// (or to the buffer's end where the packet goes on in a next buffer).
     pub fn payload(&self) -> &[u8] {
         let b = self.buffer.as_ref();
-        &b[v6::LEN..v6::LEN + usize::from(be16(b, v6::PAYLOAD_LEN.start))]
+        let len = usize::from(be16(b, v6::PAYLOAD_LEN.start)).min(b.len() - v6::LEN);
+        &b[v6::LEN..v6::LEN + len]
     }
 }
 
@@ -286,10 +288,10 @@ mod tests {
             Ipv4Packet::new_checked(&ipv4(19, 5)[..]).is_err(),
             "total < header"
         );
-        assert!(
-            Ipv4Packet::new_checked(&ipv4(65, 5)[..]).is_err(),
-            "past the frame"
-        );
+        // Longer than this buffer: the rest is in the frame's next ones.
+        let jumbo = ipv4(8000, 5);
+        let ip = Ipv4Packet::new_checked(&jumbo[..]).unwrap();
+        assert_eq!(ip.payload().len(), jumbo.len() - 20);
         let mut v6 = ipv4(28, 5);
         v6[0] = 0x65;
         assert!(Ipv4Packet::new_checked(&v6[..]).is_err());
@@ -315,8 +317,12 @@ mod tests {
         assert_eq!(ip.next_header(), 58);
         assert_eq!(ip.payload(), [135, 0, 0, 0]);
         assert!(Ipv6Packet::new_checked(&p[..39]).is_err());
+        // Past this buffer: the rest is in the frame's next ones.
         p[5] = 11;
-        assert!(Ipv6Packet::new_checked(&p[..]).is_err(), "past the frame");
+        assert_eq!(
+            Ipv6Packet::new_checked(&p[..]).unwrap().payload().len(),
+            p.len() - 40
+        );
         p[5] = 4;
         p[0] = 0x40;
         assert!(Ipv6Packet::new_checked(&p[..]).is_err(), "version 4");

@@ -14,6 +14,7 @@ mod edge;
 mod fast_path;
 mod fast_vlan;
 mod faults;
+mod guard;
 mod guest;
 mod jumbo;
 mod learning;
