@@ -280,11 +280,7 @@ impl Worker {
         }
         let umems = &turns.umems;
         let start = Instant::now();
-        let secs = start.duration_since(self.epoch).as_secs() as u32;
-        let now = Now {
-            secs,
-            ns: sys::monotonic_ns(),
-        };
+        let now = Now::at(start, self.epoch);
         let mut work = 0;
         let mut wake = 0u64;
         self.visits.plan();

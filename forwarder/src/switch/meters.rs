@@ -44,6 +44,17 @@ pub struct Now {
     pub ns: u64,
 }
 
+impl Now {
+    /// The clock at `start`, in table seconds since `epoch` and, read now, in
+    /// `CLOCK_MONOTONIC` ns (a worker's turn takes both as it starts).
+    pub fn at(start: std::time::Instant, epoch: std::time::Instant) -> Self {
+        Self {
+            secs: start.duration_since(epoch).as_secs() as u32,
+            ns: crate::sys::monotonic_ns(),
+        }
+    }
+}
+
 /// Storm control's classes of frames.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StormClass {
