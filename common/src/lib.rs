@@ -610,6 +610,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn payload_is_behind_one_customer_tag_or_none() {
+        let mut head = [0u8; dot1q::TAGGED_HEADER_LEN];
+        head[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(dot1q::payload(&head), (0x0800, 14));
+        head[12..16].copy_from_slice(&dot1q::tag(10));
+        head[16..18].copy_from_slice(&[0x86, 0xdd]);
+        assert_eq!(dot1q::payload(&head), (0x86dd, 18));
+        // A service tag is not looked behind: its TPID is the EtherType.
+        head[12..14].copy_from_slice(&dot1q::TPID_8021AD.to_be_bytes());
+        assert_eq!(dot1q::payload(&head), (dot1q::TPID_8021AD, 14));
+    }
+
+    #[test]
     fn xsk_index_stays_in_the_ports_range_and_the_maps() {
         assert_eq!(xsk_index(0, 1, 0), Some(0));
         assert_eq!(xsk_index(7, 4, 3), Some(10));
@@ -770,6 +783,18 @@ pub mod dot1q {
         let tpid = TPID_8021Q.to_be_bytes();
         let tci = tci.to_be_bytes();
         [tpid[0], tpid[1], tci[0], tci[1]]
+    }
+
+    /// The EtherType of the frame whose first bytes are `head`, behind at most one
+    /// 802.1Q tag, and where its payload (the L3 header) starts.
+    #[inline(always)]
+    pub fn payload(head: &[u8; TAGGED_HEADER_LEN]) -> (u16, usize) {
+        let be16 = |at: usize| u16::from_be_bytes([head[at], head[at + 1]]);
+        if be16(OFFSET) == TPID_8021Q {
+            (be16(INNER_OFFSET), TAGGED_HEADER_LEN)
+        } else {
+            (be16(OFFSET), OFFSET + 2)
+        }
     }
 
     /// Whether `ethertype` is the TPID of a tag that may hide another behind it (a

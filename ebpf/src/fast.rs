@@ -131,25 +131,17 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
     let Some(ingress) = SLOT_CONF.get(slot) else {
         return Fast::No;
     };
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + TAGGED_HEADER_LEN > end {
+    let Some(head) = crate::head(ctx) else {
         return Fast::No;
-    }
-    // SAFETY: the bounds check above covers the first 18 bytes: both MACs, the
-    // EtherType and, when tagged, the tag's TCI and the next EtherType.
-    let head = unsafe { &*(start as *const [u8; TAGGED_HEADER_LEN]) };
+    };
     let dst = [head[0], head[1], head[2], head[3], head[4], head[5]];
     let src = [head[6], head[7], head[8], head[9], head[10], head[11]];
     // Longer than its sender could put on the wire (an Ethernet header, and its tag if
-    // it has one): an offload's large segment, which the workers cut to the MTU.
-    let tag = if u16::from_be_bytes([head[OFFSET], head[OFFSET + 1]]) == TPID_8021Q {
-        TAG_LEN
-    } else {
-        0
-    };
-    // The Ethernet header ends with the EtherType at OFFSET.
-    if ingress.mtu != 0 && end - start > usize::from(ingress.mtu) + OFFSET + 2 + tag {
+    // it has one, in front of the MTU's payload): an offload's large segment, which the
+    // workers cut to the MTU.
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let (_, payload) = dot1q::payload(head);
+    if ingress.mtu != 0 && end - start > usize::from(ingress.mtu) + payload {
         return Fast::No;
     }
     // Group destinations (broadcast, multicast, reserved) flood or stop: the workers'.
@@ -515,19 +507,12 @@ const MAX_SEGMENT: usize = 4096;
 /// pseudo-header sum comes out the same, so no verification is needed.
 #[inline(always)]
 fn finish_checksum(ctx: &XdpContext) -> Csum {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + TAGGED_HEADER_LEN > end {
+    let Some(head) = crate::head(ctx) else {
         return Csum::NotPartial;
-    }
-    // SAFETY: the bounds check above covers the first 18 bytes.
-    let head = unsafe { &*(start as *const [u8; TAGGED_HEADER_LEN]) };
-    let be16 = |at: usize| u16::from_be_bytes([head[at], head[at + 1]]);
-    let (ethertype, l3) = if be16(OFFSET) == TPID_8021Q {
-        (be16(INNER_OFFSET), start + TAGGED_HEADER_LEN)
-    } else {
-        (be16(OFFSET), start + OFFSET + 2)
     };
+    let (ethertype, payload) = dot1q::payload(head);
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let l3 = start + payload;
     let l4 = match ethertype {
         csum::ETH_P_IP => {
             if l3 + IPV4_LEN > end {

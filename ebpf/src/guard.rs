@@ -25,7 +25,7 @@ use aya_ebpf::{
 use hairpin_common::{
     MAX_PORTS,
     csum::{ETH_P_IP, ETH_P_IPV6, IPV4_LEN, IPV6_LEN},
-    dot1q::{self, INNER_OFFSET, OFFSET, TAGGED_HEADER_LEN, TPID_8021Q},
+    dot1q,
     guard::{self, Drops},
 };
 
@@ -57,20 +57,12 @@ pub enum Verdict {
 /// The guard's verdict on the frame in `ctx` from port `slot`.
 #[inline(always)]
 pub fn check(ctx: &XdpContext, slot: u32) -> Verdict {
-    let start = ctx.data();
-    let end = ctx.data_end();
-    if start + TAGGED_HEADER_LEN > end {
+    let Some(head) = crate::head(ctx) else {
         return Verdict::Workers;
-    }
-    // SAFETY: the bounds check above covers the first 18 bytes: the EtherType, or a
-    // tag and the EtherType behind it.
-    let head = unsafe { &*(start as *const [u8; TAGGED_HEADER_LEN]) };
-    let be16 = |at: usize| u16::from_be_bytes([head[at], head[at + 1]]);
-    let (ethertype, l3) = if be16(OFFSET) == TPID_8021Q {
-        (be16(INNER_OFFSET), start + TAGGED_HEADER_LEN)
-    } else {
-        (be16(OFFSET), start + OFFSET + 2)
     };
+    let (ethertype, payload) = dot1q::payload(head);
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let l3 = start + payload;
     match ethertype {
         ETH_P_IP => ipv4(l3, end, slot),
         ETH_P_IPV6 => ipv6(l3, end, slot),

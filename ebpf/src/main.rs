@@ -36,7 +36,9 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, XskMap},
     programs::XdpContext,
 };
-use hairpin_common::{MAX_PORT_QUEUES, MAX_PORTS, PortConf, QueueStats, port_flags};
+use hairpin_common::{
+    MAX_PORT_QUEUES, MAX_PORTS, PortConf, QueueStats, dot1q::TAGGED_HEADER_LEN, port_flags,
+};
 
 #[map]
 static PORTS: HashMap<u32, PortConf> = HashMap::with_max_entries(MAX_PORTS, 0);
@@ -123,6 +125,18 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
     action
 }
 
+/// The frame's first 18 bytes (both MACs, the EtherType and, when tagged, the tag's TCI
+/// and the next EtherType: read them with `dot1q`), or `None` for a shorter frame.
+#[inline(always)]
+fn head(ctx: &XdpContext) -> Option<&[u8; TAGGED_HEADER_LEN]> {
+    let start = ctx.data();
+    if start + TAGGED_HEADER_LEN > ctx.data_end() {
+        return None;
+    }
+    // SAFETY: the bounds check above covers the 18 bytes, which stay in place while the
+    // program runs (nothing here moves the frame's start before the caller is done).
+    Some(unsafe { &*(start as *const [u8; TAGGED_HEADER_LEN]) })
+}
 /// Whether the frame belongs to the host's own stack, on a port that keeps host traffic:
 /// addressed to the host's MAC, an ARP request for one of the host's IPv4 addresses
 /// (`HOST_IPV4`), or an IPv6 neighbour solicitation for one of its IPv6 addresses

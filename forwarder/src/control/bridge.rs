@@ -335,6 +335,21 @@ impl Bridge {
         self.attach_or_undo(id, iface, admission, true)
     }
 
+    /// The kernel's link of `iface`, as netlink lists it now: gone (or its name taken
+    /// by another interface since `iface` was read) is [`PortError::NoSuchDevice`].
+    fn link_of(&mut self, iface: &Interface) -> Result<Link, BridgeError> {
+        self.netlink
+            .link_by_name(&iface.name)
+            .map_err(BridgeError::Netlink)?
+            .filter(|l| l.ifindex == iface.ifindex)
+            .ok_or_else(|| {
+                PortError::NoSuchDevice {
+                    name: iface.name.clone(),
+                }
+                .into()
+            })
+    }
+
     /// [`Bridge::attach`]: a failure half-way is undone, and the port's counters go to
     /// the departed list if `record_departure` (a reload records departures only once
     /// it stands).
@@ -345,14 +360,7 @@ impl Bridge {
         admission: Admission,
         record_departure: bool,
     ) -> Result<(), BridgeError> {
-        let link = self
-            .netlink
-            .link_by_name(&iface.name)
-            .map_err(BridgeError::Netlink)?
-            .filter(|l| l.ifindex == iface.ifindex)
-            .ok_or_else(|| PortError::NoSuchDevice {
-                name: iface.name.clone(),
-            })?;
+        let link = self.link_of(&iface)?;
         let result = self.attach_steps(id, &iface, &link, admission);
         if result.is_err()
             && let Some((name, counters)) = self.take_down(id, false)

@@ -126,11 +126,7 @@ fn bad_frame(dst: [u8; 6]) -> Vec<u8> {
 fn counted_stream(tag: &str, args: &[&str], fast: bool) {
     let mut topo = Topology::new(tag, &[1, 1]);
     if fast {
-        // A veth takes redirected frames only while its peer has GRO on (or runs XDP):
-        // the fast path's run needs it (this test is about capture, not that setting).
-        for vm in &topo.vms {
-            vm.run("ethtool", &["-K", "eth0", "gro", "on"]).unwrap();
-        }
+        topo.fast_path_ready();
     }
     let mut run_args = vec!["--ports", "p0,p1"];
     run_args.extend(args);

@@ -66,10 +66,7 @@ fn wait_for(
 fn a_known_flow_takes_the_fast_path_and_follows_a_moved_station() {
     const BURST: u16 = 200;
     let topo = Topology::new("fast", &[1, 1, 1]);
-    // A veth takes redirected frames only while its peer has GRO on (or runs XDP).
-    for vm in &topo.vms {
-        vm.run("ethtool", &["-K", "eth0", "gro", "on"]).unwrap();
-    }
+    topo.fast_path_ready();
     let mut bridge = topo.start(TestConfig {
         fast_path: FastPath::On,
         ..TestConfig::default()

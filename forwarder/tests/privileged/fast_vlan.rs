@@ -326,10 +326,7 @@ fn run(topo: &Topology, fast_path: FastPath, label: &str) -> Run {
 #[test]
 fn the_fast_path_tags_frames_byte_for_byte_as_the_workers_do() {
     let topo = Topology::new("fvlan", &[1, 1, 1, 1]);
-    // A veth takes redirected frames only while its peer has GRO on (or runs XDP).
-    for vm in &topo.vms {
-        vm.run("ethtool", &["-K", "eth0", "gro", "on"]).unwrap();
-    }
+    topo.fast_path_ready();
 
     let workers = run(&topo, FastPath::Off, "off");
     let fast = run(&topo, FastPath::On, "on");

@@ -89,11 +89,7 @@ fn count(lines: &[String], what: &str) -> usize {
 fn guard(tag: &str, args: &[&str], fast: bool) {
     let mut topo = Topology::new(tag, &[1, 1]);
     if fast {
-        // A veth takes redirected frames only while its peer has GRO on (or runs XDP):
-        // the fast path's run needs it (this test is about the guard, not that setting).
-        for vm in &topo.vms {
-            vm.run("ethtool", &["-K", "eth0", "gro", "on"]).unwrap();
-        }
+        topo.fast_path_ready();
     }
     let mut run_args = vec![
         "--ports",

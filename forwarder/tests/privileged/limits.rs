@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use crate::{
     Topology, packet_socket, ping,
-    runtime::{ask_json, port, start, stream, take_log},
+    runtime::{ask, ask_json, port, start, stream, take_log},
 };
 
 /// Broadcasts per second storm control lets p0 send.
@@ -164,6 +164,18 @@ fn storm_control_holds_a_broadcast_storm_to_its_rate_and_the_others_lose_nothing
         storm > 0 && storm + received[0] >= rx,
         "the excess was counted: {storm} of {rx}"
     );
+    // `hairpin top` shows the limit under p0's row.
+    let top = ask(&socket, &["top", "--once", "--interval", "1"]).unwrap();
+    let lines: Vec<&str> = top.lines().collect();
+    let row = lines
+        .iter()
+        .position(|l| l.starts_with("p0 "))
+        .unwrap_or_else(|| panic!("no p0 in top:\n{top}"));
+    assert_eq!(
+        lines.get(row + 1).copied(),
+        Some("  limits: storm_broadcast 1.00 kpps burst 100"),
+        "{top}"
+    );
 }
 
 /// iperf3's receiver rate in Mbit/s from its JSON report.
@@ -181,11 +193,7 @@ fn mbits(report: &[u8]) -> f64 {
 fn two_streams(tag: &str, args: &[&str], fast: bool) -> (f64, f64, Value) {
     let mut topo = Topology::new(tag, &[1, 1, 1, 1]);
     if fast {
-        // A veth takes redirected frames only while its peer has GRO on (or runs XDP):
-        // the fast path's run needs it (this test is about policing, not that setting).
-        for vm in &topo.vms {
-            vm.run("ethtool", &["-K", "eth0", "gro", "on"]).unwrap();
-        }
+        topo.fast_path_ready();
     }
     let mut run_args = vec!["--ports", "p0,p1,p2,p3", "--police-rate", "p0=100M"];
     run_args.extend(args);

@@ -93,6 +93,16 @@ impl Topology {
         mac_of(&self.vms[vm], "eth0")
     }
 
+    /// Lets the fast path send to every VM: a veth takes redirected frames only while
+    /// its peer has GRO on (or runs XDP). GRO is off by default on a veth, so this is a
+    /// lab setting, for tests about something else that run on the fast path (the
+    /// offloads tests run with the defaults).
+    pub fn fast_path_ready(&self) {
+        for vm in &self.vms {
+            vm.run("ethtool", &["-K", "eth0", "gro", "on"]).unwrap();
+        }
+    }
+
     /// One VM per entry of `queues`, its veth pair with that many queues per end.
     pub fn new(tag: &str, queues: &[u32]) -> Self {
         let mut lab = lab(tag);

@@ -99,11 +99,47 @@ fn port_table(earlier: &Stats, now: &Stats, secs: f64) -> String {
                 drops.join(" ")
             }
         );
+        out += &limits_line(port).unwrap_or_default();
     }
     if now.ports.is_empty() {
         out += "(no ports)\n";
     }
     out
+}
+
+/// Under a port's row, what limits its traffic, if anything does: its policing, storm
+/// control and IP source guard (their drops are in the row: `policed`, `storm`,
+/// `ip_spoofed`).
+///
+/// ```text
+///   limits: police 100 Mbit/s burst 6.25 MB, storm_broadcast 1.00 kpps burst 100; allow_ip 10.0.0.5/32
+/// ```
+fn limits_line(port: &PortInfo) -> Option<String> {
+    let parts: Vec<String> = port
+        .limits
+        .iter()
+        .map(|(setting, limit)| match setting.as_str() {
+            "police_rate" => format!(
+                "police {} burst {}",
+                si(limit.rate as f64, "bit/s"),
+                si(limit.burst as f64, "B")
+            ),
+            other => format!(
+                "{} {} burst {}",
+                other.replace("police_pps", "police"),
+                si(limit.rate as f64, "pps"),
+                limit.burst
+            ),
+        })
+        .collect();
+    let mut line = parts.join(", ");
+    if !port.allowed_ips.is_empty() {
+        if !line.is_empty() {
+            line += "; ";
+        }
+        line += &format!("allow_ip {}", port.allowed_ips.join(" "));
+    }
+    (!line.is_empty()).then(|| format!("  limits: {line}\n"))
 }
 
 /// What a port counted in the interval.
@@ -447,6 +483,33 @@ pub(super) mod tests {
         );
         // vf2 has dropped before, but not in the interval.
         assert_eq!(row(&f, "vf2")[11], "-", "{f}");
+    }
+
+    #[test]
+    fn a_port_s_limits_show_under_its_row() {
+        let (earlier, mut now) = busy_idle_absent();
+        let limit = |rate, burst| hairpin::control::protocol::LimitInfo { rate, burst };
+        now.ports[0].limits = [
+            ("police_rate".to_owned(), limit(100_000_000, 6_250_000)),
+            ("storm_broadcast".to_owned(), limit(1000, 100)),
+        ]
+        .into();
+        now.ports[0].allowed_ips = vec!["10.0.0.5/32".to_owned(), "fd00::5/128".to_owned()];
+        now.ports[1].limits = [("police_pps".to_owned(), limit(5000, 2500))].into();
+        let f = frame(&earlier, &now, 5 * SECOND);
+        let lines: Vec<&str> = f.lines().collect();
+        let under = |name: &str| {
+            let at = lines.iter().position(|l| l.starts_with(name)).unwrap();
+            lines[at + 1]
+        };
+        assert_eq!(
+            under("vf1"),
+            "  limits: police 100 Mbit/s burst 6.25 MB, storm_broadcast 1.00 kpps burst 100; \
+             allow_ip 10.0.0.5/32 fd00::5/128",
+            "{f}"
+        );
+        assert_eq!(under("vf2"), "  limits: police 5.00 kpps burst 2500", "{f}");
+        assert!(under("gone").is_empty(), "no limits, no line:\n{f}");
     }
 
     #[test]

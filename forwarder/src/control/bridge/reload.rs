@@ -31,7 +31,7 @@ use super::{
 use crate::{
     control::{
         config::{BridgeConfig, PortConfig},
-        port::{Interface, PortError},
+        port::Interface,
         spec::mirror::{PortLookup, check_mirror},
     },
     datapath::{PortQueues, stats::PortQueueSnapshot},
@@ -340,15 +340,8 @@ impl Bridge {
     /// (what attaching it looks for), and the workers can serve each of its RX queues.
     fn attachable(&mut self, name: &str) -> Result<(Interface, u32), BridgeError> {
         let iface = self.servable(name)?;
-        let link = self
-            .netlink
-            .link_by_name(&iface.name)
-            .map_err(BridgeError::Netlink)?
-            .filter(|l| l.ifindex == iface.ifindex)
-            .ok_or_else(|| PortError::NoSuchDevice {
-                name: iface.name.clone(),
-            })?;
-        Ok((iface, link.mtu))
+        let mtu = self.link_of(&iface)?.mtu;
+        Ok((iface, mtu))
     }
 
     /// Applies `plan`, step by step, logging each in `applied` and telling it in
