@@ -1,7 +1,7 @@
 //! libvirt attaches its VMs by itself: a real libvirtd (Debian's `libvirt-daemon-system`)
 //! with the shipped `contrib/libvirt-hook-qemu` as its qemu hook, `virsh start` and
-//! `virsh destroy`, and guests under TCG on libvirt-made taps, their port settings in
-//! the domains' `<metadata>`.
+//! `virsh destroy`, a libvirtd restart (`reconnect`), and guests under TCG on
+//! libvirt-made taps, their port settings in the domains' `<metadata>`.
 //!
 //! ```text
 //!   vm a ── ta (access 10, by dev) ┐
@@ -23,6 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use hairpin::netlab::Netns;
 use serde_json::Value;
 
 use crate::{
@@ -53,8 +54,13 @@ const PRIVATE: [(&str, &str); 5] = [
 /// path, its domains are destroyed, it is stopped (by its PID) and its directory goes.
 struct Libvirt {
     dir: PathBuf,
-    daemon: Child,
+    /// The switch namespace, where it runs.
+    ns: Netns,
+    daemon: Option<Child>,
     domains: Vec<String>,
+    /// Mount points of [`PRIVATE`] the host lacked, made for the bind mounts and
+    /// removed at the end if still empty.
+    made: Vec<&'static str>,
 }
 
 impl Libvirt {
@@ -98,20 +104,43 @@ impl Libvirt {
         )
         .unwrap();
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let made = PRIVATE
+            .iter()
+            .map(|&(_, target)| target)
+            .filter(|target| !Path::new(target).exists())
+            .collect();
+        let mut libvirt = Self {
+            dir,
+            ns: topo.sw.clone(),
+            daemon: None,
+            domains: Vec::new(),
+            made,
+        };
+        libvirt.spawn();
+        libvirt
+    }
+
+    /// Starts the daemon, in a mount namespace of its own (`ip netns exec` makes one)
+    /// where the [`PRIVATE`] directories are the test's, and waits until it answers.
+    fn spawn(&mut self) {
         let mut script = String::from("set -e\n");
         for (sub, target) in PRIVATE {
             script += &format!(
                 "mkdir -p {target}\nmount --bind {} {target}\n",
-                dir.join(sub).display()
+                self.dir.join(sub).display()
             );
         }
         script += &format!(
             "exec libvirtd --pid-file {}\n",
-            dir.join("libvirtd.pid").display()
+            self.dir.join("libvirtd.pid").display()
         );
-        let out = std::fs::File::create(dir.join("libvirtd.out")).unwrap();
-        let daemon = topo
-            .sw
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("libvirtd.out"))
+            .unwrap();
+        let daemon = self
+            .ns
             .command("sh")
             .args(["-c", &script])
             .stdin(Stdio::null())
@@ -121,24 +150,43 @@ impl Libvirt {
             .unwrap_or_else(|e| {
                 panic!("libvirtd (libvirt-daemon-system, `cargo xtask setup`): {e}")
             });
-        let mut libvirt = Self {
-            dir,
-            daemon,
-            domains: Vec::new(),
-        };
+        self.daemon = Some(daemon);
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !libvirt.virsh(&["version"]).status.success() {
-            if let Ok(Some(status)) = libvirt.daemon.try_wait() {
-                panic!("libvirtd exited ({status}): {}", libvirt.log());
+        while !self.virsh(&["version"]).status.success() {
+            if let Some(Ok(Some(status))) = self.daemon.as_mut().map(Child::try_wait) {
+                panic!("libvirtd exited ({status}): {}", self.log());
             }
             assert!(
                 Instant::now() < deadline,
                 "libvirtd did not answer: {}",
-                libvirt.log()
+                self.log()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        libvirt
+    }
+
+    /// Stops the daemon (SIGTERM to its PID, then SIGKILL after 15 s); its domains
+    /// keep running.
+    fn stop(&mut self) {
+        let Some(mut daemon) = self.daemon.take() else {
+            return;
+        };
+        let pid = daemon.id() as i32;
+        // SAFETY: a signal to the libvirtd this test started, its child, not reaped yet.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while matches!(daemon.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+    }
+
+    /// Restarts the daemon, as an upgrade would: its `reconnect` hook runs for each
+    /// running domain.
+    fn restart(&mut self) {
+        self.stop();
+        self.spawn();
     }
 
     /// Runs `virsh ARGS` against this libvirtd.
@@ -206,15 +254,7 @@ impl Drop for Libvirt {
             let _ = self.virsh(&["destroy", name]);
             let _ = self.virsh(&["undefine", name]);
         }
-        let pid = self.daemon.id() as i32;
-        // SAFETY: a signal to the libvirtd this test started, its child, not reaped yet.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while matches!(self.daemon.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
+        self.stop();
         // Guests a libvirtd that failed to destroy them left (the pid files are in the
         // test's own directory: they are this test's guests).
         for pid in self.qemu_pids() {
@@ -222,6 +262,9 @@ impl Drop for Libvirt {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        for target in &self.made {
+            let _ = std::fs::remove_dir(target);
+        }
     }
 }
 
@@ -310,7 +353,7 @@ fn names(ports: &Value) -> Vec<String> {
 #[test]
 fn virsh_start_attaches_domains_with_their_metadata_and_destroy_detaches_them() {
     let mut topo = Topology::new("lvirt", &[]);
-    let (socket, _log) = start(&mut topo, "lvirt", &[], Stdio::null());
+    let (socket, log) = start(&mut topo, "lvirt", &[], Stdio::null());
     let mut libvirt = Libvirt::start(&topo, &socket);
     let (a, b, c) = ("10.9.3.1", "10.9.3.2", "10.9.3.3");
     let macs = [
@@ -350,11 +393,11 @@ fn virsh_start_attaches_domains_with_their_metadata_and_destroy_detaches_them() 
         libvirt.define(name, &xml);
         vms.push(vm);
     }
-    let started = Instant::now();
-    for (name, ..) in &guests {
+    // c first: a and b boot after it, so a time on their clocks after c's address
+    // was set is after it on c's too.
+    for name in ["c", "a", "b"] {
         libvirt.must(&["start", name]);
     }
-    let spread = started.elapsed().as_secs_f64();
 
     // Attached by the hook at `started`, with the metadata's VLANs and the domains'
     // MACs as their only sources.
@@ -397,8 +440,8 @@ fn virsh_start_attaches_domains_with_their_metadata_and_destroy_detaches_them() 
             r.name, r.console
         );
         assert!(
-            at > rc.ready + spread + 1.0,
-            "{} looked for c at {at} s, c was up at {} s",
+            at > rc.ready + 1.0,
+            "{} looked for c at {at} s (its clock), c was up at {} s (c's, which started first)",
             r.name,
             rc.ready
         );
@@ -424,6 +467,31 @@ fn virsh_start_attaches_domains_with_their_metadata_and_destroy_detaches_them() 
         .unwrap_or(0);
     assert!(spoofed > 0, "tc's drops for a source not allowed: {ports}");
 
+    // libvirtd restarts while the domains run: its `reconnect` attaches the port that
+    // went missing meanwhile, as it was.
+    crate::runtime::ask(&socket, &["port", "del", "tc"]).unwrap();
+    libvirt.restart();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ports = loop {
+        let ports = ask_json(&socket, &["show", "ports"]);
+        if names(&ports).iter().any(|n| n == "tc") {
+            break ports;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reconnect did not attach tc: {ports}{}",
+            libvirt.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let p = port(&ports, "tc");
+    assert!(
+        p["vlans"].as_str().unwrap_or_default().contains("VLAN 20"),
+        "{p}"
+    );
+    assert_eq!(p["allowed_macs"], serde_json::json!([macs[2]]), "{p}");
+    assert!(libvirt.must(&["domstate", "c"]).contains("running"));
+
     // `virsh destroy`: the hook's `stopped` detaches the port.
     libvirt.must(&["destroy", "a"]);
     let ports = ask_json(&socket, &["show", "ports"]);
@@ -445,9 +513,10 @@ fn virsh_start_attaches_domains_with_their_metadata_and_destroy_detaches_them() 
     libvirt.define("d", &xml);
     let out = libvirt.virsh(&["start", "d"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("virsh start d: {stderr}");
     assert!(!out.status.success(), "d started: {stderr}");
     assert!(
-        stderr.contains("domain d: <hairpin:port dev='td'> vlan='4095'"),
+        stderr.contains("domain d: <hairpin:port dev='td'>: vlan='4095'"),
         "virsh start d says the hook's message: {stderr}"
     );
     assert!(libvirt.must(&["domstate", "d"]).contains("shut off"));
@@ -457,4 +526,6 @@ fn virsh_start_attaches_domains_with_their_metadata_and_destroy_detaches_them() 
         names(&ports),
         "nothing of d attached: {after}"
     );
+    drop(libvirt);
+    crate::runtime::take_log(&log);
 }
