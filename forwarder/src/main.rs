@@ -101,6 +101,7 @@ fn run(cli: Cli) -> Result<()> {
             },
         ),
         Command::Capture(args) => cli::capture::run(&args),
+        Command::LibvirtHook(args) => cli::libvirt::run(&args),
     }
 }
 

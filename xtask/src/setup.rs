@@ -37,6 +37,10 @@ const PACKAGES: &[(&str, &str)] = &[
         "the tests' VMs (TCG, virtio-net with qemu's default offloads)",
     ),
     (
+        "libvirt-daemon-system",
+        "libvirtd and virsh for the libvirt hook's test (its own daemon, the domains' taps)",
+    ),
+    (
         "linux-image-amd64",
         "the tests' guest kernel and its virtio-net and 802.1Q modules",
     ),

@@ -1,5 +1,5 @@
-//! The command line's shape (clap): `run` and its options, `demo`, `top`, `watch`, and
-//! the client commands.
+//! The command line's shape (clap): `run` and its options, `demo`, `top`, `watch`, the
+//! client commands and `libvirt-hook`.
 use std::path::PathBuf;
 
 use anyhow::Result;
@@ -73,6 +73,11 @@ pub(crate) enum Command {
     /// frames are there too, and the frames hairpin drops with their reason. Ctrl-C
     /// stops it; the summary (frames seen, captured, lost) goes to stderr.
     Capture(Box<CaptureArgs>),
+    /// libvirt's qemu hook (install `contrib/libvirt-hook-qemu` as
+    /// /etc/libvirt/hooks/qemu): attaches a domain's taps to hairpin with the settings
+    /// of its `<metadata>`'s `<hairpin:port>`s when it starts, detaches them when it
+    /// stops. Reads the domain XML on stdin; see the README, "On a KVM host".
+    LibvirtHook(super::libvirt::HookArgs),
     /// A live view of a running hairpin, redrawn in place: per port packets/s, bits/s and
     /// drops/s, per worker busy % and cycles/frame, the interval's latency, the MAC table.
     Top {

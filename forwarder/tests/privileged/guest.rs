@@ -10,7 +10,9 @@
 //! `HP-SUM <sha256>` of its file, `HP-PING <peer> ok|lost`, `HP-GOT <peer> <sha256>` of the
 //! file fetched, `HP-APART <addr> reached|unreached <uptime>`, its TCP counters (`HP-SNMP`), and
 //! `HP-END`; `HP-READY <uptime>` once its address is set (uptimes in seconds: guests
-//! started together can be ordered by them).
+//! started together can be ordered by them). Given `hp.newmac`, it then changes its MAC
+//! to that one and pings its peers and the addresses it must not reach again:
+//! `HP-MOVED <addr> reached|unreached`.
 use std::{
     collections::HashMap,
     fmt::Write as _,
@@ -69,6 +71,13 @@ for p in $(arg apart | tr , ' '); do
     t=$(cut -d' ' -f1 /proc/uptime)
     if ping -c 3 -W 1 "$p" >/dev/null 2>&1; then echo "HP-APART $p reached $t"; else echo "HP-APART $p unreached $t"; fi
 done
+m=$(arg newmac)
+if [ -n "$m" ]; then
+    ip link set eth0 address "$m"
+    for p in $(arg peers | tr , ' ') $(arg apart | tr , ' '); do
+        if ping -c 5 -W 1 "$p" >/dev/null 2>&1; then echo "HP-MOVED $p reached"; else echo "HP-MOVED $p unreached"; fi
+    done
+fi
 grep '^Tcp:' /proc/net/snmp | sed 's/^/HP-SNMP /'
 echo HP-END
 while :; do sleep 3600; done
@@ -213,16 +222,43 @@ pub struct Role {
     pub apart: Vec<String>,
     /// The size of its file, KiB.
     pub kib: u32,
+    /// The MAC it changes to once done, then pings its peers and `apart` from.
+    pub new_mac: Option<String>,
+}
+
+impl Role {
+    /// The kernel command line that tells a guest this role, its console on ttyS0.
+    pub fn kernel_args(&self) -> String {
+        let mut append = format!(
+            "console=ttyS0 quiet panic=-1 hp.ip={} hp.kib={}",
+            self.ip, self.kib
+        );
+        if let Some(v) = self.vlan {
+            write!(append, " hp.vlan={v}").unwrap();
+        }
+        if !self.peers.is_empty() {
+            write!(append, " hp.peers={}", self.peers.join(",")).unwrap();
+        }
+        if !self.apart.is_empty() {
+            write!(append, " hp.apart={}", self.apart.join(",")).unwrap();
+        }
+        if let Some(mac) = &self.new_mac {
+            write!(append, " hp.newmac={mac}").unwrap();
+        }
+        append
+    }
 }
 
 /// How a guest's virtio-net reaches the host.
 #[derive(Debug)]
 pub enum Nic<'a> {
-    /// A tap qemu makes with this name, calling `scripts.0` with it once made and
-    /// `scripts.1` before it goes.
+    /// A tap qemu makes with this name, attached and detached by the shipped
+    /// `contrib/qemu-ifup` and `contrib/qemu-ifdown` (its `script=` and `downscript=`),
+    /// which read the port's settings from qemu's environment, `env` (see
+    /// [`tap_settings`]).
     Tap {
         name: &'a str,
-        scripts: &'a (PathBuf, PathBuf),
+        env: &'a [(String, String)],
     },
     /// The macvtap of this name (in the guest's namespace), opened as qemu's fd 3.
     Macvtap { name: &'a str },
@@ -233,8 +269,8 @@ pub enum Nic<'a> {
 pub struct Vm {
     pub name: String,
     pub console: PathBuf,
-    /// Its index among the lab's processes.
-    pub process: usize,
+    /// Its index among the lab's processes (none: libvirt's guest).
+    pub process: Option<usize>,
 }
 
 impl Vm {
@@ -250,19 +286,8 @@ impl Vm {
         let image = image();
         let console = std::env::temp_dir().join(format!("{}-{name}.console", ns.name()));
         let _ = std::fs::remove_file(&console);
-        let mut append = format!(
-            "console=ttyS0 quiet panic=-1 hp.ip={} hp.kib={}",
-            role.ip, role.kib
-        );
-        if let Some(v) = role.vlan {
-            write!(append, " hp.vlan={v}").unwrap();
-        }
-        if !role.peers.is_empty() {
-            write!(append, " hp.peers={}", role.peers.join(",")).unwrap();
-        }
-        if !role.apart.is_empty() {
-            write!(append, " hp.apart={}", role.apart.join(",")).unwrap();
-        }
+        let append = role.kernel_args();
+        let mut env: &[(String, String)] = &[];
         let mut qemu = format!(
             "exec qemu-system-x86_64 -accel tcg -m 256 -smp 1 -nodefaults -display none \
              -no-reboot -kernel {} -initrd {} -append '{append}' -serial file:{} \
@@ -274,13 +299,19 @@ impl Vm {
         match nic {
             // vhost=off: there is no /dev/vhost-net here; qemu's own virtio-net backend
             // keeps the same offloads.
-            Nic::Tap { name, scripts } => write!(
-                qemu,
-                "-netdev tap,id=n0,ifname={name},script={},downscript={},vhost=off",
-                scripts.0.display(),
-                scripts.1.display()
-            )
-            .unwrap(),
+            Nic::Tap {
+                name,
+                env: settings,
+            } => {
+                env = settings;
+                write!(
+                    qemu,
+                    "-netdev tap,id=n0,ifname={name},script={},downscript={},vhost=off",
+                    contrib("qemu-ifup").display(),
+                    contrib("qemu-ifdown").display()
+                )
+                .unwrap();
+            }
             Nic::Macvtap { name } => {
                 let dev = ns
                     .run(
@@ -308,13 +339,24 @@ impl Vm {
         }
         let mut cmd = ns.command("bash");
         cmd.args(["-c", &qemu])
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
         lab.spawn(cmd).unwrap();
         Self {
             name: name.to_owned(),
             console,
-            process: lab.process_count() - 1,
+            process: Some(lab.process_count() - 1),
+        }
+    }
+
+    /// A guest someone else runs (libvirt), known by its serial console's file.
+    pub fn on_console(name: &str, console: PathBuf) -> Self {
+        let _ = std::fs::remove_file(&console);
+        Self {
+            name: name.to_owned(),
+            console,
+            process: None,
         }
     }
 
@@ -359,6 +401,8 @@ pub struct Report {
     pub apart: HashMap<String, (bool, f64)>,
     /// When its address was set.
     pub ready: f64,
+    /// Per address, whether it reached it after changing its MAC.
+    pub moved: HashMap<String, bool>,
     pub tcp: HashMap<String, u64>,
 }
 
@@ -372,6 +416,7 @@ impl Report {
             got: HashMap::new(),
             apart: HashMap::new(),
             ready: f64::NAN,
+            moved: HashMap::new(),
             tcp: HashMap::new(),
         };
         let mut snmp: Vec<Vec<String>> = Vec::new();
@@ -388,6 +433,9 @@ impl Report {
                 ["HP-APART", addr, how, at] => {
                     let at = at.parse().unwrap_or(f64::NAN);
                     r.apart.insert((*addr).to_owned(), (*how == "reached", at));
+                }
+                ["HP-MOVED", peer, how] => {
+                    r.moved.insert((*peer).to_owned(), *how == "reached");
                 }
                 ["HP-READY", at] => r.ready = at.parse().unwrap_or(f64::NAN),
                 ["HP-SNMP", "Tcp:", rest @ ..] => {
@@ -431,29 +479,23 @@ impl Report {
     }
 }
 
-/// qemu's `script=` and `downscript=` for taps, as the README shows them: the first
-/// brings the tap up and attaches it to the hairpin listening on `socket` with
-/// `options` (`hairpin port add`'s), the second detaches it. Written into `dir`, named
-/// after `name`.
-pub fn tap_scripts(dir: &Path, name: &str, socket: &Path, options: &str) -> (PathBuf, PathBuf) {
-    let hairpin = crate::runtime::HAIRPIN;
-    let socket = socket.display();
-    let write = |file: String, body: String| {
-        let path = dir.join(file);
-        std::fs::write(&path, format!("#!/bin/sh\n{body}")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        path
-    };
-    (
-        write(
-            format!("{name}-ifup"),
-            format!(
-                "ip link set \"$1\" up\nexec {hairpin} port add \"$1\" {options} --socket {socket}\n"
-            ),
-        ),
-        write(
-            format!("{name}-ifdown"),
-            format!("exec {hairpin} port del \"$1\" --socket {socket}\n"),
-        ),
-    )
+/// A shipped script of `contrib/`.
+pub fn contrib(script: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../contrib")
+        .join(script)
+}
+
+/// qemu's environment for `contrib/qemu-ifup` and `qemu-ifdown` (as the README shows
+/// them): this test's hairpin binary and its control socket `socket`, and the port's
+/// settings `settings` (`("HAIRPIN_VLAN", "10")`, ...).
+pub fn tap_settings(socket: &Path, settings: &[(&str, &str)]) -> Vec<(String, String)> {
+    [
+        ("HAIRPIN_BIN", crate::runtime::HAIRPIN),
+        ("HAIRPIN_SOCKET", &socket.display().to_string()),
+    ]
+    .iter()
+    .chain(settings)
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect()
 }

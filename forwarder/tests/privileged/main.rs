@@ -18,6 +18,7 @@ mod guard;
 mod guest;
 mod jumbo;
 mod learning;
+mod libvirt;
 mod lifecycle;
 mod limits;
 mod metrics_bounds;

@@ -1,7 +1,8 @@
 //! Real VMs on hairpin, as a KVM host runs them: qemu guests (Debian's kernel,
 //! virtio-net with qemu's default offloads: checksums left partial, TCP segmentation
-//! offered to the host) attached by qemu's own `script=`/`downscript=` calling
-//! `hairpin port add`/`port del` on a switch that started with no port. Every guest
+//! offered to the host) attached by qemu's own `script=`/`downscript=`, the shipped
+//! `contrib/qemu-ifup` and `qemu-ifdown` with the port's settings in qemu's environment
+//! (`HAIRPIN_VLAN`, ...), on a switch that started with no port. Every guest
 //! serves a random file and fetches its peers' (SHA-256 compared), and counts no TCP
 //! checksum error.
 //!
@@ -18,7 +19,7 @@ use serde_json::Value;
 
 use crate::{
     Topology,
-    guest::{Nic, Report, Role, Vm, tap_scripts},
+    guest::{Nic, Report, Role, Vm, tap_settings},
     offloads::{Httpd, fetch_sha256},
     runtime::{SocketFile, ask_json, port, start},
 };
@@ -29,7 +30,7 @@ const KIB: u32 = 4096;
 /// Boots, transfers and reports under TCG on a busy two-core machine.
 const TIMEOUT: Duration = Duration::from_secs(300);
 
-/// A scratch directory for the test's scripts, removed at its end.
+/// A scratch directory for the test's files, removed at its end.
 struct Scratch(PathBuf);
 
 impl Scratch {
@@ -103,7 +104,7 @@ fn two_vms_and_a_container_with_default_offloads_move_files_every_way() {
     let (socket, _log) = start(&mut topo, "vmveb", &[], Stdio::null());
     crate::runtime::ask(&socket, &["port", "add", "p0"]).unwrap();
     let scratch = Scratch::new(&topo);
-    let scripts = tap_scripts(&scratch.0, "plain", &socket, "");
+    let plain = tap_settings(&socket, &[]);
     let www = scratch.0.join("www");
     std::fs::create_dir_all(&www).unwrap();
     let blob: Vec<u8> = (0..KIB << 10)
@@ -121,7 +122,7 @@ fn two_vms_and_a_container_with_default_offloads_move_files_every_way() {
         "52:54:00:00:09:01",
         Nic::Tap {
             name: "t0",
-            scripts: &scripts,
+            env: &plain,
         },
         &role(a, &[b, &pod]),
     );
@@ -132,7 +133,7 @@ fn two_vms_and_a_container_with_default_offloads_move_files_every_way() {
         "52:54:00:00:09:02",
         Nic::Tap {
             name: "t1",
-            scripts: &scripts,
+            env: &plain,
         },
         &role(b, &[a, &pod]),
     );
@@ -173,7 +174,7 @@ fn two_vms_and_a_container_with_default_offloads_move_files_every_way() {
 
     // qemu's downscript detaches its tap when the VM stops.
     topo.lab
-        .process(vm_a.process)
+        .process(vm_a.process.unwrap())
         .unwrap()
         .signal(libc::SIGTERM)
         .unwrap();
@@ -184,10 +185,13 @@ fn two_vms_and_a_container_with_default_offloads_move_files_every_way() {
 fn vms_in_one_vlan_behind_a_trunk_reach_each_other_and_not_another_vlan() {
     let mut topo = Topology::new("vmvlan", &[]);
     let (socket, _log) = start(&mut topo, "vmvlan", &[], Stdio::null());
-    let scratch = Scratch::new(&topo);
-    let access10 = tap_scripts(&scratch.0, "access10", &socket, "--vlan 10");
-    let trunk = tap_scripts(&scratch.0, "trunk", &socket, "--trunk 10,20");
-    let access20 = tap_scripts(&scratch.0, "access20", &socket, "--vlan 20");
+    // a may send only from its own MAC.
+    let access10 = tap_settings(
+        &socket,
+        &[("HAIRPIN_VLAN", "10"), ("HAIRPIN_MAC", "52:54:00:00:0a:01")],
+    );
+    let trunk = tap_settings(&socket, &[("HAIRPIN_TRUNK", "10,20")]);
+    let access20 = tap_settings(&socket, &[("HAIRPIN_VLAN", "20")]);
     let sw = topo.sw.clone();
     let (a, b, c) = ("10.9.1.1", "10.9.1.2", "10.9.1.3");
     // c shares the subnet but not the VLAN: a and b look for it once their transfers
@@ -206,7 +210,7 @@ fn vms_in_one_vlan_behind_a_trunk_reach_each_other_and_not_another_vlan() {
         "52:54:00:00:0a:01",
         Nic::Tap {
             name: "t0",
-            scripts: &access10,
+            env: &access10,
         },
         &role_a,
     );
@@ -217,7 +221,7 @@ fn vms_in_one_vlan_behind_a_trunk_reach_each_other_and_not_another_vlan() {
         "52:54:00:00:0a:02",
         Nic::Tap {
             name: "t1",
-            scripts: &trunk,
+            env: &trunk,
         },
         &role_b,
     );
@@ -228,7 +232,7 @@ fn vms_in_one_vlan_behind_a_trunk_reach_each_other_and_not_another_vlan() {
         "52:54:00:00:0a:03",
         Nic::Tap {
             name: "t2",
-            scripts: &access20,
+            env: &access20,
         },
         &role_c,
     );
@@ -261,6 +265,11 @@ fn vms_in_one_vlan_behind_a_trunk_reach_each_other_and_not_another_vlan() {
     assert!(
         trunk.starts_with("trunk"),
         "t1 is the trunk its script made: {ports}"
+    );
+    assert_eq!(
+        port(&ports, "t0")["allowed_macs"],
+        serde_json::json!(["52:54:00:00:0a:01"]),
+        "t0 allows only a's MAC: {ports}"
     );
 }
 
