@@ -14,7 +14,12 @@ use hairpin::{
     },
 };
 
-use crate::{Args, generator, sink::ProbeSink};
+use crate::{
+    Args,
+    cpu::{CoreUse, CpuTimes},
+    generator,
+    sink::ProbeSink,
+};
 
 /// The traffic generator `--generator` picks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -261,6 +266,8 @@ pub struct Trial {
     pub probed: u64,
     /// One-way latency of the frames that arrived (ns); empty without probes.
     pub latency: hdrhistogram::Histogram<u64>,
+    /// What every core of the machine spent while the trial ran.
+    pub cpu: Vec<CoreUse>,
 }
 
 /// The latency percentiles reported.
@@ -304,6 +311,14 @@ impl Trial {
 
     pub fn offered(&self) -> f64 {
         self.sent as f64 / self.seconds
+    }
+
+    /// Each core's busy time per frame delivered, in ns: (core, ns).
+    pub fn ns_per_frame(&self) -> Vec<(usize, f64)> {
+        self.cpu
+            .iter()
+            .map(|c| (c.core, c.ns_per_frame(self.received)))
+            .collect()
     }
 }
 
@@ -362,6 +377,7 @@ impl Harness {
             sink.reset()?;
         }
         let refused_before = self.refused_by_d0()?;
+        let (cpu_before, wall) = (CpuTimes::read()?, std::time::Instant::now());
         let (frame, core, g) = (&self.frame, self.core, &mut self.generator);
         let (sent, seconds) = self.gen_ns.enter(|| -> Result<(u64, f64)> {
             core_affinity::set_for_current(core_affinity::CoreId { id: core });
@@ -386,6 +402,7 @@ impl Harness {
         })??;
         // Frames still in flight land within a moment.
         thread::sleep(Duration::from_millis(50));
+        let cpu = cpu_before.until(&CpuTimes::read()?, wall.elapsed());
         // Frames the generator handed to g0 that never entered d0 were never offered.
         let refused = self.refused_by_d0()? - refused_before;
         let sent = sent.saturating_sub(refused);
@@ -403,6 +420,7 @@ impl Harness {
             reordered: reading.reordered,
             probed: reading.probed,
             latency: reading.latency,
+            cpu,
         };
         let mut context = self.context.split('|');
         self.log.push(serde_json::json!({
@@ -420,6 +438,11 @@ impl Harness {
             "reordered": t.reordered,
             "probed": t.probed,
             "latency_ns": t.percentiles_json(),
+            "cpu": t.cpu.iter().map(|c| serde_json::json!({
+                "core": c.core,
+                "busy_percent": c.percent(),
+                "ns_per_frame": c.ns_per_frame(t.received),
+            })).collect::<Vec<_>>(),
         }));
         Ok(t)
     }
@@ -496,6 +519,7 @@ mod tests {
             reordered: 0,
             probed: 0,
             latency: hdrhistogram::Histogram::new(3).unwrap(),
+            cpu: Vec::new(),
         };
         assert_eq!(loss(&trial(0, 0)), 0.0);
         assert!((loss(&trial(1000, 990)) - 1.0).abs() < 1e-9);

@@ -26,6 +26,7 @@ use clap::Parser;
 use hairpin::control::{preflight, xdp::XdpAttachMode};
 
 mod charts;
+mod cpu;
 mod devices;
 mod generator;
 mod harness;
@@ -132,6 +133,13 @@ struct Args {
     /// Append hairpin's own output (its counters at exit) to this file.
     #[arg(long)]
     dut_log: Option<PathBuf>,
+    /// Where the ingress veth's NAPI runs (the kernel's receive work, hairpin's fast path
+    /// and the Linux bridge's forwarding among it): on the sending core (the kernel's
+    /// default for a veth), or a thread pinned to the forwarder's core (a NIC queue's
+    /// interrupt on the forwarder's core). Each core's busy time per frame is reported
+    /// either way.
+    #[arg(long, value_enum, default_value_t)]
+    napi: cpu::NapiPlacement,
     /// Devices to measure, comma-separated (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     devices: Vec<Dut>,
@@ -218,6 +226,7 @@ impl Bench {
     fn set_up(args: Args) -> Result<Self> {
         let cores = Cores::pick()?;
         let topology = Topology::build()?;
+        args.napi.apply(&topology.dut_ns, "d0", cores.forwarder)?;
         let generator = Generator::load(&topology, &args, cores.generator)?;
         if let Some(why) = &generator.fallback {
             println!(
@@ -229,12 +238,13 @@ impl Bench {
             .enter(|| ProbeSink::attach("s0", args.sink_xdp))??;
         let sizes = rfc2544::frame_sizes(&args);
         println!(
-            "hairpin-bench: frame sizes {sizes:?}, {} round(s) of {:.1} s trials per device; {} generator on core {}, forwarder on core {}",
+            "hairpin-bench: frame sizes {sizes:?}, {} round(s) of {:.1} s trials per device; {} generator on core {}, forwarder on core {}, d0's NAPI on the {} core",
             args.rounds,
             args.seconds,
             generator.kind.name(),
             cores.generator,
-            cores.forwarder
+            cores.forwarder,
+            args.napi.name()
         );
         let devices = devices::selected(&args);
         Ok(Self {

@@ -55,9 +55,9 @@ impl Report {
         println!();
         let load = (latency_load * 100.0).round();
         println!(
-            "| {size} B | zero-loss Mpps (median) | Gbit/s at zero loss | under overload Mpps (median) | zero-loss by round | latency at {load}% p50 / p99 / p99.9 / max us (median) |"
+            "| {size} B | zero-loss Mpps (median) | Gbit/s at zero loss | under overload Mpps (median) | zero-loss by round | latency at {load}% p50 / p99 / p99.9 / max us (median) | ns per frame at zero loss, by core (median) |"
         );
-        println!("| --- | ---: | ---: | ---: | --- | ---: |");
+        println!("| --- | ---: | ---: | ---: | --- | ---: | --- |");
         let zero_loss = |outcomes: &[crate::rfc2544::Outcome]| -> Vec<f64> {
             outcomes
                 .iter()
@@ -114,14 +114,24 @@ impl Report {
                 Some((s, per_device)) if *s == size => per_device.push((*dut_kind, merged)),
                 _ => self.latencies.push((size, vec![(*dut_kind, merged)])),
             }
+            let per_core = per_core_median(outcomes);
+            let cores: Vec<String> = per_core
+                .iter()
+                .map(|(core, ns)| format!("core {core}: {ns:.0}"))
+                .collect();
             println!(
-                "| {}{} | {} | {} | {overload:.3} | {} | {} |",
+                "| {}{} | {} | {} | {overload:.3} | {} | {} | {} |",
                 dut_kind.name(),
                 if generator_bound { " ‡" } else { "" },
                 fmt(zero_median, 3),
                 fmt(gbps, 2),
                 each.join(", "),
                 latency.map(|v| fmt(v, 1)).join(" / "),
+                if cores.is_empty() {
+                    "n/a".to_owned()
+                } else {
+                    cores.join(", ")
+                },
             );
             self.summary.push(serde_json::json!({
                 "size": size,
@@ -135,6 +145,10 @@ impl Report {
                 "latency_us_median": {
                     "p50": latency[0], "p99": latency[1], "p99.9": latency[2], "max": latency[3],
                 },
+                "ns_per_frame_at_zero_loss_by_core": per_core
+                    .iter()
+                    .map(|(core, ns)| (core.to_string(), serde_json::json!(ns)))
+                    .collect::<serde_json::Map<_, _>>(),
             }));
         }
         if bound_any {
@@ -222,6 +236,7 @@ impl Report {
                 "generator_fallback": generator.fallback,
                 "generator_core": cores.generator,
                 "forwarder_core": cores.forwarder,
+                "napi": args.napi.name(),
                 "rounds": args.rounds,
                 "trial_seconds": args.seconds,
                 "search_steps": args.search_steps,
@@ -412,6 +427,29 @@ fn machine() -> serde_json::Value {
         "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "hairpin_bench": env!("CARGO_PKG_VERSION"),
     })
+}
+
+/// Each core's busy time per frame at the zero-loss rate, the median over the rounds
+/// that found one: (core, ns), by core.
+fn per_core_median(outcomes: &[crate::rfc2544::Outcome]) -> Vec<(usize, f64)> {
+    let mut cores: Vec<usize> = outcomes
+        .iter()
+        .flat_map(|o| o.zero_loss_ns.iter().map(|&(core, _)| core))
+        .collect();
+    cores.sort_unstable();
+    cores.dedup();
+    cores
+        .into_iter()
+        .map(|core| {
+            let ns = outcomes.iter().filter_map(|o| {
+                o.zero_loss_ns
+                    .iter()
+                    .find(|&&(c, _)| c == core)
+                    .map(|&(_, ns)| ns)
+            });
+            (core, median(ns))
+        })
+        .collect()
 }
 
 #[cfg(test)]

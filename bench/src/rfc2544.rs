@@ -62,6 +62,8 @@ pub struct Outcome {
     /// Frames per second delivered at the highest zero-loss rate found (none: no
     /// searched rate was loss-free, or no search).
     pub zero_loss: Option<f64>,
+    /// Each core's busy time per frame at that rate: (core, ns).
+    pub zero_loss_ns: Vec<(usize, f64)>,
     /// The trial at `--latency-load` of the zero-loss rate.
     pub at_load: Trial,
 }
@@ -70,12 +72,14 @@ pub struct Outcome {
 pub type Results = Vec<(Dut, Vec<Outcome>)>;
 
 /// The zero-loss rate found, and the generator share that offered it.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ZeroLoss {
     /// Frames per second delivered.
     pub rate: f64,
     /// Runs in 1024 the generator transmitted.
     pub share: u32,
+    /// Each core's busy time per frame in that trial: (core, ns).
+    pub ns_per_frame: Vec<(usize, f64)>,
 }
 
 /// Measures every device at `size` bytes, `--rounds` times, the devices interleaved
@@ -167,14 +171,15 @@ fn measure_round(
     };
     // Latency at a fraction of the zero-loss rate (of the overload rate when no rate was
     // loss-free).
-    let full = zero_loss.map_or(all, |z| z.share);
+    let full = zero_loss.as_ref().map_or(all, |z| z.share);
     let share = ((f64::from(full) * args.latency_load).round() as u32).max(1);
     let at_load = harness.trial(seconds, share, sinks)?;
     stop(lab, dut)?;
     drop(direct);
     Ok(Outcome {
         overload,
-        zero_loss: zero_loss.map(|z| z.rate),
+        zero_loss: zero_loss.as_ref().map(|z| z.rate),
+        zero_loss_ns: zero_loss.map(|z| z.ns_per_frame).unwrap_or_default(),
         at_load,
     })
 }
@@ -210,6 +215,7 @@ impl Harness {
                 best = Some(ZeroLoss {
                     rate: t.received as f64 / t.seconds,
                     share,
+                    ns_per_frame: t.ns_per_frame(),
                 });
                 lo = share;
             } else {
