@@ -14,7 +14,9 @@
 //! 3. puts everything queued on the TX rings in one batch per port, then kicks the
 //!    kernel where it asks;
 //! 4. reaps TX completions into the free pool, refills the fill rings, lends credits;
-//! 5. sleeps in `poll` after a stretch of idle turns (unless busy-polling).
+//! 5. on a turn that found nothing, yields its core (`sched_yield`: the queue's NAPI
+//!    thread or ksoftirqd, when they share it, fill the rings now); sleeps in `poll`
+//!    after a stretch of idle turns (unless busy-polling).
 //!
 //! Between two turns it applies the control plane's commands from its mailbox and closes
 //! the sockets of ports let go of (`worker/ports.rs`); every few thousand turns it reads
@@ -228,6 +230,12 @@ impl Worker {
                 idle = 0;
             } else {
                 idle += 1;
+                // Nothing came: whatever else may run on this core runs now. That is
+                // the kernel's receive work when the queue's NAPI (a NAPI thread, or
+                // ksoftirqd) shares the worker's core, which would otherwise wait for
+                // the scheduler's time slice while the rings it fills overflow. Alone
+                // on its core, the call returns at once.
+                std::thread::yield_now();
                 if idle >= SPIN_TURNS {
                     idle = 0;
                     // The last busy turns are seen while the worker idles, not only at

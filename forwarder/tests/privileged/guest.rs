@@ -454,6 +454,22 @@ impl Report {
         r
     }
 
+    /// Checks it did not reach `addr`, and looked for it only after `up_at` of its own
+    /// clock (when the guest at `addr` was surely up): `why` says how that was found.
+    pub fn assert_kept_from(&self, addr: &str, up_at: f64, why: &str) {
+        let (reached, at) = self.apart[addr];
+        assert!(
+            !reached,
+            "{} reached {addr} across VLANs:\n{}",
+            self.name, self.console
+        );
+        assert!(
+            at > up_at,
+            "{} looked for {addr} at {at} s, before {up_at:.1} s ({why})",
+            self.name
+        );
+    }
+
     /// Checks it reached every peer and fetched each one's file intact (`sums`: every
     /// guest's own file's sum, by address), with no TCP segment refused for its checksum.
     pub fn assert_fetched(&self, sums: &HashMap<String, String>) {
