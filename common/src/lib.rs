@@ -470,6 +470,11 @@ pub mod tap {
     pub const IN: u8 = 1;
     /// Tap the frames a port sends.
     pub const OUT: u8 = 2;
+    /// [`Meta::reason`] of a frame over its port's policing limit (the workers'
+    /// `policed`).
+    pub const POLICED: u8 = 1;
+    /// [`Meta::reason`] of a frame the IP source guard refused (`ip_spoofed`).
+    pub const IP_SPOOFED: u8 = 2;
     /// Bytes of the ring buffer (a power of two): about two thousand records.
     pub const RING_BYTES: u32 = 4 << 20;
     /// Bytes of a frame a record keeps: a standard frame with a tag, and more (the fast
@@ -491,7 +496,8 @@ pub mod tap {
         pub slot: u16,
         /// [`IN`] or [`OUT`].
         pub dir: u8,
-        /// Zero (the fast path drops nothing it taps).
+        /// Why the fast path dropped the frame ([`POLICED`], [`IP_SPOOFED`]); zero: it
+        /// did not.
         pub reason: u8,
         /// Padding, zero.
         pub _pad: u32,

@@ -173,6 +173,9 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
             guard::Verdict::Workers => return Fast::No,
             guard::Verdict::Drop => {
                 guard::count_drop(slot, (end - start) as u64);
+                if tap::wants(slot, tap::IN) {
+                    tap::take(ctx, slot, tap::IN, tap::IP_SPOOFED);
+                }
                 return Fast::Dropped;
             }
         }
@@ -243,11 +246,14 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
     // Policed here, not by the workers: the frame is sure to leave by this path (but
     // for a tag with no room, below, which the workers then police once more).
     if !police(ctx, slot, ingress) {
+        if tap::wants(slot, tap::IN) {
+            tap::take(ctx, slot, tap::IN, tap::POLICED);
+        }
         return Fast::Policed;
     }
     // As received: before its checksum is finished or its tag changed.
     if tap::wants(slot, tap::IN) {
-        tap::take(ctx, slot, tap::IN);
+        tap::take(ctx, slot, tap::IN, 0);
     }
     if let Some((field, checksum)) = finish {
         if field + 2 > ctx.data_end() {
@@ -268,7 +274,7 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
         tx.bytes += len;
     }
     if tap::wants(egress, tap::OUT) {
-        tap::take(ctx, egress, tap::OUT);
+        tap::take(ctx, egress, tap::OUT, 0);
     }
     Fast::Sent {
         finished: finish.is_some(),

@@ -3,7 +3,8 @@
 //! the fast path forwards is copied, as received and as sent, into the `TAP_RING` ring
 //! buffer, which hairpin's capture thread drains on its own clock (no wake-up per
 //! record). A full ring loses the copy, never the frame, and counts it (`TAP_LOST`).
-//! With nothing tapped a frame pays two array reads.
+//! A frame the fast path drops (policing, the IP source guard) is copied as received,
+//! with the reason. With nothing tapped a frame pays two array reads.
 use aya_ebpf::{
     bindings::BPF_RB_NO_WAKEUP,
     helpers::{bpf_ktime_get_ns, bpf_xdp_load_bytes},
@@ -11,7 +12,7 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
-pub use hairpin_common::tap::{IN, OUT};
+pub use hairpin_common::tap::{IN, IP_SPOOFED, OUT, POLICED};
 use hairpin_common::{
     MAX_PORTS,
     tap::{Meta, RING_BYTES, Record, SNAP},
@@ -34,9 +35,10 @@ pub fn wants(slot: u32, dir: u8) -> bool {
     TAPS.get(slot).is_some_and(|&f| f & dir != 0)
 }
 
-/// Copies the frame in `ctx` (one buffer) into the ring as `slot`'s, in direction `dir`.
+/// Copies the frame in `ctx` (one buffer) into the ring as `slot`'s, in direction `dir`;
+/// `reason`: why it is dropped, zero if it is not.
 #[inline(always)]
-pub fn take(ctx: &XdpContext, slot: u32, dir: u8) {
+pub fn take(ctx: &XdpContext, slot: u32, dir: u8, reason: u8) {
     let len = (ctx.data_end() - ctx.data()) as u32;
     let Some(mut entry) = TAP_RING.reserve::<Record>(0) else {
         lost(slot);
@@ -61,7 +63,7 @@ pub fn take(ctx: &XdpContext, slot: u32, dir: u8) {
             caplen,
             slot: slot as u16,
             dir,
-            reason: 0,
+            reason,
             _pad: 0,
         };
         bpf_xdp_load_bytes(ctx.ctx, 0, (&raw mut (*record).data).cast(), caplen)

@@ -14,6 +14,8 @@
 //!   into the MAC table and does nothing else.
 //! - [`wire`]: zero-copy views of the headers the decision reads.
 //! - [`netlab`]: throw-away labs of network namespaces for the demo and the tests.
+//! - [`logging`]: the log's writer, which never stops hairpin, and its count of lines
+//!   dropped (in `show stats`).
 //!
 //! The raw syscalls hairpin makes itself live in one private module, `sys`; besides it
 //! `unsafe` is allowed only in the files that need it, each saying why: the datapath's
@@ -26,6 +28,7 @@
 
 pub mod control;
 pub mod datapath;
+pub mod logging;
 pub mod netlab;
 pub mod switch;
 mod sys;

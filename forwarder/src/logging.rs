@@ -5,7 +5,8 @@
 //! (a closed stderr: `hairpin run ... 2>&1 | head -1`, or journald restarted under
 //! systemd) is dropped and counted, and the thread that logged it goes on. When a
 //! write succeeds again, a warning before that line says how many were dropped and
-//! the last error. Nothing on this path panics: the standard library's `eprintln!`,
+//! the last error; the count since start is in `show stats` and the metrics
+//! ([`lines_dropped`]). Nothing on this path panics: the standard library's `eprintln!`,
 //! which panics on a closed stderr, is not used, and the subscriber's own report of a
 //! failed write (an `eprintln!`) is turned off, as ours never fails.
 //!
@@ -16,8 +17,19 @@
 use std::{
     fmt,
     io::{self, Write},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
 };
+
+/// Log lines dropped since start, whichever writer dropped them.
+static LINES_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Log lines dropped since start because stderr refused them.
+pub fn lines_dropped() -> u64 {
+    LINES_DROPPED.load(Ordering::Relaxed)
+}
 
 use tracing_subscriber::fmt::{
     MakeWriter,
@@ -157,6 +169,7 @@ impl<W: Write> Drain<W> {
             }
             Err(e) => {
                 self.failed += 1;
+                LINES_DROPPED.fetch_add(1, Ordering::Relaxed);
                 self.error = Some(e);
                 None
             }
@@ -212,8 +225,11 @@ mod tests {
         };
         log("one\n");
         sink.broken(true);
+        let before = lines_dropped();
         log("two\n");
         log("three\n");
+        // (Other tests may drop lines at the same time: at least these two.)
+        assert!(lines_dropped() - before >= 2);
         sink.broken(false);
         log("four\n");
         log("five\n");

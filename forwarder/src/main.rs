@@ -8,7 +8,6 @@ use hairpin::control::protocol::Request;
 
 mod cli;
 mod demo;
-mod logging;
 
 use cli::{
     args::*,
@@ -43,7 +42,10 @@ fn init_logging() {
     let journal = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(logging::LogWriter::new(std::io::stderr(), !journal))
+        .with_writer(hairpin::logging::LogWriter::new(
+            std::io::stderr(),
+            !journal,
+        ))
         .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal());
     if journal {

@@ -281,6 +281,12 @@ pub(crate) fn counters_text(s: &Stats) -> String {
             w.sleeps
         );
     }
+    if s.log_lines_dropped > 0 {
+        out += &format!(
+            "log: {} line(s) dropped since start (stderr refused them)\n",
+            s.log_lines_dropped
+        );
+    }
     out
 }
 
@@ -408,6 +414,17 @@ mod tests {
         assert_eq!(
             lines[3],
             "vm0: IP source guard: allows 10.0.0.5/32, fd00::5/128"
+        );
+    }
+
+    #[test]
+    fn dropped_log_lines_are_told_only_when_there_are_some() {
+        let mut stats = Stats::default();
+        assert!(!counters_text(&stats).contains("log:"));
+        stats.log_lines_dropped = 4;
+        assert!(
+            counters_text(&stats)
+                .ends_with("log: 4 line(s) dropped since start (stderr refused them)\n")
         );
     }
 

@@ -540,6 +540,7 @@ impl Bridge {
         }
         if !keep_entries {
             self.fdb.remove_port(id);
+            self.fdb.reset_refused(id);
         }
         let counters = since(
             &self.port_queues(&self.datapath.snapshot(), id),

@@ -491,7 +491,7 @@ impl Hub {
                 let frame = Frame {
                     port: meta.slot,
                     dir: meta.dir,
-                    reason: None,
+                    reason: xdp::reason(meta.reason),
                     fast: true,
                     ts_ns: clock.unix(meta.ts_ns),
                     data,

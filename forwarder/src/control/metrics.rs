@@ -256,7 +256,7 @@ impl Exposition {
         Ok(())
     }
 
-    /// Captures running, and what each port mirror copied and lost.
+    /// Captures running, what each port mirror copied and lost, and the log lines dropped.
     fn capture(&self, e: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         let s = &self.0;
         family(
@@ -282,6 +282,14 @@ impl Exposition {
             "Copies a port mirror lost since it last became active (hairpin's rings or the monitor port's queue full).",
             MetricType::Counter,
             s.mirrors.iter().map(|m| (mirror(m), m.lost)),
+            counter,
+        )?;
+        family(
+            e,
+            "hairpin_log_lines_dropped",
+            "hairpin's own log lines dropped since start because stderr refused them.",
+            MetricType::Counter,
+            [(Labels::new(), s.log_lines_dropped)],
             counter,
         )
     }
@@ -612,6 +620,7 @@ mod tests {
                 ..Latency::default()
             },
             captures: 2,
+            log_lines_dropped: 3,
             mirrors: vec![MirrorInfo {
                 name: "ids".into(),
                 from: vec!["vf0".into()],
@@ -644,6 +653,7 @@ mod tests {
             "hairpin_captures 2",
             "hairpin_mirror_copies_total{mirror=\"ids\",to=\"mon0\"} 7",
             "hairpin_mirror_lost_total{mirror=\"ids\",to=\"mon0\"} 1",
+            "hairpin_log_lines_dropped_total 3",
             "# TYPE hairpin_latency_seconds histogram",
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
@@ -785,6 +795,7 @@ mod tests {
                 "hairpin_captures gauge",
                 "hairpin_mirror_copies_total counter",
                 "hairpin_mirror_lost_total counter",
+                "hairpin_log_lines_dropped_total counter",
                 "hairpin_latency_seconds histogram",
             ]
             .map(str::to_owned),

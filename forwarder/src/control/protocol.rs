@@ -514,6 +514,10 @@ pub struct Stats {
     /// The port mirrors, with their counts.
     #[serde(default)]
     pub mirrors: Vec<MirrorInfo>,
+    /// hairpin's own log lines dropped since start because stderr refused them (a
+    /// closed pipe, journald restarting).
+    #[serde(default)]
+    pub log_lines_dropped: u64,
 }
 
 impl PortInfo {

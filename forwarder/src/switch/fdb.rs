@@ -472,11 +472,21 @@ impl Fdb {
         self.remove_where(false, |_, val| port.is_none_or(|p| port_of(val) == Some(p)))
     }
 
-    /// Removes every entry on `port`, static ones too (the port is leaving the bridge),
-    /// and its count of refused learns.
+    /// Removes every entry on `port`, static ones too (the port is leaving the bridge,
+    /// or its settings change).
     pub fn remove_port(&self, port: PortId) -> usize {
-        self.refused[usize::from(port)].store(0, Ordering::Relaxed);
         self.remove_where(true, |_, val| port_of(val) == Some(port))
+    }
+
+    /// Starts `port`'s count of refused learns over (it is detached: counts are since
+    /// it was attached); returns what it was.
+    pub fn reset_refused(&self, port: PortId) -> u64 {
+        self.refused[usize::from(port)].swap(0, Ordering::Relaxed)
+    }
+
+    /// Gives `port` back the count [`Fdb::reset_refused`] took (a detach undone).
+    pub fn restore_refused(&self, port: PortId, refused: u64) {
+        self.refused[usize::from(port)].store(refused, Ordering::Relaxed);
     }
 
     /// Removes the entry for `mac` in `vlan`, static or learned; returns whether there
@@ -779,9 +789,14 @@ mod tests {
         assert_eq!(fdb.age(100, 30), 4);
         assert_eq!(fdb.learned_on(1), 0);
         assert_eq!(fdb.learn_at_most(0, mac(4), 1, 100, 3), Learned::New);
-        // A port leaving takes its refusals with it.
+        // New settings take a port's entries, not its count of refusals; leaving
+        // takes both, and coming back (a leave undone) restores the count.
         fdb.remove_port(1);
-        assert_eq!((fdb.learned_on(1), fdb.refused(1)), (0, 0));
+        assert_eq!((fdb.learned_on(1), fdb.refused(1)), (0, 3));
+        assert_eq!(fdb.reset_refused(1), 3);
+        assert_eq!(fdb.refused(1), 0);
+        fdb.restore_refused(1, 3);
+        assert_eq!(fdb.refused(1), 3);
     }
 
     #[test]

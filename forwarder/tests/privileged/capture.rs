@@ -25,7 +25,7 @@ const PINGS: u32 = 1000;
 const BAD: usize = 5;
 
 /// A `hairpin capture` running in the background, writing `file`.
-struct Running {
+pub(crate) struct Running {
     child: Child,
     stderr: BufReader<ChildStderr>,
     file: PathBuf,
@@ -34,7 +34,7 @@ struct Running {
 impl Running {
     /// Starts `hairpin capture ARGS -w FILE` and waits for its `capturing` line: from
     /// then on no frame is missed.
-    fn start(socket: &Path, file: PathBuf, args: &[&str]) -> Self {
+    pub(crate) fn start(socket: &Path, file: PathBuf, args: &[&str]) -> Self {
         let mut child = Command::new(HAIRPIN)
             .arg("capture")
             .args(args)
@@ -62,7 +62,7 @@ impl Running {
     }
 
     /// Stops it as Ctrl-C does; its summary line.
-    fn stop(mut self) -> (PathBuf, String) {
+    pub(crate) fn stop(mut self) -> (PathBuf, String) {
         // SAFETY: signals a child this test spawned and has not reaped.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
         let mut summary = String::new();
@@ -94,7 +94,7 @@ fn count(lines: &[String], what: &str) -> usize {
 }
 
 /// Each frame's comments in a pcapng file, with its first bytes.
-fn comments(file: &Path) -> Vec<(Vec<u8>, Vec<String>)> {
+pub(crate) fn comments(file: &Path) -> Vec<(Vec<u8>, Vec<String>)> {
     let mut reader = PcapNgReader::new(std::fs::File::open(file).unwrap()).unwrap();
     let mut frames = Vec::new();
     while let Some(block) = reader.next_block() {

@@ -2,11 +2,14 @@
 //! fd00::1 keeps its own traffic (ping, DHCP, DAD) but cannot claim its neighbour's
 //! addresses (a gratuitous ARP, an unsolicited neighbour advertisement) or send from a
 //! foreign IPv4 source: those are dropped and counted `ip_spoofed`, and never reach the
-//! neighbour, through the fast path and through the workers.
+//! neighbour, through the fast path and through the workers; a capture of the port
+//! shows each of them with its reason, the fast path's drops too.
 use std::{process::Stdio, thread, time::Duration};
 
 use crate::{
-    Capture, Topology, ping,
+    Capture, Topology,
+    capture::{Running, comments},
+    ping,
     runtime::{ask_json, port, start, take_log},
     send_raw,
 };
@@ -146,11 +149,19 @@ fn guard(tag: &str, args: &[&str], fast: bool) {
         ether(bcast, mac0, 0x0800, &dhcp),
         ether(sol_mac, mac0, 0x86dd, &dad),
     ];
+    let capture = Running::start(
+        &socket,
+        std::env::temp_dir().join(format!("hp-{tag}-p0-{}.pcapng", std::process::id())),
+        &["p0", "--in"],
+    );
     send_raw(&topo.vms[0], "eth0", &frames);
     // vm0's own IPv4 still passes, on the fast path where it is on.
     ping(&topo.vms[0], &topo.addr(1), 5).unwrap();
     thread::sleep(Duration::from_millis(200));
     let lines = seen.finish();
+    let (file, summary) = capture.stop();
+    let captured = comments(&file);
+    let _ = std::fs::remove_file(&file);
     let after = ask_json(&socket, &["show", "ports"]);
     let log = take_log(&log);
     let spoofed_drops = |v: &serde_json::Value| {
@@ -169,6 +180,20 @@ fn guard(tag: &str, args: &[&str], fast: bool) {
     assert_eq!(
         dropped, 3,
         "the ARP, the NA and the foreign source, counted\n{log}"
+    );
+    // The capture of p0 shows the same three with their reason (the foreign source's
+    // dropped by the fast path where it is on).
+    let refused: Vec<&Vec<u8>> = captured
+        .iter()
+        .filter(|(_, c)| c.iter().any(|c| c == "dropped: ip_spoofed"))
+        .map(|(data, _)| data)
+        .collect();
+    assert_eq!(refused.len(), 3, "{captured:?}\n{summary}");
+    assert!(
+        refused
+            .iter()
+            .any(|data| data.windows(4).any(|w| w == foreign)),
+        "the foreign source's frame, captured as dropped: {refused:?}"
     );
     assert_eq!(
         count(&lines, "198.18.0.99"),

@@ -354,6 +354,13 @@ fn a_closed_stderr_does_not_stop_forwarding() {
         "hairpin stopped"
     );
     ping(&topo.vms[1], &topo.addr(0), 2).expect("still forwarding");
+    // The lines the closed pipe refused are counted where an operator looks.
+    let stats = crate::runtime::ask_json(&socket, &["show", "stats"]);
+    let dropped = stats["log_lines_dropped"].as_u64().unwrap_or(0);
+    assert!(
+        dropped >= round,
+        "{dropped} log lines dropped in {round} rounds"
+    );
 
     // SIGTERM: a clean stop, its last lines lost.
     topo.lab

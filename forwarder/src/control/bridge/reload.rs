@@ -106,6 +106,8 @@ struct Removed {
     entries: Vec<Entry>,
     /// Its counters, queue by queue, as they were reported when it left.
     shown: Vec<PortQueueSnapshot>,
+    /// Its count of learns refused by its `max_macs`, when it left.
+    refused: u64,
     /// Its row for the departed list, recorded once the reload stands.
     departure: Option<(String, PortQueueSnapshot)>,
 }
@@ -409,9 +411,11 @@ impl Bridge {
             &self.slot(id).baseline,
         );
         let iface = self.slot(id).attached.as_ref().map(|a| a.iface.clone());
+        let refused = self.fdb.refused(id);
         let departure = self.take_down(id, false);
-        // An absent port kept its entries: they go too.
+        // An absent port kept its entries and its count: they go too.
         self.fdb.remove_port(id);
+        self.fdb.reset_refused(id);
         let slot = self.slots[usize::from(id)]
             .take()
             .expect("a configured slot");
@@ -422,6 +426,7 @@ impl Bridge {
             iface,
             entries,
             shown,
+            refused,
             departure,
         }
     }
@@ -530,6 +535,7 @@ impl Bridge {
             iface,
             entries,
             shown,
+            refused,
             ..
         } = removed;
         let name = slot.config.name.clone();
@@ -550,6 +556,7 @@ impl Bridge {
             slot.baseline = since(&slot.baseline, &shown);
         }
         self.restore_entries(id, &entries);
+        self.fdb.restore_refused(id, refused);
         result
     }
 

@@ -141,6 +141,7 @@ impl Bridge {
             latency_ns,
             captures: self.captures.running(),
             mirrors: self.mirrors(),
+            log_lines_dropped: crate::logging::lines_dropped(),
         }
     }
 

@@ -1,7 +1,9 @@
 //! The XDP program's side of the taps (`ebpf/src/tap.rs`): which slots it taps, the ring
 //! buffer its copies come in, and what it lost.
 use aya::maps::{Array, Map, MapData, MapError, PerCpuArray, RingBuf};
-use hairpin_common::tap::{META_LEN, Meta};
+use hairpin_common::tap::{self, META_LEN, Meta};
+
+use crate::switch::DropReason;
 
 /// The XDP program's tap maps.
 pub struct XdpTaps {
@@ -49,6 +51,15 @@ impl XdpTaps {
     }
 }
 
+/// Why the fast path dropped a frame, from its record's [`Meta::reason`].
+pub fn reason(code: u8) -> Option<DropReason> {
+    match code {
+        tap::POLICED => Some(DropReason::Policed),
+        tap::IP_SPOOFED => Some(DropReason::IpSpoofed),
+        _ => None,
+    }
+}
+
 /// A record's [`Meta`] and its frame's bytes, or none if it is too short to be one.
 fn parse(record: &[u8]) -> Option<(Meta, &[u8])> {
     let word = |at: usize, n: usize| record.get(at..at + n);
@@ -90,6 +101,10 @@ mod tests {
         record.extend(b"abcdxyz");
         assert_eq!(parse(&record), Some((meta, &b"abcd"[..])));
         assert_eq!(parse(&record[..20]), None);
+        assert_eq!(reason(0), None);
+        assert_eq!(reason(tap::POLICED), Some(DropReason::Policed));
+        assert_eq!(reason(tap::IP_SPOOFED), Some(DropReason::IpSpoofed));
+        assert_eq!(reason(200), None, "a code this build does not know");
         assert_eq!(parse(&record[..META_LEN + 3]), None);
     }
 }

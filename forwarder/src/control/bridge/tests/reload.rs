@@ -21,7 +21,11 @@ use crate::{
         xdp::XdpError,
     },
     datapath::DatapathError,
-    switch::{PortId, Role, fdb::Entry, vlan::PortVlans},
+    switch::{
+        PortId, Role,
+        fdb::{Entry, Learned},
+        vlan::PortVlans,
+    },
     wire::Mac,
 };
 
@@ -71,6 +75,12 @@ fn vlan_bridge(kernel: &FakeKernel) -> Bridge {
     let mut bridge = Bridge::with_kernel(config(vlan_ports()), Box::new(kernel.clone())).unwrap();
     bridge.fdb().learn(10, MAC_B, 0, 5);
     bridge.fdb().learn(20, MAC_C, 2, 5);
+    // p2 refused a station at a limit of one: its count of refusals is one of the
+    // counters a reload undone must give back.
+    assert_eq!(
+        bridge.fdb().learn_at_most(20, MAC_A, 2, 5, 1),
+        Learned::Limited
+    );
     kernel.set_received(1, 4);
     kernel.set_received(2, 10);
     bridge.tick();
