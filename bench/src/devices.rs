@@ -31,8 +31,12 @@ pub enum Dut {
     VebVlan,
     /// `vepa` with VLANs: d0 an access port of VLAN 10, d1 a trunk uplink.
     VepaVlan,
-    /// `veb` with the kernel fast path on (`--fast-path on`).
+    /// `veb` with the kernel fast path on (`--fast-path on`), floods in the kernel too
+    /// (`--fast-floods on`, the default).
     VebFast,
+    /// `veb` with the kernel fast path for learned unicast only (`--fast-floods off`):
+    /// broadcast, multicast and unknown unicast by the workers.
+    VebFastNoFloods,
     /// `vepa` with the kernel fast path on.
     VepaFast,
     /// `veb vlan` with the kernel fast path on: the tag pushed inside XDP.
@@ -48,7 +52,7 @@ pub enum Dut {
 }
 
 impl Dut {
-    const ALL: [Self; 14] = [
+    const ALL: [Self; 15] = [
         Self::Direct,
         Self::Bridge,
         Self::OvsFlows,
@@ -61,6 +65,7 @@ impl Dut {
         Self::VebVlan,
         Self::VepaVlan,
         Self::VebFast,
+        Self::VebFastNoFloods,
         Self::VepaFast,
         Self::VebVlanFast,
     ];
@@ -75,6 +80,7 @@ impl Dut {
             Self::VebVlan => "hairpin veb vlan",
             Self::VepaVlan => "hairpin vepa vlan",
             Self::VebFast => "hairpin veb fast",
+            Self::VebFastNoFloods => "hairpin veb fast, no kernel floods",
             Self::VepaFast => "hairpin vepa fast",
             Self::VebVlanFast => "hairpin veb vlan fast",
             Self::TestpmdIo => "testpmd io",
@@ -86,7 +92,10 @@ impl Dut {
 
     /// Whether this is hairpin with its kernel fast path on.
     pub fn fast_path(self) -> bool {
-        matches!(self, Self::VebFast | Self::VepaFast | Self::VebVlanFast)
+        matches!(
+            self,
+            Self::VebFast | Self::VebFastNoFloods | Self::VepaFast | Self::VebVlanFast
+        )
     }
 
     /// How the sink on s0 attaches for this device: natively where the device sends
@@ -109,7 +118,7 @@ impl Dut {
     pub fn learns(self) -> bool {
         matches!(
             self,
-            Self::Veb | Self::VebFast | Self::Bridge | Self::OvsNormal
+            Self::Veb | Self::VebFast | Self::VebFastNoFloods | Self::Bridge | Self::OvsNormal
         )
     }
 
@@ -192,6 +201,7 @@ pub fn start_dut(
         | Dut::VebVlan
         | Dut::VepaVlan
         | Dut::VebFast
+        | Dut::VebFastNoFloods
         | Dut::VepaFast
         | Dut::VebVlanFast => start_hairpin(lab, dut, kind, args, core, ports),
     }
@@ -261,7 +271,9 @@ fn start_hairpin(
     let list = ports.join(",");
     let run_args: Vec<&str> = match kind {
         Dut::Xconnect => vec!["--mode", "xconnect", "--ports", "d0,d1"],
-        Dut::Veb | Dut::VebFast => vec!["--mode", "veb", "--ports", &list],
+        Dut::Veb | Dut::VebFast | Dut::VebFastNoFloods => {
+            vec!["--mode", "veb", "--ports", &list]
+        }
         Dut::Vepa | Dut::VepaFast => vec!["--mode", "vepa", "--ports", "d0", "--uplink", "d1"],
         Dut::VebVlan | Dut::VebVlanFast => {
             [&["--mode", "veb", "--ports", "d0,d1"][..], &VLANS].concat()
@@ -279,6 +291,14 @@ fn start_hairpin(
     cmd.arg("run")
         .args(&run_args)
         .args(["--fast-path", if fast { "on" } else { "off" }])
+        .args([
+            "--fast-floods",
+            if kind == Dut::VebFastNoFloods {
+                "off"
+            } else {
+                "on"
+            },
+        ])
         .args(["--cores", &core.to_string(), "--socket", &socket])
         .args(args.hairpin_args.split_whitespace())
         .stdout(log_target(args.dut_log.as_deref())?)

@@ -291,8 +291,13 @@ impl Rig<'_> {
         Ok(best)
     }
 
-    /// RFC 2889 5.9: broadcast frames into d0, counted at both s0 and m0.
+    /// RFC 2889 5.9: broadcast frames into d0, counted at both s0 and m0 (both attached
+    /// natively for a device that sends xdp_frames: the kernel floods only to ports
+    /// that take them).
     fn broadcast(&mut self, kind: Dut, harness: &mut Harness) -> Result<(Option<f64>, f64)> {
+        let mode = kind.sink_mode(self.args.sink_xdp);
+        self.sink_ns.enter(|| self.s0.set_mode(mode))??;
+        self.sink_ns.enter(|| self.m0.set_mode(mode))??;
         let unicast = std::mem::take(&mut harness.frame);
         let mut frame = unicast.clone();
         frame[..6].copy_from_slice(&Mac::BROADCAST.0);

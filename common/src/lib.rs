@@ -26,6 +26,15 @@ pub const MAX_PORT_QUEUES: u32 = 4096;
 /// Name of the XDP program in the object file.
 pub const PROGRAM_NAME: &str = "hairpin";
 
+/// Name of hairpin's devmap egress program, on every entry of `EGRESS` and the flood
+/// domains (`FLOODS_*`): it pops the tag of a flooded copy bound for a port that takes
+/// the VLAN untagged, and counts (`FAST_TX`) and taps what the fast path sends.
+pub const EGRESS_PROGRAM_NAME: &str = "hairpin_egress";
+
+/// Name of hairpin's flood program, which the XDP program tail-calls (through
+/// `FLOOD_PROGRAM`) for a frame to flood.
+pub const FLOOD_PROGRAM_NAME: &str = "hairpin_flood";
+
 /// Name of the benchmark generator's XDP program (`XDP_TX`, run in live-frames mode).
 pub const GENERATOR_PROGRAM_NAME: &str = "hairpin_gen";
 
@@ -196,6 +205,34 @@ pub mod maps {
     /// `PerCpuArray<meter::Dropped>`, by port slot: what the fast path's policing
     /// dropped.
     pub const METER_DROPS: &str = "METER_DROPS";
+    /// `PerCpuArray<meter::Dropped>`, by port slot: what the fast path's storm control
+    /// dropped.
+    pub const STORM_DROPS: &str = "STORM_DROPS";
+
+    /// `ProgramArray`, one entry: the flood program ([`super::FLOOD_PROGRAM_NAME`]).
+    pub const FLOOD_PROGRAM: &str = "FLOOD_PROGRAM";
+    /// `Array<u32>`, by VLAN ID: each VLAN's flood domain ([`super::flood`]).
+    pub const FLOOD_VLAN: &str = "FLOOD_VLAN";
+    /// `DevMapHash`es by port slot, one per flood domain: `FLOODS_0`, `FLOODS_1`, ...
+    /// ([`super::flood::DOMAINS`]).
+    pub const FLOODS: [&str; super::flood::DOMAINS as usize] = [
+        "FLOODS_0",
+        "FLOODS_1",
+        "FLOODS_2",
+        "FLOODS_3",
+        "FLOODS_4",
+        "FLOODS_5",
+        "FLOODS_6",
+        "FLOODS_7",
+        "FLOODS_8",
+        "FLOODS_9",
+        "FLOODS_10",
+        "FLOODS_11",
+        "FLOODS_12",
+        "FLOODS_13",
+        "FLOODS_14",
+        "FLOODS_15",
+    ];
 
     /// `LpmTrie<[u8; 8], u8>`, keyed by [`super::guard::v4_key`]: the IPv4 prefixes a
     /// port with an IP source guard may send from.
@@ -356,6 +393,11 @@ pub struct FastConf {
     pub uplink: u32,
     /// `CLOCK_MONOTONIC` (ns) at table second 0, for stamping entries.
     pub epoch_ns: u64,
+    /// 1 when the fast path floods too (broadcast, multicast and unknown unicast through
+    /// the flood domains, [`flood`]).
+    pub floods: u32,
+    /// The bridge's group forward mask: bit `n` relays `01:80:c2:00:00:0n`.
+    pub group_fwd_mask: u32,
 }
 
 /// A slot number that names no port.
@@ -393,6 +435,9 @@ pub struct SlotConf {
     pub police_bytes: meter::Meter,
     /// Ingress policing's packet meter ([`meter::POLICE_PACKETS`]).
     pub police_packets: meter::Meter,
+    /// Storm control, by class ([`meter::BROADCAST`], [`meter::MULTICAST`],
+    /// [`meter::UNKNOWN_UNICAST`]; unlimited: none).
+    pub storm: [meter::Meter; 3],
 }
 
 impl Default for SlotConf {
@@ -404,6 +449,7 @@ impl Default for SlotConf {
             members: [0; 64],
             police_bytes: meter::Meter::UNLIMITED,
             police_packets: meter::Meter::UNLIMITED,
+            storm: [meter::Meter::UNLIMITED; 3],
         }
     }
 }
@@ -441,6 +487,67 @@ pub mod slot_flags {
     pub const IP_GUARD: u32 = 1 << 10;
 }
 
+/// The fast path's floods: broadcast, multicast and unknown unicast sent by the kernel
+/// to every port of the frame's flood domain at once (`bpf_redirect_map` with
+/// `BPF_F_BROADCAST`), a copy each.
+///
+/// A domain is one of [`DOMAINS`] devmaps (`FLOODS_0` ...), keyed by port slot, holding
+/// the ports of a VLAN the kernel can send to (VLANs with the same such ports share
+/// one). `FLOOD_VLAN`, by VLAN (0 on a VLAN-unaware bridge), says in one word which
+/// domain a VLAN's floods take and whether they are whole: a flood goes to the kernel
+/// only when every port the workers would send it to is in the domain ([`complete`]);
+/// otherwise the whole frame goes to the workers. 0: the workers flood this VLAN.
+pub mod flood {
+    /// Flood domains (devmaps): VLANs with more distinct port sets are the workers'.
+    pub const DOMAINS: u32 = 16;
+    /// Most ports in one domain (the kernel walks every bucket of the map for each flood,
+    /// so the maps are kept small): a wider VLAN is the workers'.
+    pub const MAX_MEMBERS: u32 = 64;
+    /// Entries of `FLOOD_VLAN`: one per VLAN ID.
+    pub const VLANS: u32 = 4096;
+    /// The domain's index plus one.
+    const DOMAIN_MASK: u32 = 0xff;
+    /// Some port of the domain takes the VLAN tagged: the frame is flooded tagged, and
+    /// the egress program pops the tag where the port takes it untagged.
+    pub const TAGGED: u32 = 1 << 8;
+    /// One port of the VLAN is out of the kernel's reach, the one in the top half: its
+    /// floods are whole only when it is the ingress (which gets no copy).
+    const LONE: u32 = 1 << 9;
+    const LONE_SHIFT: u32 = 16;
+
+    /// The `FLOOD_VLAN` word of domain `domain`; `tagged`: see [`TAGGED`]; `lone`: the one
+    /// port the kernel cannot send to, if there is one.
+    pub const fn entry(domain: u32, tagged: bool, lone: Option<u32>) -> u32 {
+        let mut e = (domain + 1) & DOMAIN_MASK;
+        if tagged {
+            e |= TAGGED;
+        }
+        if let Some(slot) = lone {
+            e |= LONE | (slot << LONE_SHIFT);
+        }
+        e
+    }
+
+    /// The domain of `FLOOD_VLAN` word `entry`, if its VLAN has one.
+    #[inline(always)]
+    pub const fn domain_of(entry: u32) -> Option<u32> {
+        match entry & DOMAIN_MASK {
+            0 => None,
+            d => Some(d - 1),
+        }
+    }
+
+    /// Whether a flood from port `ingress` (with reflective relay: `hairpin`) under
+    /// `FLOOD_VLAN` word `entry` reaches, in the kernel, every port it must.
+    #[inline(always)]
+    pub const fn complete(entry: u32, ingress: u32, hairpin: bool) -> bool {
+        if entry & DOMAIN_MASK == 0 {
+            return false;
+        }
+        entry & LONE == 0 || (!hairpin && entry >> LONE_SHIFT == ingress)
+    }
+}
+
 /// The IP source guard's map layouts.
 pub mod guard;
 
@@ -475,6 +582,8 @@ pub mod tap {
     pub const POLICED: u8 = 1;
     /// [`Meta::reason`] of a frame the IP source guard refused (`ip_spoofed`).
     pub const IP_SPOOFED: u8 = 2;
+    /// [`Meta::reason`] of a frame over its port's storm control limit (`storm`).
+    pub const STORM: u8 = 3;
     /// Bytes of the ring buffer (a power of two): about two thousand records.
     pub const RING_BYTES: u32 = 4 << 20;
     /// Bytes of a frame a record keeps: a standard frame with a tag, and more (the fast
@@ -572,6 +681,8 @@ pub struct QueueStats {
     /// Of `fast`, the frames whose partial TCP or UDP checksum it finished
     /// ([`csum`]).
     pub checksums_finished: u64,
+    /// Of `fast`, the frames it flooded ([`flood`]).
+    pub fast_flood: u64,
 }
 
 impl QueueStats {
@@ -588,6 +699,7 @@ impl QueueStats {
         self.checksums_finished = self
             .checksums_finished
             .wrapping_add(other.checksums_finished);
+        self.fast_flood = self.fast_flood.wrapping_add(other.fast_flood);
     }
 }
 
@@ -614,6 +726,30 @@ mod pod {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flood_is_whole_when_only_its_own_ingress_is_out_of_reach() {
+        assert_eq!(flood::domain_of(0), None);
+        assert!(!flood::complete(0, 3, false), "no domain: the workers'");
+        let all = flood::entry(4, false, None);
+        assert_eq!(flood::domain_of(all), Some(4));
+        assert!(flood::complete(all, 3, false) && flood::complete(all, 3, true));
+        let tagged = flood::entry(15, true, Some(1023));
+        assert_eq!(flood::domain_of(tagged), Some(15));
+        assert_ne!(tagged & flood::TAGGED, 0);
+        assert!(
+            flood::complete(tagged, 1023, false),
+            "the lone port is the ingress"
+        );
+        assert!(
+            !flood::complete(tagged, 1023, true),
+            "with hairpin it needs its copy"
+        );
+        assert!(
+            !flood::complete(tagged, 7, false),
+            "port 1023 would miss its copy"
+        );
+    }
 
     #[test]
     fn payload_is_behind_one_customer_tag_or_none() {
@@ -746,9 +882,9 @@ mod tests {
     #[test]
     fn map_value_layouts_are_stable() {
         assert_eq!(core::mem::size_of::<PortConf>(), 24);
-        assert_eq!(core::mem::size_of::<QueueStats>(), 72);
-        assert_eq!(core::mem::size_of::<FastConf>(), 24);
-        assert_eq!(core::mem::size_of::<SlotConf>(), 552);
+        assert_eq!(core::mem::size_of::<QueueStats>(), 80);
+        assert_eq!(core::mem::size_of::<FastConf>(), 32);
+        assert_eq!(core::mem::size_of::<SlotConf>(), 600);
         assert_eq!(core::mem::size_of::<meter::Meter>(), 16);
         assert_eq!(core::mem::size_of::<fdb::Bucket>(), 64);
         assert_eq!(tap::META_LEN, 24);

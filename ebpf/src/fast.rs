@@ -5,7 +5,9 @@
 //! memory; layout in `hairpin_common::fdb`), so it never disagrees with them. A frame
 //! takes it only when all of this holds; anything else goes to the workers as before:
 //!
-//! - a unicast destination (multicast, broadcast and reserved group addresses never do);
+//! - a known unicast destination; or, in a VEB with floods on (`FastConf::floods`),
+//!   broadcast, multicast, relayed reserved group addresses and unknown unicast, which
+//!   the flood program sends to their VLAN's flood domain ([`crate::flood`]);
 //! - the frame's VLAN is clear: untagged or priority-tagged on a port with an untagged
 //!   VLAN, or tagged with a VLAN of a trunk (no 802.1ad or stacked tags);
 //! - its source is a learnable address, allowed by the port's anti-spoofing list, and
@@ -36,11 +38,11 @@
 //! A policed port's frames ([`police`]) are metered here, once the redirect is sure: in
 //! the `METERS` map the workers share (`hairpin_common::meter`), so a frame is policed
 //! by whichever path carries it, exactly once. Over the limit: `XDP_DROP`, counted in
-//! `METER_DROPS`. Storm control needs nothing here: broadcast, multicast and unknown
-//! unicast never take the fast path.
+//! `METER_DROPS`. Storm control too, for the broadcast, multicast and unknown unicast it
+//! carries (`STORM_DROPS`).
 use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 
-use crate::{guard, tap};
+use crate::{flood, guard, tap};
 use aya_ebpf::{
     helpers::{
         bpf_csum_diff, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns, bpf_xdp_adjust_head,
@@ -69,10 +71,10 @@ static FDB: Array<fdb::Bucket> =
     Array::with_max_entries(1, aya_ebpf::bindings::BPF_F_MMAPABLE as u32);
 
 #[map]
-static FAST_CONF: Array<FastConf> = Array::with_max_entries(1, 0);
+pub static FAST_CONF: Array<FastConf> = Array::with_max_entries(1, 0);
 
 #[map]
-static SLOT_CONF: Array<SlotConf> = Array::with_max_entries(MAX_PORTS, 0);
+pub static SLOT_CONF: Array<SlotConf> = Array::with_max_entries(MAX_PORTS, 0);
 
 #[map]
 static EGRESS: DevMapHash = DevMapHash::with_max_entries(MAX_PORTS, 0);
@@ -93,6 +95,13 @@ static METERS: Array<u64> =
 #[map]
 static METER_DROPS: PerCpuArray<meter::Dropped> = PerCpuArray::with_max_entries(MAX_PORTS, 0);
 
+/// By port slot: what storm control dropped here.
+#[map]
+static STORM_DROPS: PerCpuArray<meter::Dropped> = PerCpuArray::with_max_entries(MAX_PORTS, 0);
+
+/// [`Fast::Flood`]'s `tci` of an untagged frame.
+pub const NO_TCI: u32 = u32::MAX;
+
 /// Compare-and-swap attempts on a meter before a frame is refused (other CPUs kept
 /// winning: the meter is busy, and refusing never lets more than the rate through).
 const METER_TRIES: usize = 4;
@@ -104,6 +113,10 @@ pub enum Fast {
     /// Sent to its egress port, counted: return `XDP_REDIRECT`. `finished`: its partial
     /// checksum was finished on the way.
     Sent { finished: bool },
+    /// Broadcast, multicast or unknown unicast from a known source, in VLAN `vid` (0:
+    /// VLAN-unaware) with the tag control information `tci` (or [`NO_TCI`]): for the
+    /// flood program ([`flood`]).
+    Flood { vid: u16, tci: u32 },
     /// Its egress port takes no redirected frames: the workers get it.
     Fallback,
     /// Over its port's policing limit: return `XDP_DROP` (counted in `METER_DROPS`).
@@ -114,7 +127,7 @@ pub enum Fast {
 
 /// What a frame's tag needs on its way out.
 #[derive(Clone, Copy)]
-enum Retag {
+pub enum Retag {
     Keep,
     Push(u16),
     Pop,
@@ -147,10 +160,24 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
     if ingress.mtu != 0 && end - start > usize::from(ingress.mtu) + payload {
         return Fast::No;
     }
-    // Group destinations (broadcast, multicast, reserved) flood or stop: the workers'.
-    // So do group or all-zero sources, which are dropped there.
-    if dst[0] & 1 != 0 || src[0] & 1 != 0 || src == [0; 6] {
+    // Group or all-zero sources are dropped by the workers.
+    if src[0] & 1 != 0 || src == [0; 6] {
         return Fast::No;
+    }
+    // Group destinations: with floods on, in a VEB, those a bridge relays; the
+    // reserved ones it does not are the workers' (dropped there once their source is
+    // learned).
+    let group = dst[0] & 1 != 0;
+    if group {
+        if conf.floods == 0 || conf.mode != fast_mode::VEB {
+            return Fast::No;
+        }
+        if let [0x01, 0x80, 0xc2, 0x00, 0x00, last] = dst
+            && last < 0x10
+            && conf.group_fwd_mask & (1 << last) == 0
+        {
+            return Fast::No;
+        }
     }
     if ingress.flags & slot_flags::ANTI_SPOOF != 0
         // SAFETY: a plain lookup in a hash map of u8 values.
@@ -200,7 +227,18 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
             // A downlink's frames all go to the uplink.
             conf.uplink
         } else if edge || conf.mode == fast_mode::VEB {
-            let to = lookup(conf, vid, dst, false);
+            let to = if group {
+                NO_SLOT
+            } else {
+                lookup(conf, vid, dst, false)
+            };
+            if to == NO_SLOT && !edge && conf.floods != 0 {
+                // Unknown, or a group: a VEB floods it ([`flood`]).
+                return Fast::Flood {
+                    vid,
+                    tci: tci.map_or(NO_TCI, u32::from),
+                };
+            }
             let back = to == slot && (edge || ingress.flags & slot_flags::HAIRPIN == 0);
             // Unknown, or staying on its segment (from the uplink: behind it): the
             // workers'.
@@ -269,18 +307,70 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
         // No room for a tag: the workers have their own way (and count it).
         return Fast::Fallback;
     }
+    // Counted as sent (`FAST_TX`) and tapped on the way out, per copy, by the egress
+    // program (`flood::hairpin_egress`).
+    Fast::Sent {
+        finished: finish.is_some(),
+    }
+}
+
+/// Whether the frame in `ctx`, received on port `slot`, is within the port's storm
+/// control limit for class `class` (a [`meter`] word); when it is not, it is counted in
+/// `STORM_DROPS`.
+#[inline(always)]
+pub fn storm_control(ctx: &XdpContext, slot: u32, ingress: &SlotConf, class: u32) -> bool {
+    // One branch per class, each at a constant offset (an index computed into the
+    // array would make the verifier track the class precisely on every later path).
+    let limit = match class {
+        meter::BROADCAST => &ingress.storm[0],
+        meter::MULTICAST => &ingress.storm[1],
+        _ => &ingress.storm[2],
+    };
+    if !limit.is_limited() {
+        return true;
+    }
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if take(slot, class, limit, 1, now) {
+        return true;
+    }
+    if let Some(dropped) = STORM_DROPS.get_ptr_mut(slot) {
+        // SAFETY: a per-CPU element, touched only by this CPU while this program runs.
+        let dropped = unsafe { &mut *dropped };
+        dropped.packets += 1;
+        dropped.bytes += (ctx.data_end() - ctx.data()) as u64;
+    }
+    false
+}
+
+/// For the egress program: pops the frame's tag if it is of port `slot`'s untagged
+/// VLAN on a VLAN-aware bridge (a flooded copy); false when that fails.
+#[inline(always)]
+pub fn untag_for(ctx: &XdpContext, slot: u32) -> bool {
+    let Some(conf) = FAST_CONF.get(0) else {
+        return true;
+    };
+    if !flood::vlan_aware(conf.mode, conf.vlan_aware) {
+        return true;
+    }
+    let Some(out) = SLOT_CONF.get(slot) else {
+        return true;
+    };
+    if out.pvid == 0 || !flood::tagged_with(ctx, out.pvid) {
+        return true;
+    }
+    apply(ctx, Retag::Pop)
+}
+
+/// For the egress program: counts the frame as sent by the fast path out of `slot`.
+#[inline(always)]
+pub fn count_tx(ctx: &XdpContext, slot: u32) {
     let len = (ctx.data_end() - ctx.data()) as u64;
-    if let Some(tx) = FAST_TX.get_ptr_mut(egress) {
+    if let Some(tx) = FAST_TX.get_ptr_mut(slot) {
         // SAFETY: a per-CPU element, touched only by this CPU while this program runs.
         let tx = unsafe { &mut *tx };
         tx.packets += 1;
         tx.bytes += len;
-    }
-    if tap::wants(egress, tap::OUT) {
-        tap::take(ctx, egress, tap::OUT, 0);
-    }
-    Fast::Sent {
-        finished: finish.is_some(),
     }
 }
 
@@ -288,7 +378,7 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
 /// limits (its packet meter, then its byte meter); when it is not, it is counted in
 /// `METER_DROPS`.
 #[inline(always)]
-fn police(ctx: &XdpContext, slot: u32, ingress: &SlotConf) -> bool {
+pub fn police(ctx: &XdpContext, slot: u32, ingress: &SlotConf) -> bool {
     let (bytes, packets) = (&ingress.police_bytes, &ingress.police_packets);
     if !bytes.is_limited() && !packets.is_limited() {
         return true;
@@ -448,7 +538,7 @@ fn lookup(conf: &FastConf, vid: u16, mac: [u8; 6], refresh: bool) -> u32 {
 
 /// Applies `retag` to the frame; false when there is no room to push a tag.
 #[inline(always)]
-fn apply(ctx: &XdpContext, retag: Retag) -> bool {
+pub fn apply(ctx: &XdpContext, retag: Retag) -> bool {
     match retag {
         Retag::Keep => true,
         Retag::Rewrite(tci) => {
@@ -511,6 +601,72 @@ enum Csum {
 /// longer frames come in several buffers, which the fast path leaves to the workers).
 const MAX_SEGMENT: usize = 4096;
 
+/// Where a partial TCP or UDP checksum is to be finished ([`partial`]).
+pub enum Partial {
+    /// None: nothing to do.
+    No,
+    /// One (or maybe one) this program does not finish.
+    Unable,
+    /// One: its segment starts at address `at` of the frame, its field at `field`.
+    Segment {
+        at: usize,
+        field: usize,
+        l4: csum::L4,
+    },
+}
+
+/// Whether the frame (untagged, or under one 802.1Q tag) has a TCP or UDP checksum an
+/// offload left partial ([`csum`]), from its headers alone.
+#[inline(always)]
+pub fn partial(ctx: &XdpContext) -> Partial {
+    let Some(head) = crate::head(ctx) else {
+        return Partial::No;
+    };
+    let (ethertype, payload) = dot1q::payload(head);
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let l3 = start + payload;
+    let l4 = match ethertype {
+        csum::ETH_P_IP => {
+            if l3 + IPV4_LEN > end {
+                return Partial::No;
+            }
+            // SAFETY: the bounds check above covers the IPv4 header's first 20 bytes.
+            match csum::ipv4(unsafe { &*(l3 as *const [u8; IPV4_LEN]) }) {
+                // Options: the segment is not read here.
+                Some(l4) if l4.offset != IPV4_LEN => return Partial::Unable,
+                Some(l4) => l4,
+                None => return Partial::No,
+            }
+        }
+        csum::ETH_P_IPV6 => {
+            if l3 + IPV6_LEN > end {
+                return Partial::No;
+            }
+            // SAFETY: the bounds check above covers the IPv6 header.
+            match csum::ipv6(unsafe { &*(l3 as *const [u8; IPV6_LEN]) }) {
+                Some(l4) => l4,
+                None => return Partial::No,
+            }
+        }
+        _ => return Partial::No,
+    };
+    let segment = l3 + l4.offset;
+    let field = segment + l4.field;
+    if field + 2 > end {
+        return Partial::No;
+    }
+    // SAFETY: the bounds check above covers the two bytes of the checksum field.
+    let value = u16::from_be_bytes(unsafe { *(field as *const [u8; 2]) });
+    if !csum::is_partial(value, &l4) {
+        return Partial::No;
+    }
+    Partial::Segment {
+        at: segment,
+        field,
+        l4,
+    }
+}
+
 /// The whole TCP or UDP checksum of the frame (untagged, or under one 802.1Q tag) if its
 /// field holds only its pseudo-header's sum, an offload's partial checksum ([`csum`]):
 /// the complement of the segment's sum (its field included, which already holds the
@@ -519,47 +675,12 @@ const MAX_SEGMENT: usize = 4096;
 /// pseudo-header sum comes out the same, so no verification is needed.
 #[inline(always)]
 fn finish_checksum(ctx: &XdpContext) -> Csum {
-    let Some(head) = crate::head(ctx) else {
-        return Csum::NotPartial;
+    let (segment, field, l4) = match partial(ctx) {
+        Partial::No => return Csum::NotPartial,
+        Partial::Unable => return Csum::Unable,
+        Partial::Segment { at, field, l4 } => (at, field, l4),
     };
-    let (ethertype, payload) = dot1q::payload(head);
     let (start, end) = (ctx.data(), ctx.data_end());
-    let l3 = start + payload;
-    let l4 = match ethertype {
-        csum::ETH_P_IP => {
-            if l3 + IPV4_LEN > end {
-                return Csum::NotPartial;
-            }
-            // SAFETY: the bounds check above covers the IPv4 header's first 20 bytes.
-            match csum::ipv4(unsafe { &*(l3 as *const [u8; IPV4_LEN]) }) {
-                // Options: the segment is not read here.
-                Some(l4) if l4.offset != IPV4_LEN => return Csum::Unable,
-                Some(l4) => l4,
-                None => return Csum::NotPartial,
-            }
-        }
-        csum::ETH_P_IPV6 => {
-            if l3 + IPV6_LEN > end {
-                return Csum::NotPartial;
-            }
-            // SAFETY: the bounds check above covers the IPv6 header.
-            match csum::ipv6(unsafe { &*(l3 as *const [u8; IPV6_LEN]) }) {
-                Some(l4) => l4,
-                None => return Csum::NotPartial,
-            }
-        }
-        _ => return Csum::NotPartial,
-    };
-    let segment = l3 + l4.offset;
-    let field = segment + l4.field;
-    if field + 2 > end {
-        return Csum::NotPartial;
-    }
-    // SAFETY: the bounds check above covers the two bytes of the checksum field.
-    let value = u16::from_be_bytes(unsafe { *(field as *const [u8; 2]) });
-    if !csum::is_partial(value, &l4) {
-        return Csum::NotPartial;
-    }
     let len = l4.len;
     // (Each read checks its own bounds: a check of the whole segment up front would let
     // the compiler drop those, and the verifier follows only checks it sees.)

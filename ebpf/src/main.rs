@@ -13,6 +13,9 @@
 //! a chain of descriptors). Every decision here reads the first buffer only; counters
 //! count the whole frame.
 //!
+//! Its floods and the devmap egress program every frame it sends runs through are in
+//! [`flood`].
+//!
 //! The benchmark's (`bench/`) traffic generators and sink are in [`bench`].
 //!
 //! Built by `cargo xtask build` for `bpfel-unknown-none`; the user-space forwarder
@@ -26,6 +29,7 @@
 
 mod bench;
 mod fast;
+mod flood;
 mod guard;
 mod tap;
 
@@ -87,6 +91,11 @@ pub fn hairpin(ctx: XdpContext) -> u32 {
         xdp_action::XDP_PASS
     } else {
         fast = fast::try_forward(&ctx, port.slot, fragmented);
+        if let fast::Fast::Flood { vid, tci } = fast {
+            // The flood program returns the verdict, counted; here only if it could
+            // not be called.
+            flood::tail_call(&ctx, index, port.slot, vid, tci, len);
+        }
         match fast {
             fast::Fast::Sent { .. } => xdp_action::XDP_REDIRECT,
             fast::Fast::Policed => xdp_action::XDP_DROP,

@@ -12,7 +12,7 @@ use aya_ebpf::{
     maps::{Array, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
-pub use hairpin_common::tap::{IN, IP_SPOOFED, OUT, POLICED};
+pub use hairpin_common::tap::{IN, IP_SPOOFED, OUT, POLICED, STORM};
 use hairpin_common::{
     MAX_PORTS,
     tap::{Meta, RING_BYTES, Record, SNAP},
@@ -49,9 +49,10 @@ pub fn take(ctx: &XdpContext, slot: u32, dir: u8, reason: u8) {
     } else {
         len
     };
-    // 1 to SNAP, by a mask the verifier follows (`black_box`: kept in the code as
-    // written); equal to `kept` but for an empty frame, whose copy then fails.
-    let caplen = core::hint::black_box(kept.wrapping_sub(1) & (SNAP as u32 - 1)) + 1;
+    // 1 to SNAP, by a mask the verifier follows (after `black_box`, so that the
+    // compiler, which knows `kept` is at most SNAP, keeps it); equal to `kept` but for
+    // an empty frame, whose copy then fails.
+    let caplen = (core::hint::black_box(kept.wrapping_sub(1)) & (SNAP as u32 - 1)) + 1;
     let record = entry.as_mut_ptr();
     // SAFETY: `record` points at the reserved, 8-byte aligned `Record` in the ring; the
     // helper copies `caplen` (at most SNAP) bytes into its `data` and fails if they are

@@ -9,7 +9,7 @@ use hairpin::control::{
     protocol::{CaptureRequest, Direction, MAX_SNAPLEN, TraceFrame},
     service::DEFAULT_SOCKET,
     spec::{MirrorSpec, PortFlags, PortSpec},
-    xdp::{FastPath, XdpAttachMode},
+    xdp::{FastFloods, FastPath, XdpAttachMode},
 };
 use hairpin::{
     datapath::{DatapathConfig, ZeroCopy},
@@ -381,6 +381,11 @@ pub(crate) struct RunArgs {
     /// `auto` sends only to ports in AF_XDP copy mode (see README, Fast path).
     #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
     pub(crate) fast_path: FastPath,
+    /// With the fast path: broadcast, multicast and unknown unicast from a learned
+    /// source flooded inside XDP too, where the kernel reaches every port of the VLAN
+    /// (see README, Fast path).
+    #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
+    pub(crate) fast_floods: FastFloods,
     /// AF_XDP zero-copy: `auto` uses it where the driver can.
     #[arg(long, conflicts_with = "config", value_enum, default_value_t)]
     pub(crate) zero_copy: ZeroCopy,

@@ -59,6 +59,7 @@ fn config_from_options(args: &RunArgs) -> Result<BridgeConfig> {
         },
         group_fwd_mask: args.group_fwd_mask,
         fast_path: args.fast_path,
+        fast_floods: args.fast_floods,
         mirrors: Vec::new(),
     })
 }

@@ -212,6 +212,8 @@ pub struct Bridge {
     /// What the fast path's maps hold for each slot, as last published: only what
     /// changed is written again.
     fast_slots: Vec<Option<FastSlot>>,
+    /// The fast path's floods, as last published.
+    floods: fast::Floods,
     /// When the ports' drivers were last asked.
     fast_checked: Instant,
     /// Each slot's IP source guard prefixes in the fast path, as last published.
@@ -302,6 +304,7 @@ impl Bridge {
             kernel,
             fast_egress: vec![None; MAX_PORTS],
             fast_slots: vec![None; MAX_PORTS],
+            floods: fast::Floods::default(),
             fast_checked: Instant::now(),
             guard_slots: vec![Vec::new(); MAX_PORTS],
             host: None,

@@ -3,7 +3,7 @@
 //! port mirrors ([`MirrorSpec`]s, checked as they are).
 use super::{
     spec::MirrorSpec,
-    xdp::{FastPath, XdpAttachMode},
+    xdp::{FastFloods, FastPath, XdpAttachMode},
 };
 use crate::{
     datapath::DatapathConfig,
@@ -57,6 +57,8 @@ pub struct BridgeConfig {
     pub group_fwd_mask: u16,
     /// The kernel fast path.
     pub fast_path: FastPath,
+    /// Whether the fast path floods too.
+    pub fast_floods: FastFloods,
     /// Port mirrors (SPAN), each of ports of `ports`.
     pub mirrors: Vec<MirrorSpec>,
 }
@@ -77,6 +79,7 @@ impl Default for BridgeConfig {
             datapath: DatapathConfig::default(),
             group_fwd_mask: 0,
             fast_path: FastPath::default(),
+            fast_floods: FastFloods::default(),
             mirrors: Vec::new(),
         }
     }

@@ -8,6 +8,7 @@
 //! cores = [2, 3]
 //! xdp_mode = "auto"          # auto | native | generic
 //! fast_path = "auto"         # auto | on | off: learned unicast forwarded inside XDP
+//! fast_floods = "on"         # on | off: and floods from learned sources (with fast_path)
 //! zero_copy = "auto"         # auto | on | off
 //! ring_size = 2048
 //! frame_size = 2048
@@ -57,7 +58,7 @@ use crate::{
             MirrorSpec, PortSpec,
             mirror::{PortLookup, check_mirror},
         },
-        xdp::{FastPath, XdpAttachMode},
+        xdp::{FastFloods, FastPath, XdpAttachMode},
     },
     datapath::{DatapathConfig, ZeroCopy},
     switch::{Fdb, GROUP_FWD_RESTRICTED, Mode, PortSet, Tables},
@@ -119,6 +120,7 @@ struct FileDatapath {
     cores: Option<Vec<usize>>,
     xdp_mode: Option<XdpAttachMode>,
     fast_path: Option<FastPath>,
+    fast_floods: Option<FastFloods>,
     zero_copy: Option<ZeroCopy>,
     ring_size: Option<u32>,
     frame_size: Option<u32>,
@@ -252,6 +254,7 @@ pub fn parse(text: &str, path: &Path) -> Result<BridgeConfig, ConfigFileError> {
         },
         group_fwd_mask: file.group_fwd_mask,
         fast_path: d.fast_path.unwrap_or_default(),
+        fast_floods: d.fast_floods.unwrap_or_default(),
         mirrors: file.mirror,
     })
 }

@@ -11,12 +11,12 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray, XskMap},
-    programs::{Link as _, Xdp, XdpMode, xdp::XdpLinkId},
+    maps::{Array, DevMapHash, HashMap, MapData, PerCpuArray, ProgramArray, XskMap},
+    programs::{Link as _, ProgramFd, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use hairpin_common::{
-    FastConf, FastTx, MAX_PORT_QUEUES, PROGRAM_NAME, PortConf, QueueStats, SlotConf, allowed_key,
-    maps, xsk_index,
+    EGRESS_PROGRAM_NAME, FLOOD_PROGRAM_NAME, FastConf, FastTx, MAX_PORT_QUEUES, PROGRAM_NAME,
+    PortConf, QueueStats, SlotConf, allowed_key, maps, xsk_index,
 };
 
 use crate::{
@@ -186,6 +186,18 @@ impl FastPath {
     }
 }
 
+/// The fast path's floods (`--fast-floods on|off`): broadcast, multicast and unknown
+/// unicast from a known source flooded inside XDP (a kernel copy per port of the
+/// VLAN), where the kernel reaches every port the flood must; else, and with `off`, by
+/// the workers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FastFloods {
+    #[default]
+    On,
+    Off,
+}
+
 /// The mode an attachment ended up in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttachedMode {
@@ -245,6 +257,12 @@ struct FastMaps {
     tx: PerCpuArray<MapData, FastTx>,
     /// The meters' state and the fast path's policing drops (`xdp/meters.rs`).
     meters: meters::MeterMaps,
+    /// The devmap egress program, on every entry of `egress` and `floods`.
+    egress_program: ProgramFd,
+    /// `FLOOD_VLAN`: each VLAN's flood domain word.
+    flood_vlan: Array<MapData, u32>,
+    /// The flood domains (`FLOODS_*`), and what each holds now (slot → ifindex).
+    floods: Vec<(DevMapHash<MapData>, BTreeMap<u32, u32>)>,
 }
 
 /// Which entries of the per-(port, queue) maps (`XSKS`, `QUEUE_STATS`) each port slot
@@ -308,6 +326,49 @@ impl Steering {
             .load(embedded_object()?)
             .map_err(XdpError::Load)?;
         program_of(&mut ebpf)?.load().map_err(XdpError::Program)?;
+        let egress_program = {
+            let program: &mut Xdp = ebpf
+                .program_mut(EGRESS_PROGRAM_NAME)
+                .ok_or(XdpError::Missing {
+                    what: "program",
+                    name: EGRESS_PROGRAM_NAME,
+                })?
+                .try_into()
+                .map_err(XdpError::Program)?;
+            program.load().map_err(XdpError::Program)?;
+            program
+                .fd()
+                .and_then(|fd| fd.try_clone().map_err(Into::into))
+                .map_err(XdpError::Program)?
+        };
+        let flood_program = {
+            let program: &mut Xdp = ebpf
+                .program_mut(FLOOD_PROGRAM_NAME)
+                .ok_or(XdpError::Missing {
+                    what: "program",
+                    name: FLOOD_PROGRAM_NAME,
+                })?
+                .try_into()
+                .map_err(XdpError::Program)?;
+            program.load().map_err(XdpError::Program)?;
+            program
+                .fd()
+                .and_then(|fd| fd.try_clone().map_err(Into::into))
+                .map_err(XdpError::Program)?
+        };
+        {
+            let map = ebpf.map_mut(maps::FLOOD_PROGRAM).ok_or(XdpError::Missing {
+                what: "map",
+                name: maps::FLOOD_PROGRAM,
+            })?;
+            let mut programs = ProgramArray::try_from(map).map_err(|source| XdpError::MapType {
+                name: maps::FLOOD_PROGRAM,
+                source,
+            })?;
+            programs
+                .set(0, &flood_program, 0)
+                .map_err(map_error("updating", maps::FLOOD_PROGRAM))?;
+        }
 
         let mut take = |name: &'static str| {
             ebpf.take_map(name)
@@ -349,7 +410,21 @@ impl Steering {
             allowed: HashMap::try_from(allowed).map_err(typed(maps::ALLOWED))?,
             allowed_now: BTreeMap::new(),
             tx: PerCpuArray::try_from(tx).map_err(typed(maps::FAST_TX))?,
-            meters: meters::MeterMaps::new(take(maps::METERS)?, take(maps::METER_DROPS)?)?,
+            meters: meters::MeterMaps::new(
+                take(maps::METERS)?,
+                take(maps::METER_DROPS)?,
+                take(maps::STORM_DROPS)?,
+            )?,
+            egress_program,
+            flood_vlan: Array::try_from(take(maps::FLOOD_VLAN)?)
+                .map_err(typed(maps::FLOOD_VLAN))?,
+            floods: maps::FLOODS
+                .iter()
+                .map(|&name| {
+                    let map = DevMapHash::try_from(take(name)?).map_err(typed(name))?;
+                    Ok((map, BTreeMap::new()))
+                })
+                .collect::<Result<_, XdpError>>()?,
         };
         let taps = XdpTaps::new(
             take(maps::TAPS)?,
@@ -685,8 +760,47 @@ impl Steering {
         }
         if let Some(ifindex) = egress {
             fast.egress
-                .insert(slot, ifindex, None, 0)
+                .insert(slot, ifindex, Some(&fast.egress_program), 0)
                 .map_err(|e| XdpError::Egress(ifindex, e))?;
+        }
+        Ok(())
+    }
+
+    /// Sets VLAN `vid`'s flood domain word (`hairpin_common::flood::entry`; 0: the
+    /// workers flood it).
+    pub fn set_flood_vlan(&mut self, vid: u16, entry: u32) -> Result<(), XdpError> {
+        self.fast
+            .flood_vlan
+            .set(u32::from(vid), entry, 0)
+            .map_err(map_error("updating", maps::FLOOD_VLAN))
+    }
+
+    /// Makes flood domain `domain` hold exactly `members`, as (slot, ifindex): those
+    /// it no longer holds out, then the new ones in.
+    pub fn set_flood_domain(
+        &mut self,
+        domain: u32,
+        members: &[(u32, u32)],
+    ) -> Result<(), XdpError> {
+        let name = maps::FLOODS[domain as usize];
+        let program = &self.fast.egress_program;
+        let (map, now) = &mut self.fast.floods[domain as usize];
+        let wanted: BTreeMap<u32, u32> = members.iter().copied().collect();
+        for slot in now.keys().copied().collect::<Vec<_>>() {
+            if wanted.get(&slot) != now.get(&slot) {
+                match map.remove(slot) {
+                    Err(e) if !absent(&e) => return Err(map_error("updating", name)(e)),
+                    _ => {}
+                }
+                now.remove(&slot);
+            }
+        }
+        for (&slot, &ifindex) in &wanted {
+            if now.get(&slot) != Some(&ifindex) {
+                map.insert(slot, ifindex, Some(program), 0)
+                    .map_err(|e| XdpError::Egress(ifindex, e))?;
+                now.insert(slot, ifindex);
+            }
         }
         Ok(())
     }

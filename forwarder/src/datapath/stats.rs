@@ -89,6 +89,13 @@ port_counters! {
         fast_tx_packets
             metric(6, Counter, "hairpin_port_fast_tx_packets",
                 "Of the frames sent on the port, those the kernel fast path sent.");
+        /// Of `fast_rx_packets`, the frames the kernel fast path flooded (broadcast,
+        /// multicast, unknown unicast: a copy to every port of the VLAN, each counted
+        /// in that port's `fast_tx_packets`).
+        #[serde(default)]
+        fast_flood_packets
+            metric(10, Counter, "hairpin_port_fast_flood_packets",
+                "Of the frames the kernel fast path forwarded from the port, those it flooded.");
     }
     merged from the fast path, not reported {
         /// Of `rx_bytes`, those of `fast_rx_packets`.
@@ -382,6 +389,7 @@ mod tests {
         let fast = [
             "fast_rx_packets",
             "fast_tx_packets",
+            "fast_flood_packets",
             "fast_rx_bytes",
             "fast_tx_bytes",
         ];
@@ -417,7 +425,7 @@ mod tests {
         let json = serde_json::to_string(&PortCounters::default()).unwrap();
         assert_eq!(
             json,
-            r#"{"rx_packets":0,"rx_bytes":0,"tx_packets":0,"tx_bytes":0,"flood_copies":0,"checksums_finished":0,"segmented":0,"handoff_out":0,"fast_rx_packets":0,"fast_tx_packets":0,"drops":{}}"#
+            r#"{"rx_packets":0,"rx_bytes":0,"tx_packets":0,"tx_bytes":0,"flood_copies":0,"checksums_finished":0,"segmented":0,"handoff_out":0,"fast_rx_packets":0,"fast_tx_packets":0,"fast_flood_packets":0,"drops":{}}"#
         );
         let value: serde_json::Value = serde_json::from_str(&json).unwrap();
         let keys: Vec<&str> = value
@@ -494,6 +502,7 @@ mod tests {
                 ("hairpin_port_flood_copies", Counter),
                 ("hairpin_port_checksums_finished", Counter),
                 ("hairpin_port_segmented", Counter),
+                ("hairpin_port_fast_flood_packets", Counter),
             ]
         );
         assert_eq!(

@@ -16,6 +16,8 @@
 //! - `trace.rs`: [`trace`], [`decide`] run without learning and explained step by step
 //!   (`hairpin trace`);
 //! - `ports.rs`: sets of ports ([`PortSet`]);
+//! - `floods.rs`: each VLAN's flood domain, for the kernel fast path's floods
+//!   ([`flood_domains`]);
 //! - [`vlan`]: 802.1Q classification on ingress and tagging on egress;
 //! - [`fdb`]: the lock-free MAC table;
 //! - [`meters`]: storm control and ingress policing, the meters the workers share with
@@ -25,6 +27,7 @@
 mod action;
 mod decision;
 pub mod fdb;
+mod floods;
 pub mod guard;
 pub mod meters;
 mod ports;
@@ -35,6 +38,7 @@ pub mod vlan;
 pub use action::{Action, DropReason, Verdict};
 pub use decision::{decide, decide_with};
 pub use fdb::{Fdb, PortId, VlanId};
+pub use floods::flood_domains;
 pub use meters::{Limits, Meters, Now, decide_metered};
 pub use ports::{MAX_PORTS, PortSet};
 pub use tables::{

@@ -337,6 +337,11 @@ impl Tables {
         self.guards.get(usize::from(port))?.as_ref()
     }
 
+    /// Bit `n`: frames to `01:80:c2:00:00:0n` are relayed like other multicast.
+    pub fn group_fwd_mask(&self) -> u16 {
+        self.group_fwd_mask
+    }
+
     /// Whether port `port` is a mirror's monitor port ([`PortPolicy::monitor`]).
     pub fn is_monitor(&self, port: PortId) -> bool {
         self.monitors.contains(port)

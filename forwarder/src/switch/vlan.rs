@@ -230,6 +230,11 @@ impl VlanTable {
         &self.sets[usize::from(i)]
     }
 
+    /// Every VLAN some port carries (none on a VLAN-unaware bridge).
+    pub fn in_use(&self) -> impl Iterator<Item = VlanId> + '_ {
+        self.vids.iter().skip(1).copied()
+    }
+
     /// Whether any port has a VLAN setting.
     pub fn is_aware(&self) -> bool {
         self.aware

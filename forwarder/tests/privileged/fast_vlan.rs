@@ -22,7 +22,7 @@ use hairpin::{
 use crate::{Capture, TestConfig, Topology, finish, send_raw, vlan_policies};
 
 /// Frames sent per case and run.
-const FRAMES: u16 = 16;
+pub const FRAMES: u16 = 16;
 
 /// The local experimental EtherType the test frames carry.
 const ETHERTYPE: [u8; 2] = [0x88, 0xb5];
@@ -33,7 +33,7 @@ const INNER_LEN: usize = 60 - dot1q::OFFSET;
 
 /// The ports' VLANs: p0 and p1 access VLAN 10; p2 a trunk of 10 and 20 with native
 /// VLAN 1; p3 a trunk of 10 with native VLAN 20.
-fn port_vlans() -> Vec<PortVlans> {
+pub fn port_vlans() -> Vec<PortVlans> {
     vec![
         PortVlans::Access(10),
         PortVlans::Access(10),
@@ -51,54 +51,54 @@ fn port_vlans() -> Vec<PortVlans> {
 /// A station of the test: made-up MAC behind port `port`, in `vid`, which it sends
 /// with `tag` (`None`: untagged).
 #[derive(Clone, Copy, Debug)]
-struct Station {
-    port: usize,
-    vid: VlanId,
-    tag: Option<u16>,
+pub struct Station {
+    pub port: usize,
+    pub vid: VlanId,
+    pub tag: Option<u16>,
 }
 
 impl Station {
-    fn mac(self) -> Mac {
+    pub fn mac(self) -> Mac {
         Mac([0x02, 0xfa, 0, 0, self.port as u8, self.vid as u8])
     }
 }
 
 /// On p0 and p1, VLAN 10 (untagged).
-const S0: Station = Station {
+pub const S0: Station = Station {
     port: 0,
     vid: 10,
     tag: None,
 };
-const S1: Station = Station {
+pub const S1: Station = Station {
     port: 1,
     vid: 10,
     tag: None,
 };
 /// On trunk p2, VLANs 10 and 20 (tagged).
-const T10: Station = Station {
+pub const T10: Station = Station {
     port: 2,
     vid: 10,
     tag: Some(10),
 };
-const T20: Station = Station {
+pub const T20: Station = Station {
     port: 2,
     vid: 20,
     tag: Some(20),
 };
 /// On trunk p3, VLAN 10 (tagged) and its native VLAN 20 (untagged).
-const U10: Station = Station {
+pub const U10: Station = Station {
     port: 3,
     vid: 10,
     tag: Some(10),
 };
-const U20: Station = Station {
+pub const U20: Station = Station {
     port: 3,
     vid: 20,
     tag: None,
 };
 
 /// Every station, each taught to the bridge before the frames are sent.
-const STATIONS: [Station; 6] = [S0, S1, T10, T20, U10, U20];
+pub const STATIONS: [Station; 6] = [S0, S1, T10, T20, U10, U20];
 
 /// One shape of frame: from `src` to `dst`, with the 802.1Q tag `sent` (TCI) or none,
 /// leaving with `expected`.
@@ -112,7 +112,7 @@ struct Case {
 }
 
 /// Priority `pcp` in a TCI.
-const fn pcp(p: u16) -> u16 {
+pub const fn pcp(p: u16) -> u16 {
     p << 13
 }
 
@@ -184,7 +184,7 @@ const CASES: [Case; 9] = [
 
 /// A frame from `src` to `dst` with `tag` (a TCI) or none, built from `common`'s 802.1Q
 /// layout: the MACs, the tag at [`dot1q::OFFSET`], then `inner`.
-fn frame(dst: Mac, src: Mac, tag: Option<u16>, inner: &[u8]) -> Vec<u8> {
+pub fn frame(dst: Mac, src: Mac, tag: Option<u16>, inner: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(64);
     f.extend_from_slice(&dst.0);
     f.extend_from_slice(&src.0);
@@ -196,7 +196,7 @@ fn frame(dst: Mac, src: Mac, tag: Option<u16>, inner: &[u8]) -> Vec<u8> {
 }
 
 /// What follows the MACs (and tag) in frame `n` of case `case`.
-fn inner(case: usize, n: u16) -> Vec<u8> {
+pub fn inner(case: usize, n: u16) -> Vec<u8> {
     let mut inner = Vec::with_capacity(INNER_LEN);
     inner.extend_from_slice(&ETHERTYPE);
     inner.push(case as u8);
@@ -219,8 +219,31 @@ fn parse(frame: &[u8]) -> Option<(usize, u16)> {
     Some((case, n))
 }
 
+/// Teaches `bridge` every station where it lives: a broadcast from each (case `0xff`),
+/// which the workers learn (the fast path forwards only from a source learned on its
+/// ingress port).
+pub fn teach(topo: &Topology, bridge: &Bridge, label: &str) {
+    for s in STATIONS {
+        let hello = frame(Mac::BROADCAST, s.mac(), s.tag, &inner(0xff, 0));
+        send_raw(&topo.vms[s.port], "eth0", &[hello]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for s in STATIONS {
+        while bridge.fdb().lookup(s.vid, s.mac()) != Some(s.port as u16) {
+            assert!(
+                Instant::now() < deadline,
+                "{label}: {} not learned on p{} in VLAN {}",
+                s.mac(),
+                s.port,
+                s.vid
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
 /// Every port's counters, by slot.
-fn counters(bridge: &Bridge) -> Vec<PortCounters> {
+pub fn counters(bridge: &Bridge) -> Vec<PortCounters> {
     bridge.ports().into_iter().map(|p| p.counters).collect()
 }
 
@@ -255,23 +278,7 @@ fn run(topo: &Topology, fast_path: FastPath, label: &str) -> Run {
 
     // The workers learn every station where it lives (the fast path forwards only
     // from a source learned on its ingress port, to a known destination).
-    for s in STATIONS {
-        let hello = frame(Mac::BROADCAST, s.mac(), s.tag, &inner(0xff, 0));
-        send_raw(&topo.vms[s.port], "eth0", &[hello]);
-    }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    for s in STATIONS {
-        while bridge.fdb().lookup(s.vid, s.mac()) != Some(s.port as u16) {
-            assert!(
-                Instant::now() < deadline,
-                "{label}: {} not learned on p{} in VLAN {}",
-                s.mac(),
-                s.port,
-                s.vid
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
+    teach(topo, &bridge, label);
 
     let before = counters(&bridge);
     for (c, case) in CASES.iter().enumerate() {

@@ -17,6 +17,7 @@ mod faults;
 mod guard;
 mod guest;
 mod jumbo;
+mod kernel_floods;
 mod learning;
 mod libvirt;
 mod lifecycle;
@@ -50,7 +51,7 @@ use hairpin::{
         config::{BridgeConfig, PortConfig},
         port::Interface,
         preflight,
-        xdp::{FastPath, XdpAttachMode},
+        xdp::{FastFloods, FastPath, XdpAttachMode},
     },
     datapath::{DatapathConfig, Snapshot},
     netlab::{Lab, LabError, Netns},
@@ -164,6 +165,7 @@ pub struct TestConfig {
     pub busy_poll: bool,
     pub group_fwd_mask: u16,
     pub fast_path: FastPath,
+    pub fast_floods: FastFloods,
     pub xdp_mode: XdpAttachMode,
 }
 
@@ -179,6 +181,7 @@ impl Default for TestConfig {
             busy_poll: false,
             group_fwd_mask: d.group_fwd_mask,
             fast_path: d.fast_path,
+            fast_floods: d.fast_floods,
             xdp_mode: d.xdp_mode,
         }
     }
@@ -207,6 +210,7 @@ impl TestConfig {
             fdb_max_age: self.fdb_max_age,
             group_fwd_mask: self.group_fwd_mask,
             fast_path: self.fast_path,
+            fast_floods: self.fast_floods,
             xdp_mode: self.xdp_mode,
             datapath: DatapathConfig {
                 busy_poll: self.busy_poll,

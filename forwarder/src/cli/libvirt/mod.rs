@@ -12,7 +12,7 @@
 //! | `migrate`, `restore` | checks the metadata (an error cancels them) and prints nothing, which keeps the XML; the domain's `started` attaches |
 //! | any other | nothing |
 use std::{
-    io::Read as _,
+    io::{Read as _, Write as _},
     path::{Path, PathBuf},
 };
 
@@ -57,8 +57,16 @@ pub(crate) fn run(args: &HookArgs) -> Result<()> {
         .context("reading the domain XML from stdin")?;
     let socket = socket(args.socket.as_deref());
     let mut hairpin = Socket(&socket);
-    for warning in hook(operation, &xml, &mut hairpin)? {
-        eprintln!("hairpin libvirt-hook: domain {}: {warning}", args.domain);
+    let warnings = hook(operation, &xml, &mut hairpin)?;
+    // Written, never `eprintln!`: libvirt may run the hook with stderr closed, and a panic
+    // here fails the hook, which at `reconnect` makes libvirt kill the running domain.
+    let mut stderr = std::io::stderr().lock();
+    for warning in warnings {
+        let _ = writeln!(
+            stderr,
+            "hairpin libvirt-hook: domain {}: {warning}",
+            args.domain
+        );
     }
     Ok(())
 }

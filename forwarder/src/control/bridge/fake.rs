@@ -237,6 +237,10 @@ struct State {
     guard_drops: BTreeMap<u32, GuardDrops>,
     /// Each slot's fast-path flags, as last set.
     fast_flags: BTreeMap<u32, u32>,
+    /// The flood domain words by VLAN, where not 0.
+    flood_vlans: BTreeMap<u16, u32>,
+    /// The flood domains' members, (slot, ifindex), where not empty.
+    flood_domains: BTreeMap<u32, Vec<(u32, u32)>>,
 }
 
 /// A kernel of made-up interfaces; clones share it, so a test keeps one to look at
@@ -431,6 +435,20 @@ impl FakeKernel {
             .collect()
     }
 
+    /// The fast path's flood domains: by VLAN whose floods the kernel makes, its word
+    /// and its domain's members (slot, ifindex).
+    pub fn floods(&self) -> BTreeMap<u16, (u32, Vec<(u32, u32)>)> {
+        let s = self.state();
+        s.flood_vlans
+            .iter()
+            .map(|(&vid, &e)| {
+                let domain = hairpin_common::flood::domain_of(e).expect("non-zero word");
+                let members = s.flood_domains.get(&domain).cloned().unwrap_or_default();
+                (vid, (e, members))
+            })
+            .collect()
+    }
+
     /// Sets what the fast path's policing dropped on slot `slot` so far.
     pub fn set_meter_drops(&self, slot: u32, dropped: Dropped) {
         self.state().meter_drops.insert(slot, dropped);
@@ -551,6 +569,10 @@ impl XdpProgram for FakeProgram {
             .get(&slot)
             .copied()
             .unwrap_or_default())
+    }
+
+    fn storm_drops(&self, _slot: u32) -> Result<Dropped, XdpError> {
+        Ok(Dropped::default())
     }
 
     fn reserve_queues(&mut self, slot: u32, queues: u32) -> Result<(), XdpError> {
@@ -683,6 +705,26 @@ impl XdpProgram for FakeProgram {
 
     fn fast_tx(&self, _slot: u32) -> Result<FastTx, XdpError> {
         Ok(FastTx::default())
+    }
+
+    fn set_flood_vlan(&mut self, vid: u16, entry: u32) -> Result<(), XdpError> {
+        let mut s = self.kernel.state();
+        if entry == 0 {
+            s.flood_vlans.remove(&vid);
+        } else {
+            s.flood_vlans.insert(vid, entry);
+        }
+        Ok(())
+    }
+
+    fn set_flood_domain(&mut self, domain: u32, members: &[(u32, u32)]) -> Result<(), XdpError> {
+        let mut s = self.kernel.state();
+        if members.is_empty() {
+            s.flood_domains.remove(&domain);
+        } else {
+            s.flood_domains.insert(domain, members.to_vec());
+        }
+        Ok(())
     }
 
     fn set_guard(&mut self, slot: u32, prefixes: &[IpPrefix]) -> Result<(), XdpError> {

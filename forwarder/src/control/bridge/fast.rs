@@ -2,21 +2,105 @@
 //! the kernel fast path's maps (which ports it may forward between, and to whom), worked
 //! out again whenever a port, a setting or a device's XDP features change.
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use hairpin_common::{FastConf, NO_SLOT, SlotConf, fast_mode, slot_flags};
+use hairpin_common::{
+    FastConf, NO_SLOT, SlotConf, fast_mode,
+    flood::{self, DOMAINS, MAX_MEMBERS},
+    slot_flags,
+};
 
 use super::{Bridge, BridgeError, kernel::XdpProgram};
 use crate::{
     control::{
         netdev::XDP_ACT_NDO_XMIT,
-        xdp::{AttachedMode, monotonic_ns},
+        xdp::{AttachedMode, FastFloods, monotonic_ns},
     },
-    switch::{MAX_PORTS, Mode, PortId, Role, Tables, guard::IpPrefix},
+    switch::{MAX_PORTS, Mode, PortId, Role, Tables, VlanId, flood_domains, guard::IpPrefix},
 };
+
+/// A flood domain's ports, as (slot, ifindex).
+type Members = Vec<(u32, u32)>;
+
+/// The fast path's floods as published: each VLAN's `FLOOD_VLAN` word (where not 0)
+/// and each domain's members, (slot, ifindex).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Floods {
+    words: BTreeMap<VlanId, u32>,
+    /// By domain ([`DOMAINS`] of them).
+    domains: Vec<Members>,
+}
+
+impl Default for Floods {
+    /// None: the workers flood every VLAN.
+    fn default() -> Self {
+        Self {
+            words: BTreeMap::new(),
+            domains: vec![Vec::new(); DOMAINS as usize],
+        }
+    }
+}
+
+impl Floods {
+    /// The floods for `tables`, `egress` being the ports the kernel can send to (by
+    /// slot): a VLAN's floods are the kernel's when it reaches every port of the VLAN's
+    /// domain (or all but one, which then floods through the workers itself), its
+    /// domain has room (`MAX_MEMBERS`) and there is a domain map for it (VLANs that
+    /// reach the same ports share one); `before`'s maps are kept for the same members.
+    fn plan(tables: &Tables, egress: &[Option<u32>], before: &Self) -> Self {
+        let mut plan = Self::default();
+        // (VLAN, members, tagged, the one port out of reach)
+        let mut wanted: Vec<(VlanId, Members, bool, Option<u32>)> = Vec::new();
+        for (vid, ports) in flood_domains(tables) {
+            let (reached, missed): (Vec<PortId>, Vec<PortId>) = ports
+                .iter()
+                .partition(|&p| egress[usize::from(p)].is_some());
+            let lone = match missed[..] {
+                [] => None,
+                [one] => Some(u32::from(one)),
+                _ => continue,
+            };
+            if reached.is_empty() || reached.len() > MAX_MEMBERS as usize {
+                continue;
+            }
+            let members: Vec<(u32, u32)> = reached
+                .iter()
+                .map(|&p| (u32::from(p), egress[usize::from(p)].expect("reached")))
+                .collect();
+            let tagged = vid != 0 && reached.iter().any(|&p| tables.vlans.pvid(p) != Some(vid));
+            wanted.push((vid, members, tagged, lone));
+        }
+        // Members already in a map keep it; new ones take the first free map.
+        let mut taken = vec![false; DOMAINS as usize];
+        for (_, members, _, _) in &wanted {
+            if let Some(i) = before.domains.iter().position(|d| d == members) {
+                plan.domains[i].clone_from(members);
+                taken[i] = true;
+            }
+        }
+        for (vid, members, tagged, lone) in wanted {
+            let domain = match plan.domains.iter().position(|d| *d == members) {
+                Some(i) => i,
+                None => match taken.iter().position(|t| !t) {
+                    Some(i) => {
+                        plan.domains[i].clone_from(&members);
+                        taken[i] = true;
+                        i
+                    }
+                    // More distinct domains than maps: this VLAN's floods are the
+                    // workers'.
+                    None => continue,
+                },
+            };
+            plan.words
+                .insert(vid, flood::entry(domain as u32, tagged, lone));
+        }
+        plan
+    }
+}
 
 impl Bridge {
     /// Builds tables from the slots (and the mirrors' monitor ports) as they are and
@@ -61,6 +145,15 @@ impl Bridge {
         let Some(egress) = self.fast_egress_now() else {
             return Ok(());
         };
+        // The floods first leave the kernel for the VLANs whose domains change; the
+        // new domains go in once the ports' settings are in.
+        let floods_on = self.config.fast_floods == FastFloods::On;
+        let floods = if floods_on {
+            Floods::plan(&self.tables, &egress, &self.floods)
+        } else {
+            Floods::default()
+        };
+        self.park_floods(&floods)?;
         let tables = &self.tables;
         let uplink = self.slots.iter().position(|s| {
             s.as_ref()
@@ -118,6 +211,7 @@ impl Bridge {
                 let meters = tables.port_meters(id);
                 conf.police_bytes = meters.police_bytes;
                 conf.police_packets = meters.police_packets;
+                conf.storm = meters.storm;
             }
             // The IP source guard: its prefixes in before the flag goes on, out after
             // it goes off, so the fast path never checks a source against a list
@@ -140,15 +234,58 @@ impl Bridge {
                 publish_guard(&mut *self.steering, &mut self.guard_slots, id, &[])?;
             }
         }
+        self.publish_floods(floods)?;
         self.fast_egress = egress;
         let epoch_ns = monotonic_ns().saturating_sub(self.epoch.elapsed().as_nanos() as u64);
         self.steering.set_fast_conf(FastConf {
             mode,
             shift: self.fdb.shift(),
-            vlan_aware: u32::from(tables.vlans.is_aware()),
+            vlan_aware: u32::from(self.tables.vlans.is_aware()),
             uplink: uplink.map_or(NO_SLOT, |u| u as u32),
             epoch_ns,
+            floods: u32::from(floods_on),
+            group_fwd_mask: u32::from(self.tables.group_fwd_mask()),
         })?;
+        Ok(())
+    }
+
+    /// Takes out of the kernel's hands the floods of every VLAN whose domain is to
+    /// change (their word 0: the workers flood them), before anything else changes.
+    fn park_floods(&mut self, plan: &Floods) -> Result<(), BridgeError> {
+        let now = &self.floods;
+        let parked: Vec<VlanId> = now
+            .words
+            .iter()
+            .filter(|&(vid, &word)| {
+                let domain = flood::domain_of(word).map_or(0, |d| d as usize);
+                plan.words.get(vid) != Some(&word) || plan.domains[domain] != now.domains[domain]
+            })
+            .map(|(&vid, _)| vid)
+            .collect();
+        for vid in parked {
+            self.steering.set_flood_vlan(vid, 0)?;
+            self.floods.words.remove(&vid);
+        }
+        Ok(())
+    }
+
+    /// Writes the domains of `plan` that changed, then the words of the VLANs whose
+    /// floods change (parked before, [`Bridge::park_floods`]).
+    fn publish_floods(&mut self, plan: Floods) -> Result<(), BridgeError> {
+        for (i, members) in plan.domains.iter().enumerate() {
+            if self.floods.domains[i] != *members {
+                // Until written whole.
+                self.floods.domains[i] = vec![(NO_SLOT, 0)];
+                self.steering.set_flood_domain(i as u32, members)?;
+                self.floods.domains[i].clone_from(members);
+            }
+        }
+        for (&vid, &word) in &plan.words {
+            if self.floods.words.get(&vid) != Some(&word) {
+                self.steering.set_flood_vlan(vid, word)?;
+                self.floods.words.insert(vid, word);
+            }
+        }
         Ok(())
     }
 
@@ -244,4 +381,100 @@ fn publish_guard(
         *published = prefixes.to_vec();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::switch::{Fdb, PortPolicy, PortSet, vlan::PortVlans};
+
+    /// Tables of `vlans`, one port each (`None`: VLAN-unaware), every port up, in `veb`.
+    fn tables(vlans: &[Option<PortVlans>]) -> Tables {
+        let slots: Vec<Option<PortPolicy>> = vlans
+            .iter()
+            .map(|v| {
+                Some(PortPolicy {
+                    vlans: v.clone(),
+                    ..PortPolicy::default()
+                })
+            })
+            .collect();
+        let up = PortSet::first(vlans.len());
+        Tables::new(Mode::Veb, &slots, up, Arc::new(Fdb::with_capacity(64))).unwrap()
+    }
+
+    /// Ports `0..n` the kernel can send to (ifindex = 100 + slot), but those of `out`.
+    fn egress(n: usize, out: &[usize]) -> Vec<Option<u32>> {
+        let mut e = vec![None; MAX_PORTS];
+        for (p, slot) in e.iter_mut().enumerate().take(n) {
+            if !out.contains(&p) {
+                *slot = Some(100 + p as u32);
+            }
+        }
+        e
+    }
+
+    fn members(plan: &Floods, vid: VlanId) -> &[(u32, u32)] {
+        let domain = flood::domain_of(plan.words[&vid]).unwrap();
+        &plan.domains[domain as usize]
+    }
+
+    #[test]
+    fn a_vlan_floods_in_the_kernel_when_it_reaches_all_its_ports_or_all_but_one() {
+        let t = tables(&[None, None, None]);
+        let plan = Floods::plan(&t, &egress(3, &[]), &Floods::default());
+        assert_eq!(members(&plan, 0), [(0, 100), (1, 101), (2, 102)]);
+        assert!(flood::complete(plan.words[&0], 0, false));
+        assert!(flood::complete(plan.words[&0], 2, true));
+
+        // Port 1 out of reach: whole only for port 1's own floods (no hairpin).
+        let plan = Floods::plan(&t, &egress(3, &[1]), &Floods::default());
+        assert_eq!(members(&plan, 0), [(0, 100), (2, 102)]);
+        let word = plan.words[&0];
+        assert!(flood::complete(word, 1, false));
+        assert!(!flood::complete(word, 0, false) && !flood::complete(word, 1, true));
+
+        // Two out of reach: the workers flood it all.
+        let plan = Floods::plan(&t, &egress(3, &[0, 1]), &Floods::default());
+        assert!(plan.words.is_empty());
+    }
+
+    #[test]
+    fn vlans_reaching_the_same_ports_share_a_domain_that_stays_put() {
+        let trunk = |native| PortVlans::Trunk {
+            tagged: vec![10, 20, 30],
+            native,
+        };
+        // VLANs 10 and 20 on both trunks (tagged: some port takes them tagged); VLAN 30
+        // also on an access port, VLAN 1 native on one trunk only.
+        let t = tables(&[
+            Some(trunk(Some(1))),
+            Some(trunk(None)),
+            Some(PortVlans::Access(30)),
+        ]);
+        let plan = Floods::plan(&t, &egress(3, &[]), &Floods::default());
+        assert_eq!(members(&plan, 10), [(0, 100), (1, 101)]);
+        assert_eq!(plan.words[&10], plan.words[&20], "one domain for both");
+        assert_ne!(plan.words[&10] & flood::TAGGED, 0);
+        assert_eq!(members(&plan, 30), [(0, 100), (1, 101), (2, 102)]);
+        assert_eq!(members(&plan, 1), [(0, 100)]);
+        assert_eq!(
+            plan.words[&1] & flood::TAGGED,
+            0,
+            "untagged wherever it goes"
+        );
+
+        // Port 2 goes out of reach: VLAN 30's domain changes, the others keep theirs.
+        let next = Floods::plan(&t, &egress(3, &[2]), &plan);
+        assert_eq!(next.words[&10], plan.words[&10]);
+        assert_eq!(next.words[&1], plan.words[&1]);
+        assert_eq!(members(&next, 30), [(0, 100), (1, 101)]);
+        assert_eq!(
+            flood::domain_of(next.words[&30]),
+            flood::domain_of(next.words[&10]),
+            "now the same ports as VLAN 10's"
+        );
+    }
 }

@@ -65,6 +65,8 @@ pub trait XdpProgram: fmt::Debug + Send {
     fn shared_meters(&self) -> Result<Meters, XdpError>;
     /// What the fast path's policing dropped on port `slot`.
     fn meter_drops(&self, slot: u32) -> Result<Dropped, XdpError>;
+    /// What the fast path's storm control dropped on port `slot`.
+    fn storm_drops(&self, slot: u32) -> Result<Dropped, XdpError>;
     /// Gives port `slot` one entry per RX queue in the per-queue maps.
     fn reserve_queues(&mut self, slot: u32, queues: u32) -> Result<(), XdpError>;
     /// Frees port `slot`'s entries in the per-queue maps.
@@ -101,6 +103,11 @@ pub trait XdpProgram: fmt::Debug + Send {
     ) -> Result<(), XdpError>;
     /// What the fast path sent out of port `slot`.
     fn fast_tx(&self, slot: u32) -> Result<FastTx, XdpError>;
+    /// Sets VLAN `vid`'s flood domain word (`hairpin_common::flood::entry`; 0: the
+    /// workers flood it).
+    fn set_flood_vlan(&mut self, vid: u16, entry: u32) -> Result<(), XdpError>;
+    /// Makes flood domain `domain` hold exactly `members`, as (slot, ifindex).
+    fn set_flood_domain(&mut self, domain: u32, members: &[(u32, u32)]) -> Result<(), XdpError>;
     /// The program's tap maps, for the capture thread (once; none for a fake).
     fn take_taps(&mut self) -> Option<XdpTaps>;
     /// Sets port `slot`'s IP source guard prefixes in the fast path (empty: none).
@@ -251,6 +258,18 @@ impl XdpProgram for Steering {
 
     fn meter_drops(&self, slot: u32) -> Result<Dropped, XdpError> {
         Steering::meter_drops(self, slot)
+    }
+
+    fn storm_drops(&self, slot: u32) -> Result<Dropped, XdpError> {
+        Steering::storm_drops(self, slot)
+    }
+
+    fn set_flood_vlan(&mut self, vid: u16, entry: u32) -> Result<(), XdpError> {
+        Steering::set_flood_vlan(self, vid, entry)
+    }
+
+    fn set_flood_domain(&mut self, domain: u32, members: &[(u32, u32)]) -> Result<(), XdpError> {
+        Steering::set_flood_domain(self, domain, members)
     }
 
     fn reserve_queues(&mut self, slot: u32, queues: u32) -> Result<(), XdpError> {

@@ -170,12 +170,13 @@ impl Bridge {
                 c.datapath.clone(),
                 c.group_fwd_mask,
                 c.fast_path,
+                c.fast_floods,
             )
         };
         if fixed(new) != fixed(&self.config) {
             return Err(refused(
                 "the new configuration changes the mode, [datapath], the MAC table size or \
-                 group_fwd_mask: those need a restart (only ports and fdb.age change on reload)",
+                 group_fwd_mask or the fast path: those need a restart (only ports and fdb.age change on reload)",
             ));
         }
         let pair = matches!(new.mode, Mode::Xconnect | Mode::Passthru);

@@ -151,8 +151,8 @@ impl Bridge {
     }
 
     /// Port slot `id`'s counters, queue (worker) by queue: the workers' own with, when
-    /// the fast path is on, what it received on the port and sent out of it, and what
-    /// its IP source guard dropped, merged in.
+    /// the fast path is on, what it received on the port (and flooded) and sent out of
+    /// it, and what its policing, storm control and IP source guard dropped, merged in.
     /// The XDP program's counters are the slot's, not the port's: like the workers',
     /// they count from the slot's [`super::Slot::baseline`].
     pub(super) fn port_queues(&self, snapshot: &Snapshot, id: PortId) -> Vec<PortQueueSnapshot> {
@@ -168,11 +168,15 @@ impl Bridge {
             // So is what its policing dropped on the port.
             let dropped = self.steering.meter_drops(slot).unwrap_or_default();
             let mut policed = (dropped.packets, dropped.bytes);
+            let dropped = self.steering.storm_drops(slot).unwrap_or_default();
+            let mut storm = (dropped.packets, dropped.bytes);
             for (queue, q) in (0u32..).zip(&mut queues) {
                 let rx = self.steering.queue_stats(slot, queue).unwrap_or_default();
                 q.add_fast((rx.fast, rx.fast_bytes), std::mem::take(&mut sent));
                 q.add_fast_drops(DropReason::Policed, std::mem::take(&mut policed));
+                q.add_fast_drops(DropReason::Storm, std::mem::take(&mut storm));
                 q.checksums_finished += rx.checksums_finished;
+                q.fast_flood_packets += rx.fast_flood;
             }
             // What the fast path's IP source guard dropped: received and dropped, as
             // the workers count their own, under the same reason; with the first

@@ -600,6 +600,42 @@ fn the_uplink_hands_the_hosts_addresses_to_the_kernel_and_follows_them() {
 }
 
 #[test]
+fn a_vlan_floods_in_the_kernel_while_it_reaches_all_its_ports_but_at_most_the_sender() {
+    let kernel = kernel();
+    for ifindex in [10, 11, 12] {
+        kernel.set_features(ifindex, XDP_ACT_NDO_XMIT);
+    }
+    let mut c = config(downlinks(&["p0", "p1", "p2"]));
+    c.fast_path = FastPath::On;
+    let mut bridge = Bridge::with_kernel(c.clone(), Box::new(kernel.clone())).unwrap();
+    let floods = kernel.floods();
+    let (word, members) = &floods[&0];
+    assert_eq!(*members, [(0, 10), (1, 11), (2, 12)]);
+    assert!(hairpin_common::flood::complete(*word, 0, false));
+
+    // p1 goes down: out of VLAN 0's floods altogether (the workers send it nothing
+    // either), the rest stay in the kernel.
+    kernel.change_link("p1", |l| l.oper_up = false);
+    bridge.tick();
+    assert_eq!(kernel.floods()[&0].1, [(0, 10), (2, 12)]);
+    // p2 stops taking redirected frames: whole only for p2's own floods.
+    kernel.set_features(12, 0);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    bridge.tick();
+    let floods = kernel.floods();
+    let (word, members) = &floods[&0];
+    assert_eq!(*members, [(0, 10)]);
+    assert!(hairpin_common::flood::complete(*word, 2, false));
+    assert!(!hairpin_common::flood::complete(*word, 0, false));
+
+    // `--fast-floods off`: none in the kernel.
+    c.fast_floods = crate::control::xdp::FastFloods::Off;
+    let kernel = self::kernel();
+    let _bridge = Bridge::with_kernel(c, Box::new(kernel.clone())).unwrap();
+    assert!(kernel.floods().is_empty());
+}
+
+#[test]
 fn the_fast_path_sends_to_ports_whose_driver_takes_redirects_while_they_are_up() {
     let kernel = kernel();
     kernel.set_features(11, XDP_ACT_NDO_XMIT);

@@ -1,6 +1,7 @@
 //! The XDP program's maps for storm control and policing: `METERS`, every meter's
 //! state, which the workers' [`Meters`] live in (mapped into this process, as the MAC
-//! table is), and `METER_DROPS`, what the fast path's policing dropped on each port.
+//! table is), and `METER_DROPS` and `STORM_DROPS`, what the fast path's policing and storm
+//! control dropped on each port.
 use aya::maps::{Map, MapData, PerCpuArray};
 use hairpin_common::{maps, meter::Dropped};
 
@@ -12,11 +13,12 @@ pub(super) struct MeterMaps {
     /// Mapped by [`Steering::shared_meters`].
     state: MapData,
     drops: PerCpuArray<MapData, Dropped>,
+    storm_drops: PerCpuArray<MapData, Dropped>,
 }
 
 impl MeterMaps {
-    /// The maps the object declares as `METERS` and `METER_DROPS`.
-    pub(super) fn new(state: Map, drops: Map) -> Result<Self, XdpError> {
+    /// The maps the object declares as `METERS`, `METER_DROPS` and `STORM_DROPS`.
+    pub(super) fn new(state: Map, drops: Map, storm_drops: Map) -> Result<Self, XdpError> {
         let state = match state {
             Map::Array(data) => data,
             _ => {
@@ -33,6 +35,12 @@ impl MeterMaps {
             drops: PerCpuArray::try_from(drops).map_err(|source| XdpError::MapType {
                 name: maps::METER_DROPS,
                 source,
+            })?,
+            storm_drops: PerCpuArray::try_from(storm_drops).map_err(|source| {
+                XdpError::MapType {
+                    name: maps::STORM_DROPS,
+                    source,
+                }
             })?,
         })
     }
@@ -54,16 +62,25 @@ impl Steering {
 
     /// What the fast path's policing dropped on port `slot`, summed over CPUs.
     pub fn meter_drops(&self, slot: u32) -> Result<Dropped, XdpError> {
-        let per_cpu = self
-            .fast
-            .meters
-            .drops
-            .get(&slot, 0)
-            .map_err(map_error("reading", maps::METER_DROPS))?;
-        Ok(per_cpu.iter().fold(Dropped::default(), |mut t, c| {
-            t.packets += c.packets;
-            t.bytes += c.bytes;
-            t
-        }))
+        summed(&self.fast.meters.drops, slot, maps::METER_DROPS)
     }
+
+    /// What the fast path's storm control dropped on port `slot`, summed over CPUs.
+    pub fn storm_drops(&self, slot: u32) -> Result<Dropped, XdpError> {
+        summed(&self.fast.meters.storm_drops, slot, maps::STORM_DROPS)
+    }
+}
+
+/// Element `slot` of per-CPU drop counters `map` (named `name`), summed over CPUs.
+fn summed(
+    map: &PerCpuArray<MapData, Dropped>,
+    slot: u32,
+    name: &'static str,
+) -> Result<Dropped, XdpError> {
+    let per_cpu = map.get(&slot, 0).map_err(map_error("reading", name))?;
+    Ok(per_cpu.iter().fold(Dropped::default(), |mut t, c| {
+        t.packets += c.packets;
+        t.bytes += c.bytes;
+        t
+    }))
 }

@@ -768,4 +768,44 @@ proptest! {
             }
         }
     }
+
+    /// The kernel fast path floods a VLAN's frame over the VLAN's flood domain, less
+    /// the ingress port unless it has hairpin on: that is exactly the set `decide`
+    /// floods to (for a source learned on the ingress, which is all the fast path
+    /// floods), and none is `no_egress`, whatever the bridge and the frames.
+    #[test]
+    fn a_flood_domain_less_the_ingress_is_what_decide_floods_to(
+        bridge in any_bridge(),
+        arrivals in prop::collection::vec(any_arrival(), 1..200),
+    ) {
+        let Bridge { mode, policies, .. } = &bridge;
+        let (mode, ports) = (*mode, policies.len());
+        let t = tables_of(mode, policies, 256).expect("a valid bridge");
+        let domains = crate::switch::flood_domains(&t);
+        prop_assert!(mode == Mode::Veb || domains.is_empty(), "{mode}: kernel floods");
+        for a in &arrivals {
+            let ingress = a.ingress.index(ports) as PortId;
+            let verdict = decide(&t, &a.bytes(), ingress, a.now);
+            let flooded = match verdict.action {
+                Action::Flood(set) => set,
+                Action::Drop(DropReason::NoEgress) => PortSet::EMPTY,
+                _ => continue,
+            };
+            if mode != Mode::Veb {
+                continue;
+            }
+            let vid = verdict.vlan.vid;
+            let domain = domains
+                .iter()
+                .find(|(v, _)| *v == vid)
+                .map(|(_, set)| *set)
+                .expect("every VLAN a frame is admitted in has a domain");
+            let expected = if policies[usize::from(ingress)].hairpin {
+                domain
+            } else {
+                domain.without(ingress)
+            };
+            prop_assert_eq!(flooded, expected, "VLAN {}, from port {}", vid, ingress);
+        }
+    }
 }
