@@ -337,6 +337,11 @@ impl Tables {
         self.guards.get(usize::from(port))?.as_ref()
     }
 
+    /// Whether port `port` has reflective relay (hairpin) on.
+    pub fn hairpin_on(&self, port: PortId) -> bool {
+        self.hairpin.contains(port)
+    }
+
     /// Bit `n`: frames to `01:80:c2:00:00:0n` are relayed like other multicast.
     pub fn group_fwd_mask(&self) -> u16 {
         self.group_fwd_mask

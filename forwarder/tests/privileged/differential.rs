@@ -448,7 +448,7 @@ fn ovs_vlan_settings(port: &Port) -> Vec<String> {
 
 /// Runs `case`: the same frames through both sides; returns the deliveries of hairpin
 /// and of the reference, and how many frames hairpin's fast path sent.
-fn run(case: &Case, frames: &[Frame]) -> (Deliveries, Deliveries, u64) {
+fn run(case: &Case, frames: &[Frame]) -> (Deliveries, Deliveries, (u64, u64)) {
     let rig = Rig::new(case);
     let n = case.ports.len();
     let names: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
@@ -519,11 +519,11 @@ fn run(case: &Case, frames: &[Frame]) -> (Deliveries, Deliveries, u64) {
     let collect =
         |captures: Vec<Capture>| deliveries(captures.into_iter().map(Capture::frames).collect());
     let (ours, theirs) = (collect(ours), collect(theirs));
-    let fast: u64 = ports
+    // Frames the fast path carried, and of those, flooded.
+    let fast = ports
         .iter()
         .flat_map(|p| bridge.xdp_stats(p))
-        .map(|q| q.fast)
-        .sum();
+        .fold((0, 0), |(f, fl), q| (f + q.fast, fl + q.fast_flood));
     finish(bridge);
     drop(rig);
     (ours, theirs, fast)
@@ -559,13 +559,18 @@ fn compare(case: Case) {
             );
         }
     }
-    let (ours, theirs, fast) = run(&case, &frames);
+    let (ours, theirs, (fast, flooded)) = run(&case, &frames);
     eprintln!(
-        "{} (fast path {:?}): {fast} frames by the fast path",
+        "{} (fast path {:?}): {fast} frames by the fast path, {flooded} of them floods",
         case.tag, case.fast_path
     );
     if case.fast_path == FastPath::On {
         assert!(fast > 0, "the fast path was on, but sent nothing");
+        // Kernel floods are on with the fast path (the default): in a VEB, broadcasts
+        // from learned stations take them.
+        if case.mode == Mode::Veb {
+            assert!(flooded > 0, "kernel floods were on, but flooded nothing");
+        }
     }
     let mut report = String::new();
     let mut differ = 0;

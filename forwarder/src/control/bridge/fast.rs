@@ -45,6 +45,14 @@ impl Default for Floods {
 }
 
 impl Floods {
+    /// Whether a flood of VLAN `vid` from port `ingress` (`hairpin`: reflective relay
+    /// on) is the kernel's, as published.
+    pub(super) fn whole(&self, vid: VlanId, ingress: PortId, hairpin: bool) -> bool {
+        self.words
+            .get(&vid)
+            .is_some_and(|&w| flood::complete(w, u32::from(ingress), hairpin))
+    }
+
     /// The floods for `tables`, `egress` being the ports the kernel can send to (by
     /// slot): a VLAN's floods are the kernel's when it reaches every port of the VLAN's
     /// domain (or all but one, which then floods through the workers itself), its

@@ -5,7 +5,10 @@
 //! (`bridge/fast.rs`), or the workers.
 use super::{Bridge, BridgeError, refused};
 use crate::{
-    control::protocol::{TraceEgress, TraceFrame, TraceReport},
+    control::{
+        protocol::{TraceEgress, TraceFrame, TraceReport},
+        xdp::{AttachedMode, FastFloods},
+    },
     switch::{
         self, Action, DropReason, Mode, PortId, fdb::Entry, guard::FastGuard, meters::Limit,
         trace::Learning,
@@ -132,6 +135,9 @@ impl Bridge {
             Err(why) => ("workers", Some(why)),
         };
         lines.push(match &path_reason {
+            None if path == "fast" && matches!(t.verdict.action, Action::Flood(_)) => {
+                "path: fast (the kernel floods it: a copy per port)".to_owned()
+            }
             None if path == "fast" => "path: fast (the XDP program redirects it)".to_owned(),
             None => "path: none (dropped)".to_owned(),
             Some(why) => format!("path: workers ({why})"),
@@ -162,11 +168,19 @@ impl Bridge {
         if self.netdev.is_none() || t.mode == Mode::Xconnect {
             return Err("the fast path is off".to_owned());
         }
-        let Action::Forward(egress) = t.verdict.action else {
-            return Err("a flood: the workers copy it".to_owned());
+        let egress = match t.verdict.action {
+            Action::Forward(egress) => Some(egress),
+            Action::Flood(_) if self.config.fast_floods == FastFloods::Off => {
+                return Err("a flood, and --fast-floods is off: the workers copy it".to_owned());
+            }
+            Action::Flood(_) if t.mode != Mode::Veb => {
+                return Err(format!("a flood in {}: the workers copy it", t.mode));
+            }
+            Action::Flood(_) => None,
+            _ => return Err("a flood: the workers copy it".to_owned()),
         };
         let (src, dst) = t.addresses.expect("a forwarded frame has a header");
-        if dst.is_multicast() {
+        if egress.is_some() && dst.is_multicast() {
             return Err("a group destination".to_owned());
         }
         if t.mode != Mode::Passthru && t.source_entry.is_none_or(|e| e.port != ingress) {
@@ -205,6 +219,21 @@ impl Bridge {
                 frame.len()
             ));
         }
+        let Some(egress) = egress else {
+            let generic = attached.is_none_or(|a| a.xdp == AttachedMode::Generic);
+            if generic {
+                return Err("a flood from a port in generic XDP mode: the workers copy it".into());
+            }
+            let vid = t.verdict.vlan.vid;
+            let hairpin = self.tables.hairpin_on(ingress);
+            if !self.floods.whole(vid, ingress, hairpin) {
+                return Err(format!(
+                    "a flood, and the kernel cannot reach every port of VLAN {vid} (a port \
+                     that takes no redirected frames): the workers copy it"
+                ));
+            }
+            return Ok(());
+        };
         if self
             .fast_egress
             .get(usize::from(egress))
@@ -342,17 +371,24 @@ mod tests {
     /// and 20; the fast path on where the driver takes redirects (`p1` only); A learned
     /// on `p0`, B on `p1`.
     fn bridge() -> Bridge {
-        bridge_with_mtu(1500)
+        bridge_with(1500, &[11])
     }
 
     /// [`bridge`] with every port's MTU `mtu`.
     fn bridge_with_mtu(mtu: u32) -> Bridge {
+        bridge_with(mtu, &[11])
+    }
+
+    /// [`bridge`] with every port's MTU `mtu`, the devices of `fast` taking redirects.
+    fn bridge_with(mtu: u32, fast: &[u32]) -> Bridge {
         let kernel = FakeKernel::default();
         for i in 0..3 {
             kernel.add_link(&format!("p{i}"), 10 + i, 1);
             kernel.change_link(&format!("p{i}"), |l| l.mtu = mtu);
         }
-        kernel.set_features(11, XDP_ACT_NDO_XMIT);
+        for &ifindex in fast {
+            kernel.set_features(ifindex, XDP_ACT_NDO_XMIT);
+        }
         let mut ports: Vec<_> = ["p0", "p1", "p2"]
             .iter()
             .map(|n| PortConfig::downlink(n))
@@ -415,6 +451,28 @@ mod tests {
         assert_eq!(egress(&r), [("p0", "keep")]);
         assert_eq!(r.path, "workers");
         assert!(r.path_reason.unwrap().contains("p0 takes no redirected"));
+    }
+
+    #[test]
+    fn a_flood_is_the_kernels_when_it_reaches_every_port_of_the_vlan() {
+        let broadcast = Mac([0xff; 6]);
+        let r = bridge().trace("p0", &described(A, broadcast)).unwrap();
+        assert_eq!(r.action, "flood");
+        assert_eq!(r.path, "workers");
+        let why = r.path_reason.unwrap();
+        assert!(why.contains("cannot reach every port of VLAN 10"), "{why}");
+
+        let bridge = bridge_with(1500, &[10, 11, 12]);
+        let r = bridge.trace("p0", &described(A, broadcast)).unwrap();
+        assert_eq!(egress(&r), [("p1", "keep"), ("p2", "push VID 10")]);
+        assert_eq!(r.path, "fast", "{:?}", r.lines);
+        assert!(r.lines.iter().any(|l| l.contains("the kernel floods it")));
+        // Unknown unicast too; a source not yet learned here is the workers'.
+        let r = bridge.trace("p0", &described(A, C)).unwrap();
+        assert_eq!(r.path, "fast", "{:?}", r.lines);
+        let r = bridge.trace("p0", &described(C, broadcast)).unwrap();
+        assert_eq!(r.path, "workers");
+        assert!(r.path_reason.unwrap().contains("not yet in the MAC table"));
     }
 
     #[test]
