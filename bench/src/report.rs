@@ -115,10 +115,7 @@ impl Report {
                 _ => self.latencies.push((size, vec![(*dut_kind, merged)])),
             }
             let per_core = per_core_median(outcomes);
-            let cores: Vec<String> = per_core
-                .iter()
-                .map(|(core, ns)| format!("core {core}: {ns:.0}"))
-                .collect();
+            let cores = self::per_core(&per_core);
             println!(
                 "| {}{} | {} | {} | {overload:.3} | {} | {} | {} |",
                 dut_kind.name(),
@@ -127,11 +124,7 @@ impl Report {
                 fmt(gbps, 2),
                 each.join(", "),
                 latency.map(|v| fmt(v, 1)).join(" / "),
-                if cores.is_empty() {
-                    "n/a".to_owned()
-                } else {
-                    cores.join(", ")
-                },
+                cores,
             );
             self.summary.push(serde_json::json!({
                 "size": size,
@@ -173,19 +166,23 @@ impl Report {
                 "learning_rate_addresses": f.learning_rate.map(|(_, n)| n),
                 "broadcast_zero_loss_mpps": f.broadcast_zero_loss.map(|r| r / 1e6),
                 "broadcast_overload_mpps": f.broadcast_overload / 1e6,
+                "broadcast_ns_per_copy_at_zero_loss_by_core": f.broadcast_ns
+                    .iter()
+                    .map(|(core, ns)| (core.to_string(), serde_json::json!(ns)))
+                    .collect::<serde_json::Map<_, _>>(),
             }));
         }
         println!();
         println!(
-            "| RFC 2889, 64 B | address caching capacity | learning rate (M addresses/s) | broadcast zero-loss Mpps (to 2 ports) | broadcast under overload Mpps |"
+            "| RFC 2889, 64 B | address caching capacity | learning rate (M addresses/s) | broadcast zero-loss Mpps (to 2 ports) | busy ns per copy, by core | broadcast under overload Mpps |"
         );
-        println!("| --- | ---: | ---: | ---: | ---: |");
+        println!("| --- | ---: | ---: | ---: | --- | ---: |");
         for (kind, f) in rows {
             let opt = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.3}"));
             // Within one step of the search's top: the table holds at least that much.
             let top = rfc2889::MAX_ADDRESSES - (rfc2889::MAX_ADDRESSES >> steps);
             println!(
-                "| {} | {} | {} | {} | {:.3} |",
+                "| {} | {} | {} | {} | {} | {:.3} |",
                 kind.name(),
                 f.capacity.map_or("n/a".to_owned(), |c| if c >= top {
                     format!("≥ {c} (the search's limit)")
@@ -194,6 +191,7 @@ impl Report {
                 }),
                 opt(f.learning_rate.map(|(r, _)| r / 1e6)),
                 opt(f.broadcast_zero_loss.map(|r| r / 1e6)),
+                per_core(&f.broadcast_ns),
                 f.broadcast_overload / 1e6
             );
         }
@@ -431,6 +429,17 @@ fn machine() -> serde_json::Value {
 
 /// Each core's busy time per frame at the zero-loss rate, the median over the rounds
 /// that found one: (core, ns), by core.
+/// Each core's busy ns per frame, as `core 0: 120, core 1: 35` (`n/a`: none measured).
+pub fn per_core(ns: &[(usize, f64)]) -> String {
+    if ns.is_empty() {
+        return "n/a".to_owned();
+    }
+    ns.iter()
+        .map(|(core, ns)| format!("core {core}: {ns:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn per_core_median(outcomes: &[crate::rfc2544::Outcome]) -> Vec<(usize, f64)> {
     let mut cores: Vec<usize> = outcomes
         .iter()

@@ -92,6 +92,9 @@ pub struct Findings {
     /// Broadcast frames per second in, each delivered to both other ports.
     pub broadcast_zero_loss: Option<f64>,
     pub broadcast_overload: f64,
+    /// Each core's busy time per frame delivered (a copy at s0 or m0) at the broadcast
+    /// zero-loss rate: (core, ns).
+    pub broadcast_ns: Vec<(usize, f64)>,
 }
 
 /// The generator's MAC with its last three bytes replaced by `i`: address `i` of a test.
@@ -146,7 +149,7 @@ pub fn measure(
         harness.context = format!("{} rfc2889|64|1", kind.name());
         let f = rig.run(kind, harness)?;
         println!(
-            "  {:<17} address caching capacity: {}; learning rate: {}; broadcast: {} zero-loss, {:.3} Mpps under overload; {} lossy trial(s)",
+            "  {:<17} address caching capacity: {}; learning rate: {}; broadcast: {} zero-loss ({}), {:.3} Mpps under overload; {} lossy trial(s)",
             kind.name(),
             f.capacity.map_or("n/a".to_owned(), |c| c.to_string()),
             f.learning_rate.map_or("n/a".to_owned(), |(r, n)| format!(
@@ -155,6 +158,7 @@ pub fn measure(
             )),
             f.broadcast_zero_loss
                 .map_or("n/a".to_owned(), |r| format!("{:.3} Mpps", r / 1e6)),
+            crate::report::per_core(&f.broadcast_ns),
             f.broadcast_overload / 1e6,
             f.lossy,
         );
@@ -172,13 +176,15 @@ impl Rig<'_> {
             Some(c) => self.learning_rate(kind, harness, c.min(LEARN_ADDRESSES))?,
             None => None,
         };
-        let (broadcast_zero_loss, broadcast_overload) = self.broadcast(kind, harness)?;
+        let (broadcast_zero_loss, broadcast_overload, broadcast_ns) =
+            self.broadcast(kind, harness)?;
         Ok(Findings {
             lossy: self.lossy,
             capacity,
             learning_rate,
             broadcast_zero_loss,
             broadcast_overload,
+            broadcast_ns,
         })
     }
 
@@ -294,7 +300,11 @@ impl Rig<'_> {
     /// RFC 2889 5.9: broadcast frames into d0, counted at both s0 and m0 (both attached
     /// natively for a device that sends xdp_frames: the kernel floods only to ports
     /// that take them).
-    fn broadcast(&mut self, kind: Dut, harness: &mut Harness) -> Result<(Option<f64>, f64)> {
+    fn broadcast(
+        &mut self,
+        kind: Dut,
+        harness: &mut Harness,
+    ) -> Result<(Option<f64>, f64, Vec<(usize, f64)>)> {
         let mode = kind.sink_mode(self.args.sink_xdp);
         self.sink_ns.enter(|| self.s0.set_mode(mode))??;
         self.sink_ns.enter(|| self.m0.set_mode(mode))??;
@@ -310,7 +320,8 @@ impl Rig<'_> {
             harness.trial(Duration::from_millis(200), all, &mut sinks)?;
             let overload = harness.trial(seconds, all, &mut sinks)?;
             let zero = harness.zero_loss_rate(&mut sinks, seconds, self.args)?;
-            Ok((zero.map(|z| z.rate), overload.mpps() * 1e6))
+            let ns = zero.as_ref().map_or(Vec::new(), |z| z.ns_per_frame.clone());
+            Ok((zero.map(|z| z.rate), overload.mpps() * 1e6, ns))
         })();
         stop(self.lab, self.dut)?;
         harness.frame = unicast;
