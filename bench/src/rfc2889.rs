@@ -81,6 +81,9 @@ impl Probe {
     }
 }
 
+/// Each core's busy ns per frame: (core, ns).
+type PerCore = Vec<(usize, f64)>;
+
 /// What the tests found for one device.
 #[derive(Debug)]
 pub struct Findings {
@@ -94,7 +97,7 @@ pub struct Findings {
     pub broadcast_overload: f64,
     /// Each core's busy time per frame delivered (a copy at s0 or m0) at the broadcast
     /// zero-loss rate: (core, ns).
-    pub broadcast_ns: Vec<(usize, f64)>,
+    pub broadcast_ns: PerCore,
 }
 
 /// The generator's MAC with its last three bytes replaced by `i`: address `i` of a test.
@@ -304,7 +307,7 @@ impl Rig<'_> {
         &mut self,
         kind: Dut,
         harness: &mut Harness,
-    ) -> Result<(Option<f64>, f64, Vec<(usize, f64)>)> {
+    ) -> Result<(Option<f64>, f64, PerCore)> {
         let mode = kind.sink_mode(self.args.sink_xdp);
         self.sink_ns.enter(|| self.s0.set_mode(mode))??;
         self.sink_ns.enter(|| self.m0.set_mode(mode))??;

@@ -209,6 +209,9 @@ pub mod maps {
     /// dropped.
     pub const STORM_DROPS: &str = "STORM_DROPS";
 
+    /// `Array<u32>`, by ifindex: [`super::egress_info`] of each port the fast path sends
+    /// to.
+    pub const EGRESS_INFO: &str = "EGRESS_INFO";
     /// `ProgramArray`, one entry: the flood program ([`super::FLOOD_PROGRAM_NAME`]).
     pub const FLOOD_PROGRAM: &str = "FLOOD_PROGRAM";
     /// `Array<u32>`, by VLAN ID: each VLAN's flood domain ([`super::flood`]).
@@ -485,7 +488,23 @@ pub mod slot_flags {
     /// carry must be in `GUARD_V4`/`GUARD_V6` (else dropped), and ARP, ICMPv6 and
     /// extension headers go to the workers ([`super::guard`]).
     pub const IP_GUARD: u32 = 1 << 10;
+
+    /// A copy leaving by this port loses a tag of its `pvid` (a VLAN-aware bridge but
+    /// `passthru`): a flood tagged for the domain's trunks ([`super::egress_info`]).
+    pub const UNTAG: u32 = 1 << 11;
 }
+
+/// What the devmap egress program needs of the port a copy leaves by, in one word of
+/// `EGRESS_INFO` (by ifindex, for ifindexes below [`EGRESS_INFO_ENTRIES`]): its slot
+/// plus one in the low 16 bits (0: none), the VLAN whose tag it pops in the high 16
+/// (0: none).
+#[inline(always)]
+pub const fn egress_info(slot: u32, pop_vid: u16) -> u32 {
+    (slot + 1) | ((pop_vid as u32) << 16)
+}
+
+/// Entries of `EGRESS_INFO`: ports of higher ifindexes take a slower path (the port map).
+pub const EGRESS_INFO_ENTRIES: u32 = 1 << 16;
 
 /// The fast path's floods: broadcast, multicast and unknown unicast sent by the kernel
 /// to every port of the frame's flood domain at once (`bpf_redirect_map` with

@@ -42,7 +42,7 @@
 //! carries (`STORM_DROPS`).
 use core::intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd};
 
-use crate::{flood, guard, tap};
+use crate::{guard, tap};
 use aya_ebpf::{
     helpers::{
         bpf_csum_diff, bpf_ktime_get_coarse_ns, bpf_ktime_get_ns, bpf_xdp_adjust_head,
@@ -115,7 +115,7 @@ pub enum Fast {
     Sent { finished: bool },
     /// Broadcast, multicast or unknown unicast from a known source, in VLAN `vid` (0:
     /// VLAN-unaware) with the tag control information `tci` (or [`NO_TCI`]): for the
-    /// flood program ([`flood`]).
+    /// flood program ([`crate::flood`]).
     Flood { vid: u16, tci: u32 },
     /// Its egress port takes no redirected frames: the workers get it.
     Fallback,
@@ -233,7 +233,7 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
                 lookup(conf, vid, dst, false)
             };
             if to == NO_SLOT && !edge && conf.floods != 0 {
-                // Unknown, or a group: a VEB floods it ([`flood`]).
+                // Unknown, or a group: a VEB floods it ([`crate::flood`]).
                 return Fast::Flood {
                     vid,
                     tci: tci.map_or(NO_TCI, u32::from),
@@ -307,8 +307,14 @@ pub fn try_forward(ctx: &XdpContext, slot: u32, fragmented: bool) -> Fast {
         // No room for a tag: the workers have their own way (and count it).
         return Fast::Fallback;
     }
-    // Counted as sent (`FAST_TX`) and tapped on the way out, per copy, by the egress
-    // program (`flood::hairpin_egress`).
+    // Counted as sent (`FAST_TX`) and tapped on the way out by the egress program
+    // (`flood::hairpin_egress`) with floods on, else here.
+    if conf.floods == 0 {
+        count_tx(ctx, egress);
+        if tap::wants(egress, tap::OUT) {
+            tap::take(ctx, egress, tap::OUT, 0);
+        }
+    }
     Fast::Sent {
         finished: finish.is_some(),
     }
@@ -341,25 +347,6 @@ pub fn storm_control(ctx: &XdpContext, slot: u32, ingress: &SlotConf, class: u32
         dropped.bytes += (ctx.data_end() - ctx.data()) as u64;
     }
     false
-}
-
-/// For the egress program: pops the frame's tag if it is of port `slot`'s untagged
-/// VLAN on a VLAN-aware bridge (a flooded copy); false when that fails.
-#[inline(always)]
-pub fn untag_for(ctx: &XdpContext, slot: u32) -> bool {
-    let Some(conf) = FAST_CONF.get(0) else {
-        return true;
-    };
-    if !flood::vlan_aware(conf.mode, conf.vlan_aware) {
-        return true;
-    }
-    let Some(out) = SLOT_CONF.get(slot) else {
-        return true;
-    };
-    if out.pvid == 0 || !flood::tagged_with(ctx, out.pvid) {
-        return true;
-    }
-    apply(ctx, Retag::Pop)
 }
 
 /// For the egress program: counts the frame as sent by the fast path out of `slot`.

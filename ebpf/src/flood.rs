@@ -27,8 +27,8 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use hairpin_common::{
+    EGRESS_INFO_ENTRIES,
     dot1q::{OFFSET, TCI_OFFSET, TPID_8021Q, VID_MASK},
-    fast_mode,
     flood::{self, MAX_MEMBERS, TAGGED},
     meter, slot_flags,
 };
@@ -209,6 +209,11 @@ fn flood(ctx: &XdpContext, args: &Args) -> Flooded {
     Flooded::Sent
 }
 
+/// By ifindex: the slot of the port a copy leaves by and the VLAN it untags
+/// (`hairpin_common::egress_info`).
+#[map]
+static EGRESS_INFO: Array<u32> = Array::with_max_entries(EGRESS_INFO_ENTRIES, 0);
+
 /// By VLAN ID: the VLAN's flood domain ([`flood::entry`]).
 #[map]
 static FLOOD_VLAN: Array<u32> = Array::with_max_entries(flood::VLANS, 0);
@@ -294,12 +299,23 @@ pub fn hairpin_egress(ctx: XdpContext) -> u32 {
     // SAFETY: `ctx.ctx` is the program's own `xdp_md`; devmap programs may read
     // `egress_ifindex`.
     let ifindex = unsafe { (*ctx.ctx).egress_ifindex };
-    // SAFETY: as for the ingress program's lookup of its port.
-    let Some(port) = (unsafe { crate::PORTS.get(&ifindex) }) else {
-        return xdp_action::XDP_PASS;
+    // The port's slot and the VLAN it untags, in one array read (it runs for every
+    // frame the fast path sends); a port of a higher ifindex from the port map.
+    let info = EGRESS_INFO.get(ifindex).map_or(0, |i| *i);
+    let (slot, pop) = if info != 0 {
+        ((info & 0xffff) - 1, (info >> 16) as u16)
+    } else {
+        // SAFETY: as for the ingress program's lookup of its port.
+        let Some(port) = (unsafe { crate::PORTS.get(&ifindex) }) else {
+            return xdp_action::XDP_PASS;
+        };
+        let pop = fast::SLOT_CONF
+            .get(port.slot)
+            .filter(|c| c.flags & slot_flags::UNTAG != 0)
+            .map_or(0, |c| c.pvid);
+        (port.slot, pop)
     };
-    let slot = port.slot;
-    if !fast::untag_for(&ctx, slot) {
+    if pop != 0 && tagged_with(&ctx, pop) && !fast::apply(&ctx, Retag::Pop) {
         return xdp_action::XDP_DROP;
     }
     fast::count_tx(&ctx, slot);
@@ -317,10 +333,4 @@ pub fn tagged_with(ctx: &XdpContext, pvid: u16) -> bool {
     };
     let be16 = |at: usize| u16::from_be_bytes([head[at], head[at + 1]]);
     be16(OFFSET) == TPID_8021Q && be16(TCI_OFFSET) & VID_MASK == pvid
-}
-
-/// Whether the bridge's frames carry VLANs the egress program may pop.
-#[inline(always)]
-pub fn vlan_aware(mode: u32, vlan_aware: u32) -> bool {
-    vlan_aware != 0 && mode != fast_mode::PASSTHRU && mode != fast_mode::OFF
 }

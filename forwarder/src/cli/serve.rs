@@ -226,7 +226,7 @@ fn print_stats(service: &Service, printer: &Printer) {
 pub(crate) fn watch(names: &[String], mode: XdpAttachMode) -> Result<()> {
     preflight::check()?;
     let ports = lookup_ports(names)?;
-    let mut steering = Steering::load(1)?; // No MAC table: the smallest map.
+    let mut steering = Steering::load(1, false)?; // No MAC table: the smallest map.
     for (slot, port) in (0u32..).zip(&ports) {
         steering.configure_port(
             port,

@@ -69,7 +69,7 @@ use super::{
     netlink::Link,
     port::{Interface, PortError},
     protocol::Stats,
-    xdp::{AttachedMode, FastPath, XdpError},
+    xdp::{AttachedMode, FastFloods, FastPath, XdpError},
 };
 use crate::{
     datapath::{DatapathError, PortQueues, ZeroCopy, pick_cores, stats::PortQueueSnapshot},
@@ -250,7 +250,10 @@ impl Bridge {
         let workers = worker_count(&config, &ifaces)?;
         let cores = pick_cores(config.cores.as_deref(), workers)?;
         // The MAC table lives in the XDP program's map, which the fast path reads.
-        let steering = kernel.load_program(Fdb::buckets_for(config.fdb_capacity))?;
+        let steering = kernel.load_program(
+            Fdb::buckets_for(config.fdb_capacity),
+            config.fast_floods == FastFloods::On,
+        )?;
         let fdb = Arc::new(steering.shared_fdb()?);
         // So do the storm control and policing meters, which its fast path charges.
         let meters = Arc::new(steering.shared_meters()?);

@@ -15,8 +15,9 @@ use aya::{
     programs::{Link as _, ProgramFd, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use hairpin_common::{
-    EGRESS_PROGRAM_NAME, FLOOD_PROGRAM_NAME, FastConf, FastTx, MAX_PORT_QUEUES, PROGRAM_NAME,
-    PortConf, QueueStats, SlotConf, allowed_key, maps, xsk_index,
+    EGRESS_INFO_ENTRIES, EGRESS_PROGRAM_NAME, FLOOD_PROGRAM_NAME, FastConf, FastTx,
+    MAX_PORT_QUEUES, PROGRAM_NAME, PortConf, QueueStats, SlotConf, allowed_key, egress_info, maps,
+    slot_flags, xsk_index,
 };
 
 use crate::{
@@ -257,8 +258,14 @@ struct FastMaps {
     tx: PerCpuArray<MapData, FastTx>,
     /// The meters' state and the fast path's policing drops (`xdp/meters.rs`).
     meters: meters::MeterMaps,
-    /// The devmap egress program, on every entry of `egress` and `floods`.
+    /// The devmap egress program, on every entry of `floods`, and of `egress` when
+    /// `egress_program_on_unicast` (the fast path floods: a device's bulk of frames in a
+    /// NAPI poll runs the program of the first one queued, so all must have it).
     egress_program: ProgramFd,
+    egress_program_on_unicast: bool,
+    /// `EGRESS_INFO`, and the ifindex each slot's entry there is at.
+    egress_info: Array<MapData, u32>,
+    egress_info_at: BTreeMap<u32, u32>,
     /// `FLOOD_VLAN`: each VLAN's flood domain word.
     flood_vlan: Array<MapData, u32>,
     /// The flood domains (`FLOODS_*`), and what each holds now (slot → ifindex).
@@ -318,44 +325,19 @@ impl QueueRanges {
 
 impl Steering {
     /// Loads the embedded XDP program into the kernel, without attaching it anywhere,
-    /// with room for a MAC table of `fdb_buckets` buckets.
-    pub fn load(fdb_buckets: usize) -> Result<Self, XdpError> {
+    /// with room for a MAC table of `fdb_buckets` buckets. With `floods` (the fast path
+    /// floods too) every `EGRESS` entry carries the devmap egress program, which then
+    /// counts what the fast path sends; without, the XDP program counts it itself and
+    /// a unicast frame costs no second program.
+    pub fn load(fdb_buckets: usize, floods: bool) -> Result<Self, XdpError> {
         let buckets = u32::try_from(fdb_buckets).map_err(|_| XdpError::FdbTooLarge(fdb_buckets))?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::FDB, buckets)
             .load(embedded_object()?)
             .map_err(XdpError::Load)?;
         program_of(&mut ebpf)?.load().map_err(XdpError::Program)?;
-        let egress_program = {
-            let program: &mut Xdp = ebpf
-                .program_mut(EGRESS_PROGRAM_NAME)
-                .ok_or(XdpError::Missing {
-                    what: "program",
-                    name: EGRESS_PROGRAM_NAME,
-                })?
-                .try_into()
-                .map_err(XdpError::Program)?;
-            program.load().map_err(XdpError::Program)?;
-            program
-                .fd()
-                .and_then(|fd| fd.try_clone().map_err(Into::into))
-                .map_err(XdpError::Program)?
-        };
-        let flood_program = {
-            let program: &mut Xdp = ebpf
-                .program_mut(FLOOD_PROGRAM_NAME)
-                .ok_or(XdpError::Missing {
-                    what: "program",
-                    name: FLOOD_PROGRAM_NAME,
-                })?
-                .try_into()
-                .map_err(XdpError::Program)?;
-            program.load().map_err(XdpError::Program)?;
-            program
-                .fd()
-                .and_then(|fd| fd.try_clone().map_err(Into::into))
-                .map_err(XdpError::Program)?
-        };
+        let egress_program = load_program(&mut ebpf, EGRESS_PROGRAM_NAME)?;
+        let flood_program = load_program(&mut ebpf, FLOOD_PROGRAM_NAME)?;
         {
             let map = ebpf.map_mut(maps::FLOOD_PROGRAM).ok_or(XdpError::Missing {
                 what: "map",
@@ -416,6 +398,10 @@ impl Steering {
                 take(maps::STORM_DROPS)?,
             )?,
             egress_program,
+            egress_program_on_unicast: floods,
+            egress_info: Array::try_from(take(maps::EGRESS_INFO)?)
+                .map_err(typed(maps::EGRESS_INFO))?,
+            egress_info_at: BTreeMap::new(),
             flood_vlan: Array::try_from(take(maps::FLOOD_VLAN)?)
                 .map_err(typed(maps::FLOOD_VLAN))?,
             floods: maps::FLOODS
@@ -758,9 +744,33 @@ impl Steering {
         if !wanted.is_empty() {
             fast.allowed_now.insert(slot, wanted);
         }
+        // What the egress program needs of the port, before any frame is sent to it.
+        if let Some(at) = fast.egress_info_at.remove(&slot)
+            && Some(at) != egress
+        {
+            fast.egress_info
+                .set(at, 0, 0)
+                .map_err(map_error("updating", maps::EGRESS_INFO))?;
+        }
+        if let Some(ifindex) = egress
+            && ifindex < EGRESS_INFO_ENTRIES
+        {
+            let pop = if conf.flags & slot_flags::UNTAG != 0 {
+                conf.pvid
+            } else {
+                0
+            };
+            fast.egress_info
+                .set(ifindex, egress_info(slot, pop), 0)
+                .map_err(map_error("updating", maps::EGRESS_INFO))?;
+            fast.egress_info_at.insert(slot, ifindex);
+        }
         if let Some(ifindex) = egress {
+            let program = fast
+                .egress_program_on_unicast
+                .then_some(&fast.egress_program);
             fast.egress
-                .insert(slot, ifindex, Some(&fast.egress_program), 0)
+                .insert(slot, ifindex, program, 0)
                 .map_err(|e| XdpError::Egress(ifindex, e))?;
         }
         Ok(())
@@ -950,6 +960,23 @@ fn occupied(error: &aya::programs::ProgramError) -> Option<Option<u32>> {
         source = e.source();
     }
     None
+}
+
+/// Loads program `name` of `ebpf` into the kernel; returns its descriptor.
+fn load_program(ebpf: &mut Ebpf, name: &'static str) -> Result<ProgramFd, XdpError> {
+    let program: &mut Xdp = ebpf
+        .program_mut(name)
+        .ok_or(XdpError::Missing {
+            what: "program",
+            name,
+        })?
+        .try_into()
+        .map_err(XdpError::Program)?;
+    program.load().map_err(XdpError::Program)?;
+    program
+        .fd()
+        .and_then(|fd| fd.try_clone().map_err(Into::into))
+        .map_err(XdpError::Program)
 }
 
 /// hairpin's XDP program in `ebpf`.

@@ -14,7 +14,11 @@ use std::{
 };
 
 use hairpin::{
-    control::{bridge::Bridge, protocol::PortCounters, xdp::FastPath},
+    control::{
+        bridge::Bridge,
+        protocol::PortCounters,
+        xdp::{FastFloods, FastPath},
+    },
     switch::{VlanId, vlan::PortVlans},
     wire::{Mac, dot1q},
 };
@@ -242,6 +246,22 @@ pub fn teach(topo: &Topology, bridge: &Bridge, label: &str) {
     }
 }
 
+/// A capture of what arrives at each VM's `eth0` (what the VM sends itself is not the
+/// bridge's output), settled.
+pub fn capture_arrivals(topo: &Topology, label: &str) -> Vec<Capture> {
+    let captures = topo
+        .vms
+        .iter()
+        .enumerate()
+        .map(|(i, vm)| {
+            let file = std::env::temp_dir().join(format!("{}-{label}-vm{i}.pcap", topo.sw.name()));
+            Capture::spawn(vm, "eth0", file, &["-Q", "in"])
+        })
+        .collect();
+    Capture::settle();
+    captures
+}
+
 /// Every port's counters, by slot.
 pub fn counters(bridge: &Bridge) -> Vec<PortCounters> {
     bridge.ports().into_iter().map(|p| p.counters).collect()
@@ -258,23 +278,14 @@ struct Run {
 
 /// Starts a bridge with `fast_path`, teaches it every station, sends every case's frames
 /// and returns what left the bridge.
-fn run(topo: &Topology, fast_path: FastPath, label: &str) -> Run {
+fn run(topo: &Topology, fast_path: FastPath, fast_floods: FastFloods, label: &str) -> Run {
     let bridge = topo.start(TestConfig {
         policies: vlan_policies(&port_vlans()),
         fast_path,
+        fast_floods,
         ..TestConfig::default()
     });
-    let captures: Vec<Capture> = topo
-        .vms
-        .iter()
-        .enumerate()
-        .map(|(i, vm)| {
-            let file = std::env::temp_dir().join(format!("{}-{label}-vm{i}.pcap", topo.sw.name()));
-            // Only what arrives: what the VM sends itself is not the bridge's output.
-            Capture::spawn(vm, "eth0", file, &["-Q", "in"])
-        })
-        .collect();
-    Capture::settle();
+    let captures = capture_arrivals(topo, label);
 
     // The workers learn every station where it lives (the fast path forwards only
     // from a source learned on its ingress port, to a known destination).
@@ -335,8 +346,11 @@ fn the_fast_path_tags_frames_byte_for_byte_as_the_workers_do() {
     let topo = Topology::new("fvlan", &[1, 1, 1, 1]);
     topo.fast_path_ready();
 
-    let workers = run(&topo, FastPath::Off, "off");
-    let fast = run(&topo, FastPath::On, "on");
+    let workers = run(&topo, FastPath::Off, FastFloods::On, "off");
+    let fast = run(&topo, FastPath::On, FastFloods::On, "on");
+    // Floods off: no devmap egress program, the XDP program counts and taps what it
+    // sends itself.
+    let unicast = run(&topo, FastPath::On, FastFloods::Off, "unicast");
 
     // Who carried the frames: the workers alone in the first run, the fast path alone
     // in the second. Everything found wrong is reported at once.
@@ -353,12 +367,14 @@ fn the_fast_path_tags_frames_byte_for_byte_as_the_workers_do() {
             workers.fast_tx
         ));
     }
-    if fast.fast_tx != sent_to || fast.fast_rx != sent_from {
-        wrong.push(format!(
-            "the fast path sent {:?} and received {:?} (by port), not {sent_to:?} and \
-             {sent_from:?}: it did not carry every frame",
-            fast.fast_tx, fast.fast_rx
-        ));
+    for (label, run) in [("floods on", &fast), ("floods off", &unicast)] {
+        if run.fast_tx != sent_to || run.fast_rx != sent_from {
+            wrong.push(format!(
+                "{label}: the fast path sent {:?} and received {:?} (by port), not \
+                 {sent_to:?} and {sent_from:?}: it did not carry every frame",
+                run.fast_tx, run.fast_rx
+            ));
+        }
     }
 
     // Byte for byte: both runs give the frame built here, in the order it was sent.
@@ -366,7 +382,11 @@ fn the_fast_path_tags_frames_byte_for_byte_as_the_workers_do() {
         let expected: Vec<Vec<u8>> = (0..FRAMES)
             .map(|n| frame(case.dst.mac(), case.src.mac(), case.expected, &inner(c, n)))
             .collect();
-        for (path, run) in [("workers", &workers), ("fast path", &fast)] {
+        for (path, run) in [
+            ("workers", &workers),
+            ("fast path", &fast),
+            ("fast path, floods off", &unicast),
+        ] {
             let got = &run.frames[c];
             if *got != expected {
                 let first = got
@@ -385,7 +405,7 @@ fn the_fast_path_tags_frames_byte_for_byte_as_the_workers_do() {
                 ));
             }
         }
-        if workers.frames[c] != fast.frames[c] {
+        if workers.frames[c] != fast.frames[c] || workers.frames[c] != unicast.frames[c] {
             wrong.push(format!(
                 "case {c} ({}): the fast path's frames differ from the workers'",
                 case.what

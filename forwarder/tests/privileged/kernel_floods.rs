@@ -26,9 +26,10 @@ use hairpin::{
 };
 
 use crate::{
-    Capture, TestConfig, Topology,
+    TestConfig, Topology,
     fast_vlan::{
-        FRAMES, S0, S1, Station, T10, T20, U20, counters, frame, inner, pcp, port_vlans, teach,
+        FRAMES, S0, S1, Station, T10, T20, U20, capture_arrivals, counters, frame, inner, pcp,
+        port_vlans, teach,
     },
     finish, send_raw, vlan_policies,
 };
@@ -147,16 +148,7 @@ fn copies_to() -> [u64; 4] {
 /// Sends every flood's frames through `bridge` (stations taught) and returns what left
 /// it and how it was counted.
 fn send(topo: &Topology, bridge: &Bridge, label: &str, cases: &[usize]) -> Run {
-    let captures: Vec<Capture> = topo
-        .vms
-        .iter()
-        .enumerate()
-        .map(|(i, vm)| {
-            let file = std::env::temp_dir().join(format!("{}-{label}-vm{i}.pcap", topo.sw.name()));
-            Capture::spawn(vm, "eth0", file, &["-Q", "in"])
-        })
-        .collect();
-    Capture::settle();
+    let captures = capture_arrivals(topo, label);
     let before = counters(bridge);
     let mut to = [0u64; 4];
     for &c in cases {

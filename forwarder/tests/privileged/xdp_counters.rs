@@ -23,7 +23,7 @@ fn xdp_program_counts_frames_per_queue_and_detaches() {
         .enter(|| {
             let vb = Interface::lookup("vb").unwrap();
             assert_eq!(vb.rx_queues, 1);
-            let mut steering = Steering::load(1).unwrap();
+            let mut steering = Steering::load(1, false).unwrap();
             steering
                 .configure_port(
                     &vb,

@@ -487,7 +487,11 @@ impl Kernel for FakeKernel {
             })
     }
 
-    fn load_program(&mut self, fdb_buckets: usize) -> Result<Box<dyn XdpProgram>, XdpError> {
+    fn load_program(
+        &mut self,
+        fdb_buckets: usize,
+        _floods: bool,
+    ) -> Result<Box<dyn XdpProgram>, XdpError> {
         self.call(Call::LoadProgram).map_err(Failure::xdp)?;
         Ok(Box::new(FakeProgram {
             kernel: self.clone(),

@@ -203,6 +203,11 @@ impl Bridge {
                     conf.flags |= slot_flags::GENERIC;
                 }
                 conf.pvid = tables.vlans.pvid(id).unwrap_or(0);
+                // Flooded copies leave tagged for the domain's trunks: this port takes
+                // its untagged VLAN's off.
+                if conf.pvid != 0 && mode != fast_mode::PASSTHRU {
+                    conf.flags |= slot_flags::UNTAG;
+                }
                 if let Some(a) = &slot.attached {
                     conf.mtu = u16::try_from(a.mtu).unwrap_or(u16::MAX);
                 }

@@ -42,7 +42,12 @@ pub trait Kernel: fmt::Debug + Send {
     fn lookup(&self, name: &str) -> Result<Interface, PortError>;
     /// Loads the XDP program with room for a MAC table of `fdb_buckets` buckets
     /// ([`Steering::load`]).
-    fn load_program(&mut self, fdb_buckets: usize) -> Result<Box<dyn XdpProgram>, XdpError>;
+    /// (`floods`: the fast path floods too, [`Steering::load`].)
+    fn load_program(
+        &mut self,
+        fdb_buckets: usize,
+        floods: bool,
+    ) -> Result<Box<dyn XdpProgram>, XdpError>;
     /// Opens the rtnetlink sockets ([`Netlink::open`]).
     fn open_rtnetlink(&mut self) -> io::Result<Box<dyn Rtnetlink>>;
     /// Opens the netdev family ([`Netdev::open`]; kernels before 6.3 have none).
@@ -224,8 +229,12 @@ impl Kernel for Linux {
         Interface::lookup(name)
     }
 
-    fn load_program(&mut self, fdb_buckets: usize) -> Result<Box<dyn XdpProgram>, XdpError> {
-        Ok(Box::new(Steering::load(fdb_buckets)?))
+    fn load_program(
+        &mut self,
+        fdb_buckets: usize,
+        floods: bool,
+    ) -> Result<Box<dyn XdpProgram>, XdpError> {
+        Ok(Box::new(Steering::load(fdb_buckets, floods)?))
     }
 
     fn open_rtnetlink(&mut self) -> io::Result<Box<dyn Rtnetlink>> {
