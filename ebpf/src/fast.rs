@@ -445,20 +445,20 @@ fn refund(slot: u32, which: u32, meter: &Meter, units: u64) {
 }
 
 /// The frame's VLAN and tag as the workers' `VlanTable::classify` finds them, or `None`
-/// where they would drop it (the workers then do, and count it).
+/// where they would drop it (the workers then do, and count it) or where a second tag
+/// follows the first: stacked tags are the workers' (a pop here would leave the inner
+/// tag in front, which the egress program could take for a flood's and pop too).
 #[inline(always)]
 fn classify(head: &[u8; TAGGED_HEADER_LEN], ingress: &SlotConf) -> Option<(u16, Option<u16>)> {
     let be16 = |at: usize| u16::from_be_bytes([head[at], head[at + 1]]);
     let (vid, tci) = match be16(OFFSET) {
         TPID_8021Q => {
+            if dot1q::is_stacking(be16(INNER_OFFSET)) {
+                return None;
+            }
             let tci = be16(TCI_OFFSET);
             let vid = match tci & VID_MASK {
-                0 => {
-                    if dot1q::is_stacking(be16(INNER_OFFSET)) {
-                        return None;
-                    }
-                    ingress.pvid
-                }
+                0 => ingress.pvid,
                 _ if ingress.flags & slot_flags::TRUNK == 0 => return None,
                 v => v,
             };

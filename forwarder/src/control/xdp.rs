@@ -745,8 +745,13 @@ impl Steering {
             fast.allowed_now.insert(slot, wanted);
         }
         // What the egress program needs of the port, before any frame is sent to it.
+        // (Cleared only while it still names this slot: another may have it now.)
         if let Some(at) = fast.egress_info_at.remove(&slot)
             && Some(at) != egress
+            && fast
+                .egress_info
+                .get(&at, 0)
+                .is_ok_and(|info| info & 0xffff == slot + 1)
         {
             fast.egress_info
                 .set(at, 0, 0)
