@@ -56,6 +56,7 @@ pub fn reason(code: u8) -> Option<DropReason> {
     match code {
         tap::POLICED => Some(DropReason::Policed),
         tap::IP_SPOOFED => Some(DropReason::IpSpoofed),
+        tap::STORM => Some(DropReason::Storm),
         _ => None,
     }
 }
@@ -103,6 +104,7 @@ mod tests {
         assert_eq!(parse(&record[..20]), None);
         assert_eq!(reason(0), None);
         assert_eq!(reason(tap::POLICED), Some(DropReason::Policed));
+        assert_eq!(reason(tap::STORM), Some(DropReason::Storm));
         assert_eq!(reason(tap::IP_SPOOFED), Some(DropReason::IpSpoofed));
         assert_eq!(reason(200), None, "a code this build does not know");
         assert_eq!(parse(&record[..META_LEN + 3]), None);
